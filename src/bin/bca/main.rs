@@ -1,0 +1,131 @@
+//! `bca`: the native command-line tool. Same kernels as the browser, on wgpu's native backends.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use bca::gpu::{GpuContext, GpuOptions};
+use clap::{Args, Parser, Subcommand};
+
+mod serve;
+
+#[derive(Parser)]
+#[command(name = "bca", version, about = "Baichuan-Audio on WebGPU: tools, tests and benchmarks")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Args, Clone)]
+struct GpuArgs {
+    /// Use the portable f32 activation path even if the adapter has shader-f16.
+    #[arg(long)]
+    f32: bool,
+    /// Do not use subgroup operations even if the adapter has them.
+    #[arg(long)]
+    no_subgroups: bool,
+}
+
+impl GpuArgs {
+    fn options(&self) -> GpuOptions {
+        GpuOptions {
+            force_f32: self.f32,
+            no_subgroups: self.no_subgroups,
+            low_power: false,
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Print the adapter, backend, driver, features and negotiated limits.
+    Info {
+        #[command(flatten)]
+        gpu: GpuArgs,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run the kernel self-tests (the same cases as the web page) against CPU references.
+    Selftest {
+        #[command(flatten)]
+        gpu: GpuArgs,
+    },
+    /// Serve the web app (www/) with the COOP/COEP headers it needs.
+    Serve {
+        /// Folder to serve.
+        #[arg(long, default_value = "www")]
+        dir: PathBuf,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        addr: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("bca: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    match cli.cmd {
+        Cmd::Info { gpu, json } => {
+            let ctx = pollster::block_on(GpuContext::new(&gpu.options()))?;
+            let r = ctx.report();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                print_info(&r);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Selftest { gpu } => {
+            let ctx = pollster::block_on(GpuContext::new(&gpu.options()))?;
+            println!("adapter: {} ({:?})", ctx.info.name, ctx.info.backend);
+            let results = pollster::block_on(bca::selftest::run_all(&ctx));
+            let failed = results.iter().filter(|r| !r.passed).count();
+            for r in &results {
+                println!(
+                    "{} {}: {}",
+                    if r.passed { "ok  " } else { "FAIL" },
+                    r.name,
+                    r.detail
+                );
+            }
+            println!("{} passed, {} failed", results.len() - failed, failed);
+            Ok(if failed == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Cmd::Serve { dir, addr } => {
+            serve::serve(&dir, &addr)?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn print_info(r: &serde_json::Value) {
+    let s = |k: &str| r[k].as_str().unwrap_or("?").to_string();
+    println!("adapter:   {}", s("adapter"));
+    println!("backend:   {} ({})", s("backend"), s("device_type"));
+    println!("driver:    {} {}", s("driver"), s("driver_info"));
+    println!("ids:       vendor {} device {}", s("vendor"), s("device"));
+    println!("compute:   activations {}", s("activation_dtype"));
+    if let Some(f) = r["features"].as_object() {
+        for (k, v) in f {
+            println!("feature:   {k} = {v}");
+        }
+    }
+    if let Some(l) = r["limits"].as_object() {
+        for (k, v) in l {
+            println!("limit:     {k} = {v}");
+        }
+    }
+}

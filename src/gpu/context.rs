@@ -1,0 +1,320 @@
+use std::sync::{Arc, Mutex};
+
+use super::{BufferPool, GpuError, PipelineCache};
+
+/// What the caller may ask of the runtime.
+#[derive(Clone, Debug, Default)]
+pub struct GpuOptions {
+    /// Run the f32 activation path even where `shader-f16` exists (for tests and comparisons).
+    pub force_f32: bool,
+    /// Never request subgroups (to test the portable kernels on an adapter that has them).
+    pub no_subgroups: bool,
+    /// Prefer a low-power adapter (laptops); the default asks for high performance.
+    pub low_power: bool,
+}
+
+/// Capabilities negotiated with the adapter; kernels pick their variant from these.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Caps {
+    /// `shader-f16` enabled: f16 activations. Otherwise the portable f32 path.
+    pub f16: bool,
+    /// Subgroup operations enabled (native only with wgpu 30).
+    pub subgroups: bool,
+    /// Subgroup size when the adapter has one fixed size (min == max), else 0.
+    pub subgroup_size: u32,
+    /// Timestamp queries enabled (benchmarks and profiling).
+    pub timestamps: bool,
+}
+
+/// The limits we raised to the adapter's values (the rest stay at WebGPU defaults).
+#[derive(Clone, Copy, Debug, serde::Serialize)]
+pub struct NegotiatedLimits {
+    pub max_buffer_size: u64,
+    pub max_storage_buffer_binding_size: u64,
+    pub max_compute_workgroup_storage_size: u32,
+    pub max_compute_invocations_per_workgroup: u32,
+    pub max_compute_workgroup_size_x: u32,
+    pub max_compute_workgroups_per_dimension: u32,
+    pub max_storage_buffers_per_shader_stage: u32,
+    pub min_storage_buffer_offset_alignment: u32,
+}
+
+/// Minimums below which no kernel of ours can run (WebGPU's defaults, which every
+/// conformant adapter offers; a lower one means a broken or non-WebGPU adapter).
+const NEED_INVOCATIONS: u32 = 256;
+const NEED_WG_STORAGE: u32 = 16384;
+const NEED_STORAGE_BUFFERS: u32 = 8;
+const NEED_BINDING: u64 = 128 << 20;
+
+#[derive(Default)]
+pub(crate) struct ErrorSink {
+    /// First uncaptured error since the last check (later ones are usually consequences).
+    pub first: Option<GpuError>,
+    /// Set once the device is lost; every later call fails with it.
+    pub lost: Option<String>,
+}
+
+pub struct GpuContext {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub info: wgpu::AdapterInfo,
+    pub caps: Caps,
+    pub limits: NegotiatedLimits,
+    pub pipelines: PipelineCache,
+    pub pool: BufferPool,
+    pub(crate) sink: Arc<Mutex<ErrorSink>>,
+    /// A 16-byte storage buffer bound where an optional input (e.g. a bias) is absent.
+    pub(crate) dummy: wgpu::Buffer,
+}
+
+impl GpuContext {
+    /// Finds an adapter, negotiates features and limits, and creates the device.
+    pub async fn new(opts: &GpuOptions) -> Result<Self, GpuError> {
+        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle());
+        let adapter = instance
+            .request_adapter(&wgpu::RequestAdapterOptions {
+                power_preference: if opts.low_power {
+                    wgpu::PowerPreference::LowPower
+                } else {
+                    wgpu::PowerPreference::HighPerformance
+                },
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| GpuError::NoAdapter(e.to_string()))?;
+        Self::from_adapter(adapter, opts).await
+    }
+
+    pub async fn from_adapter(adapter: wgpu::Adapter, opts: &GpuOptions) -> Result<Self, GpuError> {
+        let info = adapter.get_info();
+        let have = adapter.features();
+        let al = adapter.limits();
+
+        let check = |limit: &'static str, have: u64, need: u64| {
+            if have < need {
+                Err(GpuError::LimitTooLow { limit, have, need })
+            } else {
+                Ok(())
+            }
+        };
+        check(
+            "maxComputeInvocationsPerWorkgroup",
+            al.max_compute_invocations_per_workgroup as u64,
+            NEED_INVOCATIONS as u64,
+        )?;
+        check(
+            "maxComputeWorkgroupSizeX",
+            al.max_compute_workgroup_size_x as u64,
+            NEED_INVOCATIONS as u64,
+        )?;
+        check(
+            "maxComputeWorkgroupStorageSize",
+            al.max_compute_workgroup_storage_size as u64,
+            NEED_WG_STORAGE as u64,
+        )?;
+        check(
+            "maxStorageBuffersPerShaderStage",
+            al.max_storage_buffers_per_shader_stage as u64,
+            NEED_STORAGE_BUFFERS as u64,
+        )?;
+        check(
+            "maxStorageBufferBindingSize",
+            al.max_storage_buffer_binding_size,
+            NEED_BINDING,
+        )?;
+
+        let mut features = wgpu::Features::empty();
+        let f16 = !opts.force_f32 && have.contains(wgpu::Features::SHADER_F16);
+        if f16 {
+            features |= wgpu::Features::SHADER_F16;
+        }
+        let subgroups = !opts.no_subgroups && have.contains(wgpu::Features::SUBGROUP);
+        if subgroups {
+            features |= wgpu::Features::SUBGROUP;
+        }
+        let timestamps = have.contains(wgpu::Features::TIMESTAMP_QUERY);
+        if timestamps {
+            features |= wgpu::Features::TIMESTAMP_QUERY;
+        }
+
+        // Raise what the model needs to what the adapter offers; keep the rest at defaults.
+        let mut limits = wgpu::Limits::default();
+        limits.max_buffer_size = al.max_buffer_size;
+        limits.max_storage_buffer_binding_size = al.max_storage_buffer_binding_size;
+        limits.max_compute_workgroup_storage_size = al.max_compute_workgroup_storage_size;
+        limits.max_compute_invocations_per_workgroup = al.max_compute_invocations_per_workgroup;
+        limits.max_compute_workgroup_size_x = al.max_compute_workgroup_size_x;
+        limits.max_compute_workgroup_size_y = al.max_compute_workgroup_size_y;
+        limits.max_compute_workgroups_per_dimension = al.max_compute_workgroups_per_dimension;
+        limits.max_storage_buffers_per_shader_stage = al.max_storage_buffers_per_shader_stage;
+        limits.max_bindings_per_bind_group = al.max_bindings_per_bind_group;
+
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("bca"),
+                required_features: features,
+                required_limits: limits.clone(),
+                memory_hints: wgpu::MemoryHints::Performance,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| GpuError::RequestDevice(e.to_string()))?;
+
+        let sink = Arc::new(Mutex::new(ErrorSink::default()));
+        {
+            let sink = sink.clone();
+            device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+                if let Ok(mut s) = sink.lock() {
+                    if s.first.is_none() {
+                        s.first = Some(GpuError::from(e));
+                    }
+                }
+            }));
+        }
+        {
+            let sink = sink.clone();
+            device.set_device_lost_callback(move |reason, msg| {
+                if let Ok(mut s) = sink.lock() {
+                    s.lost = Some(format!("{reason:?}: {msg}"));
+                }
+            });
+        }
+
+        let fixed_sg = info.subgroup_min_size == info.subgroup_max_size;
+        let caps = Caps {
+            f16,
+            subgroups,
+            subgroup_size: if subgroups && fixed_sg {
+                info.subgroup_min_size
+            } else {
+                0
+            },
+            timestamps,
+        };
+        let dl = device.limits();
+        let limits = NegotiatedLimits {
+            max_buffer_size: dl.max_buffer_size,
+            max_storage_buffer_binding_size: dl.max_storage_buffer_binding_size,
+            max_compute_workgroup_storage_size: dl.max_compute_workgroup_storage_size,
+            max_compute_invocations_per_workgroup: dl.max_compute_invocations_per_workgroup,
+            max_compute_workgroup_size_x: dl.max_compute_workgroup_size_x,
+            max_compute_workgroups_per_dimension: dl.max_compute_workgroups_per_dimension,
+            max_storage_buffers_per_shader_stage: dl.max_storage_buffers_per_shader_stage,
+            min_storage_buffer_offset_alignment: dl.min_storage_buffer_offset_alignment,
+        };
+        let dummy = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("dummy"),
+            size: 16,
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        });
+        Ok(GpuContext {
+            device,
+            queue,
+            info,
+            caps,
+            limits,
+            pipelines: PipelineCache::default(),
+            pool: BufferPool::default(),
+            sink,
+            dummy,
+        })
+    }
+
+    /// The activation dtype kernels use on this device.
+    pub fn act(&self) -> super::ActDType {
+        if self.caps.f16 {
+            super::ActDType::F16
+        } else {
+            super::ActDType::F32
+        }
+    }
+
+    /// Fails with the device-lost reason, or the first uncaptured error since the last call.
+    pub fn check(&self) -> Result<(), GpuError> {
+        let mut s = self
+            .sink
+            .lock()
+            .map_err(|_| GpuError::Internal("error sink poisoned".into()))?;
+        if let Some(reason) = &s.lost {
+            return Err(GpuError::DeviceLost(reason.clone()));
+        }
+        match s.first.take() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Creates a storage buffer (with COPY_SRC/COPY_DST) initialised from `data`.
+    /// The size is rounded up to 16 bytes so kernels may read whole `vec4`s.
+    pub fn upload(&self, label: &str, data: &[u8]) -> wgpu::Buffer {
+        let size = crate::util::round_up(data.len().max(16), 16) as u64;
+        let buf = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size,
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_DST
+                | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        // write_buffer needs a multiple of 4 bytes; pad the tail chunk
+        let whole = data.len() / 4 * 4;
+        if whole > 0 {
+            self.queue.write_buffer(&buf, 0, &data[..whole]);
+        }
+        if whole < data.len() {
+            let mut tail = [0u8; 4];
+            tail[..data.len() - whole].copy_from_slice(&data[whole..]);
+            self.queue.write_buffer(&buf, whole as u64, &tail);
+        }
+        buf
+    }
+
+    /// A uniform buffer holding `data` (a `#[repr(C)]` params struct).
+    pub fn uniform(&self, label: &str, data: &[u8]) -> wgpu::Buffer {
+        let size = crate::util::round_up(data.len().max(16), 16) as u64;
+        let buf = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut padded = data.to_vec();
+        padded.resize(size as usize, 0);
+        self.queue.write_buffer(&buf, 0, &padded);
+        buf
+    }
+
+    /// A storage buffer of `size` bytes (rounded up to 16), contents undefined.
+    pub fn storage(&self, label: &str, size: u64) -> wgpu::Buffer {
+        self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: size.max(16).div_ceil(16) * 16,
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_DST
+                | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        })
+    }
+
+    /// A plain-text report of the adapter and what was negotiated (`bca info`, the web page).
+    pub fn report(&self) -> serde_json::Value {
+        serde_json::json!({
+            "adapter": self.info.name,
+            "backend": format!("{:?}", self.info.backend),
+            "device_type": format!("{:?}", self.info.device_type),
+            "driver": self.info.driver,
+            "driver_info": self.info.driver_info,
+            "vendor": format!("0x{:04x}", self.info.vendor),
+            "device": format!("0x{:04x}", self.info.device),
+            "features": {
+                "shader_f16": self.caps.f16,
+                "subgroups": self.caps.subgroups,
+                "subgroup_size": self.caps.subgroup_size,
+                "timestamp_query": self.caps.timestamps,
+            },
+            "activation_dtype": self.act().name(),
+            "limits": self.limits,
+        })
+    }
+}

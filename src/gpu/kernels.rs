@@ -1,0 +1,142 @@
+//! The kernel registry: every WGSL file of `shaders/`, embedded at compile time, and the one
+//! small preprocessing step that specialises it (a visible header + `#if subgroups` blocks).
+//!
+//! Header: `act`/`act4` alias the activation type (f16 with `enable f16;`, or f32 on the
+//! portable path). Lines between `// #if subgroups` and `// #endif` are kept only for the
+//! subgroup variant. Everything else is WGSL `override` constants, set per pipeline.
+
+use super::GpuError;
+
+/// Activation (and KV cache) element type on the GPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+pub enum ActDType {
+    F16,
+    F32,
+}
+
+impl ActDType {
+    pub fn name(self) -> &'static str {
+        match self {
+            ActDType::F16 => "f16",
+            ActDType::F32 => "f32",
+        }
+    }
+    pub fn size(self) -> usize {
+        match self {
+            ActDType::F16 => 2,
+            ActDType::F32 => 4,
+        }
+    }
+}
+
+/// `(file stem, WGSL source)`: the file stem is the kernel family name.
+const SOURCES: &[(&str, &str)] = &[
+    ("gemv", include_str!("../../shaders/matmul/gemv.wgsl")),
+    ("rmsnorm", include_str!("../../shaders/norm/rmsnorm.wgsl")),
+    ("softmax", include_str!("../../shaders/reduce/softmax.wgsl")),
+];
+
+/// Names of every kernel family (for `bca info` and tests).
+pub fn families() -> impl Iterator<Item = &'static str> {
+    SOURCES.iter().map(|(n, _)| *n)
+}
+
+/// Identifies one compiled pipeline: family, entry point, activation type, subgroup use and
+/// the `override` constants. Its `Display` form is the pipeline label.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct KernelKey {
+    pub family: &'static str,
+    pub entry: &'static str,
+    pub act: ActDType,
+    pub subgroups: bool,
+    pub constants: Vec<(&'static str, u32)>,
+}
+
+impl std::fmt::Display for KernelKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}[{}", self.family, self.entry, self.act.name())?;
+        if self.subgroups {
+            write!(f, ",sg")?;
+        }
+        write!(f, "]")?;
+        for (i, (k, v)) in self.constants.iter().enumerate() {
+            write!(f, "{}{k}={v}", if i == 0 { "{" } else { "," })?;
+        }
+        if !self.constants.is_empty() {
+            write!(f, "}}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The specialised WGSL text for `key` (without constants: those are pipeline overrides).
+pub fn source(key: &KernelKey) -> Result<String, GpuError> {
+    let raw = SOURCES
+        .iter()
+        .find(|(n, _)| *n == key.family)
+        .map(|(_, s)| *s)
+        .ok_or_else(|| GpuError::UnknownKernel(key.family.to_string()))?;
+    let mut out = String::with_capacity(raw.len() + 128);
+    match key.act {
+        ActDType::F16 => out.push_str("enable f16;\nalias act = f16;\nalias act4 = vec4<f16>;\n"),
+        ActDType::F32 => out.push_str("alias act = f32;\nalias act4 = vec4<f32>;\n"),
+    }
+    // Browsers require `enable subgroups;`, naga 30 rejects it (it needs no directive).
+    if key.subgroups && cfg!(target_arch = "wasm32") {
+        out.push_str("enable subgroups;\n");
+    }
+    let mut keep = true;
+    for line in raw.lines() {
+        let t = line.trim();
+        if t == "// #if subgroups" {
+            keep = key.subgroups;
+            out.push('\n'); // keep line numbers aligned with the file
+            continue;
+        }
+        if t == "// #endif" {
+            keep = true;
+            out.push('\n');
+            continue;
+        }
+        if keep {
+            out.push_str(line);
+        }
+        out.push('\n');
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subgroup_blocks_are_stripped() {
+        let key = KernelKey {
+            family: "gemv",
+            entry: "gemv",
+            act: ActDType::F32,
+            subgroups: false,
+            constants: vec![("TPR", 32)],
+        };
+        let s = source(&key).unwrap();
+        assert!(!s.contains("subgroupAdd"));
+        assert!(s.starts_with("alias act = f32;"));
+        let s = source(&KernelKey {
+            subgroups: true,
+            act: ActDType::F16,
+            ..key.clone()
+        })
+        .unwrap();
+        assert!(s.contains("subgroupAdd"));
+        assert!(s.starts_with("enable f16;"));
+        assert_eq!(key.to_string(), "gemv:gemv[f32]{TPR=32}");
+        assert!(matches!(
+            source(&KernelKey {
+                family: "nope",
+                ..key
+            }),
+            Err(GpuError::UnknownKernel(_))
+        ));
+    }
+}

@@ -1,0 +1,149 @@
+//! Pipelines are created lazily, cached by [`KernelKey`] (never evicted), labelled with the
+//! key, and checked for validation errors right after creation.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use super::{kernels, GpuContext, GpuError, KernelKey};
+
+/// One binding of a kernel's group 0, in binding order (mirrors the shader's header).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Binding {
+    /// `var<storage, read>`
+    Read,
+    /// `var<storage, read_write>`
+    ReadWrite,
+    /// `var<uniform>`
+    Uniform,
+}
+
+pub struct CachedPipeline {
+    pub pipeline: wgpu::ComputePipeline,
+    pub layout: wgpu::BindGroupLayout,
+}
+
+#[derive(Default)]
+pub struct PipelineCache {
+    map: Mutex<HashMap<KernelKey, Arc<CachedPipeline>>>,
+}
+
+impl PipelineCache {
+    pub fn len(&self) -> usize {
+        self.map.lock().map(|m| m.len()).unwrap_or(0)
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl GpuContext {
+    /// The pipeline for `key` whose group 0 has `bindings`, compiled on first use.
+    pub fn pipeline(
+        &self,
+        key: &KernelKey,
+        bindings: &[Binding],
+    ) -> Result<Arc<CachedPipeline>, GpuError> {
+        if let Some(p) = self
+            .pipelines
+            .map
+            .lock()
+            .map_err(|_| GpuError::Internal("pipeline cache poisoned".into()))?
+            .get(key)
+        {
+            return Ok(p.clone());
+        }
+        self.check()?;
+        let label = key.to_string();
+        let src = kernels::source(key)?;
+        let module = self
+            .device
+            .create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(&label),
+                source: wgpu::ShaderSource::Wgsl(src.into()),
+            });
+        let entries: Vec<wgpu::BindGroupLayoutEntry> = bindings
+            .iter()
+            .enumerate()
+            .map(|(i, b)| wgpu::BindGroupLayoutEntry {
+                binding: i as u32,
+                visibility: wgpu::ShaderStages::COMPUTE,
+                ty: match b {
+                    Binding::Read => wgpu::BindingType::Buffer {
+                        ty: wgpu::BufferBindingType::Storage { read_only: true },
+                        has_dynamic_offset: false,
+                        min_binding_size: None,
+                    },
+                    Binding::ReadWrite => wgpu::BindingType::Buffer {
+                        ty: wgpu::BufferBindingType::Storage { read_only: false },
+                        has_dynamic_offset: false,
+                        min_binding_size: None,
+                    },
+                    Binding::Uniform => wgpu::BindingType::Buffer {
+                        ty: wgpu::BufferBindingType::Uniform,
+                        has_dynamic_offset: false,
+                        min_binding_size: None,
+                    },
+                },
+                count: None,
+            })
+            .collect();
+        let layout = self
+            .device
+            .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                label: Some(&label),
+                entries: &entries,
+            });
+        let pl = self
+            .device
+            .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label: Some(&label),
+                bind_group_layouts: &[Some(&layout)],
+                immediate_size: 0,
+            });
+        let constants: Vec<(&str, f64)> =
+            key.constants.iter().map(|(k, v)| (*k, *v as f64)).collect();
+        let pipeline = self
+            .device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(&label),
+                layout: Some(&pl),
+                module: &module,
+                entry_point: Some(key.entry),
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    constants: &constants,
+                    zero_initialize_workgroup_memory: false,
+                },
+                cache: None,
+            });
+        // Natively, shader and pipeline errors arrive synchronously; on the web they surface
+        // at the next check (submit/readback). Either way the key names the culprit.
+        self.check().map_err(|e| match e {
+            GpuError::Validation(m) => GpuError::Validation(format!("pipeline {label}: {m}")),
+            other => other,
+        })?;
+        let cached = Arc::new(CachedPipeline { pipeline, layout });
+        self.pipelines
+            .map
+            .lock()
+            .map_err(|_| GpuError::Internal("pipeline cache poisoned".into()))?
+            .insert(key.clone(), cached.clone());
+        Ok(cached)
+    }
+
+    /// Binds `buffers` (whole, in binding order) to `pipeline`'s group 0.
+    pub fn bind(&self, pipeline: &CachedPipeline, buffers: &[&wgpu::Buffer]) -> wgpu::BindGroup {
+        let entries: Vec<wgpu::BindGroupEntry> = buffers
+            .iter()
+            .enumerate()
+            .map(|(i, b)| wgpu::BindGroupEntry {
+                binding: i as u32,
+                resource: b.as_entire_binding(),
+            })
+            .collect();
+        self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: None,
+            layout: &pipeline.layout,
+            entries: &entries,
+        })
+    }
+}

@@ -1,0 +1,43 @@
+//! GPU ops, one file per family: validate shapes → pick the kernel variant → bind → dispatch.
+//! Every op records into a [`Recorder`](crate::gpu::Recorder); nothing is submitted here.
+
+mod gemv;
+mod norm;
+mod softmax;
+
+pub use gemv::gemv;
+pub use norm::rmsnorm;
+pub use softmax::softmax;
+
+use crate::gpu::GpuError;
+
+#[derive(Debug, thiserror::Error, Clone, PartialEq)]
+pub enum OpError {
+    #[error("{op}: {detail}")]
+    Shape { op: &'static str, detail: String },
+    #[error(transparent)]
+    Gpu(#[from] GpuError),
+}
+
+pub(crate) fn shape_err(op: &'static str, detail: impl Into<String>) -> OpError {
+    OpError::Shape {
+        op,
+        detail: detail.into(),
+    }
+}
+
+/// Checks that `buf` can hold `need` bytes (a typed error otherwise).
+pub(crate) fn check_len(
+    op: &'static str,
+    what: &str,
+    buf: &wgpu::Buffer,
+    need: u64,
+) -> Result<(), OpError> {
+    if buf.size() < need {
+        return Err(shape_err(
+            op,
+            format!("{what} buffer holds {} bytes, needs {need}", buf.size()),
+        ));
+    }
+    Ok(())
+}

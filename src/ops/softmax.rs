@@ -1,0 +1,55 @@
+use crate::gpu::{Binding, KernelKey, Recorder};
+use crate::tensor::Tensor;
+
+use super::{shape_err, OpError};
+
+// Mirrors shaders/reduce/softmax.wgsl: x, y, params.
+const BINDINGS: &[Binding] = &[Binding::Read, Binding::ReadWrite, Binding::Uniform];
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    rows: u32,
+    cols: u32,
+    _pad: [u32; 2],
+}
+
+/// Row-wise softmax over the last dimension of `x`.
+pub fn softmax(rec: &mut Recorder, x: &Tensor, y: &Tensor) -> Result<(), OpError> {
+    const OP: &str = "softmax";
+    let ctx = rec.ctx();
+    let cols = *x
+        .shape
+        .last()
+        .ok_or_else(|| shape_err(OP, "x has no dimensions"))?;
+    let rows = x.numel() / cols.max(1);
+    if cols == 0 || rows == 0 {
+        return Err(shape_err(OP, format!("empty input {:?}", x.shape)));
+    }
+    if y.shape != x.shape {
+        return Err(shape_err(
+            OP,
+            format!("y is {:?}, x is {:?}", y.shape, x.shape),
+        ));
+    }
+    if rows as u32 > ctx.limits.max_compute_workgroups_per_dimension {
+        return Err(shape_err(OP, format!("{rows} rows exceed the dispatch limit")));
+    }
+    let key = KernelKey {
+        family: "softmax",
+        entry: "softmax",
+        act: ctx.act(),
+        subgroups: false,
+        constants: vec![("WG", 256)],
+    };
+    let p = ctx.pipeline(&key, BINDINGS)?;
+    let params = Params {
+        rows: rows as u32,
+        cols: cols as u32,
+        _pad: [0; 2],
+    };
+    let ubuf = ctx.uniform("softmax.params", bytemuck::bytes_of(&params));
+    let group = ctx.bind(&p, &[&x.buf, &y.buf, &ubuf]);
+    rec.dispatch(&p.pipeline, &group, [rows as u32, 1, 1])?;
+    Ok(())
+}
