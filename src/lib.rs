@@ -17,3 +17,5 @@ pub mod util;
 pub mod web;
 
 pub use gpu::{GpuContext, GpuError, GpuOptions};
+/// The wgpu version this crate is built against (for tools and tests).
+pub use wgpu;

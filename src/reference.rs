@@ -36,7 +36,9 @@ pub fn softmax(x: &[f32], cols: usize) -> Vec<f32> {
             let m = row.iter().fold(f64::NEG_INFINITY, |a, v| a.max(*v as f64));
             let e: Vec<f64> = row.iter().map(|v| (*v as f64 - m).exp()).collect();
             let s: f64 = e.iter().sum();
-            e.into_iter().map(move |v| (v / s) as f32).collect::<Vec<_>>()
+            e.into_iter()
+                .map(move |v| (v / s) as f32)
+                .collect::<Vec<_>>()
         })
         .collect()
 }

@@ -109,7 +109,8 @@ pub const GEMV_SHAPES: &[(usize, usize)] = &[
     (1031, 129),
     (33, 5123),
 ];
-pub const ROW_SHAPES: &[(usize, usize)] = &[(1, 1), (3, 7), (5, 64), (2, 1000), (4, 3584), (1, 5003)];
+pub const ROW_SHAPES: &[(usize, usize)] =
+    &[(1, 1), (3, 7), (5, 64), (2, 1000), (4, 3584), (1, 5003)];
 
 /// `y = W x + b` with W ~ N(0, 0.02²)·(1 + ...), x ~ N(0, 1), b ~ U(−1, 1).
 pub async fn gemv_case(
@@ -123,10 +124,7 @@ pub async fn gemv_case(
     let w: Vec<f32> = rng.normal_vec(m * k, 0.02);
     let x = round_act(ctx.act(), &rng.normal_vec(k, 1.0));
     let b = round_act(ctx.act(), &rng.uniform_vec(m, -1.0, 1.0));
-    let w16: Vec<f32> = w
-        .iter()
-        .map(|v| half::f16::from_f32(*v).to_f32())
-        .collect();
+    let w16: Vec<f32> = w.iter().map(|v| half::f16::from_f32(*v).to_f32()).collect();
     let want = reference::gemv(&w16, m, k, &x, with_bias.then_some(&b[..]));
 
     let wm = Matrix::f16_from_f32(ctx, "W", m, k, &w);
@@ -148,9 +146,7 @@ pub async fn rmsnorm_case(
     seed: u64,
 ) -> Result<Comparison, OpError> {
     let mut rng = Rng::new(seed);
-    let x: Vec<f32> = (0..rows * cols)
-        .map(|_| rng.normal() * 3.0 + 0.5)
-        .collect();
+    let x: Vec<f32> = (0..rows * cols).map(|_| rng.normal() * 3.0 + 0.5).collect();
     let x = round_act(ctx.act(), &x);
     let w = rng.uniform_vec(cols, 0.5, 1.5);
     let eps = 1e-6;
@@ -222,7 +218,10 @@ mod tests {
         assert!(!c.ok());
         let c = compare(&[1.0, 2.05], &[1.0, 2.0], 0.0, 0.03);
         assert!(c.ok(), "{c}");
-        assert!(!compare(&[], &[], 1.0, 1.0).ok(), "an empty comparison proves nothing");
+        assert!(
+            !compare(&[], &[], 1.0, 1.0).ok(),
+            "an empty comparison proves nothing"
+        );
         assert!(!compare(&[1.0], &[1.0, 2.0], 1.0, 1.0).ok());
     }
 }

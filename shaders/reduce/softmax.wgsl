@@ -28,7 +28,7 @@ fn softmax(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_inde
         return;
     }
     let base = row * P.cols;
-    var m = -3.4028235e38;
+    var m = -0x1.fffffep+127f; // lowest finite f32
     for (var c = lid; c < P.cols; c += WG) {
         m = max(m, f32(x[base + c]));
     }

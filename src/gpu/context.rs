@@ -11,6 +11,8 @@ pub struct GpuOptions {
     pub no_subgroups: bool,
     /// Prefer a low-power adapter (laptops); the default asks for high performance.
     pub low_power: bool,
+    /// Fail with [`GpuError::MissingFeature`] instead of falling back to f32 without `shader-f16`.
+    pub require_f16: bool,
 }
 
 /// Capabilities negotiated with the adapter; kernels pick their variant from these.
@@ -123,6 +125,12 @@ impl GpuContext {
             NEED_BINDING,
         )?;
 
+        if opts.require_f16 && !have.contains(wgpu::Features::SHADER_F16) {
+            return Err(GpuError::MissingFeature {
+                feature: "shader-f16",
+                why: "the f16 activation path (run without requiring it to use the f32 path)",
+            });
+        }
         let mut features = wgpu::Features::empty();
         let f16 = !opts.force_f32 && have.contains(wgpu::Features::SHADER_F16);
         if f16 {
@@ -138,16 +146,18 @@ impl GpuContext {
         }
 
         // Raise what the model needs to what the adapter offers; keep the rest at defaults.
-        let mut limits = wgpu::Limits::default();
-        limits.max_buffer_size = al.max_buffer_size;
-        limits.max_storage_buffer_binding_size = al.max_storage_buffer_binding_size;
-        limits.max_compute_workgroup_storage_size = al.max_compute_workgroup_storage_size;
-        limits.max_compute_invocations_per_workgroup = al.max_compute_invocations_per_workgroup;
-        limits.max_compute_workgroup_size_x = al.max_compute_workgroup_size_x;
-        limits.max_compute_workgroup_size_y = al.max_compute_workgroup_size_y;
-        limits.max_compute_workgroups_per_dimension = al.max_compute_workgroups_per_dimension;
-        limits.max_storage_buffers_per_shader_stage = al.max_storage_buffers_per_shader_stage;
-        limits.max_bindings_per_bind_group = al.max_bindings_per_bind_group;
+        let limits = wgpu::Limits {
+            max_buffer_size: al.max_buffer_size,
+            max_storage_buffer_binding_size: al.max_storage_buffer_binding_size,
+            max_compute_workgroup_storage_size: al.max_compute_workgroup_storage_size,
+            max_compute_invocations_per_workgroup: al.max_compute_invocations_per_workgroup,
+            max_compute_workgroup_size_x: al.max_compute_workgroup_size_x,
+            max_compute_workgroup_size_y: al.max_compute_workgroup_size_y,
+            max_compute_workgroups_per_dimension: al.max_compute_workgroups_per_dimension,
+            max_storage_buffers_per_shader_stage: al.max_storage_buffers_per_shader_stage,
+            max_bindings_per_bind_group: al.max_bindings_per_bind_group,
+            ..Default::default()
+        };
 
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {

@@ -19,7 +19,7 @@ pub async fn read_buffer(
         return Ok(Vec::new());
     }
     let padded = len.div_ceil(4) * 4;
-    if offset % 4 != 0 || offset + padded > src.size() {
+    if !offset.is_multiple_of(4) || offset + padded > src.size() {
         return Err(GpuError::Readback(format!(
             "range {offset}..{} outside the {}-byte buffer or unaligned",
             offset + padded,

@@ -63,7 +63,11 @@ pub fn gemv(
             if t.dtype != act {
                 return Err(shape_err(
                     OP,
-                    format!("{name} is {}, the device computes in {}", t.dtype.name(), act.name()),
+                    format!(
+                        "{name} is {}, the device computes in {}",
+                        t.dtype.name(),
+                        act.name()
+                    ),
                 ));
             }
         }
@@ -73,7 +77,6 @@ pub fn gemv(
     let Matrix::F16 {
         buf: wbuf, stride, ..
     } = w;
-    check_len(OP, "W", wbuf, (m * stride * 2) as u64)?;
     if m * stride * 2 > ctx.limits.max_storage_buffer_binding_size as usize {
         return Err(shape_err(
             OP,
@@ -84,10 +87,11 @@ pub fn gemv(
             ),
         ));
     }
+    check_len(OP, "W", wbuf, (m * stride * 2) as u64)?;
 
     // Subgroup variant: one row per subgroup, when the adapter's subgroup size is fixed.
     let sg = ctx.caps.subgroup_size;
-    let use_sg = ctx.caps.subgroups && sg >= 4 && WG % sg == 0;
+    let use_sg = ctx.caps.subgroups && sg >= 4 && WG.is_multiple_of(sg);
     let tpr = if use_sg { sg } else { TPR };
     let key = KernelKey {
         family: "gemv",

@@ -46,7 +46,10 @@ pub fn rmsnorm(
     }
     check_len(OP, "w", w, (cols * 4) as u64)?;
     if rows as u32 > ctx.limits.max_compute_workgroups_per_dimension {
-        return Err(shape_err(OP, format!("{rows} rows exceed the dispatch limit")));
+        return Err(shape_err(
+            OP,
+            format!("{rows} rows exceed the dispatch limit"),
+        ));
     }
     let key = KernelKey {
         family: "rmsnorm",

@@ -33,7 +33,10 @@ pub fn softmax(rec: &mut Recorder, x: &Tensor, y: &Tensor) -> Result<(), OpError
         ));
     }
     if rows as u32 > ctx.limits.max_compute_workgroups_per_dimension {
-        return Err(shape_err(OP, format!("{rows} rows exceed the dispatch limit")));
+        return Err(shape_err(
+            OP,
+            format!("{rows} rows exceed the dispatch limit"),
+        ));
     }
     let key = KernelKey {
         family: "softmax",

@@ -59,7 +59,10 @@ mod tests {
     #[test]
     fn loads_and_encodes() {
         let t = TextTokenizer::from_json_bytes(TINY.as_bytes()).unwrap();
-        assert_eq!(t.encode("hello <C_Q> world moon").unwrap(), vec![0, 3, 1, 2]);
+        assert_eq!(
+            t.encode("hello <C_Q> world moon").unwrap(),
+            vec![0, 3, 1, 2]
+        );
         assert!(matches!(
             TextTokenizer::from_json_bytes(b"{not json"),
             Err(TextError::Load(_))

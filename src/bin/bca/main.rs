@@ -9,7 +9,11 @@ use clap::{Args, Parser, Subcommand};
 mod serve;
 
 #[derive(Parser)]
-#[command(name = "bca", version, about = "Baichuan-Audio on WebGPU: tools, tests and benchmarks")]
+#[command(
+    name = "bca",
+    version,
+    about = "Baichuan-Audio on WebGPU: tools, tests and benchmarks"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -23,6 +27,9 @@ struct GpuArgs {
     /// Do not use subgroup operations even if the adapter has them.
     #[arg(long)]
     no_subgroups: bool,
+    /// Fail if the adapter lacks shader-f16 instead of falling back to f32.
+    #[arg(long, conflicts_with = "f32")]
+    require_f16: bool,
 }
 
 impl GpuArgs {
@@ -31,6 +38,7 @@ impl GpuArgs {
             force_f32: self.f32,
             no_subgroups: self.no_subgroups,
             low_power: false,
+            require_f16: self.require_f16,
         }
     }
 }

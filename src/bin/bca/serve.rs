@@ -44,7 +44,8 @@ pub fn serve(root: &Path, addr: &str) -> Result<(), Box<dyn std::error::Error>> 
     if !root.join("index.html").is_file() {
         return Err(format!("{} has no index.html", root.display()).into());
     }
-    let server = tiny_http::Server::http(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let server =
+        tiny_http::Server::http(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     println!("serving {} at http://{addr}/", root.display());
     for req in server.incoming_requests() {
         let file = resolve(root, req.url()).filter(|p| p.is_file());

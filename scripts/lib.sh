@@ -1,0 +1,29 @@
+# Shared helpers for the scripts (sourced).
+step() { printf '\n==> %s\n' "$*"; }
+
+# Runs apt-get install only for packages that are missing.
+apt_ensure() {
+  local missing=()
+  for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  if [ ${#missing[@]} -gt 0 ]; then
+    step "apt-get install ${missing[*]}"
+    local sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+}
+
+# wasm32 target + wasm-bindgen-cli pinned to Cargo.lock's wasm-bindgen.
+ensure_wasm_toolchain() {
+  if ! rustup target list --installed | grep -q '^wasm32-unknown-unknown$'; then
+    step "rustup target add wasm32-unknown-unknown"
+    rustup target add wasm32-unknown-unknown
+  fi
+  local want
+  want=$(awk '/^name = "wasm-bindgen"$/{getline; gsub(/version = |"/,""); print; exit}' Cargo.lock)
+  if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$want" ]; then
+    step "cargo install wasm-bindgen-cli --version $want (a few minutes, once)"
+    # not --locked: its lockfile pins a crate version the registry mirror may lack
+    cargo install wasm-bindgen-cli --version "$want"
+  fi
+}

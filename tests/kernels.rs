@@ -1,0 +1,197 @@
+//! Kernel tests on the native adapter (Mesa lavapipe in CI): every kernel against its CPU
+//! reference on seeded random inputs, for the f16 path (with and without subgroups) and the
+//! portable f32 path. No adapter, or no shader-f16 for the f16 tests, is a failure, not a skip.
+
+use std::sync::OnceLock;
+
+use bca::gpu::{GpuContext, GpuError, GpuOptions, Recorder};
+use bca::ops::{self, OpError};
+use bca::selftest::{self, Comparison, GEMV_SHAPES, ROW_SHAPES};
+use bca::tensor::{Matrix, Tensor};
+use bca::wgpu;
+
+#[derive(Clone, Copy, Debug)]
+enum Path {
+    /// f16 activations, subgroup kernels where the adapter has them.
+    F16,
+    /// f16 activations, portable (shared-memory) reductions.
+    F16Portable,
+    /// f32 activations (what browsers without shader-f16 run).
+    F32,
+}
+
+fn ctx(path: Path) -> &'static GpuContext {
+    static F16: OnceLock<GpuContext> = OnceLock::new();
+    static F16P: OnceLock<GpuContext> = OnceLock::new();
+    static F32: OnceLock<GpuContext> = OnceLock::new();
+    let (cell, opts) = match path {
+        Path::F16 => (
+            &F16,
+            GpuOptions {
+                require_f16: true,
+                ..Default::default()
+            },
+        ),
+        Path::F16Portable => (
+            &F16P,
+            GpuOptions {
+                require_f16: true,
+                no_subgroups: true,
+                ..Default::default()
+            },
+        ),
+        Path::F32 => (
+            &F32,
+            GpuOptions {
+                force_f32: true,
+                no_subgroups: true,
+                ..Default::default()
+            },
+        ),
+    };
+    cell.get_or_init(|| match pollster::block_on(GpuContext::new(&opts)) {
+        Ok(c) => c,
+        Err(e) => panic!("no usable GPU adapter for the {path:?} path: {e}"),
+    })
+}
+
+fn assert_ok(what: &str, r: Result<Comparison, OpError>) {
+    match r {
+        Ok(c) => assert!(c.ok(), "{what}: {c}"),
+        Err(e) => panic!("{what}: {e}"),
+    }
+}
+
+fn gemv_all(path: Path) {
+    let c = ctx(path);
+    for (i, &(m, k)) in GEMV_SHAPES.iter().enumerate() {
+        for bias in [false, true] {
+            let r = pollster::block_on(selftest::gemv_case(c, m, k, bias, 1000 + i as u64));
+            assert_ok(&format!("{path:?} gemv {m}x{k} bias={bias}"), r);
+        }
+    }
+}
+
+fn rows_all(path: Path) {
+    let c = ctx(path);
+    for (i, &(r, n)) in ROW_SHAPES.iter().enumerate() {
+        let seed = 2000 + i as u64;
+        assert_ok(
+            &format!("{path:?} rmsnorm {r}x{n}"),
+            pollster::block_on(selftest::rmsnorm_case(c, r, n, seed)),
+        );
+        assert_ok(
+            &format!("{path:?} softmax {r}x{n}"),
+            pollster::block_on(selftest::softmax_case(c, r, n, seed)),
+        );
+    }
+}
+
+#[test]
+fn adapter_paths_are_what_they_claim() {
+    let f16 = ctx(Path::F16);
+    assert!(f16.caps.f16, "the f16 context computes in f16");
+    let f32c = ctx(Path::F32);
+    assert!(!f32c.caps.f16 && !f32c.caps.subgroups);
+    assert!(!ctx(Path::F16Portable).caps.subgroups);
+    // lavapipe has subgroups; if an adapter lacks them the F16 path is simply portable too.
+    eprintln!(
+        "adapter {} subgroups={} size={}",
+        f16.info.name, f16.caps.subgroups, f16.caps.subgroup_size
+    );
+}
+
+#[test]
+fn gemv_f16() {
+    gemv_all(Path::F16);
+}
+
+#[test]
+fn gemv_f16_portable() {
+    gemv_all(Path::F16Portable);
+}
+
+#[test]
+fn gemv_f32() {
+    gemv_all(Path::F32);
+}
+
+#[test]
+fn norm_softmax_f16() {
+    rows_all(Path::F16);
+}
+
+#[test]
+fn norm_softmax_f32() {
+    rows_all(Path::F32);
+}
+
+#[test]
+fn selftest_suite_passes_on_both_paths() {
+    for path in [Path::F16, Path::F32] {
+        let results = pollster::block_on(selftest::run_all(ctx(path)));
+        assert!(results.len() >= 19);
+        for r in results {
+            assert!(r.passed, "{path:?} {}: {}", r.name, r.detail);
+        }
+    }
+}
+
+#[test]
+fn shape_errors_are_typed() {
+    let c = ctx(Path::F32);
+    let w = Matrix::f16_from_f32(c, "w", 4, 6, &[0.5; 24]);
+    let x = Tensor::from_f32(c, "x", &[5], &[1.0; 5]);
+    let y = Tensor::empty(c, "y", &[4]);
+    let mut rec = Recorder::new(c, "t");
+    let e = ops::gemv(&mut rec, &w, &x, None, &y).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "gemv: x has 5 elements, W is 4×6",
+        "a mismatched x names both shapes"
+    );
+    let x = Tensor::from_f32(c, "x", &[6], &[1.0; 6]);
+    let y3 = Tensor::empty(c, "y", &[3]);
+    assert!(matches!(
+        ops::gemv(&mut rec, &w, &x, None, &y3),
+        Err(OpError::Shape { op: "gemv", .. })
+    ));
+    let a = Tensor::empty(c, "a", &[2, 8]);
+    let b = Tensor::empty(c, "b", &[8, 2]);
+    assert!(ops::softmax(&mut rec, &a, &b).is_err());
+    assert_eq!(rec.dispatches(), 0, "nothing is recorded for a rejected op");
+}
+
+#[test]
+fn weight_over_binding_limit_is_refused_before_dispatch() {
+    let c = ctx(Path::F32);
+    // claims 2^20 rows of 128 columns (256 MiB of f16) with a tiny buffer: the op must say
+    // the matrix exceeds the binding limit (and must not dispatch).
+    let limit = c.limits.max_storage_buffer_binding_size as usize;
+    let rows = limit / 256 + 1;
+    let w = Matrix::F16 {
+        buf: c.storage("w", 16),
+        rows,
+        cols: 128,
+        stride: 128,
+    };
+    let x = Tensor::empty(c, "x", &[128]);
+    let y = Tensor::empty(c, "y", &[rows]);
+    let mut rec = Recorder::new(c, "t");
+    let e = ops::gemv(&mut rec, &w, &x, None, &y).unwrap_err();
+    assert!(e.to_string().contains("binding limit"), "{e}");
+}
+
+#[test]
+fn device_loss_is_a_typed_error() {
+    // A private device, destroyed on purpose: later calls must fail with DeviceLost.
+    let c = pollster::block_on(GpuContext::new(&GpuOptions::default())).expect("adapter");
+    c.device.destroy();
+    let _ = c.device.poll(wgpu::PollType::wait_indefinitely());
+    let x = Tensor::from_f32(&c, "x", &[4], &[1.0, 2.0, 3.0, 4.0]);
+    let e = pollster::block_on(x.to_vec(&c)).unwrap_err();
+    assert!(
+        matches!(e, GpuError::DeviceLost(_) | GpuError::Readback(_)),
+        "{e:?}"
+    );
+}

@@ -1,0 +1,56 @@
+// The page ⇄ worker protocol, in one place.
+//
+// Request:  { kind, uuid, content }            kind ∈ REQUEST
+// Response: { kind: "return", uuid, content }  the request's result
+//           { kind: "throw",  uuid, content: { name, message } }
+//           { kind: "progress", uuid, content: { progress, timeElapsed, text } }
+
+export const REQUEST = Object.freeze({
+  INIT: "init",         // content: { forceF32?: boolean } → adapter report
+  INFO: "info",         // → adapter report
+  SELFTEST: "selftest", // → [{ name, passed, detail }]
+});
+
+/** One error class per thing a user can act on. */
+export class WebGpuUnavailableError extends Error {
+  constructor(message) { super(message); this.name = "WebGpuUnavailableError"; }
+}
+export class EngineError extends Error {
+  constructor(message) { super(message); this.name = "EngineError"; }
+}
+
+export function errorFromWire({ name, message }) {
+  if (name === "WebGpuUnavailableError") return new WebGpuUnavailableError(message);
+  return new EngineError(message);
+}
+
+/** Talks to the engine worker: `call(kind, content)` returns a Promise. */
+export class EngineClient {
+  constructor(worker) {
+    this.worker = worker;
+    this.pending = new Map();
+    this.next = 1;
+    this.onProgress = null;
+    worker.onmessage = (ev) => this.#receive(ev.data);
+    worker.onerror = (ev) => {
+      const err = new EngineError(`the engine worker failed: ${ev.message || "unknown error"}`);
+      for (const { reject } of this.pending.values()) reject(err);
+      this.pending.clear();
+    };
+  }
+  call(kind, content = null) {
+    const uuid = String(this.next++);
+    return new Promise((resolve, reject) => {
+      this.pending.set(uuid, { resolve, reject });
+      this.worker.postMessage({ kind, uuid, content });
+    });
+  }
+  #receive(msg) {
+    const p = this.pending.get(msg.uuid);
+    if (msg.kind === "progress") { if (this.onProgress) this.onProgress(msg.content); return; }
+    if (!p) return;
+    this.pending.delete(msg.uuid);
+    if (msg.kind === "return") p.resolve(msg.content);
+    else p.reject(errorFromWire(msg.content));
+  }
+}
