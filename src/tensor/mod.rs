@@ -3,6 +3,8 @@
 //! Quantisation is a property of a weight ([`Matrix`]), not of the model code: ops take a
 //! `&Matrix` and pick the kernel for its format.
 
+pub mod quant;
+
 use half::f16;
 
 use crate::gpu::{ActDType, GpuContext};
