@@ -10,7 +10,9 @@
 //! `nb = kp/32` blocks per row, block `(r, b)` at index `r·nb + b`:
 //! - Q8 `data`: 8 u32 per block; u32 `j` holds weights `4j..4j+3` as i8, lowest byte first.
 //!   `scales`: one f16 per block, two per u32 (block `i` in the low half when `i` is even).
-//! - Q4 `data`: 4 u32 per block; u32 `j` holds weights `8j..8j+7` as nibbles, lowest first.
+//! - Q4 `data`: 4 u32 per block; u32 `j` holds weights `8j..8j+7`: byte `b` (lowest first)
+//!   = `q[8j+b] | q[8j+4+b] << 4`, so `word & 0x0F0F0F0F` are weights `8j..8j+3` and
+//!   `(word >> 4) & 0x0F0F0F0F` are `8j+4..8j+7` (one `unpack4x8unorm` each on the GPU).
 //!   `scales`: one u32 per block = (scale f16 low half, min f16 high half).
 
 use half::f16;
@@ -100,16 +102,17 @@ pub fn quantize_q4(w: &[f32], rows: usize, cols: usize) -> QuantMatrix {
             let s = f16::from_f32((hi - m.to_f32()) / 15.0);
             let (mf, sf) = (m.to_f32(), s.to_f32());
             let inv = if sf > 0.0 { 1.0 / sf } else { 0.0 };
+            let q = |k: usize| -> u32 {
+                if k < n {
+                    ((blk[k] - mf) * inv).round().clamp(0.0, 15.0) as u32
+                } else {
+                    0
+                }
+            };
             for j in 0..4 {
                 let mut word = 0u32;
-                for i in 0..8 {
-                    let k = 8 * j + i;
-                    let q = if k < n {
-                        ((blk[k] - mf) * inv).round().clamp(0.0, 15.0) as u32
-                    } else {
-                        0
-                    };
-                    word |= q << (4 * i);
+                for b in 0..4 {
+                    word |= (q(8 * j + b) | (q(8 * j + 4 + b) << 4)) << (8 * b);
                 }
                 data.push(word);
             }
@@ -153,7 +156,8 @@ pub fn dequantize_q4(q: &QuantMatrix) -> Vec<f32> {
         for c in 0..q.cols {
             let (b, i) = (r * nb + c / QBLOCK, c % QBLOCK);
             let word = q.data[b * 4 + i / 8];
-            let v = (word >> (4 * (i % 8))) & 0xf;
+            let j = i % 8; // byte j % 4, low nibble for j < 4, high nibble otherwise
+            let v = (word >> (8 * (j % 4) + 4 * (j / 4))) & 0xf;
             let sm = q.scales[b];
             let s = f16::from_bits(sm as u16).to_f32();
             let m = f16::from_bits((sm >> 16) as u16).to_f32();
@@ -193,8 +197,11 @@ mod tests {
         let w: Vec<f32> = (0..32).map(|i| i as f32).collect();
         let q4 = quantize_q4(&w, 1, 32);
         assert_eq!(q4.data[0] & 0xf, 0);
-        assert_eq!((q4.data[0] >> 4) & 0xf, 0); // 1/31·15 = 0.48 → 0
-        assert_eq!(q4.data[3] >> 28, 15);
+        // byte 1 low nibble = weight 1 (1·15/31 = 0.48 → 0); byte 0 high nibble = weight 4 (→ 2)
+        assert_eq!((q4.data[0] >> 8) & 0xf, 0);
+        assert_eq!((q4.data[0] >> 4) & 0xf, 2);
+        assert_eq!(q4.data[3] >> 28, 15); // weight 31
+        assert_eq!((q4.data[3] >> 24) & 0xf, 13); // weight 27: 27·15/31 = 13.06
         assert_eq!(
             f16::from_bits(q4.scales[0] as u16).to_f32(),
             f16::from_f32(31.0 / 15.0).to_f32()
