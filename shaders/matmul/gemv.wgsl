@@ -1,93 +1,171 @@
-// gemv — y = W·x (+ bias): a row of f16 weights times an activation vector, f32 accumulation.
+// gemv — y[n] = act(W·x[n] + bias) + res[n] for NB input vectors: weight rows of f16, q8 or q4,
+// read once for all NB vectors, f32 accumulation.
 //
-// @binding(0) w:    (M, KP/8) vec4<u32>  f16 weights, 8 per vec4 (2 per u32, low half first);
-//                                         rows padded with zeros to KP = ⌈K/8⌉·8
-// @binding(1) x:    (⌈K/4⌉,) act4         input vector (the buffer is padded to 16 bytes)
-// @binding(2) bias: (M,) act              read only when P.flags & 1
-// @binding(3) y:    (M,) act              output
-// @binding(4) P:    uniform Params
+// @binding(0) w:      weight data, (M, nb) blocks of vec4<u32>, nb = ⌈K/B⌉ per row, rows padded with 0
+//                       f16: B = 8,  1 vec4 per block (8 halves, low half of each u32 first)
+//                       q8:  B = 32, 2 vec4 per block (i8, lowest byte first)
+//                       q4:  B = 32, 1 vec4 per block (u32 j: bytes = q[8j+b] | q[8j+4+b] << 4)
+// @binding(1) s:      (M·nb) scales: q8 f16 pairs packed in u32; q4 u32 = (scale f16, min f16); f16: unused
+// @binding(2) x:      (NB, ⌈K/4⌉) act4   input vectors, each row padded to a multiple of 4 elements
+// @binding(3) bias:   (M,) act           read when P.flags & 1
+// @binding(4) res:    (NB, M) act        added after the activation when P.flags & 2 (residual)
+// @binding(5) y:      (NB, M) act        output
+// @binding(6) P:      uniform Params
 //
-// `act`/`act4` are f16 or f32 (chosen by the header the runtime prepends). Weights stay packed
-// f16 in both cases: `unpack2x16float` is core WGSL, so the f32 path needs no `shader-f16`.
-// TPR threads share one row; WG / TPR rows per workgroup. Workgroups are laid out 2-D
-// (x up to 65535) because the LM head has 152064 rows.
+// TPR threads share a row (WG / TPR rows per workgroup); the subgroup variants set TPR to the
+// subgroup size and reduce with subgroupAdd. Workgroups are laid out 2-D (x ≤ 65535): the LM
+// head has 152064 rows. Dequantisation: `unpack4x8unorm`/`unpack4x8snorm` turn 4 packed bytes
+// into a vec4<f32> in one step (core WGSL, no extension), so q4/q8 cost few ALU ops per weight.
 
 struct Params {
     m: u32,        // rows
     k: u32,        // columns (logical)
-    kp8: u32,      // row stride in vec4<u32> units = KP / 8
-    flags: u32,    // bit 0: add bias
-    groups_x: u32, // workgroups along x (for the 2-D → 1-D row mapping)
+    nb: u32,       // blocks per row
+    flags: u32,    // bit 0: bias, bit 1: residual add
+    groups_x: u32, // workgroups along x
+    xs: u32,       // stride between input vectors, in act4 units
+    n: u32,        // number of input vectors in this dispatch (≤ NB)
+    n0: u32,       // index of this dispatch's first vector in x, res and y
 }
 
 @group(0) @binding(0) var<storage, read> w: array<vec4<u32>>;
-@group(0) @binding(1) var<storage, read> x: array<act4>;
-@group(0) @binding(2) var<storage, read> bias: array<act>;
-@group(0) @binding(3) var<storage, read_write> y: array<act>;
-@group(0) @binding(4) var<uniform> P: Params;
+@group(0) @binding(1) var<storage, read> s: array<u32>;
+@group(0) @binding(2) var<storage, read> x: array<act4>;
+@group(0) @binding(3) var<storage, read> bias: array<act>;
+@group(0) @binding(4) var<storage, read> res: array<act>;
+@group(0) @binding(5) var<storage, read_write> y: array<act>;
+@group(0) @binding(6) var<uniform> P: Params;
 
 override WG: u32 = 256;
 override TPR: u32 = 32; // threads per row, a power of two ≤ WG
+override NB: u32 = 1;   // input vectors per dispatch, 1..4
+override ACT: u32 = 0;  // 0 none, 1 SiLU, 2 GELU (erf)
 
 const MAX_WG: u32 = 256u;
-var<workgroup> partial: array<f32, MAX_WG>;
+const MAX_NB: u32 = 4u;
+var<workgroup> partial: array<vec4<f32>, MAX_WG>;
 
-fn dot8(wv: vec4<u32>, xa: vec4<f32>, xb: vec4<f32>) -> f32 {
-    let w01 = unpack2x16float(wv.x);
-    let w23 = unpack2x16float(wv.y);
-    let w45 = unpack2x16float(wv.z);
-    let w67 = unpack2x16float(wv.w);
-    return dot(vec4<f32>(w01, w23), xa) + dot(vec4<f32>(w45, w67), xb);
+fn xv(n: u32, i: u32) -> vec4<f32> {
+    return vec4<f32>(x[(P.n0 + n) * P.xs + i]);
 }
 
-// Scalar f16 weight (row, col) for the ragged tail.
-fn w_at(row: u32, col: u32) -> f32 {
-    let v = w[row * P.kp8 + col / 8u];
-    let word = v[(col % 8u) / 2u];
-    let pair = unpack2x16float(word);
-    return select(pair.x, pair.y, (col & 1u) == 1u);
-}
-
-// Partial dot product of one row, strided over this thread's lane.
-fn row_partial(row: u32, lane: u32) -> f32 {
-    var acc = 0.0;
-    let full = P.k / 8u;
-    let base = row * P.kp8;
-    for (var c = lane; c < full; c += TPR) {
-        acc += dot8(w[base + c], vec4<f32>(x[2u * c]), vec4<f32>(x[2u * c + 1u]));
+// x[n][8c .. 8c+8) as two vec4; lanes at or beyond K are zeroed (ragged rows: the loads there
+// may touch padding or the next vector, which `select` discards, NaN included).
+fn x8(n: u32, c: u32) -> array<vec4<f32>, 2> {
+    var a = xv(n, 2u * c);
+    var b = xv(n, 2u * c + 1u);
+    let k0 = 8u * c;
+    if (k0 + 8u > P.k) {
+        let i = vec4<u32>(k0) + vec4<u32>(0u, 1u, 2u, 3u);
+        a = select(vec4<f32>(0.0), a, i < vec4<u32>(P.k));
+        b = select(vec4<f32>(0.0), b, i + vec4<u32>(4u) < vec4<u32>(P.k));
     }
-    // ragged tail: K % 8 leftover columns, one per lane
-    let col = full * 8u + lane;
-    if (lane < 8u && col < P.k) {
-        acc += w_at(row, col) * f32(x[col / 4u][col % 4u]);
+    return array<vec4<f32>, 2>(a, b);
+}
+
+fn f16w(v: u32) -> vec2<f32> {
+    return unpack2x16float(v);
+}
+
+// Partial dot products of one row for NB vectors, strided over this thread's lane.
+fn row_partial_f16(row: u32, lane: u32) -> vec4<f32> {
+    var acc = vec4<f32>(0.0);
+    let base = row * P.nb;
+    for (var c = lane; c < P.nb; c += TPR) {
+        let wv = w[base + c];
+        let wa = vec4<f32>(f16w(wv.x), f16w(wv.y));
+        let wb = vec4<f32>(f16w(wv.z), f16w(wv.w));
+        for (var n = 0u; n < NB; n++) {
+            let xx = x8(n, c);
+            acc[n] += dot(wa, xx[0]) + dot(wb, xx[1]);
+        }
     }
     return acc;
 }
 
-fn finish(row: u32, sum: f32) {
-    var v = sum;
-    if ((P.flags & 1u) != 0u) {
-        v += f32(bias[row]);
+fn row_partial_q8(row: u32, lane: u32) -> vec4<f32> {
+    var acc = vec4<f32>(0.0);
+    let base = row * P.nb;
+    for (var c = lane; c < P.nb; c += TPR) {
+        let b = base + c;
+        let sw = s[b / 2u];
+        let sc = select(unpack2x16float(sw).x, unpack2x16float(sw).y, (b & 1u) == 1u) * 127.0;
+        let w0 = w[2u * b];
+        let w1 = w[2u * b + 1u];
+        let q = array<vec4<f32>, 8>(
+            unpack4x8snorm(w0.x), unpack4x8snorm(w0.y), unpack4x8snorm(w0.z), unpack4x8snorm(w0.w),
+            unpack4x8snorm(w1.x), unpack4x8snorm(w1.y), unpack4x8snorm(w1.z), unpack4x8snorm(w1.w));
+        for (var n = 0u; n < NB; n++) {
+            var d = 0.0;
+            for (var j = 0u; j < 4u; j++) {
+                let xx = x8(n, 4u * c + j);
+                d += dot(q[2u * j], xx[0]) + dot(q[2u * j + 1u], xx[1]);
+            }
+            acc[n] += sc * d;
+        }
     }
-    y[row] = act(v);
+    return acc;
 }
 
-@compute @workgroup_size(WG)
-fn gemv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let rows_per_wg = WG / TPR;
-    let group = wid.y * P.groups_x + wid.x;
-    let row = group * rows_per_wg + lid / TPR;
-    let lane = lid % TPR;
-    var acc = 0.0;
-    if (row < P.m) {
-        acc = row_partial(row, lane);
+fn row_partial_q4(row: u32, lane: u32) -> vec4<f32> {
+    var acc = vec4<f32>(0.0);
+    let base = row * P.nb;
+    for (var c = lane; c < P.nb; c += TPR) {
+        let b = base + c;
+        let sm = unpack2x16float(s[b]);
+        let sc = sm.x * 255.0;
+        let wv = w[b];
+        let lo = vec4<u32>(wv & vec4<u32>(0x0F0F0F0Fu));
+        let hi = vec4<u32>((wv >> vec4<u32>(4u)) & vec4<u32>(0x0F0F0F0Fu));
+        for (var n = 0u; n < NB; n++) {
+            var d = 0.0;
+            var xs = vec4<f32>(0.0);
+            for (var j = 0u; j < 4u; j++) {
+                let xx = x8(n, 4u * c + j);
+                d += dot(unpack4x8unorm(lo[j]), xx[0]) + dot(unpack4x8unorm(hi[j]), xx[1]);
+                xs += xx[0] + xx[1];
+            }
+            acc[n] += sc * d + sm.y * dot(xs, vec4<f32>(1.0));
+        }
     }
+    return acc;
+}
+
+fn erf_approx(v: f32) -> f32 {
+    // Abramowitz–Stegun 7.1.26 (|error| ≤ 1.5e-7)
+    let a = abs(v);
+    let t = 1.0 / (1.0 + 0.3275911 * a);
+    let p = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))));
+    return sign(v) * (1.0 - p * exp(-a * a));
+}
+
+fn finish(row: u32, sums: vec4<f32>) {
+    for (var n = 0u; n < NB; n++) {
+        if (n >= P.n) {
+            break;
+        }
+        var v = sums[n];
+        if ((P.flags & 1u) != 0u) {
+            v += f32(bias[row]);
+        }
+        if (ACT == 1u) {
+            v = v / (1.0 + exp(-v));
+        } else if (ACT == 2u) {
+            v = 0.5 * v * (1.0 + erf_approx(v * 0.70710678118654752));
+        }
+        if ((P.flags & 2u) != 0u) {
+            v += f32(res[(P.n0 + n) * P.m + row]);
+        }
+        y[(P.n0 + n) * P.m + row] = act(v);
+    }
+}
+
+fn reduce_and_finish(row: u32, lane: u32, lid: u32, acc: vec4<f32>) {
     partial[lid] = acc;
     workgroupBarrier();
-    // tree reduction inside each TPR-wide segment (every thread reaches every barrier)
-    for (var s = TPR / 2u; s > 0u; s >>= 1u) {
-        if (lane < s) {
-            partial[lid] += partial[lid + s];
+    for (var st = TPR / 2u; st > 0u; st >>= 1u) {
+        if (lane < st) {
+            partial[lid] += partial[lid + st];
         }
         workgroupBarrier();
     }
@@ -96,20 +174,77 @@ fn gemv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     }
 }
 
-// #if subgroups
-// One row per subgroup: the runtime sets TPR to the adapter's (fixed) subgroup size.
+fn row_of(wid: vec3<u32>, lid: u32) -> u32 {
+    return (wid.y * P.groups_x + wid.x) * (WG / TPR) + lid / TPR;
+}
+
 @compute @workgroup_size(WG)
-fn gemv_sg(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-    @builtin(subgroup_invocation_id) sid: u32,
-) {
-    let rows_per_wg = WG / TPR;
-    let group = wid.y * P.groups_x + wid.x;
-    let row = group * rows_per_wg + lid / TPR;
-    var acc = 0.0;
+fn gemv_f16(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let row = row_of(wid, lid);
+    var acc = vec4<f32>(0.0);
     if (row < P.m) {
-        acc = row_partial(row, sid);
+        acc = row_partial_f16(row, lid % TPR);
+    }
+    reduce_and_finish(row, lid % TPR, lid, acc);
+}
+
+@compute @workgroup_size(WG)
+fn gemv_q8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let row = row_of(wid, lid);
+    var acc = vec4<f32>(0.0);
+    if (row < P.m) {
+        acc = row_partial_q8(row, lid % TPR);
+    }
+    reduce_and_finish(row, lid % TPR, lid, acc);
+}
+
+@compute @workgroup_size(WG)
+fn gemv_q4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let row = row_of(wid, lid);
+    var acc = vec4<f32>(0.0);
+    if (row < P.m) {
+        acc = row_partial_q4(row, lid % TPR);
+    }
+    reduce_and_finish(row, lid % TPR, lid, acc);
+}
+
+// #if subgroups
+// One row per subgroup: the runtime sets TPR to the adapter's fixed subgroup size.
+@compute @workgroup_size(WG)
+fn gemv_f16_sg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
+               @builtin(subgroup_invocation_id) sid: u32) {
+    let row = row_of(wid, lid);
+    var acc = vec4<f32>(0.0);
+    if (row < P.m) {
+        acc = row_partial_f16(row, sid);
+    }
+    let sum = subgroupAdd(acc);
+    if (sid == 0u && row < P.m) {
+        finish(row, sum);
+    }
+}
+
+@compute @workgroup_size(WG)
+fn gemv_q8_sg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
+              @builtin(subgroup_invocation_id) sid: u32) {
+    let row = row_of(wid, lid);
+    var acc = vec4<f32>(0.0);
+    if (row < P.m) {
+        acc = row_partial_q8(row, sid);
+    }
+    let sum = subgroupAdd(acc);
+    if (sid == 0u && row < P.m) {
+        finish(row, sum);
+    }
+}
+
+@compute @workgroup_size(WG)
+fn gemv_q4_sg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
+              @builtin(subgroup_invocation_id) sid: u32) {
+    let row = row_of(wid, lid);
+    var acc = vec4<f32>(0.0);
+    if (row < P.m) {
+        acc = row_partial_q4(row, sid);
     }
     let sum = subgroupAdd(acc);
     if (sid == 0u && row < P.m) {

@@ -3,8 +3,10 @@ use crate::tensor::{Matrix, Tensor};
 
 use super::{check_len, shape_err, OpError};
 
-// Mirrors shaders/matmul/gemv.wgsl: w, x, bias, y, params.
+// Mirrors shaders/matmul/gemv.wgsl: w, s, x, bias, res, y, params.
 const BINDINGS: &[Binding] = &[
+    Binding::Read,
+    Binding::Read,
     Binding::Read,
     Binding::Read,
     Binding::Read,
@@ -17,48 +19,98 @@ const BINDINGS: &[Binding] = &[
 struct Params {
     m: u32,
     k: u32,
-    kp8: u32,
+    nb: u32,
     flags: u32,
     groups_x: u32,
-    _pad: [u32; 3],
+    xs: u32,
+    n: u32,
+    n0: u32,
 }
 
 const WG: u32 = 256;
 const TPR: u32 = 32;
+/// Input vectors per dispatch (the weight rows are read once for all of them).
+pub const GEMV_MAX_N: usize = 4;
 
-/// `y (M) = W (M, K) · x (K) [+ bias (M)]`.
+/// Activation fused after the bias.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Activation {
+    #[default]
+    None,
+    Silu,
+    Gelu,
+}
+
+/// What happens after the product: `y = act(W·x + bias) + residual`.
+#[derive(Clone, Copy, Default)]
+pub struct Epilogue<'a> {
+    pub bias: Option<&'a Tensor>,
+    pub residual: Option<&'a Tensor>,
+    pub act: Activation,
+}
+
+/// `y (N, M) = act(x (N, K) · Wᵀ + bias) + residual`, W (M, K) in any [`Matrix`] format.
+/// Vectors go through in groups of [`GEMV_MAX_N`] per dispatch. For N > 1, K must be a
+/// multiple of 4 (rows of x are read as vec4).
 pub fn gemv(
     rec: &mut Recorder,
     w: &Matrix,
     x: &Tensor,
-    bias: Option<&Tensor>,
     y: &Tensor,
+    epi: Epilogue,
 ) -> Result<(), OpError> {
     const OP: &str = "gemv";
     let ctx = rec.ctx();
     let (m, k) = (w.rows(), w.cols());
-    if x.numel() != k {
+    let (n, xk) = match x.shape.as_slice() {
+        [k] => (1, *k),
+        [n, k] => (*n, *k),
+        s => return Err(shape_err(OP, format!("x must be (K) or (N, K), got {s:?}"))),
+    };
+    if xk != k {
+        return Err(shape_err(OP, format!("x is {:?}, W is {m}×{k}", x.shape)));
+    }
+    if n == 0 {
+        return Err(shape_err(OP, "x has no vectors"));
+    }
+    if n > 1 && k % 4 != 0 {
         return Err(shape_err(
             OP,
-            format!("x has {} elements, W is {m}×{k}", x.numel()),
+            format!("batched x {:?} needs K a multiple of 4", x.shape),
         ));
     }
-    if y.numel() != m {
+    if y.numel() != n * m {
         return Err(shape_err(
             OP,
-            format!("y has {} elements, W is {m}×{k}", y.numel()),
+            format!(
+                "y is {:?}, expected ({n}, {m}) for x {:?} and W {m}×{k}",
+                y.shape, x.shape
+            ),
         ));
     }
-    if let Some(b) = bias {
+    if let Some(b) = epi.bias {
         if b.numel() != m {
             return Err(shape_err(
                 OP,
-                format!("bias has {} elements, W has {m} rows", b.numel()),
+                format!("bias is {:?}, W has {m} rows", b.shape),
+            ));
+        }
+    }
+    if let Some(r) = epi.residual {
+        if r.numel() != n * m {
+            return Err(shape_err(
+                OP,
+                format!("residual is {:?}, y is {:?}", r.shape, y.shape),
             ));
         }
     }
     let act = ctx.act();
-    for (name, t) in [("x", Some(x)), ("y", Some(y)), ("bias", bias)] {
+    for (name, t) in [
+        ("x", Some(x)),
+        ("y", Some(y)),
+        ("bias", epi.bias),
+        ("residual", epi.residual),
+    ] {
         if let Some(t) = t {
             if t.dtype != act {
                 return Err(shape_err(
@@ -72,49 +124,84 @@ pub fn gemv(
             }
         }
     }
-    check_len(OP, "x", &x.buf, (k.div_ceil(4) * 4 * act.size()) as u64)?;
-    check_len(OP, "y", &y.buf, (m * act.size()) as u64)?;
-    let Matrix::F16 {
-        buf: wbuf, stride, ..
-    } = w;
-    if m * stride * 2 > ctx.limits.max_storage_buffer_binding_size as usize {
+    let limit = ctx.limits.max_storage_buffer_binding_size;
+    let wbytes = w.data_bytes();
+    if wbytes > limit {
         return Err(shape_err(
             OP,
             format!(
-                "W is {} bytes, over the device's {}-byte binding limit (split it)",
-                m * stride * 2,
-                ctx.limits.max_storage_buffer_binding_size
+                "W ({m}×{k} {}) is {wbytes} bytes, over the device's {limit}-byte binding limit (split it by rows)",
+                w.format()
             ),
         ));
     }
-    check_len(OP, "W", wbuf, (m * stride * 2) as u64)?;
+    check_len(OP, "W", w.data(), wbytes)?;
+    if let Some(sb) = w.scales() {
+        check_len(OP, "W scales", sb, w.scale_bytes())?;
+    }
+    let xs = k.div_ceil(4);
+    check_len(
+        OP,
+        "x",
+        &x.buf,
+        ((n - 1) * xs * 4 + k) as u64 * act.size() as u64,
+    )?;
+    check_len(OP, "y", &y.buf, (n * m * act.size()) as u64)?;
 
-    // Subgroup variant: one row per subgroup, when the adapter's subgroup size is fixed.
     let sg = ctx.caps.subgroup_size;
     let use_sg = ctx.caps.subgroups && sg >= 4 && WG.is_multiple_of(sg);
     let tpr = if use_sg { sg } else { TPR };
+    let base = match w {
+        Matrix::F16 { .. } => "gemv_f16",
+        Matrix::Q8 { .. } => "gemv_q8",
+        Matrix::Q4 { .. } => "gemv_q4",
+    };
+    let entry: &'static str = match (base, use_sg) {
+        ("gemv_f16", true) => "gemv_f16_sg",
+        ("gemv_q8", true) => "gemv_q8_sg",
+        ("gemv_q4", true) => "gemv_q4_sg",
+        (b, _) => b,
+    };
+    let act_code = match epi.act {
+        Activation::None => 0,
+        Activation::Silu => 1,
+        Activation::Gelu => 2,
+    };
+    let nb_vec = n.min(GEMV_MAX_N) as u32;
     let key = KernelKey {
         family: "gemv",
-        entry: if use_sg { "gemv_sg" } else { "gemv" },
+        entry,
         act,
         subgroups: use_sg,
-        constants: vec![("WG", WG), ("TPR", tpr)],
+        constants: vec![("WG", WG), ("TPR", tpr), ("NB", nb_vec), ("ACT", act_code)],
     };
     let p = ctx.pipeline(&key, BINDINGS)?;
-    let rows_per_wg = WG / tpr;
-    let groups = (m as u32).div_ceil(rows_per_wg);
+    let groups = (m as u32).div_ceil(WG / tpr);
     let g = grid(groups, ctx.limits.max_compute_workgroups_per_dimension);
-    let params = Params {
-        m: m as u32,
-        k: k as u32,
-        kp8: (stride / 8) as u32,
-        flags: bias.is_some() as u32,
-        groups_x: g[0],
-        _pad: [0; 3],
-    };
-    let ubuf = ctx.uniform("gemv.params", bytemuck::bytes_of(&params));
-    let bias_buf = bias.map(|b| &b.buf).unwrap_or(&ctx.dummy);
-    let group = ctx.bind(&p, &[wbuf, &x.buf, bias_buf, &y.buf, &ubuf]);
-    rec.dispatch(&p.pipeline, &group, g)?;
+    let flags = epi.bias.is_some() as u32 | (epi.residual.is_some() as u32) << 1;
+    let scales = w.scales().unwrap_or(&ctx.dummy);
+    let bias = epi.bias.map(|b| &b.buf).unwrap_or(&ctx.dummy);
+    let res = epi.residual.map(|b| &b.buf).unwrap_or(&ctx.dummy);
+    // Groups of up to NB vectors, each its own dispatch (params carry the first vector).
+    let group_buffers = [w.data(), scales, &x.buf, bias, res, &y.buf];
+    let mut start = 0;
+    while start < n {
+        let cnt = (n - start).min(GEMV_MAX_N);
+        let params = Params {
+            m: m as u32,
+            k: k as u32,
+            nb: w.blocks_per_row() as u32,
+            flags,
+            groups_x: g[0],
+            xs: xs as u32,
+            n: cnt as u32,
+            n0: start as u32,
+        };
+        let ubuf = ctx.uniform("gemv.params", bytemuck::bytes_of(&params));
+        let [b0, b1, b2, b3, b4, b5] = group_buffers;
+        let group = ctx.bind(&p, &[b0, b1, b2, b3, b4, b5, &ubuf]);
+        rec.dispatch(&p.pipeline, &group, g)?;
+        start += cnt;
+    }
     Ok(())
 }

@@ -5,7 +5,7 @@ mod gemv;
 mod norm;
 mod softmax;
 
-pub use gemv::gemv;
+pub use gemv::{gemv, Activation, Epilogue, GEMV_MAX_N};
 pub use norm::rmsnorm;
 pub use softmax::softmax;
 

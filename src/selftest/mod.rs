@@ -6,9 +6,9 @@
 use serde::Serialize;
 
 use crate::gpu::{GpuContext, Recorder};
-use crate::ops::{self, OpError};
+use crate::ops::{self, Activation, Epilogue, OpError, GEMV_MAX_N};
 use crate::reference;
-use crate::tensor::{round_act, Matrix, Tensor};
+use crate::tensor::{round_act, Matrix, Tensor, WeightFormat};
 use crate::util::rng::Rng;
 
 /// How a GPU result compares with its reference: `|got − want| ≤ atol + rtol·|want|`.
@@ -20,6 +20,8 @@ pub struct Comparison {
     pub worst_index: usize,
     pub atol: f32,
     pub rtol: f32,
+    /// Extra facts worth reporting (e.g. a quantised product's error against f16).
+    pub note: Option<String>,
 }
 
 impl Comparison {
@@ -34,7 +36,11 @@ impl std::fmt::Display for Comparison {
             f,
             "{} of {} outside atol {:.0e} + rtol {:.0e}; max abs err {:.3e} at index {}",
             self.bad, self.n, self.atol, self.rtol, self.max_abs_err, self.worst_index
-        )
+        )?;
+        if let Some(n) = &self.note {
+            write!(f, "; {n}")?;
+        }
+        Ok(())
     }
 }
 
@@ -46,6 +52,7 @@ pub fn compare(got: &[f32], want: &[f32], atol: f32, rtol: f32) -> Comparison {
         worst_index: 0,
         atol,
         rtol,
+        note: None,
     };
     if got.len() != want.len() {
         c.bad = want.len().max(got.len());
@@ -112,31 +119,113 @@ pub const GEMV_SHAPES: &[(usize, usize)] = &[
 pub const ROW_SHAPES: &[(usize, usize)] =
     &[(1, 1), (3, 7), (5, 64), (2, 1000), (4, 3584), (1, 5003)];
 
-/// `y = W x + b` with W ~ N(0, 0.02²)·(1 + ...), x ~ N(0, 1), b ~ U(−1, 1).
-pub async fn gemv_case(
-    ctx: &GpuContext,
-    m: usize,
-    k: usize,
-    with_bias: bool,
-    seed: u64,
-) -> Result<Comparison, OpError> {
+/// One product case: which format, how many vectors, which epilogue.
+#[derive(Clone, Copy, Debug)]
+pub struct GemvCase {
+    pub format: WeightFormat,
+    pub n: usize,
+    pub m: usize,
+    pub k: usize,
+    pub bias: bool,
+    pub residual: bool,
+    pub act: Activation,
+}
+
+impl GemvCase {
+    pub fn new(format: WeightFormat, m: usize, k: usize) -> Self {
+        GemvCase {
+            format,
+            n: 1,
+            m,
+            k,
+            bias: false,
+            residual: false,
+            act: Activation::None,
+        }
+    }
+}
+
+impl std::fmt::Display for GemvCase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "gemv {} {}x{}", self.format.name(), self.m, self.k)?;
+        if self.n > 1 {
+            write!(f, " n={}", self.n)?;
+        }
+        if self.bias {
+            write!(f, " +bias")?;
+        }
+        if self.act != Activation::None {
+            write!(f, " {:?}", self.act)?;
+        }
+        if self.residual {
+            write!(f, " +res")?;
+        }
+        Ok(())
+    }
+}
+
+/// `y = act(W x + b) + r` with W ~ N(0, 0.02²), x ~ N(0, 1), b, r ~ U(−1, 1), compared with the
+/// CPU product over the values the GPU multiplies by (f16-rounded or dequantised weights).
+/// For q8/q4 the note reports the error of the quantised product against the f16 product.
+pub async fn gemv_case(ctx: &GpuContext, c: GemvCase, seed: u64) -> Result<Comparison, OpError> {
+    let GemvCase { n, m, k, .. } = c;
     let mut rng = Rng::new(seed);
     let w: Vec<f32> = rng.normal_vec(m * k, 0.02);
-    let x = round_act(ctx.act(), &rng.normal_vec(k, 1.0));
+    let x = round_act(ctx.act(), &rng.normal_vec(n * k, 1.0));
     let b = round_act(ctx.act(), &rng.uniform_vec(m, -1.0, 1.0));
-    let w16: Vec<f32> = w.iter().map(|v| half::f16::from_f32(*v).to_f32()).collect();
-    let want = reference::gemv(&w16, m, k, &x, with_bias.then_some(&b[..]));
+    let r = round_act(ctx.act(), &rng.uniform_vec(n * m, -1.0, 1.0));
+    let epi_ref = |wv: &[f32]| -> Vec<f32> {
+        let mut out = Vec::with_capacity(n * m);
+        for i in 0..n {
+            let y = reference::gemv(wv, m, k, &x[i * k..(i + 1) * k], c.bias.then_some(&b[..]));
+            out.extend(y.into_iter().enumerate().map(|(j, v)| {
+                let v = match c.act {
+                    Activation::None => v,
+                    Activation::Silu => reference::silu(v),
+                    Activation::Gelu => reference::gelu(v),
+                };
+                if c.residual {
+                    v + r[i * m + j]
+                } else {
+                    v
+                }
+            }));
+        }
+        out
+    };
+    let want = epi_ref(&Matrix::reference_values(m, k, &w, c.format));
 
-    let wm = Matrix::f16_from_f32(ctx, "W", m, k, &w);
-    let xt = Tensor::from_f32(ctx, "x", &[k], &x);
+    let wm = Matrix::from_f32(ctx, "W", m, k, &w, c.format);
+    let xt = Tensor::from_f32(ctx, "x", &[n, k], &x);
     let bt = Tensor::from_f32(ctx, "b", &[m], &b);
-    let yt = Tensor::empty(ctx, "y", &[m]);
+    let rt = Tensor::from_f32(ctx, "r", &[n, m], &r);
+    let yt = Tensor::empty(ctx, "y", &[n, m]);
     let mut rec = Recorder::new(ctx, "gemv test");
-    ops::gemv(&mut rec, &wm, &xt, with_bias.then_some(&bt), &yt)?;
+    let epi = Epilogue {
+        bias: c.bias.then_some(&bt),
+        residual: c.residual.then_some(&rt),
+        act: c.act,
+    };
+    ops::gemv(&mut rec, &wm, &xt, &yt, epi)?;
     rec.submit()?;
     let got = yt.to_vec(ctx).await?;
     let (atol, rtol) = tol(ctx, (1e-4, 1e-4), (1e-3, 1e-3));
-    Ok(compare(&got, &want, atol, rtol))
+    let mut cmp = compare(&got, &want, atol, rtol);
+    if c.format != WeightFormat::F16 {
+        let f16_ref = epi_ref(&Matrix::reference_values(m, k, &w, WeightFormat::F16));
+        let num: f64 = got
+            .iter()
+            .zip(&f16_ref)
+            .map(|(a, b)| ((a - b) as f64).powi(2))
+            .sum();
+        let den: f64 = f16_ref.iter().map(|b| (*b as f64).powi(2)).sum();
+        cmp.note = Some(format!(
+            "{} vs f16 product: rel RMS {:.2e}",
+            c.format.name(),
+            (num / den.max(1e-30)).sqrt()
+        ));
+    }
+    Ok(cmp)
 }
 
 pub async fn rmsnorm_case(
@@ -186,11 +275,15 @@ pub async fn run_all(ctx: &GpuContext) -> Vec<CaseResult> {
     let mut out = Vec::new();
     let act = ctx.act().name();
     for (i, &(m, k)) in GEMV_SHAPES.iter().enumerate() {
-        let bias = i % 2 == 1;
-        let name = format!("gemv[{act}] {m}x{k}{}", if bias { "+bias" } else { "" });
+        let format = [WeightFormat::F16, WeightFormat::Q8, WeightFormat::Q4][i % 3];
+        let mut c = GemvCase::new(format, m, k);
+        c.bias = i % 2 == 1;
+        c.act = [Activation::None, Activation::Silu, Activation::Gelu][i % 3];
+        c.residual = i % 4 == 3;
+        c.n = if k % 4 == 0 { 1 + i % GEMV_MAX_N } else { 1 };
         out.push(CaseResult::from(
-            name,
-            gemv_case(ctx, m, k, bias, 100 + i as u64).await,
+            format!("{c} [{act}]"),
+            gemv_case(ctx, c, 100 + i as u64).await,
         ));
     }
     for (i, &(r, c)) in ROW_SHAPES.iter().enumerate() {

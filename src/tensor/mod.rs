@@ -68,8 +68,35 @@ pub fn round_act(dtype: ActDType, data: &[f32]) -> Vec<f32> {
     }
 }
 
+/// Storage format of a weight matrix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WeightFormat {
+    F16,
+    Q8,
+    Q4,
+}
+
+impl WeightFormat {
+    pub fn name(self) -> &'static str {
+        match self {
+            WeightFormat::F16 => "f16",
+            WeightFormat::Q8 => "q8",
+            WeightFormat::Q4 => "q4",
+        }
+    }
+    /// Average bits per weight, scales included.
+    pub fn bits_per_weight(self) -> f64 {
+        match self {
+            WeightFormat::F16 => 16.0,
+            WeightFormat::Q8 => 8.5,
+            WeightFormat::Q4 => 5.0,
+        }
+    }
+}
+
 /// A weight matrix `(rows, cols)` = PyTorch `Linear.weight` `(out, in)`, in one of the
-/// formats the products accept.
+/// formats the products accept (layouts: shaders/matmul/gemv.wgsl and [`quant`]).
 pub enum Matrix {
     /// f16, rows padded with zeros to `stride` = ⌈cols/8⌉·8 elements.
     F16 {
@@ -78,22 +105,78 @@ pub enum Matrix {
         cols: usize,
         stride: usize,
     },
+    /// Symmetric 8-bit blocks of 32 with f16 scales.
+    Q8 {
+        data: wgpu::Buffer,
+        scales: wgpu::Buffer,
+        rows: usize,
+        cols: usize,
+    },
+    /// Asymmetric 4-bit blocks of 32 with f16 scale and minimum.
+    Q4 {
+        data: wgpu::Buffer,
+        scales: wgpu::Buffer,
+        rows: usize,
+        cols: usize,
+    },
 }
 
 impl Matrix {
     pub fn rows(&self) -> usize {
         match self {
-            Matrix::F16 { rows, .. } => *rows,
+            Matrix::F16 { rows, .. } | Matrix::Q8 { rows, .. } | Matrix::Q4 { rows, .. } => *rows,
         }
     }
     pub fn cols(&self) -> usize {
         match self {
-            Matrix::F16 { cols, .. } => *cols,
+            Matrix::F16 { cols, .. } | Matrix::Q8 { cols, .. } | Matrix::Q4 { cols, .. } => *cols,
+        }
+    }
+    pub fn weight_format(&self) -> WeightFormat {
+        match self {
+            Matrix::F16 { .. } => WeightFormat::F16,
+            Matrix::Q8 { .. } => WeightFormat::Q8,
+            Matrix::Q4 { .. } => WeightFormat::Q4,
         }
     }
     pub fn format(&self) -> &'static str {
+        self.weight_format().name()
+    }
+    /// Blocks per row as the kernels see them (8 weights for f16, 32 for q8/q4).
+    pub fn blocks_per_row(&self) -> usize {
         match self {
-            Matrix::F16 { .. } => "f16",
+            Matrix::F16 { stride, .. } => stride / 8,
+            Matrix::Q8 { cols, .. } | Matrix::Q4 { cols, .. } => cols.div_ceil(quant::QBLOCK),
+        }
+    }
+    pub fn data(&self) -> &wgpu::Buffer {
+        match self {
+            Matrix::F16 { buf, .. } => buf,
+            Matrix::Q8 { data, .. } | Matrix::Q4 { data, .. } => data,
+        }
+    }
+    pub fn scales(&self) -> Option<&wgpu::Buffer> {
+        match self {
+            Matrix::F16 { .. } => None,
+            Matrix::Q8 { scales, .. } | Matrix::Q4 { scales, .. } => Some(scales),
+        }
+    }
+    /// Bytes of the weight data the kernel reads.
+    pub fn data_bytes(&self) -> u64 {
+        let blocks = (self.rows() * self.blocks_per_row()) as u64;
+        match self {
+            Matrix::F16 { .. } => blocks * 16,
+            Matrix::Q8 { .. } => blocks * 32,
+            Matrix::Q4 { .. } => blocks * 16,
+        }
+    }
+    /// Bytes of scales the kernel reads.
+    pub fn scale_bytes(&self) -> u64 {
+        let blocks = (self.rows() * self.blocks_per_row()) as u64;
+        match self {
+            Matrix::F16 { .. } => 0,
+            Matrix::Q8 { .. } => blocks.div_ceil(2) * 4,
+            Matrix::Q4 { .. } => blocks * 4,
         }
     }
 
@@ -118,6 +201,52 @@ impl Matrix {
             rows,
             cols,
             stride,
+        }
+    }
+
+    /// Quantises on the CPU (see [`quant`]) and uploads in `format`.
+    pub fn from_f32(
+        ctx: &GpuContext,
+        label: &str,
+        rows: usize,
+        cols: usize,
+        data: &[f32],
+        format: WeightFormat,
+    ) -> Matrix {
+        match format {
+            WeightFormat::F16 => Self::f16_from_f32(ctx, label, rows, cols, data),
+            WeightFormat::Q8 => {
+                let q = quant::quantize_q8(data, rows, cols);
+                Matrix::Q8 {
+                    data: ctx.upload(label, bytemuck::cast_slice(&q.data)),
+                    scales: ctx.upload(label, bytemuck::cast_slice(&q.scales)),
+                    rows,
+                    cols,
+                }
+            }
+            WeightFormat::Q4 => {
+                let q = quant::quantize_q4(data, rows, cols);
+                Matrix::Q4 {
+                    data: ctx.upload(label, bytemuck::cast_slice(&q.data)),
+                    scales: ctx.upload(label, bytemuck::cast_slice(&q.scales)),
+                    rows,
+                    cols,
+                }
+            }
+        }
+    }
+
+    /// The values the GPU multiplies by (for CPU references): f16-rounded or dequantised.
+    pub fn reference_values(
+        rows: usize,
+        cols: usize,
+        data: &[f32],
+        format: WeightFormat,
+    ) -> Vec<f32> {
+        match format {
+            WeightFormat::F16 => data.iter().map(|v| f16::from_f32(*v).to_f32()).collect(),
+            WeightFormat::Q8 => quant::dequantize_q8(&quant::quantize_q8(data, rows, cols)),
+            WeightFormat::Q4 => quant::dequantize_q4(&quant::quantize_q4(data, rows, cols)),
         }
     }
 }
