@@ -34,6 +34,8 @@ const SOURCES: &[(&str, &str)] = &[
     ("gemv", include_str!("../../shaders/matmul/gemv.wgsl")),
     ("rmsnorm", include_str!("../../shaders/norm/rmsnorm.wgsl")),
     ("softmax", include_str!("../../shaders/reduce/softmax.wgsl")),
+    ("fill", include_str!("../../shaders/util/fill.wgsl")),
+    ("copy", include_str!("../../shaders/util/copy.wgsl")),
 ];
 
 /// Names of every kernel family (for `bca info` and tests).

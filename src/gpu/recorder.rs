@@ -8,6 +8,8 @@ pub struct Recorder<'a> {
     encoder: Option<wgpu::CommandEncoder>,
     pass: Option<wgpu::ComputePass<'static>>,
     dispatches: usize,
+    /// Timestamp writes for the next pass opened (benchmarks).
+    timestamps: Option<(wgpu::QuerySet, u32)>,
 }
 
 impl<'a> Recorder<'a> {
@@ -20,7 +22,14 @@ impl<'a> Recorder<'a> {
             encoder: Some(encoder),
             pass: None,
             dispatches: 0,
+            timestamps: None,
         }
+    }
+
+    /// The next compute pass writes timestamps `index` (begin) and `index + 1` (end) of `qs`.
+    pub fn time_next_pass(&mut self, qs: &wgpu::QuerySet, index: u32) {
+        self.pass = None;
+        self.timestamps = Some((qs.clone(), index));
     }
 
     pub fn ctx(&self) -> &'a GpuContext {
@@ -44,9 +53,14 @@ impl<'a> Recorder<'a> {
                 .encoder
                 .as_mut()
                 .ok_or_else(|| GpuError::Internal("recorder already finished".into()))?;
+            let ts = self.timestamps.take();
             let pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: None,
-                timestamp_writes: None,
+                timestamp_writes: ts.as_ref().map(|(qs, i)| wgpu::ComputePassTimestampWrites {
+                    query_set: qs,
+                    beginning_of_pass_write_index: Some(*i),
+                    end_of_pass_write_index: Some(*i + 1),
+                }),
             });
             self.pass = Some(pass.forget_lifetime());
         }

@@ -1,10 +1,12 @@
 //! GPU ops, one file per family: validate shapes → pick the kernel variant → bind → dispatch.
 //! Every op records into a [`Recorder`](crate::gpu::Recorder); nothing is submitted here.
 
+mod fill;
 mod gemv;
 mod norm;
 mod softmax;
 
+pub use fill::{copy, fill, Fill};
 pub use gemv::{gemv, Activation, Epilogue, GEMV_MAX_N};
 pub use norm::rmsnorm;
 pub use softmax::softmax;

@@ -58,6 +58,11 @@ enum Cmd {
         #[command(flatten)]
         gpu: GpuArgs,
     },
+    /// Benchmarks on the GPU (full model shapes, random weights), against measured bandwidth.
+    Bench {
+        #[command(subcommand)]
+        what: BenchCmd,
+    },
     /// Serve the web app (www/) with the COOP/COEP headers it needs.
     Serve {
         /// Folder to serve.
@@ -67,6 +72,36 @@ enum Cmd {
         #[arg(long, default_value = "127.0.0.1:8080")]
         addr: String,
     },
+}
+
+#[derive(Subcommand)]
+enum BenchCmd {
+    /// Every decode-time matrix-vector product, per weight format: time, GB/s, % of copy bandwidth.
+    Kernels {
+        #[command(flatten)]
+        gpu: GpuArgs,
+        /// Weight formats to measure.
+        #[arg(long, value_delimiter = ',', default_value = "q4,q8,f16")]
+        formats: Vec<String>,
+        /// Divide every dimension by this (quick runs on small adapters).
+        #[arg(long, default_value_t = 1)]
+        scale: usize,
+        /// Bytes of distinct weights cycled through per shape (defeats the GPU's L2 cache).
+        #[arg(long, default_value_t = 512 << 20)]
+        working_set: u64,
+        /// Also write the results as JSON here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+}
+
+fn parse_format(s: &str) -> Result<bca::tensor::WeightFormat, String> {
+    match s {
+        "f16" => Ok(bca::tensor::WeightFormat::F16),
+        "q8" => Ok(bca::tensor::WeightFormat::Q8),
+        "q4" => Ok(bca::tensor::WeightFormat::Q4),
+        other => Err(format!("unknown weight format `{other}` (f16, q8 or q4)")),
+    }
 }
 
 fn main() -> ExitCode {
@@ -112,6 +147,66 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 ExitCode::FAILURE
             })
         }
+        Cmd::Bench { what } => match what {
+            BenchCmd::Kernels {
+                gpu,
+                formats,
+                scale,
+                working_set,
+                json,
+            } => {
+                let formats = formats
+                    .iter()
+                    .map(|f| parse_format(f))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let ctx = pollster::block_on(GpuContext::new(&gpu.options()))?;
+                println!(
+                    "adapter: {} ({:?}, driver {} {}), activations {}, subgroups {}",
+                    ctx.info.name,
+                    ctx.info.backend,
+                    ctx.info.driver,
+                    ctx.info.driver_info,
+                    ctx.act().name(),
+                    ctx.caps.subgroup_size
+                );
+                let bw_bytes = (working_set / 2).min(ctx.limits.max_storage_buffer_binding_size);
+                let bw = pollster::block_on(bca::bench::copy_bandwidth(&ctx, bw_bytes, 10))?;
+                println!("copy kernel bandwidth: {:.1} GB/s (read + write)", bw / 1e9);
+                println!(
+                    "{:<30} {:>4} {:>7} {:>6} {:>10} {:>9} {:>8} {:>7}",
+                    "product", "fmt", "rows", "cols", "MB", "us/call", "GB/s", "% copy"
+                );
+                let mut all = Vec::new();
+                for f in &formats {
+                    for shape in bca::bench::PRODUCT_SHAPES {
+                        let r = pollster::block_on(bca::bench::bench_product(
+                            &ctx, shape, *f, bw, working_set, scale,
+                        ))?;
+                        println!(
+                            "{:<30} {:>4} {:>7} {:>6} {:>10.2} {:>9.2} {:>8.1} {:>6.1}%",
+                            r.name,
+                            r.format,
+                            r.rows,
+                            r.cols,
+                            r.weight_bytes as f64 / 1e6,
+                            r.us_per_call,
+                            r.gb_per_s,
+                            r.pct_of_copy
+                        );
+                        all.push(r);
+                    }
+                }
+                if let Some(p) = json {
+                    let doc = serde_json::json!({
+                        "adapter": ctx.report(),
+                        "copy_bandwidth_bytes_per_s": bw,
+                        "products": all,
+                    });
+                    std::fs::write(&p, serde_json::to_string_pretty(&doc)?)?;
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+        },
         Cmd::Serve { dir, addr } => {
             serve::serve(&dir, &addr)?;
             Ok(ExitCode::SUCCESS)

@@ -1,0 +1,100 @@
+use crate::gpu::{grid, Binding, KernelKey, Recorder};
+
+use super::{check_len, OpError};
+
+// Mirrors shaders/util/fill.wgsl and shaders/util/copy.wgsl.
+const FILL_BINDINGS: &[Binding] = &[Binding::ReadWrite, Binding::Uniform];
+const COPY_BINDINGS: &[Binding] = &[Binding::Read, Binding::ReadWrite, Binding::Uniform];
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct FillParams {
+    n: u32,
+    seed: u32,
+    groups_x: u32,
+    _pad: u32,
+    lo_amp: f32,
+    lo_off: f32,
+    hi_amp: f32,
+    hi_off: f32,
+}
+
+/// What to write: random bits, or f16 pairs `(U(−½,½)·amp + off)` for the low/high half.
+#[derive(Clone, Copy, Debug)]
+pub enum Fill {
+    Bits,
+    F16 {
+        lo: (f32, f32),
+        hi: (f32, f32),
+    },
+}
+
+/// Fills the first `n` u32 words of `buf` with seeded pseudo-random data on the GPU.
+pub fn fill(
+    rec: &mut Recorder,
+    buf: &wgpu::Buffer,
+    n: usize,
+    seed: u32,
+    what: Fill,
+) -> Result<(), OpError> {
+    let ctx = rec.ctx();
+    check_len("fill", "target", buf, n as u64 * 4)?;
+    let (entry, (lo, hi)) = match what {
+        Fill::Bits => ("fill_bits", ((0.0, 0.0), (0.0, 0.0))),
+        Fill::F16 { lo, hi } => ("fill_f16", (lo, hi)),
+    };
+    let key = KernelKey {
+        family: "fill",
+        entry,
+        act: ctx.act(),
+        subgroups: false,
+        constants: vec![("WG", 256)],
+    };
+    let p = ctx.pipeline(&key, FILL_BINDINGS)?;
+    let g = grid(
+        (n as u32).div_ceil(256),
+        ctx.limits.max_compute_workgroups_per_dimension,
+    );
+    let params = FillParams {
+        n: n as u32,
+        seed,
+        groups_x: g[0],
+        _pad: 0,
+        lo_amp: lo.0,
+        lo_off: lo.1,
+        hi_amp: hi.0,
+        hi_off: hi.1,
+    };
+    let u = ctx.uniform("fill.params", bytemuck::bytes_of(&params));
+    let group = ctx.bind(&p, &[buf, &u]);
+    rec.dispatch(&p.pipeline, &group, g)?;
+    Ok(())
+}
+
+/// `dst[..bytes] = src[..bytes]` with a vec4 kernel (`bytes` a multiple of 16): the
+/// bandwidth reference of the benchmarks.
+pub fn copy(
+    rec: &mut Recorder,
+    src: &wgpu::Buffer,
+    dst: &wgpu::Buffer,
+    bytes: u64,
+) -> Result<(), OpError> {
+    let ctx = rec.ctx();
+    check_len("copy", "src", src, bytes)?;
+    check_len("copy", "dst", dst, bytes)?;
+    let n = (bytes / 16) as u32;
+    let key = KernelKey {
+        family: "copy",
+        entry: "copy",
+        act: ctx.act(),
+        subgroups: false,
+        constants: vec![("WG", 256)],
+    };
+    let p = ctx.pipeline(&key, COPY_BINDINGS)?;
+    let g = grid(n.div_ceil(256), ctx.limits.max_compute_workgroups_per_dimension);
+    let params: [u32; 4] = [n, g[0], 0, 0];
+    let u = ctx.uniform("copy.params", bytemuck::cast_slice(&params));
+    let group = ctx.bind(&p, &[src, dst, &u]);
+    rec.dispatch(&p.pipeline, &group, g)?;
+    Ok(())
+}
