@@ -103,18 +103,66 @@ pub struct Shape {
 
 /// The decode-time products of the model (spec §3–§6).
 pub const PRODUCT_SHAPES: &[Shape] = &[
-    Shape { name: "llm.qkv (W_pack)", rows: 4608, cols: 3584 },
-    Shape { name: "llm.o_proj / head out_proj", rows: 3584, cols: 3584 },
-    Shape { name: "llm.gate / up", rows: 18944, cols: 3584 },
-    Shape { name: "llm.down", rows: 3584, cols: 18944 },
-    Shape { name: "llm.lm_head", rows: 152064, cols: 3584 },
-    Shape { name: "head.in_proj", rows: 10752, cols: 3584 },
-    Shape { name: "head.linear1 (per position)", rows: 7168, cols: 3584 },
-    Shape { name: "head.linear2 (per position)", rows: 3584, cols: 7168 },
-    Shape { name: "head.heads[0]", rows: 8193, cols: 3584 },
-    Shape { name: "enc.q/k/v/o", rows: 1280, cols: 1280 },
-    Shape { name: "enc.fc1", rows: 5120, cols: 1280 },
-    Shape { name: "enc.fc2", rows: 1280, cols: 5120 },
+    Shape {
+        name: "llm.qkv (W_pack)",
+        rows: 4608,
+        cols: 3584,
+    },
+    Shape {
+        name: "llm.o_proj / head out_proj",
+        rows: 3584,
+        cols: 3584,
+    },
+    Shape {
+        name: "llm.gate / up",
+        rows: 18944,
+        cols: 3584,
+    },
+    Shape {
+        name: "llm.down",
+        rows: 3584,
+        cols: 18944,
+    },
+    Shape {
+        name: "llm.lm_head",
+        rows: 152064,
+        cols: 3584,
+    },
+    Shape {
+        name: "head.in_proj",
+        rows: 10752,
+        cols: 3584,
+    },
+    Shape {
+        name: "head.linear1 (per position)",
+        rows: 7168,
+        cols: 3584,
+    },
+    Shape {
+        name: "head.linear2 (per position)",
+        rows: 3584,
+        cols: 7168,
+    },
+    Shape {
+        name: "head.heads[0]",
+        rows: 8193,
+        cols: 3584,
+    },
+    Shape {
+        name: "enc.q/k/v/o",
+        rows: 1280,
+        cols: 1280,
+    },
+    Shape {
+        name: "enc.fc1",
+        rows: 5120,
+        cols: 1280,
+    },
+    Shape {
+        name: "enc.fc2",
+        rows: 1280,
+        cols: 5120,
+    },
 ];
 
 /// Times `y = W x` for one shape and format, cycling over enough distinct copies of W that
@@ -138,10 +186,16 @@ pub async fn bench_product(
         ws.push(Matrix::random(&mut rec, rows, cols, format, 7 + i as u32)?);
     }
     let x = Tensor::empty(ctx, "x", &[cols]);
-    ops::fill(&mut rec, &x.buf, (x.buf.size() / 4) as usize, 3, ops::Fill::F16 {
-        lo: (1.0, 0.0),
-        hi: (1.0, 0.0),
-    })?;
+    ops::fill(
+        &mut rec,
+        &x.buf,
+        (x.buf.size() / 4) as usize,
+        3,
+        ops::Fill::F16 {
+            lo: (1.0, 0.0),
+            hi: (1.0, 0.0),
+        },
+    )?;
     let y = Tensor::empty(ctx, "y", &[rows]);
     rec.submit()?;
     let reps = copies.max(8).div_ceil(copies) * copies;

@@ -111,6 +111,21 @@ fn gemv_epilogues(path: Path) {
 }
 
 #[test]
+fn gpu_quantisation_matches_cpu() {
+    let c = ctx(Path::F16);
+    let mut seed = 900;
+    for format in [WeightFormat::Q8, WeightFormat::Q4] {
+        for &(r, n) in &[(1usize, 32usize), (3, 7), (5, 70), (64, 3584), (33, 1000)] {
+            seed += 1;
+            assert_ok(
+                &format!("quantize {} {r}x{n}", format.name()),
+                pollster::block_on(selftest::quantize_case(c, format, r, n, seed)),
+            );
+        }
+    }
+}
+
+#[test]
 fn gemv_epilogues_f16() {
     gemv_epilogues(Path::F16);
 }

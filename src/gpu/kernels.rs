@@ -34,6 +34,10 @@ const SOURCES: &[(&str, &str)] = &[
     ("gemv", include_str!("../../shaders/matmul/gemv.wgsl")),
     ("rmsnorm", include_str!("../../shaders/norm/rmsnorm.wgsl")),
     ("softmax", include_str!("../../shaders/reduce/softmax.wgsl")),
+    (
+        "quantize",
+        include_str!("../../shaders/quant/quantize.wgsl"),
+    ),
     ("fill", include_str!("../../shaders/util/fill.wgsl")),
     ("copy", include_str!("../../shaders/util/copy.wgsl")),
 ];

@@ -23,10 +23,7 @@ struct FillParams {
 #[derive(Clone, Copy, Debug)]
 pub enum Fill {
     Bits,
-    F16 {
-        lo: (f32, f32),
-        hi: (f32, f32),
-    },
+    F16 { lo: (f32, f32), hi: (f32, f32) },
 }
 
 /// Fills the first `n` u32 words of `buf` with seeded pseudo-random data on the GPU.
@@ -91,7 +88,10 @@ pub fn copy(
         constants: vec![("WG", 256)],
     };
     let p = ctx.pipeline(&key, COPY_BINDINGS)?;
-    let g = grid(n.div_ceil(256), ctx.limits.max_compute_workgroups_per_dimension);
+    let g = grid(
+        n.div_ceil(256),
+        ctx.limits.max_compute_workgroups_per_dimension,
+    );
     let params: [u32; 4] = [n, g[0], 0, 0];
     let u = ctx.uniform("copy.params", bytemuck::cast_slice(&params));
     let group = ctx.bind(&p, &[src, dst, &u]);

@@ -4,11 +4,13 @@
 mod fill;
 mod gemv;
 mod norm;
+mod quantize;
 mod softmax;
 
 pub use fill::{copy, fill, Fill};
 pub use gemv::{gemv, Activation, Epilogue, GEMV_MAX_N};
 pub use norm::rmsnorm;
+pub use quantize::quantize;
 pub use softmax::softmax;
 
 use crate::gpu::GpuError;

@@ -274,20 +274,32 @@ impl Matrix {
         };
         match format {
             WeightFormat::F16 => {
-                let f = Fill::F16 { lo: (0.04, 0.0), hi: (0.04, 0.0) };
+                let f = Fill::F16 {
+                    lo: (0.04, 0.0),
+                    hi: (0.04, 0.0),
+                };
                 fill(rec, m.data(), blocks * 4, seed, f)?;
             }
             WeightFormat::Q8 => {
                 fill(rec, m.data(), blocks * 8, seed, Fill::Bits)?;
                 let s = (1e-4, 1.6e-4);
                 if let Some(sb) = m.scales() {
-                    fill(rec, sb, blocks.div_ceil(2), seed ^ 1, Fill::F16 { lo: s, hi: s })?;
+                    fill(
+                        rec,
+                        sb,
+                        blocks.div_ceil(2),
+                        seed ^ 1,
+                        Fill::F16 { lo: s, hi: s },
+                    )?;
                 }
             }
             WeightFormat::Q4 => {
                 fill(rec, m.data(), blocks * 4, seed, Fill::Bits)?;
                 if let Some(sb) = m.scales() {
-                    let f = Fill::F16 { lo: (0.001, 0.0025), hi: (0.01, -0.02) };
+                    let f = Fill::F16 {
+                        lo: (0.001, 0.0025),
+                        hi: (0.01, -0.02),
+                    };
                     fill(rec, sb, blocks, seed ^ 1, f)?;
                 }
             }

@@ -180,7 +180,12 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 for f in &formats {
                     for shape in bca::bench::PRODUCT_SHAPES {
                         let r = pollster::block_on(bca::bench::bench_product(
-                            &ctx, shape, *f, bw, working_set, scale,
+                            &ctx,
+                            shape,
+                            *f,
+                            bw,
+                            working_set,
+                            scale,
                         ))?;
                         println!(
                             "{:<30} {:>4} {:>7} {:>6} {:>10.2} {:>9.2} {:>8.1} {:>6.1}%",
