@@ -83,11 +83,13 @@ fn gemv_epilogues(path: Path) {
     let c = ctx(path);
     let mut seed = 5000;
     for format in [WeightFormat::F16, WeightFormat::Q8, WeightFormat::Q4] {
-        for &(m, k) in &[(33usize, 100usize), (260, 3584), (7, 36)] {
-            for (n, act) in [
-                (1, Activation::Silu),
-                (3, Activation::Gelu),
-                (6, Activation::None),
+        for &(m, k) in &[(34usize, 100usize), (260, 3584), (8, 36)] {
+            for (n, act, norm) in [
+                (1, Activation::Silu, false),
+                (3, Activation::Gelu, true),
+                (6, Activation::None, false),
+                (2, Activation::SwiGlu, true),
+                (5, Activation::SwiGlu, false),
             ] {
                 {
                     let case = GemvCase {
@@ -95,9 +97,10 @@ fn gemv_epilogues(path: Path) {
                         n,
                         m,
                         k,
-                        bias: n % 2 == 1,
+                        bias: n % 2 == 1 && act != Activation::SwiGlu,
                         residual: n > 1,
                         act,
+                        norm,
                     };
                     seed += 1;
                     assert_ok(

@@ -1,5 +1,8 @@
-// gemv — y[n] = act(W·x[n] + bias) + res[n] for NB input vectors: weight rows of f16, q8 or q4,
-// read once for all NB vectors, f32 accumulation.
+// gemv — y[n] = act(W·norm(x[n]) + bias) + res[n] for NB input vectors: weight rows of f16, q8
+// or q4, read once for all NB vectors, f32 accumulation. Fusions that save whole dispatches in
+// the decode step: an RMSNorm of x (NORM = 1: every workgroup recomputes x's inverse RMS, x is
+// tiny next to W), and SwiGLU over interleaved rows (ACT = 3: rows 2i and 2i+1 are gate_i and
+// up_i, y[i] = SiLU(gate_i)·up_i, so y has M/2 entries).
 //
 // @binding(0) w:      weight data, (M, nb) blocks of vec4<u32>, nb = ⌈K/B⌉ per row, rows padded with 0
 //                       f16: B = 8,  1 vec4 per block (8 halves, low half of each u32 first)
@@ -11,6 +14,7 @@
 // @binding(4) res:    (NB, M) act        added after the activation when P.flags & 2 (residual)
 // @binding(5) y:      (NB, M) act        output
 // @binding(6) P:      uniform Params
+// @binding(7) g:      (K,) f32           RMSNorm weight (read when NORM = 1)
 //
 // TPR threads share a row (WG / TPR rows per workgroup); the subgroup variants set TPR to the
 // subgroup size and reduce with subgroupAdd. Workgroups are laid out 2-D (x ≤ 65535): the LM
@@ -26,6 +30,10 @@ struct Params {
     xs: u32,       // stride between input vectors, in act4 units
     n: u32,        // number of input vectors in this dispatch (≤ NB)
     n0: u32,       // index of this dispatch's first vector in x, res and y
+    eps: f32,      // RMSNorm epsilon (NORM = 1)
+    _p0: u32,
+    _p1: u32,
+    _p2: u32,
 }
 
 @group(0) @binding(0) var<storage, read> w: array<vec4<u32>>;
@@ -35,15 +43,43 @@ struct Params {
 @group(0) @binding(4) var<storage, read> res: array<act>;
 @group(0) @binding(5) var<storage, read_write> y: array<act>;
 @group(0) @binding(6) var<uniform> P: Params;
+@group(0) @binding(7) var<storage, read> g: array<vec4<f32>>;
 
 override WG: u32 = 256;
 override TPR: u32 = 32; // threads per row, a power of two ≤ WG
 override NB: u32 = 1;   // input vectors per dispatch, 1..4
-override ACT: u32 = 0;  // 0 none, 1 SiLU, 2 GELU (erf)
+override ACT: u32 = 0;  // 0 none, 1 SiLU, 2 GELU (erf), 3 SwiGLU over row pairs
+override NORM: u32 = 0; // 1: x is RMS-normalised and scaled by g on the fly
 
 const MAX_WG: u32 = 256u;
 const MAX_NB: u32 = 4u;
 var<workgroup> partial: array<vec4<f32>, MAX_WG>;
+var<workgroup> inv_rms: vec4<f32>;
+
+// NORM = 1: inverse RMS of each of the NB vectors, computed by the whole workgroup.
+// Every thread must call this (it has barriers).
+fn compute_norm(lid: u32) {
+    var ss = vec4<f32>(0.0);
+    let k4 = (P.k + 3u) / 4u;
+    for (var i = lid; i < k4; i += WG) {
+        for (var n = 0u; n < NB; n++) {
+            let v = xv(n, i);
+            ss[n] += dot(v, v); // padding lanes of x are zero by construction
+        }
+    }
+    partial[lid] = ss;
+    workgroupBarrier();
+    for (var st = WG / 2u; st > 0u; st >>= 1u) {
+        if (lid < st) {
+            partial[lid] += partial[lid + st];
+        }
+        workgroupBarrier();
+    }
+    if (lid == 0u) {
+        inv_rms = inverseSqrt(partial[0] / f32(P.k) + vec4<f32>(P.eps));
+    }
+    workgroupBarrier();
+}
 
 fn xv(n: u32, i: u32) -> vec4<f32> {
     return vec4<f32>(x[(P.n0 + n) * P.xs + i]);
@@ -54,6 +90,10 @@ fn xv(n: u32, i: u32) -> vec4<f32> {
 fn x8(n: u32, c: u32) -> array<vec4<f32>, 2> {
     var a = xv(n, 2u * c);
     var b = xv(n, 2u * c + 1u);
+    if (NORM == 1u) {
+        a *= g[2u * c] * inv_rms[n];
+        b *= g[2u * c + 1u] * inv_rms[n];
+    }
     let k0 = 8u * c;
     if (k0 + 8u > P.k) {
         let i = vec4<u32>(k0) + vec4<u32>(0u, 1u, 2u, 3u);
@@ -149,7 +189,7 @@ fn finish(row: u32, sums: vec4<f32>) {
             v += f32(bias[row]);
         }
         if (ACT == 1u) {
-            v = v / (1.0 + exp(-v));
+            v = silu(v);
         } else if (ACT == 2u) {
             v = 0.5 * v * (1.0 + erf_approx(v * 0.70710678118654752));
         }
@@ -157,6 +197,26 @@ fn finish(row: u32, sums: vec4<f32>) {
             v += f32(res[(P.n0 + n) * P.m + row]);
         }
         y[(P.n0 + n) * P.m + row] = act(v);
+    }
+}
+
+fn silu(v: f32) -> f32 {
+    return v / (1.0 + exp(-v));
+}
+
+// ACT = 3: the leader of each even row combines its sum with the odd row's (both in `partial`
+// at lid and lid + TPR after the reduction) into y[row / 2].
+fn finish_swiglu(row: u32, gate: vec4<f32>, up: vec4<f32>) {
+    let half_m = P.m / 2u;
+    for (var n = 0u; n < NB; n++) {
+        if (n >= P.n) {
+            break;
+        }
+        var v = silu(gate[n]) * up[n];
+        if ((P.flags & 2u) != 0u) {
+            v += f32(res[(P.n0 + n) * half_m + row / 2u]);
+        }
+        y[(P.n0 + n) * half_m + row / 2u] = act(v);
     }
 }
 
@@ -169,8 +229,28 @@ fn reduce_and_finish(row: u32, lane: u32, lid: u32, acc: vec4<f32>) {
         }
         workgroupBarrier();
     }
-    if (lane == 0u && row < P.m) {
+    if (ACT == 3u) {
+        if (lane == 0u && (row & 1u) == 0u && row + 1u < P.m) {
+            finish_swiglu(row, partial[lid], partial[lid + TPR]);
+        }
+    } else if (lane == 0u && row < P.m) {
         finish(row, partial[lid]);
+    }
+}
+
+// Subgroup variants: one sum per row in `sum`; pairs meet in workgroup memory for SwiGLU.
+fn finish_sg(row: u32, sid: u32, lid: u32, sum: vec4<f32>) {
+    if (ACT == 3u) {
+        if (sid == 0u) {
+            partial[lid / TPR] = sum;
+        }
+        workgroupBarrier();
+        let r = lid / TPR;
+        if (sid == 0u && (row & 1u) == 0u && row + 1u < P.m) {
+            finish_swiglu(row, partial[r], partial[r + 1u]);
+        }
+    } else if (sid == 0u && row < P.m) {
+        finish(row, sum);
     }
 }
 
@@ -180,6 +260,9 @@ fn row_of(wid: vec3<u32>, lid: u32) -> u32 {
 
 @compute @workgroup_size(WG)
 fn gemv_f16(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    if (NORM == 1u) {
+        compute_norm(lid);
+    }
     let row = row_of(wid, lid);
     var acc = vec4<f32>(0.0);
     if (row < P.m) {
@@ -190,6 +273,9 @@ fn gemv_f16(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_ind
 
 @compute @workgroup_size(WG)
 fn gemv_q8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    if (NORM == 1u) {
+        compute_norm(lid);
+    }
     let row = row_of(wid, lid);
     var acc = vec4<f32>(0.0);
     if (row < P.m) {
@@ -200,6 +286,9 @@ fn gemv_q8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_inde
 
 @compute @workgroup_size(WG)
 fn gemv_q4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    if (NORM == 1u) {
+        compute_norm(lid);
+    }
     let row = row_of(wid, lid);
     var acc = vec4<f32>(0.0);
     if (row < P.m) {
@@ -213,42 +302,42 @@ fn gemv_q4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_inde
 @compute @workgroup_size(WG)
 fn gemv_f16_sg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
                @builtin(subgroup_invocation_id) sid: u32) {
+    if (NORM == 1u) {
+        compute_norm(lid);
+    }
     let row = row_of(wid, lid);
     var acc = vec4<f32>(0.0);
     if (row < P.m) {
         acc = row_partial_f16(row, sid);
     }
-    let sum = subgroupAdd(acc);
-    if (sid == 0u && row < P.m) {
-        finish(row, sum);
-    }
+    finish_sg(row, sid, lid, subgroupAdd(acc));
 }
 
 @compute @workgroup_size(WG)
 fn gemv_q8_sg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
               @builtin(subgroup_invocation_id) sid: u32) {
+    if (NORM == 1u) {
+        compute_norm(lid);
+    }
     let row = row_of(wid, lid);
     var acc = vec4<f32>(0.0);
     if (row < P.m) {
         acc = row_partial_q8(row, sid);
     }
-    let sum = subgroupAdd(acc);
-    if (sid == 0u && row < P.m) {
-        finish(row, sum);
-    }
+    finish_sg(row, sid, lid, subgroupAdd(acc));
 }
 
 @compute @workgroup_size(WG)
 fn gemv_q4_sg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
               @builtin(subgroup_invocation_id) sid: u32) {
+    if (NORM == 1u) {
+        compute_norm(lid);
+    }
     let row = row_of(wid, lid);
     var acc = vec4<f32>(0.0);
     if (row < P.m) {
         acc = row_partial_q4(row, sid);
     }
-    let sum = subgroupAdd(acc);
-    if (sid == 0u && row < P.m) {
-        finish(row, sum);
-    }
+    finish_sg(row, sid, lid, subgroupAdd(acc));
 }
 // #endif

@@ -3,7 +3,7 @@ use crate::tensor::{Matrix, Tensor};
 
 use super::{check_len, shape_err, OpError};
 
-// Mirrors shaders/matmul/gemv.wgsl: w, s, x, bias, res, y, params.
+// Mirrors shaders/matmul/gemv.wgsl: w, s, x, bias, res, y, params, g.
 const BINDINGS: &[Binding] = &[
     Binding::Read,
     Binding::Read,
@@ -12,6 +12,7 @@ const BINDINGS: &[Binding] = &[
     Binding::Read,
     Binding::ReadWrite,
     Binding::Uniform,
+    Binding::Read,
 ];
 
 #[repr(C)]
@@ -25,6 +26,8 @@ struct Params {
     xs: u32,
     n: u32,
     n0: u32,
+    eps: f32,
+    _pad: [u32; 3],
 }
 
 const WG: u32 = 256;
@@ -39,14 +42,18 @@ pub enum Activation {
     None,
     Silu,
     Gelu,
+    /// Rows `2i`, `2i+1` of W are (gate_i, up_i); `y[i] = SiLU(gate_i)·up_i` (M/2 outputs).
+    SwiGlu,
 }
 
-/// What happens after the product: `y = act(W·x + bias) + residual`.
+/// What happens around the product: `y = act(W·rmsnorm(x) + bias) + residual`.
 #[derive(Clone, Copy, Default)]
 pub struct Epilogue<'a> {
     pub bias: Option<&'a Tensor>,
     pub residual: Option<&'a Tensor>,
     pub act: Activation,
+    /// Fused RMSNorm of x: (weight (K) f32, eps).
+    pub norm: Option<(&'a wgpu::Buffer, f32)>,
 }
 
 /// `y (N, M) = act(x (N, K) · Wᵀ + bias) + residual`, W (M, K) in any [`Matrix`] format.
@@ -79,14 +86,25 @@ pub fn gemv(
             format!("batched x {:?} needs K a multiple of 4", x.shape),
         ));
     }
-    if y.numel() != n * m {
+    let swiglu = epi.act == Activation::SwiGlu;
+    if swiglu && (m % 2 != 0 || epi.bias.is_some()) {
+        return Err(shape_err(
+            OP,
+            format!("SwiGLU needs an even row count and no bias, W is {m}×{k}"),
+        ));
+    }
+    let m_out = if swiglu { m / 2 } else { m };
+    if y.numel() != n * m_out {
         return Err(shape_err(
             OP,
             format!(
-                "y is {:?}, expected ({n}, {m}) for x {:?} and W {m}×{k}",
+                "y is {:?}, expected ({n}, {m_out}) for x {:?} and W {m}×{k}",
                 y.shape, x.shape
             ),
         ));
+    }
+    if let Some((g, _)) = epi.norm {
+        check_len(OP, "norm weight", g, k.div_ceil(4) as u64 * 16)?;
     }
     if let Some(b) = epi.bias {
         if b.numel() != m {
@@ -97,7 +115,7 @@ pub fn gemv(
         }
     }
     if let Some(r) = epi.residual {
-        if r.numel() != n * m {
+        if r.numel() != n * m_out {
             return Err(shape_err(
                 OP,
                 format!("residual is {:?}, y is {:?}", r.shape, y.shape),
@@ -146,7 +164,7 @@ pub fn gemv(
         &x.buf,
         ((n - 1) * xs * 4 + k) as u64 * act.size() as u64,
     )?;
-    check_len(OP, "y", &y.buf, (n * m * act.size()) as u64)?;
+    check_len(OP, "y", &y.buf, (n * m_out * act.size()) as u64)?;
 
     let sg = ctx.caps.subgroup_size;
     let use_sg = ctx.caps.subgroups && sg >= 4 && WG.is_multiple_of(sg);
@@ -166,6 +184,7 @@ pub fn gemv(
         Activation::None => 0,
         Activation::Silu => 1,
         Activation::Gelu => 2,
+        Activation::SwiGlu => 3,
     };
     let nb_vec = n.min(GEMV_MAX_N) as u32;
     let key = KernelKey {
@@ -173,7 +192,13 @@ pub fn gemv(
         entry,
         act,
         subgroups: use_sg,
-        constants: vec![("WG", WG), ("TPR", tpr), ("NB", nb_vec), ("ACT", act_code)],
+        constants: vec![
+            ("WG", WG),
+            ("TPR", tpr),
+            ("NB", nb_vec),
+            ("ACT", act_code),
+            ("NORM", epi.norm.is_some() as u32),
+        ],
     };
     let p = ctx.pipeline(&key, BINDINGS)?;
     let groups = (m as u32).div_ceil(WG / tpr);
@@ -183,6 +208,7 @@ pub fn gemv(
     let bias = epi.bias.map(|b| &b.buf).unwrap_or(&ctx.dummy);
     let res = epi.residual.map(|b| &b.buf).unwrap_or(&ctx.dummy);
     // Groups of up to NB vectors, each its own dispatch (params carry the first vector).
+    let (gbuf, eps) = epi.norm.unwrap_or((&ctx.dummy, 0.0));
     let group_buffers = [w.data(), scales, &x.buf, bias, res, &y.buf];
     let mut start = 0;
     while start < n {
@@ -196,10 +222,12 @@ pub fn gemv(
             xs: xs as u32,
             n: cnt as u32,
             n0: start as u32,
+            eps,
+            _pad: [0; 3],
         };
         let ubuf = ctx.uniform("gemv.params", bytemuck::bytes_of(&params));
         let [b0, b1, b2, b3, b4, b5] = group_buffers;
-        let group = ctx.bind(&p, &[b0, b1, b2, b3, b4, b5, &ubuf]);
+        let group = ctx.bind(&p, &[b0, b1, b2, b3, b4, b5, &ubuf, gbuf]);
         rec.dispatch(&p.pipeline, &group, g)?;
         start += cnt;
     }

@@ -129,6 +129,8 @@ pub struct GemvCase {
     pub bias: bool,
     pub residual: bool,
     pub act: Activation,
+    /// Fuse an RMSNorm (random weights, eps 1e-6) of x into the product.
+    pub norm: bool,
 }
 
 impl GemvCase {
@@ -141,6 +143,7 @@ impl GemvCase {
             bias: false,
             residual: false,
             act: Activation::None,
+            norm: false,
         }
     }
 }
@@ -160,6 +163,9 @@ impl std::fmt::Display for GemvCase {
         if self.residual {
             write!(f, " +res")?;
         }
+        if self.norm {
+            write!(f, " +rmsnorm")?;
+        }
         Ok(())
     }
 }
@@ -173,19 +179,33 @@ pub async fn gemv_case(ctx: &GpuContext, c: GemvCase, seed: u64) -> Result<Compa
     let w: Vec<f32> = rng.normal_vec(m * k, 0.02);
     let x = round_act(ctx.act(), &rng.normal_vec(n * k, 1.0));
     let b = round_act(ctx.act(), &rng.uniform_vec(m, -1.0, 1.0));
-    let r = round_act(ctx.act(), &rng.uniform_vec(n * m, -1.0, 1.0));
+    let m_out = if c.act == Activation::SwiGlu {
+        m / 2
+    } else {
+        m
+    };
+    let r = round_act(ctx.act(), &rng.uniform_vec(n * m_out, -1.0, 1.0));
+    let g = rng.uniform_vec(k, 0.5, 1.5);
+    let eps = 1e-6;
     let epi_ref = |wv: &[f32]| -> Vec<f32> {
-        let mut out = Vec::with_capacity(n * m);
+        let mut out = Vec::with_capacity(n * m_out);
         for i in 0..n {
-            let y = reference::gemv(wv, m, k, &x[i * k..(i + 1) * k], c.bias.then_some(&b[..]));
+            let xi = &x[i * k..(i + 1) * k];
+            let xn = if c.norm {
+                reference::rmsnorm(xi, k, &g, eps)
+            } else {
+                xi.to_vec()
+            };
+            let y = reference::gemv(wv, m, k, &xn, c.bias.then_some(&b[..]));
+            let y: Vec<f32> = match c.act {
+                Activation::None => y,
+                Activation::Silu => y.into_iter().map(reference::silu).collect(),
+                Activation::Gelu => y.into_iter().map(reference::gelu).collect(),
+                Activation::SwiGlu => y.chunks(2).map(|p| reference::silu(p[0]) * p[1]).collect(),
+            };
             out.extend(y.into_iter().enumerate().map(|(j, v)| {
-                let v = match c.act {
-                    Activation::None => v,
-                    Activation::Silu => reference::silu(v),
-                    Activation::Gelu => reference::gelu(v),
-                };
                 if c.residual {
-                    v + r[i * m + j]
+                    v + r[i * m_out + j]
                 } else {
                     v
                 }
@@ -198,13 +218,15 @@ pub async fn gemv_case(ctx: &GpuContext, c: GemvCase, seed: u64) -> Result<Compa
     let wm = Matrix::from_f32(ctx, "W", m, k, &w, c.format);
     let xt = Tensor::from_f32(ctx, "x", &[n, k], &x);
     let bt = Tensor::from_f32(ctx, "b", &[m], &b);
-    let rt = Tensor::from_f32(ctx, "r", &[n, m], &r);
-    let yt = Tensor::empty(ctx, "y", &[n, m]);
+    let rt = Tensor::from_f32(ctx, "r", &[n, m_out], &r);
+    let yt = Tensor::empty(ctx, "y", &[n, m_out]);
+    let gb = ctx.upload("g", bytemuck::cast_slice(&g));
     let mut rec = Recorder::new(ctx, "gemv test");
     let epi = Epilogue {
         bias: c.bias.then_some(&bt),
         residual: c.residual.then_some(&rt),
         act: c.act,
+        norm: c.norm.then_some((&gb, eps)),
     };
     ops::gemv(&mut rec, &wm, &xt, &yt, epi)?;
     rec.submit()?;
@@ -352,6 +374,7 @@ pub async fn run_all(ctx: &GpuContext) -> Vec<CaseResult> {
         let mut c = GemvCase::new(format, m, k);
         c.bias = i % 2 == 1;
         c.act = [Activation::None, Activation::Silu, Activation::Gelu][i % 3];
+        c.norm = i % 2 == 0;
         c.residual = i % 4 == 3;
         c.n = if k % 4 == 0 { 1 + i % GEMV_MAX_N } else { 1 };
         out.push(CaseResult::from(
