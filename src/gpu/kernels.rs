@@ -34,6 +34,18 @@ const SOURCES: &[(&str, &str)] = &[
     ("gemv", include_str!("../../shaders/matmul/gemv.wgsl")),
     ("rmsnorm", include_str!("../../shaders/norm/rmsnorm.wgsl")),
     ("softmax", include_str!("../../shaders/reduce/softmax.wgsl")),
+    (
+        "kv_append",
+        include_str!("../../shaders/attention/kv_append.wgsl"),
+    ),
+    (
+        "attn_decode",
+        include_str!("../../shaders/attention/attn_decode.wgsl"),
+    ),
+    (
+        "attn_tiled",
+        include_str!("../../shaders/attention/attn_tiled.wgsl"),
+    ),
 ];
 
 /// Names of every kernel family (for `bca info` and tests).

@@ -1,10 +1,15 @@
 //! GPU ops, one file per family: validate shapes → pick the kernel variant → bind → dispatch.
 //! Every op records into a [`Recorder`](crate::gpu::Recorder); nothing is submitted here.
 
+mod attention;
 mod gemv;
 mod norm;
 mod softmax;
 
+pub use attention::{
+    attn_chunk_causal, attn_decode, attn_prefill, attn_varlen, decode_scratch_bytes, kv_append,
+    KvCache,
+};
 pub use gemv::gemv;
 pub use norm::rmsnorm;
 pub use softmax::softmax;
