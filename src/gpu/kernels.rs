@@ -40,6 +40,18 @@ const SOURCES: &[(&str, &str)] = &[
     ),
     ("fill", include_str!("../../shaders/util/fill.wgsl")),
     ("copy", include_str!("../../shaders/util/copy.wgsl")),
+    (
+        "kv_append",
+        include_str!("../../shaders/attention/kv_append.wgsl"),
+    ),
+    (
+        "attn_decode",
+        include_str!("../../shaders/attention/attn_decode.wgsl"),
+    ),
+    (
+        "attn_tiled",
+        include_str!("../../shaders/attention/attn_tiled.wgsl"),
+    ),
 ];
 
 /// Names of every kernel family (for `bca info` and tests).

@@ -1,12 +1,17 @@
 //! GPU ops, one file per family: validate shapes → pick the kernel variant → bind → dispatch.
 //! Every op records into a [`Recorder`](crate::gpu::Recorder); nothing is submitted here.
 
+mod attention;
 mod fill;
 mod gemv;
 mod norm;
 mod quantize;
 mod softmax;
 
+pub use attention::{
+    attn_chunk_causal, attn_decode, attn_prefill, attn_varlen, decode_scratch_bytes, kv_append,
+    KvCache,
+};
 pub use fill::{copy, fill, Fill};
 pub use gemv::{gemv, Activation, Epilogue, GEMV_MAX_N};
 pub use norm::rmsnorm;

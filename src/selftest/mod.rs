@@ -3,6 +3,8 @@
 //! The same cases run under `cargo test` (native, lavapipe), in `bca selftest`, and in the web
 //! page (headless Chromium's WebGPU), so "works in the browser" means the same comparisons.
 
+pub mod attention;
+
 use serde::Serialize;
 
 use crate::gpu::{GpuContext, Recorder};
@@ -401,7 +403,37 @@ pub async fn run_all(ctx: &GpuContext) -> Vec<CaseResult> {
             softmax_case(ctx, r, c, 300 + i as u64).await,
         ));
     }
+    attention_cases(ctx, &mut out).await;
     out
+}
+
+/// A small representative subset of the attention cases (fast on a CPU adapter).
+async fn attention_cases(ctx: &GpuContext, out: &mut Vec<CaseResult>) {
+    let act = ctx.act().name();
+    out.push(CaseResult::from(
+        format!("kv_append[{act}] 4x128 t=7 p0=3"),
+        attention::kv_append_case(ctx, (4, 128), 50, 7, 3, 500).await,
+    ));
+    for (hs, len) in [((28, 4, 128), 300), ((20, 20, 64), 7)] {
+        out.push(CaseResult::from(
+            format!("attn_decode[{act}] {hs:?} L={len}"),
+            attention::attn_decode_case(ctx, hs, len, 501).await,
+        ));
+    }
+    out.push(CaseResult::from(
+        format!("attn_prefill[{act}] (28, 4, 128) p0=37 tq=5"),
+        attention::attn_prefill_case(ctx, (28, 4, 128), 37, 5, 502).await,
+    ));
+    out.push(CaseResult::from(
+        format!("attn_varlen[{act}] (20, 20, 64) [3, 50, 1]"),
+        attention::attn_varlen_case(ctx, (20, 20, 64), &[3, 50, 1], 503).await,
+    ));
+    for (t, c) in [(101, 100), (37, 1)] {
+        out.push(CaseResult::from(
+            format!("attn_chunk_causal[{act}] (8, 8, 64) T={t} C={c}"),
+            attention::attn_chunk_causal_case(ctx, (8, 8, 64), t, c, 504).await,
+        ));
+    }
 }
 
 #[cfg(test)]

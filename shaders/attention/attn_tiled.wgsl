@@ -1,0 +1,193 @@
+// attn_tiled — attention of a block of queries against tiles of keys with an online softmax
+// (flash-attention style). One kernel serves three masks, chosen by the MODE override:
+//   0 causal prefix (chunked prefill from the KV cache): query i (at position pos0 + i) sees
+//     keys j ≤ pos0 + i;
+//   1 varlen: packed sequences, query i sees the keys of its own sequence [cu[s], cu[s+1]);
+//   2 chunk-causal: query i sees keys j < min((⌊i/C⌋ + 1)·C, Tk) (C = 1: plain causal).
+//
+// @binding(0) q:   (Tq, Hq, D) act   queries, time-major
+// @binding(1) k:   act               key (t, kvh, d) at k_off + t·k_st + kvh·k_sh + d
+// @binding(2) v:   act               value, same with v_off / v_st / v_sh
+// @binding(3) cu:  (nseq + 1,) u32   sequence starts (MODE 1 only; a dummy otherwise)
+// @binding(4) out: (Tq, Hq, D) act
+// @binding(5) P:   uniform Params
+//
+// The strides let the same code read the cache layout (2, Hkv, Tmax, D) and packed (T, H, D)
+// tensors. Workgroup (x, h) takes BQ = 8 queries of head h (GQA: kv head h / group); per key
+// tile of BK = 16 it stages K in workgroup memory, computes the 8 × 16 scores (one per
+// invocation), stages V in the same memory, then each query's 16 lanes update their running
+// (max, sum, acc) for D/16 dims each. Keys outside a query's range are skipped, never read
+// into the softmax, so whatever the cache holds past the visible positions cannot leak in.
+
+struct Params {
+    tq: u32,     // query rows
+    hq: u32,     // query heads
+    group: u32,  // Hq / Hkv
+    tk: u32,     // key rows that exist (bounds every key read)
+    pos0: u32,   // MODE 0: position of query 0
+    chunk: u32,  // MODE 2: chunk length C
+    nseq: u32,   // MODE 1: sequences
+    _pad0: u32,
+    k_off: u32,
+    k_st: u32,
+    k_sh: u32,
+    _pad1: u32,
+    v_off: u32,
+    v_st: u32,
+    v_sh: u32,
+    scale: f32,
+}
+
+@group(0) @binding(0) var<storage, read> q: array<act>;
+@group(0) @binding(1) var<storage, read> k: array<act>;
+@group(0) @binding(2) var<storage, read> v: array<act>;
+@group(0) @binding(3) var<storage, read> cu: array<u32>;
+@group(0) @binding(4) var<storage, read_write> out: array<act>;
+@group(0) @binding(5) var<uniform> P: Params;
+
+override MODE: u32 = 0u;
+override D: u32 = 128u; // head dim ≤ MAXD
+
+const WG: u32 = 128u;
+const BQ: u32 = 8u;    // queries per workgroup
+const BK: u32 = 16u;   // keys per tile
+const LPQ: u32 = 16u;  // lanes per query (= BK: in the score phase lane = key of the tile)
+const MAXD: u32 = 128u;
+const RPL: u32 = 8u;   // dims per lane = MAXD / LPQ
+const LOWEST: f32 = -1e30;
+
+var<workgroup> qs: array<f32, 1024>;  // (BQ, D)
+var<workgroup> kvs: array<f32, 2048>; // (BK, D): keys, then values of the tile
+var<workgroup> sc: array<f32, 128>;   // (BQ, BK) scaled scores
+var<workgroup> rlo: array<u32, 8>;    // per-query visible key range [rlo, rhi)
+var<workgroup> rhi: array<u32, 8>;
+var<workgroup> ulo: u32;              // union over the block
+var<workgroup> uhi: u32;
+
+fn key_range(i: u32) -> vec2<u32> {
+    if (MODE == 0u) {
+        return vec2<u32>(0u, min(P.pos0 + i + 1u, P.tk));
+    }
+    if (MODE == 1u) {
+        // last s with cu[s] ≤ i (skips empty sequences)
+        var s = 0u;
+        for (var j = 1u; j < P.nseq; j++) {
+            if (cu[j] <= i) {
+                s = j;
+            }
+        }
+        return vec2<u32>(cu[s], min(cu[s + 1u], P.tk));
+    }
+    return vec2<u32>(0u, min((i / P.chunk + 1u) * P.chunk, P.tk));
+}
+
+@compute @workgroup_size(128)
+fn attn_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
+    let h = wid.y;
+    let kvh = h / P.group;
+    let q0 = wid.x * BQ;
+    let qi = t / LPQ;
+    let lane = t % LPQ;
+    let row = q0 + qi;
+    let live = row < P.tq;
+
+    for (var i = t; i < BQ * D; i += WG) {
+        let r = q0 + i / D;
+        var x = 0.0;
+        if (r < P.tq) {
+            x = f32(q[(r * P.hq + h) * D + i % D]);
+        }
+        qs[i] = x;
+    }
+    if (t < BQ) {
+        var rg = vec2<u32>(0u, 0u);
+        if (q0 + t < P.tq) {
+            rg = key_range(q0 + t);
+        }
+        rlo[t] = rg.x;
+        rhi[t] = rg.y;
+    }
+    workgroupBarrier();
+    if (t == 0u) {
+        var lo = 0xffffffffu;
+        var hi = 0u;
+        for (var i = 0u; i < BQ; i++) {
+            if (q0 + i < P.tq && rlo[i] < rhi[i]) {
+                lo = min(lo, rlo[i]);
+                hi = max(hi, rhi[i]);
+            }
+        }
+        ulo = lo;
+        uhi = hi;
+    }
+    // workgroupUniformLoad makes the tile loop bounds uniform (its body has barriers)
+    let klo = workgroupUniformLoad(&ulo);
+    let khi = workgroupUniformLoad(&uhi);
+    let mylo = rlo[qi];
+    let myhi = rhi[qi];
+
+    var m = LOWEST;
+    var l = 0.0;
+    var acc: array<f32, RPL>;
+    for (var k0 = klo; k0 < khi; k0 += BK) {
+        for (var i = t; i < BK * D; i += WG) {
+            let j = k0 + i / D;
+            var x = 0.0;
+            if (j < khi) {
+                x = f32(k[P.k_off + j * P.k_st + kvh * P.k_sh + i % D]);
+            }
+            kvs[i] = x;
+        }
+        workgroupBarrier();
+        var s = 0.0;
+        for (var dd = 0u; dd < D; dd++) {
+            s += qs[qi * D + dd] * kvs[lane * D + dd];
+        }
+        sc[qi * BK + lane] = s * P.scale;
+        workgroupBarrier();
+        for (var i = t; i < BK * D; i += WG) {
+            let j = k0 + i / D;
+            var x = 0.0;
+            if (j < khi) {
+                x = f32(v[P.v_off + j * P.v_st + kvh * P.v_sh + i % D]);
+            }
+            kvs[i] = x;
+        }
+        workgroupBarrier();
+        let jlo = max(k0, mylo);
+        let jhi = min(k0 + BK, myhi);
+        if (live && jlo < jhi) {
+            var tm = LOWEST;
+            for (var j = jlo; j < jhi; j++) {
+                tm = max(tm, sc[qi * BK + j - k0]);
+            }
+            let mn = max(m, tm);
+            let corr = exp(m - mn);
+            l *= corr;
+            for (var r = 0u; r < RPL; r++) {
+                acc[r] *= corr;
+            }
+            for (var j = jlo; j < jhi; j++) {
+                let p = exp(sc[qi * BK + j - k0] - mn);
+                l += p;
+                let vb = (j - k0) * D;
+                for (var r = 0u; r < RPL; r++) {
+                    let dd = lane + r * LPQ;
+                    if (dd < D) {
+                        acc[r] += p * kvs[vb + dd];
+                    }
+                }
+            }
+            m = mn;
+        }
+        workgroupBarrier();
+    }
+    if (live) {
+        for (var r = 0u; r < RPL; r++) {
+            let dd = lane + r * LPQ;
+            if (dd < D) {
+                out[(row * P.hq + h) * D + dd] = act(acc[r] / l);
+            }
+        }
+    }
+}

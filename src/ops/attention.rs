@@ -1,0 +1,665 @@
+//! Attention: the KV cache append, single-token decode (split-K), and the tiled online-softmax
+//! kernel behind chunked prefill, packed variable-length sequences and chunk-causal masks.
+//!
+//! Layouts: activations are time-major, `q (T, Hq, D)`, `k`/`v (T, Hkv, D)`, in `act`.
+//! GQA everywhere: query head `h` uses kv head `h / (Hq / Hkv)`. Softmax, scores and
+//! accumulators are f32 in every kernel; only inputs and outputs are `act`.
+
+use crate::gpu::{grid, ActDType, Binding, GpuContext, KernelKey, Recorder};
+use crate::tensor::Tensor;
+
+use super::{check_len, shape_err, OpError};
+
+/// Largest head dim the attention kernels hold in workgroup memory.
+pub const MAX_HEAD_DIM: usize = 128;
+/// Largest number of query heads per kv head `attn_decode` serves in one workgroup.
+pub const MAX_GQA_GROUP: usize = 8;
+/// Keys per split of `attn_decode` (its workgroup size).
+const DECODE_SPLIT: usize = 256;
+/// Queries per workgroup of `attn_tiled`.
+const TILE_Q: usize = 8;
+
+/// One layer's KV cache, allocated once per session.
+///
+/// Layout `(2, Hkv, Tmax, D)` in `act`: index 0 holds keys, 1 values; within each, one kv
+/// head's positions are contiguous, so a decode step reads a head's `L` keys (and values) as
+/// one run of `L·D` elements. Positions `≥` what was appended are undefined and never read.
+pub struct KvCache {
+    pub buf: wgpu::Buffer,
+    /// kv heads
+    pub heads: usize,
+    /// capacity in positions
+    pub tmax: usize,
+    /// head dim
+    pub dim: usize,
+    pub dtype: ActDType,
+}
+
+impl KvCache {
+    /// An uninitialised cache in the context's activation dtype.
+    pub fn new(
+        ctx: &GpuContext,
+        label: &str,
+        heads: usize,
+        tmax: usize,
+        dim: usize,
+    ) -> Result<KvCache, OpError> {
+        const OP: &str = "KvCache::new";
+        if heads == 0 || tmax == 0 || dim == 0 {
+            return Err(shape_err(
+                OP,
+                format!("empty cache (heads {heads}, tmax {tmax}, dim {dim})"),
+            ));
+        }
+        let dtype = ctx.act();
+        let bytes = (2 * heads * tmax * dim * dtype.size()) as u64;
+        if bytes > ctx.limits.max_storage_buffer_binding_size {
+            return Err(shape_err(
+                OP,
+                format!(
+                    "cache (2, {heads}, {tmax}, {dim}) is {bytes} bytes, over the device's \
+                     {}-byte binding limit",
+                    ctx.limits.max_storage_buffer_binding_size
+                ),
+            ));
+        }
+        Ok(KvCache {
+            buf: ctx.storage(label, bytes),
+            heads,
+            tmax,
+            dim,
+            dtype,
+        })
+    }
+
+    /// Elements in the buffer: `2·Hkv·Tmax·D`.
+    pub fn numel(&self) -> usize {
+        2 * self.heads * self.tmax * self.dim
+    }
+
+    fn shape(&self) -> String {
+        format!("(2, {}, {}, {})", self.heads, self.tmax, self.dim)
+    }
+}
+
+fn check_dtype(
+    op: &'static str,
+    ctx: &GpuContext,
+    tensors: &[(&str, &Tensor)],
+) -> Result<(), OpError> {
+    let act = ctx.act();
+    for (name, t) in tensors {
+        if t.dtype != act {
+            return Err(shape_err(
+                op,
+                format!(
+                    "{name} is {}, the device computes in {}",
+                    t.dtype.name(),
+                    act.name()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_cache(op: &'static str, ctx: &GpuContext, cache: &KvCache) -> Result<(), OpError> {
+    if cache.dtype != ctx.act() {
+        return Err(shape_err(
+            op,
+            format!(
+                "cache is {}, the device computes in {}",
+                cache.dtype.name(),
+                ctx.act().name()
+            ),
+        ));
+    }
+    check_len(
+        op,
+        "cache",
+        &cache.buf,
+        (cache.numel() * cache.dtype.size()) as u64,
+    )
+}
+
+/// `(T, H, D)` of a rank-3 tensor, or a shape error.
+fn dims3(op: &'static str, name: &str, t: &Tensor) -> Result<(usize, usize, usize), OpError> {
+    match t.shape[..] {
+        [a, b, c] if a > 0 && b > 0 && c > 0 => Ok((a, b, c)),
+        _ => Err(shape_err(
+            op,
+            format!("{name} is {:?}, expected a non-empty (T, H, D)", t.shape),
+        )),
+    }
+}
+
+fn check_heads(op: &'static str, hq: usize, hkv: usize, d: usize) -> Result<(), OpError> {
+    if hq % hkv != 0 {
+        return Err(shape_err(
+            op,
+            format!("{hq} query heads are not a multiple of {hkv} kv heads"),
+        ));
+    }
+    if d > MAX_HEAD_DIM {
+        return Err(shape_err(
+            op,
+            format!("head dim {d} exceeds the kernels' {MAX_HEAD_DIM}"),
+        ));
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// kv_append
+
+// Mirrors shaders/attention/kv_append.wgsl: k, v, cache, params.
+const APPEND_BINDINGS: &[Binding] = &[
+    Binding::Read,
+    Binding::Read,
+    Binding::ReadWrite,
+    Binding::Uniform,
+];
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct AppendParams {
+    t: u32,
+    h: u32,
+    d: u32,
+    tmax: u32,
+    p0: u32,
+    groups_x: u32,
+    _pad: [u32; 2],
+}
+
+/// Writes `k`, `v (T, Hkv, D)` of `T` new tokens into `cache` at positions `p0 .. p0+T`
+/// (one dispatch for both). Requires `p0 + T ≤ Tmax`.
+pub fn kv_append(
+    rec: &mut Recorder,
+    cache: &KvCache,
+    k: &Tensor,
+    v: &Tensor,
+    p0: usize,
+) -> Result<(), OpError> {
+    const OP: &str = "kv_append";
+    let ctx = rec.ctx();
+    let (t, h, d) = dims3(OP, "k", k)?;
+    if v.shape != k.shape {
+        return Err(shape_err(
+            OP,
+            format!("v is {:?}, k is {:?}", v.shape, k.shape),
+        ));
+    }
+    if h != cache.heads || d != cache.dim {
+        return Err(shape_err(
+            OP,
+            format!("k is {:?}, cache is {}", k.shape, cache.shape()),
+        ));
+    }
+    if p0 + t > cache.tmax {
+        return Err(shape_err(
+            OP,
+            format!(
+                "positions {p0}..{} of k {:?} overflow cache {}",
+                p0 + t,
+                k.shape,
+                cache.shape()
+            ),
+        ));
+    }
+    check_dtype(OP, ctx, &[("k", k), ("v", v)])?;
+    check_cache(OP, ctx, cache)?;
+    let n = t * h * d;
+    check_len(OP, "k", &k.buf, (n * k.dtype.size()) as u64)?;
+    check_len(OP, "v", &v.buf, (n * v.dtype.size()) as u64)?;
+
+    const WG: u32 = 256;
+    let key = KernelKey {
+        family: "kv_append",
+        entry: "kv_append",
+        act: ctx.act(),
+        subgroups: false,
+        constants: vec![("WG", WG)],
+    };
+    let p = ctx.pipeline(&key, APPEND_BINDINGS)?;
+    let g = grid(
+        ((2 * n) as u32).div_ceil(WG),
+        ctx.limits.max_compute_workgroups_per_dimension,
+    );
+    let params = AppendParams {
+        t: t as u32,
+        h: h as u32,
+        d: d as u32,
+        tmax: cache.tmax as u32,
+        p0: p0 as u32,
+        groups_x: g[0],
+        _pad: [0; 2],
+    };
+    let ubuf = ctx.uniform("kv_append.params", bytemuck::bytes_of(&params));
+    let group = ctx.bind(&p, &[&k.buf, &v.buf, &cache.buf, &ubuf]);
+    rec.dispatch(&p.pipeline, &group, g)?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// attn_decode
+
+// Mirrors shaders/attention/attn_decode.wgsl: q, cache, part, out, params.
+const DECODE_BINDINGS: &[Binding] = &[
+    Binding::Read,
+    Binding::Read,
+    Binding::ReadWrite,
+    Binding::ReadWrite,
+    Binding::Uniform,
+];
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct DecodeParams {
+    hq: u32,
+    hkv: u32,
+    len: u32,
+    tmax: u32,
+    nsplit: u32,
+    scale: f32,
+    _pad: [u32; 2],
+}
+
+/// Bytes of f32 scratch `attn_decode` needs for `hq` query heads of dim `dim` over a cache
+/// of `tmax` positions: per split of 256 keys, an accumulator per head and dim plus (max, sum).
+/// Allocate it once per session (it can be shared by all layers).
+pub fn decode_scratch_bytes(hq: usize, dim: usize, tmax: usize) -> u64 {
+    (tmax.div_ceil(DECODE_SPLIT).max(1) * hq * (dim + 2) * 4) as u64
+}
+
+/// `out (Hq, D) = softmax(scale · q kᵀ) v` of one query token `q (Hq, D)` over cache positions
+/// `[0, len)`. Two dispatches: ⌈len/256⌉ splits × Hkv workgroups write f32 partials to
+/// `scratch` (see [`decode_scratch_bytes`]), then one workgroup per head combines them.
+pub fn attn_decode(
+    rec: &mut Recorder,
+    q: &Tensor,
+    cache: &KvCache,
+    len: usize,
+    scale: f32,
+    scratch: &wgpu::Buffer,
+    out: &Tensor,
+) -> Result<(), OpError> {
+    const OP: &str = "attn_decode";
+    let ctx = rec.ctx();
+    let (hq, d) = match q.shape[..] {
+        [a, b] if a > 0 && b > 0 => (a, b),
+        _ => {
+            return Err(shape_err(
+                OP,
+                format!("q is {:?}, expected (Hq, D)", q.shape),
+            ))
+        }
+    };
+    if out.shape != q.shape {
+        return Err(shape_err(
+            OP,
+            format!("out is {:?}, q is {:?}", out.shape, q.shape),
+        ));
+    }
+    if d != cache.dim {
+        return Err(shape_err(
+            OP,
+            format!("q is {:?}, cache is {}", q.shape, cache.shape()),
+        ));
+    }
+    check_heads(OP, hq, cache.heads, d)?;
+    let group = hq / cache.heads;
+    if group > MAX_GQA_GROUP {
+        return Err(shape_err(
+            OP,
+            format!(
+                "q is {:?}, cache is {}: {group} query heads per kv head exceed {MAX_GQA_GROUP}",
+                q.shape,
+                cache.shape()
+            ),
+        ));
+    }
+    if len == 0 || len > cache.tmax {
+        return Err(shape_err(
+            OP,
+            format!(
+                "length {len} is outside 1..={} of cache {}",
+                cache.tmax,
+                cache.shape()
+            ),
+        ));
+    }
+    check_dtype(OP, ctx, &[("q", q), ("out", out)])?;
+    check_cache(OP, ctx, cache)?;
+    check_len(OP, "q", &q.buf, (hq * d * q.dtype.size()) as u64)?;
+    check_len(OP, "out", &out.buf, (hq * d * out.dtype.size()) as u64)?;
+    check_len(OP, "scratch", scratch, decode_scratch_bytes(hq, d, len))?;
+
+    let nsplit = len.div_ceil(DECODE_SPLIT);
+    let consts = vec![("G", group as u32), ("D", d as u32)];
+    let key = KernelKey {
+        family: "attn_decode",
+        entry: "attn_decode",
+        act: ctx.act(),
+        subgroups: false,
+        constants: consts.clone(),
+    };
+    let p1 = ctx.pipeline(&key, DECODE_BINDINGS)?;
+    let p2 = ctx.pipeline(
+        &KernelKey {
+            entry: "attn_decode_combine",
+            ..key
+        },
+        DECODE_BINDINGS,
+    )?;
+    let params = DecodeParams {
+        hq: hq as u32,
+        hkv: cache.heads as u32,
+        len: len as u32,
+        tmax: cache.tmax as u32,
+        nsplit: nsplit as u32,
+        scale,
+        _pad: [0; 2],
+    };
+    let ubuf = ctx.uniform("attn_decode.params", bytemuck::bytes_of(&params));
+    let buffers = [&q.buf, &cache.buf, scratch, &out.buf, &ubuf];
+    let g1 = ctx.bind(&p1, &buffers);
+    let g2 = ctx.bind(&p2, &buffers);
+    rec.dispatch(&p1.pipeline, &g1, [nsplit as u32, cache.heads as u32, 1])?;
+    rec.dispatch(&p2.pipeline, &g2, [hq as u32, 1, 1])?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// attn_tiled: prefill, varlen, chunk-causal
+
+// Mirrors shaders/attention/attn_tiled.wgsl: q, k, v, cu, out, params.
+const TILED_BINDINGS: &[Binding] = &[
+    Binding::Read,
+    Binding::Read,
+    Binding::Read,
+    Binding::Read,
+    Binding::ReadWrite,
+    Binding::Uniform,
+];
+
+#[repr(C)]
+#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+struct TiledParams {
+    tq: u32,
+    hq: u32,
+    group: u32,
+    tk: u32,
+    pos0: u32,
+    chunk: u32,
+    nseq: u32,
+    _pad0: u32,
+    k_off: u32,
+    k_st: u32,
+    k_sh: u32,
+    _pad1: u32,
+    v_off: u32,
+    v_st: u32,
+    v_sh: u32,
+    scale: f32,
+}
+
+/// The three masks of `attn_tiled` (its MODE override).
+#[derive(Clone, Copy)]
+enum Mask {
+    CausalPrefix = 0,
+    Varlen = 1,
+    ChunkCausal = 2,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn tiled(
+    rec: &mut Recorder,
+    op: &'static str,
+    mask: Mask,
+    q: &Tensor,
+    (k, v): (&wgpu::Buffer, &wgpu::Buffer),
+    cu: Option<&wgpu::Buffer>,
+    d: usize,
+    params: TiledParams,
+    out: &Tensor,
+) -> Result<(), OpError> {
+    let ctx = rec.ctx();
+    let blocks = (params.tq as usize).div_ceil(TILE_Q);
+    let max_groups = ctx.limits.max_compute_workgroups_per_dimension as usize;
+    if blocks > max_groups || params.hq as usize > max_groups {
+        return Err(shape_err(
+            op,
+            format!(
+                "q is {:?}: too many query blocks or heads to dispatch",
+                q.shape
+            ),
+        ));
+    }
+    let key = KernelKey {
+        family: "attn_tiled",
+        entry: "attn_tiled",
+        act: ctx.act(),
+        subgroups: false,
+        constants: vec![("MODE", mask as u32), ("D", d as u32)],
+    };
+    let p = ctx.pipeline(&key, TILED_BINDINGS)?;
+    let ubuf = ctx.uniform(op, bytemuck::bytes_of(&params));
+    let cu = cu.unwrap_or(&ctx.dummy);
+    let group = ctx.bind(&p, &[&q.buf, k, v, cu, &out.buf, &ubuf]);
+    rec.dispatch(&p.pipeline, &group, [blocks as u32, params.hq, 1])?;
+    Ok(())
+}
+
+/// Checks q, k, v, out `(T, H, D)` for the packed ops; returns `(T, Hq, Hkv, D)`.
+fn check_packed(
+    op: &'static str,
+    ctx: &GpuContext,
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    out: &Tensor,
+) -> Result<(usize, usize, usize, usize), OpError> {
+    let (t, hq, d) = dims3(op, "q", q)?;
+    let (tk, hkv, dk) = dims3(op, "k", k)?;
+    if tk != t || dk != d {
+        return Err(shape_err(
+            op,
+            format!("k is {:?}, q is {:?}", k.shape, q.shape),
+        ));
+    }
+    if v.shape != k.shape {
+        return Err(shape_err(
+            op,
+            format!("v is {:?}, k is {:?}", v.shape, k.shape),
+        ));
+    }
+    if out.shape != q.shape {
+        return Err(shape_err(
+            op,
+            format!("out is {:?}, q is {:?}", out.shape, q.shape),
+        ));
+    }
+    check_heads(op, hq, hkv, d)?;
+    check_dtype(op, ctx, &[("q", q), ("k", k), ("v", v), ("out", out)])?;
+    let sz = ctx.act().size();
+    check_len(op, "q", &q.buf, (t * hq * d * sz) as u64)?;
+    check_len(op, "k", &k.buf, (t * hkv * d * sz) as u64)?;
+    check_len(op, "v", &v.buf, (t * hkv * d * sz) as u64)?;
+    check_len(op, "out", &out.buf, (t * hq * d * sz) as u64)?;
+    Ok((t, hq, hkv, d))
+}
+
+/// Chunked causal prefill: queries `q (Tq, Hq, D)` at positions `p0 .. p0+Tq` attend to cache
+/// positions `[0, p0 + i]` (query `i`). The cache must already hold positions `< p0 + Tq`
+/// (append this chunk's k, v first). `out (Tq, Hq, D)`.
+pub fn attn_prefill(
+    rec: &mut Recorder,
+    q: &Tensor,
+    cache: &KvCache,
+    p0: usize,
+    scale: f32,
+    out: &Tensor,
+) -> Result<(), OpError> {
+    const OP: &str = "attn_prefill";
+    let ctx = rec.ctx();
+    let (tq, hq, d) = dims3(OP, "q", q)?;
+    if out.shape != q.shape {
+        return Err(shape_err(
+            OP,
+            format!("out is {:?}, q is {:?}", out.shape, q.shape),
+        ));
+    }
+    if d != cache.dim {
+        return Err(shape_err(
+            OP,
+            format!("q is {:?}, cache is {}", q.shape, cache.shape()),
+        ));
+    }
+    check_heads(OP, hq, cache.heads, d)?;
+    if p0 + tq > cache.tmax {
+        return Err(shape_err(
+            OP,
+            format!(
+                "positions {p0}..{} of q {:?} overflow cache {}",
+                p0 + tq,
+                q.shape,
+                cache.shape()
+            ),
+        ));
+    }
+    check_dtype(OP, ctx, &[("q", q), ("out", out)])?;
+    check_cache(OP, ctx, cache)?;
+    let sz = ctx.act().size();
+    check_len(OP, "q", &q.buf, (tq * hq * d * sz) as u64)?;
+    check_len(OP, "out", &out.buf, (tq * hq * d * sz) as u64)?;
+    let plane = cache.heads * cache.tmax * d;
+    let params = TiledParams {
+        tq: tq as u32,
+        hq: hq as u32,
+        group: (hq / cache.heads) as u32,
+        tk: (p0 + tq) as u32,
+        pos0: p0 as u32,
+        k_off: 0,
+        k_st: d as u32,
+        k_sh: (cache.tmax * d) as u32,
+        v_off: plane as u32,
+        v_st: d as u32,
+        v_sh: (cache.tmax * d) as u32,
+        scale,
+        ..Default::default()
+    };
+    tiled(
+        rec,
+        OP,
+        Mask::CausalPrefix,
+        q,
+        (&cache.buf, &cache.buf),
+        None,
+        d,
+        params,
+        out,
+    )
+}
+
+fn packed_params(t: usize, hq: usize, hkv: usize, d: usize, scale: f32) -> TiledParams {
+    TiledParams {
+        tq: t as u32,
+        hq: hq as u32,
+        group: (hq / hkv) as u32,
+        tk: t as u32,
+        k_st: (hkv * d) as u32,
+        k_sh: d as u32,
+        v_st: (hkv * d) as u32,
+        v_sh: d as u32,
+        scale,
+        ..Default::default()
+    }
+}
+
+/// Non-causal attention over packed variable-length sequences (the audio encoder's chunks in
+/// one batch, no padding): `q (Ttotal, Hq, D)`, `k`, `v (Ttotal, Hkv, D)`; sequence `s` is rows
+/// `cu_seqlens[s] .. cu_seqlens[s+1]` and its tokens attend only within it. `cu_seqlens`
+/// (nseq + 1 entries, 0 first, non-decreasing, Ttotal last) is uploaded as a small buffer.
+#[allow(clippy::too_many_arguments)]
+pub fn attn_varlen(
+    rec: &mut Recorder,
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    cu_seqlens: &[u32],
+    scale: f32,
+    out: &Tensor,
+) -> Result<(), OpError> {
+    const OP: &str = "attn_varlen";
+    let ctx = rec.ctx();
+    let (t, hq, hkv, d) = check_packed(OP, ctx, q, k, v, out)?;
+    let ok = cu_seqlens.len() >= 2
+        && cu_seqlens[0] == 0
+        && cu_seqlens.windows(2).all(|w| w[0] <= w[1])
+        && cu_seqlens.last() == Some(&(t as u32));
+    if !ok {
+        return Err(shape_err(
+            OP,
+            format!(
+                "cu_seqlens {cu_seqlens:?} must rise from 0 to the {t} rows of q {:?}",
+                q.shape
+            ),
+        ));
+    }
+    let cu = ctx.upload("attn_varlen.cu", bytemuck::cast_slice(cu_seqlens));
+    let params = TiledParams {
+        nseq: (cu_seqlens.len() - 1) as u32,
+        ..packed_params(t, hq, hkv, d, scale)
+    };
+    tiled(
+        rec,
+        OP,
+        Mask::Varlen,
+        q,
+        (&k.buf, &v.buf),
+        Some(&cu),
+        d,
+        params,
+        out,
+    )
+}
+
+/// Chunk-causal attention of one sequence `q (T, Hq, D)`, `k`, `v (T, Hkv, D)`: key `j` is
+/// visible to query `i` iff `j < (⌊i/C⌋ + 1)·C` (and `j < T`). `chunk = 1` is plain causal
+/// attention (audio decoder, Pre-Net); `chunk = 100` is the flow-matching U-Net's mask.
+#[allow(clippy::too_many_arguments)]
+pub fn attn_chunk_causal(
+    rec: &mut Recorder,
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    chunk: usize,
+    scale: f32,
+    out: &Tensor,
+) -> Result<(), OpError> {
+    const OP: &str = "attn_chunk_causal";
+    let ctx = rec.ctx();
+    let (t, hq, hkv, d) = check_packed(OP, ctx, q, k, v, out)?;
+    if chunk == 0 || chunk > u32::MAX as usize / 2 {
+        return Err(shape_err(
+            OP,
+            format!("chunk {chunk} for q {:?} must be ≥ 1", q.shape),
+        ));
+    }
+    let params = TiledParams {
+        chunk: chunk as u32,
+        ..packed_params(t, hq, hkv, d, scale)
+    };
+    tiled(
+        rec,
+        OP,
+        Mask::ChunkCausal,
+        q,
+        (&k.buf, &v.buf),
+        None,
+        d,
+        params,
+        out,
+    )
+}

@@ -1,0 +1,189 @@
+//! Attention self-test cases: GPU kernels against the dense f64 reference with explicit masks.
+//!
+//! Inputs: q ~ N(0, 2²), k, v ~ N(0, 1), scale 1/√D, so scores have a spread of about 2 and
+//! softmax weights are far from uniform. Cache positions the op must not read hold NaN: any
+//! leak past the visible range turns the output into NaN and fails the comparison.
+//!
+//! Tolerances (|got − want| ≤ atol + rtol·|want|):
+//! - f32 path (1e-5, 1e-5): everything is f32; errors are f32 rounding of dot products, exp and
+//!   sums over ≤ a few thousand terms (≈ 1e-6 absolute on outputs bounded by max |v| ≈ 4).
+//! - f16 path (2e-5, 1e-3): inputs are rounded to f16 before the reference sees them, so the
+//!   only extra error is the f16 rounding of the output (≤ 2⁻¹¹ ≈ 4.9e-4 relative); rtol 1e-3
+//!   is twice that, atol covers the f32 arithmetic on small outputs.
+//! - kv_append is a copy: exact (0, 0) on both paths.
+
+use crate::gpu::{GpuContext, Recorder};
+use crate::ops::{self, KvCache, OpError};
+use crate::reference::attention as refa;
+use crate::tensor::{act_bytes, round_act, Tensor};
+use crate::util::rng::Rng;
+
+use super::{compare, tol, Comparison};
+
+const F32_TOL: (f32, f32) = (1e-5, 1e-5);
+const F16_TOL: (f32, f32) = (2e-5, 1e-3);
+
+fn rand_act(ctx: &GpuContext, rng: &mut Rng, n: usize, scale: f32) -> Vec<f32> {
+    round_act(ctx.act(), &rng.normal_vec(n, scale))
+}
+
+/// A cache whose first `t` positions hold `k`, `v (t, h, d)` and the rest NaN.
+fn cache_with(
+    ctx: &GpuContext,
+    k: &[f32],
+    v: &[f32],
+    (t, h, d): (usize, usize, usize),
+    tmax: usize,
+) -> Result<KvCache, OpError> {
+    let cache = KvCache::new(ctx, "cache", h, tmax, d)?;
+    let host = refa::cache_layout(k, v, (t, h, d), tmax, f32::NAN);
+    ctx.queue
+        .write_buffer(&cache.buf, 0, &act_bytes(ctx.act(), &host));
+    Ok(cache)
+}
+
+/// Appends `t` tokens at `p0` to a cache pre-filled with random values; the whole cache must
+/// match (new rows written, all others untouched).
+pub async fn kv_append_case(
+    ctx: &GpuContext,
+    (h, d): (usize, usize),
+    tmax: usize,
+    t: usize,
+    p0: usize,
+    seed: u64,
+) -> Result<Comparison, OpError> {
+    let mut rng = Rng::new(seed);
+    let cache = KvCache::new(ctx, "cache", h, tmax, d)?;
+    let mut want = rand_act(ctx, &mut rng, cache.numel(), 1.0);
+    ctx.queue
+        .write_buffer(&cache.buf, 0, &act_bytes(ctx.act(), &want));
+    let k = rand_act(ctx, &mut rng, t * h * d, 1.0);
+    let v = rand_act(ctx, &mut rng, t * h * d, 1.0);
+    refa::kv_append(&mut want, &k, &v, (t, h, d), tmax, p0);
+    let kt = Tensor::from_f32(ctx, "k", &[t, h, d], &k);
+    let vt = Tensor::from_f32(ctx, "v", &[t, h, d], &v);
+    let mut rec = Recorder::new(ctx, "kv_append test");
+    ops::kv_append(&mut rec, &cache, &kt, &vt, p0)?;
+    rec.submit()?;
+    let got = ctx.read_act(&cache.buf, cache.numel()).await?;
+    Ok(compare(&got, &want, 0.0, 0.0))
+}
+
+/// One query token over cache positions [0, len) of a cache with a few spare (NaN) positions.
+pub async fn attn_decode_case(
+    ctx: &GpuContext,
+    (hq, hkv, d): (usize, usize, usize),
+    len: usize,
+    seed: u64,
+) -> Result<Comparison, OpError> {
+    let mut rng = Rng::new(seed);
+    let tmax = len + 3;
+    let k = rand_act(ctx, &mut rng, len * hkv * d, 1.0);
+    let v = rand_act(ctx, &mut rng, len * hkv * d, 1.0);
+    let q = rand_act(ctx, &mut rng, hq * d, 2.0);
+    let scale = 1.0 / (d as f32).sqrt();
+    let want = refa::attention(&q, &k, &v, (1, len), (hq, hkv, d), scale, |_, _| true);
+
+    let cache = cache_with(ctx, &k, &v, (len, hkv, d), tmax)?;
+    let qt = Tensor::from_f32(ctx, "q", &[hq, d], &q);
+    let out = Tensor::empty(ctx, "out", &[hq, d]);
+    let scratch = ctx.storage("scratch", ops::decode_scratch_bytes(hq, d, tmax));
+    let mut rec = Recorder::new(ctx, "attn_decode test");
+    ops::attn_decode(&mut rec, &qt, &cache, len, scale, &scratch, &out)?;
+    rec.submit()?;
+    let got = out.to_vec(ctx).await?;
+    let (atol, rtol) = tol(ctx, F32_TOL, F16_TOL);
+    Ok(compare(&got, &want, atol, rtol))
+}
+
+/// Chunked prefill: `tq` queries at positions p0.. against a cache holding p0 + tq positions
+/// (and NaN after them).
+pub async fn attn_prefill_case(
+    ctx: &GpuContext,
+    (hq, hkv, d): (usize, usize, usize),
+    p0: usize,
+    tq: usize,
+    seed: u64,
+) -> Result<Comparison, OpError> {
+    let mut rng = Rng::new(seed);
+    let tk = p0 + tq;
+    let k = rand_act(ctx, &mut rng, tk * hkv * d, 1.0);
+    let v = rand_act(ctx, &mut rng, tk * hkv * d, 1.0);
+    let q = rand_act(ctx, &mut rng, tq * hq * d, 2.0);
+    let scale = 1.0 / (d as f32).sqrt();
+    let want = refa::attention(&q, &k, &v, (tq, tk), (hq, hkv, d), scale, |i, j| {
+        j <= p0 + i
+    });
+
+    let cache = cache_with(ctx, &k, &v, (tk, hkv, d), tk + 5)?;
+    let qt = Tensor::from_f32(ctx, "q", &[tq, hq, d], &q);
+    let out = Tensor::empty(ctx, "out", &[tq, hq, d]);
+    let mut rec = Recorder::new(ctx, "attn_prefill test");
+    ops::attn_prefill(&mut rec, &qt, &cache, p0, scale, &out)?;
+    rec.submit()?;
+    let got = out.to_vec(ctx).await?;
+    let (atol, rtol) = tol(ctx, F32_TOL, F16_TOL);
+    Ok(compare(&got, &want, atol, rtol))
+}
+
+/// Packed sequences of the given lengths, each attending only within itself.
+pub async fn attn_varlen_case(
+    ctx: &GpuContext,
+    (hq, hkv, d): (usize, usize, usize),
+    lens: &[usize],
+    seed: u64,
+) -> Result<Comparison, OpError> {
+    let mut rng = Rng::new(seed);
+    let t: usize = lens.iter().sum();
+    let mut cu = vec![0u32];
+    let mut seq_of = Vec::with_capacity(t);
+    for (s, &n) in lens.iter().enumerate() {
+        cu.push(cu[s] + n as u32);
+        seq_of.extend(std::iter::repeat_n(s, n));
+    }
+    let q = rand_act(ctx, &mut rng, t * hq * d, 2.0);
+    let k = rand_act(ctx, &mut rng, t * hkv * d, 1.0);
+    let v = rand_act(ctx, &mut rng, t * hkv * d, 1.0);
+    let scale = 1.0 / (d as f32).sqrt();
+    let want = refa::attention(&q, &k, &v, (t, t), (hq, hkv, d), scale, |i, j| {
+        seq_of[i] == seq_of[j]
+    });
+    let qt = Tensor::from_f32(ctx, "q", &[t, hq, d], &q);
+    let kt = Tensor::from_f32(ctx, "k", &[t, hkv, d], &k);
+    let vt = Tensor::from_f32(ctx, "v", &[t, hkv, d], &v);
+    let out = Tensor::empty(ctx, "out", &[t, hq, d]);
+    let mut rec = Recorder::new(ctx, "attn_varlen test");
+    ops::attn_varlen(&mut rec, &qt, &kt, &vt, &cu, scale, &out)?;
+    rec.submit()?;
+    let got = out.to_vec(ctx).await?;
+    let (atol, rtol) = tol(ctx, F32_TOL, F16_TOL);
+    Ok(compare(&got, &want, atol, rtol))
+}
+
+/// One sequence of `t` tokens under the chunk-causal mask with chunk `c` (1 = causal).
+pub async fn attn_chunk_causal_case(
+    ctx: &GpuContext,
+    (hq, hkv, d): (usize, usize, usize),
+    t: usize,
+    c: usize,
+    seed: u64,
+) -> Result<Comparison, OpError> {
+    let mut rng = Rng::new(seed);
+    let q = rand_act(ctx, &mut rng, t * hq * d, 2.0);
+    let k = rand_act(ctx, &mut rng, t * hkv * d, 1.0);
+    let v = rand_act(ctx, &mut rng, t * hkv * d, 1.0);
+    let scale = 1.0 / (d as f32).sqrt();
+    let want = refa::attention(&q, &k, &v, (t, t), (hq, hkv, d), scale, |i, j| {
+        j < (i / c + 1) * c
+    });
+    let qt = Tensor::from_f32(ctx, "q", &[t, hq, d], &q);
+    let kt = Tensor::from_f32(ctx, "k", &[t, hkv, d], &k);
+    let vt = Tensor::from_f32(ctx, "v", &[t, hkv, d], &v);
+    let out = Tensor::empty(ctx, "out", &[t, hq, d]);
+    let mut rec = Recorder::new(ctx, "attn_chunk_causal test");
+    ops::attn_chunk_causal(&mut rec, &qt, &kt, &vt, c, scale, &out)?;
+    rec.submit()?;
+    let got = out.to_vec(ctx).await?;
+    let (atol, rtol) = tol(ctx, F32_TOL, F16_TOL);
+    Ok(compare(&got, &want, atol, rtol))
+}

@@ -1,0 +1,333 @@
+//! Attention kernels on the native adapter (Mesa lavapipe in CI): kv_append, attn_decode,
+//! attn_prefill, attn_varlen and attn_chunk_causal against the dense f64 reference, on the
+//! f16 path (with and without subgroups: these kernels have no subgroup variant, so both must
+//! agree) and the portable f32 path, plus typed shape errors for every op.
+
+use std::sync::OnceLock;
+
+use bca::gpu::{GpuContext, GpuOptions, Recorder};
+use bca::ops::{self, KvCache, OpError};
+use bca::selftest::attention as st;
+use bca::selftest::Comparison;
+use bca::tensor::Tensor;
+
+#[derive(Clone, Copy, Debug)]
+enum Path {
+    F16,
+    F16Portable,
+    F32,
+}
+
+const PATHS: [Path; 3] = [Path::F16, Path::F16Portable, Path::F32];
+
+fn ctx(path: Path) -> &'static GpuContext {
+    static F16: OnceLock<GpuContext> = OnceLock::new();
+    static F16P: OnceLock<GpuContext> = OnceLock::new();
+    static F32: OnceLock<GpuContext> = OnceLock::new();
+    let (cell, opts) = match path {
+        Path::F16 => (
+            &F16,
+            GpuOptions {
+                require_f16: true,
+                ..Default::default()
+            },
+        ),
+        Path::F16Portable => (
+            &F16P,
+            GpuOptions {
+                require_f16: true,
+                no_subgroups: true,
+                ..Default::default()
+            },
+        ),
+        Path::F32 => (
+            &F32,
+            GpuOptions {
+                force_f32: true,
+                no_subgroups: true,
+                ..Default::default()
+            },
+        ),
+    };
+    cell.get_or_init(|| match pollster::block_on(GpuContext::new(&opts)) {
+        Ok(c) => c,
+        Err(e) => panic!("no usable GPU adapter for the {path:?} path: {e}"),
+    })
+}
+
+fn assert_ok(what: &str, r: Result<Comparison, OpError>) {
+    match r {
+        Ok(c) => assert!(c.ok(), "{what}: {c}"),
+        Err(e) => panic!("{what}: {e}"),
+    }
+}
+
+/// LLM (GQA 7), encoder-like (no GQA), and a ragged odd head dim.
+const LLM: (usize, usize, usize) = (28, 4, 128);
+const ENC: (usize, usize, usize) = (20, 20, 64);
+const ODD: (usize, usize, usize) = (6, 2, 20);
+
+#[test]
+fn kv_append_all_paths() {
+    for path in PATHS {
+        let c = ctx(path);
+        for (i, &((h, d), tmax, t, p0)) in [
+            ((4, 128), 50, 7, 0),
+            ((4, 128), 50, 1, 49),
+            ((3, 20), 33, 13, 20),
+            ((20, 64), 300, 257, 1),
+        ]
+        .iter()
+        .enumerate()
+        {
+            assert_ok(
+                &format!("{path:?} kv_append h={h} d={d} tmax={tmax} t={t} p0={p0}"),
+                pollster::block_on(st::kv_append_case(c, (h, d), tmax, t, p0, 10 + i as u64)),
+            );
+        }
+    }
+}
+
+#[test]
+fn attn_decode_all_paths() {
+    for path in PATHS {
+        let c = ctx(path);
+        for (hs, lens) in [
+            (LLM, &[1usize, 7, 100, 1000, 4099][..]),
+            (ENC, &[1, 7, 100, 1000, 4099][..]),
+            (ODD, &[1, 255, 256, 257, 513][..]),
+        ] {
+            for (i, &len) in lens.iter().enumerate() {
+                assert_ok(
+                    &format!("{path:?} attn_decode heads {hs:?} L={len}"),
+                    pollster::block_on(st::attn_decode_case(c, hs, len, 100 + i as u64)),
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn attn_prefill_all_paths() {
+    for path in PATHS {
+        let c = ctx(path);
+        for (hs, p0, tq) in [
+            (LLM, 0, 1),
+            (LLM, 0, 5),
+            (LLM, 0, 33),
+            (LLM, 37, 1),
+            (LLM, 37, 5),
+            (LLM, 37, 33),
+            ((14, 2, 128), 0, 130),
+            ((14, 2, 128), 261, 130),
+            (ENC, 3, 17),
+            (ODD, 9, 11),
+        ] {
+            assert_ok(
+                &format!("{path:?} attn_prefill heads {hs:?} p0={p0} tq={tq}"),
+                pollster::block_on(st::attn_prefill_case(
+                    c,
+                    hs,
+                    p0,
+                    tq,
+                    (p0 * 1000 + tq) as u64,
+                )),
+            );
+        }
+    }
+}
+
+#[test]
+fn attn_varlen_all_paths() {
+    for path in PATHS {
+        let c = ctx(path);
+        for (i, (hs, lens)) in [
+            (ENC, &[7usize][..]),
+            (ENC, &[3, 50, 1][..]),
+            ((16, 16, 64), &[150, 149][..]),
+            (ODD, &[5, 0, 9, 1][..]),
+            ((8, 2, 64), &[100, 100, 33][..]),
+        ]
+        .iter()
+        .enumerate()
+        {
+            assert_ok(
+                &format!("{path:?} attn_varlen heads {hs:?} lens {lens:?}"),
+                pollster::block_on(st::attn_varlen_case(c, *hs, lens, 300 + i as u64)),
+            );
+        }
+    }
+}
+
+#[test]
+fn attn_chunk_causal_all_paths() {
+    const UNET: (usize, usize, usize) = (8, 8, 64);
+    for path in PATHS {
+        let c = ctx(path);
+        let mut cases = Vec::new();
+        for t in [5, 100, 101, 250] {
+            cases.push((UNET, t, 100));
+            cases.push((UNET, t, 1));
+        }
+        cases.push((UNET, 50, 7));
+        cases.push((ODD, 23, 7));
+        cases.push(((16, 16, 64), 37, 1));
+        for (i, &(hs, t, chunk)) in cases.iter().enumerate() {
+            assert_ok(
+                &format!("{path:?} attn_chunk_causal heads {hs:?} T={t} C={chunk}"),
+                pollster::block_on(st::attn_chunk_causal_case(c, hs, t, chunk, 400 + i as u64)),
+            );
+        }
+    }
+}
+
+#[test]
+fn decode_is_two_dispatches() {
+    let c = ctx(Path::F32);
+    let cache = KvCache::new(c, "cache", 4, 8192, 128).unwrap();
+    let q = Tensor::empty(c, "q", &[28, 128]);
+    let out = Tensor::empty(c, "out", &[28, 128]);
+    let scratch = c.storage("s", ops::decode_scratch_bytes(28, 128, 8192));
+    let mut rec = Recorder::new(c, "t");
+    ops::attn_decode(&mut rec, &q, &cache, 8192, 0.1, &scratch, &out).unwrap();
+    assert_eq!(rec.dispatches(), 2);
+}
+
+fn shape_err(r: Result<(), OpError>, op: &str, needles: &[&str]) {
+    match r {
+        Err(OpError::Shape { op: o, detail }) => {
+            assert_eq!(o, op);
+            for n in needles {
+                assert!(detail.contains(n), "{op}: `{detail}` lacks `{n}`");
+            }
+        }
+        other => panic!("{op}: expected a shape error, got {other:?}"),
+    }
+}
+
+#[test]
+fn shape_errors_are_typed() {
+    let c = ctx(Path::F32);
+    let cache = KvCache::new(c, "cache", 4, 16, 8).unwrap();
+    let mut rec = Recorder::new(c, "t");
+
+    // kv_append: wrong heads, overflow, k/v mismatch
+    let k = Tensor::empty(c, "k", &[3, 5, 8]);
+    shape_err(
+        ops::kv_append(&mut rec, &cache, &k, &k, 0),
+        "kv_append",
+        &["[3, 5, 8]", "(2, 4, 16, 8)"],
+    );
+    let k = Tensor::empty(c, "k", &[3, 4, 8]);
+    shape_err(
+        ops::kv_append(&mut rec, &cache, &k, &k, 14),
+        "kv_append",
+        &["14..17", "[3, 4, 8]", "(2, 4, 16, 8)"],
+    );
+    let v = Tensor::empty(c, "v", &[2, 4, 8]);
+    shape_err(
+        ops::kv_append(&mut rec, &cache, &k, &v, 0),
+        "kv_append",
+        &["[2, 4, 8]", "[3, 4, 8]"],
+    );
+
+    // attn_decode: head dim mismatch, bad GQA ratio, length past the cache, small scratch
+    let scratch = c.storage("s", ops::decode_scratch_bytes(8, 8, 16));
+    let q = Tensor::empty(c, "q", &[8, 6]);
+    let out = Tensor::empty(c, "o", &[8, 6]);
+    shape_err(
+        ops::attn_decode(&mut rec, &q, &cache, 4, 1.0, &scratch, &out),
+        "attn_decode",
+        &["[8, 6]", "(2, 4, 16, 8)"],
+    );
+    let q = Tensor::empty(c, "q", &[6, 8]);
+    let out = Tensor::empty(c, "o", &[6, 8]);
+    shape_err(
+        ops::attn_decode(&mut rec, &q, &cache, 4, 1.0, &scratch, &out),
+        "attn_decode",
+        &["6 query heads", "4 kv heads"],
+    );
+    let q = Tensor::empty(c, "q", &[8, 8]);
+    let out = Tensor::empty(c, "o", &[8, 8]);
+    shape_err(
+        ops::attn_decode(&mut rec, &q, &cache, 17, 1.0, &scratch, &out),
+        "attn_decode",
+        &["17", "(2, 4, 16, 8)"],
+    );
+    let out2 = Tensor::empty(c, "o", &[8, 4]);
+    shape_err(
+        ops::attn_decode(&mut rec, &q, &cache, 4, 1.0, &scratch, &out2),
+        "attn_decode",
+        &["[8, 4]", "[8, 8]"],
+    );
+    let q36 = Tensor::empty(c, "q", &[36, 8]);
+    let o36 = Tensor::empty(c, "o", &[36, 8]);
+    shape_err(
+        ops::attn_decode(&mut rec, &q36, &cache, 4, 1.0, &scratch, &o36),
+        "attn_decode",
+        &["[36, 8]", "(2, 4, 16, 8)", "9 query heads per kv head"],
+    );
+    let tiny = c.storage("s", 16);
+    shape_err(
+        ops::attn_decode(&mut rec, &q, &cache, 4, 1.0, &tiny, &out),
+        "attn_decode",
+        &["scratch"],
+    );
+
+    // attn_prefill: overflow and head dim mismatch
+    let q = Tensor::empty(c, "q", &[5, 8, 8]);
+    let out = Tensor::empty(c, "o", &[5, 8, 8]);
+    shape_err(
+        ops::attn_prefill(&mut rec, &q, &cache, 12, 1.0, &out),
+        "attn_prefill",
+        &["12..17", "[5, 8, 8]", "(2, 4, 16, 8)"],
+    );
+    let q2 = Tensor::empty(c, "q", &[5, 8, 16]);
+    let out2 = Tensor::empty(c, "o", &[5, 8, 16]);
+    shape_err(
+        ops::attn_prefill(&mut rec, &q2, &cache, 0, 1.0, &out2),
+        "attn_prefill",
+        &["[5, 8, 16]", "(2, 4, 16, 8)"],
+    );
+
+    // attn_varlen: k rows differ from q, cu_seqlens not ending at T
+    let q = Tensor::empty(c, "q", &[10, 4, 8]);
+    let out = Tensor::empty(c, "o", &[10, 4, 8]);
+    let k9 = Tensor::empty(c, "k", &[9, 4, 8]);
+    shape_err(
+        ops::attn_varlen(&mut rec, &q, &k9, &k9, &[0, 9], 1.0, &out),
+        "attn_varlen",
+        &["[9, 4, 8]", "[10, 4, 8]"],
+    );
+    let k = Tensor::empty(c, "k", &[10, 4, 8]);
+    shape_err(
+        ops::attn_varlen(&mut rec, &q, &k, &k, &[0, 4, 9], 1.0, &out),
+        "attn_varlen",
+        &["[0, 4, 9]", "[10, 4, 8]"],
+    );
+    shape_err(
+        ops::attn_varlen(&mut rec, &q, &k, &k, &[0, 6, 4, 10], 1.0, &out),
+        "attn_varlen",
+        &["[0, 6, 4, 10]"],
+    );
+
+    // attn_chunk_causal: chunk 0, head dim over the limit, 3 kv heads for 4 query heads
+    shape_err(
+        ops::attn_chunk_causal(&mut rec, &q, &k, &k, 0, 1.0, &out),
+        "attn_chunk_causal",
+        &["chunk 0", "[10, 4, 8]"],
+    );
+    let big = Tensor::empty(c, "q", &[2, 1, 256]);
+    shape_err(
+        ops::attn_chunk_causal(&mut rec, &big, &big, &big, 1, 1.0, &big),
+        "attn_chunk_causal",
+        &["head dim 256"],
+    );
+    let k3 = Tensor::empty(c, "k", &[10, 3, 8]);
+    shape_err(
+        ops::attn_chunk_causal(&mut rec, &q, &k3, &k3, 1, 1.0, &out),
+        "attn_chunk_causal",
+        &["4 query heads", "3 kv heads"],
+    );
+    assert_eq!(rec.dispatches(), 0, "nothing is recorded for a rejected op");
+}
