@@ -34,6 +34,24 @@ const SOURCES: &[(&str, &str)] = &[
     ("gemv", include_str!("../../shaders/matmul/gemv.wgsl")),
     ("rmsnorm", include_str!("../../shaders/norm/rmsnorm.wgsl")),
     ("softmax", include_str!("../../shaders/reduce/softmax.wgsl")),
+    ("argmax", include_str!("../../shaders/sampling/argmax.wgsl")),
+    ("topk", include_str!("../../shaders/sampling/topk.wgsl")),
+    (
+        "repetition_penalty",
+        include_str!("../../shaders/sampling/repetition_penalty.wgsl"),
+    ),
+    (
+        "rvq_norms",
+        include_str!("../../shaders/rvq/rvq_norms.wgsl"),
+    ),
+    (
+        "rvq_encode",
+        include_str!("../../shaders/rvq/rvq_encode.wgsl"),
+    ),
+    (
+        "rvq_decode",
+        include_str!("../../shaders/rvq/rvq_decode.wgsl"),
+    ),
 ];
 
 /// Names of every kernel family (for `bca info` and tests).

@@ -3,10 +3,17 @@
 
 mod gemv;
 mod norm;
+mod rvq;
+mod sampling;
 mod softmax;
 
 pub use gemv::gemv;
 pub use norm::rmsnorm;
+pub use rvq::{rvq_decode, rvq_encode, rvq_norms, Codebooks, RVQ_LEVELS};
+pub use sampling::{
+    argmax, penalty_mask_bytes, read_argmax, repetition_penalty, topk, ArgmaxScratch, TopkScratch,
+    TOPK_MAX,
+};
 pub use softmax::softmax;
 
 use crate::gpu::GpuError;
