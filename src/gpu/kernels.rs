@@ -52,6 +52,24 @@ const SOURCES: &[(&str, &str)] = &[
         "attn_tiled",
         include_str!("../../shaders/attention/attn_tiled.wgsl"),
     ),
+    ("argmax", include_str!("../../shaders/sampling/argmax.wgsl")),
+    ("topk", include_str!("../../shaders/sampling/topk.wgsl")),
+    (
+        "repetition_penalty",
+        include_str!("../../shaders/sampling/repetition_penalty.wgsl"),
+    ),
+    (
+        "rvq_norms",
+        include_str!("../../shaders/rvq/rvq_norms.wgsl"),
+    ),
+    (
+        "rvq_encode",
+        include_str!("../../shaders/rvq/rvq_encode.wgsl"),
+    ),
+    (
+        "rvq_decode",
+        include_str!("../../shaders/rvq/rvq_decode.wgsl"),
+    ),
 ];
 
 /// Names of every kernel family (for `bca info` and tests).

@@ -6,6 +6,8 @@ mod fill;
 mod gemv;
 mod norm;
 mod quantize;
+mod rvq;
+mod sampling;
 mod softmax;
 
 pub use attention::{
@@ -16,6 +18,11 @@ pub use fill::{copy, fill, Fill};
 pub use gemv::{gemv, Activation, Epilogue, GEMV_MAX_N};
 pub use norm::rmsnorm;
 pub use quantize::quantize;
+pub use rvq::{rvq_decode, rvq_encode, rvq_norms, Codebooks, RVQ_LEVELS};
+pub use sampling::{
+    argmax, penalty_mask_bytes, read_argmax, repetition_penalty, topk, ArgmaxScratch, TopkScratch,
+    TOPK_MAX,
+};
 pub use softmax::softmax;
 
 use crate::gpu::GpuError;

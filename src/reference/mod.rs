@@ -2,6 +2,8 @@
 //! Inputs are the values the GPU sees (already rounded to f16 where the GPU stores f16).
 
 pub mod attention;
+pub mod rvq;
+pub mod sampling;
 
 /// `y = W x (+ b)`, W row-major (m, k).
 pub fn gemv(w: &[f32], m: usize, k: usize, x: &[f32], bias: Option<&[f32]>) -> Vec<f32> {

@@ -4,6 +4,8 @@
 //! page (headless Chromium's WebGPU), so "works in the browser" means the same comparisons.
 
 pub mod attention;
+pub mod rvq;
+pub mod sampling;
 
 use serde::Serialize;
 
@@ -404,6 +406,37 @@ pub async fn run_all(ctx: &GpuContext) -> Vec<CaseResult> {
         ));
     }
     attention_cases(ctx, &mut out).await;
+    for (i, &(n, k, levels)) in [(1000usize, 5usize, None), (5003, 64, Some(4u32))]
+        .iter()
+        .enumerate()
+    {
+        let seed = 400 + i as u64;
+        out.push(CaseResult::from(
+            format!("argmax[{act}] n={n}"),
+            sampling::argmax_case(ctx, n, levels, seed).await,
+        ));
+        out.push(CaseResult::from(
+            format!("topk[{act}] n={n} k={k}"),
+            sampling::topk_case(ctx, n, k, levels, seed).await,
+        ));
+    }
+    out.push(CaseResult::from(
+        format!("repetition_penalty[{act}] V=1000 ids=300"),
+        sampling::repetition_penalty_case(ctx, 1000, 300, 1.3, 410).await,
+    ));
+    let sizes = &rvq::SMALL_SIZES;
+    out.push(CaseResult::from(
+        "rvq_encode[f32] T=7 Dq=40".into(),
+        rvq::rvq_encode_case(ctx, 7, 40, sizes, 420).await,
+    ));
+    out.push(CaseResult::from(
+        "rvq_encode known codes[f32] T=5 Dq=16".into(),
+        rvq::rvq_known_codes_case(ctx, 5, 16, sizes, 421).await,
+    ));
+    out.push(CaseResult::from(
+        "rvq_decode[f32] T=7 Dq=130".into(),
+        rvq::rvq_decode_case(ctx, 7, 130, sizes, 422).await,
+    ));
     out
 }
 

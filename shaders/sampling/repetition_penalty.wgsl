@@ -1,0 +1,62 @@
+// repetition_penalty — HF RepetitionPenaltyLogitsProcessor, in place:
+// for each DISTINCT id in `ids`: s = logits[id]; logits[id] = s < 0 ? s·p : s / p.
+//
+// @binding(0) logits: (V,) act            in place
+// @binding(1) ids:    (n_ids,) u32        history, may hold duplicates; ids ≥ V are ignored
+// @binding(2) mask:   (⌈V/32⌉,) atomic<u32> scratch bitmask ("already penalised")
+// @binding(3) P:      uniform Params
+//
+// HF gathers all scores, then scatters the penalised ones, so a duplicate id is penalised
+// once, not compounded. Here one thread per list entry claims its id with atomicOr on the
+// bitmask: only the thread that flips the bit from 0 to 1 writes, so duplicates are race-free.
+// Two dispatches: repetition_penalty_clear zeroes the mask words this list touches, then
+// repetition_penalty applies. The mask therefore needs no initial state.
+
+struct Params {
+    n_ids: u32,
+    vocab: u32,
+    penalty: f32,
+    groups_x: u32, // workgroups along x (2-D grid)
+}
+
+@group(0) @binding(0) var<storage, read_write> logits: array<act>;
+@group(0) @binding(1) var<storage, read> ids: array<u32>;
+@group(0) @binding(2) var<storage, read_write> mask: array<atomic<u32>>;
+@group(0) @binding(3) var<uniform> P: Params;
+
+override WG: u32 = 256;
+
+fn list_entry(wid: vec3<u32>, lid: u32) -> u32 {
+    return (wid.y * P.groups_x + wid.x) * WG + lid;
+}
+
+@compute @workgroup_size(WG)
+fn repetition_penalty_clear(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let e = list_entry(wid, lid);
+    if (e >= P.n_ids) {
+        return;
+    }
+    let id = ids[e];
+    if (id < P.vocab) {
+        atomicStore(&mask[id / 32u], 0u);
+    }
+}
+
+@compute @workgroup_size(WG)
+fn repetition_penalty(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let e = list_entry(wid, lid);
+    if (e >= P.n_ids) {
+        return;
+    }
+    let id = ids[e];
+    if (id >= P.vocab) {
+        return;
+    }
+    let bit = 1u << (id % 32u);
+    let old = atomicOr(&mask[id / 32u], bit);
+    if ((old & bit) != 0u) {
+        return; // a duplicate: another thread owns this id
+    }
+    let s = f32(logits[id]);
+    logits[id] = act(select(s / P.penalty, s * P.penalty, s < 0.0));
+}

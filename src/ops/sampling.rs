@@ -1,0 +1,328 @@
+//! GPU helpers for token selection, so a decode step never reads all logits back:
+//! `argmax` (greedy), `topk` (≤ 64 candidates for the CPU sampler) and `repetition_penalty`.
+//!
+//! Order used by argmax and topk: a beats b when a.value > b.value, or the values are equal
+//! and a.index < b.index (torch.argmax on CPU returns the first maximum; torch.topk leaves the
+//! order of ties unspecified, we fix it to the lower index first). NaN logits are unsupported.
+
+use crate::gpu::{grid, Binding, GpuContext, GpuError, KernelKey, Recorder};
+use crate::tensor::Tensor;
+
+use super::{check_len, shape_err, OpError};
+
+/// Largest `k` [`topk`] accepts.
+pub const TOPK_MAX: usize = 64;
+
+const WG: u32 = 256;
+/// argmax stage 1: elements per thread before another workgroup is added (and a cap on G).
+const ARGMAX_PER_THREAD: u32 = 4;
+const ARGMAX_MAX_GROUPS: u32 = 1024;
+/// topk stage 1: elements per thread of one slice (SLICE = WG·ITEMS).
+const TOPK_ITEMS: u32 = 8;
+
+fn check_logits(op: &'static str, ctx: &GpuContext, x: &Tensor) -> Result<usize, OpError> {
+    let n = x.numel();
+    if n == 0 {
+        return Err(shape_err(op, format!("logits {:?} are empty", x.shape)));
+    }
+    if n >= u32::MAX as usize {
+        return Err(shape_err(op, format!("logits {:?} are too long", x.shape)));
+    }
+    if x.dtype != ctx.act() {
+        return Err(shape_err(
+            op,
+            format!(
+                "logits are {}, the device computes in {}",
+                x.dtype.name(),
+                ctx.act().name()
+            ),
+        ));
+    }
+    check_len(op, "logits", &x.buf, (n * x.dtype.size()) as u64)?;
+    Ok(n)
+}
+
+fn argmax_groups(n: usize) -> u32 {
+    (n as u32)
+        .div_ceil(WG * ARGMAX_PER_THREAD)
+        .clamp(1, ARGMAX_MAX_GROUPS)
+}
+
+fn topk_groups(n: usize) -> u32 {
+    (n as u32).div_ceil(WG * TOPK_ITEMS).max(1)
+}
+
+// Mirrors shaders/sampling/argmax.wgsl: x, partial, out, params.
+const ARGMAX_BINDINGS: &[Binding] = &[
+    Binding::Read,
+    Binding::ReadWrite,
+    Binding::ReadWrite,
+    Binding::Uniform,
+];
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct ArgmaxParams {
+    n: u32,
+    groups: u32,
+    groups_x: u32,
+    _pad: u32,
+}
+
+/// Scratch for [`argmax`] over up to `n_max` logits (allocate once per session).
+pub struct ArgmaxScratch {
+    pub partial: wgpu::Buffer,
+    pub n_max: usize,
+}
+
+impl ArgmaxScratch {
+    pub fn new(ctx: &GpuContext, n_max: usize) -> Self {
+        let g = argmax_groups(n_max.max(1)) as u64;
+        ArgmaxScratch {
+            partial: ctx.storage("argmax.partial", g * 8),
+            n_max,
+        }
+    }
+}
+
+/// `out = [index u32, value f32 bits]` of the largest logit (ties → lowest index).
+/// Two dispatches: per-workgroup partials, then one workgroup reduces them.
+/// `out` needs at least 8 bytes (and COPY_SRC to be read back, see [`read_argmax`]).
+pub fn argmax(
+    rec: &mut Recorder,
+    logits: &Tensor,
+    scratch: &ArgmaxScratch,
+    out: &wgpu::Buffer,
+) -> Result<(), OpError> {
+    const OP: &str = "argmax";
+    let ctx = rec.ctx();
+    let n = check_logits(OP, ctx, logits)?;
+    if n > scratch.n_max {
+        return Err(shape_err(
+            OP,
+            format!(
+                "logits {:?} exceed the scratch made for {} logits",
+                logits.shape, scratch.n_max
+            ),
+        ));
+    }
+    check_len(OP, "out", out, 8)?;
+    let groups = argmax_groups(n);
+    check_len(OP, "scratch", &scratch.partial, groups as u64 * 8)?;
+    let g = grid(groups, ctx.limits.max_compute_workgroups_per_dimension);
+    let params = ArgmaxParams {
+        n: n as u32,
+        groups,
+        groups_x: g[0],
+        _pad: 0,
+    };
+    let ubuf = ctx.uniform("argmax.params", bytemuck::bytes_of(&params));
+    for (entry, wgs) in [("argmax_partial", g), ("argmax_final", [1, 1, 1])] {
+        let key = KernelKey {
+            family: "argmax",
+            entry,
+            act: ctx.act(),
+            subgroups: false,
+            constants: vec![("WG", WG)],
+        };
+        let p = ctx.pipeline(&key, ARGMAX_BINDINGS)?;
+        let group = ctx.bind(&p, &[&logits.buf, &scratch.partial, out, &ubuf]);
+        rec.dispatch(&p.pipeline, &group, wgs)?;
+    }
+    Ok(())
+}
+
+/// Reads an [`argmax`] result back: `(index, value)`.
+pub async fn read_argmax(ctx: &GpuContext, out: &wgpu::Buffer) -> Result<(u32, f32), GpuError> {
+    let bytes = crate::gpu::read_buffer(ctx, out, 0, 8).await?;
+    let w: Vec<u32> = bytemuck::pod_collect_to_vec(&bytes);
+    match w[..] {
+        [i, v] => Ok((i, f32::from_bits(v))),
+        _ => Err(GpuError::Readback("argmax result is not 8 bytes".into())),
+    }
+}
+
+// Mirrors shaders/sampling/topk.wgsl: x, pv, pi, outv, outi, params.
+const TOPK_BINDINGS: &[Binding] = &[
+    Binding::Read,
+    Binding::ReadWrite,
+    Binding::ReadWrite,
+    Binding::ReadWrite,
+    Binding::ReadWrite,
+    Binding::Uniform,
+];
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct TopkParams {
+    n: u32,
+    k: u32,
+    groups: u32,
+    groups_x: u32,
+}
+
+/// Scratch for [`topk`] over up to `n_max` logits with `k ≤ TOPK_MAX`.
+pub struct TopkScratch {
+    pub values: wgpu::Buffer,
+    pub indices: wgpu::Buffer,
+    pub n_max: usize,
+}
+
+impl TopkScratch {
+    pub fn new(ctx: &GpuContext, n_max: usize) -> Self {
+        let bytes = topk_groups(n_max.max(1)) as u64 * TOPK_MAX as u64 * 4;
+        TopkScratch {
+            values: ctx.storage("topk.values", bytes),
+            indices: ctx.storage("topk.indices", bytes),
+            n_max,
+        }
+    }
+}
+
+/// The `k` largest logits, sorted descending (ties: lower index first), as `values` (k) f32
+/// and `indices` (k) u32. `1 ≤ k ≤ min(TOPK_MAX, N)`. Two dispatches: the top-k of each
+/// 2048-logit slice, then one workgroup merges the ⌈N/2048⌉·k candidates.
+pub fn topk(
+    rec: &mut Recorder,
+    logits: &Tensor,
+    k: usize,
+    scratch: &TopkScratch,
+    values: &wgpu::Buffer,
+    indices: &wgpu::Buffer,
+) -> Result<(), OpError> {
+    const OP: &str = "topk";
+    let ctx = rec.ctx();
+    let n = check_logits(OP, ctx, logits)?;
+    if k == 0 || k > TOPK_MAX || k > n {
+        return Err(shape_err(
+            OP,
+            format!(
+                "k = {k} with logits {:?}: needs 1 ≤ k ≤ min({TOPK_MAX}, {n})",
+                logits.shape
+            ),
+        ));
+    }
+    if n > scratch.n_max {
+        return Err(shape_err(
+            OP,
+            format!(
+                "logits {:?} exceed the scratch made for {} logits",
+                logits.shape, scratch.n_max
+            ),
+        ));
+    }
+    check_len(OP, "values", values, (k * 4) as u64)?;
+    check_len(OP, "indices", indices, (k * 4) as u64)?;
+    let groups = topk_groups(n);
+    check_len(OP, "scratch", &scratch.values, groups as u64 * k as u64 * 4)?;
+    check_len(
+        OP,
+        "scratch",
+        &scratch.indices,
+        groups as u64 * k as u64 * 4,
+    )?;
+    let g = grid(groups, ctx.limits.max_compute_workgroups_per_dimension);
+    let params = TopkParams {
+        n: n as u32,
+        k: k as u32,
+        groups,
+        groups_x: g[0],
+    };
+    let ubuf = ctx.uniform("topk.params", bytemuck::bytes_of(&params));
+    for (entry, wgs) in [("topk_partial", g), ("topk_merge", [1, 1, 1])] {
+        let key = KernelKey {
+            family: "topk",
+            entry,
+            act: ctx.act(),
+            subgroups: false,
+            constants: vec![("WG", WG), ("ITEMS", TOPK_ITEMS)],
+        };
+        let p = ctx.pipeline(&key, TOPK_BINDINGS)?;
+        let group = ctx.bind(
+            &p,
+            &[
+                &logits.buf,
+                &scratch.values,
+                &scratch.indices,
+                values,
+                indices,
+                &ubuf,
+            ],
+        );
+        rec.dispatch(&p.pipeline, &group, wgs)?;
+    }
+    Ok(())
+}
+
+// Mirrors shaders/sampling/repetition_penalty.wgsl: logits, ids, mask, params.
+const PENALTY_BINDINGS: &[Binding] = &[
+    Binding::ReadWrite,
+    Binding::Read,
+    Binding::ReadWrite,
+    Binding::Uniform,
+];
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct PenaltyParams {
+    n_ids: u32,
+    vocab: u32,
+    penalty: f32,
+    groups_x: u32,
+}
+
+/// Bytes of the bitmask scratch [`repetition_penalty`] needs for a vocabulary of `vocab`.
+pub fn penalty_mask_bytes(vocab: usize) -> u64 {
+    vocab.div_ceil(32) as u64 * 4
+}
+
+/// HF `RepetitionPenaltyLogitsProcessor` in place on `logits` (V): for each distinct id among
+/// the first `n_ids` u32 of `ids`, `s = s·p` if `s < 0` else `s / p`. Duplicates are penalised
+/// once (HF gathers then scatters); the kernel guarantees this itself with an atomic bitmask
+/// in `mask` (≥ [`penalty_mask_bytes`], any contents: the first dispatch clears the words it
+/// uses). Ids ≥ V are ignored (HF would raise). Two dispatches; none when `n_ids == 0`.
+pub fn repetition_penalty(
+    rec: &mut Recorder,
+    logits: &Tensor,
+    ids: &wgpu::Buffer,
+    n_ids: usize,
+    penalty: f32,
+    mask: &wgpu::Buffer,
+) -> Result<(), OpError> {
+    const OP: &str = "repetition_penalty";
+    let ctx = rec.ctx();
+    let vocab = check_logits(OP, ctx, logits)?;
+    if !(penalty.is_finite() && penalty > 0.0) {
+        return Err(shape_err(
+            OP,
+            format!("penalty {penalty} must be finite and > 0"),
+        ));
+    }
+    check_len(OP, "ids", ids, (n_ids * 4) as u64)?;
+    check_len(OP, "mask", mask, penalty_mask_bytes(vocab))?;
+    if n_ids == 0 {
+        return Ok(());
+    }
+    let groups = (n_ids as u32).div_ceil(WG);
+    let g = grid(groups, ctx.limits.max_compute_workgroups_per_dimension);
+    let params = PenaltyParams {
+        n_ids: n_ids as u32,
+        vocab: vocab as u32,
+        penalty,
+        groups_x: g[0],
+    };
+    let ubuf = ctx.uniform("repetition_penalty.params", bytemuck::bytes_of(&params));
+    for entry in ["repetition_penalty_clear", "repetition_penalty"] {
+        let key = KernelKey {
+            family: "repetition_penalty",
+            entry,
+            act: ctx.act(),
+            subgroups: false,
+            constants: vec![("WG", WG)],
+        };
+        let p = ctx.pipeline(&key, PENALTY_BINDINGS)?;
+        let group = ctx.bind(&p, &[&logits.buf, ids, mask, &ubuf]);
+        rec.dispatch(&p.pipeline, &group, g)?;
+    }
+    Ok(())
+}
