@@ -1,6 +1,12 @@
 //! Plain CPU references for every kernel, written for clarity, accumulated in f64.
 //! Inputs are the values the GPU sees (already rounded to f16 where the GPU stores f16).
 
+pub mod conv;
+pub mod elementwise;
+pub mod embedding;
+pub mod norm;
+pub mod rope;
+
 /// `y = W x (+ b)`, W row-major (m, k).
 pub fn gemv(w: &[f32], m: usize, k: usize, x: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
     (0..m)
