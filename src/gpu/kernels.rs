@@ -31,8 +31,30 @@ impl ActDType {
 
 /// `(file stem, WGSL source)`: the file stem is the kernel family name.
 const SOURCES: &[(&str, &str)] = &[
+    (
+        "embedding",
+        include_str!("../../shaders/elementwise/embedding.wgsl"),
+    ),
+    ("conv1d", include_str!("../../shaders/conv/conv1d.wgsl")),
+    (
+        "avgpool1d",
+        include_str!("../../shaders/conv/avgpool1d.wgsl"),
+    ),
+    (
+        "elementwise",
+        include_str!("../../shaders/elementwise/elementwise.wgsl"),
+    ),
     ("gemv", include_str!("../../shaders/matmul/gemv.wgsl")),
     ("rmsnorm", include_str!("../../shaders/norm/rmsnorm.wgsl")),
+    (
+        "layernorm",
+        include_str!("../../shaders/norm/layernorm.wgsl"),
+    ),
+    (
+        "groupnorm",
+        include_str!("../../shaders/norm/groupnorm.wgsl"),
+    ),
+    ("rope", include_str!("../../shaders/attention/rope.wgsl")),
     ("softmax", include_str!("../../shaders/reduce/softmax.wgsl")),
     (
         "quantize",

@@ -2,8 +2,13 @@
 //! Every op records into a [`Recorder`](crate::gpu::Recorder); nothing is submitted here.
 
 mod attention;
+mod conv;
+mod elementwise;
+mod embedding;
 mod fill;
 mod gemv;
+mod groupnorm;
+mod layernorm;
 mod norm;
 mod quantize;
 mod rvq;
@@ -23,6 +28,13 @@ pub use sampling::{
     argmax, penalty_mask_bytes, read_argmax, repetition_penalty, topk, ArgmaxScratch, TopkScratch,
     TOPK_MAX,
 };
+mod rope;
+pub use conv::{avgpool1d, conv1d, conv_transpose1d, Conv1dSpec, ConvTranspose1dSpec, ConvWeight};
+pub use elementwise::{binary, snake, swiglu, swiglu_fused, unary, Binary, Unary};
+pub use embedding::{audio_embed, embedding, CODEBOOKS};
+pub use groupnorm::groupnorm;
+pub use layernorm::layernorm;
+pub use rope::{rope, rope_inv_freq};
 pub use softmax::softmax;
 
 use crate::gpu::GpuError;
@@ -54,6 +66,28 @@ pub(crate) fn check_len(
             op,
             format!("{what} buffer holds {} bytes, needs {need}", buf.size()),
         ));
+    }
+    Ok(())
+}
+
+/// Checks that every tensor is in the device's activation dtype.
+pub(crate) fn check_act(
+    op: &'static str,
+    ctx: &crate::gpu::GpuContext,
+    tensors: &[(&str, &crate::tensor::Tensor)],
+) -> Result<(), OpError> {
+    let act = ctx.act();
+    for (name, t) in tensors {
+        if t.dtype != act {
+            return Err(shape_err(
+                op,
+                format!(
+                    "{name} is {}, the device computes in {}",
+                    t.dtype.name(),
+                    act.name()
+                ),
+            ));
+        }
     }
     Ok(())
 }

@@ -2,6 +2,11 @@
 //! Inputs are the values the GPU sees (already rounded to f16 where the GPU stores f16).
 
 pub mod attention;
+pub mod conv;
+pub mod elementwise;
+pub mod embedding;
+pub mod norm;
+pub mod rope;
 pub mod rvq;
 pub mod sampling;
 

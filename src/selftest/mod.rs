@@ -4,6 +4,11 @@
 //! page (headless Chromium's WebGPU), so "works in the browser" means the same comparisons.
 
 pub mod attention;
+pub mod conv;
+pub mod elementwise;
+pub mod embedding;
+pub mod norm;
+pub mod rope;
 pub mod rvq;
 pub mod sampling;
 
@@ -405,6 +410,7 @@ pub async fn run_all(ctx: &GpuContext) -> Vec<CaseResult> {
             softmax_case(ctx, r, c, 300 + i as u64).await,
         ));
     }
+    run_elem(ctx, &mut out).await;
     attention_cases(ctx, &mut out).await;
     for (i, &(n, k, levels)) in [(1000usize, 5usize, None), (5003, 64, Some(4u32))]
         .iter()
@@ -467,6 +473,101 @@ async fn attention_cases(ctx: &GpuContext, out: &mut Vec<CaseResult>) {
             attention::attn_chunk_causal_case(ctx, (8, 8, 64), t, c, 504).await,
         ));
     }
+}
+
+/// A small representative subset of the norm / RoPE / elementwise / embedding / conv cases.
+async fn run_elem(ctx: &GpuContext, out: &mut Vec<CaseResult>) {
+    use crate::ops::{Binary, Conv1dSpec, ConvTranspose1dSpec, Unary};
+    let act = ctx.act().name();
+    let mut push = |name: String, r| out.push(CaseResult::from(format!("{name}[{act}]"), r));
+    push(
+        "layernorm 3x1000".into(),
+        norm::layernorm_case(ctx, 3, 1000, 400).await,
+    );
+    push(
+        "groupnorm 33x64 G8".into(),
+        norm::groupnorm_case(ctx, 33, 64, 8, 401).await,
+    );
+    push(
+        "groupnorm 301x80 G1".into(),
+        norm::groupnorm_case(ctx, 301, 80, 1, 402).await,
+    );
+    push(
+        "rope 3x4x128 p0=8000".into(),
+        rope::rope_case(ctx, 3, 4, 128, 1e6, 8000, false, 403).await,
+    );
+    push(
+        "rope 5x3x6 in place".into(),
+        rope::rope_case(ctx, 5, 3, 6, 1e4, 2, true, 404).await,
+    );
+    for (i, f) in [
+        Unary::Gelu,
+        Unary::Silu,
+        Unary::Tanh,
+        Unary::Mish,
+        Unary::Elu,
+        Unary::LeakyRelu(0.1),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        push(
+            format!("{f:?} 3x77"),
+            elementwise::unary_case(ctx, f, 3, 77, i % 2 == 1, 410 + i as u64).await,
+        );
+    }
+    push(
+        "add (T,C)+(C) 5x33".into(),
+        elementwise::binary_case(ctx, Binary::Add, 5, 33, true, false, 420).await,
+    );
+    push(
+        "snake 7x64".into(),
+        elementwise::snake_case(ctx, 7, 64, 421).await,
+    );
+    push(
+        "swiglu fused 3x37".into(),
+        elementwise::swiglu_case(ctx, 3, 37, true, 422).await,
+    );
+    push(
+        "embedding V10 C7 T5".into(),
+        embedding::embedding_case(ctx, 10, 7, 5, 423).await,
+    );
+    push(
+        "audio_embed C13 T7".into(),
+        embedding::audio_embed_case(ctx, [33, 17, 9, 5, 9, 17, 33, 65], 13, 7, 424).await,
+    );
+    let s = conv::ConvShape {
+        tin: 13,
+        cin: 16,
+        cout: 24,
+        k: 3,
+        groups: 1,
+        bias: true,
+    };
+    let spec = Conv1dSpec {
+        stride: 2,
+        pad_left: 1,
+        pad_right: 1,
+        dilation: 1,
+    };
+    push(
+        "conv1d 13x16→24 k3 s2".into(),
+        conv::conv1d_case(ctx, s, spec, 425).await,
+    );
+    let spec = ConvTranspose1dSpec {
+        stride: 4,
+        padding: 0,
+        output_padding: 0,
+        dilation: 1,
+    };
+    push(
+        "conv_transpose1d 13x16→24 k3 s4".into(),
+        conv::conv_transpose1d_case(ctx, s, spec, 426).await,
+    );
+    push(
+        "avgpool1d 9x7 k4".into(),
+        conv::avgpool1d_case(ctx, 9, 7, 4, 427).await,
+    );
 }
 
 #[cfg(test)]

@@ -1,0 +1,406 @@
+//! Conv1d, ConvTranspose1d and AvgPool1d on time-major activations (shaders/conv/*.wgsl).
+
+use half::f16;
+
+use crate::gpu::{grid, Binding, GpuContext, KernelKey, Recorder};
+use crate::tensor::Tensor;
+
+use super::{check_act, check_len, shape_err, OpError};
+
+// Mirrors shaders/conv/conv1d.wgsl: x, w, bias, y, params.
+const BINDINGS: &[Binding] = &[
+    Binding::Read,
+    Binding::Read,
+    Binding::Read,
+    Binding::ReadWrite,
+    Binding::Uniform,
+];
+// Mirrors shaders/conv/avgpool1d.wgsl: x, y, params.
+const POOL_BINDINGS: &[Binding] = &[Binding::Read, Binding::ReadWrite, Binding::Uniform];
+
+const WG: u32 = 256;
+
+/// A convolution weight in the kernels' layout: f16 `(Cout, K, Cin_gp)` with Cin_gp = Cin_g
+/// rounded up to even (zero pad), packed 2 per u32. Element (co, k, ci) multiplies input
+/// channel `g·Cin_g + ci`, g = co / Cout_g, at tap k. Conv1d and ConvTranspose1d weights both
+/// become this layout at upload, so one inner loop (contiguous over input channels, like the
+/// time-major input frames) serves both.
+pub struct ConvWeight {
+    pub buf: wgpu::Buffer,
+    /// Output channels.
+    pub cout: usize,
+    /// Input channels per group.
+    pub cin_g: usize,
+    /// Kernel taps.
+    pub k: usize,
+    pub groups: usize,
+}
+
+impl ConvWeight {
+    fn pack(
+        ctx: &GpuContext,
+        label: &str,
+        cout: usize,
+        cin_g: usize,
+        k: usize,
+        groups: usize,
+        at: impl Fn(usize, usize, usize) -> f32,
+    ) -> ConvWeight {
+        let cin_gp = cin_g.div_ceil(2) * 2;
+        let mut packed = vec![f16::ZERO; cout * k * cin_gp];
+        for co in 0..cout {
+            for kk in 0..k {
+                for ci in 0..cin_g {
+                    packed[(co * k + kk) * cin_gp + ci] = f16::from_f32(at(co, kk, ci));
+                }
+            }
+        }
+        ConvWeight {
+            buf: ctx.upload(label, bytemuck::cast_slice(&packed)),
+            cout,
+            cin_g,
+            k,
+            groups,
+        }
+    }
+
+    /// From a PyTorch `Conv1d.weight` (Cout, Cin/groups, K), row-major f32.
+    pub fn conv1d(
+        ctx: &GpuContext,
+        label: &str,
+        w: &[f32],
+        cout: usize,
+        cin_g: usize,
+        k: usize,
+        groups: usize,
+    ) -> Result<ConvWeight, OpError> {
+        if w.len() != cout * cin_g * k || groups == 0 || !cout.is_multiple_of(groups) {
+            return Err(shape_err(
+                "conv1d",
+                format!(
+                    "weight has {} values, want ({cout}, {cin_g}, {k}) with {groups} groups dividing Cout",
+                    w.len()
+                ),
+            ));
+        }
+        Ok(Self::pack(
+            ctx,
+            label,
+            cout,
+            cin_g,
+            k,
+            groups,
+            |co, kk, ci| w[(co * cin_g + ci) * k + kk],
+        ))
+    }
+
+    /// From a PyTorch `ConvTranspose1d.weight` (Cin, Cout/groups, K), row-major f32.
+    pub fn conv_transpose1d(
+        ctx: &GpuContext,
+        label: &str,
+        w: &[f32],
+        cin: usize,
+        cout_g: usize,
+        k: usize,
+        groups: usize,
+    ) -> Result<ConvWeight, OpError> {
+        if w.len() != cin * cout_g * k || groups == 0 || !cin.is_multiple_of(groups) {
+            return Err(shape_err(
+                "conv_transpose1d",
+                format!(
+                    "weight has {} values, want ({cin}, {cout_g}, {k}) with {groups} groups dividing Cin",
+                    w.len()
+                ),
+            ));
+        }
+        let cin_g = cin / groups;
+        Ok(Self::pack(
+            ctx,
+            label,
+            cout_g * groups,
+            cin_g,
+            k,
+            groups,
+            |co, kk, ci| {
+                let g = co / cout_g;
+                w[((g * cin_g + ci) * cout_g + co % cout_g) * k + kk]
+            },
+        ))
+    }
+}
+
+/// Conv1d hyper-parameters (PyTorch semantics; `pad_left`/`pad_right` separate so a causal
+/// conv is `pad_left = dilation·(K−1)`, `pad_right = 0`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Conv1dSpec {
+    pub stride: usize,
+    pub pad_left: usize,
+    pub pad_right: usize,
+    pub dilation: usize,
+}
+
+impl Conv1dSpec {
+    /// Output frames for `t` input frames and `k` taps (None when the input is too short).
+    pub fn out_len(&self, t: usize, k: usize) -> Option<usize> {
+        let span = self.dilation * k.saturating_sub(1) + 1;
+        let padded = t + self.pad_left + self.pad_right;
+        (padded >= span && self.stride > 0).then(|| (padded - span) / self.stride + 1)
+    }
+}
+
+/// ConvTranspose1d hyper-parameters (PyTorch semantics).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvTranspose1dSpec {
+    pub stride: usize,
+    pub padding: usize,
+    pub output_padding: usize,
+    pub dilation: usize,
+}
+
+impl ConvTranspose1dSpec {
+    /// `(T−1)·s − 2p + d·(K−1) + output_padding + 1` (None when that is not positive).
+    pub fn out_len(&self, t: usize, k: usize) -> Option<usize> {
+        let full = t.saturating_sub(1) * self.stride
+            + self.dilation * k.saturating_sub(1)
+            + self.output_padding
+            + 1;
+        (t > 0 && full > 2 * self.padding).then(|| full - 2 * self.padding)
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    tin: u32,
+    cin: u32,
+    tout: u32,
+    cout: u32,
+    k: u32,
+    stride: u32,
+    pad: u32,
+    dil: u32,
+    cin_g: u32,
+    cout_g: u32,
+    wpk: u32,
+    flags: u32,
+    groups_x: u32,
+    _pad: [u32; 3],
+}
+
+#[allow(clippy::too_many_arguments)]
+fn conv_common(
+    rec: &mut Recorder,
+    op: &'static str,
+    entry: &'static str,
+    x: &Tensor,
+    w: &ConvWeight,
+    bias: Option<&wgpu::Buffer>,
+    y: &Tensor,
+    tout: Option<usize>,
+    (stride, pad, dil): (usize, usize, usize),
+) -> Result<(), OpError> {
+    let ctx = rec.ctx();
+    let [tin, cin] = x.shape[..] else {
+        return Err(shape_err(
+            op,
+            format!("x must be (T, Cin), got {:?}", x.shape),
+        ));
+    };
+    if cin != w.cin_g * w.groups || tin == 0 || w.k == 0 || w.cout == 0 {
+        return Err(shape_err(
+            op,
+            format!(
+                "x is {:?}, the weight wants Cin = {}·{} (Cout {}, K {})",
+                x.shape, w.groups, w.cin_g, w.cout, w.k
+            ),
+        ));
+    }
+    let Some(tout) = tout else {
+        return Err(shape_err(
+            op,
+            format!(
+                "x {:?} is too short for K = {} with this padding",
+                x.shape, w.k
+            ),
+        ));
+    };
+    if y.shape != [tout, w.cout] {
+        return Err(shape_err(
+            op,
+            format!(
+                "y is {:?}, want [{tout}, {}] for x {:?}",
+                y.shape, w.cout, x.shape
+            ),
+        ));
+    }
+    if stride == 0 || dil == 0 {
+        return Err(shape_err(op, "stride and dilation must be ≥ 1"));
+    }
+    check_act(op, ctx, &[("x", x), ("y", y)])?;
+    check_len(op, "x", &x.buf, (x.numel() * x.dtype.size()) as u64)?;
+    check_len(op, "y", &y.buf, (y.numel() * y.dtype.size()) as u64)?;
+    let wpk = w.cin_g.div_ceil(2);
+    check_len(op, "weight", &w.buf, (w.cout * w.k * wpk * 4) as u64)?;
+    if let Some(b) = bias {
+        check_len(op, "bias", b, (w.cout * 4) as u64)?;
+    }
+    if x.buf == y.buf {
+        return Err(shape_err(op, "y aliases x"));
+    }
+    let key = KernelKey {
+        family: "conv1d",
+        entry,
+        act: ctx.act(),
+        subgroups: false,
+        constants: vec![("WG", WG)],
+    };
+    let p = ctx.pipeline(&key, BINDINGS)?;
+    let g = grid(
+        (tout * w.cout).div_ceil(WG as usize) as u32,
+        ctx.limits.max_compute_workgroups_per_dimension,
+    );
+    let params = Params {
+        tin: tin as u32,
+        cin: cin as u32,
+        tout: tout as u32,
+        cout: w.cout as u32,
+        k: w.k as u32,
+        stride: stride as u32,
+        pad: pad as u32,
+        dil: dil as u32,
+        cin_g: w.cin_g as u32,
+        cout_g: (w.cout / w.groups) as u32,
+        wpk: wpk as u32,
+        flags: bias.is_some() as u32,
+        groups_x: g[0],
+        _pad: [0; 3],
+    };
+    let ubuf = ctx.uniform("conv1d.params", bytemuck::bytes_of(&params));
+    let group = ctx.bind(
+        &p,
+        &[&x.buf, &w.buf, bias.unwrap_or(&ctx.dummy), &y.buf, &ubuf],
+    );
+    rec.dispatch(&p.pipeline, &group, g)?;
+    Ok(())
+}
+
+/// PyTorch Conv1d on `x` (Tin, Cin) → `y` (Tout, Cout); `bias` f32 (Cout).
+pub fn conv1d(
+    rec: &mut Recorder,
+    x: &Tensor,
+    w: &ConvWeight,
+    bias: Option<&wgpu::Buffer>,
+    spec: Conv1dSpec,
+    y: &Tensor,
+) -> Result<(), OpError> {
+    let tin = x.shape.first().copied().unwrap_or(0);
+    let tout = if w.k == 0 || spec.dilation == 0 {
+        None
+    } else {
+        spec.out_len(tin, w.k)
+    };
+    conv_common(
+        rec,
+        "conv1d",
+        "conv1d",
+        x,
+        w,
+        bias,
+        y,
+        tout,
+        (spec.stride, spec.pad_left, spec.dilation),
+    )
+}
+
+/// PyTorch ConvTranspose1d on `x` (Tin, Cin) → `y` (Tout, Cout); `bias` f32 (Cout).
+pub fn conv_transpose1d(
+    rec: &mut Recorder,
+    x: &Tensor,
+    w: &ConvWeight,
+    bias: Option<&wgpu::Buffer>,
+    spec: ConvTranspose1dSpec,
+    y: &Tensor,
+) -> Result<(), OpError> {
+    let tin = x.shape.first().copied().unwrap_or(0);
+    let tout = if w.k == 0 || tin == 0 {
+        None
+    } else {
+        spec.out_len(tin, w.k)
+    };
+    conv_common(
+        rec,
+        "conv_transpose1d",
+        "conv1d_transpose",
+        x,
+        w,
+        bias,
+        y,
+        tout,
+        (spec.stride, spec.padding, spec.dilation),
+    )
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct PoolParams {
+    tout: u32,
+    c: u32,
+    k: u32,
+    groups_x: u32,
+}
+
+/// AvgPool1d(kernel = stride = k) on `x` (T, C) → `y` (⌊T/k⌋, C).
+pub fn avgpool1d(rec: &mut Recorder, x: &Tensor, k: usize, y: &Tensor) -> Result<(), OpError> {
+    const OP: &str = "avgpool1d";
+    let ctx = rec.ctx();
+    let [t, c] = x.shape[..] else {
+        return Err(shape_err(
+            OP,
+            format!("x must be (T, C), got {:?}", x.shape),
+        ));
+    };
+    if k == 0 || t < k || c == 0 {
+        return Err(shape_err(
+            OP,
+            format!("x {:?} has fewer than k = {k} frames", x.shape),
+        ));
+    }
+    let tout = t / k;
+    if y.shape != [tout, c] {
+        return Err(shape_err(
+            OP,
+            format!(
+                "y is {:?}, want [{tout}, {c}] for x {:?}, k = {k}",
+                y.shape, x.shape
+            ),
+        ));
+    }
+    check_act(OP, ctx, &[("x", x), ("y", y)])?;
+    check_len(OP, "x", &x.buf, (x.numel() * x.dtype.size()) as u64)?;
+    check_len(OP, "y", &y.buf, (y.numel() * y.dtype.size()) as u64)?;
+    if x.buf == y.buf {
+        return Err(shape_err(OP, "y aliases x"));
+    }
+    let key = KernelKey {
+        family: "avgpool1d",
+        entry: "avgpool1d",
+        act: ctx.act(),
+        subgroups: false,
+        constants: vec![("WG", WG)],
+    };
+    let p = ctx.pipeline(&key, POOL_BINDINGS)?;
+    let g = grid(
+        (tout * c).div_ceil(WG as usize) as u32,
+        ctx.limits.max_compute_workgroups_per_dimension,
+    );
+    let params = PoolParams {
+        tout: tout as u32,
+        c: c as u32,
+        k: k as u32,
+        groups_x: g[0],
+    };
+    let ubuf = ctx.uniform("avgpool1d.params", bytemuck::bytes_of(&params));
+    let group = ctx.bind(&p, &[&x.buf, &y.buf, &ubuf]);
+    rec.dispatch(&p.pipeline, &group, g)?;
+    Ok(())
+}

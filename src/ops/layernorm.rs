@@ -1,0 +1,77 @@
+use crate::gpu::{grid, Binding, KernelKey, Recorder};
+use crate::tensor::Tensor;
+
+use super::{check_act, check_len, shape_err, OpError};
+
+// Mirrors shaders/norm/layernorm.wgsl: x, w, b, y, params.
+const BINDINGS: &[Binding] = &[
+    Binding::Read,
+    Binding::Read,
+    Binding::Read,
+    Binding::ReadWrite,
+    Binding::Uniform,
+];
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    rows: u32,
+    cols: u32,
+    eps: f32,
+    groups_x: u32,
+}
+
+/// `y = (x − mean) / sqrt(var + eps) · w + b` over the last dimension of `x` (R, C);
+/// `w`, `b` are f32 (C). `y` must be a different buffer from `x`.
+pub fn layernorm(
+    rec: &mut Recorder,
+    x: &Tensor,
+    w: &wgpu::Buffer,
+    b: &wgpu::Buffer,
+    eps: f32,
+    y: &Tensor,
+) -> Result<(), OpError> {
+    const OP: &str = "layernorm";
+    let ctx = rec.ctx();
+    let cols = *x
+        .shape
+        .last()
+        .ok_or_else(|| shape_err(OP, "x has no dimensions"))?;
+    let rows = x.numel() / cols.max(1);
+    if cols == 0 || rows == 0 {
+        return Err(shape_err(OP, format!("empty input {:?}", x.shape)));
+    }
+    if y.shape != x.shape {
+        return Err(shape_err(
+            OP,
+            format!("y is {:?}, x is {:?}", y.shape, x.shape),
+        ));
+    }
+    if x.buf == y.buf {
+        return Err(shape_err(OP, "y aliases x (in-place is not supported)"));
+    }
+    check_act(OP, ctx, &[("x", x), ("y", y)])?;
+    check_len(OP, "x", &x.buf, (x.numel() * x.dtype.size()) as u64)?;
+    check_len(OP, "y", &y.buf, (y.numel() * y.dtype.size()) as u64)?;
+    check_len(OP, "w", w, (cols * 4) as u64)?;
+    check_len(OP, "b", b, (cols * 4) as u64)?;
+    let key = KernelKey {
+        family: "layernorm",
+        entry: "layernorm",
+        act: ctx.act(),
+        subgroups: false,
+        constants: vec![("WG", 256)],
+    };
+    let p = ctx.pipeline(&key, BINDINGS)?;
+    let g = grid(rows as u32, ctx.limits.max_compute_workgroups_per_dimension);
+    let params = Params {
+        rows: rows as u32,
+        cols: cols as u32,
+        eps,
+        groups_x: g[0],
+    };
+    let ubuf = ctx.uniform("layernorm.params", bytemuck::bytes_of(&params));
+    let group = ctx.bind(&p, &[&x.buf, w, b, &y.buf, &ubuf]);
+    rec.dispatch(&p.pipeline, &group, g)?;
+    Ok(())
+}

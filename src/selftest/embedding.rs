@@ -1,0 +1,82 @@
+//! Embedding cases. The gather is exact (f16 table values, written as f16 or f32), so the
+//! embedding tolerance is 0; audio_embed sums 8 f16 values in f32 (exact to ≈1e-7 relative):
+//! f32 path atol 1e-6, rtol 1e-6; f16 path output rounding: atol 1e-3, rtol 1e-3.
+
+use super::{compare, tol, Comparison};
+use crate::gpu::{GpuContext, Recorder};
+use crate::ops::{self, OpError, CODEBOOKS};
+use crate::reference;
+use crate::tensor::{Matrix, Tensor};
+use crate::util::rng::Rng;
+
+fn f16_round(v: &[f32]) -> Vec<f32> {
+    v.iter().map(|x| half::f16::from_f32(*x).to_f32()).collect()
+}
+
+/// `t` ids into a (v, c) table; every 5th id is out of range (must give a zero row).
+pub async fn embedding_case(
+    ctx: &GpuContext,
+    v: usize,
+    c: usize,
+    t: usize,
+    seed: u64,
+) -> Result<Comparison, OpError> {
+    let mut rng = Rng::new(seed);
+    let table = f16_round(&rng.normal_vec(v * c, 0.5));
+    let ids: Vec<u32> = (0..t)
+        .map(|i| {
+            if i % 5 == 3 {
+                (v as u64 + rng.below(1000)) as u32
+            } else {
+                rng.below(v as u64) as u32
+            }
+        })
+        .collect();
+    let want = reference::embedding::embedding(&table, v, c, &ids);
+    let m = Matrix::f16_from_f32(ctx, "table", v, c, &table);
+    let ib = ctx.upload("ids", bytemuck::cast_slice(&ids));
+    let yt = Tensor::empty(ctx, "y", &[t, c]);
+    let mut rec = Recorder::new(ctx, "embedding test");
+    ops::embedding(&mut rec, &m, &ib, &yt)?;
+    rec.submit()?;
+    let got = yt.to_vec(ctx).await?;
+    Ok(compare(&got, &want, 0.0, 0.0))
+}
+
+/// 8 tables of `rows[i]` × c stacked in one matrix, `t` frames of codes; a few codes are out
+/// of range (they must add nothing).
+pub async fn audio_embed_case(
+    ctx: &GpuContext,
+    rows: [usize; CODEBOOKS],
+    c: usize,
+    t: usize,
+    seed: u64,
+) -> Result<Comparison, OpError> {
+    let mut rng = Rng::new(seed);
+    let tables: Vec<Vec<f32>> = rows
+        .iter()
+        .map(|r| f16_round(&rng.normal_vec(r * c, 0.3)))
+        .collect();
+    let codes: Vec<u32> = (0..t * CODEBOOKS)
+        .map(|i| {
+            let r = rows[i % CODEBOOKS] as u64;
+            if i % 13 == 5 {
+                (r + rng.below(3)) as u32
+            } else {
+                rng.below(r) as u32
+            }
+        })
+        .collect();
+    let want = reference::embedding::audio_embed(&tables, c, &codes);
+    let stacked: Vec<f32> = tables.concat();
+    let total: usize = rows.iter().sum();
+    let m = Matrix::f16_from_f32(ctx, "tables", total, c, &stacked);
+    let cb = ctx.upload("codes", bytemuck::cast_slice(&codes));
+    let yt = Tensor::empty(ctx, "y", &[t, c]);
+    let mut rec = Recorder::new(ctx, "audio_embed test");
+    ops::audio_embed(&mut rec, &m, &rows, &cb, &yt)?;
+    rec.submit()?;
+    let got = yt.to_vec(ctx).await?;
+    let (atol, rtol) = tol(ctx, (1e-6, 1e-6), (1e-3, 1e-3));
+    Ok(compare(&got, &want, atol, rtol))
+}

@@ -1,0 +1,580 @@
+//! Native tests of the norm, RoPE, elementwise, embedding and conv kernels: every kernel
+//! against its CPU reference on seeded random inputs on the f16 (subgroups where available),
+//! f16 portable and f32 paths, over ragged shapes; plus one typed shape error per op.
+
+use std::sync::OnceLock;
+
+use bca::gpu::{GpuContext, GpuOptions, Recorder};
+use bca::ops::{self, OpError};
+use bca::selftest::{self, Comparison};
+use bca::tensor::Tensor;
+
+#[derive(Clone, Copy, Debug)]
+enum Path {
+    /// f16 activations, subgroup kernels where the adapter has them.
+    F16,
+    /// f16 activations, portable (shared-memory) reductions.
+    F16Portable,
+    /// f32 activations (what browsers without shader-f16 run).
+    F32,
+}
+
+const PATHS: [Path; 3] = [Path::F16, Path::F16Portable, Path::F32];
+
+fn ctx(path: Path) -> &'static GpuContext {
+    static F16: OnceLock<GpuContext> = OnceLock::new();
+    static F16P: OnceLock<GpuContext> = OnceLock::new();
+    static F32: OnceLock<GpuContext> = OnceLock::new();
+    let (cell, opts) = match path {
+        Path::F16 => (
+            &F16,
+            GpuOptions {
+                require_f16: true,
+                ..Default::default()
+            },
+        ),
+        Path::F16Portable => (
+            &F16P,
+            GpuOptions {
+                require_f16: true,
+                no_subgroups: true,
+                ..Default::default()
+            },
+        ),
+        Path::F32 => (
+            &F32,
+            GpuOptions {
+                force_f32: true,
+                no_subgroups: true,
+                ..Default::default()
+            },
+        ),
+    };
+    cell.get_or_init(|| match pollster::block_on(GpuContext::new(&opts)) {
+        Ok(c) => c,
+        Err(e) => panic!("no usable GPU adapter for the {path:?} path: {e}"),
+    })
+}
+
+fn assert_ok(what: &str, r: Result<Comparison, OpError>) {
+    match r {
+        Ok(c) => assert!(c.ok(), "{what}: {c}"),
+        Err(e) => panic!("{what}: {e}"),
+    }
+}
+
+fn shape_msg(r: Result<(), OpError>, op: &str) -> String {
+    match r {
+        Err(OpError::Shape { op: o, detail }) => {
+            assert_eq!(o, op);
+            detail
+        }
+        Err(e) => panic!("{op}: expected a shape error, got {e}"),
+        Ok(()) => panic!("{op}: expected a shape error, got Ok"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Norms
+
+#[test]
+fn layernorm_all_paths() {
+    for path in PATHS {
+        let c = ctx(path);
+        for (i, &(r, n)) in [
+            (1, 1),
+            (3, 7),
+            (5, 64),
+            (2, 1000),
+            (7, 1280),
+            (1, 5120),
+            (3, 5003),
+        ]
+        .iter()
+        .enumerate()
+        {
+            assert_ok(
+                &format!("{path:?} layernorm {r}x{n}"),
+                pollster::block_on(selftest::norm::layernorm_case(c, r, n, 10 + i as u64)),
+            );
+        }
+    }
+}
+
+#[test]
+fn groupnorm_all_paths() {
+    for path in PATHS {
+        let c = ctx(path);
+        for (i, &(t, ch, g)) in [
+            (1, 1, 1),
+            (7, 12, 3),
+            (13, 256, 1),
+            (33, 64, 8),
+            (31, 1280, 1),
+            (301, 96, 32),
+            (1001, 80, 1),
+        ]
+        .iter()
+        .enumerate()
+        {
+            assert_ok(
+                &format!("{path:?} groupnorm {t}x{ch} G={g}"),
+                pollster::block_on(selftest::norm::groupnorm_case(c, t, ch, g, 20 + i as u64)),
+            );
+        }
+    }
+}
+
+/// The audio decoder's GroupNorm(1, 1280) over a whole 60 s segment: 2999 × 1280 elements.
+#[test]
+fn groupnorm_decoder_segment() {
+    for path in [Path::F16, Path::F32] {
+        assert_ok(
+            &format!("{path:?} groupnorm 2999x1280 G=1"),
+            pollster::block_on(selftest::norm::groupnorm_case(ctx(path), 2999, 1280, 1, 29)),
+        );
+    }
+}
+
+#[test]
+fn norm_shape_errors() {
+    let c = ctx(Path::F32);
+    let mut rec = Recorder::new(c, "t");
+    let x = Tensor::empty(c, "x", &[4, 6]);
+    let y = Tensor::empty(c, "y", &[4, 5]);
+    let w = c.storage("w", 64);
+    let m = shape_msg(ops::layernorm(&mut rec, &x, &w, &w, 1e-5, &y), "layernorm");
+    assert!(m.contains("[4, 5]") && m.contains("[4, 6]"), "{m}");
+    let m = shape_msg(
+        ops::groupnorm(&mut rec, &x, 4, &w, &w, 1e-5, &y),
+        "groupnorm",
+    );
+    assert!(m.contains("6 channels") && m.contains("[4, 6]"), "{m}");
+    let y = Tensor::empty(c, "y", &[4, 5]);
+    let m = shape_msg(
+        ops::groupnorm(&mut rec, &x, 2, &w, &w, 1e-5, &y),
+        "groupnorm",
+    );
+    assert!(m.contains("[4, 5]") && m.contains("[4, 6]"), "{m}");
+    assert_eq!(rec.dispatches(), 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// RoPE
+
+#[test]
+fn rope_all_paths() {
+    for path in PATHS {
+        let c = ctx(path);
+        // (T, H, D, θ, p0, in place)
+        for (i, &(t, h, d, theta, p0, inplace)) in [
+            (1, 28, 128, 1e6, 0, false),
+            (7, 4, 128, 1e6, 1, true),
+            (3, 28, 128, 1e6, 8000, false),
+            (5, 3, 64, 1e4, 1500, false),
+            (9, 5, 64, 1e4, 37, true),
+            (11, 3, 6, 1e4, 3, false),
+            (2, 1, 2, 1e6, 4097, true),
+            (300, 4, 128, 1e6, 0, false),
+        ]
+        .iter()
+        .enumerate()
+        {
+            assert_ok(
+                &format!("{path:?} rope T{t} H{h} D{d} θ{theta} p0 {p0} inplace={inplace}"),
+                pollster::block_on(selftest::rope::rope_case(
+                    c,
+                    t,
+                    h,
+                    d,
+                    theta,
+                    p0,
+                    inplace,
+                    40 + i as u64,
+                )),
+            );
+        }
+    }
+}
+
+#[test]
+fn rope_shape_errors() {
+    let c = ctx(Path::F32);
+    let mut rec = Recorder::new(c, "t");
+    let inv = c.storage("inv", 256);
+    let x = Tensor::empty(c, "x", &[2, 3, 5]);
+    let m = shape_msg(ops::rope(&mut rec, &x, &inv, 0, &x), "rope");
+    assert!(m.contains("[2, 3, 5]") && m.contains("even"), "{m}");
+    let x = Tensor::empty(c, "x", &[2, 3, 8]);
+    let y = Tensor::empty(c, "y", &[2, 8, 3]);
+    let m = shape_msg(ops::rope(&mut rec, &x, &inv, 0, &y), "rope");
+    assert!(m.contains("[2, 3, 8]") && m.contains("[2, 8, 3]"), "{m}");
+    assert_eq!(rec.dispatches(), 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Elementwise
+
+use bca::ops::{Binary, Unary};
+
+const UNARIES: [Unary; 7] = [
+    Unary::Gelu,
+    Unary::Silu,
+    Unary::Tanh,
+    Unary::Mish,
+    Unary::Elu,
+    Unary::LeakyRelu(0.1),
+    Unary::Scale(-0.37),
+];
+
+#[test]
+fn unary_all_paths() {
+    for path in PATHS {
+        let c = ctx(path);
+        for (j, f) in UNARIES.iter().enumerate() {
+            for (i, &(r, n, inplace)) in [
+                (1, 1, false),
+                (3, 77, true),
+                (17, 1280, false),
+                (301, 257, true),
+            ]
+            .iter()
+            .enumerate()
+            {
+                assert_ok(
+                    &format!("{path:?} {f:?} {r}x{n} inplace={inplace}"),
+                    pollster::block_on(selftest::elementwise::unary_case(
+                        c,
+                        *f,
+                        r,
+                        n,
+                        inplace,
+                        (60 + 10 * j + i) as u64,
+                    )),
+                );
+            }
+        }
+    }
+}
+
+/// More than 65535 workgroups of 256: the 2-D grid path.
+#[test]
+fn unary_large_grid() {
+    assert_ok(
+        "F32 silu 4100x4100",
+        pollster::block_on(selftest::elementwise::unary_case(
+            ctx(Path::F32),
+            Unary::Silu,
+            4100,
+            4100,
+            false,
+            69,
+        )),
+    );
+}
+
+#[test]
+fn binary_all_paths() {
+    for path in PATHS {
+        let c = ctx(path);
+        for f in [Binary::Add, Binary::Mul] {
+            for (i, &(r, n, bc, inplace)) in [
+                (1, 1, false, false),
+                (5, 33, true, false),
+                (7, 1280, false, true),
+                (301, 80, true, true),
+            ]
+            .iter()
+            .enumerate()
+            {
+                assert_ok(
+                    &format!("{path:?} {f:?} {r}x{n} broadcast={bc} inplace={inplace}"),
+                    pollster::block_on(selftest::elementwise::binary_case(
+                        c,
+                        f,
+                        r,
+                        n,
+                        bc,
+                        inplace,
+                        80 + i as u64,
+                    )),
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn snake_swiglu_all_paths() {
+    for path in PATHS {
+        let c = ctx(path);
+        for (i, &(t, ch)) in [(1, 1), (7, 64), (301, 33), (40, 512)].iter().enumerate() {
+            assert_ok(
+                &format!("{path:?} snake {t}x{ch}"),
+                pollster::block_on(selftest::elementwise::snake_case(c, t, ch, 90 + i as u64)),
+            );
+        }
+        for (i, &(t, n)) in [(1, 1), (3, 37), (5, 18944), (33, 300)].iter().enumerate() {
+            for fused in [false, true] {
+                assert_ok(
+                    &format!("{path:?} swiglu {t}x{n} fused={fused}"),
+                    pollster::block_on(selftest::elementwise::swiglu_case(
+                        c,
+                        t,
+                        n,
+                        fused,
+                        100 + i as u64,
+                    )),
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn elementwise_shape_errors() {
+    let c = ctx(Path::F32);
+    let mut rec = Recorder::new(c, "t");
+    let a = Tensor::empty(c, "a", &[4, 6]);
+    let y = Tensor::empty(c, "y", &[6, 4]);
+    let m = shape_msg(ops::unary(&mut rec, Unary::Gelu, &a, &y), "unary");
+    assert!(m.contains("[4, 6]") && m.contains("[6, 4]"), "{m}");
+    let b = Tensor::empty(c, "b", &[4]);
+    let y = Tensor::empty(c, "y", &[4, 6]);
+    let m = shape_msg(ops::binary(&mut rec, Binary::Add, &a, &b, &y), "binary");
+    assert!(m.contains("[4]") && m.contains("[4, 6]"), "{m}");
+    let gu = Tensor::empty(c, "gu", &[4, 12]);
+    let y5 = Tensor::empty(c, "y5", &[4, 5]);
+    let m = shape_msg(ops::swiglu_fused(&mut rec, &gu, &y5), "swiglu_fused");
+    assert!(m.contains("[4, 12]") && m.contains("[4, 5]"), "{m}");
+    let up = Tensor::empty(c, "up", &[4, 5]);
+    let m = shape_msg(ops::swiglu(&mut rec, &a, &up, &y), "swiglu");
+    assert!(m.contains("[4, 5]") && m.contains("[4, 6]"), "{m}");
+    let x3 = Tensor::empty(c, "x3", &[4, 6, 1]);
+    let m = shape_msg(
+        ops::snake(&mut rec, &x3, &c.storage("al", 64), &x3),
+        "snake",
+    );
+    assert!(m.contains("[4, 6, 1]"), "{m}");
+    assert_eq!(rec.dispatches(), 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Embedding
+
+#[test]
+fn embedding_all_paths() {
+    for path in PATHS {
+        let c = ctx(path);
+        for (i, &(v, ch, t)) in [
+            (1, 1, 1),
+            (10, 7, 5),
+            (1000, 64, 33),
+            (517, 3584, 9),
+            (300, 1281, 40),
+        ]
+        .iter()
+        .enumerate()
+        {
+            assert_ok(
+                &format!("{path:?} embedding V{v} C{ch} T{t}"),
+                pollster::block_on(selftest::embedding::embedding_case(
+                    c,
+                    v,
+                    ch,
+                    t,
+                    120 + i as u64,
+                )),
+            );
+        }
+        for (i, &(ch, t)) in [(8, 1), (13, 7), (3584, 5), (1280, 33)].iter().enumerate() {
+            let rows = [1025, 129, 257, 65, 33, 17, 9, 5];
+            assert_ok(
+                &format!("{path:?} audio_embed C{ch} T{t}"),
+                pollster::block_on(selftest::embedding::audio_embed_case(
+                    c,
+                    rows,
+                    ch,
+                    t,
+                    130 + i as u64,
+                )),
+            );
+        }
+    }
+}
+
+#[test]
+fn embedding_shape_errors() {
+    let c = ctx(Path::F32);
+    let mut rec = Recorder::new(c, "t");
+    let table = bca::tensor::Matrix::f16_from_f32(c, "t", 10, 6, &[0.25; 60]);
+    let ids = c.storage("ids", 64);
+    let y = Tensor::empty(c, "y", &[4, 5]);
+    let m = shape_msg(ops::embedding(&mut rec, &table, &ids, &y), "embedding");
+    assert!(m.contains("[4, 5]") && m.contains("10×6"), "{m}");
+    let y = Tensor::empty(c, "y", &[4, 6]);
+    let m = shape_msg(
+        ops::audio_embed(&mut rec, &table, &[1, 1, 1, 1, 1, 1, 1, 1], &ids, &y),
+        "audio_embed",
+    );
+    assert!(m.contains("sum to 8") && m.contains("10×6"), "{m}");
+    assert_eq!(rec.dispatches(), 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Conv
+
+use bca::ops::{Conv1dSpec, ConvTranspose1dSpec};
+use bca::selftest::conv::ConvShape;
+
+fn shape(tin: usize, cin: usize, cout: usize, k: usize, groups: usize, bias: bool) -> ConvShape {
+    ConvShape {
+        tin,
+        cin,
+        cout,
+        k,
+        groups,
+        bias,
+    }
+}
+
+fn spec(stride: usize, pad_left: usize, pad_right: usize, dilation: usize) -> Conv1dSpec {
+    Conv1dSpec {
+        stride,
+        pad_left,
+        pad_right,
+        dilation,
+    }
+}
+
+#[test]
+fn conv1d_all_paths() {
+    let cases = [
+        // Whisper conv1 (k3 pad 1) and conv2 (stride 2), small channel counts, ragged T
+        (shape(7, 8, 24, 3, 1, true), spec(1, 1, 1, 1)),
+        (shape(30, 16, 24, 3, 1, true), spec(1, 1, 1, 1)),
+        (shape(13, 24, 24, 3, 1, true), spec(2, 1, 1, 1)),
+        (shape(30, 24, 24, 3, 1, false), spec(2, 1, 1, 1)),
+        // HiFT resblock convs: dilation 3 and 5, "same" padding d·(k−1)/2
+        (shape(41, 16, 16, 3, 1, true), spec(1, 3, 3, 3)),
+        (shape(37, 12, 12, 7, 1, true), spec(1, 15, 15, 5)),
+        (shape(29, 10, 10, 11, 1, true), spec(1, 5, 5, 1)),
+        // grouped conv, odd channels per group (the padded pair path)
+        (shape(19, 12, 8, 3, 4, true), spec(1, 1, 1, 1)),
+        (shape(16, 20, 12, 5, 4, false), spec(2, 2, 2, 1)),
+        // causal: left pad K−1
+        (shape(23, 9, 11, 3, 1, true), spec(1, 2, 0, 1)),
+        (shape(23, 16, 16, 3, 1, true), spec(1, 6, 0, 3)),
+        // bridge-style k4 s4 no padding, and k1 (pointwise)
+        (shape(17, 16, 40, 4, 1, false), spec(4, 0, 0, 1)),
+        (shape(9, 33, 7, 1, 1, true), spec(1, 0, 0, 1)),
+        // HiFT source_downs-style k30 s15 pad 7
+        (shape(121, 18, 16, 30, 1, true), spec(15, 7, 7, 1)),
+    ];
+    for path in PATHS {
+        let c = ctx(path);
+        for (i, (s, sp)) in cases.iter().enumerate() {
+            assert_ok(
+                &format!("{path:?} conv1d {s:?} {sp:?}"),
+                pollster::block_on(selftest::conv::conv1d_case(c, *s, *sp, 150 + i as u64)),
+            );
+        }
+    }
+}
+
+#[test]
+fn conv_transpose1d_all_paths() {
+    let tspec = |stride, padding, output_padding, dilation| ConvTranspose1dSpec {
+        stride,
+        padding,
+        output_padding,
+        dilation,
+    };
+    let cases = [
+        // audio decoder dconv1: k3 s4 no padding → 4N − 1 frames
+        (shape(1, 16, 16, 3, 1, true), tspec(4, 0, 0, 1)),
+        (shape(9, 24, 24, 3, 1, true), tspec(4, 0, 0, 1)),
+        // HiFT ups: k16 s8 pad 4, k11 s5 pad 3, k7 s3 pad 2
+        (shape(7, 32, 16, 16, 1, true), tspec(8, 4, 0, 1)),
+        (shape(5, 16, 8, 11, 1, true), tspec(5, 3, 0, 1)),
+        (shape(6, 8, 4, 7, 1, true), tspec(3, 2, 0, 1)),
+        // dconv2 k3 s2, output padding, dilation, groups
+        (shape(10, 12, 5, 3, 1, false), tspec(2, 0, 0, 1)),
+        (shape(8, 6, 9, 4, 1, true), tspec(3, 1, 2, 1)),
+        (shape(8, 6, 6, 3, 1, true), tspec(2, 1, 0, 2)),
+        (shape(11, 12, 8, 5, 4, true), tspec(2, 1, 1, 1)),
+        (shape(11, 10, 6, 3, 2, true), tspec(3, 0, 0, 1)),
+    ];
+    for path in PATHS {
+        let c = ctx(path);
+        for (i, (s, sp)) in cases.iter().enumerate() {
+            assert_ok(
+                &format!("{path:?} conv_transpose1d {s:?} {sp:?}"),
+                pollster::block_on(selftest::conv::conv_transpose1d_case(
+                    c,
+                    *s,
+                    *sp,
+                    170 + i as u64,
+                )),
+            );
+        }
+    }
+}
+
+#[test]
+fn avgpool1d_all_paths() {
+    for path in PATHS {
+        let c = ctx(path);
+        for (i, &(t, ch, k)) in [(1, 1, 1), (9, 7, 4), (30, 1280, 4), (257, 33, 3), (8, 5, 8)]
+            .iter()
+            .enumerate()
+        {
+            assert_ok(
+                &format!("{path:?} avgpool1d T{t} C{ch} k{k}"),
+                pollster::block_on(selftest::conv::avgpool1d_case(c, t, ch, k, 190 + i as u64)),
+            );
+        }
+    }
+}
+
+#[test]
+fn conv_shape_errors() {
+    let c = ctx(Path::F32);
+    let mut rec = Recorder::new(c, "t");
+    let w = ops::ConvWeight::conv1d(c, "w", &[0.5; 24 * 8 * 3], 24, 8, 3, 1).unwrap();
+    let x = Tensor::empty(c, "x", &[10, 9]);
+    let y = Tensor::empty(c, "y", &[10, 24]);
+    let m = shape_msg(
+        ops::conv1d(&mut rec, &x, &w, None, spec(1, 1, 1, 1), &y),
+        "conv1d",
+    );
+    assert!(m.contains("[10, 9]") && m.contains("Cout 24"), "{m}");
+    let x = Tensor::empty(c, "x", &[10, 8]);
+    let y = Tensor::empty(c, "y", &[9, 24]);
+    let m = shape_msg(
+        ops::conv1d(&mut rec, &x, &w, None, spec(1, 1, 1, 1), &y),
+        "conv1d",
+    );
+    assert!(
+        m.contains("[9, 24]") && m.contains("[10, 24]") && m.contains("[10, 8]"),
+        "{m}"
+    );
+    let wt = ops::ConvWeight::conv_transpose1d(c, "w", &[0.5; 8 * 4 * 3], 8, 4, 3, 1).unwrap();
+    let y = Tensor::empty(c, "y", &[10, 4]);
+    let ts = ConvTranspose1dSpec {
+        stride: 4,
+        padding: 0,
+        output_padding: 0,
+        dilation: 1,
+    };
+    let m = shape_msg(
+        ops::conv_transpose1d(&mut rec, &x, &wt, None, ts, &y),
+        "conv_transpose1d",
+    );
+    assert!(m.contains("[39, 4]") && m.contains("[10, 4]"), "{m}");
+    let y = Tensor::empty(c, "y", &[3, 7]);
+    let m = shape_msg(ops::avgpool1d(&mut rec, &x, 4, &y), "avgpool1d");
+    assert!(m.contains("[2, 8]") && m.contains("[3, 7]"), "{m}");
+    assert!(ops::ConvWeight::conv1d(c, "w", &[0.5; 10], 24, 8, 3, 1).is_err());
+    assert_eq!(rec.dispatches(), 0);
+}
