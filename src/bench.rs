@@ -222,3 +222,244 @@ pub async fn bench_product(
         pct_of_copy: 100.0 * gbs * 1e9 / copy_bw,
     })
 }
+
+/// The shape of a Qwen2-style decoder (what a decode step reads).
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct DecoderShape {
+    pub layers: usize,
+    pub hidden: usize,
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub head_dim: usize,
+    pub inter: usize,
+    pub vocab: usize,
+}
+
+/// Qwen2.5-7B, the shape of Baichuan-Audio's LLM (spec §5).
+pub const QWEN25_7B: DecoderShape = DecoderShape {
+    layers: 28,
+    hidden: 3584,
+    heads: 28,
+    kv_heads: 4,
+    head_dim: 128,
+    inter: 18944,
+    vocab: 152064,
+};
+
+/// A small shape for trying the benchmark on a CPU adapter.
+pub const SMALL: DecoderShape = DecoderShape {
+    layers: 2,
+    hidden: 256,
+    heads: 4,
+    kv_heads: 2,
+    head_dim: 64,
+    inter: 512,
+    vocab: 1000,
+};
+
+#[derive(Clone, Debug, Serialize)]
+pub struct DecodeResult {
+    pub format: String,
+    pub context: usize,
+    pub dispatches_per_token: usize,
+    pub gpu_us_per_token: f64,
+    pub tokens_per_s: f64,
+    pub wall_tokens_per_s: f64,
+    pub bytes_per_token: u64,
+    pub gb_per_s: f64,
+    pub pct_of_copy: f64,
+}
+
+struct Layer {
+    qkv: Matrix,
+    qkv_bias: Tensor,
+    o: Matrix,
+    gate_up: Matrix,
+    down: Matrix,
+    ln1: wgpu::Buffer,
+    ln2: wgpu::Buffer,
+    cache: ops::KvCache,
+}
+
+/// A synthetic decode step with random weights: per layer QKV(+RMSNorm, bias) → RoPE + KV
+/// append → split-K attention over `context` positions → o_proj(+residual) → gate/up(+RMSNorm,
+/// SwiGLU) → down(+residual); then the final RMSNorm + LM head and a GPU argmax.
+pub async fn bench_decode(
+    ctx: &GpuContext,
+    s: &DecoderShape,
+    format: WeightFormat,
+    contexts: &[usize],
+    copy_bw: f64,
+) -> Result<Vec<DecodeResult>, OpError> {
+    use crate::ops::{Activation, Fill};
+    let tmax = contexts.iter().copied().max().unwrap_or(1).max(1);
+    let d = s.head_dim;
+    let qkv_rows = (s.heads + 2 * s.kv_heads) * d;
+    let small = Fill::F16 {
+        lo: (0.5, 0.0),
+        hi: (0.5, 0.0),
+    };
+    let norm_w = |rec: &mut Recorder, n: usize, seed: u32| -> Result<wgpu::Buffer, OpError> {
+        let b = ctx.storage("ln", (n * 4) as u64);
+        // f32 weights near 1: two f16 halves make one f32 whose high half is ~1.0 (0x3c00).
+        let f = Fill::F16 {
+            lo: (0.0, 0.0),
+            hi: (0.1, 1.875),
+        };
+        ops::fill(rec, &b, n, seed, f)?;
+        Ok(b)
+    };
+    let mut layers = Vec::with_capacity(s.layers);
+    for l in 0..s.layers {
+        let seed = 100 * l as u32;
+        let mut rec = Recorder::new(ctx, "bench.init");
+        let qkv_bias = Tensor::empty(ctx, "qkv.bias", &[qkv_rows]);
+        ops::fill(
+            &mut rec,
+            &qkv_bias.buf,
+            (qkv_bias.buf.size() / 4) as usize,
+            seed + 9,
+            small,
+        )?;
+        let cache = ops::KvCache::new(ctx, "cache", s.kv_heads, tmax, d)?;
+        ops::fill(
+            &mut rec,
+            &cache.buf,
+            (cache.buf.size() / 4) as usize,
+            seed + 8,
+            small,
+        )?;
+        layers.push(Layer {
+            qkv: Matrix::random(&mut rec, qkv_rows, s.hidden, format, seed + 1)?,
+            qkv_bias,
+            o: Matrix::random(&mut rec, s.hidden, s.heads * d, format, seed + 2)?,
+            gate_up: Matrix::random(&mut rec, 2 * s.inter, s.hidden, format, seed + 3)?,
+            down: Matrix::random(&mut rec, s.hidden, s.inter, format, seed + 4)?,
+            ln1: norm_w(&mut rec, s.hidden, seed + 5)?,
+            ln2: norm_w(&mut rec, s.hidden, seed + 6)?,
+            cache,
+        });
+        rec.submit()?;
+    }
+    let mut rec = Recorder::new(ctx, "bench.init");
+    let lm_head = Matrix::random(&mut rec, s.vocab, s.hidden, format, 7777)?;
+    let final_norm = norm_w(&mut rec, s.hidden, 7778)?;
+    let h_a = Tensor::empty(ctx, "h.a", &[s.hidden]);
+    ops::fill(&mut rec, &h_a.buf, (h_a.buf.size() / 4) as usize, 5, small)?;
+    rec.submit()?;
+    let h_b = Tensor::empty(ctx, "h.b", &[s.hidden]);
+    let qkv = Tensor::empty(ctx, "qkv", &[qkv_rows]);
+    let q = Tensor::empty(ctx, "q", &[s.heads, d]);
+    let attn = Tensor::empty(ctx, "attn", &[s.heads, d]);
+    let attn_flat = attn
+        .view(&[s.heads * d])
+        .ok_or_else(|| crate::ops::OpError::Shape {
+            op: "bench",
+            detail: "attn view".into(),
+        })?;
+    let mlp = Tensor::empty(ctx, "mlp", &[s.inter]);
+    let logits = Tensor::empty(ctx, "logits", &[s.vocab]);
+    let inv = ctx.upload(
+        "inv_freq",
+        bytemuck::cast_slice(&ops::rope_inv_freq(1e6, d)),
+    );
+    let scratch = ctx.storage("attn.scratch", ops::decode_scratch_bytes(s.heads, d, tmax));
+    let am_scratch = ops::ArgmaxScratch::new(ctx, s.vocab);
+    let am_out = ctx.storage("argmax.out", 16);
+    let scale = 1.0 / (d as f32).sqrt();
+
+    let step = |rec: &mut Recorder, pos: usize| -> Result<(), OpError> {
+        for l in &layers {
+            let epi = Epilogue {
+                bias: Some(&l.qkv_bias),
+                norm: Some((&l.ln1, 1e-6)),
+                ..Default::default()
+            };
+            ops::gemv(rec, &l.qkv, &h_a, &qkv, epi)?;
+            ops::rope_kv(rec, &qkv, &inv, pos, &q, &l.cache)?;
+            ops::attn_decode(rec, &q, &l.cache, pos + 1, scale, &scratch, &attn)?;
+            let epi = Epilogue {
+                residual: Some(&h_a),
+                ..Default::default()
+            };
+            ops::gemv(rec, &l.o, &attn_flat, &h_b, epi)?;
+            let epi = Epilogue {
+                norm: Some((&l.ln2, 1e-6)),
+                act: Activation::SwiGlu,
+                ..Default::default()
+            };
+            ops::gemv(rec, &l.gate_up, &h_b, &mlp, epi)?;
+            let epi = Epilogue {
+                residual: Some(&h_b),
+                ..Default::default()
+            };
+            ops::gemv(rec, &l.down, &mlp, &h_a, epi)?;
+        }
+        let epi = Epilogue {
+            norm: Some((&final_norm, 1e-6)),
+            ..Default::default()
+        };
+        ops::gemv(rec, &lm_head, &h_a, &logits, epi)?;
+        ops::argmax(rec, &logits, &am_scratch, &am_out)?;
+        Ok(())
+    };
+
+    let mut weight_bytes = lm_head.data_bytes() + lm_head.scale_bytes();
+    for l in &layers {
+        for m in [&l.qkv, &l.o, &l.gate_up, &l.down] {
+            weight_bytes += m.data_bytes() + m.scale_bytes();
+        }
+    }
+    let timer = GpuTimer::new(ctx)?;
+    let mut out = Vec::new();
+    for &len in contexts {
+        let pos = len.saturating_sub(1);
+        let tokens = 4;
+        let mut dispatches = 0;
+        let record = |r: &mut Recorder| -> Result<(), OpError> {
+            for _ in 0..tokens {
+                step(r, pos)?;
+            }
+            Ok(())
+        };
+        timer.time(ctx, record).await?; // warm-up: pipelines
+        let mut best = f64::INFINITY;
+        for _ in 0..3 {
+            best = best.min(timer.time(ctx, record).await? / tokens as f64);
+        }
+        // wall clock: record, submit and wait for single tokens, as an engine would
+        let t0 = web_time_now();
+        let wall_tokens = 8;
+        for _ in 0..wall_tokens {
+            let mut r = Recorder::new(ctx, "token");
+            step(&mut r, pos)?;
+            dispatches = r.dispatches();
+            r.submit()?;
+            read_buffer(ctx, &am_out, 0, 8).await?;
+        }
+        let wall = (web_time_now() - t0) / wall_tokens as f64;
+        let kv_bytes = (s.layers * 2 * s.kv_heads * len * d * ctx.act().size()) as u64;
+        let bytes = weight_bytes + kv_bytes;
+        let gbs = bytes as f64 / best / 1e9;
+        out.push(DecodeResult {
+            format: format.name().to_string(),
+            context: len,
+            dispatches_per_token: dispatches,
+            gpu_us_per_token: best * 1e6,
+            tokens_per_s: 1.0 / best,
+            wall_tokens_per_s: 1.0 / wall,
+            bytes_per_token: bytes,
+            gb_per_s: gbs,
+            pct_of_copy: 100.0 * gbs * 1e9 / copy_bw,
+        });
+    }
+    Ok(out)
+}
+
+fn web_time_now() -> f64 {
+    // bench is native-only (see lib.rs); std's clock is fine here
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}

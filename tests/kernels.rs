@@ -129,6 +129,32 @@ fn gpu_quantisation_matches_cpu() {
 }
 
 #[test]
+fn rope_kv_all_paths() {
+    for path in [Path::F16, Path::F32] {
+        for (i, &(shape, tmax, pos)) in [
+            ((28usize, 4usize, 128usize), 64usize, 0usize),
+            ((28, 4, 128), 300, 299),
+            ((6, 3, 6), 9, 5),
+            ((2, 2, 64), 5000, 4097),
+        ]
+        .iter()
+        .enumerate()
+        {
+            assert_ok(
+                &format!("{path:?} rope_kv {shape:?} pos {pos}"),
+                pollster::block_on(selftest::rope_kv_case(
+                    ctx(path),
+                    shape,
+                    tmax,
+                    pos,
+                    70 + i as u64,
+                )),
+            );
+        }
+    }
+}
+
+#[test]
 fn gemv_epilogues_f16() {
     gemv_epilogues(Path::F16);
 }

@@ -60,6 +60,10 @@ const SOURCES: &[(&str, &str)] = &[
         "quantize",
         include_str!("../../shaders/quant/quantize.wgsl"),
     ),
+    (
+        "rope_kv",
+        include_str!("../../shaders/attention/rope_kv.wgsl"),
+    ),
     ("fill", include_str!("../../shaders/util/fill.wgsl")),
     ("copy", include_str!("../../shaders/util/copy.wgsl")),
     (

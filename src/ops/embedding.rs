@@ -68,7 +68,10 @@ fn check_out(
     else {
         return Err(shape_err(
             op,
-            format!("the table is {}, embeddings are gathered from f16", table.format()),
+            format!(
+                "the table is {}, embeddings are gathered from f16",
+                table.format()
+            ),
         ));
     };
     check_len(op, "table", buf, (rows * stride * 2) as u64)?;
@@ -87,7 +90,10 @@ fn launch(
     let Matrix::F16 { buf, stride, .. } = table else {
         return Err(shape_err(
             "embedding",
-            format!("the table is {}, embeddings are gathered from f16", table.format()),
+            format!(
+                "the table is {}, embeddings are gathered from f16",
+                table.format()
+            ),
         ));
     };
     let key = KernelKey {

@@ -11,6 +11,8 @@ mod groupnorm;
 mod layernorm;
 mod norm;
 mod quantize;
+mod rope;
+mod rope_kv;
 mod rvq;
 mod sampling;
 mod softmax;
@@ -19,22 +21,22 @@ pub use attention::{
     attn_chunk_causal, attn_decode, attn_prefill, attn_varlen, decode_scratch_bytes, kv_append,
     KvCache,
 };
+pub use conv::{avgpool1d, conv1d, conv_transpose1d, Conv1dSpec, ConvTranspose1dSpec, ConvWeight};
+pub use elementwise::{binary, snake, swiglu, swiglu_fused, unary, Binary, Unary};
+pub use embedding::{audio_embed, embedding, CODEBOOKS};
 pub use fill::{copy, fill, Fill};
 pub use gemv::{gemv, Activation, Epilogue, GEMV_MAX_N};
+pub use groupnorm::groupnorm;
+pub use layernorm::layernorm;
 pub use norm::rmsnorm;
 pub use quantize::quantize;
+pub use rope::{rope, rope_inv_freq};
+pub use rope_kv::rope_kv;
 pub use rvq::{rvq_decode, rvq_encode, rvq_norms, Codebooks, RVQ_LEVELS};
 pub use sampling::{
     argmax, penalty_mask_bytes, read_argmax, repetition_penalty, topk, ArgmaxScratch, TopkScratch,
     TOPK_MAX,
 };
-mod rope;
-pub use conv::{avgpool1d, conv1d, conv_transpose1d, Conv1dSpec, ConvTranspose1dSpec, ConvWeight};
-pub use elementwise::{binary, snake, swiglu, swiglu_fused, unary, Binary, Unary};
-pub use embedding::{audio_embed, embedding, CODEBOOKS};
-pub use groupnorm::groupnorm;
-pub use layernorm::layernorm;
-pub use rope::{rope, rope_inv_freq};
 pub use softmax::softmax;
 
 use crate::gpu::GpuError;

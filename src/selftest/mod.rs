@@ -332,6 +332,48 @@ pub async fn quantize_case(
     Ok(c)
 }
 
+/// `rope_kv` against reference RoPE on q and k plus a reference append of k and v into a
+/// cache that already holds other (random) positions, which must stay untouched.
+pub async fn rope_kv_case(
+    ctx: &GpuContext,
+    (hq, hkv, d): (usize, usize, usize),
+    tmax: usize,
+    pos: usize,
+    seed: u64,
+) -> Result<Comparison, OpError> {
+    let mut rng = Rng::new(seed);
+    let qkv = round_act(ctx.act(), &rng.normal_vec((hq + 2 * hkv) * d, 1.0));
+    let cache0 = round_act(ctx.act(), &rng.normal_vec(2 * hkv * tmax * d, 1.0));
+    let inv = ops::rope_inv_freq(1e6, d);
+    let qr = reference::rope::rope(&qkv[..hq * d], 1, hq, d, &inv, pos);
+    let kr = reference::rope::rope(&qkv[hq * d..(hq + hkv) * d], 1, hkv, d, &inv, pos);
+    let mut want_cache = cache0.clone();
+    reference::attention::kv_append(
+        &mut want_cache,
+        &kr,
+        &qkv[(hq + hkv) * d..],
+        (1, hkv, d),
+        tmax,
+        pos,
+    );
+    let mut want = round_act(ctx.act(), &qr);
+    want.extend(round_act(ctx.act(), &want_cache));
+
+    let qkv_t = Tensor::from_f32(ctx, "qkv", &[qkv.len()], &qkv);
+    let q_t = Tensor::empty(ctx, "q", &[hq, d]);
+    let cache = ops::KvCache::new(ctx, "cache", hkv, tmax, d)?;
+    ctx.queue
+        .write_buffer(&cache.buf, 0, &crate::tensor::act_bytes(ctx.act(), &cache0));
+    let invb = ctx.upload("inv_freq", bytemuck::cast_slice(&inv));
+    let mut rec = Recorder::new(ctx, "rope_kv test");
+    ops::rope_kv(&mut rec, &qkv_t, &invb, pos, &q_t, &cache)?;
+    rec.submit()?;
+    let mut got = q_t.to_vec(ctx).await?;
+    got.extend(ctx.read_act(&cache.buf, cache0.len()).await?);
+    let (atol, rtol) = tol(ctx, (1e-5, 1e-5), (2e-3, 2e-3));
+    Ok(compare(&got, &want, atol, rtol))
+}
+
 pub async fn rmsnorm_case(
     ctx: &GpuContext,
     rows: usize,
@@ -411,6 +453,10 @@ pub async fn run_all(ctx: &GpuContext) -> Vec<CaseResult> {
         ));
     }
     run_elem(ctx, &mut out).await;
+    out.push(CaseResult::from(
+        format!("rope_kv (28, 4, 128) pos=77 [{act}]"),
+        rope_kv_case(ctx, (28, 4, 128), 100, 77, 430).await,
+    ));
     attention_cases(ctx, &mut out).await;
     for (i, &(n, k, levels)) in [(1000usize, 5usize, None), (5003, 64, Some(4u32))]
         .iter()

@@ -44,6 +44,15 @@ impl Tensor {
         }
     }
 
+    /// The same buffer seen with another shape of the same element count.
+    pub fn view(&self, shape: &[usize]) -> Option<Tensor> {
+        (shape.iter().product::<usize>() == self.numel()).then(|| Tensor {
+            buf: self.buf.clone(),
+            shape: shape.to_vec(),
+            dtype: self.dtype,
+        })
+    }
+
     pub async fn to_vec(&self, ctx: &GpuContext) -> Result<Vec<f32>, crate::gpu::GpuError> {
         ctx.read_act(&self.buf, self.numel()).await
     }

@@ -93,6 +93,35 @@ enum BenchCmd {
         #[arg(long)]
         json: Option<PathBuf>,
     },
+    /// A synthetic full decode step (all layers, attention, LM head, argmax) with random weights.
+    Decode {
+        #[command(flatten)]
+        gpu: GpuArgs,
+        /// `qwen2.5-7b` (the LLM of Baichuan-Audio) or `small` (for CPU adapters).
+        #[arg(long, default_value = "qwen2.5-7b")]
+        shape: String,
+        /// Weight formats to measure.
+        #[arg(long, value_delimiter = ',', default_value = "q4")]
+        quant: Vec<String>,
+        /// Context lengths (the token attends to this many positions).
+        #[arg(long, value_delimiter = ',', default_value = "1024,4096")]
+        contexts: Vec<usize>,
+        /// Also write the results as JSON here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+}
+
+fn print_adapter(ctx: &GpuContext) {
+    println!(
+        "adapter: {} ({:?}, driver {} {}), activations {}, subgroup size {}",
+        ctx.info.name,
+        ctx.info.backend,
+        ctx.info.driver,
+        ctx.info.driver_info,
+        ctx.act().name(),
+        ctx.caps.subgroup_size
+    );
 }
 
 fn parse_format(s: &str) -> Result<bca::tensor::WeightFormat, String> {
@@ -147,71 +176,142 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 ExitCode::FAILURE
             })
         }
-        Cmd::Bench { what } => match what {
-            BenchCmd::Kernels {
-                gpu,
-                formats,
-                scale,
-                working_set,
-                json,
-            } => {
-                let formats = formats
-                    .iter()
-                    .map(|f| parse_format(f))
-                    .collect::<Result<Vec<_>, _>>()?;
-                let ctx = pollster::block_on(GpuContext::new(&gpu.options()))?;
-                println!(
-                    "adapter: {} ({:?}, driver {} {}), activations {}, subgroups {}",
-                    ctx.info.name,
-                    ctx.info.backend,
-                    ctx.info.driver,
-                    ctx.info.driver_info,
-                    ctx.act().name(),
-                    ctx.caps.subgroup_size
-                );
-                let bw_bytes = (working_set / 2).min(ctx.limits.max_storage_buffer_binding_size);
-                let bw = pollster::block_on(bca::bench::copy_bandwidth(&ctx, bw_bytes, 10))?;
-                println!("copy kernel bandwidth: {:.1} GB/s (read + write)", bw / 1e9);
-                println!(
-                    "{:<30} {:>4} {:>7} {:>6} {:>10} {:>9} {:>8} {:>7}",
-                    "product", "fmt", "rows", "cols", "MB", "us/call", "GB/s", "% copy"
-                );
-                let mut all = Vec::new();
-                for f in &formats {
-                    for shape in bca::bench::PRODUCT_SHAPES {
-                        let r = pollster::block_on(bca::bench::bench_product(
-                            &ctx,
-                            shape,
-                            *f,
-                            bw,
-                            working_set,
-                            scale,
-                        ))?;
-                        println!(
-                            "{:<30} {:>4} {:>7} {:>6} {:>10.2} {:>9.2} {:>8.1} {:>6.1}%",
-                            r.name,
-                            r.format,
-                            r.rows,
-                            r.cols,
-                            r.weight_bytes as f64 / 1e6,
-                            r.us_per_call,
-                            r.gb_per_s,
-                            r.pct_of_copy
-                        );
-                        all.push(r);
-                    }
+        Cmd::Bench {
+            what:
+                BenchCmd::Kernels {
+                    gpu,
+                    formats,
+                    scale,
+                    working_set,
+                    json,
+                },
+        } => {
+            let formats = formats
+                .iter()
+                .map(|f| parse_format(f))
+                .collect::<Result<Vec<_>, _>>()?;
+            let ctx = pollster::block_on(GpuContext::new(&gpu.options()))?;
+            println!(
+                "adapter: {} ({:?}, driver {} {}), activations {}, subgroups {}",
+                ctx.info.name,
+                ctx.info.backend,
+                ctx.info.driver,
+                ctx.info.driver_info,
+                ctx.act().name(),
+                ctx.caps.subgroup_size
+            );
+            let bw_bytes = (working_set / 2).min(ctx.limits.max_storage_buffer_binding_size);
+            let bw = pollster::block_on(bca::bench::copy_bandwidth(&ctx, bw_bytes, 10))?;
+            println!("copy kernel bandwidth: {:.1} GB/s (read + write)", bw / 1e9);
+            println!(
+                "{:<30} {:>4} {:>7} {:>6} {:>10} {:>9} {:>8} {:>7}",
+                "product", "fmt", "rows", "cols", "MB", "us/call", "GB/s", "% copy"
+            );
+            let mut all = Vec::new();
+            for f in &formats {
+                for shape in bca::bench::PRODUCT_SHAPES {
+                    let r = pollster::block_on(bca::bench::bench_product(
+                        &ctx,
+                        shape,
+                        *f,
+                        bw,
+                        working_set,
+                        scale,
+                    ))?;
+                    println!(
+                        "{:<30} {:>4} {:>7} {:>6} {:>10.2} {:>9.2} {:>8.1} {:>6.1}%",
+                        r.name,
+                        r.format,
+                        r.rows,
+                        r.cols,
+                        r.weight_bytes as f64 / 1e6,
+                        r.us_per_call,
+                        r.gb_per_s,
+                        r.pct_of_copy
+                    );
+                    all.push(r);
                 }
-                if let Some(p) = json {
-                    let doc = serde_json::json!({
-                        "adapter": ctx.report(),
-                        "copy_bandwidth_bytes_per_s": bw,
-                        "products": all,
-                    });
-                    std::fs::write(&p, serde_json::to_string_pretty(&doc)?)?;
-                }
-                Ok(ExitCode::SUCCESS)
             }
-        },
+            if let Some(p) = json {
+                let doc = serde_json::json!({
+                    "adapter": ctx.report(),
+                    "copy_bandwidth_bytes_per_s": bw,
+                    "products": all,
+                });
+                std::fs::write(&p, serde_json::to_string_pretty(&doc)?)?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Bench {
+            what:
+                BenchCmd::Decode {
+                    gpu,
+                    shape,
+                    quant,
+                    contexts,
+                    json,
+                },
+        } => {
+            let shape = match shape.as_str() {
+                "qwen2.5-7b" => bca::bench::QWEN25_7B,
+                "small" => bca::bench::SMALL,
+                other => {
+                    return Err(format!("unknown shape `{other}` (qwen2.5-7b or small)").into())
+                }
+            };
+            let formats = quant
+                .iter()
+                .map(|f| parse_format(f))
+                .collect::<Result<Vec<_>, _>>()?;
+            let ctx = pollster::block_on(GpuContext::new(&gpu.options()))?;
+            print_adapter(&ctx);
+            let bw_bytes = (256u64 << 20).min(ctx.limits.max_storage_buffer_binding_size);
+            let bw = pollster::block_on(bca::bench::copy_bandwidth(&ctx, bw_bytes, 10))?;
+            println!("copy kernel bandwidth: {:.1} GB/s (read + write)", bw / 1e9);
+            println!("shape: {shape:?}");
+            println!(
+                "{:>4} {:>7} {:>10} {:>11} {:>9} {:>10} {:>9} {:>8} {:>7}",
+                "fmt",
+                "context",
+                "dispatch",
+                "GPU us/tok",
+                "tok/s",
+                "wall tok/s",
+                "MB/tok",
+                "GB/s",
+                "% copy"
+            );
+            let mut all = Vec::new();
+            for f in formats {
+                let rs =
+                    pollster::block_on(bca::bench::bench_decode(&ctx, &shape, f, &contexts, bw))?;
+                for r in rs {
+                    println!(
+                        "{:>4} {:>7} {:>10} {:>11.1} {:>9.1} {:>10.1} {:>9.1} {:>8.1} {:>6.1}%",
+                        r.format,
+                        r.context,
+                        r.dispatches_per_token,
+                        r.gpu_us_per_token,
+                        r.tokens_per_s,
+                        r.wall_tokens_per_s,
+                        r.bytes_per_token as f64 / 1e6,
+                        r.gb_per_s,
+                        r.pct_of_copy
+                    );
+                    all.push(r);
+                }
+            }
+            if let Some(p) = json {
+                let doc = serde_json::json!({
+                    "adapter": ctx.report(),
+                    "copy_bandwidth_bytes_per_s": bw,
+                    "shape": shape,
+                    "decode": all,
+                });
+                std::fs::write(&p, serde_json::to_string_pretty(&doc)?)?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Serve { dir, addr } => {
             serve::serve(&dir, &addr)?;
             Ok(ExitCode::SUCCESS)

@@ -1,0 +1,98 @@
+use crate::gpu::{Binding, KernelKey, Recorder};
+use crate::tensor::Tensor;
+
+use super::{check_len, shape_err, KvCache, OpError};
+
+// Mirrors shaders/attention/rope_kv.wgsl: qkv, inv_freq, q, cache, params.
+const BINDINGS: &[Binding] = &[
+    Binding::Read,
+    Binding::Read,
+    Binding::ReadWrite,
+    Binding::ReadWrite,
+    Binding::Uniform,
+];
+
+const WG: u32 = 256;
+
+/// The decode-token QKV epilogue: `qkv ((Hq + 2·Hkv)·D)` = [q | k | v] → RoPE'd `q (Hq, D)`,
+/// and RoPE'd k plus v appended to `cache` at position `pos`. `inv_freq` is f32 (D/2).
+pub fn rope_kv(
+    rec: &mut Recorder,
+    qkv: &Tensor,
+    inv_freq: &wgpu::Buffer,
+    pos: usize,
+    q: &Tensor,
+    cache: &KvCache,
+) -> Result<(), OpError> {
+    const OP: &str = "rope_kv";
+    let ctx = rec.ctx();
+    let (hq, d) = match q.shape[..] {
+        [hq, d] => (hq, d),
+        _ => {
+            return Err(shape_err(
+                OP,
+                format!("q is {:?}, expected (Hq, D)", q.shape),
+            ))
+        }
+    };
+    let hkv = cache.heads;
+    if d != cache.dim || d % 2 != 0 || hkv == 0 || hq % hkv != 0 {
+        return Err(shape_err(
+            OP,
+            format!(
+                "q is {:?}, the cache has {hkv} heads of {}: need the same even D and Hq a multiple of Hkv",
+                q.shape, cache.dim
+            ),
+        ));
+    }
+    if qkv.numel() != (hq + 2 * hkv) * d {
+        return Err(shape_err(
+            OP,
+            format!(
+                "qkv is {:?}, expected ({}) for q {:?}",
+                qkv.shape,
+                (hq + 2 * hkv) * d,
+                q.shape
+            ),
+        ));
+    }
+    if pos >= cache.tmax {
+        return Err(shape_err(
+            OP,
+            format!(
+                "position {pos} is past the cache's {} positions",
+                cache.tmax
+            ),
+        ));
+    }
+    if qkv.dtype != ctx.act() || q.dtype != ctx.act() || cache.dtype != ctx.act() {
+        return Err(shape_err(
+            OP,
+            "qkv, q and the cache must be in the activation dtype",
+        ));
+    }
+    check_len(OP, "inv_freq", inv_freq, (d / 2 * 4) as u64)?;
+    let key = KernelKey {
+        family: "rope_kv",
+        entry: "rope_kv",
+        act: ctx.act(),
+        subgroups: false,
+        constants: vec![("WG", WG)],
+    };
+    let p = ctx.pipeline(&key, BINDINGS)?;
+    let params: [u32; 8] = [
+        hq as u32,
+        hkv as u32,
+        d as u32,
+        cache.tmax as u32,
+        pos as u32,
+        0,
+        0,
+        0,
+    ];
+    let u = ctx.uniform("rope_kv.params", bytemuck::cast_slice(&params));
+    let group = ctx.bind(&p, &[&qkv.buf, inv_freq, &q.buf, &cache.buf, &u]);
+    let threads = ((hq + hkv) * d / 2 + hkv * d) as u32;
+    rec.dispatch(&p.pipeline, &group, [threads.div_ceil(WG), 1, 1])?;
+    Ok(())
+}
