@@ -268,6 +268,8 @@ pub struct DecodeResult {
     pub bytes_per_token: u64,
     pub gb_per_s: f64,
     pub pct_of_copy: f64,
+    /// GPU µs per token of each stage, timed alone over all layers (dependent dispatches).
+    pub breakdown_us: Vec<(String, f64)>,
 }
 
 struct Layer {
@@ -368,41 +370,70 @@ pub async fn bench_decode(
     let am_out = ctx.storage("argmax.out", 16);
     let scale = 1.0 / (d as f32).sqrt();
 
-    let step = |rec: &mut Recorder, pos: usize| -> Result<(), OpError> {
+    // `only`: record just one stage (for the per-stage breakdown); None = the whole token.
+    let stage = |rec: &mut Recorder, pos: usize, only: Option<usize>| -> Result<(), OpError> {
+        let on = |i: usize| only.is_none_or(|o| o == i);
         for l in &layers {
-            let epi = Epilogue {
-                bias: Some(&l.qkv_bias),
-                norm: Some((&l.ln1, 1e-6)),
-                ..Default::default()
-            };
-            ops::gemv(rec, &l.qkv, &h_a, &qkv, epi)?;
-            ops::rope_kv(rec, &qkv, &inv, pos, &q, &l.cache)?;
-            ops::attn_decode(rec, &q, &l.cache, pos + 1, scale, &scratch, &attn)?;
-            let epi = Epilogue {
-                residual: Some(&h_a),
-                ..Default::default()
-            };
-            ops::gemv(rec, &l.o, &attn_flat, &h_b, epi)?;
-            let epi = Epilogue {
-                norm: Some((&l.ln2, 1e-6)),
-                act: Activation::SwiGlu,
-                ..Default::default()
-            };
-            ops::gemv(rec, &l.gate_up, &h_b, &mlp, epi)?;
-            let epi = Epilogue {
-                residual: Some(&h_b),
-                ..Default::default()
-            };
-            ops::gemv(rec, &l.down, &mlp, &h_a, epi)?;
+            if on(0) {
+                let epi = Epilogue {
+                    bias: Some(&l.qkv_bias),
+                    norm: Some((&l.ln1, 1e-6)),
+                    ..Default::default()
+                };
+                ops::gemv(rec, &l.qkv, &h_a, &qkv, epi)?;
+            }
+            if on(1) {
+                ops::rope_kv(rec, &qkv, &inv, pos, &q, &l.cache)?;
+            }
+            if on(2) {
+                ops::attn_decode(rec, &q, &l.cache, pos + 1, scale, &scratch, &attn)?;
+            }
+            if on(3) {
+                let epi = Epilogue {
+                    residual: Some(&h_a),
+                    ..Default::default()
+                };
+                ops::gemv(rec, &l.o, &attn_flat, &h_b, epi)?;
+            }
+            if on(4) {
+                let epi = Epilogue {
+                    norm: Some((&l.ln2, 1e-6)),
+                    act: Activation::SwiGlu,
+                    ..Default::default()
+                };
+                ops::gemv(rec, &l.gate_up, &h_b, &mlp, epi)?;
+            }
+            if on(5) {
+                let epi = Epilogue {
+                    residual: Some(&h_b),
+                    ..Default::default()
+                };
+                ops::gemv(rec, &l.down, &mlp, &h_a, epi)?;
+            }
         }
-        let epi = Epilogue {
-            norm: Some((&final_norm, 1e-6)),
-            ..Default::default()
-        };
-        ops::gemv(rec, &lm_head, &h_a, &logits, epi)?;
-        ops::argmax(rec, &logits, &am_scratch, &am_out)?;
+        if on(6) {
+            let epi = Epilogue {
+                norm: Some((&final_norm, 1e-6)),
+                ..Default::default()
+            };
+            ops::gemv(rec, &lm_head, &h_a, &logits, epi)?;
+        }
+        if on(7) {
+            ops::argmax(rec, &logits, &am_scratch, &am_out)?;
+        }
         Ok(())
     };
+    const STAGES: [&str; 8] = [
+        "qkv+norm",
+        "rope_kv",
+        "attention",
+        "o_proj+res",
+        "gate_up+norm+swiglu",
+        "down+res",
+        "lm_head+norm",
+        "argmax",
+    ];
+    let step = |rec: &mut Recorder, pos: usize| stage(rec, pos, None);
 
     let mut weight_bytes = lm_head.data_bytes() + lm_head.scale_bytes();
     for l in &layers {
@@ -426,6 +457,18 @@ pub async fn bench_decode(
         let mut best = f64::INFINITY;
         for _ in 0..3 {
             best = best.min(timer.time(ctx, record).await? / tokens as f64);
+        }
+        let mut breakdown_us = Vec::new();
+        for (i, name) in STAGES.iter().enumerate() {
+            let t = timer
+                .time(ctx, |r| {
+                    for _ in 0..tokens {
+                        stage(r, pos, Some(i))?;
+                    }
+                    Ok(())
+                })
+                .await?;
+            breakdown_us.push((name.to_string(), t / tokens as f64 * 1e6));
         }
         // wall clock: record, submit and wait for single tokens, as an engine would
         let t0 = web_time_now();
@@ -451,6 +494,7 @@ pub async fn bench_decode(
             bytes_per_token: bytes,
             gb_per_s: gbs,
             pct_of_copy: 100.0 * gbs * 1e9 / copy_bw,
+            breakdown_us,
         });
     }
     Ok(out)

@@ -2,7 +2,7 @@
 // or q4, read once for all NB vectors, f32 accumulation. Fusions that save whole dispatches in
 // the decode step: an RMSNorm of x (NORM = 1: every workgroup recomputes x's inverse RMS, x is
 // tiny next to W), and SwiGLU over interleaved rows (ACT = 3: rows 2i and 2i+1 are gate_i and
-// up_i, y[i] = SiLU(gate_i)·up_i, so y has M/2 entries).
+// up_i, y[i] = SiLU(gate_i)·up_i, so y has M/2 entries; R is even, so pairs share a group).
 //
 // @binding(0) w:      weight data, (M, nb) blocks of vec4<u32>, nb = ⌈K/B⌉ per row, rows padded with 0
 //                       f16: B = 8,  1 vec4 per block (8 halves, low half of each u32 first)
@@ -16,8 +16,9 @@
 // @binding(6) P:      uniform Params
 // @binding(7) g:      (K,) f32           RMSNorm weight (read when NORM = 1)
 //
-// TPR threads share a row (WG / TPR rows per workgroup); the subgroup variants set TPR to the
-// subgroup size and reduce with subgroupAdd. Workgroups are laid out 2-D (x ≤ 65535): the LM
+// TPR threads share a group of R consecutive rows (R·WG/TPR rows per workgroup): each x chunk
+// is loaded once and used for R rows, which keeps the q4/q8 kernels from being bound by x loads.
+// The subgroup variants set TPR to the subgroup size and reduce with subgroupAdd. Workgroups are laid out 2-D (x ≤ 65535): the LM
 // head has 152064 rows. Dequantisation: `unpack4x8unorm`/`unpack4x8snorm` turn 4 packed bytes
 // into a vec4<f32> in one step (core WGSL, no extension), so q4/q8 cost few ALU ops per weight.
 
@@ -46,15 +47,19 @@ struct Params {
 @group(0) @binding(7) var<storage, read> g: array<vec4<f32>>;
 
 override WG: u32 = 256;
-override TPR: u32 = 32; // threads per row, a power of two ≤ WG
-override NB: u32 = 1;   // input vectors per dispatch, 1..4
+override TPR: u32 = 32; // threads per row group, a power of two ≤ WG
+override NB: u32 = 1;   // input vectors per dispatch
+override R: u32 = 1;    // rows per group; R·NB ≤ 4 (accumulator slot r·NB + n)
 override ACT: u32 = 0;  // 0 none, 1 SiLU, 2 GELU (erf), 3 SwiGLU over row pairs
 override NORM: u32 = 0; // 1: x is RMS-normalised and scaled by g on the fly
 
 const MAX_WG: u32 = 256u;
-const MAX_NB: u32 = 4u;
 var<workgroup> partial: array<vec4<f32>, MAX_WG>;
 var<workgroup> inv_rms: vec4<f32>;
+
+fn xv(n: u32, i: u32) -> vec4<f32> {
+    return vec4<f32>(x[(P.n0 + n) * P.xs + i]);
+}
 
 // NORM = 1: inverse RMS of each of the NB vectors, computed by the whole workgroup.
 // Every thread must call this (it has barriers).
@@ -81,12 +86,9 @@ fn compute_norm(lid: u32) {
     workgroupBarrier();
 }
 
-fn xv(n: u32, i: u32) -> vec4<f32> {
-    return vec4<f32>(x[(P.n0 + n) * P.xs + i]);
-}
-
-// x[n][8c .. 8c+8) as two vec4; lanes at or beyond K are zeroed (ragged rows: the loads there
-// may touch padding or the next vector, which `select` discards, NaN included).
+// x[n][8c .. 8c+8) as two vec4 (RMS-normalised when NORM = 1); lanes at or beyond K are
+// zeroed (ragged rows: the loads there may touch padding or the next vector, which `select`
+// discards, NaN included).
 fn x8(n: u32, c: u32) -> array<vec4<f32>, 2> {
     var a = xv(n, 2u * c);
     var b = xv(n, 2u * c + 1u);
@@ -103,69 +105,77 @@ fn x8(n: u32, c: u32) -> array<vec4<f32>, 2> {
     return array<vec4<f32>, 2>(a, b);
 }
 
-fn f16w(v: u32) -> vec2<f32> {
-    return unpack2x16float(v);
-}
-
-// Partial dot products of one row for NB vectors, strided over this thread's lane.
-fn row_partial_f16(row: u32, lane: u32) -> vec4<f32> {
+// Partial dot products of rows row0 .. row0+R for NB vectors, strided over the lanes.
+fn group_partial_f16(row0: u32, lane: u32) -> vec4<f32> {
     var acc = vec4<f32>(0.0);
-    let base = row * P.nb;
     for (var c = lane; c < P.nb; c += TPR) {
-        let wv = w[base + c];
-        let wa = vec4<f32>(f16w(wv.x), f16w(wv.y));
-        let wb = vec4<f32>(f16w(wv.z), f16w(wv.w));
         for (var n = 0u; n < NB; n++) {
             let xx = x8(n, c);
-            acc[n] += dot(wa, xx[0]) + dot(wb, xx[1]);
+            for (var r = 0u; r < R; r++) {
+                let row = min(row0 + r, P.m - 1u); // rows past M compute garbage, never stored
+                let wv = w[row * P.nb + c];
+                let wa = vec4<f32>(unpack2x16float(wv.x), unpack2x16float(wv.y));
+                let wb = vec4<f32>(unpack2x16float(wv.z), unpack2x16float(wv.w));
+                acc[r * NB + n] += dot(wa, xx[0]) + dot(wb, xx[1]);
+            }
         }
     }
     return acc;
 }
 
-fn row_partial_q8(row: u32, lane: u32) -> vec4<f32> {
+fn group_partial_q8(row0: u32, lane: u32) -> vec4<f32> {
     var acc = vec4<f32>(0.0);
-    let base = row * P.nb;
     for (var c = lane; c < P.nb; c += TPR) {
-        let b = base + c;
-        let sw = s[b / 2u];
-        let sc = select(unpack2x16float(sw).x, unpack2x16float(sw).y, (b & 1u) == 1u) * 127.0;
-        let w0 = w[2u * b];
-        let w1 = w[2u * b + 1u];
-        let q = array<vec4<f32>, 8>(
-            unpack4x8snorm(w0.x), unpack4x8snorm(w0.y), unpack4x8snorm(w0.z), unpack4x8snorm(w0.w),
-            unpack4x8snorm(w1.x), unpack4x8snorm(w1.y), unpack4x8snorm(w1.z), unpack4x8snorm(w1.w));
         for (var n = 0u; n < NB; n++) {
-            var d = 0.0;
+            var xr: array<vec4<f32>, 8>;
             for (var j = 0u; j < 4u; j++) {
                 let xx = x8(n, 4u * c + j);
-                d += dot(q[2u * j], xx[0]) + dot(q[2u * j + 1u], xx[1]);
+                xr[2u * j] = xx[0];
+                xr[2u * j + 1u] = xx[1];
             }
-            acc[n] += sc * d;
+            for (var r = 0u; r < R; r++) {
+                let b = min(row0 + r, P.m - 1u) * P.nb + c;
+                let sw = unpack2x16float(s[b / 2u]);
+                let sc = select(sw.x, sw.y, (b & 1u) == 1u) * 127.0;
+                let w0 = w[2u * b];
+                let w1 = w[2u * b + 1u];
+                var d = dot(unpack4x8snorm(w0.x), xr[0]) + dot(unpack4x8snorm(w0.y), xr[1]);
+                d += dot(unpack4x8snorm(w0.z), xr[2]) + dot(unpack4x8snorm(w0.w), xr[3]);
+                d += dot(unpack4x8snorm(w1.x), xr[4]) + dot(unpack4x8snorm(w1.y), xr[5]);
+                d += dot(unpack4x8snorm(w1.z), xr[6]) + dot(unpack4x8snorm(w1.w), xr[7]);
+                acc[r * NB + n] += sc * d;
+            }
         }
     }
     return acc;
 }
 
-fn row_partial_q4(row: u32, lane: u32) -> vec4<f32> {
+fn group_partial_q4(row0: u32, lane: u32) -> vec4<f32> {
     var acc = vec4<f32>(0.0);
-    let base = row * P.nb;
+    let mask = vec4<u32>(0x0F0F0F0Fu);
     for (var c = lane; c < P.nb; c += TPR) {
-        let b = base + c;
-        let sm = unpack2x16float(s[b]);
-        let sc = sm.x * 255.0;
-        let wv = w[b];
-        let lo = vec4<u32>(wv & vec4<u32>(0x0F0F0F0Fu));
-        let hi = vec4<u32>((wv >> vec4<u32>(4u)) & vec4<u32>(0x0F0F0F0Fu));
         for (var n = 0u; n < NB; n++) {
-            var d = 0.0;
+            var xr: array<vec4<f32>, 8>;
             var xs = vec4<f32>(0.0);
             for (var j = 0u; j < 4u; j++) {
                 let xx = x8(n, 4u * c + j);
-                d += dot(unpack4x8unorm(lo[j]), xx[0]) + dot(unpack4x8unorm(hi[j]), xx[1]);
+                xr[2u * j] = xx[0];
+                xr[2u * j + 1u] = xx[1];
                 xs += xx[0] + xx[1];
             }
-            acc[n] += sc * d + sm.y * dot(xs, vec4<f32>(1.0));
+            let xsum = dot(xs, vec4<f32>(1.0));
+            for (var r = 0u; r < R; r++) {
+                let b = min(row0 + r, P.m - 1u) * P.nb + c;
+                let sm = unpack2x16float(s[b]);
+                let wv = w[b];
+                let lo = wv & mask;
+                let hi = (wv >> vec4<u32>(4u)) & mask;
+                var d = dot(unpack4x8unorm(lo.x), xr[0]) + dot(unpack4x8unorm(hi.x), xr[1]);
+                d += dot(unpack4x8unorm(lo.y), xr[2]) + dot(unpack4x8unorm(hi.y), xr[3]);
+                d += dot(unpack4x8unorm(lo.z), xr[4]) + dot(unpack4x8unorm(hi.z), xr[5]);
+                d += dot(unpack4x8unorm(lo.w), xr[6]) + dot(unpack4x8unorm(hi.w), xr[7]);
+                acc[r * NB + n] += sm.x * 255.0 * d + sm.y * xsum;
+            }
         }
     }
     return acc;
@@ -179,48 +189,46 @@ fn erf_approx(v: f32) -> f32 {
     return sign(v) * (1.0 - p * exp(-a * a));
 }
 
-fn finish(row: u32, sums: vec4<f32>) {
-    for (var n = 0u; n < NB; n++) {
-        if (n >= P.n) {
-            break;
-        }
-        var v = sums[n];
-        if ((P.flags & 1u) != 0u) {
-            v += f32(bias[row]);
-        }
-        if (ACT == 1u) {
-            v = silu(v);
-        } else if (ACT == 2u) {
-            v = 0.5 * v * (1.0 + erf_approx(v * 0.70710678118654752));
-        }
-        if ((P.flags & 2u) != 0u) {
-            v += f32(res[(P.n0 + n) * P.m + row]);
-        }
-        y[(P.n0 + n) * P.m + row] = act(v);
-    }
-}
-
 fn silu(v: f32) -> f32 {
     return v / (1.0 + exp(-v));
 }
 
-// ACT = 3: the leader of each even row combines its sum with the odd row's (both in `partial`
-// at lid and lid + TPR after the reduction) into y[row / 2].
-fn finish_swiglu(row: u32, gate: vec4<f32>, up: vec4<f32>) {
-    let half_m = P.m / 2u;
-    for (var n = 0u; n < NB; n++) {
-        if (n >= P.n) {
-            break;
+// Epilogue for a whole group: bias → activation → residual → store.
+fn finish(row0: u32, sums: vec4<f32>) {
+    let m_out = select(P.m, P.m / 2u, ACT == 3u);
+    for (var r = 0u; r < R; r++) {
+        let row = row0 + r;
+        if (row >= P.m || (ACT == 3u && (r & 1u) == 1u)) {
+            continue;
         }
-        var v = silu(gate[n]) * up[n];
-        if ((P.flags & 2u) != 0u) {
-            v += f32(res[(P.n0 + n) * half_m + row / 2u]);
+        for (var n = 0u; n < NB; n++) {
+            if (n >= P.n) {
+                break;
+            }
+            var v = sums[r * NB + n];
+            var o = row;
+            if (ACT == 3u) {
+                v = silu(v) * sums[(r + 1u) * NB + n];
+                o = row / 2u;
+            } else {
+                if ((P.flags & 1u) != 0u) {
+                    v += f32(bias[row]);
+                }
+                if (ACT == 1u) {
+                    v = silu(v);
+                } else if (ACT == 2u) {
+                    v = 0.5 * v * (1.0 + erf_approx(v * 0.70710678118654752));
+                }
+            }
+            if ((P.flags & 2u) != 0u) {
+                v += f32(res[(P.n0 + n) * m_out + o]);
+            }
+            y[(P.n0 + n) * m_out + o] = act(v);
         }
-        y[(P.n0 + n) * half_m + row / 2u] = act(v);
     }
 }
 
-fn reduce_and_finish(row: u32, lane: u32, lid: u32, acc: vec4<f32>) {
+fn reduce_and_finish(row0: u32, lane: u32, lid: u32, acc: vec4<f32>) {
     partial[lid] = acc;
     workgroupBarrier();
     for (var st = TPR / 2u; st > 0u; st >>= 1u) {
@@ -229,33 +237,13 @@ fn reduce_and_finish(row: u32, lane: u32, lid: u32, acc: vec4<f32>) {
         }
         workgroupBarrier();
     }
-    if (ACT == 3u) {
-        if (lane == 0u && (row & 1u) == 0u && row + 1u < P.m) {
-            finish_swiglu(row, partial[lid], partial[lid + TPR]);
-        }
-    } else if (lane == 0u && row < P.m) {
-        finish(row, partial[lid]);
+    if (lane == 0u) {
+        finish(row0, partial[lid]);
     }
 }
 
-// Subgroup variants: one sum per row in `sum`; pairs meet in workgroup memory for SwiGLU.
-fn finish_sg(row: u32, sid: u32, lid: u32, sum: vec4<f32>) {
-    if (ACT == 3u) {
-        if (sid == 0u) {
-            partial[lid / TPR] = sum;
-        }
-        workgroupBarrier();
-        let r = lid / TPR;
-        if (sid == 0u && (row & 1u) == 0u && row + 1u < P.m) {
-            finish_swiglu(row, partial[r], partial[r + 1u]);
-        }
-    } else if (sid == 0u && row < P.m) {
-        finish(row, sum);
-    }
-}
-
-fn row_of(wid: vec3<u32>, lid: u32) -> u32 {
-    return (wid.y * P.groups_x + wid.x) * (WG / TPR) + lid / TPR;
+fn row0_of(wid: vec3<u32>, lid: u32) -> u32 {
+    return ((wid.y * P.groups_x + wid.x) * (WG / TPR) + lid / TPR) * R;
 }
 
 @compute @workgroup_size(WG)
@@ -263,12 +251,12 @@ fn gemv_f16(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_ind
     if (NORM == 1u) {
         compute_norm(lid);
     }
-    let row = row_of(wid, lid);
+    let row0 = row0_of(wid, lid);
     var acc = vec4<f32>(0.0);
-    if (row < P.m) {
-        acc = row_partial_f16(row, lid % TPR);
+    if (row0 < P.m) {
+        acc = group_partial_f16(row0, lid % TPR);
     }
-    reduce_and_finish(row, lid % TPR, lid, acc);
+    reduce_and_finish(row0, lid % TPR, lid, acc);
 }
 
 @compute @workgroup_size(WG)
@@ -276,12 +264,12 @@ fn gemv_q8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_inde
     if (NORM == 1u) {
         compute_norm(lid);
     }
-    let row = row_of(wid, lid);
+    let row0 = row0_of(wid, lid);
     var acc = vec4<f32>(0.0);
-    if (row < P.m) {
-        acc = row_partial_q8(row, lid % TPR);
+    if (row0 < P.m) {
+        acc = group_partial_q8(row0, lid % TPR);
     }
-    reduce_and_finish(row, lid % TPR, lid, acc);
+    reduce_and_finish(row0, lid % TPR, lid, acc);
 }
 
 @compute @workgroup_size(WG)
@@ -289,28 +277,31 @@ fn gemv_q4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_inde
     if (NORM == 1u) {
         compute_norm(lid);
     }
-    let row = row_of(wid, lid);
+    let row0 = row0_of(wid, lid);
     var acc = vec4<f32>(0.0);
-    if (row < P.m) {
-        acc = row_partial_q4(row, lid % TPR);
+    if (row0 < P.m) {
+        acc = group_partial_q4(row0, lid % TPR);
     }
-    reduce_and_finish(row, lid % TPR, lid, acc);
+    reduce_and_finish(row0, lid % TPR, lid, acc);
 }
 
 // #if subgroups
-// One row per subgroup: the runtime sets TPR to the adapter's fixed subgroup size.
+// One row group per subgroup: the runtime sets TPR to the adapter's fixed subgroup size.
 @compute @workgroup_size(WG)
 fn gemv_f16_sg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
                @builtin(subgroup_invocation_id) sid: u32) {
     if (NORM == 1u) {
         compute_norm(lid);
     }
-    let row = row_of(wid, lid);
+    let row0 = row0_of(wid, lid);
     var acc = vec4<f32>(0.0);
-    if (row < P.m) {
-        acc = row_partial_f16(row, sid);
+    if (row0 < P.m) {
+        acc = group_partial_f16(row0, sid);
     }
-    finish_sg(row, sid, lid, subgroupAdd(acc));
+    let sum = subgroupAdd(acc);
+    if (sid == 0u) {
+        finish(row0, sum);
+    }
 }
 
 @compute @workgroup_size(WG)
@@ -319,12 +310,15 @@ fn gemv_q8_sg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
     if (NORM == 1u) {
         compute_norm(lid);
     }
-    let row = row_of(wid, lid);
+    let row0 = row0_of(wid, lid);
     var acc = vec4<f32>(0.0);
-    if (row < P.m) {
-        acc = row_partial_q8(row, sid);
+    if (row0 < P.m) {
+        acc = group_partial_q8(row0, sid);
     }
-    finish_sg(row, sid, lid, subgroupAdd(acc));
+    let sum = subgroupAdd(acc);
+    if (sid == 0u) {
+        finish(row0, sum);
+    }
 }
 
 @compute @workgroup_size(WG)
@@ -333,11 +327,14 @@ fn gemv_q4_sg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
     if (NORM == 1u) {
         compute_norm(lid);
     }
-    let row = row_of(wid, lid);
+    let row0 = row0_of(wid, lid);
     var acc = vec4<f32>(0.0);
-    if (row < P.m) {
-        acc = row_partial_q4(row, sid);
+    if (row0 < P.m) {
+        acc = group_partial_q4(row0, sid);
     }
-    finish_sg(row, sid, lid, subgroupAdd(acc));
+    let sum = subgroupAdd(acc);
+    if (sid == 0u) {
+        finish(row0, sum);
+    }
 }
 // #endif

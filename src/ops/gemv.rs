@@ -186,7 +186,10 @@ pub fn gemv(
         Activation::Gelu => 2,
         Activation::SwiGlu => 3,
     };
-    let nb_vec = n.min(GEMV_MAX_N) as u32;
+    // Vectors per dispatch and rows per lane group: R·NB ≤ 4; SwiGLU needs R even.
+    let max_n = if swiglu { 2 } else { GEMV_MAX_N };
+    let nb_vec = n.min(max_n) as u32;
+    let rows_per_group: u32 = 4 / nb_vec;
     let key = KernelKey {
         family: "gemv",
         entry,
@@ -196,12 +199,13 @@ pub fn gemv(
             ("WG", WG),
             ("TPR", tpr),
             ("NB", nb_vec),
+            ("R", rows_per_group),
             ("ACT", act_code),
             ("NORM", epi.norm.is_some() as u32),
         ],
     };
     let p = ctx.pipeline(&key, BINDINGS)?;
-    let groups = (m as u32).div_ceil(WG / tpr);
+    let groups = (m as u32).div_ceil(WG / tpr * rows_per_group);
     let g = grid(groups, ctx.limits.max_compute_workgroups_per_dimension);
     let flags = epi.bias.is_some() as u32 | (epi.residual.is_some() as u32) << 1;
     let scales = w.scales().unwrap_or(&ctx.dummy);
@@ -212,7 +216,7 @@ pub fn gemv(
     let group_buffers = [w.data(), scales, &x.buf, bias, res, &y.buf];
     let mut start = 0;
     while start < n {
-        let cnt = (n - start).min(GEMV_MAX_N);
+        let cnt = (n - start).min(nb_vec as usize);
         let params = Params {
             m: m as u32,
             k: k as u32,

@@ -298,6 +298,18 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                         r.gb_per_s,
                         r.pct_of_copy
                     );
+                    let parts: Vec<String> = r
+                        .breakdown_us
+                        .iter()
+                        .map(|(n, us)| format!("{n} {us:.0}"))
+                        .collect();
+                    println!("     stages alone, GPU us/token: {}", parts.join(", "));
+                    let parts: Vec<String> = r
+                        .breakdown_us
+                        .iter()
+                        .map(|(n, us)| format!("{n} {us:.0}"))
+                        .collect();
+                    println!("     stages alone, GPU us/token: {}", parts.join(", "));
                     all.push(r);
                 }
             }
