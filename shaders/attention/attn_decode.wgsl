@@ -6,10 +6,13 @@
 // @binding(3) out:   (Hq, D) act
 // @binding(4) P:     uniform Params
 //
-// Pass 1 (`attn_decode`, grid (S, Hkv)): workgroup (s, kh) takes keys [256·s, 256·s + 256) of
-// kv head kh and all G = Hq/Hkv query heads that share it (GQA: head h uses kv head h / G), so
-// each key and value is read once per group. It writes the split's unnormalised partial
-// (max m, Σ exp(score − m) = l, Σ exp(score − m)·v = acc) in f32.
+// Pass 1 (`attn_decode`, grid (S, Hq)): workgroup (s, h) takes keys [CH·s, CH·s + CH) of query
+// head h's kv head (GQA: h / G). Many small workgroups, because a decode step has little work
+// per layer and a few large ones leave most of the GPU idle: at L = 1024, 16 splits × 28 heads.
+// Scores: the split's keys are staged through workgroup memory (coalesced reads), then one key
+// per invocation is dotted with q. Values: invocations split D, so each value row is read
+// coalesced. It writes the split's unnormalised partial (max m,
+// l = Σ exp(score − m), acc = Σ exp(score − m)·v) in f32. GQA's shared keys come from L2.
 // Pass 2 (`attn_decode_combine`, grid (Hq)): rescales the S partials to the global max and
 // divides. Scores, softmax and accumulation are f32 throughout; only `out` is `act`.
 
@@ -18,7 +21,7 @@ struct Params {
     hkv: u32,
     len: u32,    // L, keys visible
     tmax: u32,   // cache capacity
-    nsplit: u32, // S = ⌈L / 256⌉
+    nsplit: u32, // S = ⌈L / CH⌉
     scale: f32,
     _pad0: u32,
     _pad1: u32,
@@ -30,112 +33,94 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> out: array<act>;
 @group(0) @binding(4) var<uniform> P: Params;
 
-override G: u32 = 7u;   // query heads per kv head, ≤ MAXG
+override G: u32 = 7u;   // query heads per kv head
 override D: u32 = 128u; // head dim, ≤ MAXD
 
-const CH: u32 = 256u;   // keys per split = workgroup size (one key per invocation)
-const MAXG: u32 = 8u;
+const CH: u32 = 64u;    // keys per split = workgroup size
 const MAXD: u32 = 128u;
-const LANES: u32 = 32u; // invocations per head in the max/sum reductions (MAXG·LANES = CH)
 const LOWEST: f32 = -1e30; // "minus infinity" that keeps exp(LOWEST − m) finite (= 0)
 
-var<workgroup> qs: array<f32, 1024>;  // (G, D) scaled queries          (MAXG·MAXD)
-var<workgroup> sc: array<f32, 2048>;  // (G, CH) scores, then exp(score − m)
-var<workgroup> red: array<f32, 256>;  // reduction scratch
-var<workgroup> gmax: array<f32, 8>;   // per-head max of this split
+const KD: u32 = 32u;     // key dims staged per round
+var<workgroup> qs: array<f32, MAXD>;
+var<workgroup> kt: array<f32, 2112>; // CH keys × (KD + 1): padded against bank conflicts
+var<workgroup> p: array<f32, CH>;
+var<workgroup> red: array<f32, CH>;
 
-@compute @workgroup_size(256)
-fn attn_decode(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
+@compute @workgroup_size(64)
+fn attn_decode(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_index) t: u32,
+) {
     let s = wid.x;
-    let kh = wid.y;
-    let h0 = kh * G;
-    for (var i = t; i < G * D; i += CH) {
-        qs[i] = f32(q[h0 * D + i]) * P.scale;
+    let h = wid.y;
+    let kh = h / G;
+    for (var dd = t; dd < D; dd += CH) {
+        qs[dd] = f32(q[h * D + dd]);
     }
     workgroupBarrier();
-    let k0 = s * CH;
-    let nk = min(CH, P.len - k0); // keys in this split (the last one is ragged)
-
-    // scores: invocation t takes key k0 + t against every head of the group
-    if (t < nk) {
-        var acc: array<f32, MAXG>;
-        let kb = (kh * P.tmax + k0 + t) * D;
-        for (var dd = 0u; dd < D; dd++) {
-            let kv = f32(cache[kb + dd]);
-            for (var g = 0u; g < G; g++) {
-                acc[g] += qs[g * D + dd] * kv;
+    let j = s * CH + t; // this invocation's key
+    // The split's keys are one contiguous run of the cache: stage them KD dims at a time
+    // through workgroup memory so global reads are coalesced, then each invocation dots its key.
+    let kb0 = (kh * P.tmax + s * CH) * D;
+    var dot_acc = 0.0;
+    for (var d0 = 0u; d0 < D; d0 += KD) {
+        for (var e = t; e < CH * KD; e += CH) {
+            let key = e / KD;
+            let dd = e % KD;
+            var v = 0.0;
+            if (s * CH + key < P.len && d0 + dd < D) {
+                v = f32(cache[kb0 + key * D + d0 + dd]);
             }
+            kt[key * (KD + 1u) + dd] = v;
         }
-        for (var g = 0u; g < G; g++) {
-            sc[g * CH + t] = acc[g];
+        workgroupBarrier();
+        let nd = min(KD, D - d0);
+        for (var dd = 0u; dd < nd; dd++) {
+            dot_acc += qs[d0 + dd] * kt[t * (KD + 1u) + dd];
         }
+        workgroupBarrier();
     }
-    workgroupBarrier();
-
-    // per-head max: LANES invocations per head, CH / LANES keys each, then a tree
-    let g = t / LANES;
-    let lane = t % LANES;
-    var mx = LOWEST;
-    if (g < G) {
-        for (var j = lane; j < nk; j += LANES) {
-            mx = max(mx, sc[g * CH + j]);
-        }
+    var score = LOWEST;
+    if (j < P.len) {
+        score = dot_acc * P.scale;
     }
-    red[t] = mx;
+    red[t] = score;
     workgroupBarrier();
-    for (var st = LANES / 2u; st > 0u; st >>= 1u) {
-        if (lane < st) {
+    for (var st = CH / 2u; st > 0u; st >>= 1u) {
+        if (t < st) {
             red[t] = max(red[t], red[t + st]);
         }
         workgroupBarrier();
     }
-    if (lane == 0u && g < G) {
-        gmax[g] = red[t];
-    }
+    let m = red[0];
     workgroupBarrier();
-
-    // probabilities (unnormalised) and their per-head sum
-    if (t < nk) {
-        for (var gg = 0u; gg < G; gg++) {
-            sc[gg * CH + t] = exp(sc[gg * CH + t] - gmax[gg]);
-        }
-    }
+    let e = select(0.0, exp(score - m), j < P.len);
+    p[t] = e;
+    red[t] = e;
     workgroupBarrier();
-    var sm = 0.0;
-    if (g < G) {
-        for (var j = lane; j < nk; j += LANES) {
-            sm += sc[g * CH + j];
-        }
-    }
-    red[t] = sm;
-    workgroupBarrier();
-    for (var st = LANES / 2u; st > 0u; st >>= 1u) {
-        if (lane < st) {
+    for (var st = CH / 2u; st > 0u; st >>= 1u) {
+        if (t < st) {
             red[t] += red[t + st];
         }
         workgroupBarrier();
     }
-
-    // weighted values: invocation i takes (head gg, dim dd); consecutive invocations read
-    // consecutive dims of one value row
-    let vb = ((P.hkv + kh) * P.tmax + k0) * D;
-    for (var i = t; i < G * D; i += CH) {
-        let gg = i / D;
-        let dd = i % D;
-        var a = 0.0;
-        for (var j = 0u; j < nk; j++) {
-            a += sc[gg * CH + j] * f32(cache[vb + j * D + dd]);
+    let base = s * P.hq + h;
+    let nk = min(CH, P.len - s * CH);
+    let vb = ((P.hkv + kh) * P.tmax + s * CH) * D;
+    for (var dd = t; dd < D; dd += CH) {
+        var acc = 0.0;
+        for (var jj = 0u; jj < nk; jj++) {
+            acc += p[jj] * f32(cache[vb + jj * D + dd]);
         }
-        part[(s * P.hq + h0 + gg) * D + dd] = a;
+        part[base * D + dd] = acc;
     }
-    if (t < G) {
-        let ml = P.nsplit * P.hq * D + (s * P.hq + h0 + t) * 2u;
-        part[ml] = gmax[t];
-        part[ml + 1u] = red[t * LANES];
+    if (t == 0u) {
+        let ml = P.nsplit * P.hq * D;
+        part[ml + base * 2u] = m;
+        part[ml + base * 2u + 1u] = red[0];
     }
 }
 
-// Pass 2: one workgroup per query head, one invocation per dim.
 @compute @workgroup_size(128)
 fn attn_decode_combine(
     @builtin(workgroup_id) wid: vec3<u32>,

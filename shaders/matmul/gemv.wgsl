@@ -127,22 +127,21 @@ fn group_partial_q8(row0: u32, lane: u32) -> vec4<f32> {
     var acc = vec4<f32>(0.0);
     for (var c = lane; c < P.nb; c += TPR) {
         for (var n = 0u; n < NB; n++) {
-            var xr: array<vec4<f32>, 8>;
-            for (var j = 0u; j < 4u; j++) {
-                let xx = x8(n, 4u * c + j);
-                xr[2u * j] = xx[0];
-                xr[2u * j + 1u] = xx[1];
-            }
+            // x chunk in named registers (a local array would be spilled to memory)
+            let x0 = x8(n, 4u * c);
+            let x1 = x8(n, 4u * c + 1u);
+            let x2 = x8(n, 4u * c + 2u);
+            let x3 = x8(n, 4u * c + 3u);
             for (var r = 0u; r < R; r++) {
                 let b = min(row0 + r, P.m - 1u) * P.nb + c;
                 let sw = unpack2x16float(s[b / 2u]);
                 let sc = select(sw.x, sw.y, (b & 1u) == 1u) * 127.0;
                 let w0 = w[2u * b];
                 let w1 = w[2u * b + 1u];
-                var d = dot(unpack4x8snorm(w0.x), xr[0]) + dot(unpack4x8snorm(w0.y), xr[1]);
-                d += dot(unpack4x8snorm(w0.z), xr[2]) + dot(unpack4x8snorm(w0.w), xr[3]);
-                d += dot(unpack4x8snorm(w1.x), xr[4]) + dot(unpack4x8snorm(w1.y), xr[5]);
-                d += dot(unpack4x8snorm(w1.z), xr[6]) + dot(unpack4x8snorm(w1.w), xr[7]);
+                var d = dot(unpack4x8snorm(w0.x), x0[0]) + dot(unpack4x8snorm(w0.y), x0[1]);
+                d += dot(unpack4x8snorm(w0.z), x1[0]) + dot(unpack4x8snorm(w0.w), x1[1]);
+                d += dot(unpack4x8snorm(w1.x), x2[0]) + dot(unpack4x8snorm(w1.y), x2[1]);
+                d += dot(unpack4x8snorm(w1.z), x3[0]) + dot(unpack4x8snorm(w1.w), x3[1]);
                 acc[r * NB + n] += sc * d;
             }
         }
@@ -155,14 +154,11 @@ fn group_partial_q4(row0: u32, lane: u32) -> vec4<f32> {
     let mask = vec4<u32>(0x0F0F0F0Fu);
     for (var c = lane; c < P.nb; c += TPR) {
         for (var n = 0u; n < NB; n++) {
-            var xr: array<vec4<f32>, 8>;
-            var xs = vec4<f32>(0.0);
-            for (var j = 0u; j < 4u; j++) {
-                let xx = x8(n, 4u * c + j);
-                xr[2u * j] = xx[0];
-                xr[2u * j + 1u] = xx[1];
-                xs += xx[0] + xx[1];
-            }
+            let x0 = x8(n, 4u * c);
+            let x1 = x8(n, 4u * c + 1u);
+            let x2 = x8(n, 4u * c + 2u);
+            let x3 = x8(n, 4u * c + 3u);
+            let xs = x0[0] + x0[1] + x1[0] + x1[1] + x2[0] + x2[1] + x3[0] + x3[1];
             let xsum = dot(xs, vec4<f32>(1.0));
             for (var r = 0u; r < R; r++) {
                 let b = min(row0 + r, P.m - 1u) * P.nb + c;
@@ -170,10 +166,10 @@ fn group_partial_q4(row0: u32, lane: u32) -> vec4<f32> {
                 let wv = w[b];
                 let lo = wv & mask;
                 let hi = (wv >> vec4<u32>(4u)) & mask;
-                var d = dot(unpack4x8unorm(lo.x), xr[0]) + dot(unpack4x8unorm(hi.x), xr[1]);
-                d += dot(unpack4x8unorm(lo.y), xr[2]) + dot(unpack4x8unorm(hi.y), xr[3]);
-                d += dot(unpack4x8unorm(lo.z), xr[4]) + dot(unpack4x8unorm(hi.z), xr[5]);
-                d += dot(unpack4x8unorm(lo.w), xr[6]) + dot(unpack4x8unorm(hi.w), xr[7]);
+                var d = dot(unpack4x8unorm(lo.x), x0[0]) + dot(unpack4x8unorm(hi.x), x0[1]);
+                d += dot(unpack4x8unorm(lo.y), x1[0]) + dot(unpack4x8unorm(hi.y), x1[1]);
+                d += dot(unpack4x8unorm(lo.z), x2[0]) + dot(unpack4x8unorm(hi.z), x2[1]);
+                d += dot(unpack4x8unorm(lo.w), x3[0]) + dot(unpack4x8unorm(hi.w), x3[1]);
                 acc[r * NB + n] += sm.x * 255.0 * d + sm.y * xsum;
             }
         }

@@ -15,7 +15,7 @@ pub const MAX_HEAD_DIM: usize = 128;
 /// Largest number of query heads per kv head `attn_decode` serves in one workgroup.
 pub const MAX_GQA_GROUP: usize = 8;
 /// Keys per split of `attn_decode` (its workgroup size).
-const DECODE_SPLIT: usize = 256;
+const DECODE_SPLIT: usize = 64;
 /// Queries per workgroup of `attn_tiled`.
 const TILE_Q: usize = 8;
 
@@ -266,14 +266,14 @@ struct DecodeParams {
 }
 
 /// Bytes of f32 scratch `attn_decode` needs for `hq` query heads of dim `dim` over a cache
-/// of `tmax` positions: per split of 256 keys, an accumulator per head and dim plus (max, sum).
+/// of `tmax` positions: per split of 64 keys, an accumulator per head and dim plus (max, sum).
 /// Allocate it once per session (it can be shared by all layers).
 pub fn decode_scratch_bytes(hq: usize, dim: usize, tmax: usize) -> u64 {
     (tmax.div_ceil(DECODE_SPLIT).max(1) * hq * (dim + 2) * 4) as u64
 }
 
 /// `out (Hq, D) = softmax(scale · q kᵀ) v` of one query token `q (Hq, D)` over cache positions
-/// `[0, len)`. Two dispatches: ⌈len/256⌉ splits × Hkv workgroups write f32 partials to
+/// `[0, len)`. Two dispatches: ⌈len/64⌉ splits × Hq workgroups write f32 partials to
 /// `scratch` (see [`decode_scratch_bytes`]), then one workgroup per head combines them.
 pub fn attn_decode(
     rec: &mut Recorder,
@@ -365,7 +365,7 @@ pub fn attn_decode(
     let buffers = [&q.buf, &cache.buf, scratch, &out.buf, &ubuf];
     let g1 = ctx.bind(&p1, &buffers);
     let g2 = ctx.bind(&p2, &buffers);
-    rec.dispatch(&p1.pipeline, &g1, [nsplit as u32, cache.heads as u32, 1])?;
+    rec.dispatch(&p1.pipeline, &g1, [nsplit as u32, hq as u32, 1])?;
     rec.dispatch(&p2.pipeline, &g2, [hq as u32, 1, 1])?;
     Ok(())
 }
