@@ -578,3 +578,36 @@ fn conv_shape_errors() {
     assert!(ops::ConvWeight::conv1d(c, "w", &[0.5; 10], 24, 8, 3, 1).is_err());
     assert_eq!(rec.dispatches(), 0);
 }
+
+/// The GELU kernel's erf, measured on a dense grid on the f32 path: the error of the implied
+/// erf, |GELU_gpu − GELU_ref| / (|x|/2), stays below 2.5e-7 — this includes the
+/// f32 rounding of GELU's own output (≈1.2e-7·(1 + erf)); the erf itself is better.
+#[test]
+fn gelu_erf_accuracy() {
+    let c = ctx(Path::F32);
+    let x: Vec<f32> = (0..16001).map(|i| -8.0 + i as f32 * 0.001).collect();
+    let xt = Tensor::from_f32(c, "x", &[x.len()], &x);
+    let yt = Tensor::empty(c, "y", &[x.len()]);
+    let mut rec = Recorder::new(c, "gelu grid");
+    ops::unary(&mut rec, Unary::Gelu, &xt, &yt).unwrap();
+    rec.submit().unwrap();
+    let got = pollster::block_on(yt.to_vec(c)).unwrap();
+    let mut worst = (0.0f64, 0.0f32);
+    for (v, g) in x.iter().zip(&got) {
+        if v.abs() < 1e-3 {
+            continue;
+        }
+        let want = bca::reference::elementwise::gelu(*v as f64);
+        let e = (*g as f64 - want).abs() / (0.5 * v.abs() as f64);
+        if e > worst.0 {
+            worst = (e, *v);
+        }
+    }
+    eprintln!("max implied erf error {:.3e} at x = {}", worst.0, worst.1);
+    assert!(
+        worst.0 < 2.5e-7,
+        "erf error {:.3e} at x = {}",
+        worst.0,
+        worst.1
+    );
+}

@@ -52,9 +52,22 @@ fn erfc_pos(z: f32) -> f32 {
     return t * exp(-z * z + p);
 }
 
-// GELU(x) = x/2 · (1 + erf(x/√2)) = x/2 · erfc(−x/√2).
+// erf(z) for |z| < 0.5 by its Maclaurin series (truncation < 1e-9): 1 − erfc would cancel here.
+fn erf_small(z: f32) -> f32 {
+    let z2 = z * z;
+    let p = 1.0 + z2 * (-1.0 / 3.0 + z2 * (0.1 + z2 * (-1.0 / 42.0 + z2 * (1.0 / 216.0
+        + z2 * (-1.0 / 1320.0 + z2 * (1.0 / 9360.0))))));
+    return 1.1283791670955126 * z * p;
+}
+
+// GELU(x) = x/2 · (1 + erf(x/√2)) = x/2 · erfc(−x/√2). Measured erf error < 2e-7 (test
+// gelu_erf_accuracy).
 fn gelu(x: f32) -> f32 {
-    let c = erfc_pos(abs(x) * 0.70710678118654752);
+    let z = x * 0.70710678118654752;
+    if (abs(z) < 0.5) {
+        return 0.5 * x * (1.0 + erf_small(z));
+    }
+    let c = erfc_pos(abs(z));
     return 0.5 * x * select(c, 2.0 - c, x >= 0.0);
 }
 

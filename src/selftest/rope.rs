@@ -13,6 +13,7 @@ use crate::tensor::{round_act, Tensor};
 use crate::util::rng::Rng;
 
 /// RoPE on (t, h, d) at positions p0.., θ = `theta`; in place when `inplace`.
+#[allow(clippy::too_many_arguments)]
 pub async fn rope_case(
     ctx: &GpuContext,
     t: usize,
