@@ -57,7 +57,10 @@ fn ctx(path: Path) -> &'static GpuContext {
 
 fn assert_ok(what: &str, r: Result<Comparison, OpError>) {
     match r {
-        Ok(c) => assert!(c.ok(), "{what}: {c}"),
+        Ok(c) => {
+            eprintln!("{what}: {c}");
+            assert!(c.ok(), "{what}: {c}");
+        }
         Err(e) => panic!("{what}: {e}"),
     }
 }

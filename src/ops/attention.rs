@@ -134,7 +134,7 @@ fn dims3(op: &'static str, name: &str, t: &Tensor) -> Result<(usize, usize, usiz
 }
 
 fn check_heads(op: &'static str, hq: usize, hkv: usize, d: usize) -> Result<(), OpError> {
-    if hq % hkv != 0 {
+    if !hq.is_multiple_of(hkv) {
         return Err(shape_err(
             op,
             format!("{hq} query heads are not a multiple of {hkv} kv heads"),
@@ -581,7 +581,6 @@ fn packed_params(t: usize, hq: usize, hkv: usize, d: usize, scale: f32) -> Tiled
 /// one batch, no padding): `q (Ttotal, Hq, D)`, `k`, `v (Ttotal, Hkv, D)`; sequence `s` is rows
 /// `cu_seqlens[s] .. cu_seqlens[s+1]` and its tokens attend only within it. `cu_seqlens`
 /// (nseq + 1 entries, 0 first, non-decreasing, Ttotal last) is uploaded as a small buffer.
-#[allow(clippy::too_many_arguments)]
 pub fn attn_varlen(
     rec: &mut Recorder,
     q: &Tensor,
@@ -628,7 +627,6 @@ pub fn attn_varlen(
 /// Chunk-causal attention of one sequence `q (T, Hq, D)`, `k`, `v (T, Hkv, D)`: key `j` is
 /// visible to query `i` iff `j < (⌊i/C⌋ + 1)·C` (and `j < T`). `chunk = 1` is plain causal
 /// attention (audio decoder, Pre-Net); `chunk = 100` is the flow-matching U-Net's mask.
-#[allow(clippy::too_many_arguments)]
 pub fn attn_chunk_causal(
     rec: &mut Recorder,
     q: &Tensor,

@@ -3,7 +3,6 @@
 /// `out (Tq, Hq, D)` = softmax over visible keys of `scale · q·k`, times `v`.
 /// `q (Tq, Hq, D)`, `k`, `v (Tk, Hkv, D)`; query head `h` uses kv head `h / (Hq / Hkv)`;
 /// `visible(i, j)` says whether query row `i` may see key row `j` (every query must see one).
-#[allow(clippy::too_many_arguments)]
 pub fn attention(
     q: &[f32],
     k: &[f32],
