@@ -171,7 +171,7 @@ pub enum WeightError {
 }
 
 impl WeightError {
-    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         WeightError::Io {
             path: path.into(),
             source,
