@@ -14,6 +14,7 @@ pub mod selftest;
 pub mod tensor;
 pub mod text;
 pub mod util;
+pub mod weights;
 
 #[cfg(target_arch = "wasm32")]
 pub mod web;

@@ -72,6 +72,46 @@ enum Cmd {
         #[arg(long, default_value = "127.0.0.1:8080")]
         addr: String,
     },
+    /// Write a miniature checkpoint folder with the real folder's structure (seeded weights).
+    Tiny {
+        /// Output folder.
+        out: PathBuf,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long, value_enum, default_value = "instruct")]
+        variant: VariantArg,
+        /// The Qwen tokenizer.json (scripts/fetch-assets.sh downloads it).
+        #[arg(long, default_value = ".cache/assets/tokenizer-qwen3.json")]
+        tokenizer: PathBuf,
+    },
+    /// Convert a Hugging Face folder into the web format (manifest.json + shards).
+    Convert {
+        hf_dir: PathBuf,
+        out_dir: PathBuf,
+        #[arg(long, value_enum, default_value = "q4")]
+        quant: QuantArg,
+        /// Largest part (one storage binding) in bytes.
+        #[arg(long, default_value_t = bca::weights::manifest::DEFAULT_MAX_BINDING)]
+        max_binding: u64,
+        /// Largest shard file in bytes.
+        #[arg(long, default_value_t = bca::weights::manifest::DEFAULT_MAX_SHARD)]
+        max_shard: u64,
+    },
+    /// Verify a converted or Hugging Face folder (hashes, shapes, formats) and summarise it.
+    Check { model_dir: PathBuf },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum VariantArg {
+    Instruct,
+    Base,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum QuantArg {
+    Q4,
+    Q8,
+    F16,
 }
 
 #[derive(Subcommand)]
@@ -328,6 +368,69 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             serve::serve(&dir, &addr)?;
             Ok(ExitCode::SUCCESS)
         }
+        Cmd::Tiny {
+            out,
+            seed,
+            variant,
+            tokenizer,
+        } => {
+            use bca::weights::tiny::{write_tiny, TinyOptions, Variant};
+            let variant = match variant {
+                VariantArg::Instruct => Variant::Instruct,
+                VariantArg::Base => Variant::Base,
+            };
+            let files = write_tiny(&TinyOptions {
+                out,
+                seed,
+                variant,
+                tokenizer,
+            })?;
+            for f in files {
+                let len = std::fs::metadata(&f).map(|m| m.len()).unwrap_or(0);
+                println!("{:>12}  {}", len, f.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Convert {
+            hf_dir,
+            out_dir,
+            quant,
+            max_binding,
+            max_shard,
+        } => {
+            use bca::weights::spec::Quant;
+            let quant = match quant {
+                QuantArg::Q4 => Quant::Q4,
+                QuantArg::Q8 => Quant::Q8,
+                QuantArg::F16 => Quant::F16,
+            };
+            let opts = bca::weights::convert::ConvertOptions {
+                quant,
+                max_binding,
+                max_shard,
+                progress: true,
+            };
+            let m = bca::weights::convert::convert(&hf_dir, &out_dir, &opts)?;
+            let bytes: u64 = m.shards.iter().map(|s| s.bytes).sum();
+            println!(
+                "{} tensors, {} shards, {} bytes → {}",
+                m.tensors.len(),
+                m.shards.len(),
+                bytes,
+                out_dir.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Check { model_dir } => match bca::weights::check::check_dir(&model_dir) {
+            Ok(summary) => {
+                print!("{summary}");
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e) => {
+                println!("FAIL: {e}");
+                Ok(ExitCode::FAILURE)
+            }
+        },
     }
 }
 
