@@ -283,15 +283,18 @@ struct Layer {
     cache: ops::KvCache,
 }
 
-/// A synthetic decode step with random weights: per layer QKV(+RMSNorm, bias) → RoPE + KV
-/// append → split-K attention over `context` positions → o_proj(+residual) → gate/up(+RMSNorm,
-/// SwiGLU) → down(+residual); then the final RMSNorm + LM head and a GPU argmax.
+/// A synthetic decode step with random weights: per layer RMSNorm → QKV(+bias) → RoPE + KV
+/// append → split-K attention over `context` positions → o_proj(+residual) → RMSNorm →
+/// gate/up(SwiGLU) → down(+residual); then the final RMSNorm + LM head and a GPU argmax.
+/// `fuse_norm` folds each RMSNorm into the following product instead (one dispatch fewer,
+/// but every workgroup recomputes the norm).
 pub async fn bench_decode(
     ctx: &GpuContext,
     s: &DecoderShape,
     format: WeightFormat,
     contexts: &[usize],
     copy_bw: f64,
+    fuse_norm: bool,
 ) -> Result<Vec<DecodeResult>, OpError> {
     use crate::ops::{Activation, Fill};
     let tmax = contexts.iter().copied().max().unwrap_or(1).max(1);
@@ -350,6 +353,7 @@ pub async fn bench_decode(
     ops::fill(&mut rec, &h_a.buf, (h_a.buf.size() / 4) as usize, 5, small)?;
     rec.submit()?;
     let h_b = Tensor::empty(ctx, "h.b", &[s.hidden]);
+    let h_n = Tensor::empty(ctx, "h.norm", &[s.hidden]);
     let qkv = Tensor::empty(ctx, "qkv", &[qkv_rows]);
     let q = Tensor::empty(ctx, "q", &[s.heads, d]);
     let attn = Tensor::empty(ctx, "attn", &[s.heads, d]);
@@ -377,10 +381,18 @@ pub async fn bench_decode(
             if on(0) {
                 let epi = Epilogue {
                     bias: Some(&l.qkv_bias),
-                    norm: Some((&l.ln1, 1e-6)),
                     ..Default::default()
                 };
-                ops::gemv(rec, &l.qkv, &h_a, &qkv, epi)?;
+                if fuse_norm {
+                    let epi = Epilogue {
+                        norm: Some((&l.ln1, 1e-6)),
+                        ..epi
+                    };
+                    ops::gemv(rec, &l.qkv, &h_a, &qkv, epi)?;
+                } else {
+                    ops::rmsnorm(rec, &h_a, &l.ln1, 1e-6, &h_n)?;
+                    ops::gemv(rec, &l.qkv, &h_n, &qkv, epi)?;
+                }
             }
             if on(1) {
                 ops::rope_kv(rec, &qkv, &inv, pos, &q, &l.cache)?;
@@ -397,11 +409,19 @@ pub async fn bench_decode(
             }
             if on(4) {
                 let epi = Epilogue {
-                    norm: Some((&l.ln2, 1e-6)),
                     act: Activation::SwiGlu,
                     ..Default::default()
                 };
-                ops::gemv(rec, &l.gate_up, &h_b, &mlp, epi)?;
+                if fuse_norm {
+                    let epi = Epilogue {
+                        norm: Some((&l.ln2, 1e-6)),
+                        ..epi
+                    };
+                    ops::gemv(rec, &l.gate_up, &h_b, &mlp, epi)?;
+                } else {
+                    ops::rmsnorm(rec, &h_b, &l.ln2, 1e-6, &h_n)?;
+                    ops::gemv(rec, &l.gate_up, &h_n, &mlp, epi)?;
+                }
             }
             if on(5) {
                 let epi = Epilogue {
@@ -412,11 +432,16 @@ pub async fn bench_decode(
             }
         }
         if on(6) {
-            let epi = Epilogue {
-                norm: Some((&final_norm, 1e-6)),
-                ..Default::default()
-            };
-            ops::gemv(rec, &lm_head, &h_a, &logits, epi)?;
+            if fuse_norm {
+                let epi = Epilogue {
+                    norm: Some((&final_norm, 1e-6)),
+                    ..Default::default()
+                };
+                ops::gemv(rec, &lm_head, &h_a, &logits, epi)?;
+            } else {
+                ops::rmsnorm(rec, &h_a, &final_norm, 1e-6, &h_n)?;
+                ops::gemv(rec, &lm_head, &h_n, &logits, Epilogue::default())?;
+            }
         }
         if on(7) {
             ops::argmax(rec, &logits, &am_scratch, &am_out)?;

@@ -146,6 +146,9 @@ enum BenchCmd {
         /// Context lengths (the token attends to this many positions).
         #[arg(long, value_delimiter = ',', default_value = "1024,4096")]
         contexts: Vec<usize>,
+        /// Fold each RMSNorm into the following product instead of a separate dispatch.
+        #[arg(long)]
+        fuse_norm: bool,
         /// Also write the results as JSON here.
         #[arg(long)]
         json: Option<PathBuf>,
@@ -289,6 +292,7 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                     shape,
                     quant,
                     contexts,
+                    fuse_norm,
                     json,
                 },
         } => {
@@ -323,8 +327,9 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             );
             let mut all = Vec::new();
             for f in formats {
-                let rs =
-                    pollster::block_on(bca::bench::bench_decode(&ctx, &shape, f, &contexts, bw))?;
+                let rs = pollster::block_on(bca::bench::bench_decode(
+                    &ctx, &shape, f, &contexts, bw, fuse_norm,
+                ))?;
                 for r in rs {
                     println!(
                         "{:>4} {:>7} {:>10} {:>11.1} {:>9.1} {:>10.1} {:>9.1} {:>8.1} {:>6.1}%",
