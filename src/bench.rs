@@ -449,13 +449,13 @@ pub async fn bench_decode(
         Ok(())
     };
     const STAGES: [&str; 8] = [
-        "qkv+norm",
+        "norm+qkv",
         "rope_kv",
         "attention",
         "o_proj+res",
-        "gate_up+norm+swiglu",
+        "norm+gate_up+swiglu",
         "down+res",
-        "lm_head+norm",
+        "norm+lm_head",
         "argmax",
     ];
     let step = |rec: &mut Recorder, pos: usize| stage(rec, pos, None);

@@ -64,14 +64,23 @@ fn attn_decode(
     let kb0 = (kh * P.tmax + s * CH) * D;
     var dot_acc = 0.0;
     for (var d0 = 0u; d0 < D; d0 += KD) {
-        for (var e = t; e < CH * KD; e += CH) {
-            let key = e / KD;
-            let dd = e % KD;
-            var v = 0.0;
-            if (s * CH + key < P.len && d0 + dd < D) {
-                v = f32(cache[kb0 + key * D + d0 + dd]);
+        // 4 independent loads per iteration keep several reads in flight per invocation
+        for (var e0 = t; e0 < CH * KD; e0 += 4u * CH) {
+            var v = vec4<f32>(0.0);
+            for (var u = 0u; u < 4u; u++) {
+                let e = e0 + u * CH;
+                let key = e / KD;
+                let dd = e % KD;
+                if (e < CH * KD && s * CH + key < P.len && d0 + dd < D) {
+                    v[u] = f32(cache[kb0 + key * D + d0 + dd]);
+                }
             }
-            kt[key * (KD + 1u) + dd] = v;
+            for (var u = 0u; u < 4u; u++) {
+                let e = e0 + u * CH;
+                if (e < CH * KD) {
+                    kt[(e / KD) * (KD + 1u) + e % KD] = v[u];
+                }
+            }
         }
         workgroupBarrier();
         let nd = min(KD, D - d0);
@@ -107,12 +116,19 @@ fn attn_decode(
     let base = s * P.hq + h;
     let nk = min(CH, P.len - s * CH);
     let vb = ((P.hkv + kh) * P.tmax + s * CH) * D;
+    // Values: 4 keys per iteration with independent loads (a plain loop waits on each load).
     for (var dd = t; dd < D; dd += CH) {
-        var acc = 0.0;
-        for (var jj = 0u; jj < nk; jj++) {
-            acc += p[jj] * f32(cache[vb + jj * D + dd]);
+        var acc = vec4<f32>(0.0);
+        var jj = 0u;
+        for (; jj + 4u <= nk; jj += 4u) {
+            let b = vb + jj * D + dd;
+            let v = vec4<f32>(f32(cache[b]), f32(cache[b + D]), f32(cache[b + 2u * D]), f32(cache[b + 3u * D]));
+            acc += vec4<f32>(p[jj], p[jj + 1u], p[jj + 2u], p[jj + 3u]) * v;
         }
-        part[base * D + dd] = acc;
+        for (; jj < nk; jj++) {
+            acc.x += p[jj] * f32(cache[vb + jj * D + dd]);
+        }
+        part[base * D + dd] = acc.x + acc.y + acc.z + acc.w;
     }
     if (t == 0u) {
         let ml = P.nsplit * P.hq * D;
