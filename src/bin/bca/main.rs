@@ -349,12 +349,6 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                         .map(|(n, us)| format!("{n} {us:.0}"))
                         .collect();
                     println!("     stages alone, GPU us/token: {}", parts.join(", "));
-                    let parts: Vec<String> = r
-                        .breakdown_us
-                        .iter()
-                        .map(|(n, us)| format!("{n} {us:.0}"))
-                        .collect();
-                    println!("     stages alone, GPU us/token: {}", parts.join(", "));
                     all.push(r);
                 }
             }
