@@ -10,8 +10,8 @@
 //
 // One thread per rotated pair (t, h, i): it reads both halves before writing, so in place is
 // race-free. The angle is formed in f32 as HF does (f32(pos) · inv_freq, one rounding); sin/cos
-// then get an explicit Cody–Waite reduction to [−π, π], because GPU sin/cos of arguments in
-// the thousands (positions up to 8192) are inaccurate on some drivers.
+// come from `shaders/common/trig.wgsl` (reduction + polynomial), because WGSL promises only
+// 2^-11 absolute error for its builtins and some adapters (SwiftShader) are that coarse.
 
 struct Params {
     t: u32,
@@ -31,18 +31,12 @@ struct Params {
 
 override WG: u32 = 256;
 
-// a − k·2π with k = round(a / 2π); 2π = 6.28125 (8 significant bits, so k·6.28125 is exact
-// for |k| < 2¹⁶) + 0.0019353071795864769.
-fn reduce_2pi(a: f32) -> f32 {
-    let k = round(a * 0.15915494309189535);
-    return (a - k * 6.28125) - k * 0.0019353071795864769;
-}
+// #include trig
 
 // (cos, sin) of pair p's angle; p = (t · H + h) · D/2 + i.
-fn cos_sin(p: u32) -> vec2<f32> {
+fn pair_cos_sin(p: u32) -> vec2<f32> {
     let t = p / P.half / P.h;
-    let a = reduce_2pi(f32(P.p0 + t) * inv_freq[p % P.half]);
-    return vec2<f32>(cos(a), sin(a));
+    return cos_sin(f32(P.p0 + t) * inv_freq[p % P.half]);
 }
 
 // Element index of pair p's first half.
@@ -56,7 +50,7 @@ fn rope(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     if (p >= P.t * P.h * P.half) {
         return;
     }
-    let q = cos_sin(p);
+    let q = pair_cos_sin(p);
     let j = first(p);
     let a = f32(x[j]);
     let b = f32(x[j + P.half]);
@@ -70,7 +64,7 @@ fn rope_inplace(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
     if (p >= P.t * P.h * P.half) {
         return;
     }
-    let q = cos_sin(p);
+    let q = pair_cos_sin(p);
     let j = first(p);
     let a = f32(y[j]);
     let b = f32(y[j + P.half]);

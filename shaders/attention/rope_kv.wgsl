@@ -33,12 +33,7 @@ fn cache_index(kind: u32, head: u32, i: u32) -> u32 {
     return ((kind * P.hkv + head) * P.tmax + P.pos) * P.d + i;
 }
 
-// a − k·2π with k = round(a/2π), 2π split Cody–Waite style (6.28125 has 8 significant bits,
-// so k·6.28125 is exact): GPU sin/cos lose accuracy for the large angles of late positions.
-fn reduce_2pi(a: f32) -> f32 {
-    let k = round(a * 0.15915494309189535);
-    return (a - k * 6.28125) - k * 0.0019353071795864769;
-}
+// #include trig
 
 @compute @workgroup_size(WG)
 fn rope_kv(@builtin(global_invocation_id) gid: vec3<u32>) {
@@ -48,9 +43,9 @@ fn rope_kv(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (t < rot) {
         let head = t / half;
         let i = t % half;
-        let angle = reduce_2pi(f32(P.pos) * inv_freq[i]);
-        let c = cos(angle);
-        let s = sin(angle);
+        let cs = cos_sin(f32(P.pos) * inv_freq[i]);
+        let c = cs.x;
+        let s = cs.y;
         let base = head * P.d;
         let x0 = f32(qkv[base + i]);
         let x1 = f32(qkv[base + i + half]);

@@ -123,12 +123,8 @@ fn binary(u: f32, v: f32) -> f32 {
     }
 }
 
-// a − k·2π with k = round(a / 2π) (2π split so k·6.28125 is exact), for accurate sin of the
-// large arguments Snake can see.
-fn reduce_2pi(v: f32) -> f32 {
-    let k = round(v * 0.15915494309189535);
-    return (v - k * 6.28125) - k * 0.0019353071795864769;
-}
+// accurate sin for the large arguments Snake can see
+// #include trig
 
 fn index(wid: vec3<u32>, lid: u32) -> u32 {
     return (wid.y * P.groups_x + wid.x) * WG + lid;
@@ -172,7 +168,7 @@ fn elementwise_snake(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoc
     if (i < P.n) {
         let x = f32(a[i]);
         let al = alpha[i % P.c];
-        let s = sin(reduce_2pi(al * x));
+        let s = cos_sin(al * x).y;
         y[i] = act(x + s * s / (al + 1e-9));
     }
 }

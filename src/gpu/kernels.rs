@@ -3,7 +3,7 @@
 //!
 //! Header: `act`/`act4` alias the activation type (f16 with `enable f16;`, or f32 on the
 //! portable path). Lines between `// #if subgroups` and `// #endif` are kept only for the
-//! subgroup variant. Everything else is WGSL `override` constants, set per pipeline.
+//! subgroup variant; `// #include NAME` pastes a snippet from `shaders/common/`. Everything else is WGSL `override` constants, set per pipeline.
 
 use super::GpuError;
 
@@ -98,6 +98,9 @@ const SOURCES: &[(&str, &str)] = &[
     ),
 ];
 
+/// Snippets a kernel pulls in with a `// #include NAME` line.
+const INCLUDES: &[(&str, &str)] = &[("trig", include_str!("../../shaders/common/trig.wgsl"))];
+
 /// Names of every kernel family (for `bca info` and tests).
 pub fn families() -> impl Iterator<Item = &'static str> {
     SOURCES.iter().map(|(n, _)| *n)
@@ -157,6 +160,16 @@ pub fn source(key: &KernelKey) -> Result<String, GpuError> {
         }
         if t == "// #endif" {
             keep = true;
+            out.push('\n');
+            continue;
+        }
+        if let Some(name) = t.strip_prefix("// #include ") {
+            let snippet = INCLUDES
+                .iter()
+                .find(|(n, _)| *n == name.trim())
+                .map(|(_, s)| *s)
+                .ok_or_else(|| GpuError::UnknownKernel(format!("include {name}")))?;
+            out.push_str(snippet);
             out.push('\n');
             continue;
         }
