@@ -2,67 +2,16 @@
 //! reference on seeded random inputs, for the f16 path (with and without subgroups) and the
 //! portable f32 path. No adapter, or no shader-f16 for the f16 tests, is a failure, not a skip.
 
-use std::sync::OnceLock;
+mod common;
+use common::{assert_ok, ctx, Path};
 
 use bca::gpu::{GpuContext, GpuError, GpuOptions, Recorder};
 use bca::ops::{self, OpError};
 use bca::ops::{Activation, Epilogue};
-use bca::selftest::{self, Comparison, GemvCase, GEMV_SHAPES, ROW_SHAPES};
+use bca::selftest::{self, GemvCase, GEMV_SHAPES, ROW_SHAPES};
 use bca::tensor::WeightFormat;
 use bca::tensor::{Matrix, Tensor};
 use bca::wgpu;
-
-#[derive(Clone, Copy, Debug)]
-enum Path {
-    /// f16 activations, subgroup kernels where the adapter has them.
-    F16,
-    /// f16 activations, portable (shared-memory) reductions.
-    F16Portable,
-    /// f32 activations (what browsers without shader-f16 run).
-    F32,
-}
-
-fn ctx(path: Path) -> &'static GpuContext {
-    static F16: OnceLock<GpuContext> = OnceLock::new();
-    static F16P: OnceLock<GpuContext> = OnceLock::new();
-    static F32: OnceLock<GpuContext> = OnceLock::new();
-    let (cell, opts) = match path {
-        Path::F16 => (
-            &F16,
-            GpuOptions {
-                require_f16: true,
-                ..Default::default()
-            },
-        ),
-        Path::F16Portable => (
-            &F16P,
-            GpuOptions {
-                require_f16: true,
-                no_subgroups: true,
-                ..Default::default()
-            },
-        ),
-        Path::F32 => (
-            &F32,
-            GpuOptions {
-                force_f32: true,
-                no_subgroups: true,
-                ..Default::default()
-            },
-        ),
-    };
-    cell.get_or_init(|| match pollster::block_on(GpuContext::new(&opts)) {
-        Ok(c) => c,
-        Err(e) => panic!("no usable GPU adapter for the {path:?} path: {e}"),
-    })
-}
-
-fn assert_ok(what: &str, r: Result<Comparison, OpError>) {
-    match r {
-        Ok(c) => assert!(c.ok(), "{what}: {c}"),
-        Err(e) => panic!("{what}: {e}"),
-    }
-}
 
 fn gemv_all(path: Path) {
     let c = ctx(path);

@@ -3,67 +3,13 @@
 //! f16 path (with and without subgroups: these kernels have no subgroup variant, so both must
 //! agree) and the portable f32 path, plus typed shape errors for every op.
 
-use std::sync::OnceLock;
+mod common;
+use common::{assert_ok, ctx, Path, PATHS};
 
-use bca::gpu::{GpuContext, GpuOptions, Recorder};
+use bca::gpu::Recorder;
 use bca::ops::{self, KvCache, OpError};
 use bca::selftest::attention as st;
-use bca::selftest::Comparison;
 use bca::tensor::Tensor;
-
-#[derive(Clone, Copy, Debug)]
-enum Path {
-    F16,
-    F16Portable,
-    F32,
-}
-
-const PATHS: [Path; 3] = [Path::F16, Path::F16Portable, Path::F32];
-
-fn ctx(path: Path) -> &'static GpuContext {
-    static F16: OnceLock<GpuContext> = OnceLock::new();
-    static F16P: OnceLock<GpuContext> = OnceLock::new();
-    static F32: OnceLock<GpuContext> = OnceLock::new();
-    let (cell, opts) = match path {
-        Path::F16 => (
-            &F16,
-            GpuOptions {
-                require_f16: true,
-                ..Default::default()
-            },
-        ),
-        Path::F16Portable => (
-            &F16P,
-            GpuOptions {
-                require_f16: true,
-                no_subgroups: true,
-                ..Default::default()
-            },
-        ),
-        Path::F32 => (
-            &F32,
-            GpuOptions {
-                force_f32: true,
-                no_subgroups: true,
-                ..Default::default()
-            },
-        ),
-    };
-    cell.get_or_init(|| match pollster::block_on(GpuContext::new(&opts)) {
-        Ok(c) => c,
-        Err(e) => panic!("no usable GPU adapter for the {path:?} path: {e}"),
-    })
-}
-
-fn assert_ok(what: &str, r: Result<Comparison, OpError>) {
-    match r {
-        Ok(c) => {
-            eprintln!("{what}: {c}");
-            assert!(c.ok(), "{what}: {c}");
-        }
-        Err(e) => panic!("{what}: {e}"),
-    }
-}
 
 /// LLM (GQA 7), encoder-like (no GQA), and a ragged odd head dim.
 const LLM: (usize, usize, usize) = (28, 4, 128);

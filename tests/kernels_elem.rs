@@ -2,66 +2,13 @@
 //! against its CPU reference on seeded random inputs on the f16 (subgroups where available),
 //! f16 portable and f32 paths, over ragged shapes; plus one typed shape error per op.
 
-use std::sync::OnceLock;
+mod common;
+use common::{assert_ok, ctx, Path, PATHS};
 
-use bca::gpu::{GpuContext, GpuOptions, Recorder};
+use bca::gpu::Recorder;
 use bca::ops::{self, OpError};
-use bca::selftest::{self, Comparison};
+use bca::selftest;
 use bca::tensor::Tensor;
-
-#[derive(Clone, Copy, Debug)]
-enum Path {
-    /// f16 activations, subgroup kernels where the adapter has them.
-    F16,
-    /// f16 activations, portable (shared-memory) reductions.
-    F16Portable,
-    /// f32 activations (what browsers without shader-f16 run).
-    F32,
-}
-
-const PATHS: [Path; 3] = [Path::F16, Path::F16Portable, Path::F32];
-
-fn ctx(path: Path) -> &'static GpuContext {
-    static F16: OnceLock<GpuContext> = OnceLock::new();
-    static F16P: OnceLock<GpuContext> = OnceLock::new();
-    static F32: OnceLock<GpuContext> = OnceLock::new();
-    let (cell, opts) = match path {
-        Path::F16 => (
-            &F16,
-            GpuOptions {
-                require_f16: true,
-                ..Default::default()
-            },
-        ),
-        Path::F16Portable => (
-            &F16P,
-            GpuOptions {
-                require_f16: true,
-                no_subgroups: true,
-                ..Default::default()
-            },
-        ),
-        Path::F32 => (
-            &F32,
-            GpuOptions {
-                force_f32: true,
-                no_subgroups: true,
-                ..Default::default()
-            },
-        ),
-    };
-    cell.get_or_init(|| match pollster::block_on(GpuContext::new(&opts)) {
-        Ok(c) => c,
-        Err(e) => panic!("no usable GPU adapter for the {path:?} path: {e}"),
-    })
-}
-
-fn assert_ok(what: &str, r: Result<Comparison, OpError>) {
-    match r {
-        Ok(c) => assert!(c.ok(), "{what}: {c}"),
-        Err(e) => panic!("{what}: {e}"),
-    }
-}
 
 fn shape_msg(r: Result<(), OpError>, op: &str) -> String {
     match r {

@@ -1,68 +1,15 @@
 //! Native tests of the sampling helpers (argmax, topk, repetition_penalty) and the residual VQ
 //! (rvq_norms, rvq_encode, rvq_decode) on the F16, F16Portable and F32 paths.
 
-use std::sync::OnceLock;
+mod common;
+use common::{assert_ok, ctx, Path, PATHS};
 
-use bca::gpu::{GpuContext, GpuOptions, Recorder};
+use bca::gpu::Recorder;
 use bca::ops::{self, Codebooks, OpError, RVQ_LEVELS};
 use bca::selftest::rvq::{self as rvq_cases, SMALL_SIZES};
 use bca::selftest::sampling as cases;
-use bca::selftest::Comparison;
 use bca::tensor::Tensor;
 
-#[derive(Clone, Copy, Debug)]
-enum Path {
-    /// f16 activations, subgroup kernels where the adapter has them.
-    F16,
-    /// f16 activations, portable (shared-memory) reductions.
-    F16Portable,
-    /// f32 activations (what browsers without shader-f16 run).
-    F32,
-}
-
-fn ctx(path: Path) -> &'static GpuContext {
-    static F16: OnceLock<GpuContext> = OnceLock::new();
-    static F16P: OnceLock<GpuContext> = OnceLock::new();
-    static F32: OnceLock<GpuContext> = OnceLock::new();
-    let (cell, opts) = match path {
-        Path::F16 => (
-            &F16,
-            GpuOptions {
-                require_f16: true,
-                ..Default::default()
-            },
-        ),
-        Path::F16Portable => (
-            &F16P,
-            GpuOptions {
-                require_f16: true,
-                no_subgroups: true,
-                ..Default::default()
-            },
-        ),
-        Path::F32 => (
-            &F32,
-            GpuOptions {
-                force_f32: true,
-                no_subgroups: true,
-                ..Default::default()
-            },
-        ),
-    };
-    cell.get_or_init(|| match pollster::block_on(GpuContext::new(&opts)) {
-        Ok(c) => c,
-        Err(e) => panic!("no usable GPU adapter for the {path:?} path: {e}"),
-    })
-}
-
-fn assert_ok(what: &str, r: Result<Comparison, OpError>) {
-    match r {
-        Ok(c) => assert!(c.ok(), "{what}: {c}"),
-        Err(e) => panic!("{what}: {e}"),
-    }
-}
-
-const PATHS: [Path; 3] = [Path::F16, Path::F16Portable, Path::F32];
 const NS: [usize; 5] = [1, 63, 64, 1000, 152064];
 const KS: [usize; 4] = [1, 5, 20, 64];
 

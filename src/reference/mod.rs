@@ -51,38 +51,3 @@ pub fn softmax(x: &[f32], cols: usize) -> Vec<f32> {
         })
         .collect()
 }
-
-/// SiLU (x·σ(x)).
-pub fn silu(x: f32) -> f32 {
-    let x = x as f64;
-    (x / (1.0 + (-x).exp())) as f32
-}
-
-/// Exact GELU, 0.5·x·(1 + erf(x/√2)), with erf from a high-precision series/continued fraction.
-pub fn gelu(x: f32) -> f32 {
-    let x = x as f64;
-    (0.5 * x * (1.0 + erf(x / std::f64::consts::SQRT_2))) as f32
-}
-
-/// erf to ~1e-15 (Taylor series for |x| < 3, asymptotic complement beyond).
-pub fn erf(x: f64) -> f64 {
-    let a = x.abs();
-    let r = if a < 3.0 {
-        // erf(x) = 2/√π Σ (−1)^n x^(2n+1) / (n! (2n+1))
-        let mut term = a;
-        let mut sum = a;
-        let mut n = 0.0;
-        while term.abs() > 1e-17 * sum.abs() {
-            n += 1.0;
-            term *= -a * a / n;
-            sum += term / (2.0 * n + 1.0);
-        }
-        sum * 2.0 / std::f64::consts::PI.sqrt()
-    } else {
-        // erfc(x) ≈ e^(−x²)/(x√π) · (1 − 1/(2x²) + 3/(4x⁴) − 15/(8x⁶))
-        let x2 = a * a;
-        let series = 1.0 - 1.0 / (2.0 * x2) + 3.0 / (4.0 * x2 * x2) - 15.0 / (8.0 * x2 * x2 * x2);
-        1.0 - (-x2).exp() / (a * std::f64::consts::PI.sqrt()) * series
-    };
-    r.copysign(x)
-}

@@ -128,6 +128,14 @@ pub const GEMV_SHAPES: &[(usize, usize)] = &[
 pub const ROW_SHAPES: &[(usize, usize)] =
     &[(1, 1), (3, 7), (5, 64), (2, 1000), (4, 3584), (1, 5003)];
 
+fn silu32(v: f32) -> f32 {
+    reference::elementwise::silu(v as f64) as f32
+}
+
+fn gelu32(v: f32) -> f32 {
+    reference::elementwise::gelu(v as f64) as f32
+}
+
 /// One product case: which format, how many vectors, which epilogue.
 #[derive(Clone, Copy, Debug)]
 pub struct GemvCase {
@@ -208,9 +216,9 @@ pub async fn gemv_case(ctx: &GpuContext, c: GemvCase, seed: u64) -> Result<Compa
             let y = reference::gemv(wv, m, k, &xn, c.bias.then_some(&b[..]));
             let y: Vec<f32> = match c.act {
                 Activation::None => y,
-                Activation::Silu => y.into_iter().map(reference::silu).collect(),
-                Activation::Gelu => y.into_iter().map(reference::gelu).collect(),
-                Activation::SwiGlu => y.chunks(2).map(|p| reference::silu(p[0]) * p[1]).collect(),
+                Activation::Silu => y.into_iter().map(silu32).collect(),
+                Activation::Gelu => y.into_iter().map(gelu32).collect(),
+                Activation::SwiGlu => y.chunks(2).map(|p| silu32(p[0]) * p[1]).collect(),
             };
             out.extend(y.into_iter().enumerate().map(|(j, v)| {
                 if c.residual {

@@ -1,0 +1,63 @@
+//! Shared by the GPU test binaries: one context per numeric path, created once per binary, and
+//! the assertion that prints a comparison's counts on failure. No adapter is a failure.
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::sync::OnceLock;
+
+use bca::gpu::{GpuContext, GpuOptions};
+use bca::ops::OpError;
+use bca::selftest::Comparison;
+
+#[derive(Clone, Copy, Debug)]
+pub enum Path {
+    /// f16 activations, subgroup kernels where the adapter has them.
+    F16,
+    /// f16 activations, portable (shared-memory) reductions.
+    F16Portable,
+    /// f32 activations (what browsers without shader-f16 run).
+    F32,
+}
+
+pub const PATHS: [Path; 3] = [Path::F16, Path::F16Portable, Path::F32];
+
+pub fn ctx(path: Path) -> &'static GpuContext {
+    static F16: OnceLock<GpuContext> = OnceLock::new();
+    static F16P: OnceLock<GpuContext> = OnceLock::new();
+    static F32: OnceLock<GpuContext> = OnceLock::new();
+    let (cell, opts) = match path {
+        Path::F16 => (
+            &F16,
+            GpuOptions {
+                require_f16: true,
+                ..Default::default()
+            },
+        ),
+        Path::F16Portable => (
+            &F16P,
+            GpuOptions {
+                require_f16: true,
+                no_subgroups: true,
+                ..Default::default()
+            },
+        ),
+        Path::F32 => (
+            &F32,
+            GpuOptions {
+                force_f32: true,
+                no_subgroups: true,
+                ..Default::default()
+            },
+        ),
+    };
+    cell.get_or_init(|| match pollster::block_on(GpuContext::new(&opts)) {
+        Ok(c) => c,
+        Err(e) => panic!("no usable GPU adapter for the {path:?} path: {e}"),
+    })
+}
+
+pub fn assert_ok(what: &str, r: Result<Comparison, OpError>) {
+    match r {
+        Ok(c) => assert!(c.ok(), "{what}: {c}"),
+        Err(e) => panic!("{what}: {e}"),
+    }
+}
