@@ -9,6 +9,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
 START=$(date +%s)
+# Mesa's Vulkan loader wants a runtime dir (only for window systems; it warns without one)
+export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp/xdg-runtime-$(id -u)}"
+mkdir -p "$XDG_RUNTIME_DIR" && chmod 700 "$XDG_RUNTIME_DIR"
 
 apt_ensure mesa-vulkan-drivers libvulkan1 chromium
 ensure_wasm_toolchain
