@@ -9,9 +9,9 @@
 // Pass 1 (`attn_decode`, grid (S, Hq)): workgroup (s, h) takes keys [CH·s, CH·s + CH) of query
 // head h's kv head (GQA: h / G). Many small workgroups, because a decode step has little work
 // per layer and a few large ones leave most of the GPU idle: at L = 1024, 16 splits × 28 heads.
-// Scores: the split's keys are staged through workgroup memory (coalesced reads), then one key
-// per invocation is dotted with q. Values: invocations split D, so each value row is read
-// coalesced. It writes the split's unnormalised partial (max m,
+// 256 invocations: scores with 4 invocations per key over keys staged through workgroup memory
+// (coalesced reads, all of an invocation's loads issued together), values with 2 invocations
+// per dim, each over half the keys with 4 independent loads per step. It writes the split's unnormalised partial (max m,
 // l = Σ exp(score − m), acc = Σ exp(score − m)·v) in f32. GQA's shared keys come from L2.
 // Pass 2 (`attn_decode_combine`, grid (Hq)): rescales the S partials to the global max and
 // divides. Scores, softmax and accumulation are f32 throughout; only `out` is `act`.
@@ -36,17 +36,28 @@ struct Params {
 override G: u32 = 7u;   // query heads per kv head
 override D: u32 = 128u; // head dim, ≤ MAXD
 
-const CH: u32 = 64u;    // keys per split = workgroup size
+const CH: u32 = 64u;    // keys per split
+const WGS: u32 = 256u;  // invocations per workgroup: 4 per key for scores, 2 per dim for values
 const MAXD: u32 = 128u;
+const KD: u32 = 32u;    // key dims staged per round
 const LOWEST: f32 = -1e30; // "minus infinity" that keeps exp(LOWEST − m) finite (= 0)
 
-const KD: u32 = 32u;     // key dims staged per round
 var<workgroup> qs: array<f32, MAXD>;
 var<workgroup> kt: array<f32, 2112>; // CH keys × (KD + 1): padded against bank conflicts
+var<workgroup> red: array<f32, WGS>;
 var<workgroup> p: array<f32, CH>;
-var<workgroup> red: array<f32, CH>;
+var<workgroup> vacc: array<f32, 256>; // 2 key halves × MAXD
 
-@compute @workgroup_size(64)
+fn load_key(kb0: u32, s: u32, e: u32, d0: u32) -> f32 {
+    let key = e / KD;
+    let dd = e % KD;
+    if (s * CH + key < P.len && d0 + dd < D) {
+        return f32(cache[kb0 + key * D + d0 + dd]);
+    }
+    return 0.0;
+}
+
+@compute @workgroup_size(256)
 fn attn_decode(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(local_invocation_index) t: u32,
@@ -54,48 +65,48 @@ fn attn_decode(
     let s = wid.x;
     let h = wid.y;
     let kh = h / G;
-    for (var dd = t; dd < D; dd += CH) {
-        qs[dd] = f32(q[h * D + dd]);
+    if (t < D) {
+        qs[t] = f32(q[h * D + t]);
     }
-    workgroupBarrier();
-    let j = s * CH + t; // this invocation's key
-    // The split's keys are one contiguous run of the cache: stage them KD dims at a time
-    // through workgroup memory so global reads are coalesced, then each invocation dots its key.
+    // Scores. The split's keys are one contiguous run of the cache; they are staged KD dims at
+    // a time (every invocation issues its 8 loads together, then stores), and 4 invocations
+    // share a key's dot product.
     let kb0 = (kh * P.tmax + s * CH) * D;
+    let key = t / 4u;
+    let sub = t % 4u;
     var dot_acc = 0.0;
     for (var d0 = 0u; d0 < D; d0 += KD) {
-        // 4 independent loads per iteration keep several reads in flight per invocation
-        for (var e0 = t; e0 < CH * KD; e0 += 4u * CH) {
-            var v = vec4<f32>(0.0);
-            for (var u = 0u; u < 4u; u++) {
-                let e = e0 + u * CH;
-                let key = e / KD;
-                let dd = e % KD;
-                if (e < CH * KD && s * CH + key < P.len && d0 + dd < D) {
-                    v[u] = f32(cache[kb0 + key * D + d0 + dd]);
-                }
-            }
-            for (var u = 0u; u < 4u; u++) {
-                let e = e0 + u * CH;
-                if (e < CH * KD) {
-                    kt[(e / KD) * (KD + 1u) + e % KD] = v[u];
-                }
-            }
+        let a = vec4<f32>(load_key(kb0, s, t, d0), load_key(kb0, s, t + WGS, d0),
+                          load_key(kb0, s, t + 2u * WGS, d0), load_key(kb0, s, t + 3u * WGS, d0));
+        let b = vec4<f32>(load_key(kb0, s, t + 4u * WGS, d0), load_key(kb0, s, t + 5u * WGS, d0),
+                          load_key(kb0, s, t + 6u * WGS, d0), load_key(kb0, s, t + 7u * WGS, d0));
+        for (var u = 0u; u < 4u; u++) {
+            let e0 = t + u * WGS;
+            let e1 = t + (u + 4u) * WGS;
+            kt[(e0 / KD) * (KD + 1u) + e0 % KD] = a[u];
+            kt[(e1 / KD) * (KD + 1u) + e1 % KD] = b[u];
         }
         workgroupBarrier();
-        let nd = min(KD, D - d0);
-        for (var dd = 0u; dd < nd; dd++) {
-            dot_acc += qs[d0 + dd] * kt[t * (KD + 1u) + dd];
+        for (var i = 0u; i < KD / 4u; i++) {
+            let dd = sub + 4u * i;
+            if (d0 + dd < D) {
+                dot_acc += qs[d0 + dd] * kt[key * (KD + 1u) + dd];
+            }
         }
         workgroupBarrier();
     }
+    red[t] = dot_acc;
+    workgroupBarrier();
+    let j = s * CH + t;
     var score = LOWEST;
-    if (j < P.len) {
-        score = dot_acc * P.scale;
+    if (t < CH && j < P.len) {
+        score = (red[4u * t] + red[4u * t + 1u] + red[4u * t + 2u] + red[4u * t + 3u]) * P.scale;
     }
+    workgroupBarrier();
+    // softmax statistics of the split (threads ≥ CH carry LOWEST / 0)
     red[t] = score;
     workgroupBarrier();
-    for (var st = CH / 2u; st > 0u; st >>= 1u) {
+    for (var st = WGS / 2u; st > 0u; st >>= 1u) {
         if (t < st) {
             red[t] = max(red[t], red[t + st]);
         }
@@ -103,32 +114,43 @@ fn attn_decode(
     }
     let m = red[0];
     workgroupBarrier();
-    let e = select(0.0, exp(score - m), j < P.len);
-    p[t] = e;
+    let e = select(0.0, exp(score - m), t < CH && j < P.len);
+    if (t < CH) {
+        p[t] = e;
+    }
     red[t] = e;
     workgroupBarrier();
-    for (var st = CH / 2u; st > 0u; st >>= 1u) {
+    for (var st = WGS / 2u; st > 0u; st >>= 1u) {
         if (t < st) {
             red[t] += red[t + st];
         }
         workgroupBarrier();
     }
+    // Values: invocation t takes dim t % 128 over one half of the keys, 4 independent loads per
+    // step; the two halves meet in workgroup memory.
     let base = s * P.hq + h;
     let nk = min(CH, P.len - s * CH);
-    let vb = ((P.hkv + kh) * P.tmax + s * CH) * D;
-    // Values: 4 keys per iteration with independent loads (a plain loop waits on each load).
-    for (var dd = t; dd < D; dd += CH) {
-        var acc = vec4<f32>(0.0);
-        var jj = 0u;
-        for (; jj + 4u <= nk; jj += 4u) {
-            let b = vb + jj * D + dd;
+    let dd = t % MAXD;
+    let half = t / MAXD;
+    var acc = vec4<f32>(0.0);
+    if (dd < D) {
+        let vb = ((P.hkv + kh) * P.tmax + s * CH) * D + dd;
+        let k0 = half * (CH / 2u);
+        let k1 = min(k0 + CH / 2u, nk);
+        var jj = k0;
+        for (; jj + 4u <= k1; jj += 4u) {
+            let b = vb + jj * D;
             let v = vec4<f32>(f32(cache[b]), f32(cache[b + D]), f32(cache[b + 2u * D]), f32(cache[b + 3u * D]));
             acc += vec4<f32>(p[jj], p[jj + 1u], p[jj + 2u], p[jj + 3u]) * v;
         }
-        for (; jj < nk; jj++) {
-            acc.x += p[jj] * f32(cache[vb + jj * D + dd]);
+        for (; jj < k1; jj++) {
+            acc.x += p[jj] * f32(cache[vb + jj * D]);
         }
-        part[base * D + dd] = acc.x + acc.y + acc.z + acc.w;
+    }
+    vacc[t] = acc.x + acc.y + acc.z + acc.w;
+    workgroupBarrier();
+    if (t < D) {
+        part[base * D + t] = vacc[t] + vacc[t + MAXD];
     }
     if (t == 0u) {
         let ml = P.nsplit * P.hq * D;
