@@ -103,6 +103,25 @@ fn rope_kv_all_paths() {
     }
 }
 
+/// Tall matrices (≥ 65536 rows, like the LM head) take the 4-rows-per-group variant.
+#[test]
+fn gemv_tall_matrices() {
+    for path in [Path::F16, Path::F32] {
+        for (i, format) in [WeightFormat::F16, WeightFormat::Q8, WeightFormat::Q4]
+            .into_iter()
+            .enumerate()
+        {
+            let mut case = GemvCase::new(format, 65539, 40);
+            case.bias = i == 1;
+            case.residual = i == 2;
+            assert_ok(
+                &format!("{path:?} {case}"),
+                pollster::block_on(selftest::gemv_case(ctx(path), case, 60 + i as u64)),
+            );
+        }
+    }
+}
+
 #[test]
 fn gemv_epilogues_f16() {
     gemv_epilogues(Path::F16);

@@ -13,6 +13,8 @@ pub struct GpuOptions {
     pub low_power: bool,
     /// Fail with [`GpuError::MissingFeature`] instead of falling back to f32 without `shader-f16`.
     pub require_f16: bool,
+    /// Rows per lane group in the matrix–vector kernels (tuning knob; default 1, SwiGLU 2).
+    pub gemv_rows: Option<u32>,
 }
 
 /// Capabilities negotiated with the adapter; kernels pick their variant from these.
@@ -64,6 +66,8 @@ pub struct GpuContext {
     pub limits: NegotiatedLimits,
     pub pipelines: PipelineCache,
     pub pool: BufferPool,
+    /// See [`GpuOptions::gemv_rows`].
+    pub gemv_rows: Option<u32>,
     pub(crate) sink: Arc<Mutex<ErrorSink>>,
     /// A 16-byte storage buffer bound where an optional input (e.g. a bias) is absent.
     pub(crate) dummy: wgpu::Buffer,
@@ -226,6 +230,7 @@ impl GpuContext {
             limits,
             pipelines: PipelineCache::default(),
             pool: BufferPool::default(),
+            gemv_rows: opts.gemv_rows,
             sink,
             dummy,
         })

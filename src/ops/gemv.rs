@@ -189,9 +189,16 @@ pub fn gemv(
     // Vectors per dispatch and rows per lane group: R·NB ≤ 4; SwiGLU needs R even.
     let max_n = if swiglu { 2 } else { GEMV_MAX_N };
     let nb_vec = n.min(max_n) as u32;
-    // Measured on an H100: more rows per group (fewer, fatter threads) lost bandwidth, so R is
-    // 1 except where SwiGLU needs gate/up pairs in one group.
-    let rows_per_group: u32 = if swiglu { 2 } else { 1 };
+    // Rows per lane group (R): more rows share each x chunk but leave fewer threads in flight.
+    let rows_per_group: u32 = match ctx.gemv_rows {
+        // a tuning override must still satisfy R·NB ≤ 4 and, for SwiGLU, R even
+        Some(r) if r >= 1 && r * nb_vec <= 4 && (!swiglu || r % 2 == 0) => r,
+        _ if swiglu => 2,
+        // very tall matrices (the LM head) gain from sharing x across 4 rows; everything else
+        // loses (fewer threads in flight): measured on an H200, see BENCHMARKS.md
+        _ if m >= 65536 && nb_vec == 1 => 4,
+        _ => 1,
+    };
     let key = KernelKey {
         family: "gemv",
         entry,

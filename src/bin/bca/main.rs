@@ -30,6 +30,9 @@ struct GpuArgs {
     /// Fail if the adapter lacks shader-f16 instead of falling back to f32.
     #[arg(long, conflicts_with = "f32")]
     require_f16: bool,
+    /// Rows per lane group in the matrix–vector kernels (a tuning knob for benchmarks).
+    #[arg(long)]
+    gemv_rows: Option<u32>,
 }
 
 impl GpuArgs {
@@ -39,6 +42,7 @@ impl GpuArgs {
             no_subgroups: self.no_subgroups,
             low_power: false,
             require_f16: self.require_f16,
+            gemv_rows: self.gemv_rows,
         }
     }
 }
