@@ -273,3 +273,18 @@ fn device_loss_is_a_typed_error() {
         "{e:?}"
     );
 }
+
+#[test]
+fn buffer_pool_reuses_released_buffers() {
+    let c = ctx(Path::F32);
+    let before = c.pool.idle();
+    let a = c.acquire(1000);
+    assert!(a.buffer.size() >= 1000 && a.len == 1000);
+    let size = a.buffer.size();
+    c.release(a);
+    assert_eq!(c.pool.idle(), before + 1);
+    let b = c.acquire(900); // same power-of-two bucket: the released buffer comes back
+    assert_eq!(b.buffer.size(), size);
+    assert_eq!(c.pool.idle(), before);
+    c.release(b);
+}
