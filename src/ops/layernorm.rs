@@ -1,7 +1,7 @@
 use crate::gpu::{grid, Binding, KernelKey, Recorder};
 use crate::tensor::Tensor;
 
-use super::{check_act, check_len, shape_err, OpError};
+use super::{check_act, check_len, rows_cols, shape_err, OpError};
 
 // Mirrors shaders/norm/layernorm.wgsl: x, w, b, y, params.
 const BINDINGS: &[Binding] = &[
@@ -33,20 +33,7 @@ pub fn layernorm(
 ) -> Result<(), OpError> {
     const OP: &str = "layernorm";
     let ctx = rec.ctx();
-    let cols = *x
-        .shape
-        .last()
-        .ok_or_else(|| shape_err(OP, "x has no dimensions"))?;
-    let rows = x.numel() / cols.max(1);
-    if cols == 0 || rows == 0 {
-        return Err(shape_err(OP, format!("empty input {:?}", x.shape)));
-    }
-    if y.shape != x.shape {
-        return Err(shape_err(
-            OP,
-            format!("y is {:?}, x is {:?}", y.shape, x.shape),
-        ));
-    }
+    let (rows, cols) = rows_cols(OP, x, y)?;
     if x.buf == y.buf {
         return Err(shape_err(OP, "y aliases x (in-place is not supported)"));
     }

@@ -56,6 +56,29 @@ pub(crate) fn shape_err(op: &'static str, detail: impl Into<String>) -> OpError 
     }
 }
 
+/// `(rows, cols)` of a row-wise op over the last dimension of `x`, with `y` of the same shape.
+pub(crate) fn rows_cols(
+    op: &'static str,
+    x: &crate::tensor::Tensor,
+    y: &crate::tensor::Tensor,
+) -> Result<(usize, usize), OpError> {
+    let cols = *x
+        .shape
+        .last()
+        .ok_or_else(|| shape_err(op, "x has no dimensions"))?;
+    let rows = x.numel() / cols.max(1);
+    if cols == 0 || rows == 0 {
+        return Err(shape_err(op, format!("empty input {:?}", x.shape)));
+    }
+    if y.shape != x.shape {
+        return Err(shape_err(
+            op,
+            format!("y is {:?}, x is {:?}", y.shape, x.shape),
+        ));
+    }
+    Ok((rows, cols))
+}
+
 /// Checks that `buf` can hold `need` bytes (a typed error otherwise).
 pub(crate) fn check_len(
     op: &'static str,

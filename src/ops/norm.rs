@@ -1,7 +1,7 @@
 use crate::gpu::{Binding, KernelKey, Recorder};
 use crate::tensor::Tensor;
 
-use super::{check_len, shape_err, OpError};
+use super::{check_len, rows_cols, shape_err, OpError};
 
 // Mirrors shaders/norm/rmsnorm.wgsl: x, w, y, params.
 const BINDINGS: &[Binding] = &[
@@ -30,20 +30,7 @@ pub fn rmsnorm(
 ) -> Result<(), OpError> {
     const OP: &str = "rmsnorm";
     let ctx = rec.ctx();
-    let cols = *x
-        .shape
-        .last()
-        .ok_or_else(|| shape_err(OP, "x has no dimensions"))?;
-    let rows = x.numel() / cols.max(1);
-    if cols == 0 || rows == 0 {
-        return Err(shape_err(OP, format!("empty input {:?}", x.shape)));
-    }
-    if y.shape != x.shape {
-        return Err(shape_err(
-            OP,
-            format!("y is {:?}, x is {:?}", y.shape, x.shape),
-        ));
-    }
+    let (rows, cols) = rows_cols(OP, x, y)?;
     check_len(OP, "w", w, (cols * 4) as u64)?;
     if rows as u32 > ctx.limits.max_compute_workgroups_per_dimension {
         return Err(shape_err(

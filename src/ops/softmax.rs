@@ -1,7 +1,7 @@
 use crate::gpu::{Binding, KernelKey, Recorder};
 use crate::tensor::Tensor;
 
-use super::{shape_err, OpError};
+use super::{rows_cols, shape_err, OpError};
 
 // Mirrors shaders/reduce/softmax.wgsl: x, y, params.
 const BINDINGS: &[Binding] = &[Binding::Read, Binding::ReadWrite, Binding::Uniform];
@@ -18,20 +18,7 @@ struct Params {
 pub fn softmax(rec: &mut Recorder, x: &Tensor, y: &Tensor) -> Result<(), OpError> {
     const OP: &str = "softmax";
     let ctx = rec.ctx();
-    let cols = *x
-        .shape
-        .last()
-        .ok_or_else(|| shape_err(OP, "x has no dimensions"))?;
-    let rows = x.numel() / cols.max(1);
-    if cols == 0 || rows == 0 {
-        return Err(shape_err(OP, format!("empty input {:?}", x.shape)));
-    }
-    if y.shape != x.shape {
-        return Err(shape_err(
-            OP,
-            format!("y is {:?}, x is {:?}", y.shape, x.shape),
-        ));
-    }
+    let (rows, cols) = rows_cols(OP, x, y)?;
     if rows as u32 > ctx.limits.max_compute_workgroups_per_dimension {
         return Err(shape_err(
             OP,
