@@ -8,7 +8,7 @@
 use crate::gpu::{grid, ActDType, Binding, GpuContext, KernelKey, Recorder};
 use crate::tensor::Tensor;
 
-use super::{check_len, shape_err, OpError};
+use super::{check_act, check_len, shape_err, OpError};
 
 /// Largest head dim the attention kernels hold in workgroup memory.
 pub const MAX_HEAD_DIM: usize = 128;
@@ -80,27 +80,6 @@ impl KvCache {
     fn shape(&self) -> String {
         format!("(2, {}, {}, {})", self.heads, self.tmax, self.dim)
     }
-}
-
-fn check_dtype(
-    op: &'static str,
-    ctx: &GpuContext,
-    tensors: &[(&str, &Tensor)],
-) -> Result<(), OpError> {
-    let act = ctx.act();
-    for (name, t) in tensors {
-        if t.dtype != act {
-            return Err(shape_err(
-                op,
-                format!(
-                    "{name} is {}, the device computes in {}",
-                    t.dtype.name(),
-                    act.name()
-                ),
-            ));
-        }
-    }
-    Ok(())
 }
 
 fn check_cache(op: &'static str, ctx: &GpuContext, cache: &KvCache) -> Result<(), OpError> {
@@ -207,7 +186,7 @@ pub fn kv_append(
             ),
         ));
     }
-    check_dtype(OP, ctx, &[("k", k), ("v", v)])?;
+    check_act(OP, ctx, &[("k", k), ("v", v)])?;
     check_cache(OP, ctx, cache)?;
     let n = t * h * d;
     check_len(OP, "k", &k.buf, (n * k.dtype.size()) as u64)?;
@@ -329,7 +308,7 @@ pub fn attn_decode(
             ),
         ));
     }
-    check_dtype(OP, ctx, &[("q", q), ("out", out)])?;
+    check_act(OP, ctx, &[("q", q), ("out", out)])?;
     check_cache(OP, ctx, cache)?;
     check_len(OP, "q", &q.buf, (hq * d * q.dtype.size()) as u64)?;
     check_len(OP, "out", &out.buf, (hq * d * out.dtype.size()) as u64)?;
@@ -481,7 +460,7 @@ fn check_packed(
         ));
     }
     check_heads(op, hq, hkv, d)?;
-    check_dtype(op, ctx, &[("q", q), ("k", k), ("v", v), ("out", out)])?;
+    check_act(op, ctx, &[("q", q), ("k", k), ("v", v), ("out", out)])?;
     let sz = ctx.act().size();
     check_len(op, "q", &q.buf, (t * hq * d * sz) as u64)?;
     check_len(op, "k", &k.buf, (t * hkv * d * sz) as u64)?;
@@ -528,7 +507,7 @@ pub fn attn_prefill(
             ),
         ));
     }
-    check_dtype(OP, ctx, &[("q", q), ("out", out)])?;
+    check_act(OP, ctx, &[("q", q), ("out", out)])?;
     check_cache(OP, ctx, cache)?;
     let sz = ctx.act().size();
     check_len(OP, "q", &q.buf, (tq * hq * d * sz) as u64)?;

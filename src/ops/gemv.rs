@@ -1,7 +1,7 @@
 use crate::gpu::{grid, Binding, KernelKey, Recorder};
 use crate::tensor::{Matrix, Tensor};
 
-use super::{check_len, shape_err, OpError};
+use super::{check_act, check_len, shape_err, OpError};
 
 // Mirrors shaders/matmul/gemv.wgsl: w, s, x, bias, res, y, params, g.
 const BINDINGS: &[Binding] = &[
@@ -123,25 +123,16 @@ pub fn gemv(
         }
     }
     let act = ctx.act();
-    for (name, t) in [
+    let present: Vec<(&str, &Tensor)> = [
         ("x", Some(x)),
         ("y", Some(y)),
         ("bias", epi.bias),
         ("residual", epi.residual),
-    ] {
-        if let Some(t) = t {
-            if t.dtype != act {
-                return Err(shape_err(
-                    OP,
-                    format!(
-                        "{name} is {}, the device computes in {}",
-                        t.dtype.name(),
-                        act.name()
-                    ),
-                ));
-            }
-        }
-    }
+    ]
+    .into_iter()
+    .filter_map(|(name, t)| t.map(|t| (name, t)))
+    .collect();
+    check_act(OP, ctx, &present)?;
     let limit = ctx.limits.max_storage_buffer_binding_size;
     let wbytes = w.data_bytes();
     if wbytes > limit {
