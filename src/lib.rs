@@ -8,6 +8,7 @@
 #[cfg(not(target_arch = "wasm32"))]
 pub mod bench;
 pub mod gpu;
+pub mod model;
 pub mod ops;
 pub mod reference;
 pub mod selftest;

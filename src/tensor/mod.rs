@@ -106,6 +106,7 @@ impl WeightFormat {
 
 /// A weight matrix `(rows, cols)` = PyTorch `Linear.weight` `(out, in)`, in one of the
 /// formats the products accept (layouts: shaders/matmul/gemv.wgsl and [`quant`]).
+#[derive(Clone)]
 pub enum Matrix {
     /// f16, rows padded with zeros to `stride` = ⌈cols/8⌉·8 elements.
     F16 {

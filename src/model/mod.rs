@@ -1,0 +1,7 @@
+//! The model stages built on `ops`: each stage owns its GPU weights, taken from a [`Weights`]
+//! store that hides where they came from (an HF folder, a converted web folder, the browser
+//! loader).
+
+pub mod weights;
+
+pub use weights::{HostTensor, ModelError, Weights};

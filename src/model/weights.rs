@@ -1,0 +1,334 @@
+//! One store of model weights for every stage.
+//!
+//! Rule: tensors with role `Linear` or `Embedding` (2-D, possibly huge) live on the GPU as
+//! [`Matrix`] parts (row ranges, each within one storage binding); everything else (norms,
+//! biases, conv kernels, codebooks, positional tables, HiFT) is small and is kept as host f32
+//! ([`HostTensor`]) so the stage that uses it uploads it in the layout its op wants.
+//!
+//! Natively [`Weights::open`] reads an HF folder (bf16 safetensors + `hift.pt`) or a converted
+//! web folder (`manifest.json` + shards) and uploads matrices lazily on first use. The browser
+//! loader fills the same store with [`Weights::insert_matrix`] / [`Weights::insert_host`] as
+//! shards stream in.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use crate::gpu::{GpuContext, GpuError};
+use crate::ops::OpError;
+use crate::tensor::{Matrix, Tensor, WeightFormat};
+use crate::weights::spec::{model_tensors, Role};
+use crate::weights::{OmniConfig, WeightError};
+
+/// Everything that can go wrong building or running a model stage.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error(transparent)]
+    Weights(#[from] WeightError),
+    #[error(transparent)]
+    Op(#[from] OpError),
+    #[error(transparent)]
+    Gpu(#[from] GpuError),
+    #[error("{0}")]
+    Input(String),
+}
+
+impl ModelError {
+    pub fn input(msg: impl Into<String>) -> Self {
+        ModelError::Input(msg.into())
+    }
+}
+
+/// A small tensor kept on the host as f32.
+#[derive(Clone, Debug)]
+pub struct HostTensor {
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+/// A row range of a (possibly split) matrix.
+pub struct MatrixPart {
+    pub row_start: usize,
+    pub matrix: Matrix,
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+enum Backing {
+    Hf(crate::weights::safetensors::SafetensorsSource, HashMap<String, HostTensor>),
+    Web(crate::weights::convert::WebSource),
+}
+
+/// The weight store of one model.
+pub struct Weights {
+    pub config: OmniConfig,
+    /// Format used for matrices that arrive unquantised (HF bf16 folder): f16, q8 or q4.
+    pub format: WeightFormat,
+    roles: HashMap<String, (Role, Vec<usize>)>,
+    matrices: RefCell<HashMap<String, std::rc::Rc<Vec<MatrixPart>>>>,
+    host: RefCell<HashMap<String, std::rc::Rc<HostTensor>>>,
+    #[cfg(not(target_arch = "wasm32"))]
+    backing: Option<Backing>,
+}
+
+fn is_matrix(role: Role) -> bool {
+    matches!(role, Role::Linear | Role::Embedding)
+}
+
+impl Weights {
+    /// An empty store for `config` (the browser loader inserts into it).
+    pub fn empty(config: OmniConfig, format: WeightFormat) -> Self {
+        let roles = model_tensors(&config)
+            .into_iter()
+            .map(|s| (s.name, (s.role, s.shape)))
+            .collect();
+        Weights {
+            config,
+            format,
+            roles,
+            matrices: RefCell::new(HashMap::new()),
+            host: RefCell::new(HashMap::new()),
+            #[cfg(not(target_arch = "wasm32"))]
+            backing: None,
+        }
+    }
+
+    /// Opens an HF folder (`config.json` + safetensors + `hift.pt`) or a converted web folder
+    /// (`manifest.json`). Both are validated first (`bca check` rules).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn open(dir: &std::path::Path, format: WeightFormat) -> Result<Self, ModelError> {
+        use crate::weights::convert::{load_hift, manifest_config, WebSource};
+        use crate::weights::safetensors::SafetensorsSource;
+        if dir.join("manifest.json").exists() {
+            let web = WebSource::open(dir)?;
+            let cfg = manifest_config(&web.manifest)?;
+            let mut w = Weights::empty(cfg, format);
+            w.backing = Some(Backing::Web(web));
+            Ok(w)
+        } else {
+            let summary = crate::weights::check::check_hf(dir)?;
+            let src = SafetensorsSource::open_dir(dir)?;
+            let (_, hift) = load_hift(&dir.join("hift.pt"))?;
+            let hift = hift
+                .into_iter()
+                .map(|t| {
+                    (
+                        t.name,
+                        HostTensor {
+                            shape: t.shape,
+                            data: t.data,
+                        },
+                    )
+                })
+                .collect();
+            let mut w = Weights::empty(summary.config, format);
+            w.backing = Some(Backing::Hf(src, hift));
+            Ok(w)
+        }
+    }
+
+    /// Shape of tensor `name` as the config implies it (None: not a tensor of this model).
+    pub fn shape(&self, name: &str) -> Option<&[usize]> {
+        self.roles.get(name).map(|(_, s)| s.as_slice())
+    }
+
+    /// Registers a matrix uploaded by a loader (parts sorted by first row).
+    pub fn insert_matrix(&self, name: &str, parts: Vec<MatrixPart>) {
+        self.matrices
+            .borrow_mut()
+            .insert(name.to_string(), std::rc::Rc::new(parts));
+    }
+
+    /// Registers a small host tensor read by a loader.
+    pub fn insert_host(&self, name: &str, t: HostTensor) {
+        self.host
+            .borrow_mut()
+            .insert(name.to_string(), std::rc::Rc::new(t));
+    }
+
+    /// Host f32 copy of a small tensor (norm, bias, conv kernel, codebook, HiFT …).
+    pub fn host(&self, name: &str) -> Result<std::rc::Rc<HostTensor>, ModelError> {
+        if let Some(t) = self.host.borrow().get(name) {
+            return Ok(t.clone());
+        }
+        let t = std::rc::Rc::new(self.load_host(name)?);
+        self.host.borrow_mut().insert(name.to_string(), t.clone());
+        Ok(t)
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    fn load_host(&self, name: &str) -> Result<HostTensor, ModelError> {
+        use crate::weights::WeightSource;
+        let missing = || WeightError::MissingTensor { name: name.into() };
+        match &self.backing {
+            Some(Backing::Hf(src, hift)) => {
+                if let Some(t) = hift.get(name) {
+                    return Ok(t.clone());
+                }
+                let info = src.info(name).ok_or_else(missing)?;
+                Ok(HostTensor {
+                    shape: info.shape,
+                    data: src.read_f32(name)?,
+                })
+            }
+            Some(Backing::Web(web)) => {
+                let e = web.entry(name).ok_or_else(missing)?;
+                Ok(HostTensor {
+                    shape: e.shape.clone(),
+                    data: web.read_f32(name)?,
+                })
+            }
+            None => Err(missing().into()),
+        }
+    }
+
+    #[cfg(target_arch = "wasm32")]
+    fn load_host(&self, name: &str) -> Result<HostTensor, ModelError> {
+        Err(WeightError::MissingTensor { name: name.into() }.into())
+    }
+
+    /// All row parts of a matrix (the LM head and embeddings of the real model are split).
+    pub fn matrix_parts(
+        &self,
+        ctx: &GpuContext,
+        name: &str,
+    ) -> Result<std::rc::Rc<Vec<MatrixPart>>, ModelError> {
+        if let Some(m) = self.matrices.borrow().get(name) {
+            return Ok(m.clone());
+        }
+        let m = std::rc::Rc::new(self.load_matrix(ctx, name)?);
+        self.matrices
+            .borrow_mut()
+            .insert(name.to_string(), m.clone());
+        Ok(m)
+    }
+
+    /// A matrix stored in one part (every matrix of the tiny model; all but the vocabulary
+    /// tables of the real one). Split matrices must go through [`Weights::matrix_parts`].
+    pub fn matrix(&self, ctx: &GpuContext, name: &str) -> Result<Matrix, ModelError> {
+        let parts = self.matrix_parts(ctx, name)?;
+        match parts.as_slice() {
+            [one] => Ok(one.matrix.clone()),
+            _ => Err(ModelError::input(format!(
+                "{name} is stored in {} parts; use matrix_parts",
+                parts.len()
+            ))),
+        }
+    }
+
+    /// Small tensor uploaded as an activation-dtype tensor (biases, norm weights).
+    pub fn tensor(&self, ctx: &GpuContext, name: &str) -> Result<Tensor, ModelError> {
+        let h = self.host(name)?;
+        Ok(Tensor::from_f32(ctx, name, &h.shape, &h.data))
+    }
+
+    /// Small tensor uploaded as raw f32 (what fused-norm epilogues and norms read).
+    pub fn f32_buffer(&self, ctx: &GpuContext, name: &str) -> Result<wgpu::Buffer, ModelError> {
+        let h = self.host(name)?;
+        Ok(ctx.upload(name, bytemuck::cast_slice(&h.data)))
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    fn load_matrix(&self, ctx: &GpuContext, name: &str) -> Result<Vec<MatrixPart>, ModelError> {
+        use crate::weights::manifest::{parse_format, row_elems};
+        use crate::weights::spec::Format;
+        let missing = || WeightError::MissingTensor { name: name.into() };
+        if let Some((role, _)) = self.roles.get(name) {
+            if !is_matrix(*role) {
+                return Err(ModelError::input(format!(
+                    "{name} is a {role:?} tensor, not a matrix"
+                )));
+            }
+        }
+        match &self.backing {
+            Some(Backing::Web(web)) => {
+                let e = web.entry(name).ok_or_else(missing)?;
+                let cols = row_elems(&e.shape);
+                match parse_format(&e.format) {
+                    Some(Format::Q8) | Some(Format::Q4) => {
+                        let q8 = parse_format(&e.format) == Some(Format::Q8);
+                        let parts = web.quant_parts(name)?;
+                        Ok(e.parts
+                            .iter()
+                            .zip(parts)
+                            .map(|(p, q)| {
+                                let data = ctx.upload(name, bytemuck::cast_slice(&q.data));
+                                let scales = ctx.upload(name, bytemuck::cast_slice(&q.scales));
+                                let matrix = if q8 {
+                                    Matrix::Q8 {
+                                        data,
+                                        scales,
+                                        rows: q.rows,
+                                        cols,
+                                    }
+                                } else {
+                                    Matrix::Q4 {
+                                        data,
+                                        scales,
+                                        rows: q.rows,
+                                        cols,
+                                    }
+                                };
+                                MatrixPart {
+                                    row_start: p.rows[0],
+                                    matrix,
+                                }
+                            })
+                            .collect())
+                    }
+                    Some(_) => {
+                        let all = web.read_f32(name)?;
+                        let mut out = Vec::new();
+                        for p in &e.parts {
+                            let rows = p.rows[1] - p.rows[0];
+                            let vals = all
+                                .get(p.rows[0] * cols..p.rows[1] * cols)
+                                .ok_or_else(missing)?;
+                            out.push(MatrixPart {
+                                row_start: p.rows[0],
+                                matrix: Matrix::f16_from_f32(ctx, name, rows, cols, vals),
+                            });
+                        }
+                        Ok(out)
+                    }
+                    None => Err(WeightError::UnknownFormat {
+                        name: name.into(),
+                        format: e.format.clone(),
+                    }
+                    .into()),
+                }
+            }
+            Some(Backing::Hf(..)) => {
+                let h = self.load_host(name)?;
+                let rows = h.shape.first().copied().unwrap_or(1);
+                let cols = h.data.len() / rows.max(1);
+                // Same row split as `bca convert` so big tables fit one binding.
+                let max = ctx.limits.max_storage_buffer_binding_size;
+                let bytes_per_row = (cols as u64 * 2).max(1);
+                let rows_per = ((max / bytes_per_row) as usize).clamp(1, rows.max(1));
+                let mut out = Vec::new();
+                let mut r0 = 0;
+                while r0 < rows {
+                    let r1 = (r0 + rows_per).min(rows);
+                    out.push(MatrixPart {
+                        row_start: r0,
+                        matrix: Matrix::from_f32(
+                            ctx,
+                            name,
+                            r1 - r0,
+                            cols,
+                            &h.data[r0 * cols..r1 * cols],
+                            self.format,
+                        ),
+                    });
+                    r0 = r1;
+                }
+                Ok(out)
+            }
+            None => Err(missing().into()),
+        }
+    }
+
+    #[cfg(target_arch = "wasm32")]
+    fn load_matrix(&self, _ctx: &GpuContext, name: &str) -> Result<Vec<MatrixPart>, ModelError> {
+        Err(WeightError::MissingTensor { name: name.into() }.into())
+    }
+}
