@@ -54,7 +54,7 @@ pub struct MatrixPart {
 #[cfg(not(target_arch = "wasm32"))]
 enum Backing {
     Hf(crate::weights::safetensors::SafetensorsSource, HashMap<String, HostTensor>),
-    Web(crate::weights::convert::WebSource),
+    Web(Box<crate::weights::convert::WebSource>),
 }
 
 /// The weight store of one model.
@@ -101,7 +101,7 @@ impl Weights {
             let web = WebSource::open(dir)?;
             let cfg = manifest_config(&web.manifest)?;
             let mut w = Weights::empty(cfg, format);
-            w.backing = Some(Backing::Web(web));
+            w.backing = Some(Backing::Web(Box::new(web)));
             Ok(w)
         } else {
             let summary = crate::weights::check::check_hf(dir)?;
