@@ -1,5 +1,6 @@
 //! Small helpers shared by tests, tools and the engine.
 
+pub mod npy;
 pub mod rng;
 
 /// Rounds `x` up to a multiple of `m` (`m > 0`).
