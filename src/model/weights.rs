@@ -69,7 +69,8 @@ pub struct Weights {
     backing: Option<Backing>,
 }
 
-fn is_matrix(role: Role) -> bool {
+/// Whether tensors of `role` are stored as GPU matrices (else host f32).
+pub fn is_matrix(role: Role) -> bool {
     matches!(role, Role::Linear | Role::Embedding)
 }
 

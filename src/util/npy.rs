@@ -96,6 +96,9 @@ pub fn read(bytes: &[u8]) -> Result<NpyArray, NpyError> {
         .split('\'')
         .next()
         .unwrap_or("");
+    if descr != "<f4" && descr != "<i4" {
+        return Err(NpyError::Dtype(descr.to_string()));
+    }
     if !field(h, "fortran_order")?.starts_with("False") {
         return Err(NpyError::Dtype(format!("{descr} in Fortran order")));
     }
@@ -170,7 +173,9 @@ mod tests {
             read(&b[..b.len() - 2]),
             Err(NpyError::Length { got: 18, want: 20, .. })
         ));
-        let f8 = String::from_utf8_lossy(&b).replace("<i4", "<f8");
-        assert!(matches!(read(f8.as_bytes()), Err(NpyError::Dtype(d)) if d == "<f8"));
+        let mut f8 = b.clone();
+        let at = f8.windows(3).position(|w| w == b"<i4").unwrap();
+        f8[at + 2] = b'8';
+        assert!(matches!(read(&f8), Err(NpyError::Dtype(d)) if d == "<i8"));
     }
 }
