@@ -8,5 +8,6 @@ ADDR="${BCA_ADDR:-127.0.0.1:8080}"
 bash scripts/build-web.sh
 step "cargo build --release --bin bca"
 cargo build --release --bin bca
+bash scripts/tiny-models.sh target/release/bca
 step "open http://$ADDR/ in a WebGPU browser (Ctrl-C stops)"
 exec target/release/bca serve --dir www --addr "$ADDR"

@@ -38,6 +38,7 @@ NATIVE=$(grep -E '^test result:' artifacts/native.log | awk '{p+=$4; f+=$6} END 
 
 step "web build + browser tests (headless Chromium)"
 bash scripts/build-web.sh
+bash scripts/tiny-models.sh target/debug/bca
 ( cd tests/browser && { [ -d node_modules/playwright-core ] || npm ci --no-audit --no-fund; } )
 BROWSER_OK=1
 node tests/browser/run.mjs --bca target/debug/bca --out artifacts/browser || BROWSER_OK=0

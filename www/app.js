@@ -49,6 +49,7 @@ async function main() {
     throw new WebGpuUnavailableError("navigator.gpu is missing");
   }
   const client = new EngineClient(new Worker(new URL("./worker.js", import.meta.url), { type: "module" }));
+  window.__bca.client = client; // the browser tests drive stage APIs through it
   $("status").textContent = "Requesting a GPU device…";
   let info;
   try {

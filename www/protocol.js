@@ -9,6 +9,8 @@ export const REQUEST = Object.freeze({
   INIT: "init",         // content: { forceF32?: boolean } → adapter report
   INFO: "info",         // → adapter report
   SELFTEST: "selftest", // → [{ name, passed, detail }]
+  LOAD_MODEL: "load-model", // content: { url } (a converted model folder) → { tensors, quant }
+  CALL: "call",         // content: { method, args } → the engine method's result (stage APIs)
 });
 
 /** One error class per thing a user can act on. */

@@ -30,6 +30,27 @@ async function handle(kind, content) {
     case REQUEST.SELFTEST:
       if (!engine) throw new Error("engine not initialised");
       return await engine.selfTest();
+    case REQUEST.LOAD_MODEL: {
+      if (!engine) throw new Error("engine not initialised");
+      const base = content.url.replace(/\/?$/, "/");
+      const res = await fetch(base + "manifest.json");
+      if (!res.ok) throw new Error(`${base}manifest.json: HTTP ${res.status}`);
+      const text = await res.text();
+      const manifest = JSON.parse(text);
+      const shards = [];
+      for (const s of manifest.shards) {
+        const r = await fetch(base + s.file);
+        if (!r.ok) throw new Error(`${base}${s.file}: HTTP ${r.status}`);
+        shards.push(new Uint8Array(await r.arrayBuffer()));
+      }
+      return engine.loadModelBytes(text, shards);
+    }
+    case REQUEST.CALL: {
+      if (!engine) throw new Error("engine not initialised");
+      const fn = engine[content.method];
+      if (typeof fn !== "function") throw new Error(`the engine has no method ${content.method}`);
+      return await fn.apply(engine, content.args || []);
+    }
     default:
       throw new Error(`unknown request kind ${kind}`);
   }

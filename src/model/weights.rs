@@ -53,7 +53,10 @@ pub struct MatrixPart {
 
 #[cfg(not(target_arch = "wasm32"))]
 enum Backing {
-    Hf(crate::weights::safetensors::SafetensorsSource, HashMap<String, HostTensor>),
+    Hf(
+        crate::weights::safetensors::SafetensorsSource,
+        HashMap<String, HostTensor>,
+    ),
     Web(Box<crate::weights::convert::WebSource>),
 }
 
@@ -124,6 +127,116 @@ impl Weights {
             w.backing = Some(Backing::Hf(src, hift));
             Ok(w)
         }
+    }
+
+    /// Fills an empty store from a converted model held in memory: the manifest and the bytes
+    /// of its shards (tests and the simple browser path; the streaming loader uploads part by
+    /// part instead). Matrices go to the GPU; everything else is kept as host f32.
+    pub fn from_manifest(
+        ctx: &GpuContext,
+        manifest: &crate::weights::manifest::Manifest,
+        shards: &[&[u8]],
+    ) -> Result<Self, ModelError> {
+        use crate::weights::dtype::{self, DType};
+        use crate::weights::manifest::{parse_format, row_elems, Span};
+        use crate::weights::spec::Format;
+        let cfg = OmniConfig::from_value(manifest.config.clone(), "manifest.json")
+            .map_err(WeightError::from)?;
+        let format = match manifest.quant.as_str() {
+            "q4" => WeightFormat::Q4,
+            "q8" => WeightFormat::Q8,
+            _ => WeightFormat::F16,
+        };
+        let store = Weights::empty(cfg, format);
+        let span = |name: &str, s: &Span| -> Result<&[u8], ModelError> {
+            shards
+                .get(s.shard)
+                .and_then(|b| b.get(s.offset as usize..(s.offset + s.length) as usize))
+                .ok_or_else(|| {
+                    WeightError::Manifest {
+                        file: "manifest.json".into(),
+                        msg: format!("{name}: span {s:?} outside its shard"),
+                    }
+                    .into()
+                })
+        };
+        for e in &manifest.tensors {
+            let name = e.name.as_str();
+            let fmt = parse_format(&e.format).ok_or_else(|| WeightError::UnknownFormat {
+                name: name.into(),
+                format: e.format.clone(),
+            })?;
+            let cols = row_elems(&e.shape);
+            let as_matrix = store
+                .roles
+                .get(name)
+                .map(|(r, _)| is_matrix(*r))
+                .unwrap_or(false)
+                || matches!(fmt, Format::Q8 | Format::Q4);
+            if as_matrix {
+                let mut parts = Vec::new();
+                for p in &e.parts {
+                    let rows = p.rows[1] - p.rows[0];
+                    let data = span(name, &p.data)?;
+                    let matrix = match fmt {
+                        Format::Q8 | Format::Q4 => {
+                            let sc = p.scales.as_ref().ok_or_else(|| WeightError::Manifest {
+                                file: "manifest.json".into(),
+                                msg: format!("{name}: quantised part without scales"),
+                            })?;
+                            let data = ctx.upload(name, data);
+                            let scales = ctx.upload(name, span(name, sc)?);
+                            if fmt == Format::Q8 {
+                                Matrix::Q8 {
+                                    data,
+                                    scales,
+                                    rows,
+                                    cols,
+                                }
+                            } else {
+                                Matrix::Q4 {
+                                    data,
+                                    scales,
+                                    rows,
+                                    cols,
+                                }
+                            }
+                        }
+                        Format::F16 => {
+                            let v = dtype::to_f32(DType::F16, data);
+                            Matrix::f16_from_f32(ctx, name, rows, cols, &v)
+                        }
+                        Format::F32 => {
+                            let v = dtype::to_f32(DType::F32, data);
+                            Matrix::f16_from_f32(ctx, name, rows, cols, &v)
+                        }
+                    };
+                    parts.push(MatrixPart {
+                        row_start: p.rows[0],
+                        matrix,
+                    });
+                }
+                store.insert_matrix(name, parts);
+            } else {
+                let dt = if fmt == Format::F16 {
+                    DType::F16
+                } else {
+                    DType::F32
+                };
+                let mut data = Vec::new();
+                for p in &e.parts {
+                    data.extend(dtype::to_f32(dt, span(name, &p.data)?));
+                }
+                store.insert_host(
+                    name,
+                    HostTensor {
+                        shape: e.shape.clone(),
+                        data,
+                    },
+                );
+            }
+        }
+        Ok(store)
     }
 
     /// Shape of tensor `name` as the config implies it (None: not a tensor of this model).

@@ -37,7 +37,10 @@ fn header(descr: &str, shape: &[usize]) -> Vec<u8> {
         [one] => format!("({one},)"),
         s => format!(
             "({})",
-            s.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")
+            s.iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
     };
     let mut h = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {dims}, }}");
@@ -129,9 +132,7 @@ pub fn read(bytes: &[u8]) -> Result<NpyArray, NpyError> {
             shape,
         });
     }
-    let words = data
-        .chunks_exact(4)
-        .map(|c| [c[0], c[1], c[2], c[3]]);
+    let words = data.chunks_exact(4).map(|c| [c[0], c[1], c[2], c[3]]);
     match descr {
         "<f4" => Ok(NpyArray::F32 {
             shape,
@@ -171,7 +172,11 @@ mod tests {
         assert!(matches!(read(b"hello world!"), Err(NpyError::Magic)));
         assert!(matches!(
             read(&b[..b.len() - 2]),
-            Err(NpyError::Length { got: 18, want: 20, .. })
+            Err(NpyError::Length {
+                got: 18,
+                want: 20,
+                ..
+            })
         ));
         let mut f8 = b.clone();
         let at = f8.windows(3).position(|w| w == b"<i4").unwrap();

@@ -22,8 +22,12 @@ struct JsOptions {
 
 #[wasm_bindgen]
 pub struct Engine {
-    ctx: Rc<GpuContext>,
+    pub(crate) ctx: Rc<GpuContext>,
+    /// The loaded model, if any (see `model.rs`).
+    pub(crate) weights: std::cell::RefCell<Option<Rc<crate::model::Weights>>>,
 }
+
+mod model;
 
 fn to_js<T: serde::Serialize>(v: &T) -> Result<JsValue, JsError> {
     v.serialize(&serde_wasm_bindgen::Serializer::json_compatible())
@@ -46,7 +50,10 @@ impl Engine {
         let ctx = GpuContext::new(&opts)
             .await
             .map_err(|e| JsError::new(&e.to_string()))?;
-        Ok(Engine { ctx: Rc::new(ctx) })
+        Ok(Engine {
+            ctx: Rc::new(ctx),
+            weights: Default::default(),
+        })
     }
 
     /// Adapter, backend, features and negotiated limits, as a plain object.

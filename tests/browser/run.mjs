@@ -6,7 +6,8 @@
 // Usage: node tests/browser/run.mjs [--bca target/debug/bca] [--out artifacts/browser]
 //        [--fake-mic file.wav]   (a WAV played as the microphone, for the audio issues)
 import { spawn } from "node:child_process";
-import { mkdirSync, existsSync, writeFileSync } from "node:fs";
+import { mkdirSync, existsSync, writeFileSync, readdirSync } from "node:fs";
+import { pathToFileURL } from "node:url";
 import { resolve, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
@@ -81,6 +82,23 @@ async function main() {
     for (const r of state.results) check(`browser ${r.name}`, r.passed, r.detail);
     const shown = await page.textContent("#summary");
     check("page shows the pass summary", shown === `${state.passed} passed, 0 failed`, shown);
+
+    // Stage suites: tests/browser/suites/*.mjs, each `export default async function (t)` with
+    // t = { page, base, root, outDir, bca, check, call(method, ...args), loadModel(url) }.
+    // `call` runs an Engine method in the worker (REQUEST.CALL); models live in www/models/.
+    const call = (method, ...args) => page.evaluate(([m, a]) =>
+      window.__bca.client.call("call", { method: m, args: a }), [method, args]);
+    const loadModel = (url) => page.evaluate((u) => window.__bca.client.call("load-model", { url: u }), url);
+    const suitesDir = resolve(root, "tests/browser/suites");
+    const suites = existsSync(suitesDir) ? readdirSync(suitesDir).filter((f) => f.endsWith(".mjs")).sort() : [];
+    for (const f of suites) {
+      try {
+        const mod = await import(pathToFileURL(resolve(suitesDir, f)).href);
+        await mod.default({ page, base, root, outDir, bca, check, call, loadModel });
+      } catch (e) {
+        check(`suite ${f}`, false, e.message);
+      }
+    }
   } finally {
     if (browser) await browser.close();
     server.kill();
