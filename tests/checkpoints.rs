@@ -20,6 +20,21 @@ use bca::weights::torch::{read_state_dict, write_state_dict};
 use bca::weights::{TensorInfo, WeightError, WeightSource};
 
 fn root() -> PathBuf {
+    // Test binaries have no teardown: each run removes the folders of runs that have exited.
+    static SWEEP: std::sync::Once = std::sync::Once::new();
+    SWEEP.call_once(|| {
+        let Ok(rd) = std::fs::read_dir(std::env::temp_dir()) else {
+            return;
+        };
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
+            if let Some(pid) = name.strip_prefix("bca-ckpt-test-") {
+                if pid != std::process::id().to_string() && !Path::new("/proc").join(pid).exists() {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
+    });
     std::env::temp_dir().join(format!("bca-ckpt-test-{}", std::process::id()))
 }
 
