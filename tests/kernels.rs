@@ -288,3 +288,51 @@ fn buffer_pool_reuses_released_buffers() {
     assert_eq!(c.pool.idle(), before);
     c.release(b);
 }
+
+/// The tiled matrix-matrix path (N ≥ GEMM_MIN_N): ragged N, M and K (not multiples of the
+/// 64×64×32 tile, K not a multiple of the q block), every format and epilogue.
+fn gemm_cases(path: Path) {
+    let c = ctx(path);
+    let mut seed = 9000;
+    for format in [WeightFormat::F16, WeightFormat::Q8, WeightFormat::Q4] {
+        for &(n, m, k) in &[
+            (ops::GEMM_MIN_N, 34usize, 100usize),
+            (67, 130, 36),
+            (130, 70, 260),
+            (64, 64, 64),
+        ] {
+            for (act, norm, bias, residual) in [
+                (Activation::None, false, false, false),
+                (Activation::Gelu, false, true, true),
+                (Activation::Silu, true, true, false),
+                (Activation::SwiGlu, true, false, true),
+            ] {
+                let case = GemvCase {
+                    format,
+                    n,
+                    m,
+                    k,
+                    bias,
+                    residual,
+                    act,
+                    norm,
+                };
+                seed += 1;
+                assert_ok(
+                    &format!("{path:?} {case}"),
+                    pollster::block_on(selftest::gemv_case(c, case, seed)),
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn gemm_f16() {
+    gemm_cases(Path::F16);
+}
+
+#[test]
+fn gemm_f32() {
+    gemm_cases(Path::F32);
+}

@@ -45,6 +45,7 @@ const SOURCES: &[(&str, &str)] = &[
         include_str!("../../shaders/elementwise/elementwise.wgsl"),
     ),
     ("gemv", include_str!("../../shaders/matmul/gemv.wgsl")),
+    ("gemm", include_str!("../../shaders/matmul/gemm.wgsl")),
     ("rmsnorm", include_str!("../../shaders/norm/rmsnorm.wgsl")),
     (
         "layernorm",

@@ -35,6 +35,10 @@ const TPR: u32 = 32;
 /// Input vectors per dispatch (the weight rows are read once for all of them).
 pub const GEMV_MAX_N: usize = 4;
 
+/// From this many input vectors on, [`gemv`] runs the tiled matrix-matrix kernel
+/// (`shaders/matmul/gemm.wgsl`): W is read once per 64 vectors instead of once per 4.
+pub const GEMM_MIN_N: usize = 9;
+
 /// Activation fused after the bias.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Activation {
@@ -157,6 +161,10 @@ pub fn gemv(
     )?;
     check_len(OP, "y", &y.buf, (n * m_out * act.size()) as u64)?;
 
+    if n >= GEMM_MIN_N && k % 4 == 0 {
+        return gemm(rec, w, x, y, epi, n);
+    }
+
     let sg = ctx.caps.subgroup_size;
     let use_sg = ctx.caps.subgroups && sg >= 4 && WG.is_multiple_of(sg);
     let tpr = if use_sg { sg } else { TPR };
@@ -235,5 +243,100 @@ pub fn gemv(
         rec.dispatch(&p.pipeline, &group, g)?;
         start += cnt;
     }
+    Ok(())
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct GemmParams {
+    m: u32,
+    k: u32,
+    nb: u32,
+    flags: u32,
+    n: u32,
+    _pad: [u32; 3],
+}
+
+const GEMM_BINDINGS: &[Binding] = &[
+    Binding::Read,
+    Binding::Read,
+    Binding::Read,
+    Binding::Read,
+    Binding::Read,
+    Binding::ReadWrite,
+    Binding::Uniform,
+];
+
+/// The tiled path of [`gemv`] (shapes already checked there). A fused RMSNorm runs as its own
+/// dispatch into a pooled buffer first: over many vectors it is a small cost next to the product.
+fn gemm(
+    rec: &mut Recorder,
+    w: &Matrix,
+    x: &Tensor,
+    y: &Tensor,
+    epi: Epilogue,
+    n: usize,
+) -> Result<(), OpError> {
+    let ctx = rec.ctx();
+    let (m, k) = (w.rows(), w.cols());
+    let act = ctx.act();
+    let normed;
+    let pooled;
+    let xin = match epi.norm {
+        Some((g, eps)) => {
+            pooled = ctx.acquire((n * k * act.size()) as u64);
+            normed = Tensor {
+                buf: pooled.buffer.clone(),
+                shape: vec![n, k],
+                dtype: act,
+            };
+            super::rmsnorm(rec, x, g, eps, &normed)?;
+            ctx.release(pooled);
+            &normed
+        }
+        None => x,
+    };
+    let fmt: u32 = match w {
+        Matrix::F16 { .. } => 0,
+        Matrix::Q8 { .. } => 1,
+        Matrix::Q4 { .. } => 2,
+    };
+    let act_code = match epi.act {
+        Activation::None => 0,
+        Activation::Silu => 1,
+        Activation::Gelu => 2,
+        Activation::SwiGlu => 3,
+    };
+    let key = KernelKey {
+        family: "gemm",
+        entry: "gemm",
+        act,
+        subgroups: false,
+        constants: vec![("ACT", act_code), ("FMT", fmt)],
+    };
+    let p = ctx.pipeline(&key, GEMM_BINDINGS)?;
+    let gx = (m as u32).div_ceil(64);
+    let gy = (n as u32).div_ceil(64);
+    let lim = ctx.limits.max_compute_workgroups_per_dimension;
+    if gx > lim || gy > lim {
+        return Err(shape_err(
+            "gemv",
+            format!("{n}×{m} output needs {gx}×{gy} workgroups, over the limit {lim}"),
+        ));
+    }
+    let params = GemmParams {
+        m: m as u32,
+        k: k as u32,
+        nb: w.blocks_per_row() as u32,
+        flags: epi.bias.is_some() as u32 | (epi.residual.is_some() as u32) << 1,
+        n: n as u32,
+        _pad: [0; 3],
+    };
+    let ubuf = ctx.uniform("gemm.params", bytemuck::bytes_of(&params));
+    let scales = w.scales().unwrap_or(&ctx.dummy);
+    let bias = epi.bias.map(|b| &b.buf).unwrap_or(&ctx.dummy);
+    let res = epi.residual.map(|b| &b.buf).unwrap_or(&ctx.dummy);
+    let group = ctx.bind(&p, &[w.data(), scales, &xin.buf, bias, res, &y.buf, &ubuf]);
+    rec.dispatch(&p.pipeline, &group, [gx, gy, 1])?;
     Ok(())
 }

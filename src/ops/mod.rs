@@ -25,7 +25,7 @@ pub use conv::{avgpool1d, conv1d, conv_transpose1d, Conv1dSpec, ConvTranspose1dS
 pub use elementwise::{binary, snake, swiglu, swiglu_fused, unary, Binary, Unary};
 pub use embedding::{audio_embed, embedding, CODEBOOKS};
 pub use fill::{copy, fill, Fill};
-pub use gemv::{gemv, Activation, Epilogue, GEMV_MAX_N};
+pub use gemv::{gemv, Activation, Epilogue, GEMM_MIN_N, GEMV_MAX_N};
 pub use groupnorm::groupnorm;
 pub use layernorm::layernorm;
 pub use norm::rmsnorm;

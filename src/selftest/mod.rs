@@ -441,6 +441,26 @@ pub async fn run_all(ctx: &GpuContext) -> Vec<CaseResult> {
             gemv_case(ctx, c, 100 + i as u64).await,
         ));
     }
+    // the tiled matrix-matrix path (many vectors), ragged in every dimension
+    for (i, format) in [WeightFormat::F16, WeightFormat::Q8, WeightFormat::Q4]
+        .into_iter()
+        .enumerate()
+    {
+        let c = GemvCase {
+            format,
+            n: 67,
+            m: 130,
+            k: 36,
+            bias: i != 1,
+            residual: i == 1,
+            act: [Activation::Gelu, Activation::SwiGlu, Activation::Silu][i],
+            norm: i == 2,
+        };
+        out.push(CaseResult::from(
+            format!("{c} (gemm) [{act}]"),
+            gemv_case(ctx, c, 700 + i as u64).await,
+        ));
+    }
     for (i, (format, r, c)) in [(WeightFormat::Q8, 5, 70), (WeightFormat::Q4, 9, 33)]
         .into_iter()
         .enumerate()

@@ -1,0 +1,226 @@
+// gemm — y (N, M) = act(x (N, K) · Wᵀ + bias) + res, for many input rows at once (prefill, the
+// audio encoder and decoders): W read once per 64 rows of x instead of once per 4 (gemv).
+// Same weight layouts, scales, epilogue semantics and bindings as gemv.wgsl (read it first).
+//
+// @binding(0) w:      weight data as u32 words (gemv.wgsl's vec4<u32> blocks, flattened)
+// @binding(1) s:      scales (q8: f16 pairs per u32; q4: (scale, min) f16 per u32; f16: unused)
+// @binding(2) x:      (N, K/4) act4   rows of x (K a multiple of 4)
+// @binding(3) bias:   (M,) act        read when P.flags & 1
+// @binding(4) res:    (N, M_out) act  added last when P.flags & 2
+// @binding(5) y:      (N, M_out) act  M_out = M, or M/2 with SwiGLU
+// @binding(6) P:      uniform Params
+//
+// Tiling: a workgroup of 16×16 threads owns a 64 (x rows) × 64 (W rows) output tile; each
+// thread accumulates a 4×4 block in named vec4 registers. Per K step of 32 (one q4/q8 block,
+// four f16 blocks) the workgroup dequantises the W tile and loads the x tile into shared
+// memory, both k-major (`[k][row]`) so the inner loop reads one vec4 of each per k. 2 × 8 KiB
+// of shared memory: within WebGPU's default 16 KiB. SwiGLU (ACT = 3) works on interleaved
+// gate/up rows: a thread's 4 W rows are two (gate, up) pairs, so it is fused here too.
+
+struct Params {
+    m: u32,      // W rows
+    k: u32,      // columns (logical)
+    nb: u32,     // blocks per row (q: K/32 rounded up; f16: stride/8)
+    flags: u32,  // bit 0: bias, bit 1: residual
+    n: u32,      // rows of x
+    _p0: u32,
+    _p1: u32,
+    _p2: u32,
+}
+
+@group(0) @binding(0) var<storage, read> w: array<u32>;
+@group(0) @binding(1) var<storage, read> s: array<u32>;
+@group(0) @binding(2) var<storage, read> x: array<act4>;
+@group(0) @binding(3) var<storage, read> bias: array<act>;
+@group(0) @binding(4) var<storage, read> res: array<act>;
+@group(0) @binding(5) var<storage, read_write> y: array<act>;
+@group(0) @binding(6) var<uniform> P: Params;
+
+override ACT: u32 = 0; // 0 none, 1 SiLU, 2 GELU (erf), 3 SwiGLU over row pairs
+override FMT: u32 = 0; // weight format: 0 f16, 1 q8, 2 q4
+
+const TM: u32 = 64u; // x rows per tile
+const TN: u32 = 64u; // W rows per tile
+const TK: u32 = 32u; // k per step
+
+var<workgroup> xt: array<vec4<f32>, 512>; // [k][x row / 4]
+var<workgroup> wt: array<vec4<f32>, 512>; // [k][W row / 4]
+
+fn erf_approx(v: f32) -> f32 {
+    // Abramowitz–Stegun 7.1.26 (|error| ≤ 1.5e-7)
+    let a = abs(v);
+    let t = 1.0 / (1.0 + 0.3275911 * a);
+    let p = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))));
+    return sign(v) * (1.0 - p * exp(-a * a));
+}
+
+fn silu(v: f32) -> f32 {
+    return v / (1.0 + exp(-v));
+}
+
+fn put_w(k: u32, row: u32, v: f32) {
+    wt[k * 16u + row / 4u][row % 4u] = v;
+}
+
+// Dequantises W rows [m0, m0+64) × k [k0, k0+32) into wt (rows ≥ M and k ≥ K as 0).
+fn load_w(t: u32, m0: u32, k0: u32) {
+    if (FMT == 2u) {
+        load_w_q4(t, m0, k0);
+    } else if (FMT == 1u) {
+        load_w_q8(t, m0, k0);
+    } else {
+        load_w_f16(t, m0, k0);
+    }
+}
+
+fn load_w_q4(t: u32, m0: u32, k0: u32) {
+    let kb = k0 / TK;
+    {
+        let row = t / 4u;
+        let j = t % 4u;
+        let gm = m0 + row;
+        var lo = vec4<f32>(0.0);
+        var hi = vec4<f32>(0.0);
+        if (gm < P.m && kb < P.nb) {
+            let b = gm * P.nb + kb;
+            let sm = unpack2x16float(s[b]);
+            let word = w[b * 4u + j];
+            lo = unpack4x8unorm(word & 0x0F0F0F0Fu) * (sm.x * 255.0) + sm.y;
+            hi = unpack4x8unorm((word >> 4u) & 0x0F0F0F0Fu) * (sm.x * 255.0) + sm.y;
+        }
+        for (var b = 0u; b < 4u; b++) {
+            let ka = 8u * j + b;
+            let kh = ka + 4u;
+            put_w(ka, row, select(0.0, lo[b], k0 + ka < P.k));
+            put_w(kh, row, select(0.0, hi[b], k0 + kh < P.k));
+        }
+    }
+}
+
+fn load_w_q8(t: u32, m0: u32, k0: u32) {
+    let kb = k0 / TK;
+    for (var i = 0u; i < 2u; i++) {
+        let idx = t + i * 256u; // 64 rows × 8 words
+        let row = idx / 8u;
+        let j = idx % 8u;
+        let gm = m0 + row;
+        var v = vec4<f32>(0.0);
+        if (gm < P.m && kb < P.nb) {
+            let b = gm * P.nb + kb;
+            let sw = unpack2x16float(s[b / 2u]);
+            let sc = select(sw.x, sw.y, (b & 1u) == 1u) * 127.0;
+            v = unpack4x8snorm(w[b * 8u + j]) * sc;
+        }
+        for (var c = 0u; c < 4u; c++) {
+            let kk = 4u * j + c;
+            put_w(kk, row, select(0.0, v[c], k0 + kk < P.k));
+        }
+    }
+}
+
+fn load_w_f16(t: u32, m0: u32, k0: u32) {
+    for (var i = 0u; i < 4u; i++) {
+        let idx = t + i * 256u; // 64 rows × 16 words (2 halves each)
+        let row = idx / 16u;
+        let j = idx % 16u;
+        let gm = m0 + row;
+        let kk = 2u * j;
+        var v = vec2<f32>(0.0);
+        // f16 rows are padded to nb·8 elements; read only inside the row
+        if (gm < P.m && k0 + kk < P.nb * 8u) {
+            v = unpack2x16float(w[gm * P.nb * 4u + (k0 + kk) / 2u]);
+        }
+        put_w(kk, row, select(0.0, v.x, k0 + kk < P.k));
+        put_w(kk + 1u, row, select(0.0, v.y, k0 + kk + 1u < P.k));
+    }
+}
+
+fn load_x(t: u32, n0: u32, k0: u32) {
+    let k4 = P.k / 4u;
+    for (var i = 0u; i < 2u; i++) {
+        let idx = t + i * 256u; // 64 rows × 8 vec4
+        let row = idx / 8u;
+        let q = idx % 8u;
+        let gn = n0 + row;
+        let kq = k0 / 4u + q;
+        var v = vec4<f32>(0.0);
+        if (gn < P.n && kq < k4) {
+            v = vec4<f32>(x[gn * k4 + kq]);
+        }
+        for (var c = 0u; c < 4u; c++) {
+            xt[(4u * q + c) * 16u + row / 4u][row % 4u] = v[c];
+        }
+    }
+}
+
+fn store(n: u32, m0: u32, v: vec4<f32>) {
+    if (n >= P.n) {
+        return;
+    }
+    if (ACT == 3u) {
+        let m_out = P.m / 2u;
+        let o = m0 / 2u;
+        if (m0 + 1u < P.m) {
+            var a = silu(v.x) * v.y;
+            if ((P.flags & 2u) != 0u) { a += f32(res[n * m_out + o]); }
+            y[n * m_out + o] = act(a);
+        }
+        if (m0 + 3u < P.m) {
+            var b = silu(v.z) * v.w;
+            if ((P.flags & 2u) != 0u) { b += f32(res[n * m_out + o + 1u]); }
+            y[n * m_out + o + 1u] = act(b);
+        }
+        return;
+    }
+    for (var c = 0u; c < 4u; c++) {
+        let m = m0 + c;
+        if (m >= P.m) {
+            break;
+        }
+        var o = v[c];
+        if ((P.flags & 1u) != 0u) {
+            o += f32(bias[m]);
+        }
+        if (ACT == 1u) {
+            o = silu(o);
+        } else if (ACT == 2u) {
+            o = 0.5 * o * (1.0 + erf_approx(o * 0.70710678118654752));
+        }
+        if ((P.flags & 2u) != 0u) {
+            o += f32(res[n * P.m + m]);
+        }
+        y[n * P.m + m] = act(o);
+    }
+}
+
+@compute @workgroup_size(16, 16)
+fn gemm(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wg: vec3<u32>) {
+    let tx = lid.x; // W rows tx*4 .. +4
+    let ty = lid.y; // x rows ty*4 .. +4
+    let t = ty * 16u + tx;
+    let m0 = wg.x * TN;
+    let n0 = wg.y * TM;
+    var a0 = vec4<f32>(0.0); // x row ty*4+0, W rows tx*4 .. +4
+    var a1 = vec4<f32>(0.0);
+    var a2 = vec4<f32>(0.0);
+    var a3 = vec4<f32>(0.0);
+    for (var k0 = 0u; k0 < P.k; k0 += TK) {
+        load_w(t, m0, k0);
+        load_x(t, n0, k0);
+        workgroupBarrier();
+        for (var kk = 0u; kk < TK; kk++) {
+            let xa = xt[kk * 16u + ty];
+            let wb = wt[kk * 16u + tx];
+            a0 += xa.x * wb;
+            a1 += xa.y * wb;
+            a2 += xa.z * wb;
+            a3 += xa.w * wb;
+        }
+        workgroupBarrier();
+    }
+    let mm = m0 + tx * 4u;
+    store(n0 + ty * 4u, mm, a0);
+    store(n0 + ty * 4u + 1u, mm, a1);
+    store(n0 + ty * 4u + 2u, mm, a2);
+    store(n0 + ty * 4u + 3u, mm, a3);
+}
