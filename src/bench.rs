@@ -89,9 +89,13 @@ pub struct ProductResult {
     pub rows: usize,
     pub cols: usize,
     pub weight_bytes: u64,
+    /// Input vectors per call (1 = decode; more = prefill through the tiled kernel).
+    pub n: usize,
     pub us_per_call: f64,
     pub gb_per_s: f64,
     pub pct_of_copy: f64,
+    /// Arithmetic rate, 2·N·rows·cols / time.
+    pub tflops: f64,
 }
 
 /// One product shape of the model.
@@ -174,7 +178,9 @@ pub async fn bench_product(
     copy_bw: f64,
     working_set: u64,
     scale: usize,
+    n: usize,
 ) -> Result<ProductResult, OpError> {
+    let n = n.max(1);
     let (rows, cols) = (shape.rows / scale.max(1), shape.cols / scale.max(1));
     let timer = GpuTimer::new(ctx)?;
     let mut rec = Recorder::new(ctx, "bench.init");
@@ -185,7 +191,11 @@ pub async fn bench_product(
     for i in 1..copies {
         ws.push(Matrix::random(&mut rec, rows, cols, format, 7 + i as u32)?);
     }
-    let x = Tensor::empty(ctx, "x", &[cols]);
+    let x = if n == 1 {
+        Tensor::empty(ctx, "x", &[cols])
+    } else {
+        Tensor::empty(ctx, "x", &[n, cols])
+    };
     ops::fill(
         &mut rec,
         &x.buf,
@@ -196,7 +206,7 @@ pub async fn bench_product(
             hi: (1.0, 0.0),
         },
     )?;
-    let y = Tensor::empty(ctx, "y", &[rows]);
+    let y = Tensor::empty(ctx, "y", &[n * rows]);
     rec.submit()?;
     let reps = copies.max(8).div_ceil(copies) * copies;
     let run = |r: &mut Recorder| -> Result<(), OpError> {
@@ -217,9 +227,11 @@ pub async fn bench_product(
         rows,
         cols,
         weight_bytes: bytes,
+        n,
         us_per_call: best * 1e6,
         gb_per_s: gbs,
         pct_of_copy: 100.0 * gbs * 1e9 / copy_bw,
+        tflops: 2.0 * (n * rows * cols) as f64 / best / 1e12,
     })
 }
 

@@ -130,6 +130,10 @@ enum BenchCmd {
         /// Divide every dimension by this (quick runs on small adapters).
         #[arg(long, default_value_t = 1)]
         scale: usize,
+        /// Input vectors per product: 1 measures decode (bandwidth); e.g. 512 measures prefill
+        /// through the tiled kernel (arithmetic rate).
+        #[arg(long, default_value_t = 1)]
+        n: usize,
         /// Bytes of distinct weights cycled through per shape (defeats the GPU's L2 cache).
         #[arg(long, default_value_t = 512 << 20)]
         working_set: u64,
@@ -229,6 +233,7 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                     gpu,
                     formats,
                     scale,
+                    n,
                     working_set,
                     json,
                 },
@@ -251,8 +256,8 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             let bw = pollster::block_on(bca::bench::copy_bandwidth(&ctx, bw_bytes, 10))?;
             println!("copy kernel bandwidth: {:.1} GB/s (read + write)", bw / 1e9);
             println!(
-                "{:<30} {:>4} {:>7} {:>6} {:>10} {:>9} {:>8} {:>7}",
-                "product", "fmt", "rows", "cols", "MB", "us/call", "GB/s", "% copy"
+                "{:<30} {:>4} {:>7} {:>6} {:>10} {:>9} {:>8} {:>7} {:>7}",
+                "product", "fmt", "rows", "cols", "MB", "us/call", "GB/s", "% copy", "TFLOP/s"
             );
             let mut all = Vec::new();
             for f in &formats {
@@ -264,9 +269,10 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                         bw,
                         working_set,
                         scale,
+                        n,
                     ))?;
                     println!(
-                        "{:<30} {:>4} {:>7} {:>6} {:>10.2} {:>9.2} {:>8.1} {:>6.1}%",
+                        "{:<30} {:>4} {:>7} {:>6} {:>10.2} {:>9.2} {:>8.1} {:>6.1}% {:>7.2}",
                         r.name,
                         r.format,
                         r.rows,
@@ -274,7 +280,8 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                         r.weight_bytes as f64 / 1e6,
                         r.us_per_call,
                         r.gb_per_s,
-                        r.pct_of_copy
+                        r.pct_of_copy,
+                        r.tflops
                     );
                     all.push(r);
                 }
