@@ -300,6 +300,7 @@ fn gemm_cases(path: Path) {
             (67, 130, 36),
             (130, 70, 260),
             (64, 64, 64),
+            (200, 134, 52),
         ] {
             for (act, norm, bias, residual) in [
                 (Activation::None, false, false, false),

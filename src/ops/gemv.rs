@@ -39,6 +39,9 @@ pub const GEMV_MAX_N: usize = 4;
 /// (`shaders/matmul/gemm.wgsl`): W is read once per 64 vectors instead of once per 4.
 pub const GEMM_MIN_N: usize = 9;
 
+/// From this many vectors on, the tiled kernel uses 128×128 tiles (`gemm_big`).
+pub const GEMM_BIG_N: usize = 128;
+
 /// Activation fused after the bias.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Activation {
@@ -307,16 +310,22 @@ fn gemm(
         Activation::Gelu => 2,
         Activation::SwiGlu => 3,
     };
+    // 128×128 tiles once there are enough vectors to fill them.
+    let (entry, tile) = if n >= GEMM_BIG_N {
+        ("gemm_big", 128u32)
+    } else {
+        ("gemm", 64)
+    };
     let key = KernelKey {
         family: "gemm",
-        entry: "gemm",
+        entry,
         act,
         subgroups: false,
         constants: vec![("ACT", act_code), ("FMT", fmt)],
     };
     let p = ctx.pipeline(&key, GEMM_BINDINGS)?;
-    let gx = (m as u32).div_ceil(64);
-    let gy = (n as u32).div_ceil(64);
+    let gx = (m as u32).div_ceil(tile);
+    let gy = (n as u32).div_ceil(tile);
     let lim = ctx.limits.max_compute_workgroups_per_dimension;
     if gx > lim || gy > lim {
         return Err(shape_err(

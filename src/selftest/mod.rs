@@ -448,7 +448,7 @@ pub async fn run_all(ctx: &GpuContext) -> Vec<CaseResult> {
     {
         let c = GemvCase {
             format,
-            n: 67,
+            n: [67, 67, 150][i],
             m: 130,
             k: 36,
             bias: i != 1,
