@@ -291,8 +291,22 @@ fn buffer_pool_reuses_released_buffers() {
 
 /// The tiled matrix-matrix path (N ≥ GEMM_MIN_N): ragged N, M and K (not multiples of the
 /// 64×64×32 tile, K not a multiple of the q block), every format and epilogue.
-fn gemm_cases(path: Path) {
-    let c = ctx(path);
+fn gemm_cases(path: Path, tile: u32) {
+    let opts = match path {
+        Path::F32 => GpuOptions {
+            force_f32: true,
+            no_subgroups: true,
+            gemm_tile: Some(tile),
+            ..Default::default()
+        },
+        _ => GpuOptions {
+            require_f16: true,
+            gemm_tile: Some(tile),
+            ..Default::default()
+        },
+    };
+    let owned = pollster::block_on(GpuContext::new(&opts)).expect("GPU adapter");
+    let c = &owned;
     let mut seed = 9000;
     for format in [WeightFormat::F16, WeightFormat::Q8, WeightFormat::Q4] {
         for &(n, m, k) in &[
@@ -320,7 +334,7 @@ fn gemm_cases(path: Path) {
                 };
                 seed += 1;
                 assert_ok(
-                    &format!("{path:?} {case}"),
+                    &format!("{path:?} tile {tile} {case}"),
                     pollster::block_on(selftest::gemv_case(c, case, seed)),
                 );
             }
@@ -330,10 +344,20 @@ fn gemm_cases(path: Path) {
 
 #[test]
 fn gemm_f16() {
-    gemm_cases(Path::F16);
+    gemm_cases(Path::F16, 64);
 }
 
 #[test]
 fn gemm_f32() {
-    gemm_cases(Path::F32);
+    gemm_cases(Path::F32, 64);
+}
+
+#[test]
+fn gemm_big_f16() {
+    gemm_cases(Path::F16, 128);
+}
+
+#[test]
+fn gemm_big_f32() {
+    gemm_cases(Path::F32, 128);
 }

@@ -15,6 +15,8 @@ pub struct GpuOptions {
     pub require_f16: bool,
     /// Rows per lane group in the matrix–vector kernels (tuning knob; default 1, SwiGLU 2).
     pub gemv_rows: Option<u32>,
+    /// Force the tile of the matrix–matrix kernel (64 or 128; default: chosen by shape).
+    pub gemm_tile: Option<u32>,
 }
 
 /// Capabilities negotiated with the adapter; kernels pick their variant from these.
@@ -68,6 +70,8 @@ pub struct GpuContext {
     pub pool: BufferPool,
     /// See [`GpuOptions::gemv_rows`].
     pub gemv_rows: Option<u32>,
+    /// See [`GpuOptions::gemm_tile`].
+    pub gemm_tile: Option<u32>,
     pub(crate) sink: Arc<Mutex<ErrorSink>>,
     /// A 16-byte storage buffer bound where an optional input (e.g. a bias) is absent.
     pub(crate) dummy: wgpu::Buffer,
@@ -231,6 +235,7 @@ impl GpuContext {
             pipelines: PipelineCache::default(),
             pool: BufferPool::default(),
             gemv_rows: opts.gemv_rows,
+            gemm_tile: opts.gemm_tile,
             sink,
             dummy,
         })

@@ -33,6 +33,9 @@ struct GpuArgs {
     /// Rows per lane group in the matrix–vector kernels (a tuning knob for benchmarks).
     #[arg(long)]
     gemv_rows: Option<u32>,
+    /// Tile of the matrix–matrix kernel, 64 or 128 (a tuning knob; default by shape).
+    #[arg(long)]
+    gemm_tile: Option<u32>,
 }
 
 impl GpuArgs {
@@ -43,6 +46,7 @@ impl GpuArgs {
             low_power: false,
             require_f16: self.require_f16,
             gemv_rows: self.gemv_rows,
+            gemm_tile: self.gemm_tile,
         }
     }
 }
