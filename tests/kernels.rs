@@ -14,7 +14,10 @@ use bca::tensor::{Matrix, Tensor};
 use bca::wgpu;
 
 fn gemv_all(path: Path) {
-    let c = ctx(path);
+    gemv_all_on(ctx(path), path);
+}
+
+fn gemv_all_on(c: &GpuContext, path: Path) {
     for format in [WeightFormat::F16, WeightFormat::Q8, WeightFormat::Q4] {
         for (i, &(m, k)) in GEMV_SHAPES.iter().enumerate() {
             for bias in [false, true] {
@@ -360,4 +363,42 @@ fn gemm_big_f16() {
 #[test]
 fn gemm_big_f32() {
     gemm_cases(Path::F32, 128);
+}
+
+/// The dequantise-and-FMA q4/q8 kernels (`--no-int8`; the default decode path quantises x to
+/// int8): still tested on both numeric paths, with epilogues.
+#[test]
+fn gemv_dequant_path() {
+    for (path, f32) in [(Path::F16, false), (Path::F32, true)] {
+        let opts = GpuOptions {
+            force_f32: f32,
+            require_f16: !f32,
+            no_subgroups: f32,
+            no_int8: true,
+            ..Default::default()
+        };
+        let c = pollster::block_on(GpuContext::new(&opts)).expect("GPU adapter");
+        assert!(!c.int8);
+        gemv_all_on(&c, path);
+        let mut seed = 7000;
+        for format in [WeightFormat::Q8, WeightFormat::Q4] {
+            for (n, act, norm) in [(3, Activation::Gelu, true), (2, Activation::SwiGlu, true)] {
+                let case = GemvCase {
+                    format,
+                    n,
+                    m: 260,
+                    k: 3584,
+                    bias: n == 3,
+                    residual: true,
+                    act,
+                    norm,
+                };
+                seed += 1;
+                assert_ok(
+                    &format!("{path:?} no-int8 {case}"),
+                    pollster::block_on(selftest::gemv_case(&c, case, seed)),
+                );
+            }
+        }
+    }
 }

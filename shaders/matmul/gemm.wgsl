@@ -46,17 +46,7 @@ const TK: u32 = 32u; // k per step
 var<workgroup> xt: array<vec4<f32>, 512>; // [k][x row / 4]
 var<workgroup> wt: array<vec4<f32>, 512>; // [k][W row / 4]
 
-fn erf_approx(v: f32) -> f32 {
-    // Abramowitz–Stegun 7.1.26 (|error| ≤ 1.5e-7)
-    let a = abs(v);
-    let t = 1.0 / (1.0 + 0.3275911 * a);
-    let p = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))));
-    return sign(v) * (1.0 - p * exp(-a * a));
-}
-
-fn silu(v: f32) -> f32 {
-    return v / (1.0 + exp(-v));
-}
+// #include act_fns
 
 fn put_w(k: u32, row: u32, v: f32) {
     wt[k * 16u + row / 4u][row % 4u] = v;

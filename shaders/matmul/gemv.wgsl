@@ -177,70 +177,9 @@ fn group_partial_q4(row0: u32, lane: u32) -> vec4<f32> {
     return acc;
 }
 
-fn erf_approx(v: f32) -> f32 {
-    // Abramowitz–Stegun 7.1.26 (|error| ≤ 1.5e-7)
-    let a = abs(v);
-    let t = 1.0 / (1.0 + 0.3275911 * a);
-    let p = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))));
-    return sign(v) * (1.0 - p * exp(-a * a));
-}
+// #include act_fns
 
-fn silu(v: f32) -> f32 {
-    return v / (1.0 + exp(-v));
-}
-
-// Epilogue for a whole group: bias → activation → residual → store.
-fn finish(row0: u32, sums: vec4<f32>) {
-    let m_out = select(P.m, P.m / 2u, ACT == 3u);
-    for (var r = 0u; r < R; r++) {
-        let row = row0 + r;
-        if (row >= P.m || (ACT == 3u && (r & 1u) == 1u)) {
-            continue;
-        }
-        for (var n = 0u; n < NB; n++) {
-            if (n >= P.n) {
-                break;
-            }
-            var v = sums[r * NB + n];
-            var o = row;
-            if (ACT == 3u) {
-                v = silu(v) * sums[(r + 1u) * NB + n];
-                o = row / 2u;
-            } else {
-                if ((P.flags & 1u) != 0u) {
-                    v += f32(bias[row]);
-                }
-                if (ACT == 1u) {
-                    v = silu(v);
-                } else if (ACT == 2u) {
-                    v = 0.5 * v * (1.0 + erf_approx(v * 0.70710678118654752));
-                }
-            }
-            if ((P.flags & 2u) != 0u) {
-                v += f32(res[(P.n0 + n) * m_out + o]);
-            }
-            y[(P.n0 + n) * m_out + o] = act(v);
-        }
-    }
-}
-
-fn reduce_and_finish(row0: u32, lane: u32, lid: u32, acc: vec4<f32>) {
-    partial[lid] = acc;
-    workgroupBarrier();
-    for (var st = TPR / 2u; st > 0u; st >>= 1u) {
-        if (lane < st) {
-            partial[lid] += partial[lid + st];
-        }
-        workgroupBarrier();
-    }
-    if (lane == 0u) {
-        finish(row0, partial[lid]);
-    }
-}
-
-fn row0_of(wid: vec3<u32>, lid: u32) -> u32 {
-    return ((wid.y * P.groups_x + wid.x) * (WG / TPR) + lid / TPR) * R;
-}
+// #include gemv_tail
 
 @compute @workgroup_size(WG)
 fn gemv_f16(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {

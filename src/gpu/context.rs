@@ -17,6 +17,8 @@ pub struct GpuOptions {
     pub gemv_rows: Option<u32>,
     /// Force the tile of the matrix–matrix kernel (64 or 128; default: chosen by shape).
     pub gemm_tile: Option<u32>,
+    /// q4/q8 matrix–vector products without int8 activations (dequantise and FMA instead).
+    pub no_int8: bool,
 }
 
 /// Capabilities negotiated with the adapter; kernels pick their variant from these.
@@ -72,6 +74,8 @@ pub struct GpuContext {
     pub gemv_rows: Option<u32>,
     /// See [`GpuOptions::gemm_tile`].
     pub gemm_tile: Option<u32>,
+    /// q4/q8 decode products quantise x to int8 and use packed dot products (gemv_i8.wgsl).
+    pub int8: bool,
     pub(crate) sink: Arc<Mutex<ErrorSink>>,
     /// A 16-byte storage buffer bound where an optional input (e.g. a bias) is absent.
     pub(crate) dummy: wgpu::Buffer,
@@ -236,6 +240,7 @@ impl GpuContext {
             pool: BufferPool::default(),
             gemv_rows: opts.gemv_rows,
             gemm_tile: opts.gemm_tile,
+            int8: !opts.no_int8,
             sink,
             dummy,
         })

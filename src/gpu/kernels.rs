@@ -46,6 +46,8 @@ const SOURCES: &[(&str, &str)] = &[
     ),
     ("gemv", include_str!("../../shaders/matmul/gemv.wgsl")),
     ("gemm", include_str!("../../shaders/matmul/gemm.wgsl")),
+    ("gemv_i8", include_str!("../../shaders/matmul/gemv_i8.wgsl")),
+    ("gemv_xq", include_str!("../../shaders/matmul/gemv_xq.wgsl")),
     ("rmsnorm", include_str!("../../shaders/norm/rmsnorm.wgsl")),
     (
         "layernorm",
@@ -100,7 +102,14 @@ const SOURCES: &[(&str, &str)] = &[
 ];
 
 /// Snippets a kernel pulls in with a `// #include NAME` line.
-const INCLUDES: &[(&str, &str)] = &[("trig", include_str!("../../shaders/common/trig.wgsl"))];
+const INCLUDES: &[(&str, &str)] = &[
+    ("trig", include_str!("../../shaders/common/trig.wgsl")),
+    ("act_fns", include_str!("../../shaders/common/act_fns.wgsl")),
+    (
+        "gemv_tail",
+        include_str!("../../shaders/common/gemv_tail.wgsl"),
+    ),
+];
 
 /// Names of every kernel family (for `bca info` and tests).
 pub fn families() -> impl Iterator<Item = &'static str> {

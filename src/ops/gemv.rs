@@ -173,16 +173,19 @@ pub fn gemv(
     let sg = ctx.caps.subgroup_size;
     let use_sg = ctx.caps.subgroups && sg >= 4 && WG.is_multiple_of(sg);
     let tpr = if use_sg { sg } else { TPR };
-    let base = match w {
-        Matrix::F16 { .. } => "gemv_f16",
-        Matrix::Q8 { .. } => "gemv_q8",
-        Matrix::Q4 { .. } => "gemv_q4",
-    };
-    let entry: &'static str = match (base, use_sg) {
-        ("gemv_f16", true) => "gemv_f16_sg",
-        ("gemv_q8", true) => "gemv_q8_sg",
-        ("gemv_q4", true) => "gemv_q4_sg",
-        (b, _) => b,
+    // q4/q8 with int8 activations: x is quantised (and normalised) once by gemv_xq.
+    let int8 = ctx.int8 && !matches!(w, Matrix::F16 { .. });
+    let (family, entry): (&'static str, &'static str) = match (w, int8, use_sg) {
+        (Matrix::F16 { .. }, _, false) => ("gemv", "gemv_f16"),
+        (Matrix::F16 { .. }, _, true) => ("gemv", "gemv_f16_sg"),
+        (Matrix::Q8 { .. }, false, false) => ("gemv", "gemv_q8"),
+        (Matrix::Q8 { .. }, false, true) => ("gemv", "gemv_q8_sg"),
+        (Matrix::Q4 { .. }, false, false) => ("gemv", "gemv_q4"),
+        (Matrix::Q4 { .. }, false, true) => ("gemv", "gemv_q4_sg"),
+        (Matrix::Q8 { .. }, true, false) => ("gemv_i8", "gemv_q8_i8"),
+        (Matrix::Q8 { .. }, true, true) => ("gemv_i8", "gemv_q8_i8_sg"),
+        (Matrix::Q4 { .. }, true, false) => ("gemv_i8", "gemv_q4_i8"),
+        (Matrix::Q4 { .. }, true, true) => ("gemv_i8", "gemv_q4_i8_sg"),
     };
     let act_code = match epi.act {
         Activation::None => 0,
@@ -203,19 +206,22 @@ pub fn gemv(
         _ if m >= 65536 && nb_vec == 1 => 4,
         _ => 1,
     };
+    let mut constants = vec![
+        ("WG", WG),
+        ("TPR", tpr),
+        ("NB", nb_vec),
+        ("R", rows_per_group),
+        ("ACT", act_code),
+    ];
+    if !int8 {
+        constants.push(("NORM", epi.norm.is_some() as u32));
+    }
     let key = KernelKey {
-        family: "gemv",
+        family,
         entry,
         act,
         subgroups: use_sg,
-        constants: vec![
-            ("WG", WG),
-            ("TPR", tpr),
-            ("NB", nb_vec),
-            ("R", rows_per_group),
-            ("ACT", act_code),
-            ("NORM", epi.norm.is_some() as u32),
-        ],
+        constants,
     };
     let p = ctx.pipeline(&key, BINDINGS)?;
     let groups = (m as u32).div_ceil(WG / tpr * rows_per_group);
@@ -225,8 +231,20 @@ pub fn gemv(
     let bias = epi.bias.map(|b| &b.buf).unwrap_or(&ctx.dummy);
     let res = epi.residual.map(|b| &b.buf).unwrap_or(&ctx.dummy);
     // Groups of up to NB vectors, each its own dispatch (params carry the first vector).
-    let (gbuf, eps) = epi.norm.unwrap_or((&ctx.dummy, 0.0));
-    let group_buffers = [w.data(), scales, &x.buf, bias, res, &y.buf];
+    let quantised = if int8 {
+        Some(quantise_x(rec, x, n, k, epi.norm)?)
+    } else {
+        None
+    };
+    let (xbuf, gbuf, eps, x_stride) = match &quantised {
+        // binding 7 carries the per-block x scales instead of the norm weight
+        Some((xq, xd)) => (&xq.buffer, &xd.buffer, 0.0, k.div_ceil(32) as u32),
+        None => {
+            let (g, eps) = epi.norm.unwrap_or((&ctx.dummy, 0.0));
+            (&x.buf, g, eps, xs as u32)
+        }
+    };
+    let group_buffers = [w.data(), scales, xbuf, bias, res, &y.buf];
     let mut start = 0;
     while start < n {
         let cnt = (n - start).min(nb_vec as usize);
@@ -236,7 +254,7 @@ pub fn gemv(
             nb: w.blocks_per_row() as u32,
             flags,
             groups_x: g[0],
-            xs: xs as u32,
+            xs: x_stride,
             n: cnt as u32,
             n0: start as u32,
             eps,
@@ -248,7 +266,62 @@ pub fn gemv(
         rec.dispatch(&p.pipeline, &group, g)?;
         start += cnt;
     }
+    if let Some((xq, xd)) = quantised {
+        ctx.release(xq);
+        ctx.release(xd);
+    }
     Ok(())
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct XqParams {
+    k: u32,
+    xs: u32,
+    nbq: u32,
+    eps: f32,
+}
+
+const XQ_BINDINGS: &[Binding] = &[
+    Binding::Read,
+    Binding::Read,
+    Binding::ReadWrite,
+    Binding::ReadWrite,
+    Binding::Uniform,
+];
+
+/// Quantises the N vectors of x (RMS-normalised first when `norm` is given) to int8 blocks of
+/// 32: returns pooled (xq, xd) buffers for gemv_i8.wgsl (layout in gemv_xq.wgsl).
+fn quantise_x(
+    rec: &mut Recorder,
+    x: &Tensor,
+    n: usize,
+    k: usize,
+    norm: Option<(&wgpu::Buffer, f32)>,
+) -> Result<(crate::gpu::PooledBuffer, crate::gpu::PooledBuffer), OpError> {
+    let ctx = rec.ctx();
+    let nbq = k.div_ceil(32);
+    let xq = ctx.acquire((n * nbq * 32) as u64);
+    let xd = ctx.acquire((n * nbq * 8) as u64);
+    let key = KernelKey {
+        family: "gemv_xq",
+        entry: "gemv_xq",
+        act: ctx.act(),
+        subgroups: false,
+        constants: vec![("WG", WG), ("NORM", norm.is_some() as u32)],
+    };
+    let p = ctx.pipeline(&key, XQ_BINDINGS)?;
+    let (g, eps) = norm.unwrap_or((&ctx.dummy, 0.0));
+    let params = XqParams {
+        k: k as u32,
+        xs: k.div_ceil(4) as u32,
+        nbq: nbq as u32,
+        eps,
+    };
+    let ubuf = ctx.uniform("gemv_xq.params", bytemuck::bytes_of(&params));
+    let group = ctx.bind(&p, &[&x.buf, g, &xq.buffer, &xd.buffer, &ubuf]);
+    rec.dispatch(&p.pipeline, &group, [n as u32, 1, 1])?;
+    Ok((xq, xd))
 }
 
 #[repr(C)]

@@ -36,6 +36,9 @@ struct GpuArgs {
     /// Tile of the matrix–matrix kernel, 64 or 128 (a tuning knob; default by shape).
     #[arg(long)]
     gemm_tile: Option<u32>,
+    /// q4/q8 matrix–vector products dequantise and FMA instead of int8 dot products.
+    #[arg(long)]
+    no_int8: bool,
 }
 
 impl GpuArgs {
@@ -47,6 +50,7 @@ impl GpuArgs {
             require_f16: self.require_f16,
             gemv_rows: self.gemv_rows,
             gemm_tile: self.gemm_tile,
+            no_int8: self.no_int8,
         }
     }
 }

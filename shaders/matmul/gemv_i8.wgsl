@@ -1,0 +1,154 @@
+// gemv_i8 — gemv.wgsl for q4/q8 weights with int8 input vectors (from gemv_xq.wgsl): each 32-wide
+// block is 8 packed integer dot products (`dot4I8Packed`, one DP4A instruction where the GPU
+// has it) instead of 32 dequantise-and-FMA steps, and x costs 8 words per block instead of 32
+// f16 → f32 conversions. Same weight layouts, rows-per-group scheme and epilogue as gemv.wgsl.
+//
+// @binding(0) w:      weight blocks as vec4<u32> (q8: 2 per block; q4: 1 per block)
+// @binding(1) s:      scales (q8: f16 pairs per u32; q4: (scale, min) f16 per u32)
+// @binding(2) xq:     (NB, nbq, 2) vec4<u32>  int8 x, 32 per block
+// @binding(3) bias:   (M,) act
+// @binding(4) res:    (NB, M_out) act
+// @binding(5) y:      (NB, M_out) act
+// @binding(6) P:      uniform Params (xs = blocks per vector)
+// @binding(7) xd:     (NB, nbq) vec2<f32>     (x scale, Σ x) per block
+//
+// q4: Σ_k (s·q_k + m)·x_k ≈ s·d·Σ q_k·xq_k + m·Σ x_k (the Σ x term is exact); q8: s·d·Σ q_k·xq_k.
+// Nibbles (0..15) are valid signed bytes, so both formats use dot4I8Packed.
+
+struct Params {
+    m: u32,
+    k: u32,
+    nb: u32,
+    flags: u32,
+    groups_x: u32,
+    xs: u32,
+    n: u32,
+    n0: u32,
+    eps: f32,
+    _p0: u32,
+    _p1: u32,
+    _p2: u32,
+}
+
+@group(0) @binding(0) var<storage, read> w: array<vec4<u32>>;
+@group(0) @binding(1) var<storage, read> s: array<u32>;
+@group(0) @binding(2) var<storage, read> xq: array<vec4<u32>>;
+@group(0) @binding(3) var<storage, read> bias: array<act>;
+@group(0) @binding(4) var<storage, read> res: array<act>;
+@group(0) @binding(5) var<storage, read_write> y: array<act>;
+@group(0) @binding(6) var<uniform> P: Params;
+@group(0) @binding(7) var<storage, read> xd: array<vec2<f32>>;
+
+override WG: u32 = 256;
+override TPR: u32 = 32;
+override NB: u32 = 1;
+override R: u32 = 1;
+override ACT: u32 = 0;
+
+const MAX_WG: u32 = 256u;
+var<workgroup> partial: array<vec4<f32>, MAX_WG>;
+
+fn group_partial_q4(row0: u32, lane: u32) -> vec4<f32> {
+    var acc = vec4<f32>(0.0);
+    let mask = vec4<u32>(0x0F0F0F0Fu);
+    for (var c = lane; c < P.nb; c += TPR) {
+        for (var n = 0u; n < NB; n++) {
+            let xb = (P.n0 + n) * P.xs + c;
+            let xa = xq[2u * xb];
+            let xc = xq[2u * xb + 1u];
+            let d = xd[xb];
+            for (var r = 0u; r < R; r++) {
+                let b = min(row0 + r, P.m - 1u) * P.nb + c;
+                let sm = unpack2x16float(s[b]);
+                let wv = w[b];
+                let lo = wv & mask;
+                let hi = (wv >> vec4<u32>(4u)) & mask;
+                let i = dot4I8Packed(lo.x, xa.x) + dot4I8Packed(hi.x, xa.y)
+                      + dot4I8Packed(lo.y, xa.z) + dot4I8Packed(hi.y, xa.w)
+                      + dot4I8Packed(lo.z, xc.x) + dot4I8Packed(hi.z, xc.y)
+                      + dot4I8Packed(lo.w, xc.z) + dot4I8Packed(hi.w, xc.w);
+                acc[r * NB + n] += sm.x * d.x * f32(i) + sm.y * d.y;
+            }
+        }
+    }
+    return acc;
+}
+
+fn group_partial_q8(row0: u32, lane: u32) -> vec4<f32> {
+    var acc = vec4<f32>(0.0);
+    for (var c = lane; c < P.nb; c += TPR) {
+        for (var n = 0u; n < NB; n++) {
+            let xb = (P.n0 + n) * P.xs + c;
+            let xa = xq[2u * xb];
+            let xc = xq[2u * xb + 1u];
+            let d = xd[xb];
+            for (var r = 0u; r < R; r++) {
+                let b = min(row0 + r, P.m - 1u) * P.nb + c;
+                let sw = unpack2x16float(s[b / 2u]);
+                let sc = select(sw.x, sw.y, (b & 1u) == 1u);
+                let w0 = w[2u * b];
+                let w1 = w[2u * b + 1u];
+                let i = dot4I8Packed(w0.x, xa.x) + dot4I8Packed(w0.y, xa.y)
+                      + dot4I8Packed(w0.z, xa.z) + dot4I8Packed(w0.w, xa.w)
+                      + dot4I8Packed(w1.x, xc.x) + dot4I8Packed(w1.y, xc.y)
+                      + dot4I8Packed(w1.z, xc.z) + dot4I8Packed(w1.w, xc.w);
+                acc[r * NB + n] += sc * d.x * f32(i);
+            }
+        }
+    }
+    return acc;
+}
+
+// #include act_fns
+
+// #include gemv_tail
+
+@compute @workgroup_size(WG)
+fn gemv_q8_i8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let row0 = row0_of(wid, lid);
+    var acc = vec4<f32>(0.0);
+    if (row0 < P.m) {
+        acc = group_partial_q8(row0, lid % TPR);
+    }
+    reduce_and_finish(row0, lid % TPR, lid, acc);
+}
+
+@compute @workgroup_size(WG)
+fn gemv_q4_i8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let row0 = row0_of(wid, lid);
+    var acc = vec4<f32>(0.0);
+    if (row0 < P.m) {
+        acc = group_partial_q4(row0, lid % TPR);
+    }
+    reduce_and_finish(row0, lid % TPR, lid, acc);
+}
+
+// #if subgroups
+@compute @workgroup_size(WG)
+fn gemv_q8_i8_sg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
+                 @builtin(subgroup_invocation_id) sid: u32) {
+    let row0 = row0_of(wid, lid);
+    var acc = vec4<f32>(0.0);
+    if (row0 < P.m) {
+        acc = group_partial_q8(row0, sid);
+    }
+    let sum = subgroupAdd(acc);
+    if (sid == 0u) {
+        finish(row0, sum);
+    }
+}
+
+@compute @workgroup_size(WG)
+fn gemv_q4_i8_sg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
+                 @builtin(subgroup_invocation_id) sid: u32) {
+    let row0 = row0_of(wid, lid);
+    var acc = vec4<f32>(0.0);
+    if (row0 < P.m) {
+        acc = group_partial_q4(row0, sid);
+    }
+    let sum = subgroupAdd(acc);
+    if (sid == 0u) {
+        finish(row0, sum);
+    }
+}
+// #endif

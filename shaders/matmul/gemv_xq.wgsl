@@ -1,0 +1,94 @@
+// gemv_xq — quantises the input vectors of a q4/q8 matrix–vector product to int8, one block of
+// 32 per scale, so the product can use packed integer dot products (gemv_i8.wgsl). With
+// NORM = 1 the vector is RMS-normalised and scaled by g first (the fused-norm epilogue).
+//
+// @binding(0) x:   (N, ⌈K/4⌉) act4     input vectors, rows padded to 4 elements
+// @binding(1) g:   (K,) f32             RMSNorm weight (read when NORM = 1)
+// @binding(2) xq:  (N, nbq, 8) u32      int8 x, 4 per word, k ascending from the low byte
+// @binding(3) xd:  (N, nbq) vec2<f32>   (scale = max|x| / 127, Σ x over the block's valid k)
+// @binding(4) P:   uniform Params
+//
+// One workgroup per vector. xq = ⌊0.5 + 127·clamp(x / max|x|, −1, 1)⌋ (pack4x8snorm), 0 past K.
+
+struct Params {
+    k: u32,    // columns (logical)
+    xs: u32,   // stride between input vectors, in act4 units
+    nbq: u32,  // blocks of 32 per vector
+    eps: f32,  // RMSNorm epsilon
+}
+
+@group(0) @binding(0) var<storage, read> x: array<act4>;
+@group(0) @binding(1) var<storage, read> g: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> xq: array<u32>;
+@group(0) @binding(3) var<storage, read_write> xd: array<vec2<f32>>;
+@group(0) @binding(4) var<uniform> P: Params;
+
+override WG: u32 = 256;
+override NORM: u32 = 0;
+
+const MAX_WG: u32 = 256u;
+var<workgroup> partial: array<f32, MAX_WG>;
+var<workgroup> inv_rms: f32;
+
+// x[n][4i .. 4i+4), normalised when NORM = 1, zero past K.
+fn xv(n: u32, i: u32) -> vec4<f32> {
+    var v = vec4<f32>(x[n * P.xs + min(i, P.xs - 1u)]);
+    if (NORM == 1u) {
+        v *= g[min(i, (P.k + 3u) / 4u - 1u)] * inv_rms;
+    }
+    let k = vec4<u32>(4u * i) + vec4<u32>(0u, 1u, 2u, 3u);
+    return select(vec4<f32>(0.0), v, k < vec4<u32>(P.k));
+}
+
+@compute @workgroup_size(WG)
+fn gemv_xq(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let n = wid.x;
+    if (NORM == 1u) {
+        inv_rms = 1.0; // xv reads it below only after the barrier
+        var ss = 0.0;
+        let k4 = (P.k + 3u) / 4u;
+        for (var i = lid; i < k4; i += WG) {
+            let v = vec4<f32>(x[n * P.xs + i]);
+            let kk = vec4<u32>(4u * i) + vec4<u32>(0u, 1u, 2u, 3u);
+            let vm = select(vec4<f32>(0.0), v, kk < vec4<u32>(P.k));
+            ss += dot(vm, vm);
+        }
+        partial[lid] = ss;
+        workgroupBarrier();
+        for (var st = WG / 2u; st > 0u; st >>= 1u) {
+            if (lid < st) {
+                partial[lid] += partial[lid + st];
+            }
+            workgroupBarrier();
+        }
+        if (lid == 0u) {
+            inv_rms = inverseSqrt(partial[0] / f32(P.k) + P.eps);
+        }
+        workgroupBarrier();
+    }
+    for (var c = lid; c < P.nbq; c += WG) {
+        let a0 = xv(n, 8u * c);
+        let a1 = xv(n, 8u * c + 1u);
+        let a2 = xv(n, 8u * c + 2u);
+        let a3 = xv(n, 8u * c + 3u);
+        let a4 = xv(n, 8u * c + 4u);
+        let a5 = xv(n, 8u * c + 5u);
+        let a6 = xv(n, 8u * c + 6u);
+        let a7 = xv(n, 8u * c + 7u);
+        let m4 = max(max(max(abs(a0), abs(a1)), max(abs(a2), abs(a3))),
+                     max(max(abs(a4), abs(a5)), max(abs(a6), abs(a7))));
+        let amax = max(max(m4.x, m4.y), max(m4.z, m4.w));
+        let inv = select(0.0, 1.0 / amax, amax > 0.0);
+        let o = (n * P.nbq + c) * 8u;
+        xq[o] = pack4x8snorm(a0 * inv);
+        xq[o + 1u] = pack4x8snorm(a1 * inv);
+        xq[o + 2u] = pack4x8snorm(a2 * inv);
+        xq[o + 3u] = pack4x8snorm(a3 * inv);
+        xq[o + 4u] = pack4x8snorm(a4 * inv);
+        xq[o + 5u] = pack4x8snorm(a5 * inv);
+        xq[o + 6u] = pack4x8snorm(a6 * inv);
+        xq[o + 7u] = pack4x8snorm(a7 * inv);
+        let s4 = a0 + a1 + a2 + a3 + a4 + a5 + a6 + a7;
+        xd[n * P.nbq + c] = vec2<f32>(amax / 127.0, s4.x + s4.y + s4.z + s4.w);
+    }
+}
