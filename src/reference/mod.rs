@@ -93,7 +93,7 @@ pub fn gemv_i8(q: &crate::tensor::quant::QuantMatrix, q4: bool, x: &[f32]) -> (V
                     s
                 } else {
                     let sw = q.scales[blk / 2];
-                    let bits = if blk % 2 == 0 {
+                    let bits = if blk.is_multiple_of(2) {
                         sw as u16
                     } else {
                         (sw >> 16) as u16
