@@ -45,6 +45,8 @@ fn attn_decode_all_paths() {
             (LLM, &[1usize, 7, 100, 1000, 4099][..]),
             (ENC, &[1, 7, 100, 1000, 4099][..]),
             (ODD, &[1, 255, 256, 257, 513][..]),
+            // head dim not a multiple of 4: the per-query-head kernel (attn_decode.wgsl)
+            ((6, 3, 18), &[1, 65, 300][..]),
         ] {
             for (i, &len) in lens.iter().enumerate() {
                 assert_ok(

@@ -78,6 +78,10 @@ const SOURCES: &[(&str, &str)] = &[
         include_str!("../../shaders/attention/attn_decode.wgsl"),
     ),
     (
+        "attn_decode_gqa",
+        include_str!("../../shaders/attention/attn_decode_gqa.wgsl"),
+    ),
+    (
         "attn_tiled",
         include_str!("../../shaders/attention/attn_tiled.wgsl"),
     ),

@@ -342,9 +342,25 @@ pub fn attn_decode(
     };
     let ubuf = ctx.uniform("attn_decode.params", bytemuck::bytes_of(&params));
     let buffers = [&q.buf, &cache.buf, scratch, &out.buf, &ubuf];
-    let g1 = ctx.bind(&p1, &buffers);
     let g2 = ctx.bind(&p2, &buffers);
-    rec.dispatch(&p1.pipeline, &g1, [nsplit as u32, hq as u32, 1])?;
+    if d % 4 == 0 && d <= 128 {
+        // one workgroup per (split, KV head): keys and values read once for the whole group
+        let pg = ctx.pipeline(
+            &KernelKey {
+                family: "attn_decode_gqa",
+                entry: "attn_decode_gqa",
+                act: ctx.act(),
+                subgroups: false,
+                constants: consts,
+            },
+            DECODE_BINDINGS,
+        )?;
+        let g1 = ctx.bind(&pg, &buffers);
+        rec.dispatch(&pg.pipeline, &g1, [nsplit as u32, cache.heads as u32, 1])?;
+    } else {
+        let g1 = ctx.bind(&p1, &buffers);
+        rec.dispatch(&p1.pipeline, &g1, [nsplit as u32, hq as u32, 1])?;
+    }
     rec.dispatch(&p2.pipeline, &g2, [hq as u32, 1, 1])?;
     Ok(())
 }

@@ -1,0 +1,180 @@
+// attn_decode_gqa — pass 1 of attn_decode.wgsl for head dims that are a multiple of 4, with one
+// workgroup per (split, KV head) instead of per (split, query head): the split's 64 keys and
+// values are read once for all G query heads of the group (7 in Qwen2.5-7B), and the chain of
+// dependent steps is short (one round of key loads, one of value loads). Same bindings, params,
+// scratch layout and combine pass (`attn_decode_combine` in attn_decode.wgsl).
+//
+// @binding(0) q:     (Hq, D) act
+// @binding(1) cache: (2, Hkv, Tmax, D/4) act4
+// @binding(2) part:  f32 scratch  acc (S, Hq, D), then (m, l) (S, Hq, 2)
+// @binding(3) out:   (Hq, D) act  (not written here)
+// @binding(4) P:     uniform Params
+//
+// Scores: 4 invocations per key, invocation u of a key takes the key's vec4s u, u+4, u+8, …
+// (neighbours read neighbouring vec4s), dots them with all G queries, and the 4 partials meet
+// in workgroup memory. Softmax: 32 invocations per head. Values: invocation t takes dim t % 128
+// over half of the keys and accumulates all G heads (two vec4 accumulators).
+
+struct Params {
+    hq: u32,
+    hkv: u32,
+    len: u32,
+    tmax: u32,
+    nsplit: u32,
+    scale: f32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+@group(0) @binding(0) var<storage, read> q: array<act>;
+@group(0) @binding(1) var<storage, read> cache: array<act4>;
+@group(0) @binding(2) var<storage, read_write> part: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<act>;
+@group(0) @binding(4) var<uniform> P: Params;
+
+override G: u32 = 7u;   // query heads per kv head, ≤ 8
+override D: u32 = 128u; // head dim, a multiple of 4, ≤ 128
+
+const CH: u32 = 64u;    // keys per split (DECODE_SPLIT)
+const MAXG: u32 = 8u;
+const D4MAX: u32 = 32u;
+const LOWEST: f32 = -1e30;
+
+var<workgroup> qs: array<vec4<f32>, 256>;  // [G][D/4]
+var<workgroup> red: array<f32, 2048>;      // score partials [4][G][CH]; later values [2][G][128]
+var<workgroup> sc: array<f32, 512>;        // [G][CH] scores, then exp(score − m)
+var<workgroup> mx: array<f32, 256>;        // softmax reductions, 32 per head
+
+fn kload(base: u32, i: u32, ok: bool) -> vec4<f32> {
+    if (ok && i < D / 4u) {
+        return vec4<f32>(cache[base + i]);
+    }
+    return vec4<f32>(0.0);
+}
+
+fn qdot(h: u32, i: u32, k: vec4<f32>) -> f32 {
+    if (i < D / 4u) {
+        return dot(qs[h * D4MAX + i], k);
+    }
+    return 0.0;
+}
+
+@compute @workgroup_size(256)
+fn attn_decode_gqa(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_index) t: u32,
+) {
+    let s = wid.x;
+    let kh = wid.y;
+    let d4 = D / 4u;
+    for (var i = t; i < G * D4MAX; i += 256u) {
+        let h = i / D4MAX;
+        let c = i % D4MAX;
+        var v = vec4<f32>(0.0);
+        if (c < d4) {
+            let b = ((kh * G + h) * D) + 4u * c;
+            v = vec4<f32>(f32(q[b]), f32(q[b + 1u]), f32(q[b + 2u]), f32(q[b + 3u]));
+        }
+        qs[i] = v;
+    }
+    // keys: all loads of an invocation issued together
+    let j = t / 4u;
+    let u = t % 4u;
+    let ok = s * CH + j < P.len;
+    let kb = (kh * P.tmax + s * CH + j) * d4;
+    let k0 = kload(kb, u, ok);
+    let k1 = kload(kb, u + 4u, ok);
+    let k2 = kload(kb, u + 8u, ok);
+    let k3 = kload(kb, u + 12u, ok);
+    let k4 = kload(kb, u + 16u, ok);
+    let k5 = kload(kb, u + 20u, ok);
+    let k6 = kload(kb, u + 24u, ok);
+    let k7 = kload(kb, u + 28u, ok);
+    workgroupBarrier();
+    for (var h = 0u; h < G; h++) {
+        var a = qdot(h, u, k0) + qdot(h, u + 4u, k1) + qdot(h, u + 8u, k2) + qdot(h, u + 12u, k3);
+        a += qdot(h, u + 16u, k4) + qdot(h, u + 20u, k5) + qdot(h, u + 24u, k6) + qdot(h, u + 28u, k7);
+        red[(u * G + h) * CH + j] = a;
+    }
+    workgroupBarrier();
+    for (var i = t; i < G * CH; i += 256u) {
+        let jj = i % CH;
+        var v = LOWEST;
+        if (s * CH + jj < P.len) {
+            v = (red[i] + red[G * CH + i] + red[2u * G * CH + i] + red[3u * G * CH + i]) * P.scale;
+        }
+        sc[i] = v;
+    }
+    workgroupBarrier();
+    // softmax per head: invocations 32h .. 32h+31 take keys lane and lane + 32
+    let h = t / 32u;
+    let lane = t % 32u;
+    let hv = h < G;
+    var v0 = LOWEST;
+    var v1 = LOWEST;
+    if (hv) {
+        v0 = sc[h * CH + lane];
+        v1 = sc[h * CH + lane + 32u];
+    }
+    mx[t] = max(v0, v1);
+    workgroupBarrier();
+    for (var st = 16u; st > 0u; st >>= 1u) {
+        if (lane < st) {
+            mx[t] = max(mx[t], mx[t + st]);
+        }
+        workgroupBarrier();
+    }
+    let m = mx[h * 32u];
+    workgroupBarrier();
+    let e0 = select(0.0, exp(v0 - m), v0 > LOWEST);
+    let e1 = select(0.0, exp(v1 - m), v1 > LOWEST);
+    if (hv) {
+        sc[h * CH + lane] = e0;
+        sc[h * CH + lane + 32u] = e1;
+    }
+    mx[t] = e0 + e1;
+    workgroupBarrier();
+    for (var st = 16u; st > 0u; st >>= 1u) {
+        if (lane < st) {
+            mx[t] += mx[t + st];
+        }
+        workgroupBarrier();
+    }
+    if (hv && lane == 0u) {
+        let ml = P.nsplit * P.hq * D;
+        let o = (s * P.hq + kh * G + h) * 2u;
+        part[ml + o] = m;
+        part[ml + o + 1u] = mx[t];
+    }
+    // values: dim t % 128 over half of the split's keys, all heads at once
+    let dd = t % 128u;
+    let half = t / 128u;
+    let nk = min(CH, P.len - s * CH);
+    var a0 = vec4<f32>(0.0); // heads 0..3
+    var a1 = vec4<f32>(0.0); // heads 4..7
+    if (dd < D) {
+        let vb = ((P.hkv + kh) * P.tmax + s * CH) * D + dd;
+        let j1 = min(half * 32u + 32u, nk);
+        for (var jj = half * 32u; jj < j1; jj++) {
+            let e = vb + jj * D;
+            let v = f32(cache[e / 4u][e % 4u]);
+            a0 += vec4<f32>(sc[jj], sc[CH + jj], sc[2u * CH + jj], sc[3u * CH + jj]) * v;
+            if (G > 4u) {
+                a1 += vec4<f32>(sc[4u * CH + jj], sc[5u * CH + jj], sc[6u * CH + jj], sc[7u * CH + jj]) * v;
+            }
+        }
+    }
+    workgroupBarrier(); // red's score partials are dead; reuse it for the two key halves
+    if (dd < D) {
+        for (var hh = 0u; hh < 4u; hh++) {
+            red[(half * MAXG + hh) * 128u + dd] = a0[hh];
+            red[(half * MAXG + hh + 4u) * 128u + dd] = a1[hh];
+        }
+    }
+    workgroupBarrier();
+    for (var i = t; i < G * D; i += 256u) {
+        let hh = i / D;
+        let d = i % D;
+        part[(s * P.hq + kh * G + hh) * D + d] = red[hh * 128u + d] + red[(MAXG + hh) * 128u + d];
+    }
+}
