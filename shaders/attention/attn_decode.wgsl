@@ -159,6 +159,14 @@ fn attn_decode(
     }
 }
 
+// Combine: one workgroup per head. The split statistics are read in parallel (not one split
+// after another: that chain of dependent loads dominated the pass at short contexts), the
+// global max and the weights exp(m_s − m) go to workgroup memory, then every dim sums its S
+// partials four loads at a time.
+const MAXS: u32 = 1024u; // splits per pass through workgroup memory (65536 keys)
+var<workgroup> wsplit: array<f32, MAXS>;
+var<workgroup> cred: array<f32, 128>;
+
 @compute @workgroup_size(128)
 fn attn_decode_combine(
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -167,20 +175,55 @@ fn attn_decode_combine(
     let h = wid.x;
     let ml = P.nsplit * P.hq * D;
     var m = LOWEST;
-    for (var s = 0u; s < P.nsplit; s++) {
+    for (var s = t; s < P.nsplit; s += 128u) {
         m = max(m, part[ml + (s * P.hq + h) * 2u]);
     }
+    cred[t] = m;
+    workgroupBarrier();
+    for (var st = 64u; st > 0u; st >>= 1u) {
+        if (t < st) {
+            cred[t] = max(cred[t], cred[t + st]);
+        }
+        workgroupBarrier();
+    }
+    m = cred[0];
+    workgroupBarrier();
     var l = 0.0;
-    for (var s = 0u; s < P.nsplit; s++) {
+    for (var s = t; s < P.nsplit; s += 128u) {
         let i = ml + (s * P.hq + h) * 2u;
         l += exp(part[i] - m) * part[i + 1u];
     }
-    for (var dd = t; dd < D; dd += 128u) {
-        var a = 0.0;
-        for (var s = 0u; s < P.nsplit; s++) {
-            let w = exp(part[ml + (s * P.hq + h) * 2u] - m);
-            a += w * part[(s * P.hq + h) * D + dd];
+    cred[t] = l;
+    workgroupBarrier();
+    for (var st = 64u; st > 0u; st >>= 1u) {
+        if (t < st) {
+            cred[t] += cred[t + st];
         }
-        out[h * D + dd] = act(a / l);
+        workgroupBarrier();
+    }
+    l = cred[0];
+    var a = 0.0;
+    for (var s0 = 0u; s0 < P.nsplit; s0 += MAXS) {
+        let ns = min(MAXS, P.nsplit - s0);
+        workgroupBarrier();
+        for (var s = t; s < ns; s += 128u) {
+            wsplit[s] = exp(part[ml + ((s0 + s) * P.hq + h) * 2u] - m);
+        }
+        workgroupBarrier();
+        if (t < D) {
+            var s = 0u;
+            for (; s + 4u <= ns; s += 4u) {
+                let b = ((s0 + s) * P.hq + h) * D + t;
+                let st = P.hq * D;
+                a += wsplit[s] * part[b] + wsplit[s + 1u] * part[b + st]
+                   + wsplit[s + 2u] * part[b + 2u * st] + wsplit[s + 3u] * part[b + 3u * st];
+            }
+            for (; s < ns; s++) {
+                a += wsplit[s] * part[((s0 + s) * P.hq + h) * D + t];
+            }
+        }
+    }
+    if (t < D) {
+        out[h * D + t] = act(a / l);
     }
 }

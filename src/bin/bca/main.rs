@@ -162,9 +162,14 @@ enum BenchCmd {
         /// Context lengths (the token attends to this many positions).
         #[arg(long, value_delimiter = ',', default_value = "1024,4096")]
         contexts: Vec<usize>,
-        /// Fold each RMSNorm into the following product instead of a separate dispatch.
+        /// Fold each RMSNorm into the following product instead of a separate dispatch
+        /// (the default for q4/q8 with int8 activations, where the norm is computed once in the
+        /// quantise step; `--separate-norm` turns it off).
         #[arg(long)]
         fuse_norm: bool,
+        /// Keep RMSNorm as its own dispatch even on the int8 path.
+        #[arg(long, conflicts_with = "fuse_norm")]
+        separate_norm: bool,
         /// Also write the results as JSON here.
         #[arg(long)]
         json: Option<PathBuf>,
@@ -312,6 +317,7 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                     quant,
                     contexts,
                     fuse_norm,
+                    separate_norm,
                     json,
                 },
         } => {
@@ -346,8 +352,10 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             );
             let mut all = Vec::new();
             for f in formats {
+                let fuse = fuse_norm
+                    || (!separate_norm && ctx.int8 && f != bca::tensor::WeightFormat::F16);
                 let rs = pollster::block_on(bca::bench::bench_decode(
-                    &ctx, &shape, f, &contexts, bw, fuse_norm,
+                    &ctx, &shape, f, &contexts, bw, fuse,
                 ))?;
                 for r in rs {
                     println!(
