@@ -300,6 +300,64 @@ fn valid_pickle() -> Vec<u8> {
     pickle_state_dict(&[t("conv_pre.weight", vec![2, 3, 4]), t("f0.bias", vec![5])])
 }
 
+/// The valid pickle with its first tensor's (offset, shape, stride) replaced.
+fn with_record(dims: &[u32], strides: &[u32], off: u32) -> Vec<u8> {
+    let mut b = valid_pickle();
+    let s = |xs: &[u32]| {
+        let mut o = vec![b'('];
+        for &x in xs {
+            o.push(b'J');
+            o.extend_from_slice(&(x as i32).to_le_bytes());
+        }
+        o.push(b't');
+        o
+    };
+    // the record follows the storage's persistent id ('Q'): offset (K 0), shape, stride tuples
+    if let Some(q) = b.iter().position(|&c| c == b'Q') {
+        let tail = b.split_off(q + 1);
+        b.push(b'J');
+        b.extend_from_slice(&(off as i32).to_le_bytes());
+        b.extend(s(dims));
+        b.extend(s(strides));
+        let mut i = 2;
+        for _ in 0..2 {
+            while i < tail.len() && tail[i] != b't' {
+                i += 1;
+            }
+            i += 1;
+        }
+        b.extend_from_slice(tail.get(i..).unwrap_or(&[]));
+    }
+    b
+}
+
+#[test]
+fn record_surgery_reaches_the_tensor_checks() {
+    // the fuzzer's rebuilt records parse: sane values load, absurd ones are precise errors
+    let mut st = |_: &str| -> Result<Vec<u8>, bca::weights::WeightError> { Ok(vec![1u8; 96]) };
+    let ok =
+        state_dict_from_pickle(&with_record(&[2, 3, 4], &[12, 4, 1], 0), "p", &mut st).unwrap();
+    assert_eq!(ok[0].shape, vec![2, 3, 4]);
+    let e = state_dict_from_pickle(
+        &with_record(&[1 << 30, 1 << 30, 4], &[0, 0, 1], 0),
+        "p",
+        &mut st,
+    )
+    .unwrap_err()
+    .to_string();
+    assert_eq!(
+        e,
+        "p: pickle: conv_pre.weight: more elements than its storage holds"
+    );
+    let e = state_dict_from_pickle(&with_record(&[2, 3, 4], &[12, 4, 1], 1 << 30), "p", &mut st)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("p: tensor conv_pre.weight: bytes 4294967296.."),
+        "{e}"
+    );
+}
+
 fn run_pickle(p: &[u8]) {
     let mut storage = |key: &str| -> Result<Vec<u8>, bca::weights::WeightError> {
         match key.parse::<usize>() {
@@ -341,30 +399,6 @@ proptest! {
 
     #[test]
     fn pickle_absurd_sizes(dims in proptest::collection::vec(any::<u32>(), 1..4), strides in proptest::collection::vec(0u32..4, 1..4), off in any::<u32>()) {
-        // hand-made tensor records claiming any shape/stride/offset (up to 2^96 elements)
-        let mut b = valid_pickle();
-        let s = |xs: &[u32]| {
-            let mut o = vec![b'('];
-            for &x in xs { o.push(b'J'); o.extend_from_slice(&(x as i32).to_le_bytes()); }
-            o.push(b't');
-            o
-        };
-        // replace the first tensor's (offset, shape, stride): find "K\x00(" after the first 'Q'
-        if let Some(q) = b.iter().position(|&c| c == b'Q') {
-            let tail = b.split_off(q + 1);
-            let mut rec = vec![b'J'];
-            rec.extend_from_slice(&(off as i32).to_le_bytes());
-            rec.extend(s(&dims));
-            rec.extend(s(&strides));
-            // skip the original offset + two tuples in `tail`
-            let mut i = 2; // 'K', 0
-            for _ in 0..2 {
-                while i < tail.len() && tail[i] != b't' { i += 1; }
-                i += 1;
-            }
-            b.extend(rec);
-            b.extend_from_slice(tail.get(i..).unwrap_or(&[]));
-        }
-        run_pickle(&b);
+        run_pickle(&with_record(&dims, &strides, off));
     }
 }
