@@ -311,3 +311,15 @@ fn manifest_refusals_come_before_any_shard() {
     assert_eq!(new(b"", None, &o), "manifest.json: empty file");
     assert!(new(b"{", None, &o).starts_with("manifest.json: header is not valid JSON: "));
 }
+
+#[test]
+fn config_comparison_is_by_value() {
+    use bca::weights::manifest::same_json;
+    use serde_json::json;
+    assert!(same_json(
+        &json!({"a": 1.0, "b": [2, 3e-6]}),
+        &json!({"b": [2.0, 0.000003], "a": 1})
+    ));
+    assert!(!same_json(&json!({"a": 1}), &json!({"a": 1, "b": null})));
+    assert!(!same_json(&json!({"a": 1.5}), &json!({"a": 1})));
+}

@@ -112,7 +112,7 @@ impl StreamLoader {
                     file: "config.json".into(),
                     msg: e.to_string(),
                 })?;
-            if v != manifest.config {
+            if !crate::weights::manifest::same_json(&v, &manifest.config) {
                 return Err(WeightError::ConfigMismatch {
                     msg: "config.json differs from the manifest's config".into(),
                 }

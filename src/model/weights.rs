@@ -447,6 +447,9 @@ impl Weights {
     }
 }
 
+/// Bytes read back at once by [`Weights::digest`].
+const DIGEST_CHUNK: usize = 4 << 20;
+
 impl Weights {
     /// SHA-256 (hex) of tensor `name` as the store holds it, matrices read back from the GPU:
     /// `data ‖ scales` of every part (f16 rows without their padding), host tensors as f32
@@ -472,9 +475,17 @@ impl Weights {
                     cols,
                     stride,
                 } => {
-                    let b = read_buffer(ctx, buf, 0, (rows * stride * 2) as u64).await?;
-                    for r in 0..*rows {
-                        h.update(&b[r * stride * 2..(r * stride + cols) * 2]);
+                    // in slices of rows, so wasm memory never holds a whole large matrix
+                    let per = (DIGEST_CHUNK / (stride * 2)).max(1);
+                    let mut r0 = 0;
+                    while r0 < *rows {
+                        let n = per.min(rows - r0);
+                        let off = (r0 * stride * 2) as u64;
+                        let b = read_buffer(ctx, buf, off, (n * stride * 2) as u64).await?;
+                        for r in 0..n {
+                            h.update(&b[r * stride * 2..(r * stride + cols) * 2]);
+                        }
+                        r0 += n;
                     }
                 }
                 Matrix::Q8 {
@@ -495,8 +506,14 @@ impl Weights {
                         Format::Q4
                     };
                     let (dl, sl) = part_lengths(f, &[*rows, *cols], *rows);
-                    h.update(read_buffer(ctx, data, 0, dl).await?);
-                    h.update(read_buffer(ctx, scales, 0, sl.unwrap_or(0)).await?);
+                    for (b, len) in [(data, dl), (scales, sl.unwrap_or(0))] {
+                        let mut o = 0;
+                        while o < len {
+                            let n = (DIGEST_CHUNK as u64).min(len - o);
+                            h.update(read_buffer(ctx, b, o, n).await?);
+                            o += n;
+                        }
+                    }
                 }
             }
         }

@@ -162,7 +162,7 @@ pub fn check_web(dir: &Path) -> Result<Summary, WeightError> {
                     msg: e.to_string(),
                 }
             })?;
-        if on_disk != m.config {
+        if !same_json(&on_disk, &m.config) {
             return Err(WeightError::ConfigMismatch {
                 msg: "config.json differs from the manifest's config".into(),
             });

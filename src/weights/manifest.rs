@@ -398,6 +398,26 @@ pub fn stored_as_matrix(roles: &HashMap<String, Role>, name: &str, fmt: Format) 
         || matches!(fmt, Format::Q8 | Format::Q4)
 }
 
+/// JSON equality with numbers compared by value (`1.0` equals `1`): a config re-serialised by
+/// another tool is still the same config.
+pub fn same_json(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => match (x.as_i64(), y.as_i64()) {
+            (Some(i), Some(j)) => i == j,
+            _ => x.as_f64() == y.as_f64(),
+        },
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| same_json(p, q))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| same_json(v, w)))
+        }
+        _ => a == b,
+    }
+}
+
 /// SHA-256 (hex) of a host tensor's f32 values, little-endian — what the store holds.
 pub fn digest_f32(data: &[f32]) -> String {
     use sha2::{Digest, Sha256};
