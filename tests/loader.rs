@@ -323,3 +323,49 @@ fn config_comparison_is_by_value() {
     assert!(!same_json(&json!({"a": 1}), &json!({"a": 1, "b": null})));
     assert!(!same_json(&json!({"a": 1.5}), &json!({"a": 1})));
 }
+
+/// The loader's wasm memory for the real model: matrices stream through ≤ FLUSH + one row;
+/// what stays in wasm memory is the store's host tensors (norms, biases, conv kernels,
+/// codebooks, tables, HiFT) as f32. Computed from the real config (spec §12/§13).
+/// KNOWN FAILURE: 770 MiB (RVQ codebooks 380 MiB, bridge conv 200 MiB, HiFT 79 MiB, …) — the
+/// store's "non-matrix tensors live on the host as f32" rule, not the stream, breaks the budget
+/// for the real model. Run with `--ignored` to see the breakdown; ARCHITECTURE.md has the fix.
+#[test]
+#[ignore = "the Weights store keeps 770 MiB of real-model tensors as host f32 (ARCHITECTURE.md, Checkpoints)"]
+fn real_model_host_tensors_fit_the_wasm_budget() {
+    use bca::model::weights::is_matrix;
+    use bca::weights::hift::HiftConfig;
+    use bca::weights::manifest::hift_web_specs;
+    use bca::weights::spec::{model_tensors, Role};
+    use bca::weights::tiny::real_config_value;
+    let cfg = bca::weights::OmniConfig::from_value(real_config_value(), "real").unwrap();
+    let specs = model_tensors(&cfg);
+    let numel = |s: &bca::weights::spec::TensorSpec| s.shape.iter().product::<usize>() as u64;
+    let host: u64 = specs
+        .iter()
+        .filter(|s| s.role != Role::TrainingOnly && !is_matrix(s.role))
+        .map(|s| numel(s) * 4)
+        .sum();
+    let hift: u64 = hift_web_specs(&HiftConfig::default())
+        .iter()
+        .map(|s| numel(s) * 4)
+        .sum();
+    let mut by: std::collections::BTreeMap<String, u64> = Default::default();
+    for s in specs
+        .iter()
+        .filter(|s| s.role != Role::TrainingOnly && !is_matrix(s.role))
+    {
+        *by.entry(format!("{:?}/{:?}", s.stage, s.role)).or_default() += numel(s) * 4;
+    }
+    println!("{by:?}");
+    let widest = specs.iter().map(|s| row_elems(&s.shape) * 2).max().unwrap() as u64;
+    let total = host + hift + FLUSH as u64 + widest + (1 << 20);
+    println!(
+        "real model: host tensors {:.1} MiB + HiFT {:.1} MiB + staging {:.1} MiB = {:.1} MiB of wasm memory for the weights",
+        host as f64 / 1048576.0,
+        hift as f64 / 1048576.0,
+        (FLUSH as u64 + widest + (1 << 20)) as f64 / 1048576.0,
+        total as f64 / 1048576.0
+    );
+    assert!(total < 256 << 20, "{total} bytes");
+}
