@@ -466,8 +466,7 @@ fn flush(
     row_out: usize,
     last: bool,
 ) {
-    if row_in > 0 {
-        let rows = stage.len() / row_in;
+    if let Some(rows) = stage.len().checked_div(row_in) {
         if rows == 0 {
             return;
         }
