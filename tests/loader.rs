@@ -369,3 +369,29 @@ fn real_model_host_tensors_fit_the_wasm_budget() {
     );
     assert!(total < 256 << 20, "{total} bytes");
 }
+
+#[test]
+fn check_digests_cli_writes_the_store_digests() {
+    let d = web(Quant::Q4, 4 << 20, 8 << 20);
+    let out = root().join("digests.json");
+    let st = std::process::Command::new(env!("CARGO_BIN_EXE_bca"))
+        .arg("check")
+        .arg(&d)
+        .arg("--digests")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stdout)
+    );
+    let got: BTreeMap<String, String> =
+        serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    let want = digests(&d).unwrap();
+    assert_eq!(got.len(), 620);
+    assert_eq!(got, want);
+    // a tensor's digest changes when its bytes do: the digests are not constants
+    let distinct: std::collections::HashSet<_> = got.values().collect();
+    assert!(distinct.len() > 600, "{} distinct digests", distinct.len());
+}
