@@ -89,6 +89,7 @@ async function stream(engine, loader, manifest, base, t0, progress, opts) {
 
   // Streams one body into the loader; returns the bytes read.
   async function pump(body, shard, fromCache) {
+    if (!body) throw new Error(`${shard.file}: the response has no body`);
     const reader = body.getReader();
     let got = 0;
     try {
