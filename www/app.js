@@ -39,7 +39,49 @@ async function selfTest(client) {
   $("summary").textContent = `${passed} passed, ${failed} failed`;
   $("summary").className = failed === 0 && passed > 0 ? "pass" : "fail";
   $("rerun").disabled = false;
-  Object.assign(window.__bca, { results, passed, failed, done: true });
+  Object.assign(window.__bca, { results, passed, failed });
+}
+
+const MB = (b) => (b / 1e6).toFixed(1);
+function eta(s) {
+  if (s === null || !isFinite(s)) return "…";
+  return s < 60 ? `${Math.ceil(s)} s` : `${Math.floor(s / 60)} min ${Math.ceil(s % 60)} s`;
+}
+
+/** Streams a converted model into the engine with a progress bar; never throws. */
+async function loadModel(client, url) {
+  $("model-load").disabled = true;
+  $("model-cancel").disabled = false;
+  $("model-status").textContent = `Loading ${url}…`;
+  $("model-status").className = "";
+  let uuid = null;
+  client.onProgress = (p, id) => {
+    uuid = id;
+    if (p.bytesTotal > 0) { $("model-progress").max = p.bytesTotal; $("model-progress").value = p.bytesDone; }
+    const where = p.fromCache ? "from the cache" : "from the network";
+    $("model-progress-text").textContent = p.stage === "manifest" ? "Reading manifest.json…"
+      : `${MB(p.bytesDone)} / ${MB(p.bytesTotal)} MB · ${MB(p.rate)} MB/s · ETA ${eta(p.etaSeconds)} · ` +
+        `shard ${p.shard + 1} of ${p.shards} ${where}${p.stage === "done" ? " · done" : ""}`;
+  };
+  $("model-cancel").onclick = () => { if (uuid) client.call(REQUEST.CANCEL, { uuid }); };
+  try {
+    const r = await client.call(REQUEST.LOAD_MODEL, { url });
+    const src = r.shardsFromCache === 0 ? "all from the network"
+      : r.shardsFromNetwork === 0 ? "all from the cache" : `${r.shardsFromCache} shards from the cache`;
+    $("model-status").textContent = `Loaded ${url}: ${r.tensors} tensors (${r.quant}), ${MB(r.bytesTotal)} MB ` +
+      `in ${r.seconds.toFixed(1)} s, ${src}; wasm memory ${MB(r.wasmMemoryBytes)} MB.` +
+      (r.cacheErrors.length ? ` Not cached: ${r.cacheErrors.join("; ")}` : "");
+    $("model-status").className = "pass";
+    window.__bca.model = { ok: true, url, ...r };
+  } catch (e) {
+    $("model-status").textContent = `Could not load ${url}: ${e.message}`;
+    $("model-status").className = "fail";
+    window.__bca.model = { ok: false, url, error: `${e.name}: ${e.message}` };
+  } finally {
+    client.onProgress = null;
+    $("model-load").disabled = false;
+    $("model-cancel").disabled = true;
+  }
 }
 
 async function main() {
@@ -63,6 +105,11 @@ async function main() {
   fillAdapter(info);
   $("rerun").onclick = () => selfTest(client).catch(fail);
   await selfTest(client);
+  // the embedded tiny model by default (or ?model=URL); the form loads any converted model
+  $("model-form").onsubmit = (ev) => { ev.preventDefault(); loadModel(client, $("model-url").value.trim()); };
+  if (params.get("model")) $("model-url").value = params.get("model");
+  await loadModel(client, $("model-url").value.trim());
+  window.__bca.done = true;
 }
 
 function fail(e) {

@@ -3,13 +3,19 @@
 // Request:  { kind, uuid, content }            kind ∈ REQUEST
 // Response: { kind: "return", uuid, content }  the request's result
 //           { kind: "throw",  uuid, content: { name, message } }
-//           { kind: "progress", uuid, content: { progress, timeElapsed, text } }
+//           { kind: "progress", uuid, content }      e.g. a load's { stage, bytesDone, bytesTotal,
+//                                                     rate, etaSeconds, fromCache, shard, shards, file }
 
 export const REQUEST = Object.freeze({
   INIT: "init",         // content: { forceF32?: boolean } → adapter report
   INFO: "info",         // → adapter report
   SELFTEST: "selftest", // → [{ name, passed, detail }]
-  LOAD_MODEL: "load-model", // content: { url } (a converted model folder) → { tensors, quant }
+  // content: { url, options? } (a converted model folder; options: { simulateQuotaBytes,
+  // maxBindingBytes, noCache } test hooks) → { tensors, quant, bytesTotal, bytesFromNetwork,
+  // bytesFromCache, shardsFromNetwork, shardsFromCache, cacheErrors, seconds, wasmMemoryBytes }
+  // streamed with progress messages (www/loader.js)
+  LOAD_MODEL: "load-model",
+  CANCEL: "cancel",     // content: { uuid? } of a load-model request → { cancelled: n }
   CALL: "call",         // content: { method, args } → the engine method's result (stage APIs)
 });
 
@@ -20,9 +26,13 @@ export class WebGpuUnavailableError extends Error {
 export class EngineError extends Error {
   constructor(message) { super(message); this.name = "EngineError"; }
 }
+export class LoadCancelledError extends Error {
+  constructor(message) { super(message); this.name = "LoadCancelledError"; }
+}
 
 export function errorFromWire({ name, message }) {
   if (name === "WebGpuUnavailableError") return new WebGpuUnavailableError(message);
+  if (name === "LoadCancelledError") return new LoadCancelledError(message);
   return new EngineError(message);
 }
 
@@ -40,8 +50,11 @@ export class EngineClient {
       this.pending.clear();
     };
   }
+  /** `onProgress(content, uuid)` gets every progress message; `lastUuid` is the uuid of the
+   *  latest request (to cancel a load: `call(REQUEST.CANCEL, { uuid })`). */
   call(kind, content = null) {
     const uuid = String(this.next++);
+    this.lastUuid = uuid;
     return new Promise((resolve, reject) => {
       this.pending.set(uuid, { resolve, reject });
       this.worker.postMessage({ kind, uuid, content });
@@ -49,7 +62,7 @@ export class EngineClient {
   }
   #receive(msg) {
     const p = this.pending.get(msg.uuid);
-    if (msg.kind === "progress") { if (this.onProgress) this.onProgress(msg.content); return; }
+    if (msg.kind === "progress") { if (this.onProgress) this.onProgress(msg.content, msg.uuid); return; }
     if (!p) return;
     this.pending.delete(msg.uuid);
     if (msg.kind === "return") p.resolve(msg.content);

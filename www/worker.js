@@ -1,18 +1,20 @@
 // The engine worker: owns the wasm module and its GPU device; answers protocol.js requests.
 import init, { Engine } from "./pkg/bca.js";
 import { REQUEST } from "./protocol.js";
+import { loadModel } from "./loader.js";
 
 let engine = null;
 let ready = null;
+const loads = new Map(); // uuid of a load-model request → its AbortController
 
 function wireError(e) {
   const message = e && e.message ? e.message : String(e);
-  const name = /WebGPU is not available|no GPU adapter/i.test(message)
-    ? "WebGpuUnavailableError" : "EngineError";
+  const name = e && e.name === "LoadCancelledError" ? e.name
+    : /WebGPU is not available|no GPU adapter/i.test(message) ? "WebGpuUnavailableError" : "EngineError";
   return { name, message };
 }
 
-async function handle(kind, content) {
+async function handle(kind, content, uuid) {
   switch (kind) {
     case REQUEST.INIT: {
       if (!("gpu" in navigator)) {
@@ -32,18 +34,24 @@ async function handle(kind, content) {
       return await engine.selfTest();
     case REQUEST.LOAD_MODEL: {
       if (!engine) throw new Error("engine not initialised");
-      const base = content.url.replace(/\/?$/, "/");
-      const res = await fetch(base + "manifest.json");
-      if (!res.ok) throw new Error(`${base}manifest.json: HTTP ${res.status}`);
-      const text = await res.text();
-      const manifest = JSON.parse(text);
-      const shards = [];
-      for (const s of manifest.shards) {
-        const r = await fetch(base + s.file);
-        if (!r.ok) throw new Error(`${base}${s.file}: HTTP ${r.status}`);
-        shards.push(new Uint8Array(await r.arrayBuffer()));
+      const controller = new AbortController();
+      loads.set(uuid, controller);
+      try {
+        return await loadModel(engine, content.url, {
+          ...(content.options || {}),
+          signal: controller.signal,
+          onProgress: (p) => self.postMessage({ kind: "progress", uuid, content: p }),
+        });
+      } finally {
+        loads.delete(uuid);
       }
-      return engine.loadModelBytes(text, shards);
+    }
+    case REQUEST.CANCEL: {
+      // content: { uuid } of a load-model request; without one, every load in flight
+      const targets = content && content.uuid ? [content.uuid] : [...loads.keys()];
+      let n = 0;
+      for (const id of targets) { const c = loads.get(id); if (c) { c.abort(); n++; } }
+      return { cancelled: n };
     }
     case REQUEST.CALL: {
       if (!engine) throw new Error("engine not initialised");
@@ -59,7 +67,7 @@ async function handle(kind, content) {
 self.onmessage = async (ev) => {
   const { kind, uuid, content } = ev.data;
   try {
-    const result = await handle(kind, content);
+    const result = await handle(kind, content, uuid);
     self.postMessage({ kind: "return", uuid, content: result });
   } catch (e) {
     self.postMessage({ kind: "throw", uuid, content: wireError(e) });

@@ -446,3 +446,85 @@ impl Weights {
         Err(WeightError::MissingTensor { name: name.into() }.into())
     }
 }
+
+/// Bytes read back at once by [`Weights::digest`].
+const DIGEST_CHUNK: usize = 4 << 20;
+
+impl Weights {
+    /// SHA-256 (hex) of tensor `name` as the store holds it, matrices read back from the GPU:
+    /// `data ‖ scales` of every part (f16 rows without their padding), host tensors as f32
+    /// little-endian. Equals `bca check --digests` of the converted folder when the load was
+    /// bit-exact.
+    pub async fn digest(&self, ctx: &GpuContext, name: &str) -> Result<String, ModelError> {
+        use crate::gpu::read_buffer;
+        use crate::weights::manifest::{digest_f32, part_lengths};
+        use crate::weights::spec::Format;
+        use sha2::{Digest, Sha256};
+        let is_mat = self.matrices.borrow().contains_key(name)
+            || self.roles.get(name).is_some_and(|(r, _)| is_matrix(*r));
+        if !is_mat {
+            return Ok(digest_f32(&self.host(name)?.data));
+        }
+        let parts = self.matrix_parts(ctx, name)?;
+        let mut h = Sha256::new();
+        for p in parts.iter() {
+            match &p.matrix {
+                Matrix::F16 {
+                    buf,
+                    rows,
+                    cols,
+                    stride,
+                } => {
+                    // in slices of rows, so wasm memory never holds a whole large matrix
+                    let per = (DIGEST_CHUNK / (stride * 2)).max(1);
+                    let mut r0 = 0;
+                    while r0 < *rows {
+                        let n = per.min(rows - r0);
+                        let off = (r0 * stride * 2) as u64;
+                        let b = read_buffer(ctx, buf, off, (n * stride * 2) as u64).await?;
+                        for r in 0..n {
+                            h.update(&b[r * stride * 2..(r * stride + cols) * 2]);
+                        }
+                        r0 += n;
+                    }
+                }
+                Matrix::Q8 {
+                    data,
+                    scales,
+                    rows,
+                    cols,
+                }
+                | Matrix::Q4 {
+                    data,
+                    scales,
+                    rows,
+                    cols,
+                } => {
+                    let f = if matches!(p.matrix, Matrix::Q8 { .. }) {
+                        Format::Q8
+                    } else {
+                        Format::Q4
+                    };
+                    let (dl, sl) = part_lengths(f, &[*rows, *cols], *rows);
+                    for (b, len) in [(data, dl), (scales, sl.unwrap_or(0))] {
+                        let mut o = 0;
+                        while o < len {
+                            let n = (DIGEST_CHUNK as u64).min(len - o);
+                            h.update(read_buffer(ctx, b, o, n).await?);
+                            o += n;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(hex::encode(h.finalize()))
+    }
+
+    /// Names of every tensor in the store (loaded so far).
+    pub fn names(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.matrices.borrow().keys().cloned().collect();
+        v.extend(self.host.borrow().keys().cloned());
+        v.sort();
+        v
+    }
+}

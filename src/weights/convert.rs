@@ -15,7 +15,7 @@ use super::dtype::{self, DType};
 use super::hift::{fold_all, F32Tensor, HiftConfig};
 use super::manifest::*;
 use super::safetensors::SafetensorsSource;
-use super::spec::{model_tensors, web_format, Format, Quant, Role, Stage, TensorSpec};
+use super::spec::{model_tensors, web_format, Format, Quant, Stage, TensorSpec};
 use super::torch::read_state_dict;
 use super::{WeightError, WeightSource};
 use crate::tensor::quant::{dequantize_q4, dequantize_q8, quantize_q4, quantize_q8, QuantMatrix};
@@ -131,21 +131,6 @@ fn rows_per_part(f: Format, shape: &[usize], max: u64) -> usize {
     let (d, s) = part_lengths(f, shape, 1);
     let per_row = d.max(s.unwrap_or(0)).max(1);
     ((max / per_row) as usize).max(1)
-}
-
-/// The manifest's names for the vocoder: weight norm folded (`X.weight_g`/`X.weight_v` → `X.weight`).
-pub fn hift_web_specs(h: &HiftConfig) -> Vec<TensorSpec> {
-    h.tensors()
-        .into_iter()
-        .filter(|s| s.role != Role::WeightG)
-        .map(|mut s| {
-            if let Some(b) = s.name.strip_suffix(".weight_v") {
-                s.name = format!("{b}.weight");
-            }
-            s.name = format!("{HIFT_PREFIX}{}", s.name);
-            s
-        })
-        .collect()
 }
 
 /// Reads hift.pt (either weight-norm spelling), folds weight norm; names prefixed `hift.`.

@@ -164,6 +164,14 @@ pub enum WeightError {
         len: usize,
         size: usize,
     },
+    #[error("model too big for this GPU: tensor {name} rows {}..{} needs a {bytes}-byte buffer, the adapter allows {limit} ({which})", rows[0], rows[1])]
+    TooBig {
+        name: String,
+        rows: [usize; 2],
+        bytes: u64,
+        limit: u64,
+        which: String,
+    },
     #[error("tokenizer: {0}")]
     Tokenizer(String),
     #[error("{0}")]

@@ -49,6 +49,35 @@ enum V {
     Mark,
 }
 
+/// Nodes in `v`, counting up to `limit` (a memo GET copies its value; this bounds the copies).
+fn nodes(v: &V, limit: usize) -> usize {
+    let mut n = 1;
+    let mut stack = vec![v];
+    while let Some(v) = stack.pop() {
+        if n > limit {
+            break;
+        }
+        match v {
+            V::Tuple(xs) | V::List(xs) => {
+                n += xs.len();
+                stack.extend(xs.iter());
+            }
+            V::Dict(kv) => {
+                n += 2 * kv.len();
+                for (k, x) in kv {
+                    stack.push(k);
+                    stack.push(x);
+                }
+            }
+            _ => {}
+        }
+    }
+    n
+}
+
+/// Most value nodes memo GETs may copy in one pickle (a real hift.pt needs a few thousand).
+const MEMO_COPY_BUDGET: usize = 1 << 22;
+
 struct Pickle<'a> {
     b: &'a [u8],
     pos: usize,
@@ -128,6 +157,7 @@ fn unpickle(b: &[u8], file: &str) -> Result<V, WeightError> {
     let mut p = Pickle { b, pos: 0, file };
     let mut stack: Vec<V> = Vec::new();
     let mut memo: HashMap<u32, V> = HashMap::new();
+    let mut copied = 0usize;
     macro_rules! pop {
         () => {
             stack.pop().ok_or_else(|| p.err("stack underflow"))?
@@ -237,9 +267,12 @@ fn unpickle(b: &[u8], file: &str) -> Result<V, WeightError> {
                 let k = if op == b'h' { p.u8()? as u32 } else { p.u32()? };
                 let v = memo
                     .get(&k)
-                    .cloned()
                     .ok_or_else(|| p.err(format!("memo {k} unset")))?;
-                stack.push(v)
+                copied += nodes(v, MEMO_COPY_BUDGET);
+                if copied > MEMO_COPY_BUDGET {
+                    return Err(p.err("memo copies exceed the size of any state dict"));
+                }
+                stack.push(v.clone())
             }
             b't' => {
                 let items = pop_mark(&mut stack, &p)?;
@@ -390,7 +423,20 @@ pub fn read_state_dict_bytes(bytes: &[u8], file: &str) -> Result<Vec<TorchTensor
         Ok(v)
     };
     let pkl = read_entry(&pkl_name)?;
-    let top = unpickle(&pkl, file)?;
+    state_dict_from_pickle(&pkl, file, &mut |key| {
+        read_entry(&format!("{root}data/{key}"))
+    })
+}
+
+/// The tensors of a state-dict pickle (`data.pkl`); `storage(key)` returns the bytes of
+/// storage `key` (`<root>/data/<key>` in the archive). Every index is bounds-checked with
+/// overflow-checked arithmetic: a pickle claiming 2^60 elements is an error, not an allocation.
+pub fn state_dict_from_pickle(
+    pkl: &[u8],
+    file: &str,
+    storage: &mut dyn FnMut(&str) -> Result<Vec<u8>, WeightError>,
+) -> Result<Vec<TorchTensor>, WeightError> {
+    let top = unpickle(pkl, file)?;
     let V::Dict(items) = top else {
         return Err(WeightError::Pickle {
             file: file.into(),
@@ -420,27 +466,45 @@ pub fn read_state_dict_bytes(bytes: &[u8], file: &str) -> Result<Vec<TorchTensor
             });
         };
         if !storages.contains_key(&key) {
-            let data = read_entry(&format!("{root}data/{key}"))?;
+            let data = storage(&key)?;
             storages.insert(key.clone(), data);
         }
         let st = storages.get(&key).map(Vec::as_slice).unwrap_or(&[]);
         let es = dtype.size();
-        let numel: usize = shape.iter().product();
+        let bad = |msg: &str| WeightError::Pickle {
+            file: file.into(),
+            msg: format!("{name}: {msg}"),
+        };
+        if shape.len() != stride.len() {
+            return Err(bad("shape and stride differ in rank"));
+        }
+        let numel = shape
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .ok_or_else(|| bad("shape overflows"))?;
         // the furthest element any index can reach
-        let max_el = offset
-            + shape
-                .iter()
-                .zip(&stride)
-                .map(|(d, s)| d.saturating_sub(1) * s)
-                .sum::<usize>();
-        if numel > 0 && (max_el + 1) * es > st.len() {
+        let max_el = shape
+            .iter()
+            .zip(&stride)
+            .try_fold(offset, |a, (d, s)| {
+                d.saturating_sub(1).checked_mul(*s)?.checked_add(a)
+            })
+            .ok_or_else(|| bad("strides overflow"))?;
+        let end = max_el
+            .checked_add(1)
+            .and_then(|e| e.checked_mul(es))
+            .ok_or_else(|| bad("strides overflow"))?;
+        if numel > 0 && end > st.len() {
             return Err(WeightError::OutOfBounds {
                 file: file.into(),
                 name,
-                start: (offset * es) as u64,
-                end: ((max_el + 1) * es) as u64,
+                start: offset.saturating_mul(es) as u64,
+                end: end as u64,
                 data_len: st.len() as u64,
             });
+        }
+        if numel.saturating_mul(es) > st.len() {
+            return Err(bad("more elements than its storage holds"));
         }
         let mut data = Vec::with_capacity(numel * es);
         let mut idx = vec![0usize; shape.len()];
@@ -493,7 +557,7 @@ fn put_tuple(o: &mut Vec<u8>, xs: &[usize]) {
 
 /// The pickle torch.save (protocol 2) writes for an OrderedDict of contiguous tensors, storage
 /// `i` holding tensor `i`.
-fn pickle_state_dict(tensors: &[TorchTensor]) -> Vec<u8> {
+pub fn pickle_state_dict(tensors: &[TorchTensor]) -> Vec<u8> {
     let mut o = vec![0x80, 2];
     o.extend_from_slice(b"ccollections\nOrderedDict\n");
     o.extend_from_slice(b")R(");

@@ -110,7 +110,12 @@ enum Cmd {
         max_shard: u64,
     },
     /// Verify a converted or Hugging Face folder (hashes, shapes, formats) and summarise it.
-    Check { model_dir: PathBuf },
+    Check {
+        model_dir: PathBuf,
+        /// Also write each tensor's SHA-256 as the weight store holds it (JSON) to this file.
+        #[arg(long)]
+        digests: Option<PathBuf>,
+    },
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -447,9 +452,13 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Check { model_dir } => match bca::weights::check::check_dir(&model_dir) {
+        Cmd::Check { model_dir, digests } => match bca::weights::check::check_dir(&model_dir) {
             Ok(summary) => {
                 print!("{summary}");
+                if let Some(out) = digests {
+                    let d = bca::weights::check::digests(&model_dir)?;
+                    std::fs::write(&out, serde_json::to_string_pretty(&d)?)?;
+                }
                 Ok(ExitCode::SUCCESS)
             }
             Err(e) => {
