@@ -272,9 +272,10 @@ proptest! {
     fn manifest_mutated_values(q in 0u8..3, edits in proptest::collection::vec((any::<usize>(), any::<u8>(), any::<u64>()), 1..4)) {
         let q = [Quant::F16, Quant::Q8, Quant::Q4][q as usize];
         let mut v = manifest_json(q).clone();
-        let mut ls = Vec::new();
-        leaves(&v, &mut Vec::new(), &mut ls);
         for (i, kind, n) in edits {
+            // paths are recomputed after each edit: an earlier one may have replaced a container
+            let mut ls = Vec::new();
+            leaves(&v, &mut Vec::new(), &mut ls);
             let p = &ls[i % ls.len()];
             *at(&mut v, p) = replacement(kind, n);
         }
