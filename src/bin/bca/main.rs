@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use bca::gpu::{GpuContext, GpuOptions};
 use clap::{Args, Parser, Subcommand};
 
+mod audio_in;
 mod serve;
 
 #[derive(Parser)]
@@ -103,6 +104,12 @@ enum Cmd {
     },
     /// Verify a converted or Hugging Face folder (hashes, shapes, formats) and summarise it.
     Check { model_dir: PathBuf },
+    /// Whisper log-mel of a WAV file (resampled to 16 kHz, mono) → .npy float32 [n_mels, frames].
+    Mel(audio_in::MelArgs),
+    /// Audio in: WAV → mel → encoder → bridge → RVQ codes (.npy int32 [frames, 8]).
+    Encode(audio_in::EncodeArgs),
+    /// Audio in with every tap point (mel, encoder layers, bridge, RVQ levels) → .safetensors.
+    Trace(audio_in::EncodeArgs),
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -434,6 +441,9 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 Ok(ExitCode::FAILURE)
             }
         },
+        Cmd::Mel(a) => audio_in::mel(a),
+        Cmd::Encode(a) => audio_in::encode(a),
+        Cmd::Trace(a) => audio_in::trace(a),
     }
 }
 
