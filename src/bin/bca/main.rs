@@ -7,6 +7,7 @@ use bca::gpu::{GpuContext, GpuOptions};
 use clap::{Args, Parser, Subcommand};
 
 mod audio_in;
+mod bench_encode;
 mod serve;
 
 #[derive(Parser)]
@@ -164,6 +165,8 @@ enum BenchCmd {
         #[arg(long)]
         json: Option<PathBuf>,
     },
+    /// Audio in: seconds of speech → codes (mel + encoder + bridge + RVQ), random weights.
+    Encode(bench_encode::EncodeBenchArgs),
 }
 
 fn print_adapter(ctx: &GpuContext) {
@@ -441,6 +444,9 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 Ok(ExitCode::FAILURE)
             }
         },
+        Cmd::Bench {
+            what: BenchCmd::Encode(a),
+        } => bench_encode::run(a),
         Cmd::Mel(a) => audio_in::mel(a),
         Cmd::Encode(a) => audio_in::encode(a),
         Cmd::Trace(a) => audio_in::trace(a),

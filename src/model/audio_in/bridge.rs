@@ -105,7 +105,7 @@ impl Bridge {
         rec: &mut Recorder,
         x4: &Tensor,
         r: &Tensor,
-        mut taps: Option<&mut super::Taps>,
+        taps: Option<&mut super::Taps>,
     ) -> Result<(), ModelError> {
         let ctx = rec.ctx();
         let big = self.dim();
@@ -134,7 +134,7 @@ impl Bridge {
             },
         )?;
         ops::layernorm(rec, &c, &self.ln.0, &self.ln.1, LN_EPS, r)?;
-        if let Some(tp) = taps.as_deref_mut() {
+        if let Some(tp) = taps {
             tp.push(("bridge.gated".into(), gu));
             tp.push(("bridge.pre_norm".into(), c));
         }

@@ -92,7 +92,7 @@ impl AudioIn {
         pcm16k: &[f32],
     ) -> Result<Encoded, ModelError> {
         let mels = self.mels(pcm16k)?;
-        Ok(self.encode_mels(ctx, &mels, None).await?)
+        self.encode_mels(ctx, &mels, None).await
     }
 
     /// Mel chunks → codes; with `trace`, every tap point is read back into it.
@@ -148,7 +148,7 @@ impl AudioIn {
         lens: ChunkLens,
         pad_one: bool,
         prefix: &str,
-        mut trace: Option<&mut Vec<TraceTensor>>,
+        trace: Option<&mut Vec<TraceTensor>>,
     ) -> Result<Vec<u32>, ModelError> {
         let d = self.encoder.d;
         let big = self.bridge.dim();
@@ -210,7 +210,7 @@ impl AudioIn {
             .map(f32::to_bits)
             .collect();
 
-        if let Some(tr) = trace.as_deref_mut() {
+        if let Some(tr) = trace {
             let push =
                 |tr: &mut Vec<TraceTensor>, name: &str, shape: Vec<usize>, data: Vec<f32>| {
                     tr.push(TraceTensor {
