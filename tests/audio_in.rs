@@ -332,8 +332,7 @@ fn rvq_residuals_and_lookup_are_consistent() {
     let err = model
         .bridge
         .lookup(&mut rec, &[1_000_000, 0, 0, 0, 0, 0, 0, 0])
-        .err()
-        .expect("error");
+        .expect_err("error");
     assert!(err.to_string().contains("outside codebook 0"), "{err}");
 }
 
@@ -739,4 +738,25 @@ fn cli_bad_audio_fails_with_a_clear_message() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("missing.wav"));
+}
+
+#[test]
+fn bench_encode_runs_on_the_tiny_shape() {
+    let out = run_ok(bca().args(["bench", "encode", "--shape", "tiny", "--seconds", "1,2"]));
+    // one row per length: seconds, frames (12.5 Hz), timings
+    for (s, frames) in [("1.0", 12), ("2.0", 25)] {
+        let row = out
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(s))
+            .unwrap_or_else(|| panic!("no row for {s} s in:\n{out}"));
+        let cols: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(cols[1].parse::<usize>().unwrap(), frames, "{row}");
+        assert!(cols[4].parse::<f64>().unwrap() > 0.0, "{row}");
+    }
+    let bad = bca()
+        .args(["bench", "encode", "--shape", "tiny", "--seconds", "31"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("each length must be in"));
 }

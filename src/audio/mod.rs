@@ -62,3 +62,30 @@ pub fn split_chunks(samples: &[f32], max_samples: usize, n_fft: usize) -> Vec<&[
         .filter(|c| c.len() >= n_fft)
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_audio_splits_into_chunks_and_drops_tiny_tails() {
+        let x: Vec<f32> = (0..2500).map(|i| i as f32).collect();
+        let c = split_chunks(&x, 1000, 400);
+        assert_eq!(c.len(), 3);
+        assert_eq!((c[0][0], c[1][0], c[2].len()), (0.0, 1000.0, 500));
+        let c = split_chunks(&x[..2300], 1000, 400);
+        assert_eq!(c.len(), 2, "a 300-sample tail (< n_fft) is dropped");
+        assert_eq!(split_chunks(&x[..1000], 1000, 400).len(), 1);
+        assert_eq!(
+            split_chunks(&x[..10], 1000, 400).len(),
+            1,
+            "one short chunk is kept"
+        );
+    }
+
+    #[test]
+    fn silence_is_detected() {
+        assert!(is_silent(&[0.0, 5e-5, -5e-5]));
+        assert!(!is_silent(&[0.0, 0.01]));
+    }
+}

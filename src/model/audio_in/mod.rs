@@ -133,7 +133,9 @@ impl AudioIn {
             out.chunks.push(lens);
         }
         if out.frames == 0 {
-            let min_ms = (4 * 2 - 1) * self.mel.hop * 1000 / self.mel.sample_rate.max(1);
+            // bridge_len ≥ 1 ⇔ enc ≥ P ⇔ T ≥ 2P − 1 ⇔ W ≥ (2P − 2)·hop samples
+            let min_ms =
+                (2 * self.bridge.pool - 2) * self.mel.hop * 1000 / self.mel.sample_rate.max(1);
             return Err(ModelError::input(format!(
                 "the audio is too short to give one 80 ms frame (at least {min_ms} ms needed)"
             )));

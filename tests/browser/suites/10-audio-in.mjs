@@ -30,7 +30,7 @@ function readNpy(bytes) {
   const hlen = bytes[8] | (bytes[9] << 8);
   const header = new TextDecoder().decode(bytes.subarray(10, 10 + hlen));
   const shape = header.match(/'shape': \(([^)]*)\)/)[1].split(",").filter((s) => s.trim()).map(Number);
-  const body = bytes.slice(10 + hlen);
+  const body = Uint8Array.prototype.slice.call(bytes, 10 + hlen); // a copy (Buffer.slice is a view into a pool)
   const data = header.includes("<i4") ? new Int32Array(body.buffer) : new Float32Array(body.buffer);
   return { shape, data: Array.from(data) };
 }
