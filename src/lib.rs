@@ -5,6 +5,7 @@
 //! WGSL kernels of `shaders/`; `reference` holds the CPU references every kernel is tested
 //! against; `selftest` runs those comparisons on whatever adapter we got (native or browser).
 
+pub mod audio;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod bench;
 pub mod gpu;

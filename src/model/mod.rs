@@ -6,3 +6,4 @@ pub mod stream;
 pub mod weights;
 
 pub use weights::{HostTensor, ModelError, Weights};
+pub mod audio_in;

@@ -28,6 +28,7 @@ pub struct Engine {
 }
 
 mod loader;
+mod audio_in;
 mod model;
 
 fn to_js<T: serde::Serialize>(v: &T) -> Result<JsValue, JsError> {

@@ -6,6 +6,8 @@ use std::process::ExitCode;
 use bca::gpu::{GpuContext, GpuOptions};
 use clap::{Args, Parser, Subcommand};
 
+mod audio_in;
+mod bench_encode;
 mod serve;
 
 #[derive(Parser)]
@@ -116,6 +118,12 @@ enum Cmd {
         #[arg(long)]
         digests: Option<PathBuf>,
     },
+    /// Whisper log-mel of a WAV file (resampled to 16 kHz, mono) → .npy float32 [n_mels, frames].
+    Mel(audio_in::MelArgs),
+    /// Audio in: WAV → mel → encoder → bridge → RVQ codes (.npy int32 [frames, 8]).
+    Encode(audio_in::EncodeArgs),
+    /// Audio in with every tap point (mel, encoder layers, bridge, RVQ levels) → .safetensors.
+    Trace(audio_in::EncodeArgs),
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -179,6 +187,8 @@ enum BenchCmd {
         #[arg(long)]
         json: Option<PathBuf>,
     },
+    /// Audio in: seconds of speech → codes (mel + encoder + bridge + RVQ), random weights.
+    Encode(bench_encode::EncodeBenchArgs),
 }
 
 fn print_adapter(ctx: &GpuContext) {
@@ -466,6 +476,12 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 Ok(ExitCode::FAILURE)
             }
         },
+        Cmd::Bench {
+            what: BenchCmd::Encode(a),
+        } => bench_encode::run(a),
+        Cmd::Mel(a) => audio_in::mel(a),
+        Cmd::Encode(a) => audio_in::encode(a),
+        Cmd::Trace(a) => audio_in::trace(a),
     }
 }
 
