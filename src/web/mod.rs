@@ -27,8 +27,8 @@ pub struct Engine {
     pub(crate) weights: std::cell::RefCell<Option<Rc<crate::model::Weights>>>,
 }
 
-mod loader;
 mod audio_in;
+mod loader;
 mod model;
 
 fn to_js<T: serde::Serialize>(v: &T) -> Result<JsValue, JsError> {
