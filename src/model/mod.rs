@@ -5,3 +5,4 @@
 pub mod weights;
 
 pub use weights::{HostTensor, ModelError, Weights};
+pub mod audio_out;

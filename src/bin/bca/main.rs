@@ -7,6 +7,7 @@ use bca::gpu::{GpuContext, GpuOptions};
 use clap::{Args, Parser, Subcommand};
 
 mod serve;
+mod vocode;
 
 #[derive(Parser)]
 #[command(
@@ -103,6 +104,8 @@ enum Cmd {
     },
     /// Verify a converted or Hugging Face folder (hashes, shapes, formats) and summarise it.
     Check { model_dir: PathBuf },
+    /// Codes (N, 8) .npy → 24 kHz WAV (audio decoder, flow matching, HiFT).
+    Vocode(vocode::VocodeArgs),
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -434,6 +437,7 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 Ok(ExitCode::FAILURE)
             }
         },
+        Cmd::Vocode(a) => vocode::run(a),
     }
 }
 
