@@ -305,3 +305,90 @@ fn stream_emits_segments_in_order_with_crossfades() {
     assert_eq!(first, again);
     assert!(first.iter().any(|x| x.abs() > 1e-4), "silent output");
 }
+
+fn bca_cmd() -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_bca"));
+    if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
+        c.env("XDG_RUNTIME_DIR", std::env::temp_dir());
+    }
+    c
+}
+
+#[test]
+fn cli_vocode_writes_wav_and_rejects_bad_codes() {
+    let g = golden();
+    let dir = root().join("cli");
+    std::fs::create_dir_all(&dir).unwrap();
+    let codes: Vec<i32> = g.codes().iter().map(|&c| c as i32).collect();
+    let npy = dir.join("codes.npy");
+    std::fs::write(&npy, bca::util::npy::write_i32(&[codes.len() / 8, 8], &codes)).unwrap();
+    let wav = dir.join("out.wav");
+    let trace = dir.join("trace.safetensors");
+    let out = bca_cmd()
+        .arg("vocode")
+        .arg(tiny())
+        .arg(&npy)
+        .arg("-o")
+        .arg(&wav)
+        .args(["--seed", "3", "--f32", "--trace"])
+        .arg(&trace)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r = hound::WavReader::open(&wav).unwrap();
+    assert_eq!(r.spec().sample_rate, 24000);
+    assert_eq!(r.spec().channels, 1);
+    assert_eq!(r.spec().bits_per_sample, 16);
+    assert_eq!(r.len() as usize, (4 * codes.len() / 8 - 1) * 480);
+    // the traced PCM is what was written (int16 by truncation of clamp(±0.99)·32768)
+    let bytes = std::fs::read(&trace).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let pcm: Vec<f32> = st
+        .tensor("pcm")
+        .unwrap()
+        .data()
+        .chunks(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    let samples: Vec<i16> = r.into_samples::<i16>().map(|s| s.unwrap()).collect();
+    for (i, (&p, &s)) in pcm.iter().zip(&samples).enumerate() {
+        assert_eq!((p.clamp(-0.99, 0.99) * 32768.0) as i16, s, "sample {i}");
+    }
+    assert!(samples.iter().any(|&s| s.abs() > 30), "silent output");
+
+    let fail = |data: &[i32], shape: &[usize]| {
+        let p = dir.join("bad.npy");
+        std::fs::write(&p, bca::util::npy::write_i32(shape, data)).unwrap();
+        let out = bca_cmd()
+            .arg("vocode")
+            .arg(tiny())
+            .arg(&p)
+            .arg("-o")
+            .arg(dir.join("bad.wav"))
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).to_string()
+    };
+    assert!(fail(&[], &[0, 8]).contains("empty"));
+    assert!(fail(&[1, 2, 3], &[1, 3]).contains("(N, 8)"));
+    assert!(fail(&[64, 0, 0, 0, 0, 0, 0, 0], &[1, 8]).contains("audio EOS"));
+    assert!(fail(&[0, 0, -1, 0, 0, 0, 0, 0], &[1, 8]).contains("negative"));
+}
+
+#[test]
+fn cli_bench_vocode_runs_at_tiny_shape() {
+    let out = bca_cmd()
+        .args(["bench", "vocode", "--shape", "tiny", "--seconds", "0.16", "--reps", "1"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    // one row: 2 frames → 7 mel frames → 3360 samples = 0.14 s, and a positive RTF
+    let row = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("0.14"))
+        .unwrap_or_else(|| panic!("no 0.14 s row in:\n{text}"));
+    let rtf: f64 = row.split_whitespace().last().unwrap().parse().unwrap();
+    assert!(rtf > 0.0 && rtf.is_finite(), "{row}");
+}

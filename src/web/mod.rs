@@ -28,6 +28,7 @@ pub struct Engine {
 }
 
 mod model;
+mod audio_out;
 
 fn to_js<T: serde::Serialize>(v: &T) -> Result<JsValue, JsError> {
     v.serialize(&serde_wasm_bindgen::Serializer::json_compatible())

@@ -160,6 +160,8 @@ enum BenchCmd {
         #[arg(long)]
         json: Option<PathBuf>,
     },
+    /// Real-time factor of audio out (decoder + flow matching + HiFT), random weights.
+    Vocode(vocode::BenchVocodeArgs),
 }
 
 fn print_adapter(ctx: &GpuContext) {
@@ -438,6 +440,9 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             }
         },
         Cmd::Vocode(a) => vocode::run(a),
+        Cmd::Bench {
+            what: BenchCmd::Vocode(a),
+        } => vocode::bench(a),
     }
 }
 

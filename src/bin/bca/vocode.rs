@@ -132,3 +132,76 @@ pub fn run(a: VocodeArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     );
     Ok(ExitCode::SUCCESS)
 }
+
+#[derive(Args)]
+pub struct BenchVocodeArgs {
+    #[command(flatten)]
+    gpu: GpuArgs,
+    /// Segment lengths in seconds of audio (12.5 code frames per second).
+    #[arg(long, value_delimiter = ',', default_value = "2,10")]
+    seconds: Vec<f64>,
+    /// `full` (spec §13 shapes, random weights) or `tiny` (the `bca tiny` shapes, for CPU adapters).
+    #[arg(long, default_value = "full")]
+    shape: String,
+    /// Matrix format: f16, q8 or q4.
+    #[arg(long, default_value = "f16")]
+    quant: String,
+    /// Timed runs per length (after one warm-up run).
+    #[arg(long, default_value_t = 3)]
+    reps: usize,
+    /// Also write the results as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+pub fn bench(a: BenchVocodeArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    use bca::model::audio_out::bench::{random_weights, time_segment};
+    use bca::weights::tiny::{real_config_value, tiny_config_value, tiny_hift_config, Variant};
+    use bca::weights::OmniConfig;
+    let (cfg_v, hcfg) = match a.shape.as_str() {
+        "full" => (real_config_value(), bca::weights::hift::HiftConfig::default()),
+        "tiny" => (tiny_config_value(Variant::Instruct), tiny_hift_config()),
+        s => return Err(format!("unknown shape `{s}` (full or tiny)").into()),
+    };
+    let format = parse_format(&a.quant)?;
+    let cfg = OmniConfig::from_value(cfg_v, "config.json")?;
+    let ctx = pollster::block_on(GpuContext::new(&a.gpu.options()))?;
+    super::print_adapter(&ctx);
+    let w = random_weights(&ctx, cfg, &hcfg, format, 1)?;
+    let voc = Vocoder::load(&w, &ctx)?;
+    println!(
+        "audio out, {} shapes, {} matrices, {} CFM steps × 2 (CFG), reps {}",
+        a.shape, a.quant, voc.cfm.steps, a.reps
+    );
+    println!(
+        "{:>8} {:>7} {:>10} {:>10} {:>10} {:>8}",
+        "audio s", "frames", "mel ms", "hift ms", "total ms", "RTF"
+    );
+    let mut rows = Vec::new();
+    for &s in &a.seconds {
+        pollster::block_on(time_segment(&ctx, &voc, s, 0))?; // warm-up: pipelines, buffers
+        let mut best: Option<bca::model::audio_out::bench::VocodeTiming> = None;
+        for r in 0..a.reps.max(1) {
+            let t = pollster::block_on(time_segment(&ctx, &voc, s, r as u64 + 1))?;
+            if best.as_ref().is_none_or(|b| t.total_s < b.total_s) {
+                best = Some(t);
+            }
+        }
+        if let Some(t) = best {
+            println!(
+                "{:>8.2} {:>7} {:>10.1} {:>10.1} {:>10.1} {:>8.4}",
+                t.seconds,
+                t.frames,
+                t.mel_s * 1e3,
+                t.hift_s * 1e3,
+                t.total_s * 1e3,
+                t.rtf
+            );
+            rows.push(t);
+        }
+    }
+    if let Some(p) = &a.json {
+        std::fs::write(p, serde_json::to_string_pretty(&rows)?)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -2,6 +2,8 @@
 //! hidden states) → Pre-Net → flow matching (10 Euler steps, CFG) → 80-bin mel → HiFT →
 //! 24 kHz PCM, and the 240-sample cross-fade that joins segments.
 
+#[cfg(not(target_arch = "wasm32"))]
+pub mod bench;
 pub mod decoder;
 pub mod flow;
 pub mod hift;
