@@ -43,7 +43,10 @@ fn tiny() -> &'static Path {
                 .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/fetch-assets.sh"))
                 .status()
                 .expect("run scripts/fetch-assets.sh");
-            assert!(st.success(), "scripts/fetch-assets.sh failed: the tokenizer is needed");
+            assert!(
+                st.success(),
+                "scripts/fetch-assets.sh failed: the tokenizer is needed"
+            );
         }
         let out = root().join("tiny");
         write_tiny(&TinyOptions {
@@ -62,7 +65,8 @@ struct Golden(std::collections::HashMap<String, (Vec<usize>, Vec<f32>)>);
 fn golden() -> &'static Golden {
     static G: OnceLock<Golden> = OnceLock::new();
     G.get_or_init(|| {
-        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/goldens/audio_out/golden.safetensors");
+        let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/goldens/audio_out/golden.safetensors");
         let bytes = std::fs::read(&p).expect("read golden");
         let st = safetensors::SafeTensors::deserialize(&bytes).expect("parse golden");
         let mut m = std::collections::HashMap::new();
@@ -88,7 +92,11 @@ fn golden() -> &'static Golden {
 
 impl Golden {
     fn get(&self, k: &str) -> &[f32] {
-        &self.0.get(k).unwrap_or_else(|| panic!("golden has no {k}")).1
+        &self
+            .0
+            .get(k)
+            .unwrap_or_else(|| panic!("golden has no {k}"))
+            .1
     }
     fn codes(&self) -> Vec<u32> {
         self.get("codes").iter().map(|&c| c as u32).collect()
@@ -122,8 +130,16 @@ fn check(what: &str, path: GpuPath, a: &[f32], b: &[f32], tol_f32: f32, tol_f16:
         _ => tol_f16,
     };
     let (e, i) = rel_err(a, b);
-    eprintln!("{what} {path:?}: rel err {e:.3e} (worst index {i}: {} vs {})", a[i], b[i]);
-    assert!(e <= tol, "{what} {path:?}: rel err {e:.3e} > {tol:.1e} at {i}: {} vs {}", a[i], b[i]);
+    eprintln!(
+        "{what} {path:?}: rel err {e:.3e} (worst index {i}: {} vs {})",
+        a[i], b[i]
+    );
+    assert!(
+        e <= tol,
+        "{what} {path:?}: rel err {e:.3e} > {tol:.1e} at {i}: {} vs {}",
+        a[i],
+        b[i]
+    );
 }
 
 fn model(c: &GpuContext) -> (Weights, Vocoder) {
@@ -242,7 +258,14 @@ fn end_to_end_segment_matches_golden() {
     let n = codes.len() / 8;
     assert_eq!(tr.pcm.len(), v.segment_samples(n));
     assert_eq!(tr.pcm.len(), (4 * n - 1) * 480);
-    check("e2e mel", GpuPath::F32, &tr.mel, g.get("mel"), MEL_F32, MEL_F32);
+    check(
+        "e2e mel",
+        GpuPath::F32,
+        &tr.mel,
+        g.get("mel"),
+        MEL_F32,
+        MEL_F32,
+    );
     let snr = snr_db(&tr.pcm, g.get("pcm"));
     eprintln!("end-to-end pcm: SNR {snr:.1} dB");
     assert!(snr >= PCM_SNR_F32, "end-to-end SNR {snr:.1} dB");
@@ -321,7 +344,11 @@ fn cli_vocode_writes_wav_and_rejects_bad_codes() {
     std::fs::create_dir_all(&dir).unwrap();
     let codes: Vec<i32> = g.codes().iter().map(|&c| c as i32).collect();
     let npy = dir.join("codes.npy");
-    std::fs::write(&npy, bca::util::npy::write_i32(&[codes.len() / 8, 8], &codes)).unwrap();
+    std::fs::write(
+        &npy,
+        bca::util::npy::write_i32(&[codes.len() / 8, 8], &codes),
+    )
+    .unwrap();
     let wav = dir.join("out.wav");
     let trace = dir.join("trace.safetensors");
     let out = bca_cmd()
@@ -334,7 +361,11 @@ fn cli_vocode_writes_wav_and_rejects_bad_codes() {
         .arg(&trace)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let r = hound::WavReader::open(&wav).unwrap();
     assert_eq!(r.spec().sample_rate, 24000);
     assert_eq!(r.spec().channels, 1);
@@ -379,11 +410,24 @@ fn cli_vocode_writes_wav_and_rejects_bad_codes() {
 #[test]
 fn cli_bench_vocode_runs_at_tiny_shape() {
     let out = bca_cmd()
-        .args(["bench", "vocode", "--shape", "tiny", "--seconds", "0.16", "--reps", "1"])
+        .args([
+            "bench",
+            "vocode",
+            "--shape",
+            "tiny",
+            "--seconds",
+            "0.16",
+            "--reps",
+            "1",
+        ])
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // one row: 2 frames → 7 mel frames → 3360 samples = 0.14 s, and a positive RTF
     let row = text
         .lines()

@@ -11,7 +11,12 @@ impl Engine {
     /// audio EOS excluded) with noise from `seed`. Resolves to
     /// `{frames, samples, sampleRate, pcm: number[]}`; rejects with a readable message for
     /// empty or out-of-range codes, a wrong length, or no model.
-    pub fn vocode(&self, codes: Vec<i32>, frames: u32, seed: u32) -> Result<js_sys::Promise, JsError> {
+    pub fn vocode(
+        &self,
+        codes: Vec<i32>,
+        frames: u32,
+        seed: u32,
+    ) -> Result<js_sys::Promise, JsError> {
         let w = self.model()?;
         let ctx = self.ctx.clone();
         if codes.len() != frames as usize * 8 {
@@ -26,7 +31,11 @@ impl Engine {
             .enumerate()
             .map(|(i, &c)| {
                 u32::try_from(c).map_err(|_| {
-                    JsError::new(&format!("code {c} at frame {}, codebook {} is negative", i / 8, i % 8))
+                    JsError::new(&format!(
+                        "code {c} at frame {}, codebook {} is negative",
+                        i / 8,
+                        i % 8
+                    ))
                 })
             })
             .collect::<Result<_, _>>()?;

@@ -28,6 +28,8 @@ pub struct Engine {
 }
 
 mod model;
+
+// audio out (spec §7–§9): `vocode`
 mod audio_out;
 
 fn to_js<T: serde::Serialize>(v: &T) -> Result<JsValue, JsError> {

@@ -1,7 +1,7 @@
 //! `bca vocode`: codes (N, 8) int32 `.npy` → 24 kHz mono WAV through the audio-out stages
 //! (decoder, Pre-Net, flow matching, HiFT), one segment.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use bca::gpu::GpuContext;
@@ -36,7 +36,7 @@ pub struct VocodeArgs {
     gpu: GpuArgs,
 }
 
-fn read_codes(path: &PathBuf) -> Result<Vec<u32>, String> {
+fn read_codes(path: &Path) -> Result<Vec<u32>, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let arr = bca::util::npy::read(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
     let bca::util::npy::NpyArray::I32 { shape, data } = arr else {
@@ -66,7 +66,7 @@ fn read_codes(path: &PathBuf) -> Result<Vec<u32>, String> {
         .collect()
 }
 
-fn write_trace(path: &PathBuf, tr: &SegmentTrace, d: usize) -> Result<(), Box<dyn std::error::Error>> {
+fn write_trace(path: &Path, tr: &SegmentTrace, d: usize) -> Result<(), Box<dyn std::error::Error>> {
     use safetensors::tensor::TensorView;
     let t = tr.f0.len();
     let items: Vec<(&str, Vec<usize>, &[f32])> = vec![
@@ -80,7 +80,11 @@ fn write_trace(path: &PathBuf, tr: &SegmentTrace, d: usize) -> Result<(), Box<dy
     for (name, shape, data) in &items {
         views.push((
             name.to_string(),
-            TensorView::new(safetensors::Dtype::F32, shape.clone(), bytemuck::cast_slice(data))?,
+            TensorView::new(
+                safetensors::Dtype::F32,
+                shape.clone(),
+                bytemuck::cast_slice(data),
+            )?,
         ));
     }
     safetensors::serialize_to_file(views, None, path)?;
@@ -159,7 +163,10 @@ pub fn bench(a: BenchVocodeArgs) -> Result<ExitCode, Box<dyn std::error::Error>>
     use bca::weights::tiny::{real_config_value, tiny_config_value, tiny_hift_config, Variant};
     use bca::weights::OmniConfig;
     let (cfg_v, hcfg) = match a.shape.as_str() {
-        "full" => (real_config_value(), bca::weights::hift::HiftConfig::default()),
+        "full" => (
+            real_config_value(),
+            bca::weights::hift::HiftConfig::default(),
+        ),
         "tiny" => (tiny_config_value(Variant::Instruct), tiny_hift_config()),
         s => return Err(format!("unknown shape `{s}` (full or tiny)").into()),
     };

@@ -44,7 +44,10 @@ impl AudioDecoder {
             codebooks.push(w.host(&format!("{BRIDGE}.vq_list.{i}.codebook.embed"))?);
         }
         let dq = codebooks[0].shape.get(1).copied().unwrap_or(0);
-        if codebooks.iter().any(|c| c.shape.len() != 2 || c.shape[1] != dq) {
+        if codebooks
+            .iter()
+            .any(|c| c.shape.len() != 2 || c.shape[1] != dq)
+        {
             return Err(ModelError::input("codebooks differ in width"));
         }
         let k = a.decoder_kernel_size;

@@ -75,12 +75,7 @@ impl SplitConv {
     /// Inputs `(T, C_i)`; a `None` part is all zeros (the unconditional `mu`) and is skipped.
     fn fwd(&self, rec: &mut Recorder, xs: &[Option<&Tensor>]) -> Result<Tensor, OpError> {
         let ctx = rec.ctx();
-        let t = xs
-            .iter()
-            .flatten()
-            .next()
-            .map(|x| x.shape[0])
-            .unwrap_or(0);
+        let t = xs.iter().flatten().next().map(|x| x.shape[0]).unwrap_or(0);
         let y = act(ctx, "conv.y", &[t, self.cout]);
         let mut first = true;
         for (x, wgt) in xs.iter().zip(&self.parts) {
@@ -199,7 +194,10 @@ impl TransformerBlock {
         let k = self.k.apply(rec, &a, Activation::None, None)?;
         let v = self.v.apply(rec, &a, Activation::None, None)?;
         let att = act(rec.ctx(), "unet.att", &[t, inner]);
-        let v3 = |x: &Tensor| x.view(&[t, self.heads, hd]).ok_or_else(|| ops_shape("view", x));
+        let v3 = |x: &Tensor| {
+            x.view(&[t, self.heads, hd])
+                .ok_or_else(|| ops_shape("view", x))
+        };
         ops::attn_chunk_causal(
             rec,
             &v3(&q)?,

@@ -182,7 +182,11 @@ pub fn istft_hift(spec: &[f32], frames: usize, n_fft: usize, hop: usize) -> Vec<
     (0..len)
         .map(|i| {
             let e = env[start + i];
-            (if e > 1e-11 { y[start + i] / e } else { y[start + i] }) as f32
+            (if e > 1e-11 {
+                y[start + i] / e
+            } else {
+                y[start + i]
+            }) as f32
         })
         .collect()
 }
@@ -224,10 +228,9 @@ impl Conv {
     }
 
     fn fwd(&self, rec: &mut Recorder, x: &Tensor) -> Result<Tensor, OpError> {
-        let t = self
-            .spec
-            .out_len(x.shape[0], self.w.k)
-            .ok_or_else(|| crate::ops::shape_err("hift conv", format!("input {:?} too short", x.shape)))?;
+        let t = self.spec.out_len(x.shape[0], self.w.k).ok_or_else(|| {
+            crate::ops::shape_err("hift conv", format!("input {:?} too short", x.shape))
+        })?;
         let y = act(rec.ctx(), "hift.conv", &[t, self.w.cout]);
         ops::conv1d(rec, x, &self.w, self.b.as_ref(), self.spec, &y)?;
         Ok(y)
@@ -257,8 +260,24 @@ impl ResBlock {
                 .get(2)
                 .copied()
                 .unwrap_or(1);
-            r.convs1.push(Conv::load(w, ctx, &format!("{p}.convs1.{i}"), 1, d * (k - 1) / 2, d, true)?);
-            r.convs2.push(Conv::load(w, ctx, &format!("{p}.convs2.{i}"), 1, (k - 1) / 2, 1, true)?);
+            r.convs1.push(Conv::load(
+                w,
+                ctx,
+                &format!("{p}.convs1.{i}"),
+                1,
+                d * (k - 1) / 2,
+                d,
+                true,
+            )?);
+            r.convs2.push(Conv::load(
+                w,
+                ctx,
+                &format!("{p}.convs2.{i}"),
+                1,
+                (k - 1) / 2,
+                1,
+                true,
+            )?);
             r.a1.push(w.f32_buffer(ctx, &format!("{P}{p}.activations1.{i}.alpha"))?);
             r.a2.push(w.f32_buffer(ctx, &format!("{P}{p}.activations2.{i}.alpha"))?);
         }
@@ -267,7 +286,9 @@ impl ResBlock {
 
     fn fwd(&self, rec: &mut Recorder, x: &Tensor) -> Result<Tensor, OpError> {
         let ctx = rec.ctx();
-        let mut x = x.view(&x.shape).ok_or_else(|| super::layers::ops_shape("view", x))?;
+        let mut x = x
+            .view(&x.shape)
+            .ok_or_else(|| super::layers::ops_shape("view", x))?;
         for i in 0..self.convs1.len() {
             let s1 = act(ctx, "snake", &x.shape);
             ops::snake(rec, &x, &self.a1[i], &s1)?;
@@ -311,7 +332,15 @@ impl Hift {
         let n_up = rates.len();
         let mut f0_convs = Vec::new();
         for j in 0..d.f0_layers {
-            f0_convs.push(Conv::load(w, ctx, &format!("f0_predictor.condnet.{}", 2 * j), 1, 1, 1, true)?);
+            f0_convs.push(Conv::load(
+                w,
+                ctx,
+                &format!("f0_predictor.condnet.{}", 2 * j),
+                1,
+                1,
+                1,
+                true,
+            )?);
         }
         let cls = w.host(&format!("{P}f0_predictor.classifier.weight"))?;
         let cls_b = w.host(&format!("{P}f0_predictor.classifier.bias"))?;
@@ -346,7 +375,15 @@ impl Hift {
         for i in 0..n_up {
             let u: usize = rates[i + 1..].iter().product();
             let (stride, pad) = if u == 1 { (1, 0) } else { (u, u / 2) };
-            source_downs.push(Conv::load(w, ctx, &format!("source_downs.{i}"), stride, pad, 1, true)?);
+            source_downs.push(Conv::load(
+                w,
+                ctx,
+                &format!("source_downs.{i}"),
+                stride,
+                pad,
+                1,
+                true,
+            )?);
             source_resblocks.push(ResBlock::load(
                 w,
                 ctx,
@@ -396,7 +433,9 @@ impl Hift {
     /// F0 (Hz) per mel frame: 5 × (conv k3 + ELU) on the GPU, `|Linear|` on the host.
     pub async fn f0(&self, ctx: &GpuContext, mel: &Tensor) -> Result<Vec<f32>, ModelError> {
         let mut rec = Recorder::new(ctx, "hift.f0");
-        let mut x = mel.view(&mel.shape).ok_or_else(|| ModelError::input("mel view"))?;
+        let mut x = mel
+            .view(&mel.shape)
+            .ok_or_else(|| ModelError::input("mel view"))?;
         for c in &self.f0_convs {
             let y = c.fwd(&mut rec, &x)?;
             ops::unary(&mut rec, Unary::Elu, &y, &y)?;
@@ -407,7 +446,12 @@ impl Hift {
         let ch = self.f0_cls_w.len();
         Ok(h.chunks(ch)
             .map(|r| {
-                (r.iter().zip(&self.f0_cls_w).map(|(a, b)| a * b).sum::<f32>() + self.f0_cls_b).abs()
+                (r.iter()
+                    .zip(&self.f0_cls_w)
+                    .map(|(a, b)| a * b)
+                    .sum::<f32>()
+                    + self.f0_cls_b)
+                    .abs()
             })
             .collect())
     }

@@ -179,7 +179,10 @@ impl WhisperLayer {
         let k = self.k.apply(rec, &a, Activation::None, None)?;
         let v = self.v.apply(rec, &a, Activation::None, None)?;
         let att = act(ctx, "whisper.att", &[t, d]);
-        let v3 = |x: &Tensor| x.view(&[t, self.heads, hd]).ok_or_else(|| ops_shape("view", x));
+        let v3 = |x: &Tensor| {
+            x.view(&[t, self.heads, hd])
+                .ok_or_else(|| ops_shape("view", x))
+        };
         ops::attn_chunk_causal(
             rec,
             &v3(&q)?,

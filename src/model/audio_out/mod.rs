@@ -32,7 +32,13 @@ pub struct SegmentNoise {
 }
 
 impl SegmentNoise {
-    pub fn seeded(seed: u64, mel_frames: usize, mel_bins: usize, samples: usize, harmonics: usize) -> Self {
+    pub fn seeded(
+        seed: u64,
+        mel_frames: usize,
+        mel_bins: usize,
+        samples: usize,
+        harmonics: usize,
+    ) -> Self {
         let mut rng = Rng::new(seed);
         let cfm = rng.normal_vec(mel_frames * mel_bins, 1.0);
         SegmentNoise {
@@ -226,9 +232,10 @@ impl<'a> VocodeStream<'a> {
     /// Vocodes one segment (N, 8) and returns the samples to emit, in order.
     pub async fn push(&mut self, ctx: &GpuContext, codes: &[u32]) -> Result<Vec<f32>, ModelError> {
         let n = self.voc.decoder.check_codes(codes)?;
-        let noise = self
-            .voc
-            .noise(n, self.seed.wrapping_add(self.index.wrapping_mul(0x9E37_79B9)));
+        let noise = self.voc.noise(
+            n,
+            self.seed.wrapping_add(self.index.wrapping_mul(0x9E37_79B9)),
+        );
         let pcm = self.voc.segment(ctx, codes, &noise).await?;
         self.index += 1;
         let mut out = match &self.prev {
