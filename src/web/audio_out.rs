@@ -1,9 +1,33 @@
 //! Audio out in the browser: codes of one segment → 24 kHz PCM (spec §7–§9).
 
+use std::cell::RefCell;
+use std::rc::{Rc, Weak};
+
 use wasm_bindgen::prelude::*;
 
 use super::{to_js, Engine};
 use crate::model::audio_out::{Vocoder, SAMPLE_RATE};
+use crate::model::{ModelError, Weights};
+
+thread_local! {
+    /// The stages of the loaded model, built on first use. Keyed by a weak reference to the
+    /// weight store (it keeps the allocation, so a newly loaded model never shares its address).
+    static VOCODER: RefCell<Option<(Weak<Weights>, Rc<Vocoder>)>> = const { RefCell::new(None) };
+}
+
+fn vocoder(w: &Rc<Weights>, ctx: &crate::gpu::GpuContext) -> Result<Rc<Vocoder>, ModelError> {
+    if let Some(v) = VOCODER.with(|c| {
+        c.borrow()
+            .as_ref()
+            .filter(|(k, _)| std::ptr::eq(k.as_ptr(), Rc::as_ptr(w)))
+            .map(|(_, v)| v.clone())
+    }) {
+        return Ok(v);
+    }
+    let v = Rc::new(Vocoder::load(w, ctx)?);
+    VOCODER.with(|c| *c.borrow_mut() = Some((Rc::downgrade(w), v.clone())));
+    Ok(v)
+}
 
 #[wasm_bindgen]
 impl Engine {
@@ -40,8 +64,8 @@ impl Engine {
             })
             .collect::<Result<_, _>>()?;
         Ok(wasm_bindgen_futures::future_to_promise(async move {
-            let err = |e: crate::model::ModelError| JsValue::from(JsError::new(&e.to_string()));
-            let voc = Vocoder::load(&w, &ctx).map_err(err)?;
+            let err = |e: ModelError| JsValue::from(JsError::new(&e.to_string()));
+            let voc = vocoder(&w, &ctx).map_err(err)?;
             let n = voc.decoder.check_codes(&codes).map_err(err)?;
             let noise = voc.noise(n, seed as u64);
             let pcm = voc.segment(&ctx, &codes, &noise).await.map_err(err)?;
