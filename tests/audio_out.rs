@@ -436,3 +436,38 @@ fn cli_bench_vocode_runs_at_tiny_shape() {
     let rtf: f64 = row.split_whitespace().last().unwrap().parse().unwrap();
     assert!(rtf > 0.0 && rtf.is_finite(), "{row}");
 }
+
+/// 30 frames → 119 mel frames: longer than the U-Net's 100-frame attention chunk, so the
+/// chunk-causal mask (not full attention) is what the golden checks here. With the tiny random
+/// weights full attention would give a mel 1.4e-4 (relative) away from the golden, so the f32
+/// tolerance here is 2e-5 (measured 3e-7).
+#[test]
+fn long_segment_crosses_the_attention_chunk() {
+    let g = golden();
+    for path in [GpuPath::F16, GpuPath::F32] {
+        let c = ctx(path);
+        let (_w, v) = model(c);
+        let codes: Vec<u32> = g.get("codes_long").iter().map(|&x| x as u32).collect();
+        let gm = g.get("mu_long");
+        let t = gm.len() / 80;
+        assert_eq!(t, 4 * codes.len() / 8 - 1);
+        assert!(t > audio_out::flow::UNET_CHUNK);
+        let mu = Tensor::from_f32(c, "mu", &[t, 80], gm);
+        let z = Tensor::from_f32(c, "z", &[t, 80], g.get("cfm_noise_long"));
+        let mut rec = bca::gpu::Recorder::new(c, "t");
+        let hidden = v.decoder.forward(&mut rec, &codes).unwrap();
+        let mel = audio_out::cfm_sample(&mut rec, &v.unet, &mu, &z, v.cfm).unwrap();
+        rec.submit().unwrap();
+        let hidden = pollster::block_on(hidden.to_vec(c)).unwrap();
+        let mel = pollster::block_on(mel.to_vec(c)).unwrap();
+        check(
+            "long hidden",
+            path,
+            &hidden,
+            g.get("hidden_long"),
+            DEC_F32,
+            DEC_F16,
+        );
+        check("long mel", path, &mel, g.get("mel_long"), 2e-5, MEL_F16);
+    }
+}

@@ -61,19 +61,6 @@ rng = np.random.RandomState(0)
 codes = np.stack([rng.randint(0, sizes[i], size=N_FRAMES) for i in range(8)], axis=1).astype(np.int32)
 B = "audio_tokenizer.audio_bridge_model."
 D = "audio_tokenizer.audio_decoder."
-e = torch.zeros(N_FRAMES, sd[B + "vq_list.0.codebook.embed"].shape[1])
-for i in reversed(range(8)):
-    e = e + sd[B + f"vq_list.{i}.codebook.embed"][torch.from_numpy(codes[:, i]).long()]
-z = F.linear(e, sd[B + "proj_decoder.weight"], sd[B + "proj_decoder.bias"])  # (N, d)
-d = a["d_model"]
-h = F.conv_transpose1d(z.T[None], sd[D + "dconv1.conv.weight"], sd[D + "dconv1.conv.bias"], stride=4)
-h = F.group_norm(h, 1, sd[D + "dconv1.norm.weight"], sd[D + "dconv1.norm.bias"], eps=1e-5)
-h = h[0].T  # (T, d)
-T = h.shape[0]
-assert T == 4 * N_FRAMES - 1
-h = h + sd[D + "positional_embedding"][:T]
-
-
 def norm(x, p, rms, eps):
     if rms:
         return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * sd[p + ".weight"]
@@ -97,17 +84,41 @@ def whisper_layer(x, p, heads, rms):
     return x + F.linear(y, sd[p + ".fc2.weight"], sd[p + ".fc2.bias"])
 
 
-for i in range(a["decoder_layers"]):
-    h = whisper_layer(h, D + f"layers.{i}", a["decoder_attention_heads"], False)
-hidden = norm(h, D + "layer_norm", False, 1e-5)
 
+def decode(codes):
+    e = torch.zeros(len(codes), sd[B + "vq_list.0.codebook.embed"].shape[1])
+    for i in reversed(range(8)):
+        e = e + sd[B + f"vq_list.{i}.codebook.embed"][torch.from_numpy(codes[:, i]).long()]
+    z = F.linear(e, sd[B + "proj_decoder.weight"], sd[B + "proj_decoder.bias"])  # (N, d)
+    d = a["d_model"]
+    h = F.conv_transpose1d(z.T[None], sd[D + "dconv1.conv.weight"], sd[D + "dconv1.conv.bias"], stride=4)
+    h = F.group_norm(h, 1, sd[D + "dconv1.norm.weight"], sd[D + "dconv1.norm.bias"], eps=1e-5)
+    h = h[0].T  # (T, d)
+    T = h.shape[0]
+    assert T == 4 * len(codes) - 1
+    h = h + sd[D + "positional_embedding"][:T]
+
+
+    for i in range(a["decoder_layers"]):
+        h = whisper_layer(h, D + f"layers.{i}", a["decoder_attention_heads"], False)
+    hidden = norm(h, D + "layer_norm", False, 1e-5)
+
+    return hidden
+
+
+hidden = decode(codes)
 # ---- §8.1 Pre-Net --------------------------------------------------------------------------
 FMP = "audio_tokenizer.audio_flow_matching_decoder."
-y = F.linear(hidden, sd[FMP + "prenet.in_mlp.0.weight"], sd[FMP + "prenet.in_mlp.0.bias"])
-y = F.linear(F.silu(y), sd[FMP + "prenet.in_mlp.2.weight"], sd[FMP + "prenet.in_mlp.2.bias"])
-for i in range(fm["prenet_nlayers"]):
-    y = whisper_layer(y, FMP + f"prenet.transformer_layers.{i}", fm["prenet_attention_heads"], True)
-mu = F.linear(norm(y, FMP + "prenet.final_norm", True, 1e-6), sd[FMP + "prenet.out_proj.weight"])  # (T, 80)
+
+def prenet(hidden):
+    y = F.linear(hidden, sd[FMP + "prenet.in_mlp.0.weight"], sd[FMP + "prenet.in_mlp.0.bias"])
+    y = F.linear(F.silu(y), sd[FMP + "prenet.in_mlp.2.weight"], sd[FMP + "prenet.in_mlp.2.bias"])
+    for i in range(fm["prenet_nlayers"]):
+        y = whisper_layer(y, FMP + f"prenet.transformer_layers.{i}", fm["prenet_attention_heads"], True)
+    return F.linear(norm(y, FMP + "prenet.final_norm", True, 1e-6), sd[FMP + "prenet.out_proj.weight"])
+
+
+mu = prenet(hidden)  # (T, 80)
 
 # ---- §8.2–8.3 CFM with CosyVoice's causal U-Net ---------------------------------------------
 mel_bins = fm["in_channels"]
@@ -130,25 +141,32 @@ missing, unexpected = est.load_state_dict(est_sd, strict=False)
 assert not unexpected, unexpected
 assert all("num_batches" in m for m in missing), missing
 
+T = mu.shape[0]
 cfm_noise = torch.randn(T, mel_bins)  # time-major, as the Rust side takes it
 steps = fm.get("diffusion_steps", 10)
 rate = fm["cfm_params"]["inference_cfg_rate"]
 t_span = torch.linspace(0, 1, steps + 1)
 t_span = 1 - torch.cos(t_span * 0.5 * torch.pi)
-x = cfm_noise.T[None].clone()
-mu_cf = mu.T[None]
-mask = torch.ones(1, 1, T)
-t, dt = t_span[0], t_span[1] - t_span[0]
-for step in range(1, steps + 1):
-    x_in = torch.cat([x, x])
-    mu_in = torch.cat([mu_cf, torch.zeros_like(mu_cf)])
-    v = est(x_in, torch.cat([mask, mask]), mu_in, torch.stack([t, t]), streaming=True)
-    vc, vu = v[:1], v[1:]
-    x = x + dt * ((1.0 + rate) * vc - rate * vu)
-    t = t + dt
-    if step < steps:
-        dt = t_span[step + 1] - t
-mel = x[0].T.contiguous()  # (T, 80)
+
+def cfm(mu, noise):
+    x = noise.T[None].clone()
+    mu_cf = mu.T[None]
+    T = mu.shape[0]
+    mask = torch.ones(1, 1, T)
+    t, dt = t_span[0], t_span[1] - t_span[0]
+    for step in range(1, steps + 1):
+        x_in = torch.cat([x, x])
+        mu_in = torch.cat([mu_cf, torch.zeros_like(mu_cf)])
+        v = est(x_in, torch.cat([mask, mask]), mu_in, torch.stack([t, t]), streaming=True)
+        vc, vu = v[:1], v[1:]
+        x = x + dt * ((1.0 + rate) * vc - rate * vu)
+        t = t + dt
+        if step < steps:
+            dt = t_span[step + 1] - t
+    return x[0].T.contiguous()  # (T, 80)
+
+
+mel = cfm(mu, cfm_noise)
 
 # ---- §9 HiFT ---------------------------------------------------------------------------------
 hsd = torch.load(os.path.join(ck, "hift.pt"), map_location="cpu")
@@ -216,13 +234,22 @@ with Injected(sine_phases, sine_noise.T[None].contiguous()):
     sine_s, _, _ = hift.m_source(up)
 sine_s = sine_s[0, :, 0]
 
+# a longer segment (30 frames → 119 mel frames > the U-Net's 100-frame attention chunk)
+codes_long = np.stack([rng.randint(0, sizes[i], size=30) for i in range(8)], axis=1).astype(np.int32)
+hidden_long = decode(codes_long)
+mu_long = prenet(hidden_long)
+cfm_noise_long = torch.randn(mu_long.shape[0], mel_bins)
+mel_long = cfm(mu_long, cfm_noise_long)
+
 out = {
+    "codes_long": torch.from_numpy(codes_long), "hidden_long": hidden_long, "mu_long": mu_long,
+    "cfm_noise_long": cfm_noise_long, "mel_long": mel_long,
     "codes": torch.from_numpy(codes),
     "hidden": hidden, "mu": mu, "cfm_noise": cfm_noise, "mel": mel,
     "f0": f0, "src_phases": src_phases, "src_noise": src_noise, "source": s, "pcm": pcm,
     "sine_f0": sine_f0, "sine_phases": sine_phases, "sine_noise": sine_noise, "sine_s": sine_s,
 }
-out = {k: v.contiguous().float() if k != "codes" else v.contiguous() for k, v in out.items()}
+out = {k: v.contiguous().float() if not k.startswith("codes") else v.contiguous() for k, v in out.items()}
 os.makedirs(OUT, exist_ok=True)
 import diffusers  # noqa: E402
 meta = {
