@@ -7,3 +7,4 @@ pub mod weights;
 
 pub use weights::{HostTensor, ModelError, Weights};
 pub mod audio_in;
+pub mod audio_out;

@@ -31,6 +31,9 @@ mod audio_in;
 mod loader;
 mod model;
 
+// audio out (spec §7–§9): `vocode`
+mod audio_out;
+
 fn to_js<T: serde::Serialize>(v: &T) -> Result<JsValue, JsError> {
     v.serialize(&serde_wasm_bindgen::Serializer::json_compatible())
         .map_err(|e| JsError::new(&e.to_string()))

@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 mod audio_in;
 mod bench_encode;
 mod serve;
+mod vocode;
 
 #[derive(Parser)]
 #[command(
@@ -124,6 +125,8 @@ enum Cmd {
     Encode(audio_in::EncodeArgs),
     /// Audio in with every tap point (mel, encoder layers, bridge, RVQ levels) → .safetensors.
     Trace(audio_in::EncodeArgs),
+    /// Codes (N, 8) .npy → 24 kHz WAV (audio decoder, flow matching, HiFT).
+    Vocode(vocode::VocodeArgs),
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -189,6 +192,8 @@ enum BenchCmd {
     },
     /// Audio in: seconds of speech → codes (mel + encoder + bridge + RVQ), random weights.
     Encode(bench_encode::EncodeBenchArgs),
+    /// Real-time factor of audio out (decoder + flow matching + HiFT), random weights.
+    Vocode(vocode::BenchVocodeArgs),
 }
 
 fn print_adapter(ctx: &GpuContext) {
@@ -482,6 +487,10 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
         Cmd::Mel(a) => audio_in::mel(a),
         Cmd::Encode(a) => audio_in::encode(a),
         Cmd::Trace(a) => audio_in::trace(a),
+        Cmd::Vocode(a) => vocode::run(a),
+        Cmd::Bench {
+            what: BenchCmd::Vocode(a),
+        } => vocode::bench(a),
     }
 }
 

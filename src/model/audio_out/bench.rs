@@ -1,0 +1,134 @@
+//! `bca bench vocode`: the real-time factor of audio out (decoder + Pre-Net + flow matching
+//! with 10 CFG steps + HiFT) with random weights at full size (spec §13 shapes) or tiny size.
+
+use crate::gpu::{GpuContext, Recorder};
+use crate::model::weights::{is_matrix, MatrixPart};
+use crate::model::{HostTensor, ModelError, Weights};
+use crate::tensor::{Matrix, WeightFormat};
+use crate::util::rng::Rng;
+use crate::weights::hift::HiftConfig;
+use crate::weights::spec::{model_tensors, Role, Stage};
+use crate::weights::OmniConfig;
+
+use super::Vocoder;
+
+/// Rows kept per codebook: the decode is a gather whose cost does not depend on the codebook
+/// size, so the bench does not generate the real 19456 × 5120 f32 tables.
+const BENCH_CODEBOOK_ROWS: usize = 64;
+
+/// A store with random weights for every audio-out tensor of `cfg` (full: the real config).
+pub fn random_weights(
+    ctx: &GpuContext,
+    cfg: OmniConfig,
+    hift: &HiftConfig,
+    format: WeightFormat,
+    seed: u64,
+) -> Result<Weights, ModelError> {
+    let w = Weights::empty(cfg.clone(), format);
+    let mut rng = Rng::new(seed);
+    let mut rec = Recorder::new(ctx, "bench.vocode.weights");
+    let host = |name: String, shape: Vec<usize>, role: Role, rng: &mut Rng| {
+        let n: usize = shape.iter().product();
+        let fan_in = shape.iter().skip(1).product::<usize>().max(1) as f32;
+        let data = match role {
+            Role::Norm | Role::Alpha => (0..n).map(|_| 1.0 + 0.02 * rng.normal()).collect(),
+            Role::Positional => crate::weights::tiny::sinusoids(shape[0], shape[1]),
+            Role::Bias => rng.uniform_vec(n, -0.02, 0.02),
+            _ => {
+                let a = fan_in.sqrt().recip();
+                rng.uniform_vec(n, -a, a)
+            }
+        };
+        w.insert_host(&name, HostTensor { shape, data });
+    };
+    let mut mseed = seed as u32;
+    for s in model_tensors(&cfg) {
+        let bridge_dec = s.name.contains("audio_bridge_model.proj_decoder");
+        let codebook = s.role == Role::Codebook;
+        let audio_out = matches!(s.stage, Stage::Decoder | Stage::Prenet | Stage::Unet);
+        if !(audio_out || bridge_dec || codebook) {
+            continue;
+        }
+        if codebook {
+            let shape = vec![BENCH_CODEBOOK_ROWS.min(s.shape[0]), s.shape[1]];
+            host(s.name, shape, Role::Conv, &mut rng);
+        } else if is_matrix(s.role) {
+            mseed = mseed.wrapping_add(1);
+            let m = Matrix::random(&mut rec, s.shape[0], s.shape[1], format, mseed)?;
+            w.insert_matrix(
+                &s.name,
+                vec![MatrixPart {
+                    row_start: 0,
+                    matrix: m,
+                }],
+            );
+        } else {
+            host(s.name, s.shape, s.role, &mut rng);
+        }
+    }
+    for s in hift.tensors() {
+        match s.role {
+            Role::WeightG => continue,
+            _ => {
+                let name = match s.name.strip_suffix(".weight_v") {
+                    Some(b) => format!("hift.{b}.weight"),
+                    None => format!("hift.{}", s.name),
+                };
+                host(name, s.shape, s.role, &mut rng);
+            }
+        }
+    }
+    rec.submit()?;
+    Ok(w)
+}
+
+/// One measurement.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct VocodeTiming {
+    pub seconds: f64,
+    pub frames: usize,
+    pub mel_s: f64,
+    pub hift_s: f64,
+    pub total_s: f64,
+    pub rtf: f64,
+}
+
+fn now() -> f64 {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// Times one segment of `seconds` of audio (12.5 code frames per second): decoder + Pre-Net +
+/// CFM (waited for by reading the mel back), then HiFT (which reads back its own results).
+pub async fn time_segment(
+    ctx: &GpuContext,
+    voc: &Vocoder,
+    seconds: f64,
+    seed: u64,
+) -> Result<VocodeTiming, ModelError> {
+    let n = ((seconds * 12.5).round() as usize).clamp(1, voc.decoder.max_frames());
+    let mut rng = Rng::new(seed);
+    let sizes = voc.decoder.codebook_sizes();
+    let codes: Vec<u32> = (0..n * 8)
+        .map(|i| rng.below(sizes[i % 8] as u64) as u32)
+        .collect();
+    let noise = voc.noise(n, seed);
+    let t0 = now();
+    let (_, _, mel) = voc.mel(ctx, &codes, &noise.cfm)?;
+    let _ = mel.to_vec(ctx).await?;
+    let t1 = now();
+    let pcm = voc.hift.forward(ctx, &mel, &noise.source).await?;
+    let t2 = now();
+    let audio = pcm.len() as f64 / super::SAMPLE_RATE as f64;
+    Ok(VocodeTiming {
+        seconds: audio,
+        frames: n,
+        mel_s: t1 - t0,
+        hift_s: t2 - t1,
+        total_s: t2 - t0,
+        rtf: (t2 - t0) / audio.max(1e-9),
+    })
+}

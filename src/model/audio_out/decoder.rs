@@ -1,0 +1,212 @@
+//! Audio decoder (spec §4 decode + §7): codes (N, 8) → Σ codebook vectors → `proj_decoder` →
+//! ConvTranspose ×4 + GroupNorm(1) → + sinusoid table → causal Whisper layers → LayerNorm,
+//! giving `hidden_before_dconv2` (4N−1, d) at 50 Hz.
+//! Reference: Baichuan-Omni-1.5 `audio_modeling_omni.py` (`OmniAudioVQBridgeTokenizer.decode`,
+//! `OmniAudioDecoder.forward`).
+
+use std::rc::Rc;
+
+use crate::gpu::{GpuContext, Recorder};
+use crate::model::{HostTensor, ModelError, Weights};
+use crate::ops::{self, Activation, Binary, ConvTranspose1dSpec, ConvWeight, RVQ_LEVELS};
+use crate::tensor::Tensor;
+
+use super::layers::{act, Linear, Norm, WhisperLayer};
+
+const BRIDGE: &str = "audio_tokenizer.audio_bridge_model";
+const DEC: &str = "audio_tokenizer.audio_decoder";
+
+pub struct AudioDecoder {
+    /// Codebooks C_i (N_i, Dq) f32 on the host (the decode sum runs on the CPU: 8 gathers).
+    codebooks: Vec<Rc<HostTensor>>,
+    dq: usize,
+    /// proj_decoder (d, Dq) + bias.
+    proj: Linear,
+    /// dconv1 ConvTranspose1d (d → d, k, stride 4).
+    dconv1: ConvWeight,
+    dconv1_b: wgpu::Buffer,
+    gn_w: wgpu::Buffer,
+    gn_b: wgpu::Buffer,
+    /// positional_embedding (P, d) host f32.
+    pos: Rc<HostTensor>,
+    layers: Vec<WhisperLayer>,
+    ln: Norm,
+    /// d_model.
+    pub d: usize,
+}
+
+impl AudioDecoder {
+    pub fn load(w: &Weights, ctx: &GpuContext) -> Result<Self, ModelError> {
+        let a = &w.config.audio;
+        let d = a.d_model;
+        let mut codebooks = Vec::new();
+        for i in 0..RVQ_LEVELS {
+            codebooks.push(w.host(&format!("{BRIDGE}.vq_list.{i}.codebook.embed"))?);
+        }
+        let dq = codebooks[0].shape.get(1).copied().unwrap_or(0);
+        if codebooks
+            .iter()
+            .any(|c| c.shape.len() != 2 || c.shape[1] != dq)
+        {
+            return Err(ModelError::input("codebooks differ in width"));
+        }
+        let k = a.decoder_kernel_size;
+        let wt = w.host(&format!("{DEC}.dconv1.conv.weight"))?;
+        let dconv1 = ConvWeight::conv_transpose1d(ctx, "dconv1", &wt.data, d, d, k, 1)?;
+        let layers = (0..a.decoder_layers)
+            .map(|i| {
+                WhisperLayer::load(
+                    w,
+                    ctx,
+                    &format!("{DEC}.layers.{i}"),
+                    a.decoder_attention_heads,
+                    false,
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(AudioDecoder {
+            codebooks,
+            dq,
+            proj: Linear::load(w, ctx, &format!("{BRIDGE}.proj_decoder"), true)?,
+            dconv1,
+            dconv1_b: w.f32_buffer(ctx, &format!("{DEC}.dconv1.conv.bias"))?,
+            gn_w: w.f32_buffer(ctx, &format!("{DEC}.dconv1.norm.weight"))?,
+            gn_b: w.f32_buffer(ctx, &format!("{DEC}.dconv1.norm.bias"))?,
+            pos: w.host(&format!("{DEC}.positional_embedding"))?,
+            layers,
+            ln: Norm::layer(w, ctx, &format!("{DEC}.layer_norm"), 1e-5)?,
+            d,
+        })
+    }
+
+    /// Codebook sizes N_i.
+    pub fn codebook_sizes(&self) -> Vec<usize> {
+        self.codebooks.iter().map(|c| c.shape[0]).collect()
+    }
+
+    /// Most frames one segment may hold: 4N−1 ≤ positional table length (spec §7 step 2).
+    pub fn max_frames(&self) -> usize {
+        (self.pos.shape[0] + 1) / 4
+    }
+
+    /// Checks codes (N, 8) row-major against the codebook sizes and the segment limit.
+    pub fn check_codes(&self, codes: &[u32]) -> Result<usize, ModelError> {
+        if codes.is_empty() || !codes.len().is_multiple_of(RVQ_LEVELS) {
+            return Err(ModelError::input(format!(
+                "codes must be (N, {RVQ_LEVELS}) with N ≥ 1, got {} values",
+                codes.len()
+            )));
+        }
+        let n = codes.len() / RVQ_LEVELS;
+        if n > self.max_frames() {
+            return Err(ModelError::input(format!(
+                "{n} frames exceed one segment's limit of {} (the decoder's positional table)",
+                self.max_frames()
+            )));
+        }
+        for (e, &c) in codes.iter().enumerate() {
+            let (f, i) = (e / RVQ_LEVELS, e % RVQ_LEVELS);
+            let size = self.codebooks[i].shape[0];
+            if c as usize >= size {
+                return Err(ModelError::input(format!(
+                    "code {c} at frame {f}, codebook {i} is out of range (codebook {i} has {size} entries{})",
+                    if i == 0 && c as usize == size { "; this is the audio EOS, drop that frame" } else { "" }
+                )));
+            }
+        }
+        Ok(n)
+    }
+
+    /// `e (N, Dq) = Σ_{i=7..0} C_i[code_i]` in f32 (spec §4 decode), on the host.
+    pub fn rvq_sum(&self, codes: &[u32]) -> Vec<f32> {
+        let n = codes.len() / RVQ_LEVELS;
+        let dq = self.dq;
+        let mut e = vec![0f32; n * dq];
+        for f in 0..n {
+            let row = &mut e[f * dq..(f + 1) * dq];
+            for i in (0..RVQ_LEVELS).rev() {
+                let c = codes[f * RVQ_LEVELS + i] as usize;
+                let src = &self.codebooks[i].data[c * dq..(c + 1) * dq];
+                for (r, s) in row.iter_mut().zip(src) {
+                    *r += *s;
+                }
+            }
+        }
+        e
+    }
+
+    /// Codes (N, 8) row-major → `hidden_before_dconv2` (4N−1, d).
+    pub fn forward(&self, rec: &mut Recorder, codes: &[u32]) -> Result<Tensor, ModelError> {
+        let ctx = rec.ctx();
+        let n = self.check_codes(codes)?;
+        let e = Tensor::from_f32(ctx, "rvq.sum", &[n, self.dq], &self.rvq_sum(codes));
+        let z = self.proj.apply(rec, &e, Activation::None, None)?;
+        let spec = ConvTranspose1dSpec {
+            stride: 4,
+            padding: 0,
+            output_padding: 0,
+            dilation: 1,
+        };
+        let t = spec
+            .out_len(n, self.dconv1.k)
+            .ok_or_else(|| ModelError::input("dconv1 output is empty"))?;
+        let up = act(ctx, "dconv1.y", &[t, self.d]);
+        ops::conv_transpose1d(rec, &z, &self.dconv1, Some(&self.dconv1_b), spec, &up)?;
+        let gn = act(ctx, "dconv1.gn", &[t, self.d]);
+        ops::groupnorm(rec, &up, 1, &self.gn_w, &self.gn_b, 1e-5, &gn)?;
+        let p = Tensor::from_f32(ctx, "dec.pos", &[t, self.d], &self.pos.data[..t * self.d]);
+        ops::binary(rec, Binary::Add, &gn, &p, &gn)?;
+        let mut h = gn;
+        for l in &self.layers {
+            h = l.forward(rec, &h, 1)?;
+        }
+        Ok(self.ln.apply(rec, &h)?)
+    }
+}
+
+const FM: &str = "audio_tokenizer.audio_flow_matching_decoder";
+
+/// Flow-matching Pre-Net (spec §8.1): MLP 1280→2048→512, causal RMSNorm layers, final RMSNorm,
+/// `out_proj` → `mu (T, 80)` (time-major).
+pub struct Prenet {
+    in0: Linear,
+    in2: Linear,
+    layers: Vec<WhisperLayer>,
+    norm: Norm,
+    out: Linear,
+}
+
+impl Prenet {
+    pub fn load(w: &Weights, ctx: &GpuContext) -> Result<Self, ModelError> {
+        let f = &w.config.flow;
+        let layers = (0..f.prenet_nlayers)
+            .map(|i| {
+                WhisperLayer::load(
+                    w,
+                    ctx,
+                    &format!("{FM}.prenet.transformer_layers.{i}"),
+                    f.prenet_attention_heads,
+                    true,
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Prenet {
+            in0: Linear::load(w, ctx, &format!("{FM}.prenet.in_mlp.0"), true)?,
+            in2: Linear::load(w, ctx, &format!("{FM}.prenet.in_mlp.2"), true)?,
+            layers,
+            norm: Norm::rms(w, ctx, &format!("{FM}.prenet.final_norm"), 1e-6)?,
+            out: Linear::load(w, ctx, &format!("{FM}.prenet.out_proj"), false)?,
+        })
+    }
+
+    /// `h (T, 1280)` → `mu (T, 80)`.
+    pub fn forward(&self, rec: &mut Recorder, h: &Tensor) -> Result<Tensor, ModelError> {
+        let a = self.in0.apply(rec, h, Activation::Silu, None)?;
+        let mut y = self.in2.apply(rec, &a, Activation::None, None)?;
+        for l in &self.layers {
+            y = l.forward(rec, &y, 1)?;
+        }
+        let n = self.norm.apply(rec, &y)?;
+        Ok(self.out.apply(rec, &n, Activation::None, None)?)
+    }
+}

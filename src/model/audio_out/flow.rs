@@ -1,0 +1,417 @@
+//! Conditional flow matching (spec §8.2–8.3): the causal U-Net estimator (CosyVoice-style
+//! `ConditionalDecoder`, causal convs, chunk-causal attention) and the 10-step Euler sampler
+//! with classifier-free guidance on the cosine time grid. All tensors time-major `(T, C)`.
+//! Reference: Baichuan-Omni-1.5 `flow_matching.py`, `matcha_components.py`,
+//! `matcha_transformer.py`; CosyVoice `flow/decoder.py`, `flow/flow_matching.py`.
+//!
+//! Channel concatenations (`[x, mu]`, `[h, skip]`) are never materialised: a convolution over
+//! concatenated inputs is the sum of convolutions over each input with its slice of the
+//! kernel, so each first conv keeps one weight per input part.
+
+use crate::gpu::{GpuContext, Recorder};
+use crate::model::{ModelError, Weights};
+use crate::ops::{self, Activation, Binary, Conv1dSpec, ConvWeight, OpError, Unary};
+use crate::tensor::Tensor;
+
+use super::layers::{act, ops_shape, Linear, Norm};
+
+const CD: &str = "audio_tokenizer.audio_flow_matching_decoder.conditional_decoder";
+/// Chunk of the U-Net's chunk-causal attention mask (`static_chunk_size`).
+pub const UNET_CHUNK: usize = 100;
+
+/// A Conv1d whose input is a channel concatenation of parts (one kernel slice per part).
+struct SplitConv {
+    parts: Vec<ConvWeight>,
+    bias: wgpu::Buffer,
+    spec: Conv1dSpec,
+    cout: usize,
+}
+
+impl SplitConv {
+    /// `{p}.weight` (Cout, ΣC_i, K) split along input channels into `split` widths.
+    fn load(
+        w: &Weights,
+        ctx: &GpuContext,
+        p: &str,
+        split: &[usize],
+        causal: bool,
+    ) -> Result<Self, ModelError> {
+        let wt = w.host(&format!("{p}.weight"))?;
+        let [cout, cin, k] = wt.shape[..] else {
+            return Err(ModelError::input(format!("{p}.weight is not 3-D")));
+        };
+        if split.iter().sum::<usize>() != cin {
+            return Err(ModelError::input(format!(
+                "{p}.weight has {cin} input channels, the inputs {split:?}"
+            )));
+        }
+        let mut parts = Vec::new();
+        let mut c0 = 0;
+        for &c in split {
+            let mut sub = vec![0f32; cout * c * k];
+            for o in 0..cout {
+                for i in 0..c {
+                    for kk in 0..k {
+                        sub[(o * c + i) * k + kk] = wt.data[(o * cin + c0 + i) * k + kk];
+                    }
+                }
+            }
+            parts.push(ConvWeight::conv1d(ctx, p, &sub, cout, c, k, 1)?);
+            c0 += c;
+        }
+        Ok(SplitConv {
+            parts,
+            bias: w.f32_buffer(ctx, &format!("{p}.bias"))?,
+            spec: Conv1dSpec {
+                stride: 1,
+                pad_left: if causal { k - 1 } else { 0 },
+                pad_right: 0,
+                dilation: 1,
+            },
+            cout,
+        })
+    }
+
+    /// Inputs `(T, C_i)`; a `None` part is all zeros (the unconditional `mu`) and is skipped.
+    fn fwd(&self, rec: &mut Recorder, xs: &[Option<&Tensor>]) -> Result<Tensor, OpError> {
+        let ctx = rec.ctx();
+        let t = xs.iter().flatten().next().map(|x| x.shape[0]).unwrap_or(0);
+        let y = act(ctx, "conv.y", &[t, self.cout]);
+        let mut first = true;
+        for (x, wgt) in xs.iter().zip(&self.parts) {
+            let Some(x) = x else { continue };
+            if first {
+                ops::conv1d(rec, x, wgt, Some(&self.bias), self.spec, &y)?;
+                first = false;
+            } else {
+                let tmp = act(ctx, "conv.part", &[t, self.cout]);
+                ops::conv1d(rec, x, wgt, None, self.spec, &tmp)?;
+                ops::binary(rec, Binary::Add, &y, &tmp, &y)?;
+            }
+        }
+        Ok(y)
+    }
+}
+
+/// `CausalBlock1D`: causal conv k3 → LayerNorm over channels → Mish.
+struct CausalBlock {
+    conv: SplitConv,
+    ln: Norm,
+}
+
+impl CausalBlock {
+    fn load(w: &Weights, ctx: &GpuContext, p: &str, split: &[usize]) -> Result<Self, ModelError> {
+        Ok(CausalBlock {
+            conv: SplitConv::load(w, ctx, &format!("{p}.block.0"), split, true)?,
+            ln: Norm::layer(w, ctx, &format!("{p}.block.2"), 1e-5)?,
+        })
+    }
+
+    fn fwd(&self, rec: &mut Recorder, xs: &[Option<&Tensor>]) -> Result<Tensor, OpError> {
+        let c = self.conv.fwd(rec, xs)?;
+        let y = self.ln.apply(rec, &c)?;
+        ops::unary(rec, Unary::Mish, &y, &y)?;
+        Ok(y)
+    }
+}
+
+/// `CausalResnetBlock1D`: block1 (+ time MLP) → block2, plus a 1×1 residual conv.
+struct ResBlock {
+    block1: CausalBlock,
+    block2: CausalBlock,
+    mlp: Linear,
+    res: SplitConv,
+}
+
+impl ResBlock {
+    fn load(w: &Weights, ctx: &GpuContext, p: &str, split: &[usize]) -> Result<Self, ModelError> {
+        let cout = w
+            .shape(&format!("{p}.block1.block.0.weight"))
+            .and_then(|s| s.first().copied())
+            .unwrap_or(0);
+        Ok(ResBlock {
+            block1: CausalBlock::load(w, ctx, &format!("{p}.block1"), split)?,
+            block2: CausalBlock::load(w, ctx, &format!("{p}.block2"), &[cout])?,
+            mlp: Linear::load(w, ctx, &format!("{p}.mlp.1"), true)?,
+            res: SplitConv::load(w, ctx, &format!("{p}.res_conv"), split, false)?,
+        })
+    }
+
+    /// `temb_mish`: Mish(temb) (1, 4·C0).
+    fn fwd(
+        &self,
+        rec: &mut Recorder,
+        xs: &[Option<&Tensor>],
+        temb_mish: &Tensor,
+    ) -> Result<Tensor, OpError> {
+        let a = self.block1.fwd(rec, xs)?;
+        let tproj = self.mlp.apply(rec, temb_mish, Activation::None, None)?;
+        let c = tproj.numel();
+        let tv = tproj.view(&[c]).ok_or_else(|| ops_shape("temb", &tproj))?;
+        ops::binary(rec, Binary::Add, &a, &tv, &a)?;
+        let b = self.block2.fwd(rec, &[Some(&a)])?;
+        let r = self.res.fwd(rec, xs)?;
+        ops::binary(rec, Binary::Add, &b, &r, &b)?;
+        Ok(b)
+    }
+}
+
+/// diffusers `BasicTransformerBlock` (self-attention only, LayerNorm, GELU feed-forward).
+struct TransformerBlock {
+    norm1: Norm,
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    o: Linear,
+    norm3: Norm,
+    ff0: Linear,
+    ff2: Linear,
+    heads: usize,
+}
+
+impl TransformerBlock {
+    fn load(w: &Weights, ctx: &GpuContext, p: &str, heads: usize) -> Result<Self, ModelError> {
+        let a = format!("{p}.attn1");
+        Ok(TransformerBlock {
+            norm1: Norm::layer(w, ctx, &format!("{p}.norm1"), 1e-5)?,
+            q: Linear::load(w, ctx, &format!("{a}.to_q"), false)?,
+            k: Linear::load(w, ctx, &format!("{a}.to_k"), false)?,
+            v: Linear::load(w, ctx, &format!("{a}.to_v"), false)?,
+            o: Linear::load(w, ctx, &format!("{a}.to_out.0"), true)?,
+            norm3: Norm::layer(w, ctx, &format!("{p}.norm3"), 1e-5)?,
+            ff0: Linear::load(w, ctx, &format!("{p}.ff.net.0.proj"), true)?,
+            ff2: Linear::load(w, ctx, &format!("{p}.ff.net.2"), true)?,
+            heads,
+        })
+    }
+
+    fn fwd(&self, rec: &mut Recorder, h: &Tensor) -> Result<Tensor, OpError> {
+        let t = h.shape[0];
+        let inner = self.q.out_dim();
+        let hd = inner / self.heads;
+        let a = self.norm1.apply(rec, h)?;
+        let q = self.q.apply(rec, &a, Activation::None, None)?;
+        let k = self.k.apply(rec, &a, Activation::None, None)?;
+        let v = self.v.apply(rec, &a, Activation::None, None)?;
+        let att = act(rec.ctx(), "unet.att", &[t, inner]);
+        let v3 = |x: &Tensor| {
+            x.view(&[t, self.heads, hd])
+                .ok_or_else(|| ops_shape("view", x))
+        };
+        ops::attn_chunk_causal(
+            rec,
+            &v3(&q)?,
+            &v3(&k)?,
+            &v3(&v)?,
+            UNET_CHUNK,
+            1.0 / (hd as f32).sqrt(),
+            &v3(&att)?,
+        )?;
+        let h2 = self.o.apply(rec, &att, Activation::None, Some(h))?;
+        let f = self.norm3.apply(rec, &h2)?;
+        let g = self.ff0.apply(rec, &f, Activation::Gelu, None)?;
+        self.ff2.apply(rec, &g, Activation::None, Some(&h2))
+    }
+}
+
+struct Stage {
+    res: ResBlock,
+    blocks: Vec<TransformerBlock>,
+    /// The down/up block's trailing causal conv k3 (None for mid blocks).
+    conv: Option<SplitConv>,
+}
+
+impl Stage {
+    fn fwd(
+        &self,
+        rec: &mut Recorder,
+        xs: &[Option<&Tensor>],
+        temb_mish: &Tensor,
+    ) -> Result<(Tensor, Tensor), OpError> {
+        let mut h = self.res.fwd(rec, xs, temb_mish)?;
+        for b in &self.blocks {
+            h = b.fwd(rec, &h)?;
+        }
+        let out = match &self.conv {
+            Some(c) => c.fwd(rec, &[Some(&h)])?,
+            None => h.view(&h.shape).ok_or_else(|| ops_shape("view", &h))?,
+        };
+        Ok((h, out))
+    }
+}
+
+/// The U-Net estimator `U(x, mask = 1, mu, t)` (spec §8.3), single down and up level.
+pub struct Unet {
+    t1: Linear,
+    t2: Linear,
+    /// 160 = 2·in_channels sinusoid width.
+    temb_in: usize,
+    down: Stage,
+    mid: Vec<Stage>,
+    up: Stage,
+    final_block: CausalBlock,
+    final_proj: SplitConv,
+    /// Mel bins (80).
+    pub mel: usize,
+}
+
+impl Unet {
+    pub fn load(w: &Weights, ctx: &GpuContext) -> Result<Self, ModelError> {
+        let f = &w.config.flow;
+        if f.channels.len() != 1 {
+            return Err(ModelError::input(format!(
+                "only the single-level U-Net is implemented (channels {:?})",
+                f.channels
+            )));
+        }
+        let c = f.channels[0];
+        let mel = f.in_channels;
+        let heads = f.num_heads;
+        let blocks = |p: &str| {
+            (0..f.n_blocks)
+                .map(|k| TransformerBlock::load(w, ctx, &format!("{p}.1.{k}"), heads))
+                .collect::<Result<Vec<_>, _>>()
+        };
+        let down_p = format!("{CD}.down_blocks.0");
+        let down = Stage {
+            res: ResBlock::load(w, ctx, &format!("{down_p}.0"), &[mel, mel])?,
+            blocks: blocks(&down_p)?,
+            conv: Some(SplitConv::load(w, ctx, &format!("{down_p}.2"), &[c], true)?),
+        };
+        let mid = (0..f.num_mid_blocks)
+            .map(|i| {
+                let p = format!("{CD}.mid_blocks.{i}");
+                Ok(Stage {
+                    res: ResBlock::load(w, ctx, &format!("{p}.0"), &[c])?,
+                    blocks: blocks(&p)?,
+                    conv: None,
+                })
+            })
+            .collect::<Result<Vec<_>, ModelError>>()?;
+        let up_p = format!("{CD}.up_blocks.0");
+        let up = Stage {
+            res: ResBlock::load(w, ctx, &format!("{up_p}.0"), &[c, c])?,
+            blocks: blocks(&up_p)?,
+            conv: Some(SplitConv::load(w, ctx, &format!("{up_p}.2"), &[c], true)?),
+        };
+        Ok(Unet {
+            t1: Linear::load(w, ctx, &format!("{CD}.time_mlp.linear_1"), true)?,
+            t2: Linear::load(w, ctx, &format!("{CD}.time_mlp.linear_2"), true)?,
+            temb_in: 2 * mel,
+            down,
+            mid,
+            up,
+            final_block: CausalBlock::load(w, ctx, &format!("{CD}.final_block"), &[c])?,
+            final_proj: SplitConv::load(w, ctx, &format!("{CD}.final_proj"), &[c], false)?,
+            mel,
+        })
+    }
+
+    /// Mish(time_mlp(sinusoid(t))) (1, 4·C): shared by every ResBlock of one evaluation.
+    pub fn time_embedding(&self, rec: &mut Recorder, t: f32) -> Result<Tensor, OpError> {
+        let e = sinusoid_pos_emb(t, self.temb_in);
+        let e = Tensor::from_f32(rec.ctx(), "unet.t", &[1, self.temb_in], &e);
+        let a = self.t1.apply(rec, &e, Activation::Silu, None)?;
+        let temb = self.t2.apply(rec, &a, Activation::None, None)?;
+        ops::unary(rec, Unary::Mish, &temb, &temb)?;
+        Ok(temb)
+    }
+
+    /// `x (T, 80)`, `mu (T, 80)` or None (all zeros) → velocity `(T, 80)`.
+    pub fn forward(
+        &self,
+        rec: &mut Recorder,
+        x: &Tensor,
+        mu: Option<&Tensor>,
+        temb_mish: &Tensor,
+    ) -> Result<Tensor, OpError> {
+        let (skip, h) = self.down.fwd(rec, &[Some(x), mu], temb_mish)?;
+        let mut h = h;
+        for m in &self.mid {
+            h = m.fwd(rec, &[Some(&h)], temb_mish)?.1;
+        }
+        let (_, h) = self.up.fwd(rec, &[Some(&h), Some(&skip)], temb_mish)?;
+        let h = self.final_block.fwd(rec, &[Some(&h)])?;
+        self.final_proj.fwd(rec, &[Some(&h)])
+    }
+}
+
+/// matcha `SinusoidalPosEmb(dim)` with scale 1000: `[sin(1000·t·f_i), cos(1000·t·f_i)]`,
+/// `f_i = exp(−i·ln(10000)/(dim/2 − 1))`.
+pub fn sinusoid_pos_emb(t: f32, dim: usize) -> Vec<f32> {
+    let half = dim / 2;
+    let step = (10000f32).ln() / (half.max(2) - 1) as f32;
+    let mut e = vec![0f32; dim];
+    for i in 0..half {
+        let a = 1000.0 * t * (-(i as f32) * step).exp();
+        e[i] = a.sin();
+        e[half + i] = a.cos();
+    }
+    e
+}
+
+/// The cosine time grid `1 − cos(π/2 · k/steps)`, k = 0..=steps (f32; the bf16 grid of the HF
+/// reference is a documented deviation, spec §8.2).
+pub fn cosine_grid(steps: usize) -> Vec<f32> {
+    (0..=steps)
+        .map(|k| {
+            let t = k as f32 / steps as f32;
+            1.0 - (t * 0.5 * std::f32::consts::PI).cos()
+        })
+        .collect()
+}
+
+/// Sampler settings (spec §8.2).
+#[derive(Clone, Copy, Debug)]
+pub struct CfmParams {
+    pub steps: usize,
+    pub cfg_rate: f32,
+}
+
+impl Default for CfmParams {
+    fn default() -> Self {
+        CfmParams {
+            steps: 10,
+            cfg_rate: 0.7,
+        }
+    }
+}
+
+/// Euler with CFG: from `noise (T, 80)` to the mel `(T, 80)`:
+/// `x ← x + dt·((1+r)·U(x, mu, t) − r·U(x, 0, t))`.
+pub fn cfm_sample(
+    rec: &mut Recorder,
+    unet: &Unet,
+    mu: &Tensor,
+    noise: &Tensor,
+    p: CfmParams,
+) -> Result<Tensor, OpError> {
+    let ctx = rec.ctx();
+    if noise.shape != mu.shape {
+        return Err(crate::ops::shape_err(
+            "cfm",
+            format!("noise is {:?}, mu is {:?}", noise.shape, mu.shape),
+        ));
+    }
+    let grid = cosine_grid(p.steps);
+    let x = act(ctx, "cfm.x", &mu.shape);
+    let bytes = (mu.numel() * ctx.act().size()) as u64;
+    rec.encoder()?
+        .copy_buffer_to_buffer(&noise.buf, 0, &x.buf, 0, bytes.div_ceil(4) * 4);
+    let mut t = grid[0];
+    let mut dt = grid[1] - grid[0];
+    for step in 1..=p.steps {
+        let temb = unet.time_embedding(rec, t)?;
+        let vc = unet.forward(rec, &x, Some(mu), &temb)?;
+        let vu = unet.forward(rec, &x, None, &temb)?;
+        ops::unary(rec, Unary::Scale((1.0 + p.cfg_rate) * dt), &vc, &vc)?;
+        ops::unary(rec, Unary::Scale(-p.cfg_rate * dt), &vu, &vu)?;
+        ops::binary(rec, Binary::Add, &x, &vc, &x)?;
+        ops::binary(rec, Binary::Add, &x, &vu, &x)?;
+        t += dt;
+        if step < p.steps {
+            dt = grid[step + 1] - t;
+        }
+    }
+    Ok(x)
+}

@@ -1,0 +1,553 @@
+//! HiFT vocoder (spec §9; CosyVoice2 `HiFTGenerator` at 24 kHz with the `SineGen` source):
+//! mel (T, 80) → 480·T samples.
+//!
+//! Split between devices: the F0 network, upsampling, source fusion and ResBlocks run on the
+//! GPU; the neural-source-filter sine source (a cumulative sum over 480·T samples), the source
+//! STFT and the final iSTFT (n_fft 16, hop 4: 9 bins, a direct DFT is cheaper than an FFT at
+//! that size) run on the host. Two readbacks per segment (F0, conv_post output).
+
+use crate::gpu::{GpuContext, Recorder};
+use crate::model::{ModelError, Weights};
+use crate::ops::{self, Binary, Conv1dSpec, ConvTranspose1dSpec, ConvWeight, OpError, Unary};
+use crate::tensor::Tensor;
+use crate::util::rng::Rng;
+
+use super::layers::act;
+
+const P: &str = "hift.";
+
+/// Host-side constants of the source and the iSTFT.
+#[derive(Clone, Debug)]
+pub struct HiftParams {
+    pub sampling_rate: f32,
+    pub harmonics: usize,
+    pub sine_amp: f32,
+    pub noise_std: f32,
+    pub voiced_threshold: f32,
+    pub n_fft: usize,
+    pub hop: usize,
+    /// Samples per mel frame (Π upsample rates · hop = 480).
+    pub frame_samples: usize,
+    pub lrelu_slope: f32,
+    pub audio_limit: f32,
+}
+
+/// The random parts of the source (spec §9 step 2), injectable so tests can pass the
+/// reference's noise: initial phases per harmonic (index 0 is forced to 0) and standard
+/// normal noise (L, H+1) sample-major.
+#[derive(Clone, Debug)]
+pub struct SourceNoise {
+    pub phases: Vec<f32>,
+    pub noise: Vec<f32>,
+}
+
+impl SourceNoise {
+    /// Seeded: phases U(−π, π), noise N(0, 1).
+    pub fn seeded(seed: u64, samples: usize, harmonics: usize) -> Self {
+        let mut rng = Rng::new(seed);
+        let h = harmonics + 1;
+        let mut phases = rng.uniform_vec(h, -std::f32::consts::PI, std::f32::consts::PI);
+        phases[0] = 0.0;
+        SourceNoise {
+            phases,
+            noise: rng.normal_vec(samples * h, 1.0),
+        }
+    }
+}
+
+/// The excitation `s = tanh(Linear(sines))` for `f0` (one value per sample, Hz), SineGen
+/// semantics: cumsum of `h·f0/sr` over the whole segment, then mod 1 (spec §9 step 2); no
+/// per-step wrap, so the phase keeps the reference's f32 rounding.
+pub fn sine_source(
+    p: &HiftParams,
+    f0: &[f32],
+    lin_w: &[f32],
+    lin_b: f32,
+    noise: &SourceNoise,
+) -> Result<Vec<f32>, ModelError> {
+    let h = p.harmonics + 1;
+    if noise.phases.len() != h || noise.noise.len() != f0.len() * h || lin_w.len() != h {
+        return Err(ModelError::input(format!(
+            "source noise has {} phases and {} values, want {h} and {}",
+            noise.phases.len(),
+            noise.noise.len(),
+            f0.len() * h
+        )));
+    }
+    // running sums in f64, each prefix rounded to f32 before `mod 1`: what torch's CPU cumsum
+    // (f64 accumulator for f32) gives; a CUDA f32 scan drifts ~1e-3 cycles over 1e4 cycles
+    let mut acc = vec![0f64; h];
+    let mut out = Vec::with_capacity(f0.len());
+    let two_pi = 2.0 * std::f32::consts::PI;
+    for (n, &f) in f0.iter().enumerate() {
+        let uv = if f > p.voiced_threshold { 1.0 } else { 0.0 };
+        let amp = uv * p.noise_std + (1.0 - uv) * p.sine_amp / 3.0;
+        let mut s = lin_b;
+        for k in 0..h {
+            acc[k] += (f * (k as f32 + 1.0) / p.sampling_rate) as f64;
+            let frac = (acc[k] as f32).rem_euclid(1.0);
+            let theta = two_pi * frac;
+            let sine = p.sine_amp * (theta + noise.phases[k]).sin();
+            let v = sine * uv + amp * noise.noise[n * h + k];
+            s += lin_w[k] * v;
+        }
+        out.push(s.tanh());
+    }
+    Ok(out)
+}
+
+/// Periodic Hann window of length n.
+fn hann(n: usize) -> Vec<f32> {
+    (0..n)
+        .map(|i| {
+            let a = 2.0 * std::f64::consts::PI * i as f64 / n as f64;
+            (0.5 - 0.5 * a.cos()) as f32
+        })
+        .collect()
+}
+
+/// `torch.stft(x, n_fft, hop, window = periodic Hann, center = True, reflect)` →
+/// frame-major `(frames, 2·(n_fft/2+1))` rows `[re_0..re_F, im_0..im_F]` (the source fusion's
+/// input layout, time-major).
+pub fn stft(x: &[f32], n_fft: usize, hop: usize) -> Vec<f32> {
+    let half = n_fft / 2;
+    let len = x.len();
+    // reflect padding by n_fft/2 on both sides (needs len > half)
+    let at = |i: isize| -> f32 {
+        let l = len as isize;
+        let mut j = i - half as isize;
+        if j < 0 {
+            j = -j;
+        }
+        if j >= l {
+            j = 2 * (l - 1) - j;
+        }
+        x[j.clamp(0, l - 1) as usize]
+    };
+    let frames = len / hop + 1;
+    let nb = half + 1;
+    let w = hann(n_fft);
+    let mut out = vec![0f32; frames * 2 * nb];
+    for f in 0..frames {
+        let seg: Vec<f64> = (0..n_fft)
+            .map(|n| (at((f * hop + n) as isize) * w[n]) as f64)
+            .collect();
+        for k in 0..nb {
+            let (mut re, mut im) = (0f64, 0f64);
+            for (n, v) in seg.iter().enumerate() {
+                let a = -2.0 * std::f64::consts::PI * (k * n) as f64 / n_fft as f64;
+                re += v * a.cos();
+                im += v * a.sin();
+            }
+            out[f * 2 * nb + k] = re as f32;
+            out[f * 2 * nb + nb + k] = im as f32;
+        }
+    }
+    out
+}
+
+/// `torch.istft(mag·e^{i·ph}, n_fft, hop, window = periodic Hann, center = True)` for
+/// frame-major `spec (frames, 2·nb)` rows `[log-mag logits.., phase logits..]` as HiFT's
+/// conv_post emits them: `mag = min(exp(·), 100)`, `ph = sin(·)`. Output `hop·(frames−1)`.
+pub fn istft_hift(spec: &[f32], frames: usize, n_fft: usize, hop: usize) -> Vec<f32> {
+    let nb = n_fft / 2 + 1;
+    let w = hann(n_fft);
+    let total = hop * (frames - 1) + n_fft;
+    let mut y = vec![0f64; total];
+    let mut env = vec![0f64; total];
+    for f in 0..frames {
+        let row = &spec[f * 2 * nb..(f + 1) * 2 * nb];
+        let mut re = vec![0f64; nb];
+        let mut im = vec![0f64; nb];
+        for k in 0..nb {
+            let mag = (row[k].exp()).min(100.0) as f64;
+            let ph = row[nb + k].sin() as f64;
+            re[k] = mag * ph.cos();
+            im[k] = mag * ph.sin();
+        }
+        for n in 0..n_fft {
+            // irfft: DC and Nyquist imaginary parts are ignored
+            let mut v = re[0] + if n % 2 == 0 { re[nb - 1] } else { -re[nb - 1] };
+            for k in 1..nb - 1 {
+                let a = 2.0 * std::f64::consts::PI * (k * n) as f64 / n_fft as f64;
+                v += 2.0 * (re[k] * a.cos() - im[k] * a.sin());
+            }
+            v /= n_fft as f64;
+            y[f * hop + n] += v * w[n] as f64;
+            env[f * hop + n] += (w[n] as f64) * (w[n] as f64);
+        }
+    }
+    let start = n_fft / 2;
+    let len = hop * (frames - 1);
+    (0..len)
+        .map(|i| {
+            let e = env[start + i];
+            (if e > 1e-11 {
+                y[start + i] / e
+            } else {
+                y[start + i]
+            }) as f32
+        })
+        .collect()
+}
+
+struct Conv {
+    w: ConvWeight,
+    b: Option<wgpu::Buffer>,
+    spec: Conv1dSpec,
+}
+
+impl Conv {
+    fn load(
+        w: &Weights,
+        ctx: &GpuContext,
+        name: &str,
+        stride: usize,
+        pad: usize,
+        dilation: usize,
+        bias: bool,
+    ) -> Result<Self, ModelError> {
+        let t = w.host(&format!("{P}{name}.weight"))?;
+        let [cout, cin, k] = t.shape[..] else {
+            return Err(ModelError::input(format!("{name}.weight is not 3-D")));
+        };
+        Ok(Conv {
+            w: ConvWeight::conv1d(ctx, name, &t.data, cout, cin, k, 1)?,
+            b: if bias {
+                Some(w.f32_buffer(ctx, &format!("{P}{name}.bias"))?)
+            } else {
+                None
+            },
+            spec: Conv1dSpec {
+                stride,
+                pad_left: pad,
+                pad_right: pad,
+                dilation,
+            },
+        })
+    }
+
+    fn fwd(&self, rec: &mut Recorder, x: &Tensor) -> Result<Tensor, OpError> {
+        let t = self.spec.out_len(x.shape[0], self.w.k).ok_or_else(|| {
+            crate::ops::shape_err("hift conv", format!("input {:?} too short", x.shape))
+        })?;
+        let y = act(rec.ctx(), "hift.conv", &[t, self.w.cout]);
+        ops::conv1d(rec, x, &self.w, self.b.as_ref(), self.spec, &y)?;
+        Ok(y)
+    }
+}
+
+/// HiFT `ResBlock` (Snake → dilated conv → Snake → conv, residual) × dilations.
+struct ResBlock {
+    convs1: Vec<Conv>,
+    convs2: Vec<Conv>,
+    a1: Vec<wgpu::Buffer>,
+    a2: Vec<wgpu::Buffer>,
+}
+
+impl ResBlock {
+    fn load(w: &Weights, ctx: &GpuContext, p: &str, dil: &[usize]) -> Result<Self, ModelError> {
+        let mut r = ResBlock {
+            convs1: vec![],
+            convs2: vec![],
+            a1: vec![],
+            a2: vec![],
+        };
+        for (i, &d) in dil.iter().enumerate() {
+            let k = w
+                .host(&format!("{P}{p}.convs1.{i}.weight"))?
+                .shape
+                .get(2)
+                .copied()
+                .unwrap_or(1);
+            r.convs1.push(Conv::load(
+                w,
+                ctx,
+                &format!("{p}.convs1.{i}"),
+                1,
+                d * (k - 1) / 2,
+                d,
+                true,
+            )?);
+            r.convs2.push(Conv::load(
+                w,
+                ctx,
+                &format!("{p}.convs2.{i}"),
+                1,
+                (k - 1) / 2,
+                1,
+                true,
+            )?);
+            r.a1.push(w.f32_buffer(ctx, &format!("{P}{p}.activations1.{i}.alpha"))?);
+            r.a2.push(w.f32_buffer(ctx, &format!("{P}{p}.activations2.{i}.alpha"))?);
+        }
+        Ok(r)
+    }
+
+    fn fwd(&self, rec: &mut Recorder, x: &Tensor) -> Result<Tensor, OpError> {
+        let ctx = rec.ctx();
+        let mut x = x
+            .view(&x.shape)
+            .ok_or_else(|| super::layers::ops_shape("view", x))?;
+        for i in 0..self.convs1.len() {
+            let s1 = act(ctx, "snake", &x.shape);
+            ops::snake(rec, &x, &self.a1[i], &s1)?;
+            let c1 = self.convs1[i].fwd(rec, &s1)?;
+            let s2 = act(ctx, "snake", &c1.shape);
+            ops::snake(rec, &c1, &self.a2[i], &s2)?;
+            let c2 = self.convs2[i].fwd(rec, &s2)?;
+            ops::binary(rec, Binary::Add, &c2, &x, &c2)?;
+            x = c2;
+        }
+        Ok(x)
+    }
+}
+
+struct Up {
+    w: ConvWeight,
+    b: wgpu::Buffer,
+    spec: ConvTranspose1dSpec,
+}
+
+pub struct Hift {
+    pub params: HiftParams,
+    f0_convs: Vec<Conv>,
+    f0_cls_w: Vec<f32>,
+    f0_cls_b: f32,
+    lin_w: Vec<f32>,
+    lin_b: f32,
+    conv_pre: Conv,
+    ups: Vec<Up>,
+    source_downs: Vec<Conv>,
+    source_resblocks: Vec<ResBlock>,
+    resblocks: Vec<ResBlock>,
+    kernels: usize,
+    conv_post: Conv,
+}
+
+impl Hift {
+    pub fn load(w: &Weights, ctx: &GpuContext) -> Result<Self, ModelError> {
+        let d = crate::weights::hift::HiftConfig::default();
+        let rates = d.upsample_rates.clone();
+        let n_up = rates.len();
+        let mut f0_convs = Vec::new();
+        for j in 0..d.f0_layers {
+            f0_convs.push(Conv::load(
+                w,
+                ctx,
+                &format!("f0_predictor.condnet.{}", 2 * j),
+                1,
+                1,
+                1,
+                true,
+            )?);
+        }
+        let cls = w.host(&format!("{P}f0_predictor.classifier.weight"))?;
+        let cls_b = w.host(&format!("{P}f0_predictor.classifier.bias"))?;
+        let lin = w.host(&format!("{P}m_source.l_linear.weight"))?;
+        let lin_b = w.host(&format!("{P}m_source.l_linear.bias"))?;
+        let n_fft = w
+            .host(&format!("{P}conv_post.weight"))?
+            .shape
+            .first()
+            .copied()
+            .unwrap_or(18)
+            .saturating_sub(2);
+        let mut ups = Vec::new();
+        for (i, &u) in rates.iter().enumerate() {
+            let t = w.host(&format!("{P}ups.{i}.weight"))?;
+            let [cin, cout, k] = t.shape[..] else {
+                return Err(ModelError::input(format!("ups.{i}.weight is not 3-D")));
+            };
+            ups.push(Up {
+                w: ConvWeight::conv_transpose1d(ctx, "ups", &t.data, cin, cout, k, 1)?,
+                b: w.f32_buffer(ctx, &format!("{P}ups.{i}.bias"))?,
+                spec: ConvTranspose1dSpec {
+                    stride: u,
+                    padding: (k - u) / 2,
+                    output_padding: 0,
+                    dilation: 1,
+                },
+            });
+        }
+        let mut source_downs = Vec::new();
+        let mut source_resblocks = Vec::new();
+        for i in 0..n_up {
+            let u: usize = rates[i + 1..].iter().product();
+            let (stride, pad) = if u == 1 { (1, 0) } else { (u, u / 2) };
+            source_downs.push(Conv::load(
+                w,
+                ctx,
+                &format!("source_downs.{i}"),
+                stride,
+                pad,
+                1,
+                true,
+            )?);
+            source_resblocks.push(ResBlock::load(
+                w,
+                ctx,
+                &format!("source_resblocks.{i}"),
+                &d.source_resblock_dilation_sizes[i],
+            )?);
+        }
+        let kernels = d.resblock_kernel_sizes.len();
+        let mut resblocks = Vec::new();
+        for i in 0..n_up * kernels {
+            resblocks.push(ResBlock::load(
+                w,
+                ctx,
+                &format!("resblocks.{i}"),
+                &d.resblock_dilation_sizes[i % kernels],
+            )?);
+        }
+        let hop = d.istft_hop;
+        Ok(Hift {
+            params: HiftParams {
+                sampling_rate: d.sampling_rate as f32,
+                harmonics: lin.data.len().saturating_sub(1),
+                sine_amp: d.nsf_alpha as f32,
+                noise_std: d.nsf_sigma as f32,
+                voiced_threshold: d.nsf_voiced_threshold as f32,
+                n_fft,
+                hop,
+                frame_samples: rates.iter().product::<usize>() * hop,
+                lrelu_slope: d.lrelu_slope as f32,
+                audio_limit: d.audio_limit as f32,
+            },
+            f0_convs,
+            f0_cls_w: cls.data.clone(),
+            f0_cls_b: cls_b.data.first().copied().unwrap_or(0.0),
+            lin_w: lin.data.clone(),
+            lin_b: lin_b.data.first().copied().unwrap_or(0.0),
+            conv_pre: Conv::load(w, ctx, "conv_pre", 1, 3, 1, true)?,
+            ups,
+            source_downs,
+            source_resblocks,
+            resblocks,
+            kernels,
+            conv_post: Conv::load(w, ctx, "conv_post", 1, 3, 1, true)?,
+        })
+    }
+
+    /// F0 (Hz) per mel frame: 5 × (conv k3 + ELU) on the GPU, `|Linear|` on the host.
+    pub async fn f0(&self, ctx: &GpuContext, mel: &Tensor) -> Result<Vec<f32>, ModelError> {
+        let mut rec = Recorder::new(ctx, "hift.f0");
+        let mut x = mel
+            .view(&mel.shape)
+            .ok_or_else(|| ModelError::input("mel view"))?;
+        for c in &self.f0_convs {
+            let y = c.fwd(&mut rec, &x)?;
+            ops::unary(&mut rec, Unary::Elu, &y, &y)?;
+            x = y;
+        }
+        rec.submit()?;
+        let h = x.to_vec(ctx).await?;
+        let ch = self.f0_cls_w.len();
+        Ok(h.chunks(ch)
+            .map(|r| {
+                (r.iter()
+                    .zip(&self.f0_cls_w)
+                    .map(|(a, b)| a * b)
+                    .sum::<f32>()
+                    + self.f0_cls_b)
+                    .abs()
+            })
+            .collect())
+    }
+
+    /// The source `s` (480·T samples) for per-frame F0 (nearest upsampling ×480).
+    pub fn source(&self, f0: &[f32], noise: &SourceNoise) -> Result<Vec<f32>, ModelError> {
+        let up: Vec<f32> = f0
+            .iter()
+            .flat_map(|&f| std::iter::repeat_n(f, self.params.frame_samples))
+            .collect();
+        sine_source(&self.params, &up, &self.lin_w, self.lin_b, noise)
+    }
+
+    /// The network after the source: mel (T, 80) and source STFT `(120T+1, 18)` → conv_post
+    /// output `(120T+1, 18)` (host).
+    pub async fn decode_spec(
+        &self,
+        ctx: &GpuContext,
+        mel: &Tensor,
+        s_stft: &[f32],
+    ) -> Result<Vec<f32>, ModelError> {
+        let nb2 = self.params.n_fft + 2;
+        let frames = s_stft.len() / nb2;
+        let s = Tensor::from_f32(ctx, "hift.s_stft", &[frames, nb2], s_stft);
+        let mut rec = Recorder::new(ctx, "hift");
+        let mut x = self.conv_pre.fwd(&mut rec, mel)?;
+        let n_up = self.ups.len();
+        for i in 0..n_up {
+            ops::unary(&mut rec, Unary::LeakyRelu(self.params.lrelu_slope), &x, &x)?;
+            let up = &self.ups[i];
+            let t = up
+                .spec
+                .out_len(x.shape[0], up.w.k)
+                .ok_or_else(|| ModelError::input("hift upsampling of an empty input"))?;
+            let y = act(ctx, "hift.up", &[t, up.w.cout]);
+            ops::conv_transpose1d(&mut rec, &x, &up.w, Some(&up.b), up.spec, &y)?;
+            x = if i == n_up - 1 {
+                // ReflectionPad1d((1, 0)): frame 1 copied in front
+                let c = up.w.cout;
+                let sz = ctx.act().size();
+                let padded = act(ctx, "hift.pad", &[t + 1, c]);
+                let row = (c * sz) as u64;
+                let enc = rec.encoder()?;
+                enc.copy_buffer_to_buffer(&y.buf, 0, &padded.buf, row, row * t as u64);
+                enc.copy_buffer_to_buffer(&y.buf, row, &padded.buf, 0, row);
+                padded
+            } else {
+                y
+            };
+            let si = self.source_downs[i].fwd(&mut rec, &s)?;
+            let si = self.source_resblocks[i].fwd(&mut rec, &si)?;
+            if si.shape != x.shape {
+                return Err(ModelError::input(format!(
+                    "source branch {:?} does not match the upsampled {:?}",
+                    si.shape, x.shape
+                )));
+            }
+            ops::binary(&mut rec, Binary::Add, &x, &si, &x)?;
+            let mut acc: Option<Tensor> = None;
+            for j in 0..self.kernels {
+                let r = self.resblocks[i * self.kernels + j].fwd(&mut rec, &x)?;
+                acc = Some(match acc {
+                    None => r,
+                    Some(a) => {
+                        ops::binary(&mut rec, Binary::Add, &a, &r, &a)?;
+                        a
+                    }
+                });
+            }
+            let a = acc.ok_or_else(|| ModelError::input("HiFT has no resblocks"))?;
+            ops::unary(&mut rec, Unary::Scale(1.0 / self.kernels as f32), &a, &a)?;
+            x = a;
+        }
+        ops::unary(&mut rec, Unary::LeakyRelu(0.01), &x, &x)?;
+        let out = self.conv_post.fwd(&mut rec, &x)?;
+        rec.submit()?;
+        Ok(out.to_vec(ctx).await?)
+    }
+
+    /// mel (T, 80) → PCM (480·T samples), clamped to ±0.99.
+    pub async fn forward(
+        &self,
+        ctx: &GpuContext,
+        mel: &Tensor,
+        noise: &SourceNoise,
+    ) -> Result<Vec<f32>, ModelError> {
+        let f0 = self.f0(ctx, mel).await?;
+        let s = self.source(&f0, noise)?;
+        let p = &self.params;
+        let s_stft = stft(&s, p.n_fft, p.hop);
+        let spec = self.decode_spec(ctx, mel, &s_stft).await?;
+        let frames = spec.len() / (p.n_fft + 2);
+        let mut y = istft_hift(&spec, frames, p.n_fft, p.hop);
+        for v in &mut y {
+            *v = v.clamp(-p.audio_limit, p.audio_limit);
+        }
+        Ok(y)
+    }
+}

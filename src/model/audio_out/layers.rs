@@ -1,0 +1,204 @@
+//! Building blocks shared by the audio-out stages: a Linear through `ops::gemv`, LayerNorm /
+//! RMSNorm, and the pre-norm Whisper-style transformer layer (spec §3 step 4, causal in §7 and
+//! §8.1).
+
+use crate::gpu::{GpuContext, Recorder};
+use crate::model::{ModelError, Weights};
+use crate::ops::{self, Activation, Epilogue, OpError};
+use crate::tensor::{Matrix, Tensor};
+
+/// A fresh activation tensor (per-segment scratch; the decoder side allocates per call).
+pub(crate) fn act(ctx: &GpuContext, label: &str, shape: &[usize]) -> Tensor {
+    Tensor::empty(ctx, label, shape)
+}
+
+/// `nn.Linear` (`{p}.weight` (M, K), optional `{p}.bias`).
+pub(crate) struct Linear {
+    pub w: Matrix,
+    pub b: Option<Tensor>,
+}
+
+impl Linear {
+    pub fn load(w: &Weights, ctx: &GpuContext, p: &str, bias: bool) -> Result<Self, ModelError> {
+        Ok(Linear {
+            w: w.matrix(ctx, &format!("{p}.weight"))?,
+            b: if bias {
+                Some(w.tensor(ctx, &format!("{p}.bias"))?)
+            } else {
+                None
+            },
+        })
+    }
+
+    pub fn out_dim(&self) -> usize {
+        self.w.rows()
+    }
+
+    /// `y = act(x·Wᵀ + b) + residual`.
+    pub fn fwd(
+        &self,
+        rec: &mut Recorder,
+        x: &Tensor,
+        y: &Tensor,
+        act: Activation,
+        residual: Option<&Tensor>,
+    ) -> Result<(), OpError> {
+        ops::gemv(
+            rec,
+            &self.w,
+            x,
+            y,
+            Epilogue {
+                bias: self.b.as_ref(),
+                residual,
+                act,
+                norm: None,
+            },
+        )
+    }
+
+    /// A new (rows, M) tensor holding `act(x·Wᵀ + b) + residual`.
+    pub fn apply(
+        &self,
+        rec: &mut Recorder,
+        x: &Tensor,
+        act: Activation,
+        residual: Option<&Tensor>,
+    ) -> Result<Tensor, OpError> {
+        let rows = x.numel() / self.w.cols().max(1);
+        let y = Tensor::empty(rec.ctx(), "linear.y", &[rows, self.out_dim()]);
+        self.fwd(rec, x, &y, act, residual)?;
+        Ok(y)
+    }
+}
+
+/// LayerNorm (weight + bias) or RMSNorm (weight only) over the last dimension.
+pub(crate) enum Norm {
+    Layer {
+        w: wgpu::Buffer,
+        b: wgpu::Buffer,
+        eps: f32,
+    },
+    Rms {
+        w: wgpu::Buffer,
+        eps: f32,
+    },
+}
+
+impl Norm {
+    pub fn layer(w: &Weights, ctx: &GpuContext, p: &str, eps: f32) -> Result<Self, ModelError> {
+        Ok(Norm::Layer {
+            w: w.f32_buffer(ctx, &format!("{p}.weight"))?,
+            b: w.f32_buffer(ctx, &format!("{p}.bias"))?,
+            eps,
+        })
+    }
+
+    pub fn rms(w: &Weights, ctx: &GpuContext, p: &str, eps: f32) -> Result<Self, ModelError> {
+        Ok(Norm::Rms {
+            w: w.f32_buffer(ctx, &format!("{p}.weight"))?,
+            eps,
+        })
+    }
+
+    pub fn fwd(&self, rec: &mut Recorder, x: &Tensor, y: &Tensor) -> Result<(), OpError> {
+        match self {
+            Norm::Layer { w, b, eps } => ops::layernorm(rec, x, w, b, *eps, y),
+            Norm::Rms { w, eps } => ops::rmsnorm(rec, x, w, *eps, y),
+        }
+    }
+
+    pub fn apply(&self, rec: &mut Recorder, x: &Tensor) -> Result<Tensor, OpError> {
+        let y = Tensor::empty(rec.ctx(), "norm.y", &x.shape);
+        self.fwd(rec, x, &y)?;
+        Ok(y)
+    }
+}
+
+/// `OmniWhisperTransformerLayer` (spec §3 step 4): pre-norm self-attention (q/v/out biased, k
+/// not) and a GELU MLP, both residual. `chunk = 1` is plain causal attention.
+pub(crate) struct WhisperLayer {
+    ln1: Norm,
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    o: Linear,
+    ln2: Norm,
+    fc1: Linear,
+    fc2: Linear,
+    heads: usize,
+}
+
+impl WhisperLayer {
+    /// `rms`: the Pre-Net's RMSNorm variant (eps 1e-6, weight only); else LayerNorm eps 1e-5.
+    pub fn load(
+        w: &Weights,
+        ctx: &GpuContext,
+        p: &str,
+        heads: usize,
+        rms: bool,
+    ) -> Result<Self, ModelError> {
+        let norm = |n: &str| {
+            let name = format!("{p}.{n}");
+            if rms {
+                Norm::rms(w, ctx, &name, 1e-6)
+            } else {
+                Norm::layer(w, ctx, &name, 1e-5)
+            }
+        };
+        let a = format!("{p}.self_attn");
+        let layer = WhisperLayer {
+            ln1: norm("self_attn_layer_norm")?,
+            q: Linear::load(w, ctx, &format!("{a}.q_proj"), true)?,
+            k: Linear::load(w, ctx, &format!("{a}.k_proj"), false)?,
+            v: Linear::load(w, ctx, &format!("{a}.v_proj"), true)?,
+            o: Linear::load(w, ctx, &format!("{a}.out_proj"), true)?,
+            ln2: norm("final_layer_norm")?,
+            fc1: Linear::load(w, ctx, &format!("{p}.fc1"), true)?,
+            fc2: Linear::load(w, ctx, &format!("{p}.fc2"), true)?,
+            heads,
+        };
+        let d = layer.q.out_dim();
+        if heads == 0 || !d.is_multiple_of(heads) {
+            return Err(ModelError::input(format!(
+                "{p}: {heads} heads do not divide width {d}"
+            )));
+        }
+        Ok(layer)
+    }
+
+    /// `h (T, d)` → new `(T, d)`.
+    pub fn forward(&self, rec: &mut Recorder, h: &Tensor, chunk: usize) -> Result<Tensor, OpError> {
+        let ctx = rec.ctx();
+        let [t, d] = h.shape[..] else {
+            return Err(ops_shape("whisper layer", h));
+        };
+        let hd = d / self.heads;
+        let a = self.ln1.apply(rec, h)?;
+        let q = self.q.apply(rec, &a, Activation::None, None)?;
+        let k = self.k.apply(rec, &a, Activation::None, None)?;
+        let v = self.v.apply(rec, &a, Activation::None, None)?;
+        let att = act(ctx, "whisper.att", &[t, d]);
+        let v3 = |x: &Tensor| {
+            x.view(&[t, self.heads, hd])
+                .ok_or_else(|| ops_shape("view", x))
+        };
+        ops::attn_chunk_causal(
+            rec,
+            &v3(&q)?,
+            &v3(&k)?,
+            &v3(&v)?,
+            chunk,
+            1.0 / (hd as f32).sqrt(),
+            &v3(&att)?,
+        )?;
+        let h2 = self.o.apply(rec, &att, Activation::None, Some(h))?;
+        let f = self.ln2.apply(rec, &h2)?;
+        let g = self.fc1.apply(rec, &f, Activation::Gelu, None)?;
+        self.fc2.apply(rec, &g, Activation::None, Some(&h2))
+    }
+}
+
+pub(crate) fn ops_shape(op: &'static str, x: &Tensor) -> OpError {
+    crate::ops::shape_err(op, format!("unexpected shape {:?}", x.shape))
+}

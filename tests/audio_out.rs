@@ -1,0 +1,473 @@
+//! Audio out (spec §7–§9) against goldens from independent implementations
+//! (`scripts/goldens/audio_out.py`: a PyTorch decoder/Pre-Net written from the spec, CosyVoice's
+//! causal U-Net and HiFTGenerator with SineGen), on the repo's own `bca tiny --seed 0`
+//! checkpoint. Each stage is fed the golden input of that stage, so errors do not compound;
+//! one end-to-end run checks the chain. Error = max |ours − golden| / max |golden|.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use bca::gpu::GpuContext;
+use bca::model::audio_out::{self, SegmentNoise, SourceNoise, Vocoder};
+use bca::model::Weights;
+use bca::tensor::{Tensor, WeightFormat};
+use bca::weights::tiny::{write_tiny, TinyOptions, Variant};
+use common::{ctx, Path as GpuPath, PATHS};
+
+fn root() -> PathBuf {
+    static SWEEP: std::sync::Once = std::sync::Once::new();
+    SWEEP.call_once(|| {
+        let Ok(rd) = std::fs::read_dir(std::env::temp_dir()) else {
+            return;
+        };
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
+            if let Some(pid) = name.strip_prefix("bca-aout-test-") {
+                if pid != std::process::id().to_string() && !Path::new("/proc").join(pid).exists() {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
+    });
+    std::env::temp_dir().join(format!("bca-aout-test-{}", std::process::id()))
+}
+
+fn tiny() -> &'static Path {
+    static T: OnceLock<PathBuf> = OnceLock::new();
+    T.get_or_init(|| {
+        let tok = Path::new(env!("CARGO_MANIFEST_DIR")).join(".cache/assets/tokenizer-qwen3.json");
+        if !tok.exists() {
+            let st = std::process::Command::new("bash")
+                .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/fetch-assets.sh"))
+                .status()
+                .expect("run scripts/fetch-assets.sh");
+            assert!(
+                st.success(),
+                "scripts/fetch-assets.sh failed: the tokenizer is needed"
+            );
+        }
+        let out = root().join("tiny");
+        write_tiny(&TinyOptions {
+            out: out.clone(),
+            seed: 0,
+            variant: Variant::Instruct,
+            tokenizer: tok,
+        })
+        .expect("bca tiny");
+        out
+    })
+}
+
+struct Golden(std::collections::HashMap<String, (Vec<usize>, Vec<f32>)>);
+
+fn golden() -> &'static Golden {
+    static G: OnceLock<Golden> = OnceLock::new();
+    G.get_or_init(|| {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/goldens/audio_out/golden.safetensors");
+        let bytes = std::fs::read(&p).expect("read golden");
+        let st = safetensors::SafeTensors::deserialize(&bytes).expect("parse golden");
+        let mut m = std::collections::HashMap::new();
+        for (name, v) in st.tensors() {
+            let data: Vec<f32> = match v.dtype() {
+                safetensors::Dtype::F32 => v
+                    .data()
+                    .chunks(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect(),
+                safetensors::Dtype::I32 => v
+                    .data()
+                    .chunks(4)
+                    .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f32)
+                    .collect(),
+                d => panic!("{name}: unexpected dtype {d:?}"),
+            };
+            m.insert(name.to_string(), (v.shape().to_vec(), data));
+        }
+        Golden(m)
+    })
+}
+
+impl Golden {
+    fn get(&self, k: &str) -> &[f32] {
+        &self
+            .0
+            .get(k)
+            .unwrap_or_else(|| panic!("golden has no {k}"))
+            .1
+    }
+    fn codes(&self) -> Vec<u32> {
+        self.get("codes").iter().map(|&c| c as u32).collect()
+    }
+}
+
+/// max |a − b| / max |b|, and the worst index.
+fn rel_err(a: &[f32], b: &[f32]) -> (f32, usize) {
+    assert_eq!(a.len(), b.len(), "lengths differ");
+    let scale = b.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-12);
+    let mut worst = (0f32, 0);
+    for (i, (x, y)) in a.iter().zip(b).enumerate() {
+        let e = (x - y).abs();
+        if e.is_nan() || e > worst.0 {
+            worst = (if e.is_nan() { f32::INFINITY } else { e }, i);
+        }
+    }
+    (worst.0 / scale, worst.1)
+}
+
+/// Signal-to-noise ratio of `a` against reference `b` in dB.
+fn snr_db(a: &[f32], b: &[f32]) -> f64 {
+    let s: f64 = b.iter().map(|v| (*v as f64).powi(2)).sum();
+    let n: f64 = a.iter().zip(b).map(|(x, y)| ((x - y) as f64).powi(2)).sum();
+    10.0 * (s / n.max(1e-30)).log10()
+}
+
+fn check(what: &str, path: GpuPath, a: &[f32], b: &[f32], tol_f32: f32, tol_f16: f32) {
+    let tol = match path {
+        GpuPath::F32 => tol_f32,
+        _ => tol_f16,
+    };
+    let (e, i) = rel_err(a, b);
+    eprintln!(
+        "{what} {path:?}: rel err {e:.3e} (worst index {i}: {} vs {})",
+        a[i], b[i]
+    );
+    assert!(
+        e <= tol,
+        "{what} {path:?}: rel err {e:.3e} > {tol:.1e} at {i}: {} vs {}",
+        a[i],
+        b[i]
+    );
+}
+
+fn model(c: &GpuContext) -> (Weights, Vocoder) {
+    let w = Weights::open(tiny(), WeightFormat::F16).expect("open tiny");
+    let v = Vocoder::load(&w, c).expect("load vocoder");
+    (w, v)
+}
+
+// Tolerances (also in ARCHITECTURE.md, "Audio out"): relative to the golden's max |value|.
+// Measured on lavapipe: hidden 4e-7 / 1.2e-3, mu 3e-7 / 6.5e-4, mel 2.5e-7 / 1.8e-3,
+// PCM 47.8 dB / 40.9 dB (HiFT's conv kernels are f16 on every path, hence < f32 exactness).
+const DEC_F32: f32 = 1e-4;
+const DEC_F16: f32 = 1e-2;
+const MEL_F32: f32 = 1e-4;
+const MEL_F16: f32 = 1e-2;
+const PCM_SNR_F32: f64 = 40.0;
+const PCM_SNR_F16: f64 = 30.0;
+
+#[test]
+fn decoder_and_prenet_match_golden() {
+    let g = golden();
+    for path in PATHS {
+        let c = ctx(path);
+        let (_w, v) = model(c);
+        let mut rec = bca::gpu::Recorder::new(c, "t");
+        let hidden = v.decoder.forward(&mut rec, &g.codes()).unwrap();
+        let gh = g.get("hidden");
+        let hin = Tensor::from_f32(c, "hidden", &[gh.len() / v.decoder.d, v.decoder.d], gh);
+        let mu = v.prenet.forward(&mut rec, &hin).unwrap();
+        rec.submit().unwrap();
+        let hidden = pollster::block_on(hidden.to_vec(c)).unwrap();
+        let mu = pollster::block_on(mu.to_vec(c)).unwrap();
+        check("decoder hidden", path, &hidden, gh, DEC_F32, DEC_F16);
+        check("prenet mu", path, &mu, g.get("mu"), DEC_F32, DEC_F16);
+    }
+}
+
+#[test]
+fn flow_matching_matches_golden() {
+    let g = golden();
+    for path in PATHS {
+        let c = ctx(path);
+        let (_w, v) = model(c);
+        let gm = g.get("mu");
+        let t = gm.len() / 80;
+        let mu = Tensor::from_f32(c, "mu", &[t, 80], gm);
+        let z = Tensor::from_f32(c, "z", &[t, 80], g.get("cfm_noise"));
+        let mut rec = bca::gpu::Recorder::new(c, "t");
+        let mel = audio_out::cfm_sample(&mut rec, &v.unet, &mu, &z, v.cfm).unwrap();
+        rec.submit().unwrap();
+        let mel = pollster::block_on(mel.to_vec(c)).unwrap();
+        check("cfm mel", path, &mel, g.get("mel"), MEL_F32, MEL_F16);
+    }
+}
+
+fn golden_source_noise(g: &Golden, phases: &str, noise: &str) -> SourceNoise {
+    SourceNoise {
+        phases: g.get(phases).to_vec(),
+        noise: g.get(noise).to_vec(),
+    }
+}
+
+#[test]
+fn sine_source_matches_sinegen() {
+    let g = golden();
+    let c = ctx(GpuPath::F32);
+    let (_w, v) = model(c);
+    let f0 = g.get("sine_f0");
+    let s = v
+        .hift
+        .source(f0, &golden_source_noise(g, "sine_phases", "sine_noise"))
+        .unwrap();
+    let (e, i) = rel_err(&s, g.get("sine_s"));
+    eprintln!("sine source: rel err {e:.3e} at {i}");
+    assert!(e < 1e-5, "sine source rel err {e:.3e} at {i}");
+}
+
+#[test]
+fn hift_matches_golden() {
+    // covers the host STFT of the source and the iSTFT: the golden's are torch.stft/istft
+    let g = golden();
+    for path in PATHS {
+        let c = ctx(path);
+        let (_w, v) = model(c);
+        let gm = g.get("mel");
+        let t = gm.len() / 80;
+        let mel = Tensor::from_f32(c, "mel", &[t, 80], gm);
+        let f0 = pollster::block_on(v.hift.f0(c, &mel)).unwrap();
+        check("hift f0", path, &f0, g.get("f0"), 2e-3, 3e-2);
+        let noise = golden_source_noise(g, "src_phases", "src_noise");
+        let s = v.hift.source(g.get("f0"), &noise).unwrap();
+        check("hift source", path, &s, g.get("source"), 1e-5, 1e-5);
+        let pcm = pollster::block_on(v.hift.forward(c, &mel, &noise)).unwrap();
+        assert_eq!(pcm.len(), t * 480);
+        let snr = snr_db(&pcm, g.get("pcm"));
+        eprintln!("hift pcm {path:?}: SNR {snr:.1} dB");
+        let want = match path {
+            GpuPath::F32 => PCM_SNR_F32,
+            _ => PCM_SNR_F16,
+        };
+        assert!(snr >= want, "hift pcm {path:?}: SNR {snr:.1} dB < {want}");
+    }
+}
+
+#[test]
+fn end_to_end_segment_matches_golden() {
+    let g = golden();
+    let c = ctx(GpuPath::F32);
+    let (_w, v) = model(c);
+    let codes = g.codes();
+    let noise = SegmentNoise {
+        cfm: g.get("cfm_noise").to_vec(),
+        source: golden_source_noise(g, "src_phases", "src_noise"),
+    };
+    let tr = pollster::block_on(v.segment_traced(c, &codes, &noise)).unwrap();
+    let n = codes.len() / 8;
+    assert_eq!(tr.pcm.len(), v.segment_samples(n));
+    assert_eq!(tr.pcm.len(), (4 * n - 1) * 480);
+    check(
+        "e2e mel",
+        GpuPath::F32,
+        &tr.mel,
+        g.get("mel"),
+        MEL_F32,
+        MEL_F32,
+    );
+    let snr = snr_db(&tr.pcm, g.get("pcm"));
+    eprintln!("end-to-end pcm: SNR {snr:.1} dB");
+    assert!(snr >= PCM_SNR_F32, "end-to-end SNR {snr:.1} dB");
+}
+
+#[test]
+fn bad_codes_are_clear_errors() {
+    let c = ctx(GpuPath::F32);
+    let (_w, v) = model(c);
+    let err = |codes: &[u32]| match pollster::block_on(v.segment(c, codes, &v.noise(1, 0))) {
+        Ok(_) => panic!("codes {codes:?} were accepted"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err(&[]).contains("N ≥ 1"), "{}", err(&[]));
+    assert!(err(&[1, 2, 3]).contains("(N, 8)"));
+    let sizes = v.decoder.codebook_sizes();
+    let mut codes = vec![0u32; 8];
+    codes[0] = sizes[0] as u32;
+    assert!(err(&codes).contains("audio EOS"), "{}", err(&codes));
+    codes[0] = 0;
+    codes[5] = 999_999;
+    assert!(err(&codes).contains("codebook 5"), "{}", err(&codes));
+    let too_many = vec![0u32; 8 * (v.decoder.max_frames() + 1)];
+    assert!(err(&too_many).contains("limit"));
+}
+
+#[test]
+fn stitching_inserts_the_reference_crossfade() {
+    let a: Vec<f32> = (0..1000).map(|i| (i as f32 * 0.01).sin()).collect();
+    let b: Vec<f32> = (0..700).map(|i| (i as f32 * 0.03).cos()).collect();
+    let short = vec![0.5f32; 200];
+    let out = audio_out::stitch(&[a.clone(), b.clone(), short.clone()]);
+    // cross-fade inserted between a and b (both > 240); none before the short segment
+    assert_eq!(out.len(), 1000 + 240 + 700 + 200);
+    assert_eq!(&out[..1000], &a[..]);
+    for n in 0..240 {
+        let want = a[760 + n] * (1.0 - n as f32 / 239.0) + b[n] * (n as f32 / 239.0);
+        assert!((out[1000 + n] - want).abs() < 1e-6, "xfade {n}");
+    }
+    assert_eq!(out[1000], a[760]);
+    assert_eq!(out[1239], b[239]);
+    assert_eq!(&out[1240..1940], &b[..]);
+    assert_eq!(&out[1940..], &short[..]);
+}
+
+#[test]
+fn stream_emits_segments_in_order_with_crossfades() {
+    let c = ctx(GpuPath::F32);
+    let (_w, v) = model(c);
+    let g = golden();
+    let codes = g.codes();
+    let mut s = audio_out::VocodeStream::new(&v, 5);
+    let first = pollster::block_on(s.push(c, &codes[..16])).unwrap();
+    assert_eq!(first.len(), 7 * 480);
+    let second = pollster::block_on(s.push(c, &codes)).unwrap();
+    assert_eq!(second.len(), 240 + 15 * 480);
+    // the same seed and segment index give the same audio again
+    let mut s2 = audio_out::VocodeStream::new(&v, 5);
+    let again = pollster::block_on(s2.push(c, &codes[..16])).unwrap();
+    assert_eq!(first, again);
+    assert!(first.iter().any(|x| x.abs() > 1e-4), "silent output");
+}
+
+fn bca_cmd() -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_bca"));
+    if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
+        c.env("XDG_RUNTIME_DIR", std::env::temp_dir());
+    }
+    c
+}
+
+#[test]
+fn cli_vocode_writes_wav_and_rejects_bad_codes() {
+    let g = golden();
+    let dir = root().join("cli");
+    std::fs::create_dir_all(&dir).unwrap();
+    let codes: Vec<i32> = g.codes().iter().map(|&c| c as i32).collect();
+    let npy = dir.join("codes.npy");
+    std::fs::write(
+        &npy,
+        bca::util::npy::write_i32(&[codes.len() / 8, 8], &codes),
+    )
+    .unwrap();
+    let wav = dir.join("out.wav");
+    let trace = dir.join("trace.safetensors");
+    let out = bca_cmd()
+        .arg("vocode")
+        .arg(tiny())
+        .arg(&npy)
+        .arg("-o")
+        .arg(&wav)
+        .args(["--seed", "3", "--f32", "--trace"])
+        .arg(&trace)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = hound::WavReader::open(&wav).unwrap();
+    assert_eq!(r.spec().sample_rate, 24000);
+    assert_eq!(r.spec().channels, 1);
+    assert_eq!(r.spec().bits_per_sample, 16);
+    assert_eq!(r.len() as usize, (4 * codes.len() / 8 - 1) * 480);
+    // the traced PCM is what was written (int16 by truncation of clamp(±0.99)·32768)
+    let bytes = std::fs::read(&trace).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let pcm: Vec<f32> = st
+        .tensor("pcm")
+        .unwrap()
+        .data()
+        .chunks(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    let samples: Vec<i16> = r.into_samples::<i16>().map(|s| s.unwrap()).collect();
+    for (i, (&p, &s)) in pcm.iter().zip(&samples).enumerate() {
+        assert_eq!((p.clamp(-0.99, 0.99) * 32768.0) as i16, s, "sample {i}");
+    }
+    assert!(samples.iter().any(|&s| s.abs() > 30), "silent output");
+
+    let fail = |data: &[i32], shape: &[usize]| {
+        let p = dir.join("bad.npy");
+        std::fs::write(&p, bca::util::npy::write_i32(shape, data)).unwrap();
+        let out = bca_cmd()
+            .arg("vocode")
+            .arg(tiny())
+            .arg(&p)
+            .arg("-o")
+            .arg(dir.join("bad.wav"))
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).to_string()
+    };
+    assert!(fail(&[], &[0, 8]).contains("empty"));
+    assert!(fail(&[1, 2, 3], &[1, 3]).contains("(N, 8)"));
+    assert!(fail(&[64, 0, 0, 0, 0, 0, 0, 0], &[1, 8]).contains("audio EOS"));
+    assert!(fail(&[0, 0, -1, 0, 0, 0, 0, 0], &[1, 8]).contains("negative"));
+}
+
+#[test]
+fn cli_bench_vocode_runs_at_tiny_shape() {
+    let out = bca_cmd()
+        .args([
+            "bench",
+            "vocode",
+            "--shape",
+            "tiny",
+            "--seconds",
+            "0.16",
+            "--reps",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // one row: 2 frames → 7 mel frames → 3360 samples = 0.14 s, and a positive RTF
+    let row = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("0.14"))
+        .unwrap_or_else(|| panic!("no 0.14 s row in:\n{text}"));
+    let rtf: f64 = row.split_whitespace().last().unwrap().parse().unwrap();
+    assert!(rtf > 0.0 && rtf.is_finite(), "{row}");
+}
+
+/// 30 frames → 119 mel frames: longer than the U-Net's 100-frame attention chunk, so the
+/// chunk-causal mask (not full attention) is what the golden checks here. With the tiny random
+/// weights full attention would give a mel 1.4e-4 (relative) away from the golden, so the f32
+/// tolerance here is 2e-5 (measured 3e-7).
+#[test]
+fn long_segment_crosses_the_attention_chunk() {
+    let g = golden();
+    for path in [GpuPath::F16, GpuPath::F32] {
+        let c = ctx(path);
+        let (_w, v) = model(c);
+        let codes: Vec<u32> = g.get("codes_long").iter().map(|&x| x as u32).collect();
+        let gm = g.get("mu_long");
+        let t = gm.len() / 80;
+        assert_eq!(t, 4 * codes.len() / 8 - 1);
+        assert!(t > audio_out::flow::UNET_CHUNK);
+        let mu = Tensor::from_f32(c, "mu", &[t, 80], gm);
+        let z = Tensor::from_f32(c, "z", &[t, 80], g.get("cfm_noise_long"));
+        let mut rec = bca::gpu::Recorder::new(c, "t");
+        let hidden = v.decoder.forward(&mut rec, &codes).unwrap();
+        let mel = audio_out::cfm_sample(&mut rec, &v.unet, &mu, &z, v.cfm).unwrap();
+        rec.submit().unwrap();
+        let hidden = pollster::block_on(hidden.to_vec(c)).unwrap();
+        let mel = pollster::block_on(mel.to_vec(c)).unwrap();
+        check(
+            "long hidden",
+            path,
+            &hidden,
+            g.get("hidden_long"),
+            DEC_F32,
+            DEC_F16,
+        );
+        check("long mel", path, &mel, g.get("mel_long"), 2e-5, MEL_F16);
+    }
+}
