@@ -2,6 +2,7 @@
 //! store that hides where they came from (an HF folder, a converted web folder, the browser
 //! loader).
 
+pub mod llm;
 pub mod weights;
 
 pub use weights::{HostTensor, ModelError, Weights};
