@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use bca::gpu::{GpuContext, GpuOptions};
 use clap::{Args, Parser, Subcommand};
 
+mod llm;
 mod serve;
 
 #[derive(Parser)]
@@ -103,6 +104,10 @@ enum Cmd {
     },
     /// Verify a converted or Hugging Face folder (hashes, shapes, formats) and summarise it.
     Check { model_dir: PathBuf },
+    /// Print the token ids of a UTF-8 file's whole content (no special tokens added).
+    Tokenize(llm::TokenizeArgs),
+    /// Logits of the LLM at every position of a token sequence → .npy float32 [n, vocab].
+    Logits(llm::LogitsArgs),
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -434,6 +439,8 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 Ok(ExitCode::FAILURE)
             }
         },
+        Cmd::Tokenize(a) => llm::tokenize(a),
+        Cmd::Logits(a) => llm::logits(a),
     }
 }
 
