@@ -237,3 +237,50 @@ fn session_input_errors() {
     assert!(e.contains("no input"), "{e}");
     assert_eq!(s.len, 0, "failed feeds leave the session untouched");
 }
+
+/// The audio head (spec §6) and the hidden state it reads, against the NumPy reference written
+/// from the spec (scripts/goldens/llm.py, float64): step i's logits of codebook i.
+#[test]
+fn audio_head_matches_numpy_reference() {
+    use bca::model::llm::head::{AudioHead, HeadState};
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/goldens/llm/head.json");
+    let g: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(p).expect("golden")).expect("json");
+    for (path, format, tol_h, tol_l) in [
+        (GpuPath::F32, WeightFormat::F16, 2e-4, 1e-3),
+        (GpuPath::F16, WeightFormat::F16, 2e-2, 2e-2),
+        (GpuPath::F16, WeightFormat::Q8, 5e-2, 5e-2),
+    ] {
+        let c = ctx(path);
+        let w = Weights::open(&tiny(Variant::Instruct), format).expect("open");
+        let llm = Llm::load(c, &w).expect("load");
+        let head = AudioHead::load(c, &w, &llm).expect("head");
+        let mut st = HeadState::new(c, &head).expect("state");
+        for case in g["cases"].as_array().unwrap() {
+            let mut case_in = case.clone();
+            case_in["codes"] = case["codes_in"].clone();
+            let mut s = Session::new(c, &llm, 64, 4).expect("session");
+            s.feed(c, &llm, &inputs(&case_in)).expect("feed");
+            let hid = pollster::block_on(s.hidden.to_vec(c)).unwrap();
+            let eh = hid
+                .iter()
+                .zip(f64s(&case["hidden"]))
+                .map(|(a, b)| (*a as f64 - b).abs())
+                .fold(0f64, f64::max);
+            let codes = u32s(&case["codes"]);
+            let mut el = 0f64;
+            for i in 0..8 {
+                st.step(c, &head, &llm, &s.hidden, &codes, i).expect("head step");
+                let got = pollster::block_on(st.logits[i].to_vec(c)).unwrap();
+                let want = f64s(&case["logits"][i]);
+                assert_eq!(got.len(), want.len(), "codebook {i} classes");
+                for (a, b) in got.iter().zip(&want) {
+                    el = el.max((*a as f64 - b).abs());
+                }
+            }
+            eprintln!("{path:?} {} head {}: hidden Δ {eh:.2e}, logits Δ {el:.2e}", format.name(), case["name"]);
+            assert!(eh < tol_h, "hidden state off by {eh}");
+            assert!(el < tol_l, "audio head logits off by {el}");
+        }
+    }
+}

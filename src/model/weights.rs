@@ -251,6 +251,12 @@ impl Weights {
             .insert(name.to_string(), std::rc::Rc::new(parts));
     }
 
+    /// Drops the store's reference to a matrix (a stage that re-laid it out keeps its own
+    /// copy; the GPU memory goes when the last clone does).
+    pub fn evict(&self, name: &str) {
+        self.matrices.borrow_mut().remove(name);
+    }
+
     /// Registers a small host tensor read by a loader.
     pub fn insert_host(&self, name: &str, t: HostTensor) {
         self.host

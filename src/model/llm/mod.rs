@@ -9,8 +9,8 @@
 //! head may be stored in row parts (the real one is); logits stay per part on the GPU and only
 //! the top-k of each part (or all logits, for tools) is read back.
 
-// HEAD_MOD
-// SAMPLE_MOD
+pub mod head;
+pub mod sample;
 
 use std::rc::Rc;
 
