@@ -259,7 +259,7 @@ fn audio_head_matches_numpy_reference() {
         for case in g["cases"].as_array().unwrap() {
             let mut case_in = case.clone();
             case_in["codes"] = case["codes_in"].clone();
-            let mut s = Session::new(c, &llm, 64, 4).expect("session");
+            let mut s = Session::new(c, &llm, 128, 16).expect("session");
             s.feed(c, &llm, &inputs(&case_in)).expect("feed");
             let hid = pollster::block_on(s.hidden.to_vec(c)).unwrap();
             let eh = hid

@@ -108,6 +108,14 @@ enum Cmd {
     Tokenize(llm::TokenizeArgs),
     /// Logits of the LLM at every position of a token sequence → .npy float32 [n, vocab].
     Logits(llm::LogitsArgs),
+    /// Continue a text prompt with the LLM (prints the new token ids).
+    Generate(llm::GenerateArgs),
+    /// Transcribe speech given as audio codes (Base model prompt).
+    Asr(llm::AsrArgs),
+    /// Speak text: audio codes per clause (Base model prompt) → .npy [frames, 8].
+    Tts(llm::TtsArgs),
+    /// One spoken-chat turn with an Instruct model: prints the reply text, writes its codes.
+    Chat(llm::ChatArgs),
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -441,6 +449,10 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
         },
         Cmd::Tokenize(a) => llm::tokenize(a),
         Cmd::Logits(a) => llm::logits(a),
+        Cmd::Generate(a) => llm::generate(a),
+        Cmd::Asr(a) => llm::asr(a),
+        Cmd::Tts(a) => llm::tts(a),
+        Cmd::Chat(a) => llm::chat(a),
     }
 }
 

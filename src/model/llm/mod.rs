@@ -9,6 +9,7 @@
 //! head may be stored in row parts (the real one is); logits stay per part on the GPU and only
 //! the top-k of each part (or all logits, for tools) is read back.
 
+pub mod generate;
 pub mod head;
 pub mod sample;
 
