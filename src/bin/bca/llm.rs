@@ -389,3 +389,75 @@ pub fn chat(a: ChatArgs) -> Res {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+#[derive(Args)]
+pub struct BenchLlmArgs {
+    #[command(flatten)]
+    pub gpu: GpuArgs,
+    /// Weight formats to measure.
+    #[arg(long, value_delimiter = ',', default_value = "q4")]
+    pub quant: Vec<String>,
+    /// `7b` (the real config's Qwen2.5-7B shape) or `tiny` (the tiny checkpoint's shape).
+    #[arg(long, default_value = "7b")]
+    pub shape: String,
+    /// Prompt tokens to prefill.
+    #[arg(long, default_value_t = 256)]
+    pub prompt: usize,
+    /// Tokens to decode.
+    #[arg(long, default_value_t = 32)]
+    pub tokens: usize,
+    /// Audio frames to generate.
+    #[arg(long, default_value_t = 8)]
+    pub frames: usize,
+    /// Also write the results as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+pub fn bench(a: BenchLlmArgs) -> Res {
+    use bca::weights::tiny::{real_config_value, tiny_config_value, Variant};
+    let cfg_v = match a.shape.as_str() {
+        "7b" => real_config_value(),
+        "tiny" => tiny_config_value(Variant::Instruct),
+        o => return Err(format!("unknown shape `{o}` (7b or tiny)").into()),
+    };
+    let formats = a
+        .quant
+        .iter()
+        .map(|f| crate::parse_format(f))
+        .collect::<Result<Vec<_>, _>>()?;
+    let ctx = pollster::block_on(GpuContext::new(&a.gpu.options()))?;
+    crate::print_adapter(&ctx);
+    let bw_bytes = (256u64 << 20).min(ctx.limits.max_storage_buffer_binding_size);
+    let bw = pollster::block_on(bca::bench::copy_bandwidth(&ctx, bw_bytes, 10))?;
+    println!("copy kernel bandwidth: {:.1} GB/s (read + write)", bw / 1e9);
+    println!(
+        "{:>4} {:>7} {:>12} {:>10} {:>9} {:>7} {:>9} {:>9} {:>7}",
+        "fmt", "prompt", "prefill t/s", "decode t/s", "MB/tok", "% copy", "frames/s", "MB/frame", "% copy"
+    );
+    let mut all = Vec::new();
+    for f in formats {
+        let cfg = bca::weights::OmniConfig::from_value(cfg_v.clone(), "config")?;
+        let r = pollster::block_on(bca::model::llm::bench::bench_llm(
+            &ctx, cfg, f, a.prompt, a.tokens, a.frames, bw,
+        ))?;
+        println!(
+            "{:>4} {:>7} {:>12.1} {:>10.2} {:>9.1} {:>6.1}% {:>9.2} {:>9.1} {:>6.1}%",
+            r.format,
+            r.prompt,
+            r.prefill_tokens_per_s,
+            r.decode_tokens_per_s,
+            r.decode_bytes as f64 / 1e6,
+            r.decode_pct_of_copy,
+            r.frames_per_s,
+            r.frame_bytes as f64 / 1e6,
+            r.frame_pct_of_copy
+        );
+        all.push(r);
+    }
+    if let Some(p) = a.json {
+        let doc = serde_json::json!({"adapter": ctx.report(), "copy_bandwidth_bytes_per_s": bw, "llm": all});
+        std::fs::write(&p, serde_json::to_string_pretty(&doc)?)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}

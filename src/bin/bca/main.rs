@@ -170,6 +170,8 @@ enum BenchCmd {
         #[arg(long)]
         json: Option<PathBuf>,
     },
+    /// The audio LLM on random weights: prefill, decode and audio-frame rates.
+    Llm(llm::BenchLlmArgs),
 }
 
 fn print_adapter(ctx: &GpuContext) {
@@ -449,6 +451,9 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
         },
         Cmd::Tokenize(a) => llm::tokenize(a),
         Cmd::Logits(a) => llm::logits(a),
+        Cmd::Bench {
+            what: BenchCmd::Llm(a),
+        } => llm::bench(a),
         Cmd::Generate(a) => llm::generate(a),
         Cmd::Asr(a) => llm::asr(a),
         Cmd::Tts(a) => llm::tts(a),

@@ -9,6 +9,8 @@
 //! head may be stored in row parts (the real one is); logits stay per part on the GPU and only
 //! the top-k of each part (or all logits, for tools) is read back.
 
+#[cfg(not(target_arch = "wasm32"))]
+pub mod bench;
 pub mod generate;
 pub mod head;
 pub mod sample;
