@@ -27,6 +27,7 @@ pub struct Engine {
     pub(crate) weights: std::cell::RefCell<Option<Rc<crate::model::Weights>>>,
 }
 
+mod llm;
 mod model;
 
 fn to_js<T: serde::Serialize>(v: &T) -> Result<JsValue, JsError> {
