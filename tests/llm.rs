@@ -28,7 +28,11 @@ pub fn tiny(variant: Variant) -> PathBuf {
     };
     cell.get_or_init(|| {
         let tok = Path::new(env!("CARGO_MANIFEST_DIR")).join(".cache/assets/tokenizer-qwen3.json");
-        assert!(tok.exists(), "{} missing: run scripts/fetch-assets.sh", tok.display());
+        assert!(
+            tok.exists(),
+            "{} missing: run scripts/fetch-assets.sh",
+            tok.display()
+        );
         let out = tmp_root().join(name);
         write_tiny(&TinyOptions {
             out: out.clone(),
@@ -161,8 +165,15 @@ fn logits_bounds_f16_q8_q4() {
         (GpuPath::F16, WeightFormat::Q4, 1.5e-1),
     ] {
         for (name, ev, _, t1) in run_path(path, format, 16) {
-            eprintln!("{path:?} {} {name}: max |Δlogit| {ev:.2e}, top-1 differs at {t1}", format.name());
-            assert!(ev < bound, "{path:?} {}: {name}: max error {ev} ≥ {bound}", format.name());
+            eprintln!(
+                "{path:?} {} {name}: max |Δlogit| {ev:.2e}, top-1 differs at {t1}",
+                format.name()
+            );
+            assert!(
+                ev < bound,
+                "{path:?} {}: {name}: max error {ev} ≥ {bound}",
+                format.name()
+            );
         }
     }
 }
@@ -223,15 +234,30 @@ fn session_input_errors() {
     let c = ctx(GpuPath::F32);
     let w = Weights::open(&tiny(Variant::Instruct), WeightFormat::F16).expect("open");
     let llm = Llm::load(c, &w).expect("load");
-    assert!(Session::new(c, &llm, 9000, 8).is_err(), "past max_position_embeddings");
+    assert!(
+        Session::new(c, &llm, 9000, 8).is_err(),
+        "past max_position_embeddings"
+    );
     let mut s = Session::new(c, &llm, 4, 8).expect("session");
-    let e = s.feed(c, &llm, &[Input::Text(1); 5]).unwrap_err().to_string();
+    let e = s
+        .feed(c, &llm, &[Input::Text(1); 5])
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("context length"), "{e}");
-    let e = s.feed(c, &llm, &[Input::Text(152064)]).unwrap_err().to_string();
+    let e = s
+        .feed(c, &llm, &[Input::Text(152064)])
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("outside the vocabulary"), "{e}");
-    let e = s.feed(c, &llm, &[Input::Text(151678)]).unwrap_err().to_string();
+    let e = s
+        .feed(c, &llm, &[Input::Text(151678)])
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("audio codes"), "{e}");
-    let e = s.feed(c, &llm, &[Input::Audio([65, 0, 0, 0, 0, 0, 0, 0])]).unwrap_err().to_string();
+    let e = s
+        .feed(c, &llm, &[Input::Audio([65, 0, 0, 0, 0, 0, 0, 0])])
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("codebook 0"), "{e}");
     let e = s.feed(c, &llm, &[]).unwrap_err().to_string();
     assert!(e.contains("no input"), "{e}");
@@ -270,7 +296,8 @@ fn audio_head_matches_numpy_reference() {
             let codes = u32s(&case["codes"]);
             let mut el = 0f64;
             for i in 0..8 {
-                st.step(c, &head, &llm, &s.hidden, &codes, i).expect("head step");
+                st.step(c, &head, &llm, &s.hidden, &codes, i)
+                    .expect("head step");
                 let got = pollster::block_on(st.logits[i].to_vec(c)).unwrap();
                 let want = f64s(&case["logits"][i]);
                 assert_eq!(got.len(), want.len(), "codebook {i} classes");
@@ -278,7 +305,11 @@ fn audio_head_matches_numpy_reference() {
                     el = el.max((*a as f64 - b).abs());
                 }
             }
-            eprintln!("{path:?} {} head {}: hidden Δ {eh:.2e}, logits Δ {el:.2e}", format.name(), case["name"]);
+            eprintln!(
+                "{path:?} {} head {}: hidden Δ {eh:.2e}, logits Δ {el:.2e}",
+                format.name(),
+                case["name"]
+            );
             assert!(eh < tol_h, "hidden state off by {eh}");
             assert!(el < tol_l, "audio head logits off by {el}");
         }

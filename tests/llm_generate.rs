@@ -26,7 +26,11 @@ fn tiny(variant: Variant) -> PathBuf {
     };
     cell.get_or_init(|| {
         let tok = Path::new(env!("CARGO_MANIFEST_DIR")).join(".cache/assets/tokenizer-qwen3.json");
-        assert!(tok.exists(), "{} missing: run scripts/fetch-assets.sh", tok.display());
+        assert!(
+            tok.exists(),
+            "{} missing: run scripts/fetch-assets.sh",
+            tok.display()
+        );
         let out = std::env::temp_dir()
             .join(format!("bca-llmgen-test-{}", std::process::id()))
             .join(name);
@@ -62,7 +66,9 @@ fn user_frames() -> Vec<[u32; 8]> {
 }
 
 fn speech_prompt(g: &Generator) -> Vec<Input> {
-    let mut v = g.text_inputs("<B_SYS>请用【邻家女声】这个声音回答问题。<C_Q>").unwrap();
+    let mut v = g
+        .text_inputs("<B_SYS>请用【邻家女声】这个声音回答问题。<C_Q>")
+        .unwrap();
     v.extend(g.audio_inputs(&user_frames()).unwrap());
     v.extend(g.text_inputs("<audiotext_start_baichuan><C_A>").unwrap());
     v
@@ -109,7 +115,10 @@ fn speech_turn_events_and_invariants() {
             Event::Frame { codes } => {
                 assert!(in_seg);
                 assert!(
-                    codes.iter().zip([64, 32, 16, 16, 16, 16, 16, 16]).all(|(c, n)| *c < n),
+                    codes
+                        .iter()
+                        .zip([64, 32, 16, 16, 16, 16, 16, 16])
+                        .all(|(c, n)| *c < n),
                     "{codes:?}"
                 );
             }
@@ -124,7 +133,10 @@ fn speech_turn_events_and_invariants() {
     assert!(after.contains(&AUDIOGEN_START));
     let starts = after.iter().filter(|&&t| t == AUDIOGEN_START).count();
     let ends = after.iter().filter(|&&t| t == AUDIOGEN_END).count();
-    assert!(ends == starts || ends + 1 == starts, "{starts} starts, {ends} ends");
+    assert!(
+        ends == starts || ends + 1 == starts,
+        "{starts} starts, {ends} ends"
+    );
 
     let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/goldens/llm/events.json");
     let got = serde_json::to_value(&events).unwrap();
@@ -162,7 +174,9 @@ fn interrupt_and_multi_turn_cache_reuse() {
     // the generator keeps at most one sampled-but-unfed frame out of the cache: drop it
     let pads = g.fed.iter().filter(|&&t| t == 151678).count();
     frames.truncate(pads);
-    let turn2 = g.text_inputs("<C_Q>再说一遍<audiotext_start_baichuan><C_A>").unwrap();
+    let turn2 = g
+        .text_inputs("<C_Q>再说一遍<audiotext_start_baichuan><C_A>")
+        .unwrap();
     g.start(c, &turn2, Mode::Speech).unwrap();
     let inc = pollster::block_on(g.sess.read_logits(c, &g.llm)).unwrap();
 
@@ -191,7 +205,10 @@ fn base_asr_and_tts_run() {
     p.extend(g.audio_inputs(&user_frames()).unwrap());
     g.start(c, &p, Mode::Asr).unwrap();
     let ev = pollster::block_on(g.run(c, |_| true)).unwrap();
-    let texts = ev.iter().filter(|e| matches!(e, Event::Text { .. })).count();
+    let texts = ev
+        .iter()
+        .filter(|e| matches!(e, Event::Text { .. }))
+        .count();
     assert!((1..=6).contains(&texts));
     assert!(ev.iter().all(|e| !matches!(e, Event::Frame { .. })));
     // greedy (Base default): the same prompt gives the same ids again

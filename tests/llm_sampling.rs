@@ -55,10 +55,16 @@ fn processors_match_transformers() {
         let mut kept = 0;
         for (i, (g, w)) in got.iter().zip(want).enumerate() {
             match w.as_f64() {
-                None => assert!(g.is_infinite() && *g < 0.0, "case {n} id {i}: kept {g}, HF removed it"),
+                None => assert!(
+                    g.is_infinite() && *g < 0.0,
+                    "case {n} id {i}: kept {g}, HF removed it"
+                ),
                 Some(w) => {
                     kept += 1;
-                    assert!((*g as f64 - w).abs() <= 1e-5 * (1.0 + w.abs()), "case {n} id {i}: {g} vs {w}");
+                    assert!(
+                        (*g as f64 - w).abs() <= 1e-5 * (1.0 + w.abs()),
+                        "case {n} id {i}: {g} vs {w}"
+                    );
                 }
             }
         }
@@ -115,7 +121,8 @@ fn greedy_and_split_parts() {
         let a = Tensor::from_f32(c, "a", &[1700], &l[..1700]);
         let b = Tensor::from_f32(c, "b", &[1300], &l[1700..]);
         let got1 = pollster::block_on(s.sample(c, &[(0, &whole)], &h, &p, &mut rng)).unwrap();
-        let got2 = pollster::block_on(s.sample(c, &[(0, &a), (1700, &b)], &h, &p, &mut rng)).unwrap();
+        let got2 =
+            pollster::block_on(s.sample(c, &[(0, &a), (1700, &b)], &h, &p, &mut rng)).unwrap();
         let pen = bca::reference::sampling::repetition_penalty(&l, &h, 1.3);
         let want = bca::reference::sampling::argmax(&pen).0 as u32;
         assert_eq!(got1, want);
@@ -131,5 +138,10 @@ fn greedy_and_split_parts() {
         let y = pollster::block_on(s.sample(c, &[(0, &a), (1700, &b)], &h, &ps, &mut r2)).unwrap();
         assert_eq!(x, y);
     }
-    assert!(SamplingParams { top_p: 0.0, ..SamplingParams::AUDIO }.validate().is_err());
+    assert!(SamplingParams {
+        top_p: 0.0,
+        ..SamplingParams::AUDIO
+    }
+    .validate()
+    .is_err());
 }

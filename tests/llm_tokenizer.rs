@@ -63,7 +63,13 @@ fn encode_matches_transformers_on_the_corpus() {
             bad.push(format!("{text:?}: got {got:?}, want {want:?}"));
         }
     }
-    assert!(bad.is_empty(), "{} of {} differ:\n{}", bad.len(), cases.len(), bad.join("\n"));
+    assert!(
+        bad.is_empty(),
+        "{} of {} differ:\n{}",
+        bad.len(),
+        cases.len(),
+        bad.join("\n")
+    );
 }
 
 #[test]
@@ -97,7 +103,10 @@ fn stream_never_splits_a_character() {
     // CJK and emoji that byte-level BPE splits across tokens
     let text = "🐼👨‍👩‍👧‍👦🏳️‍🌈𠀀𪚥龘靐齉";
     let ids = t.encode(text).unwrap();
-    assert!(ids.len() > text.chars().count(), "expected split characters: {ids:?}");
+    assert!(
+        ids.len() > text.chars().count(),
+        "expected split characters: {ids:?}"
+    );
     let mut s = StreamDecoder::new();
     let mut acc = String::new();
     let mut held = 0;

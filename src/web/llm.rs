@@ -80,8 +80,14 @@ impl Engine {
             let o = js_sys::Object::new();
             let set = |key: &str, val: &JsValue| js_sys::Reflect::set(&o, &key.into(), val);
             set("vocab", &JsValue::from(vocab as u32))?;
-            set("first", &js_sys::Float32Array::from(first.as_slice()).into())?;
-            set("argmax", &js_sys::Uint32Array::from(argmax.as_slice()).into())?;
+            set(
+                "first",
+                &js_sys::Float32Array::from(first.as_slice()).into(),
+            )?;
+            set(
+                "argmax",
+                &js_sys::Uint32Array::from(argmax.as_slice()).into(),
+            )?;
             Ok(o.into())
         }))
     }
@@ -124,10 +130,13 @@ impl Engine {
             };
             let (ids, out) = run.await.map_err(|e| JsValue::from(js_err(e)))?;
             let o = js_sys::Object::new();
-            js_sys::Reflect::set(&o, &"ids".into(), &js_sys::Uint32Array::from(ids.as_slice()).into())?;
+            js_sys::Reflect::set(
+                &o,
+                &"ids".into(),
+                &js_sys::Uint32Array::from(ids.as_slice()).into(),
+            )?;
             js_sys::Reflect::set(&o, &"text".into(), &JsValue::from(out))?;
             Ok(o.into())
         }))
     }
 }
-

@@ -49,8 +49,8 @@ pub fn load_tokenizer(dir: &Path) -> Result<TextTokenizer, Box<dyn std::error::E
 pub fn tokenize(a: TokenizeArgs) -> Res {
     let tok = load_tokenizer(&a.model_dir)?;
     let text = std::fs::read(&a.file).map_err(|e| format!("{}: {e}", a.file.display()))?;
-    let text = String::from_utf8(text)
-        .map_err(|e| format!("{}: not UTF-8 ({e})", a.file.display()))?;
+    let text =
+        String::from_utf8(text).map_err(|e| format!("{}: not UTF-8 ({e})", a.file.display()))?;
     let ids = tok.encode(&text)?;
     let s: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
     println!("{}", s.join(" "));
@@ -113,6 +113,9 @@ pub struct SampleArgs {
     /// Base models: sample instead of greedy decoding (the demos' --do_sample).
     #[arg(long)]
     pub do_sample: bool,
+    /// Audio frames per segment at most (≤ 500, the reference's limit).
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u16).range(1..=500))]
+    pub max_frames: u16,
     /// Write every event as JSON lines here.
     #[arg(long)]
     pub events: Option<PathBuf>,
@@ -138,6 +141,7 @@ impl SampleArgs {
         c.text_first = self.apply(c.text_first);
         c.text_next = self.apply(c.text_next);
         c.audio = self.apply(c.audio);
+        c.frames_max = self.max_frames as usize;
         c
     }
 }
@@ -249,12 +253,15 @@ fn generator(
     Ok((ctx, g, base))
 }
 
-/// Runs a turn, printing text deltas as they come; returns (text, frames, events).
+/// A finished turn: its text, its audio frames, all its events.
+type TurnOutput = (String, Vec<Frame>, Vec<Event>);
+
+/// Runs a turn, collecting text deltas and frames; returns (text, frames, events).
 fn run_turn(
     ctx: &GpuContext,
     g: &mut Generator,
     events: &Option<PathBuf>,
-) -> Result<(String, Vec<Frame>, Vec<Event>), Box<dyn std::error::Error>> {
+) -> Result<TurnOutput, Box<dyn std::error::Error>> {
     use std::io::Write;
     let mut text = String::new();
     let mut frames = Vec::new();
@@ -333,9 +340,11 @@ pub fn chat(a: ChatArgs) -> Res {
     // the user's speech comes as codes.
     let (ctx, mut g, base) = generator(&a.model_dir, &a.s)?;
     if base {
-        return Err("this is a Base model (its _name_or_path names -Base): it has no chat \
+        return Err(
+            "this is a Base model (its _name_or_path names -Base): it has no chat \
                     format; use `bca asr` / `bca tts`, or an Instruct model"
-            .into());
+                .into(),
+        );
     }
     if a.codes.is_none() && a.text.is_none() {
         return Err("nothing to answer: give --codes and/or --text".into());
@@ -433,7 +442,15 @@ pub fn bench(a: BenchLlmArgs) -> Res {
     println!("copy kernel bandwidth: {:.1} GB/s (read + write)", bw / 1e9);
     println!(
         "{:>4} {:>7} {:>12} {:>10} {:>9} {:>7} {:>9} {:>9} {:>7}",
-        "fmt", "prompt", "prefill t/s", "decode t/s", "MB/tok", "% copy", "frames/s", "MB/frame", "% copy"
+        "fmt",
+        "prompt",
+        "prefill t/s",
+        "decode t/s",
+        "MB/tok",
+        "% copy",
+        "frames/s",
+        "MB/frame",
+        "% copy"
     );
     let mut all = Vec::new();
     for f in formats {

@@ -61,7 +61,13 @@ pub fn random_weights(
                     let r1 = (r0 + per).min(rows);
                     parts.push(MatrixPart {
                         row_start: r0,
-                        matrix: Matrix::random(&mut rec, r1 - r0, cols, fmt, (n * 131 + r0) as u32)?,
+                        matrix: Matrix::random(
+                            &mut rec,
+                            r1 - r0,
+                            cols,
+                            fmt,
+                            (n * 131 + r0) as u32,
+                        )?,
                     });
                     r0 = r1;
                 }
@@ -157,7 +163,9 @@ pub async fn bench_llm(
                 shape: vec![cbs[i]],
                 dtype: t.dtype,
             };
-            codes[i] = codes_s.sample(ctx, &[(0, &view)], &[], &audio, &mut rng).await?;
+            codes[i] = codes_s
+                .sample(ctx, &[(0, &view)], &[], &audio, &mut rng)
+                .await?;
         }
         s.step(ctx, &llm, Input::Audio(codes))?;
     }

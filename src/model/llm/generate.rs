@@ -116,9 +116,15 @@ pub fn is_base(w: &Weights) -> bool {
 enum Phase {
     Idle,
     /// Sampling text; `stops` chooses the stop rule, `n` tokens so far this step.
-    Text { first: bool, n: usize },
+    Text {
+        first: bool,
+        n: usize,
+    },
     /// Sampling frames of a segment (`n` so far); `last` = the final segment of the turn.
-    Audio { n: usize, last: bool },
+    Audio {
+        n: usize,
+        last: bool,
+    },
 }
 
 /// One conversation on the GPU: LLM session, audio head, samplers, and the loop state.
@@ -367,7 +373,8 @@ impl Generator {
         let mut codes = [0u32; CODEBOOKS];
         let cbs = self.llm.dims.codebooks;
         for i in 0..CODEBOOKS {
-            self.hs.step(ctx, &self.head, &self.llm, &self.sess.hidden, &codes, i)?;
+            self.hs
+                .step(ctx, &self.head, &self.llm, &self.sess.hidden, &codes, i)?;
             let t = &self.hs.logits[i];
             // codebook 0 keeps its audio-end class; the others drop it
             let view = crate::tensor::Tensor {
@@ -377,7 +384,13 @@ impl Generator {
             };
             let c = self
                 .code_sampler
-                .sample(ctx, &[(0, &view)], &self.seg_codes[i], &self.cfg.audio, &mut self.rng)
+                .sample(
+                    ctx,
+                    &[(0, &view)],
+                    &self.seg_codes[i],
+                    &self.cfg.audio,
+                    &mut self.rng,
+                )
                 .await?;
             if i == 0 && c as usize == cbs[0] {
                 return self.end_segment(ctx, ev, n, last);

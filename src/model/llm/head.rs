@@ -57,7 +57,7 @@ fn column_block(
     let mut rec = Recorder::new(ctx, "audio_head.relayout");
     let out = match m {
         Matrix::F16 { buf, stride, .. } => {
-            if c0 % 2 != 0 || n % 8 != 0 {
+            if !c0.is_multiple_of(2) || !n.is_multiple_of(8) {
                 return Err(bad("f16 needs n a multiple of 8"));
             }
             let dst = ctx.storage(name, (rows * n * 2) as u64);
@@ -82,11 +82,11 @@ fn column_block(
             let q8 = matches!(m, Matrix::Q8 { .. });
             let qb = crate::tensor::quant::QBLOCK;
             let nb = m.blocks_per_row();
-            if c0 % qb != 0 || n % qb != 0 {
+            if !c0.is_multiple_of(qb) || !n.is_multiple_of(qb) {
                 return Err(bad("not whole quantisation blocks"));
             }
             let (b0, bn) = (c0 / qb, n / qb);
-            if q8 && (nb % 2 != 0 || b0 % 2 != 0 || bn % 2 != 0) {
+            if q8 && (!nb.is_multiple_of(2) || !b0.is_multiple_of(2) || !bn.is_multiple_of(2)) {
                 return Err(bad("q8 scales pair blocks"));
             }
             let dbytes = if q8 { 32 } else { 16 };
@@ -138,7 +138,7 @@ impl AudioHead {
         // nn.MultiheadAttention(H, H / 128) in the reference; 128 is the LLM's head dim, so the
         // tiny checkpoints use H / head_dim (= their LLM head count).
         let head_dim = llm.dims.head_dim;
-        if h % head_dim != 0 {
+        if !h.is_multiple_of(head_dim) {
             return Err(ModelError::input("hidden size not a multiple of head_dim"));
         }
         let nheads = h / head_dim;
@@ -316,7 +316,15 @@ impl HeadState {
                 },
             )?;
             ops::rope_kv(&mut rec, &self.qkv, &head.zero_freq, i, &self.q, cache)?;
-            ops::attn_decode(&mut rec, &self.q, cache, i + 1, scale, &self.scratch, &a_heads)?;
+            ops::attn_decode(
+                &mut rec,
+                &self.q,
+                cache,
+                i + 1,
+                scale,
+                &self.scratch,
+                &a_heads,
+            )?;
             ops::gemv(
                 &mut rec,
                 &l.out_proj,

@@ -152,10 +152,7 @@ impl Llm {
         let audio = Self::stack_audio_tables(ctx, w, &dims)?;
         let inv_freq = ctx.upload(
             "llm.inv_freq",
-            bytemuck::cast_slice(&ops::rope_inv_freq(
-                w.config.llm.rope_theta,
-                dims.head_dim,
-            )),
+            bytemuck::cast_slice(&ops::rope_inv_freq(w.config.llm.rope_theta, dims.head_dim)),
         );
         Ok(Llm {
             norm: w.f32_buffer(ctx, "model.norm.weight")?,
@@ -200,7 +197,7 @@ impl Llm {
         let mut off = 0u64;
         for (b, r) in parts.iter().zip(rows) {
             let len = (r * stride * 2) as u64;
-            if len % 4 != 0 || off % 4 != 0 {
+            if !len.is_multiple_of(4) || !off.is_multiple_of(4) {
                 return Err(ModelError::input(
                     "audio embedding tables with an odd number of f16 values are not supported",
                 ));
@@ -520,7 +517,12 @@ impl Session {
 
     /// Feeds `inputs` (any length): chunks of up to `chunk` positions, then the last position
     /// alone as a decode step whose final hidden state and logits stay in `hidden`/`logits`.
-    pub fn feed(&mut self, ctx: &GpuContext, llm: &Llm, inputs: &[Input]) -> Result<(), ModelError> {
+    pub fn feed(
+        &mut self,
+        ctx: &GpuContext,
+        llm: &Llm,
+        inputs: &[Input],
+    ) -> Result<(), ModelError> {
         self.check_inputs(llm, inputs)?;
         let (body, last) = inputs.split_at(inputs.len() - 1);
         for c in body.chunks(self.chunk) {

@@ -83,7 +83,8 @@ impl SamplingParams {
 /// HF 4.45 processors on full logits (the CPU reference; also the fallback path): returns the
 /// processed scores, −inf for removed entries.
 pub fn process_reference(logits: &[f32], history: &[u32], p: &SamplingParams) -> Vec<f32> {
-    let mut s = crate::reference::sampling::repetition_penalty(logits, history, p.repetition_penalty);
+    let mut s =
+        crate::reference::sampling::repetition_penalty(logits, history, p.repetition_penalty);
     if p.temperature == 0.0 {
         return s;
     }
@@ -143,7 +144,9 @@ fn softmax(x: &[f32]) -> Vec<f64> {
 /// over the candidates in descending order (ties: lower id first), so every path that keeps
 /// the same candidates maps the same uniform to the same id.
 pub fn draw(ids: &[u32], scores: &[f32], rng: &mut Rng) -> u32 {
-    let mut order: Vec<usize> = (0..ids.len()).filter(|&i| scores[i] > f32::NEG_INFINITY).collect();
+    let mut order: Vec<usize> = (0..ids.len())
+        .filter(|&i| scores[i] > f32::NEG_INFINITY)
+        .collect();
     if order.is_empty() {
         return ids[0];
     }
@@ -228,7 +231,9 @@ impl GpuSampler {
     ) -> Result<u32, ModelError> {
         p.validate()?;
         if parts.len() > self.parts {
-            return Err(ModelError::input("more logits parts than the sampler was made for"));
+            return Err(ModelError::input(
+                "more logits parts than the sampler was made for",
+            ));
         }
         let k = if p.temperature == 0.0 { 1 } else { p.top_k };
         if k == 0 || k > TOPK_MAX {
