@@ -315,3 +315,32 @@ fn audio_head_matches_numpy_reference() {
         }
     }
 }
+
+/// `rope_kv` over a prefill chunk (T tokens at positions pos..pos+T) against the reference
+/// RoPE + append, on every path, ragged shapes included.
+#[test]
+fn rope_kv_chunk_all_paths() {
+    for path in common::PATHS {
+        for (i, &(shape, t, tmax, pos)) in [
+            ((4usize, 2usize, 16usize), 5usize, 40usize, 3usize),
+            ((28, 4, 128), 9, 64, 50),
+            ((6, 3, 6), 7, 20, 0),
+            ((2, 2, 64), 33, 5000, 4000),
+        ]
+        .iter()
+        .enumerate()
+        {
+            common::assert_ok(
+                &format!("{path:?} rope_kv chunk {shape:?} T {t} pos {pos}"),
+                pollster::block_on(bca::selftest::rope_kv_chunk_case(
+                    ctx(path),
+                    shape,
+                    t,
+                    tmax,
+                    pos,
+                    90 + i as u64,
+                )),
+            );
+        }
+    }
+}
