@@ -1,7 +1,7 @@
 // The audio LLM in the browser (f32 path on SwiftShader) against the native CLI on the same
 // converted model: tokenizer ids, logits, and the greedy continuation of a prompt.
 import { execFileSync } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { resolve } from "node:path";
 
 // float32 .npy (format 1.0) → Float32Array
@@ -20,7 +20,9 @@ export default async function ({ page, root, outDir, bca, check, call, loadModel
 
   const text = "<C_Q>你好，世界 😀 hello<C_A>";
   const ids = Array.from(await call("tokenize", text));
-  const native = execFileSync(bca, ["tokenize", dir, "--file", "/dev/stdin"], { input: text }).toString().trim().split(/\s+/).map(Number);
+  const txt = resolve(outDir, "llm-prompt.txt");
+  writeFileSync(txt, text);
+  const native = execFileSync(bca, ["tokenize", dir, "--file", txt]).toString().trim().split(/\s+/).map(Number);
   check("tokenize = native bca tokenize", JSON.stringify(ids) === JSON.stringify(native), `${ids} vs ${native}`);
   const back = await call("detokenize", ids);
   check("detokenize round-trips", back === text, back);
