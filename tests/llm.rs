@@ -15,7 +15,7 @@ use bca::weights::tiny::{write_tiny, TinyOptions, Variant};
 use common::{ctx, Path as GpuPath};
 
 fn tmp_root() -> PathBuf {
-    std::env::temp_dir().join(format!("bca-llm-test-{}", std::process::id()))
+    common::temp_root("bca-llm-test-")
 }
 
 /// `bca tiny --seed 0` (what the golden script used), made once per test binary.

@@ -7,6 +7,8 @@ use std::sync::OnceLock;
 
 use bca::weights::tiny::{write_tiny, TinyOptions, Variant};
 
+mod common;
+
 fn tiny(variant: Variant) -> PathBuf {
     static I: OnceLock<PathBuf> = OnceLock::new();
     static B: OnceLock<PathBuf> = OnceLock::new();
@@ -35,7 +37,7 @@ fn tiny(variant: Variant) -> PathBuf {
 }
 
 fn tmp() -> PathBuf {
-    let p = std::env::temp_dir().join(format!("bca-llmcli-test-{}", std::process::id()));
+    let p = common::temp_root("bca-llmcli-test-");
     std::fs::create_dir_all(&p).unwrap();
     p
 }

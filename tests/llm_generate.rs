@@ -31,9 +31,7 @@ fn tiny(variant: Variant) -> PathBuf {
             "{} missing: run scripts/fetch-assets.sh",
             tok.display()
         );
-        let out = std::env::temp_dir()
-            .join(format!("bca-llmgen-test-{}", std::process::id()))
-            .join(name);
+        let out = common::temp_root("bca-llmgen-test-").join(name);
         write_tiny(&TinyOptions {
             out: out.clone(),
             seed: 0,
