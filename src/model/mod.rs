@@ -2,6 +2,7 @@
 //! store that hides where they came from (an HF folder, a converted web folder, the browser
 //! loader).
 
+pub mod llm;
 pub mod stream;
 pub mod weights;
 

@@ -251,6 +251,12 @@ impl Weights {
             .insert(name.to_string(), std::rc::Rc::new(parts));
     }
 
+    /// Drops the store's reference to a matrix (a stage that re-laid it out keeps its own
+    /// copy; the GPU memory goes when the last clone does).
+    pub fn evict(&self, name: &str) {
+        self.matrices.borrow_mut().remove(name);
+    }
+
     /// Registers a small host tensor read by a loader.
     pub fn insert_host(&self, name: &str, t: HostTensor) {
         self.host
@@ -412,6 +418,12 @@ impl Weights {
             }
             Some(Backing::Hf(..)) => {
                 let h = self.load_host(name)?;
+                // Embedding tables are gathered from f16 (as in the web format); the rest
+                // takes the requested format.
+                let fmt = match self.roles.get(name) {
+                    Some((Role::Embedding, _)) => WeightFormat::F16,
+                    _ => self.format,
+                };
                 let rows = h.shape.first().copied().unwrap_or(1);
                 let cols = h.data.len() / rows.max(1);
                 // Same row split as `bca convert` so big tables fit one binding.
@@ -430,7 +442,7 @@ impl Weights {
                             r1 - r0,
                             cols,
                             &h.data[r0 * cols..r1 * cols],
-                            self.format,
+                            fmt,
                         ),
                     });
                     r0 = r1;

@@ -1,4 +1,4 @@
-use crate::gpu::{Binding, KernelKey, Recorder};
+use crate::gpu::{grid, Binding, KernelKey, Recorder};
 use crate::tensor::Tensor;
 
 use super::{check_len, shape_err, KvCache, OpError};
@@ -14,8 +14,10 @@ const BINDINGS: &[Binding] = &[
 
 const WG: u32 = 256;
 
-/// The decode-token QKV epilogue: `qkv ((Hq + 2·Hkv)·D)` = [q | k | v] → RoPE'd `q (Hq, D)`,
-/// and RoPE'd k plus v appended to `cache` at position `pos`. `inv_freq` is f32 (D/2).
+/// The QKV epilogue: `qkv ((Hq + 2·Hkv)·D)` = [q | k | v] → RoPE'd `q (Hq, D)`, and RoPE'd k
+/// plus v appended to `cache` at position `pos`. `inv_freq` is f32 (D/2). For a chunk of T
+/// tokens (prefill) pass `qkv (T, (Hq + 2·Hkv)·D)` and `q (T, Hq, D)`: token t goes to
+/// position `pos + t`.
 pub fn rope_kv(
     rec: &mut Recorder,
     qkv: &Tensor,
@@ -26,12 +28,13 @@ pub fn rope_kv(
 ) -> Result<(), OpError> {
     const OP: &str = "rope_kv";
     let ctx = rec.ctx();
-    let (hq, d) = match q.shape[..] {
-        [hq, d] => (hq, d),
+    let (tokens, hq, d) = match q.shape[..] {
+        [hq, d] => (1, hq, d),
+        [t, hq, d] if t > 0 => (t, hq, d),
         _ => {
             return Err(shape_err(
                 OP,
-                format!("q is {:?}, expected (Hq, D)", q.shape),
+                format!("q is {:?}, expected (Hq, D) or (T, Hq, D)", q.shape),
             ))
         }
     };
@@ -45,22 +48,23 @@ pub fn rope_kv(
             ),
         ));
     }
-    if qkv.numel() != (hq + 2 * hkv) * d {
+    if qkv.numel() != tokens * (hq + 2 * hkv) * d {
         return Err(shape_err(
             OP,
             format!(
-                "qkv is {:?}, expected ({}) for q {:?}",
+                "qkv is {:?}, expected ({tokens}, {}) for q {:?}",
                 qkv.shape,
                 (hq + 2 * hkv) * d,
                 q.shape
             ),
         ));
     }
-    if pos >= cache.tmax {
+    if pos + tokens > cache.tmax {
         return Err(shape_err(
             OP,
             format!(
-                "position {pos} is past the cache's {} positions",
+                "positions {pos}..{} are past the cache's {} positions",
+                pos + tokens,
                 cache.tmax
             ),
         ));
@@ -72,6 +76,9 @@ pub fn rope_kv(
         ));
     }
     check_len(OP, "inv_freq", inv_freq, (d / 2 * 4) as u64)?;
+    let sz = ctx.act().size() as u64;
+    check_len(OP, "qkv", &qkv.buf, qkv.numel() as u64 * sz)?;
+    check_len(OP, "q", &q.buf, q.numel() as u64 * sz)?;
     let key = KernelKey {
         family: "rope_kv",
         entry: "rope_kv",
@@ -80,19 +87,23 @@ pub fn rope_kv(
         constants: vec![("WG", WG)],
     };
     let p = ctx.pipeline(&key, BINDINGS)?;
+    let threads = tokens * ((hq + hkv) * d / 2 + hkv * d);
+    let g = grid(
+        threads.div_ceil(WG as usize) as u32,
+        ctx.limits.max_compute_workgroups_per_dimension,
+    );
     let params: [u32; 8] = [
         hq as u32,
         hkv as u32,
         d as u32,
         cache.tmax as u32,
         pos as u32,
-        0,
-        0,
+        tokens as u32,
+        g[0],
         0,
     ];
     let u = ctx.uniform("rope_kv.params", bytemuck::cast_slice(&params));
     let group = ctx.bind(&p, &[&qkv.buf, inv_freq, &q.buf, &cache.buf, &u]);
-    let threads = ((hq + hkv) * d / 2 + hkv * d) as u32;
-    rec.dispatch(&p.pipeline, &group, [threads.div_ceil(WG), 1, 1])?;
+    rec.dispatch(&p.pipeline, &group, g)?;
     Ok(())
 }

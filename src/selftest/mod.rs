@@ -459,6 +459,50 @@ pub async fn rope_kv_case(
     Ok(compare(&got, &want, atol, rtol))
 }
 
+/// `rope_kv` over a chunk of `tokens` tokens (prefill): every token's q rotated at `pos + t`,
+/// k and v appended at `pos .. pos + tokens`; the rest of the cache stays untouched.
+pub async fn rope_kv_chunk_case(
+    ctx: &GpuContext,
+    (hq, hkv, d): (usize, usize, usize),
+    tokens: usize,
+    tmax: usize,
+    pos: usize,
+    seed: u64,
+) -> Result<Comparison, OpError> {
+    let mut rng = Rng::new(seed);
+    let row = (hq + 2 * hkv) * d;
+    let qkv = round_act(ctx.act(), &rng.normal_vec(tokens * row, 1.0));
+    let cache0 = round_act(ctx.act(), &rng.normal_vec(2 * hkv * tmax * d, 1.0));
+    let inv = ops::rope_inv_freq(1e6, d);
+    let (mut q, mut k, mut v) = (Vec::new(), Vec::new(), Vec::new());
+    for t in 0..tokens {
+        let r = &qkv[t * row..(t + 1) * row];
+        q.extend_from_slice(&r[..hq * d]);
+        k.extend_from_slice(&r[hq * d..(hq + hkv) * d]);
+        v.extend_from_slice(&r[(hq + hkv) * d..]);
+    }
+    let qr = reference::rope::rope(&q, tokens, hq, d, &inv, pos);
+    let kr = reference::rope::rope(&k, tokens, hkv, d, &inv, pos);
+    let mut want_cache = cache0.clone();
+    reference::attention::kv_append(&mut want_cache, &kr, &v, (tokens, hkv, d), tmax, pos);
+    let mut want = round_act(ctx.act(), &qr);
+    want.extend(round_act(ctx.act(), &want_cache));
+
+    let qkv_t = Tensor::from_f32(ctx, "qkv", &[tokens, row], &qkv);
+    let q_t = Tensor::empty(ctx, "q", &[tokens, hq, d]);
+    let cache = ops::KvCache::new(ctx, "cache", hkv, tmax, d)?;
+    ctx.queue
+        .write_buffer(&cache.buf, 0, &crate::tensor::act_bytes(ctx.act(), &cache0));
+    let invb = ctx.upload("inv_freq", bytemuck::cast_slice(&inv));
+    let mut rec = Recorder::new(ctx, "rope_kv chunk test");
+    ops::rope_kv(&mut rec, &qkv_t, &invb, pos, &q_t, &cache)?;
+    rec.submit()?;
+    let mut got = q_t.to_vec(ctx).await?;
+    got.extend(ctx.read_act(&cache.buf, cache0.len()).await?);
+    let (atol, rtol) = tol(ctx, (1e-5, 1e-5), (2e-3, 2e-3));
+    Ok(compare(&got, &want, atol, rtol))
+}
+
 pub async fn rmsnorm_case(
     ctx: &GpuContext,
     rows: usize,

@@ -61,3 +61,27 @@ pub fn assert_ok(what: &str, r: Result<Comparison, OpError>) {
         Err(e) => panic!("{what}: {e}"),
     }
 }
+
+/// `temp_dir()/<prefix><pid>` for this test binary, after removing the folders of earlier runs
+/// (test binaries have no teardown) whose process has exited.
+pub fn temp_root(prefix: &str) -> std::path::PathBuf {
+    static SWEPT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let tmp = std::env::temp_dir();
+    if let Ok(mut swept) = SWEPT.lock() {
+        if !swept.iter().any(|p| p == prefix) {
+            swept.push(prefix.to_string());
+            if let Ok(rd) = std::fs::read_dir(&tmp) {
+                for e in rd.flatten() {
+                    let name = e.file_name().to_string_lossy().to_string();
+                    if let Some(pid) = name.strip_prefix(prefix) {
+                        let dead = !std::path::Path::new("/proc").join(pid).exists();
+                        if pid != std::process::id().to_string() && dead {
+                            let _ = std::fs::remove_dir_all(e.path());
+                        }
+                    }
+                }
+            }
+        }
+    }
+    tmp.join(format!("{prefix}{}", std::process::id()))
+}

@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 
 mod audio_in;
 mod bench_encode;
+mod llm;
 mod serve;
 mod vocode;
 
@@ -127,6 +128,18 @@ enum Cmd {
     Trace(audio_in::EncodeArgs),
     /// Codes (N, 8) .npy → 24 kHz WAV (audio decoder, flow matching, HiFT).
     Vocode(vocode::VocodeArgs),
+    /// Print the token ids of a UTF-8 file's whole content (no special tokens added).
+    Tokenize(llm::TokenizeArgs),
+    /// Logits of the LLM at every position of a token sequence → .npy float32 [n, vocab].
+    Logits(llm::LogitsArgs),
+    /// Continue a text prompt with the LLM (prints the new token ids).
+    Generate(llm::GenerateArgs),
+    /// Transcribe speech given as audio codes (Base model prompt).
+    Asr(llm::AsrArgs),
+    /// Speak text: audio codes per clause (Base model prompt) → .npy [frames, 8].
+    Tts(llm::TtsArgs),
+    /// One spoken-chat turn with an Instruct model: prints the reply text, writes its codes.
+    Chat(llm::ChatArgs),
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -194,6 +207,8 @@ enum BenchCmd {
     Encode(bench_encode::EncodeBenchArgs),
     /// Real-time factor of audio out (decoder + flow matching + HiFT), random weights.
     Vocode(vocode::BenchVocodeArgs),
+    /// The audio LLM on random weights: prefill, decode and audio-frame rates.
+    Llm(llm::BenchLlmArgs),
 }
 
 fn print_adapter(ctx: &GpuContext) {
@@ -491,6 +506,15 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
         Cmd::Bench {
             what: BenchCmd::Vocode(a),
         } => vocode::bench(a),
+        Cmd::Tokenize(a) => llm::tokenize(a),
+        Cmd::Logits(a) => llm::logits(a),
+        Cmd::Bench {
+            what: BenchCmd::Llm(a),
+        } => llm::bench(a),
+        Cmd::Generate(a) => llm::generate(a),
+        Cmd::Asr(a) => llm::asr(a),
+        Cmd::Tts(a) => llm::tts(a),
+        Cmd::Chat(a) => llm::chat(a),
     }
 }
 

@@ -1,0 +1,480 @@
+//! `bca tokenize`, `bca logits` (and the generation commands): the audio LLM from the CLI.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use bca::gpu::GpuContext;
+use bca::model::llm::{Input, Llm, Session};
+use bca::model::Weights;
+use bca::tensor::WeightFormat;
+use bca::text::TextTokenizer;
+use clap::Args;
+
+use crate::GpuArgs;
+
+type Res = Result<ExitCode, Box<dyn std::error::Error>>;
+
+#[derive(Args)]
+pub struct TokenizeArgs {
+    /// Model folder (HF or converted) holding tokenizer.json.
+    pub model_dir: PathBuf,
+    /// UTF-8 text file; its whole content is encoded.
+    #[arg(long)]
+    pub file: PathBuf,
+}
+
+#[derive(Args)]
+pub struct LogitsArgs {
+    /// Model folder (HF from `bca tiny`, or converted).
+    pub model_dir: PathBuf,
+    /// Comma-separated token ids.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub tokens: Vec<u32>,
+    /// Output .npy (float32 [n, vocab]).
+    #[arg(short, long)]
+    pub out: PathBuf,
+    /// Weight format for an HF folder's matrices.
+    #[arg(long, default_value = "f16")]
+    pub quant: String,
+    #[command(flatten)]
+    pub gpu: GpuArgs,
+}
+
+pub fn load_tokenizer(dir: &Path) -> Result<TextTokenizer, Box<dyn std::error::Error>> {
+    let p = dir.join("tokenizer.json");
+    let bytes = std::fs::read(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+    Ok(TextTokenizer::from_json_bytes(&bytes)?)
+}
+
+pub fn tokenize(a: TokenizeArgs) -> Res {
+    let tok = load_tokenizer(&a.model_dir)?;
+    let text = std::fs::read(&a.file).map_err(|e| format!("{}: {e}", a.file.display()))?;
+    let text =
+        String::from_utf8(text).map_err(|e| format!("{}: not UTF-8 ({e})", a.file.display()))?;
+    let ids = tok.encode(&text)?;
+    let s: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
+    println!("{}", s.join(" "));
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn open_model(
+    dir: &Path,
+    quant: &str,
+    gpu: &GpuArgs,
+) -> Result<(GpuContext, Weights), Box<dyn std::error::Error>> {
+    let format = crate::parse_format(quant)?;
+    let ctx = pollster::block_on(GpuContext::new(&gpu.options()))?;
+    let w = Weights::open(dir, format)?;
+    Ok((ctx, w))
+}
+
+pub fn logits(a: LogitsArgs) -> Res {
+    let (ctx, w) = open_model(&a.model_dir, &a.quant, &a.gpu)?;
+    let llm = Llm::load(&ctx, &w)?;
+    let n = a.tokens.len();
+    let mut s = Session::new(&ctx, &llm, n.max(1), 64)?;
+    let inputs: Vec<Input> = a.tokens.iter().map(|&t| Input::Text(t)).collect();
+    let v = pollster::block_on(s.all_logits(&ctx, &llm, &inputs))?;
+    let bytes = bca::util::npy::write_f32(&[n, llm.dims.vocab], &v);
+    std::fs::write(&a.out, bytes).map_err(|e| format!("{}: {e}", a.out.display()))?;
+    eprintln!(
+        "{n} positions × {} logits ({} activations, {} weights) → {}",
+        llm.dims.vocab,
+        ctx.act().name(),
+        WeightFormat::name(w.format),
+        a.out.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+use bca::model::llm::generate::{is_base, tts_clauses, Event, GenConfig, Generator, Mode};
+use bca::model::llm::sample::SamplingParams;
+use bca::model::llm::Frame;
+
+/// Sampling overrides shared by the generation commands (unset = the mode's defaults).
+#[derive(Args, Clone)]
+pub struct SampleArgs {
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Weight format for an HF folder's matrices (f16, q8, q4).
+    #[arg(long, default_value = "f16")]
+    pub quant: String,
+    /// Context length (positions in the KV cache).
+    #[arg(long, default_value_t = 4096)]
+    pub context: usize,
+    #[arg(long)]
+    pub temperature: Option<f32>,
+    #[arg(long)]
+    pub top_k: Option<usize>,
+    #[arg(long)]
+    pub top_p: Option<f32>,
+    #[arg(long)]
+    pub repetition_penalty: Option<f32>,
+    /// Base models: sample instead of greedy decoding (the demos' --do_sample).
+    #[arg(long)]
+    pub do_sample: bool,
+    /// Audio frames per segment at most (≤ 500, the reference's limit).
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u16).range(1..=500))]
+    pub max_frames: u16,
+    /// Write every event as JSON lines here.
+    #[arg(long)]
+    pub events: Option<PathBuf>,
+    #[command(flatten)]
+    pub gpu: GpuArgs,
+}
+
+impl SampleArgs {
+    fn apply(&self, p: SamplingParams) -> SamplingParams {
+        SamplingParams {
+            temperature: self.temperature.unwrap_or(p.temperature),
+            top_k: self.top_k.unwrap_or(p.top_k),
+            top_p: self.top_p.unwrap_or(p.top_p),
+            repetition_penalty: self.repetition_penalty.unwrap_or(p.repetition_penalty),
+        }
+    }
+    fn config(&self, base: bool) -> GenConfig {
+        let mut c = if base {
+            GenConfig::base(self.do_sample)
+        } else {
+            GenConfig::default()
+        };
+        c.text_first = self.apply(c.text_first);
+        c.text_next = self.apply(c.text_next);
+        c.audio = self.apply(c.audio);
+        c.frames_max = self.max_frames as usize;
+        c
+    }
+}
+
+#[derive(Args)]
+pub struct GenerateArgs {
+    pub model_dir: PathBuf,
+    /// Prompt text (special-token strings become their ids).
+    #[arg(long)]
+    pub text: String,
+    /// New tokens at most (stops earlier at <|endoftext|>).
+    #[arg(long, default_value_t = 32)]
+    pub max_new: usize,
+    #[command(flatten)]
+    pub s: SampleArgs,
+}
+
+#[derive(Args)]
+pub struct AsrArgs {
+    pub model_dir: PathBuf,
+    /// Audio codes .npy [frames, 8] (int32) from the audio-in stage.
+    #[arg(long)]
+    pub codes: PathBuf,
+    #[command(flatten)]
+    pub s: SampleArgs,
+}
+
+#[derive(Args)]
+pub struct TtsArgs {
+    pub model_dir: PathBuf,
+    pub text: String,
+    /// Output codes .npy [frames, 8] (int32).
+    #[arg(short, long)]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub s: SampleArgs,
+}
+
+#[derive(Args)]
+pub struct ChatArgs {
+    pub model_dir: PathBuf,
+    /// The user's speech as codes .npy [frames, 8].
+    #[arg(long)]
+    pub codes: Option<PathBuf>,
+    /// The user's text (instead of, or after, the speech).
+    #[arg(long)]
+    pub text: Option<String>,
+    /// Earlier turns: JSON list of {"role": "user"|"assistant", "text": "…"}.
+    #[arg(long)]
+    pub history: Option<PathBuf>,
+    /// System prompt.
+    #[arg(long, default_value = "请用【邻家女声】这个声音回答问题。")]
+    pub system: String,
+    /// Text-only reply (no audio).
+    #[arg(long)]
+    pub text_only: bool,
+    /// Reply codes .npy [frames, 8] (int32; all segments in order).
+    #[arg(short, long)]
+    pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub s: SampleArgs,
+}
+
+fn read_codes(p: &Path) -> Result<Vec<Frame>, Box<dyn std::error::Error>> {
+    use bca::util::npy::{read, NpyArray};
+    let bytes = std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))?;
+    let a = read(&bytes).map_err(|e| format!("{}: {e}", p.display()))?;
+    let vals: Vec<i64> = match &a {
+        NpyArray::I32 { data, .. } => data.iter().map(|v| *v as i64).collect(),
+        NpyArray::F32 { data, .. } => data.iter().map(|v| *v as i64).collect(),
+    };
+    let shape = a.shape();
+    if shape.len() != 2 || shape[1] != 8 {
+        return Err(format!("{}: codes must be [frames, 8], got {shape:?}", p.display()).into());
+    }
+    if shape[0] == 0 {
+        return Err(format!("{}: the audio is empty (0 frames)", p.display()).into());
+    }
+    let mut out = Vec::with_capacity(shape[0]);
+    for row in vals.chunks(8) {
+        let mut f = [0u32; 8];
+        for (i, v) in row.iter().enumerate() {
+            if *v < 0 || *v > u32::MAX as i64 {
+                return Err(format!("{}: negative or huge code {v}", p.display()).into());
+            }
+            f[i] = *v as u32;
+        }
+        out.push(f);
+    }
+    Ok(out)
+}
+
+fn write_codes(p: &Path, frames: &[Frame]) -> Result<(), Box<dyn std::error::Error>> {
+    let data: Vec<i32> = frames.iter().flatten().map(|c| *c as i32).collect();
+    let bytes = bca::util::npy::write_i32(&[frames.len(), 8], &data);
+    std::fs::write(p, bytes).map_err(|e| format!("{}: {e}", p.display()))?;
+    Ok(())
+}
+
+fn generator(
+    dir: &Path,
+    s: &SampleArgs,
+) -> Result<(GpuContext, Generator, bool), Box<dyn std::error::Error>> {
+    let (ctx, w) = open_model(dir, &s.quant, &s.gpu)?;
+    let tok = load_tokenizer(dir)?;
+    let base = is_base(&w);
+    let mut g = Generator::new(&ctx, &w, tok, s.context, s.seed)?;
+    g.cfg = s.config(base);
+    Ok((ctx, g, base))
+}
+
+/// A finished turn: its text, its audio frames, all its events.
+type TurnOutput = (String, Vec<Frame>, Vec<Event>);
+
+/// Runs a turn, collecting text deltas and frames; returns (text, frames, events).
+fn run_turn(
+    ctx: &GpuContext,
+    g: &mut Generator,
+    events: &Option<PathBuf>,
+) -> Result<TurnOutput, Box<dyn std::error::Error>> {
+    use std::io::Write;
+    let mut text = String::new();
+    let mut frames = Vec::new();
+    let all = pollster::block_on(g.run(ctx, |e| {
+        match e {
+            Event::Text { delta, .. } => {
+                text.push_str(delta);
+            }
+            Event::Frame { codes } => frames.push(*codes),
+            _ => {}
+        }
+        true
+    }))?;
+    if let Some(p) = events {
+        let mut f = std::fs::File::create(p).map_err(|e| format!("{}: {e}", p.display()))?;
+        for e in &all {
+            writeln!(f, "{}", serde_json::to_string(e)?)?;
+        }
+    }
+    Ok((text, frames, all))
+}
+
+pub fn generate(a: GenerateArgs) -> Res {
+    let (ctx, mut g, _) = generator(&a.model_dir, &a.s)?;
+    g.cfg.text_only_max = a.max_new.max(1);
+    let inputs = g.text_inputs(&a.text)?;
+    g.start(&ctx, &inputs, Mode::TextOnly)?;
+    let (text, _, all) = run_turn(&ctx, &mut g, &a.s.events)?;
+    let ids: Vec<String> = all
+        .iter()
+        .filter_map(|e| match e {
+            Event::Text { id, .. } if *id != u32::MAX => Some(id.to_string()),
+            _ => None,
+        })
+        .collect();
+    println!("{}", ids.join(" "));
+    eprintln!("{text}");
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn asr(a: AsrArgs) -> Res {
+    let codes = read_codes(&a.codes)?;
+    let (ctx, mut g, _) = generator(&a.model_dir, &a.s)?;
+    let mut inputs = g.text_inputs("将语音转录为文本:")?;
+    inputs.extend(g.audio_inputs(&codes)?);
+    g.start(&ctx, &inputs, Mode::Asr)?;
+    let (text, _, _) = run_turn(&ctx, &mut g, &a.s.events)?;
+    println!("{}", text.trim_end_matches("<|endoftext|>"));
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn tts(a: TtsArgs) -> Res {
+    let (ctx, mut g, _) = generator(&a.model_dir, &a.s)?;
+    let clauses = tts_clauses(&a.text);
+    if clauses.is_empty() {
+        return Err("nothing to say: the text is empty".into());
+    }
+    let mut frames = Vec::new();
+    for c in &clauses {
+        // each clause is its own prompt (fresh cache)
+        g.fed.clear();
+        let inputs = g.text_inputs(&format!("{c}<audiogen_start_baichuan>"))?;
+        g.start(&ctx, &inputs, Mode::Tts)?;
+        let (_, f, _) = run_turn(&ctx, &mut g, &a.s.events)?;
+        eprintln!("{c}: {} frames", f.len());
+        frames.extend(f);
+    }
+    // TODO(lead): the audio-out stage (decoder → flow matching → HiFT) turns these into a WAV.
+    write_codes(&a.out, &frames)?;
+    println!("{} frames → {}", frames.len(), a.out.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn chat(a: ChatArgs) -> Res {
+    // TODO(lead): `--audio in.wav` once the audio-in stage (encoder + RVQ) is merged; for now
+    // the user's speech comes as codes.
+    let (ctx, mut g, base) = generator(&a.model_dir, &a.s)?;
+    if base {
+        return Err(
+            "this is a Base model (its _name_or_path names -Base): it has no chat \
+                    format; use `bca asr` / `bca tts`, or an Instruct model"
+                .into(),
+        );
+    }
+    if a.codes.is_none() && a.text.is_none() {
+        return Err("nothing to answer: give --codes and/or --text".into());
+    }
+    let mut prompt = format!("<B_SYS>{}", a.system);
+    if let Some(h) = &a.history {
+        let s = std::fs::read_to_string(h).map_err(|e| format!("{}: {e}", h.display()))?;
+        let v: serde_json::Value =
+            serde_json::from_str(&s).map_err(|e| format!("{}: {e}", h.display()))?;
+        let turns = v
+            .as_array()
+            .ok_or_else(|| format!("{}: expected a JSON list of turns", h.display()))?;
+        for t in turns {
+            let text = t["text"].as_str().unwrap_or("");
+            match t["role"].as_str() {
+                Some("user") => prompt.push_str(&format!("<C_Q>{text}")),
+                Some("assistant") if a.text_only => prompt.push_str(&format!("<C_A>{text}")),
+                Some("assistant") => {
+                    prompt.push_str(&format!("<audiotext_start_baichuan><C_A>{text}"))
+                }
+                r => return Err(format!("{}: unknown role {r:?}", h.display()).into()),
+            }
+        }
+    }
+    prompt.push_str("<C_Q>");
+    let mut inputs = g.text_inputs(&prompt)?;
+    if let Some(c) = &a.codes {
+        let codes = read_codes(c)?;
+        inputs.extend(g.audio_inputs(&codes)?);
+    }
+    if let Some(t) = &a.text {
+        inputs.extend(g.text_inputs(t)?);
+    }
+    let tail = if a.text_only {
+        "<C_A>"
+    } else {
+        "<audiotext_start_baichuan><C_A>"
+    };
+    inputs.extend(g.text_inputs(tail)?);
+    let mode = if a.text_only {
+        Mode::TextOnly
+    } else {
+        Mode::Speech
+    };
+    g.start(&ctx, &inputs, mode)?;
+    let (text, frames, _) = run_turn(&ctx, &mut g, &a.s.events)?;
+    println!("{text}");
+    if let Some(o) = &a.out {
+        write_codes(o, &frames)?;
+        eprintln!("{} frames → {}", frames.len(), o.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Args)]
+pub struct BenchLlmArgs {
+    #[command(flatten)]
+    pub gpu: GpuArgs,
+    /// Weight formats to measure.
+    #[arg(long, value_delimiter = ',', default_value = "q4")]
+    pub quant: Vec<String>,
+    /// `7b` (the real config's Qwen2.5-7B shape) or `tiny` (the tiny checkpoint's shape).
+    #[arg(long, default_value = "7b")]
+    pub shape: String,
+    /// Prompt tokens to prefill.
+    #[arg(long, default_value_t = 256)]
+    pub prompt: usize,
+    /// Tokens to decode.
+    #[arg(long, default_value_t = 32)]
+    pub tokens: usize,
+    /// Audio frames to generate.
+    #[arg(long, default_value_t = 8)]
+    pub frames: usize,
+    /// Also write the results as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+pub fn bench(a: BenchLlmArgs) -> Res {
+    use bca::weights::tiny::{real_config_value, tiny_config_value, Variant};
+    let cfg_v = match a.shape.as_str() {
+        "7b" => real_config_value(),
+        "tiny" => tiny_config_value(Variant::Instruct),
+        o => return Err(format!("unknown shape `{o}` (7b or tiny)").into()),
+    };
+    let formats = a
+        .quant
+        .iter()
+        .map(|f| crate::parse_format(f))
+        .collect::<Result<Vec<_>, _>>()?;
+    let ctx = pollster::block_on(GpuContext::new(&a.gpu.options()))?;
+    crate::print_adapter(&ctx);
+    let bw_bytes = (256u64 << 20).min(ctx.limits.max_storage_buffer_binding_size);
+    let bw = pollster::block_on(bca::bench::copy_bandwidth(&ctx, bw_bytes, 10))?;
+    println!("copy kernel bandwidth: {:.1} GB/s (read + write)", bw / 1e9);
+    println!(
+        "{:>4} {:>7} {:>12} {:>10} {:>9} {:>7} {:>9} {:>9} {:>7}",
+        "fmt",
+        "prompt",
+        "prefill t/s",
+        "decode t/s",
+        "MB/tok",
+        "% copy",
+        "frames/s",
+        "MB/frame",
+        "% copy"
+    );
+    let mut all = Vec::new();
+    for f in formats {
+        let cfg = bca::weights::OmniConfig::from_value(cfg_v.clone(), "config")?;
+        let r = pollster::block_on(bca::model::llm::bench::bench_llm(
+            &ctx, cfg, f, a.prompt, a.tokens, a.frames, bw,
+        ))?;
+        println!(
+            "{:>4} {:>7} {:>12.1} {:>10.2} {:>9.1} {:>6.1}% {:>9.2} {:>9.1} {:>6.1}%",
+            r.format,
+            r.prompt,
+            r.prefill_tokens_per_s,
+            r.decode_tokens_per_s,
+            r.decode_bytes as f64 / 1e6,
+            r.decode_pct_of_copy,
+            r.frames_per_s,
+            r.frame_bytes as f64 / 1e6,
+            r.frame_pct_of_copy
+        );
+        all.push(r);
+    }
+    if let Some(p) = a.json {
+        let doc = serde_json::json!({"adapter": ctx.report(), "copy_bandwidth_bytes_per_s": bw, "llm": all});
+        std::fs::write(&p, serde_json::to_string_pretty(&doc)?)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,209 @@
+//! `bca bench llm`: the real decoder, audio head and samplers on random weights of full size
+//! (the Qwen2.5-7B shape of the real config) or of the tiny config: prefill tokens/s, decode
+//! tokens/s (step + greedy pick) and audio frames/s (LLM step + 8 head steps + 8 code picks),
+//! each against the copy-kernel bandwidth (bytes a step must read / time / copy GB/s).
+
+use crate::gpu::{GpuContext, Recorder};
+use crate::tensor::{Matrix, WeightFormat};
+use crate::util::rng::Rng;
+use crate::weights::spec::{model_tensors, Role, Stage};
+use crate::weights::OmniConfig;
+
+use super::head::{AudioHead, HeadState};
+use super::sample::{GpuSampler, SamplingParams};
+use super::{Input, Llm, Session};
+use crate::model::weights::MatrixPart;
+use crate::model::{HostTensor, ModelError, Weights};
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct LlmBench {
+    pub format: String,
+    pub prompt: usize,
+    pub prefill_tokens_per_s: f64,
+    pub decode_tokens_per_s: f64,
+    pub decode_bytes: u64,
+    pub decode_pct_of_copy: f64,
+    pub frames_per_s: f64,
+    pub frame_bytes: u64,
+    pub frame_pct_of_copy: f64,
+}
+
+/// A weight store of random values for the LLM, audio embeddings and audio head of `cfg`.
+pub fn random_weights(
+    ctx: &GpuContext,
+    cfg: OmniConfig,
+    format: WeightFormat,
+) -> Result<Weights, ModelError> {
+    let specs = model_tensors(&cfg);
+    let w = Weights::empty(cfg, format);
+    let mut rng = Rng::new(1);
+    let max = ctx.limits.max_storage_buffer_binding_size;
+    for (n, s) in specs.iter().enumerate() {
+        if !matches!(s.stage, Stage::Llm | Stage::AudioEmbed | Stage::AudioHead) {
+            continue;
+        }
+        let numel: usize = s.shape.iter().product();
+        match s.role {
+            Role::Linear | Role::Embedding => {
+                let rows = s.shape[0];
+                let cols = numel / rows;
+                let fmt = if s.role == Role::Embedding {
+                    WeightFormat::F16
+                } else {
+                    format
+                };
+                let bytes_per_row = (cols as f64 * fmt.bits_per_weight() / 8.0).ceil() as u64 + 16;
+                let per = ((max / bytes_per_row) as usize).clamp(1, rows);
+                let mut parts = Vec::new();
+                let mut r0 = 0;
+                let mut rec = Recorder::new(ctx, "bench.random");
+                while r0 < rows {
+                    let r1 = (r0 + per).min(rows);
+                    parts.push(MatrixPart {
+                        row_start: r0,
+                        matrix: Matrix::random(
+                            &mut rec,
+                            r1 - r0,
+                            cols,
+                            fmt,
+                            (n * 131 + r0) as u32,
+                        )?,
+                    });
+                    r0 = r1;
+                }
+                rec.submit()?;
+                w.insert_matrix(&s.name, parts);
+            }
+            Role::Norm => w.insert_host(
+                &s.name,
+                HostTensor {
+                    shape: s.shape.clone(),
+                    data: (0..numel).map(|_| 1.0 + 0.02 * rng.normal()).collect(),
+                },
+            ),
+            _ => w.insert_host(
+                &s.name,
+                HostTensor {
+                    shape: s.shape.clone(),
+                    data: rng.normal_vec(numel, 0.02),
+                },
+            ),
+        }
+    }
+    Ok(w)
+}
+
+fn now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+fn matrix_bytes(m: &Matrix) -> u64 {
+    m.data_bytes() + m.scale_bytes()
+}
+
+pub async fn bench_llm(
+    ctx: &GpuContext,
+    cfg: OmniConfig,
+    format: WeightFormat,
+    prompt: usize,
+    tokens: usize,
+    frames: usize,
+    copy_bw: f64,
+) -> Result<LlmBench, ModelError> {
+    let w = random_weights(ctx, cfg, format)?;
+    let llm = Llm::load(ctx, &w)?;
+    let head = AudioHead::load(ctx, &w, &llm)?;
+    let tmax = (prompt + tokens + frames + 8).min(llm.dims.max_positions);
+    let mut s = Session::new(ctx, &llm, tmax, 128)?;
+    let mut hs = HeadState::new(ctx, &head)?;
+    let parts = llm.head_parts();
+    let max_rows = parts.iter().map(|p| p.1).max().unwrap_or(1);
+    let text = GpuSampler::new(ctx, max_rows, parts.len(), tmax);
+    let cb_max = llm.dims.codebooks.iter().max().copied().unwrap_or(1) + 1;
+    let codes_s = GpuSampler::new(ctx, cb_max, 1, frames + 1);
+    let mut rng = Rng::new(3);
+    let ids: Vec<Input> = (0..prompt)
+        .map(|_| Input::Text(rng.below(151_000) as u32))
+        .collect();
+    // warm-up (pipelines), then the measured prefill
+    s.feed(ctx, &llm, &ids[..prompt.min(8)])?;
+    s.hidden.to_vec(ctx).await?;
+    s.truncate(0);
+    let t0 = now();
+    s.feed(ctx, &llm, &ids)?;
+    s.hidden.to_vec(ctx).await?;
+    let prefill = prompt as f64 / (now() - t0);
+
+    let greedy = SamplingParams::greedy(1.0);
+    let t0 = now();
+    let mut hist = Vec::new();
+    for _ in 0..tokens {
+        let lp: Vec<(usize, &crate::tensor::Tensor)> =
+            parts.iter().map(|p| p.0).zip(s.logits.iter()).collect();
+        let id = text.sample(ctx, &lp, &hist, &greedy, &mut rng).await?;
+        hist.push(id);
+        s.step(ctx, &llm, Input::Text(id.min(llm.dims.vocab as u32 - 1)))?;
+    }
+    s.hidden.to_vec(ctx).await?;
+    let decode = tokens as f64 / (now() - t0);
+
+    let audio = SamplingParams::AUDIO;
+    let cbs = llm.dims.codebooks;
+    let t0 = now();
+    for _ in 0..frames {
+        let mut codes = [0u32; 8];
+        for i in 0..8 {
+            hs.step(ctx, &head, &llm, &s.hidden, &codes, i)?;
+            let t = &hs.logits[i];
+            let view = crate::tensor::Tensor {
+                buf: t.buf.clone(),
+                shape: vec![cbs[i]],
+                dtype: t.dtype,
+            };
+            codes[i] = codes_s
+                .sample(ctx, &[(0, &view)], &[], &audio, &mut rng)
+                .await?;
+        }
+        s.step(ctx, &llm, Input::Audio(codes))?;
+    }
+    s.hidden.to_vec(ctx).await?;
+    let fps = frames as f64 / (now() - t0);
+
+    // bytes one step must read: every LLM matrix but the embedding, plus the KV cache
+    let d = &llm.dims;
+    let mut llm_bytes = 0u64;
+    for (name, _) in model_tensors(&w.config)
+        .iter()
+        .filter(|s| s.stage == Stage::Llm && s.role == Role::Linear)
+        .map(|s| (s.name.clone(), ()))
+    {
+        for p in w.matrix_parts(ctx, &name)?.iter() {
+            llm_bytes += matrix_bytes(&p.matrix);
+        }
+    }
+    let ctx_len = prompt + tokens / 2;
+    let kv = (d.layers * 2 * d.kv_heads * ctx_len * d.head_dim * ctx.act().size()) as u64;
+    let decode_bytes = llm_bytes + kv;
+    // per frame: the LLM step + 8 head steps (in/out proj, one FFN slice pair per layer, one
+    // classifier); approximated from the head's shapes
+    let h = d.hidden as f64;
+    let nl = w.config.audio.audio_head_transformer_layers as f64;
+    let bpw = format.bits_per_weight() / 8.0;
+    let head_step = nl * (3.0 * h * h + h * h + 2.0 * h * h + 2.0 * h * h) * bpw;
+    let classifiers: f64 = cbs.iter().map(|c| (*c as f64 + 1.0) * h * bpw).sum();
+    let frame_bytes = decode_bytes + (8.0 * head_step + classifiers) as u64;
+    Ok(LlmBench {
+        format: format.name().to_string(),
+        prompt,
+        prefill_tokens_per_s: prefill,
+        decode_tokens_per_s: decode,
+        decode_bytes,
+        decode_pct_of_copy: 100.0 * decode_bytes as f64 * decode / copy_bw,
+        frames_per_s: fps,
+        frame_bytes,
+        frame_pct_of_copy: 100.0 * frame_bytes as f64 * fps / copy_bw,
+    })
+}

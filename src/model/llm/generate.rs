@@ -1,0 +1,481 @@
+//! The generation loop (spec §10): prompt building for ASR / TTS (Base) and speech chat
+//! (Instruct), and the interleaved state machine text step → audio step (frames until audio
+//! end) → text step … → `<|endoftext|>`, one unit of work (a text token or an audio frame) per
+//! [`Generator::step`], so a caller can stop between any two steps (barge-in) and the session
+//! stays consistent: the cache holds exactly the fed positions listed in [`Generator::fed`].
+
+use crate::gpu::GpuContext;
+use crate::text::{StreamDecoder, TextTokenizer};
+use crate::util::rng::Rng;
+
+use super::head::{AudioHead, HeadState};
+use super::sample::{GpuSampler, SamplingParams};
+use super::{Frame, Input, Llm, Session, CODEBOOKS};
+use crate::model::{ModelError, Weights};
+
+pub const EOS: u32 = 151643;
+pub const AUDIOGEN_START: u32 = 151700;
+pub const AUDIOGEN_END: u32 = 151701;
+
+/// Stop strings of text steps after an audio segment (spec §10.2.d).
+pub const NEXT_STOPS: [&str; 9] = [
+    "<audiogen_start_baichuan>",
+    ",",
+    "!",
+    "?",
+    "，",
+    "。",
+    "！",
+    "？",
+    ". ",
+];
+
+/// What a step produced.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// A sampled text token and the text it completed (whole characters only).
+    Text { id: u32, delta: String },
+    /// An audio segment begins (the model switched to audio).
+    SegmentStart,
+    /// One 80 ms frame of 8 codes.
+    Frame { codes: Frame },
+    /// The segment ended (audio end code, or the frame limit).
+    SegmentEnd { frames: usize },
+    /// The turn is over.
+    EndOfTurn,
+}
+
+/// How a turn generates.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Mode {
+    /// Instruct speech mode: interleaved text and audio (§10.2).
+    Speech,
+    /// Text only: up to 1024 tokens, stop at EOS.
+    TextOnly,
+    /// Base ASR: text until EOS (≤ 700 tokens).
+    Asr,
+    /// Base TTS: one audio segment (the prompt ends with `<audiogen_start_baichuan>`).
+    Tts,
+}
+
+/// Sampling per regime and limits; defaults = spec §10.2 (Instruct) / §16 (Base demos).
+#[derive(Clone, Copy, Debug)]
+pub struct GenConfig {
+    pub text_first: SamplingParams,
+    pub text_next: SamplingParams,
+    pub audio: SamplingParams,
+    pub text_max: usize,
+    pub text_only_max: usize,
+    pub frames_max: usize,
+    pub rounds_max: usize,
+}
+
+impl Default for GenConfig {
+    fn default() -> Self {
+        GenConfig {
+            text_first: SamplingParams::TEXT_FIRST,
+            text_next: SamplingParams::TEXT_NEXT,
+            audio: SamplingParams::AUDIO,
+            text_max: 50,
+            text_only_max: 1024,
+            frames_max: 500,
+            rounds_max: 100,
+        }
+    }
+}
+
+impl GenConfig {
+    /// The Base demos: greedy after repetition penalty 1.3 unless sampling is asked for.
+    pub fn base(do_sample: bool) -> Self {
+        let p = if do_sample {
+            SamplingParams::AUDIO
+        } else {
+            SamplingParams::greedy(1.3)
+        };
+        GenConfig {
+            text_first: p,
+            text_next: p,
+            audio: p,
+            text_max: 700,
+            text_only_max: 700,
+            ..Default::default()
+        }
+    }
+}
+
+/// Whether a checkpoint is a Base model (`_name_or_path` names `-Base`), else Instruct.
+pub fn is_base(w: &Weights) -> bool {
+    w.config.raw["_name_or_path"]
+        .as_str()
+        .is_some_and(|s| s.to_ascii_lowercase().contains("-base"))
+}
+
+/// Where the loop is.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Phase {
+    Idle,
+    /// Sampling text; `stops` chooses the stop rule, `n` tokens so far this step.
+    Text {
+        first: bool,
+        n: usize,
+    },
+    /// Sampling frames of a segment (`n` so far); `last` = the final segment of the turn.
+    Audio {
+        n: usize,
+        last: bool,
+    },
+}
+
+/// One conversation on the GPU: LLM session, audio head, samplers, and the loop state.
+pub struct Generator {
+    pub llm: Llm,
+    pub head: AudioHead,
+    pub tok: TextTokenizer,
+    pub sess: Session,
+    hs: HeadState,
+    text_sampler: GpuSampler,
+    code_sampler: GpuSampler,
+    pub rng: Rng,
+    pub cfg: GenConfig,
+    /// Ids of the positions in the cache (audio frames as `<audio_pad_baichuan>`).
+    pub fed: Vec<u32>,
+    /// Sampled but not yet fed (HF keeps the newest token out of the cache).
+    pending: Option<u32>,
+    mode: Mode,
+    phase: Phase,
+    rounds: usize,
+    seg_codes: Vec<Vec<u32>>,
+    text_buf: String,
+    stream: StreamDecoder,
+}
+
+impl Generator {
+    pub fn new(
+        ctx: &GpuContext,
+        w: &Weights,
+        tok: TextTokenizer,
+        tmax: usize,
+        seed: u64,
+    ) -> Result<Self, ModelError> {
+        let llm = Llm::load(ctx, w)?;
+        let head = AudioHead::load(ctx, w, &llm)?;
+        let sess = Session::new(ctx, &llm, tmax, 64)?;
+        let hs = HeadState::new(ctx, &head)?;
+        let max_rows = llm.head_parts().iter().map(|p| p.1).max().unwrap_or(1);
+        let text_sampler = GpuSampler::new(ctx, max_rows, llm.head_parts().len(), tmax);
+        let cb_max = llm.dims.codebooks.iter().max().copied().unwrap_or(1) + 1;
+        let code_sampler = GpuSampler::new(ctx, cb_max, 1, GenConfig::default().frames_max + 1);
+        Ok(Generator {
+            llm,
+            head,
+            tok,
+            sess,
+            hs,
+            text_sampler,
+            code_sampler,
+            rng: Rng::new(seed),
+            cfg: GenConfig::default(),
+            fed: Vec::new(),
+            pending: None,
+            mode: Mode::Speech,
+            phase: Phase::Idle,
+            rounds: 0,
+            seg_codes: vec![Vec::new(); CODEBOOKS],
+            text_buf: String::new(),
+            stream: StreamDecoder::new(),
+        })
+    }
+
+    /// Text (special-token strings allowed) → inputs.
+    pub fn text_inputs(&self, text: &str) -> Result<Vec<Input>, ModelError> {
+        let ids = self
+            .tok
+            .encode(text)
+            .map_err(|e| ModelError::input(e.to_string()))?;
+        Ok(ids.into_iter().map(Input::Text).collect())
+    }
+
+    /// `<audio_start_baichuan>` + one pad per frame + `<audio_end_baichuan>`.
+    pub fn audio_inputs(&self, codes: &[Frame]) -> Result<Vec<Input>, ModelError> {
+        if codes.is_empty() {
+            return Err(ModelError::input("the audio has no frames"));
+        }
+        let a = &self.tok;
+        let id = |s: &str| a.token_id(s).map_err(|e| ModelError::input(e.to_string()));
+        let mut v = vec![Input::Text(id("<audio_start_baichuan>")?)];
+        v.extend(codes.iter().map(|f| Input::Audio(*f)));
+        v.push(Input::Text(id("<audio_end_baichuan>")?));
+        Ok(v)
+    }
+
+    /// Whether a turn is in progress.
+    pub fn busy(&self) -> bool {
+        self.phase != Phase::Idle
+    }
+
+    /// Feeds `inputs` (after the fed history) and starts a turn in `mode`.
+    pub fn start(
+        &mut self,
+        ctx: &GpuContext,
+        inputs: &[Input],
+        mode: Mode,
+    ) -> Result<(), ModelError> {
+        if self.busy() {
+            return Err(ModelError::input("a turn is already in progress"));
+        }
+        self.sess.truncate(self.fed.len());
+        self.sess.feed(ctx, &self.llm, inputs)?;
+        let pad = self.llm.dims.audio_pad;
+        self.fed.extend(inputs.iter().map(|i| match i {
+            Input::Text(t) => *t,
+            Input::Audio(_) => pad,
+        }));
+        self.mode = mode;
+        self.rounds = 0;
+        self.pending = None;
+        self.text_buf.clear();
+        self.stream = StreamDecoder::new();
+        self.phase = match mode {
+            Mode::Tts => {
+                self.begin_audio(false);
+                Phase::Audio { n: 0, last: true }
+            }
+            _ => Phase::Text { first: true, n: 0 },
+        };
+        Ok(())
+    }
+
+    fn begin_audio(&mut self, _last: bool) {
+        for c in &mut self.seg_codes {
+            c.clear();
+        }
+    }
+
+    fn feed_one(&mut self, ctx: &GpuContext, input: Input) -> Result<(), ModelError> {
+        self.sess.step(ctx, &self.llm, input)?;
+        self.fed.push(match input {
+            Input::Text(t) => t,
+            Input::Audio(_) => self.llm.dims.audio_pad,
+        });
+        Ok(())
+    }
+
+    /// Stops the turn between steps (barge-in): a sampled token that was not fed is dropped;
+    /// the cache keeps every fed position, so the next turn continues after them.
+    pub fn interrupt(&mut self) {
+        self.pending = None;
+        self.phase = Phase::Idle;
+    }
+
+    /// One unit of work; returns its events (empty = nothing to do).
+    pub async fn step(&mut self, ctx: &GpuContext) -> Result<Vec<Event>, ModelError> {
+        match self.phase {
+            Phase::Idle => Ok(Vec::new()),
+            Phase::Text { first, n } => self.text_step(ctx, first, n).await,
+            Phase::Audio { n, last } => self.audio_step(ctx, n, last).await,
+        }
+    }
+
+    async fn text_step(
+        &mut self,
+        ctx: &GpuContext,
+        first: bool,
+        n: usize,
+    ) -> Result<Vec<Event>, ModelError> {
+        // the previous token is fed first (it was kept out of the cache until now)
+        if let Some(t) = self.pending.take() {
+            self.feed_one(ctx, Input::Text(t))?;
+        }
+        let p = if first {
+            self.cfg.text_first
+        } else {
+            self.cfg.text_next
+        };
+        let parts: Vec<(usize, &crate::tensor::Tensor)> = self
+            .llm
+            .head_parts()
+            .iter()
+            .map(|p| p.0)
+            .zip(self.sess.logits.iter())
+            .collect();
+        // penalty history: the whole sequence (prompt included)
+        let id = self
+            .text_sampler
+            .sample(ctx, &parts, &self.fed, &p, &mut self.rng)
+            .await?;
+        // ids past the tokenizer (the embedding's padding rows, 151702..152063) have no text;
+        // a trained model does not produce them, random weights do
+        let delta = self.stream.push(&self.tok, id).unwrap_or_default();
+        self.text_buf.push_str(&String::from_utf8_lossy(
+            self.tok.id_bytes(id).unwrap_or_default(),
+        ));
+        let mut ev = vec![Event::Text { id, delta }];
+        let n = n + 1;
+        let max = match self.mode {
+            Mode::TextOnly | Mode::Asr => self.cfg.text_only_max,
+            _ => self.cfg.text_max,
+        };
+        let stop = match self.mode {
+            Mode::TextOnly | Mode::Asr => id == EOS,
+            _ if first => id == EOS || id == AUDIOGEN_START,
+            _ => id == EOS || NEXT_STOPS.iter().any(|s| self.text_buf.ends_with(s)),
+        };
+        if !stop && n < max && self.sess.len + 1 < self.sess.tmax {
+            self.pending = Some(id);
+            self.phase = Phase::Text { first, n };
+            return Ok(ev);
+        }
+        // the text step is over: the last sampled token is not fed
+        self.text_buf.clear();
+        let tail = self.stream.finish();
+        if !tail.is_empty() {
+            ev.push(Event::Text {
+                id: u32::MAX,
+                delta: tail,
+            });
+        }
+        if matches!(self.mode, Mode::TextOnly | Mode::Asr) {
+            self.phase = Phase::Idle;
+            ev.push(Event::EndOfTurn);
+            return Ok(ev);
+        }
+        self.rounds += 1;
+        if id == EOS && (n <= 1 || self.rounds > self.cfg.rounds_max) {
+            self.phase = Phase::Idle;
+            ev.push(Event::EndOfTurn);
+            return Ok(ev);
+        }
+        let last = id == EOS || self.rounds > self.cfg.rounds_max;
+        // overwrite the last token with <audiogen_start_baichuan> and feed it
+        if self.sess.len + 1 >= self.sess.tmax {
+            self.phase = Phase::Idle;
+            ev.push(Event::EndOfTurn);
+            return Ok(ev);
+        }
+        self.feed_one(ctx, Input::Text(AUDIOGEN_START))?;
+        self.begin_audio(last);
+        self.phase = Phase::Audio { n: 0, last };
+        ev.push(Event::SegmentStart);
+        Ok(ev)
+    }
+
+    async fn audio_step(
+        &mut self,
+        ctx: &GpuContext,
+        n: usize,
+        last: bool,
+    ) -> Result<Vec<Event>, ModelError> {
+        let mut ev = Vec::new();
+        if n == 0 && self.mode == Mode::Tts {
+            ev.push(Event::SegmentStart);
+        }
+        let mut codes = [0u32; CODEBOOKS];
+        let cbs = self.llm.dims.codebooks;
+        for i in 0..CODEBOOKS {
+            self.hs
+                .step(ctx, &self.head, &self.llm, &self.sess.hidden, &codes, i)?;
+            let t = &self.hs.logits[i];
+            // codebook 0 keeps its audio-end class; the others drop it
+            let view = crate::tensor::Tensor {
+                buf: t.buf.clone(),
+                shape: vec![if i == 0 { cbs[0] + 1 } else { cbs[i] }],
+                dtype: t.dtype,
+            };
+            let c = self
+                .code_sampler
+                .sample(
+                    ctx,
+                    &[(0, &view)],
+                    &self.seg_codes[i],
+                    &self.cfg.audio,
+                    &mut self.rng,
+                )
+                .await?;
+            if i == 0 && c as usize == cbs[0] {
+                return self.end_segment(ctx, ev, n, last);
+            }
+            codes[i] = c;
+        }
+        for (i, c) in codes.iter().enumerate() {
+            self.seg_codes[i].push(*c);
+        }
+        ev.push(Event::Frame { codes });
+        let n = n + 1;
+        if n >= self.cfg.frames_max || self.sess.len + 2 >= self.sess.tmax {
+            return self.end_segment(ctx, ev, n, last);
+        }
+        self.feed_one(ctx, Input::Audio(codes))?;
+        self.phase = Phase::Audio { n, last };
+        Ok(ev)
+    }
+
+    fn end_segment(
+        &mut self,
+        ctx: &GpuContext,
+        mut ev: Vec<Event>,
+        n: usize,
+        last: bool,
+    ) -> Result<Vec<Event>, ModelError> {
+        ev.push(Event::SegmentEnd { frames: n });
+        if last || self.mode == Mode::Tts {
+            self.phase = Phase::Idle;
+            ev.push(Event::EndOfTurn);
+            return Ok(ev);
+        }
+        // the pending pad is overwritten by <audiogen_end_baichuan>; text step k follows
+        self.feed_one(ctx, Input::Text(AUDIOGEN_END))?;
+        self.phase = Phase::Text { first: false, n: 0 };
+        Ok(ev)
+    }
+
+    /// Runs the turn to its end, passing each event to `on` (return false to interrupt).
+    pub async fn run(
+        &mut self,
+        ctx: &GpuContext,
+        mut on: impl FnMut(&Event) -> bool,
+    ) -> Result<Vec<Event>, ModelError> {
+        let mut all = Vec::new();
+        while self.busy() {
+            let ev = self.step(ctx).await?;
+            for e in &ev {
+                if !on(e) {
+                    self.interrupt();
+                }
+            }
+            all.extend(ev);
+        }
+        Ok(all)
+    }
+}
+
+/// Splits TTS text into clauses at punctuation, merging until a clause is > 10 characters
+/// (spec §10.1, Base TTS demo).
+pub fn tts_clauses(text: &str) -> Vec<String> {
+    const PUNCT: &[char] = &[
+        ',', '.', '!', '?', ';', ':', '，', '。', '！', '？', '；', '：', '、', '\n',
+    ];
+    let mut pieces = Vec::new();
+    let mut cur = String::new();
+    for ch in text.chars() {
+        cur.push(ch);
+        if PUNCT.contains(&ch) {
+            pieces.push(std::mem::take(&mut cur));
+        }
+    }
+    if !cur.trim().is_empty() {
+        pieces.push(cur);
+    }
+    let mut out: Vec<String> = Vec::new();
+    let mut acc = String::new();
+    for p in pieces {
+        acc.push_str(&p);
+        if acc.trim().chars().count() > 10 {
+            out.push(std::mem::take(&mut acc).trim().to_string());
+        }
+    }
+    if !acc.trim().is_empty() {
+        out.push(acc.trim().to_string());
+    }
+    out
+}

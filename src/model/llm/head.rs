@@ -1,0 +1,376 @@
+//! The audio head (spec §6): a causal depth transformer over the 8 codebook positions of one
+//! 80 ms frame, run incrementally — step i computes only depth position i against a small
+//! per-frame depth KV cache (mathematically the reference's full 8-position recompute, §6).
+//!
+//! Per step and layer: RMSNorm1 → in_proj (+bias) → split (+ depth-cache append, `rope_kv`
+//! with zero frequencies = identity rotation) → attention over positions 0..=i → out_proj
+//! (+bias, + S residual) → RMSNorm2 (the residual stream is replaced by its norm) →
+//! per-position FFN `r + W2_i·GELU(W1_i·r)` (linear biases unused). Then headnorm and the
+//! classifier of codebook i. The per-position FFN blocks are column slices of `linear1`/
+//! `linear2`; they are re-laid out once at load into 8 matrices each (row-wise copies of whole
+//! f16 rows or quantisation blocks), and the originals are evicted from the store.
+
+use crate::gpu::{GpuContext, Recorder};
+use crate::ops::{self, Activation, Epilogue, KvCache, CODEBOOKS};
+use crate::tensor::{Matrix, Tensor};
+
+use super::{Llm, NO_ID};
+use crate::model::{ModelError, Weights};
+
+struct DepthLayer {
+    in_proj: Matrix,
+    in_bias: Tensor,
+    out_proj: Matrix,
+    out_bias: Tensor,
+    ln1: wgpu::Buffer,
+    ln2: wgpu::Buffer,
+    w1: Vec<Matrix>,
+    w2: Vec<Matrix>,
+}
+
+pub struct AudioHead {
+    layers: Vec<DepthLayer>,
+    headnorm: wgpu::Buffer,
+    heads: Vec<(Matrix, Tensor)>,
+    zero_freq: wgpu::Buffer,
+    pub hidden: usize,
+    pub nheads: usize,
+    pub head_dim: usize,
+    eps: f32,
+}
+
+/// Columns `[c0, c0 + n)` of `m` as a new matrix (c0, n multiples of the format's block).
+fn column_block(
+    ctx: &GpuContext,
+    name: &str,
+    m: &Matrix,
+    c0: usize,
+    n: usize,
+) -> Result<Matrix, ModelError> {
+    let rows = m.rows();
+    let bad = |why: &str| {
+        ModelError::input(format!(
+            "{name}: cannot slice columns {c0}..{} ({why})",
+            c0 + n
+        ))
+    };
+    let mut rec = Recorder::new(ctx, "audio_head.relayout");
+    let out = match m {
+        Matrix::F16 { buf, stride, .. } => {
+            if !c0.is_multiple_of(2) || !n.is_multiple_of(8) {
+                return Err(bad("f16 needs n a multiple of 8"));
+            }
+            let dst = ctx.storage(name, (rows * n * 2) as u64);
+            let enc = rec.encoder()?;
+            for r in 0..rows {
+                enc.copy_buffer_to_buffer(
+                    buf,
+                    ((r * stride + c0) * 2) as u64,
+                    &dst,
+                    (r * n * 2) as u64,
+                    (n * 2) as u64,
+                );
+            }
+            Matrix::F16 {
+                buf: dst,
+                rows,
+                cols: n,
+                stride: n,
+            }
+        }
+        Matrix::Q8 { data, scales, .. } | Matrix::Q4 { data, scales, .. } => {
+            let q8 = matches!(m, Matrix::Q8 { .. });
+            let qb = crate::tensor::quant::QBLOCK;
+            let nb = m.blocks_per_row();
+            if !c0.is_multiple_of(qb) || !n.is_multiple_of(qb) {
+                return Err(bad("not whole quantisation blocks"));
+            }
+            let (b0, bn) = (c0 / qb, n / qb);
+            if q8 && (!nb.is_multiple_of(2) || !b0.is_multiple_of(2) || !bn.is_multiple_of(2)) {
+                return Err(bad("q8 scales pair blocks"));
+            }
+            let dbytes = if q8 { 32 } else { 16 };
+            // q8: one f16 scale per block; q4: one u32 (scale, min) per block
+            let sbytes = if q8 { 2 } else { 4 };
+            let dd = ctx.storage(name, (rows * bn * dbytes) as u64);
+            let ds = ctx.storage(name, ((rows * bn * sbytes) as u64).next_multiple_of(4));
+            let enc = rec.encoder()?;
+            for r in 0..rows {
+                enc.copy_buffer_to_buffer(
+                    data,
+                    ((r * nb + b0) * dbytes) as u64,
+                    &dd,
+                    (r * bn * dbytes) as u64,
+                    (bn * dbytes) as u64,
+                );
+                enc.copy_buffer_to_buffer(
+                    scales,
+                    ((r * nb + b0) * sbytes) as u64,
+                    &ds,
+                    (r * bn * sbytes) as u64,
+                    (bn * sbytes) as u64,
+                );
+            }
+            if q8 {
+                Matrix::Q8 {
+                    data: dd,
+                    scales: ds,
+                    rows,
+                    cols: n,
+                }
+            } else {
+                Matrix::Q4 {
+                    data: dd,
+                    scales: ds,
+                    rows,
+                    cols: n,
+                }
+            }
+        }
+    };
+    rec.submit()?;
+    Ok(out)
+}
+
+impl AudioHead {
+    pub fn load(ctx: &GpuContext, w: &Weights, llm: &Llm) -> Result<AudioHead, ModelError> {
+        let h = llm.dims.hidden;
+        // nn.MultiheadAttention(H, H / 128) in the reference; 128 is the LLM's head dim, so the
+        // tiny checkpoints use H / head_dim (= their LLM head count).
+        let head_dim = llm.dims.head_dim;
+        if !h.is_multiple_of(head_dim) {
+            return Err(ModelError::input("hidden size not a multiple of head_dim"));
+        }
+        let nheads = h / head_dim;
+        let nl = w.config.audio.audio_head_transformer_layers;
+        let mut layers = Vec::with_capacity(nl);
+        for l in 0..nl {
+            let p = format!("audio_head.transformer_layers.{l}");
+            let n1 = format!("{p}.linear1.weight");
+            let n2 = format!("{p}.linear2.weight");
+            let lin1 = w.matrix(ctx, &n1)?;
+            let lin2 = w.matrix(ctx, &n2)?;
+            let mut w1 = Vec::with_capacity(CODEBOOKS);
+            let mut w2 = Vec::with_capacity(CODEBOOKS);
+            for i in 0..CODEBOOKS {
+                w1.push(column_block(ctx, &n1, &lin1, i * h, h)?);
+                w2.push(column_block(ctx, &n2, &lin2, i * 2 * h, 2 * h)?);
+            }
+            w.evict(&n1);
+            w.evict(&n2);
+            layers.push(DepthLayer {
+                in_proj: w.matrix(ctx, &format!("{p}.self_attention.in_proj_weight"))?,
+                in_bias: w.tensor(ctx, &format!("{p}.self_attention.in_proj_bias"))?,
+                out_proj: w.matrix(ctx, &format!("{p}.self_attention.out_proj.weight"))?,
+                out_bias: w.tensor(ctx, &format!("{p}.self_attention.out_proj.bias"))?,
+                ln1: w.f32_buffer(ctx, &format!("{p}.layernorm1.weight"))?,
+                ln2: w.f32_buffer(ctx, &format!("{p}.layernorm2.weight"))?,
+                w1,
+                w2,
+            });
+        }
+        let mut heads = Vec::with_capacity(CODEBOOKS);
+        for i in 0..CODEBOOKS {
+            heads.push((
+                w.matrix(ctx, &format!("audio_head.heads.{i}.weight"))?,
+                w.tensor(ctx, &format!("audio_head.heads.{i}.bias"))?,
+            ));
+        }
+        Ok(AudioHead {
+            layers,
+            headnorm: w.f32_buffer(ctx, "audio_head.headnorm.weight")?,
+            heads,
+            zero_freq: ctx.upload(
+                "audio_head.zero_freq",
+                bytemuck::cast_slice(&vec![0f32; head_dim / 2]),
+            ),
+            hidden: h,
+            nheads,
+            head_dim,
+            eps: llm.dims.eps,
+        })
+    }
+}
+
+/// Per-session buffers of the audio head (depth KV caches, activations, logits).
+pub struct HeadState {
+    caches: Vec<KvCache>,
+    s: Tensor,
+    n: Tensor,
+    qkv: Tensor,
+    q: Tensor,
+    a: Tensor,
+    s2: Tensor,
+    r: Tensor,
+    y: Tensor,
+    codes: wgpu::Buffer,
+    scratch: wgpu::Buffer,
+    /// Logits of codebook i after step i (cb_i + 1 values; the last is "audio end").
+    pub logits: Vec<Tensor>,
+}
+
+impl HeadState {
+    pub fn new(ctx: &GpuContext, head: &AudioHead) -> Result<HeadState, ModelError> {
+        let h = head.hidden;
+        let mut caches = Vec::new();
+        for l in 0..head.layers.len() {
+            caches.push(KvCache::new(
+                ctx,
+                &format!("audio_head.kv.{l}"),
+                head.nheads,
+                CODEBOOKS,
+                head.head_dim,
+            )?);
+        }
+        let t = |name: &str, shape: &[usize]| Tensor::empty(ctx, name, shape);
+        Ok(HeadState {
+            caches,
+            s: t("head.s", &[1, h]),
+            n: t("head.n", &[h]),
+            qkv: t("head.qkv", &[3 * h]),
+            q: t("head.q", &[head.nheads, head.head_dim]),
+            a: t("head.a", &[h]),
+            s2: t("head.s2", &[h]),
+            r: t("head.r", &[h]),
+            y: t("head.y", &[2 * h]),
+            codes: ctx.storage("head.codes", (CODEBOOKS * 4) as u64),
+            scratch: ctx.storage(
+                "head.scratch",
+                ops::decode_scratch_bytes(head.nheads, head.head_dim, CODEBOOKS),
+            ),
+            logits: head
+                .heads
+                .iter()
+                .map(|(m, _)| t("head.logits", &[m.rows()]))
+                .collect(),
+        })
+    }
+
+    /// Step `i` of a frame: depth position i's input is `hidden` (i = 0, the LLM's final-norm
+    /// last hidden state) or Σ_{j<i} table_j[codes[j]]; leaves codebook i's logits in
+    /// `logits[i]`. Steps must run in order 0..8 for each frame.
+    pub fn step(
+        &mut self,
+        ctx: &GpuContext,
+        head: &AudioHead,
+        llm: &Llm,
+        hidden: &Tensor,
+        codes: &[u32],
+        i: usize,
+    ) -> Result<(), ModelError> {
+        if i >= CODEBOOKS || codes.len() < i {
+            return Err(ModelError::input(format!(
+                "audio head step {i} with {} codes",
+                codes.len()
+            )));
+        }
+        let h = head.hidden;
+        let mut rec = Recorder::new(ctx, "audio_head.step");
+        let s_vec = Tensor {
+            buf: self.s.buf.clone(),
+            shape: vec![h],
+            dtype: self.s.dtype,
+        };
+        if i == 0 {
+            let bytes = (h * ctx.act().size()) as u64;
+            rec.encoder()?
+                .copy_buffer_to_buffer(&hidden.buf, 0, &self.s.buf, 0, bytes);
+        } else {
+            let mut c = [NO_ID; CODEBOOKS];
+            for (j, slot) in c.iter_mut().enumerate().take(i) {
+                if codes[j] as usize > llm.dims.codebooks[j] {
+                    return Err(ModelError::input(format!(
+                        "audio code {} of codebook {j} is outside 0..={}",
+                        codes[j], llm.dims.codebooks[j]
+                    )));
+                }
+                *slot = codes[j];
+            }
+            ctx.queue
+                .write_buffer(&self.codes, 0, bytemuck::cast_slice(&c));
+            ops::audio_embed(
+                &mut rec,
+                &llm.audio.stacked,
+                &llm.audio.rows,
+                &self.codes,
+                &self.s,
+            )?;
+        }
+        let scale = 1.0 / (head.head_dim as f32).sqrt();
+        let a_flat = &self.a;
+        let a_heads = Tensor {
+            buf: self.a.buf.clone(),
+            shape: vec![head.nheads, head.head_dim],
+            dtype: self.a.dtype,
+        };
+        for (l, cache) in head.layers.iter().zip(&self.caches) {
+            ops::rmsnorm(&mut rec, &s_vec, &l.ln1, head.eps, &self.n)?;
+            ops::gemv(
+                &mut rec,
+                &l.in_proj,
+                &self.n,
+                &self.qkv,
+                Epilogue {
+                    bias: Some(&l.in_bias),
+                    ..Default::default()
+                },
+            )?;
+            ops::rope_kv(&mut rec, &self.qkv, &head.zero_freq, i, &self.q, cache)?;
+            ops::attn_decode(
+                &mut rec,
+                &self.q,
+                cache,
+                i + 1,
+                scale,
+                &self.scratch,
+                &a_heads,
+            )?;
+            ops::gemv(
+                &mut rec,
+                &l.out_proj,
+                a_flat,
+                &self.s2,
+                Epilogue {
+                    bias: Some(&l.out_bias),
+                    residual: Some(&s_vec),
+                    ..Default::default()
+                },
+            )?;
+            ops::rmsnorm(&mut rec, &self.s2, &l.ln2, head.eps, &self.r)?;
+            ops::gemv(
+                &mut rec,
+                &l.w1[i],
+                &self.r,
+                &self.y,
+                Epilogue {
+                    act: Activation::Gelu,
+                    ..Default::default()
+                },
+            )?;
+            ops::gemv(
+                &mut rec,
+                &l.w2[i],
+                &self.y,
+                &s_vec,
+                Epilogue {
+                    residual: Some(&self.r),
+                    ..Default::default()
+                },
+            )?;
+        }
+        ops::rmsnorm(&mut rec, &s_vec, &head.headnorm, head.eps, &self.n)?;
+        let (m, b) = &head.heads[i];
+        ops::gemv(
+            &mut rec,
+            m,
+            &self.n,
+            &self.logits[i],
+            Epilogue {
+                bias: Some(b),
+                ..Default::default()
+            },
+        )?;
+        rec.submit()?;
+        Ok(())
+    }
+}

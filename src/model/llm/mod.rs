@@ -1,0 +1,605 @@
+//! The audio LLM (spec §5): Qwen2-shaped decoder with fused `W_pack` QKV (+bias), RoPE,
+//! GQA, SwiGLU MLP, RMSNorm, untied LM head, and audio frames entering as the sum of the 8
+//! codebook embeddings at `<audio_pad_baichuan>` positions (§5.1).
+//!
+//! A [`Session`] owns the KV cache (one `(2, Hkv, Tmax, D)` buffer per layer, allocated once)
+//! and every activation buffer: prefill runs in chunks of up to `chunk` tokens (products over
+//! N vectors, RoPE + KV append for the whole chunk in one dispatch, tiled causal attention over
+//! the cache), decoding runs one token per submission (rope_kv + split-K attention). The LM
+//! head may be stored in row parts (the real one is); logits stay per part on the GPU and only
+//! the top-k of each part (or all logits, for tools) is read back.
+
+#[cfg(not(target_arch = "wasm32"))]
+pub mod bench;
+pub mod generate;
+pub mod head;
+pub mod sample;
+
+use std::rc::Rc;
+
+use crate::gpu::{GpuContext, Recorder};
+use crate::ops::{self, Binary, Epilogue, KvCache, CODEBOOKS};
+use crate::tensor::{Matrix, Tensor};
+
+use super::weights::MatrixPart;
+use super::{ModelError, Weights};
+
+/// Ids never found in a table: the gathers write zeros (text) or add nothing (audio).
+const NO_ID: u32 = u32::MAX;
+
+/// One frame of audio codes (one code per codebook).
+pub type Frame = [u32; CODEBOOKS];
+
+/// Sizes of the decoder (from `config.json`).
+#[derive(Clone, Debug)]
+pub struct Dims {
+    pub hidden: usize,
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub head_dim: usize,
+    pub inter: usize,
+    pub vocab: usize,
+    pub layers: usize,
+    pub eps: f32,
+    pub max_positions: usize,
+    /// Codebook sizes; table i (and head i) has `codebooks[i] + 1` rows.
+    pub codebooks: [usize; CODEBOOKS],
+    pub audio_pad: u32,
+}
+
+struct Layer {
+    w_pack: Matrix,
+    b_pack: Tensor,
+    o: Matrix,
+    gate: Matrix,
+    up: Matrix,
+    down: Matrix,
+    ln1: wgpu::Buffer,
+    ln2: wgpu::Buffer,
+}
+
+/// The 8 audio-code embedding tables stacked into one f16 matrix (what `audio_embed` reads).
+pub struct AudioTables {
+    pub stacked: Matrix,
+    pub rows: [usize; CODEBOOKS],
+}
+
+/// The decoder's GPU weights.
+pub struct Llm {
+    pub dims: Dims,
+    layers: Vec<Layer>,
+    embed: Rc<Vec<MatrixPart>>,
+    pub audio: AudioTables,
+    norm: wgpu::Buffer,
+    lm_head: Rc<Vec<MatrixPart>>,
+    inv_freq: wgpu::Buffer,
+}
+
+fn f16_parts(name: &str, m: &Matrix) -> Result<(wgpu::Buffer, usize, usize), ModelError> {
+    match m {
+        Matrix::F16 {
+            buf, rows, stride, ..
+        } => Ok((buf.clone(), *rows, *stride)),
+        _ => Err(ModelError::input(format!(
+            "{name} is {}, embedding tables must be f16",
+            m.format()
+        ))),
+    }
+}
+
+impl Llm {
+    pub fn dims_of(w: &Weights) -> Result<Dims, ModelError> {
+        let c = &w.config.llm;
+        let a = &w.config.audio;
+        let cbs = &a.vq_config.codebook_sizes;
+        let codebooks: [usize; CODEBOOKS] = cbs.as_slice().try_into().map_err(|_| {
+            ModelError::input(format!(
+                "config has {} codebooks, the model needs {CODEBOOKS}",
+                cbs.len()
+            ))
+        })?;
+        if c.tie_word_embeddings {
+            return Err(ModelError::input(
+                "tie_word_embeddings = true is not supported (spec §5: untied head)",
+            ));
+        }
+        if !c.attention_qkv_pack || !c.attention_qkv_bias {
+            return Err(ModelError::input(
+                "only the packed, biased QKV layout (W_pack) is supported",
+            ));
+        }
+        Ok(Dims {
+            hidden: c.hidden_size,
+            heads: c.num_attention_heads,
+            kv_heads: c.num_key_value_heads,
+            head_dim: c.head_dim,
+            inter: c.intermediate_size,
+            vocab: c.vocab_size,
+            layers: c.num_hidden_layers,
+            eps: c.rms_norm_eps as f32,
+            max_positions: c.max_position_embeddings,
+            codebooks,
+            audio_pad: a.audio_pad_token_id,
+        })
+    }
+
+    /// Takes the decoder's weights from the store (uploads what is not on the GPU yet).
+    pub fn load(ctx: &GpuContext, w: &Weights) -> Result<Llm, ModelError> {
+        let dims = Self::dims_of(w)?;
+        if w.config.llm.use_norm_head {
+            // NormHead would L2-normalise the head rows at use time; no checkpoint of this
+            // family sets it (spec §5), so it is refused rather than silently ignored.
+            return Err(ModelError::input(
+                "use_norm_head = true is not supported (spec §5)",
+            ));
+        }
+        let mut layers = Vec::with_capacity(dims.layers);
+        for i in 0..dims.layers {
+            let p = format!("model.layers.{i}");
+            layers.push(Layer {
+                w_pack: w.matrix(ctx, &format!("{p}.self_attn.W_pack.weight"))?,
+                b_pack: w.tensor(ctx, &format!("{p}.self_attn.W_pack.bias"))?,
+                o: w.matrix(ctx, &format!("{p}.self_attn.o_proj.weight"))?,
+                gate: w.matrix(ctx, &format!("{p}.mlp.gate_proj.weight"))?,
+                up: w.matrix(ctx, &format!("{p}.mlp.up_proj.weight"))?,
+                down: w.matrix(ctx, &format!("{p}.mlp.down_proj.weight"))?,
+                ln1: w.f32_buffer(ctx, &format!("{p}.input_layernorm.weight"))?,
+                ln2: w.f32_buffer(ctx, &format!("{p}.post_attention_layernorm.weight"))?,
+            });
+        }
+        let embed = w.matrix_parts(ctx, "model.embed_tokens.weight")?;
+        let lm_head = w.matrix_parts(ctx, "lm_head.weight")?;
+        let audio = Self::stack_audio_tables(ctx, w, &dims)?;
+        let inv_freq = ctx.upload(
+            "llm.inv_freq",
+            bytemuck::cast_slice(&ops::rope_inv_freq(w.config.llm.rope_theta, dims.head_dim)),
+        );
+        Ok(Llm {
+            norm: w.f32_buffer(ctx, "model.norm.weight")?,
+            dims,
+            layers,
+            embed,
+            audio,
+            lm_head,
+            inv_freq,
+        })
+    }
+
+    fn stack_audio_tables(
+        ctx: &GpuContext,
+        w: &Weights,
+        dims: &Dims,
+    ) -> Result<AudioTables, ModelError> {
+        let mut parts = Vec::new();
+        let mut rows = [0usize; CODEBOOKS];
+        let mut stride = 0;
+        for (i, r) in rows.iter_mut().enumerate() {
+            let name = format!("model.audio_embed_layers.{i}.weight");
+            let m = w.matrix(ctx, &name)?;
+            let (buf, n, s) = f16_parts(&name, &m)?;
+            if n != dims.codebooks[i] + 1 || m.cols() != dims.hidden {
+                return Err(ModelError::input(format!(
+                    "{name} is {n}×{}, expected {}×{}",
+                    m.cols(),
+                    dims.codebooks[i] + 1,
+                    dims.hidden
+                )));
+            }
+            *r = n;
+            stride = s;
+            parts.push(buf);
+        }
+        let total: usize = rows.iter().sum();
+        let bytes = (total * stride * 2) as u64;
+        let buf = ctx.storage("llm.audio_tables", bytes.next_multiple_of(4));
+        let mut rec = Recorder::new(ctx, "stack audio tables");
+        let enc = rec.encoder()?;
+        let mut off = 0u64;
+        for (b, r) in parts.iter().zip(rows) {
+            let len = (r * stride * 2) as u64;
+            if !len.is_multiple_of(4) || !off.is_multiple_of(4) {
+                return Err(ModelError::input(
+                    "audio embedding tables with an odd number of f16 values are not supported",
+                ));
+            }
+            enc.copy_buffer_to_buffer(b, 0, &buf, off, len);
+            off += len;
+        }
+        rec.submit()?;
+        Ok(AudioTables {
+            stacked: Matrix::F16 {
+                buf,
+                rows: total,
+                cols: dims.hidden,
+                stride,
+            },
+            rows,
+        })
+    }
+
+    /// Row parts of the LM head: (first row, rows).
+    pub fn head_parts(&self) -> Vec<(usize, usize)> {
+        self.lm_head
+            .iter()
+            .map(|p| (p.row_start, p.matrix.rows()))
+            .collect()
+    }
+}
+
+/// A tensor over the first `shape` elements of `t`'s buffer.
+fn sub(t: &Tensor, shape: &[usize]) -> Tensor {
+    Tensor {
+        buf: t.buf.clone(),
+        shape: shape.to_vec(),
+        dtype: t.dtype,
+    }
+}
+
+/// One input position: a text token or an audio frame (an `<audio_pad_baichuan>` slot).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Input {
+    Text(u32),
+    Audio(Frame),
+}
+
+/// Per-session state: KV cache, activations, logits. Decoding allocates no buffers (the ops'
+/// small uniform blocks aside).
+pub struct Session {
+    pub tmax: usize,
+    pub chunk: usize,
+    /// Positions in the cache.
+    pub len: usize,
+    caches: Vec<KvCache>,
+    // chunk-sized activations (decode uses their first row)
+    x: Tensor,
+    h2: Tensor,
+    xn: Tensor,
+    qkv: Tensor,
+    q: Tensor,
+    attn: Tensor,
+    gate: Tensor,
+    up: Tensor,
+    mlp: Tensor,
+    tmp: Tensor,
+    ids: wgpu::Buffer,
+    codes: wgpu::Buffer,
+    scratch: wgpu::Buffer,
+    /// Final-norm hidden state of the last position (`audios_emb_for_infer`), (H).
+    pub hidden: Tensor,
+    /// Logits of the last position, one tensor per LM-head part.
+    pub logits: Vec<Tensor>,
+}
+
+impl Session {
+    /// Allocates a session for up to `tmax` positions (≤ max_position_embeddings), prefilling
+    /// `chunk` tokens per pass.
+    pub fn new(ctx: &GpuContext, llm: &Llm, tmax: usize, chunk: usize) -> Result<Self, ModelError> {
+        let d = &llm.dims;
+        if tmax == 0 || tmax > d.max_positions {
+            return Err(ModelError::input(format!(
+                "context length {tmax} must be in 1..={} (max_position_embeddings)",
+                d.max_positions
+            )));
+        }
+        let chunk = chunk.clamp(1, tmax);
+        let qkv_rows = (d.heads + 2 * d.kv_heads) * d.head_dim;
+        let mut caches = Vec::with_capacity(d.layers);
+        for i in 0..d.layers {
+            caches.push(KvCache::new(
+                ctx,
+                &format!("llm.kv.{i}"),
+                d.kv_heads,
+                tmax,
+                d.head_dim,
+            )?);
+        }
+        let t = |name: &str, shape: &[usize]| Tensor::empty(ctx, name, shape);
+        Ok(Session {
+            tmax,
+            chunk,
+            len: 0,
+            caches,
+            x: t("llm.x", &[chunk, d.hidden]),
+            h2: t("llm.h2", &[chunk, d.hidden]),
+            xn: t("llm.xn", &[chunk, d.hidden]),
+            qkv: t("llm.qkv", &[chunk, qkv_rows]),
+            q: t("llm.q", &[chunk, d.heads, d.head_dim]),
+            attn: t("llm.attn", &[chunk, d.heads, d.head_dim]),
+            gate: t("llm.gate", &[chunk, d.inter]),
+            up: t("llm.up", &[chunk, d.inter]),
+            mlp: t("llm.mlp", &[chunk, d.inter]),
+            tmp: t("llm.tmp", &[chunk, d.hidden]),
+            ids: ctx.storage("llm.ids", (chunk * 4) as u64),
+            codes: ctx.storage("llm.codes", (chunk * CODEBOOKS * 4) as u64),
+            scratch: ctx.storage(
+                "llm.attn_scratch",
+                ops::decode_scratch_bytes(d.heads, d.head_dim, tmax),
+            ),
+            hidden: t("llm.hidden", &[d.hidden]),
+            logits: llm
+                .lm_head
+                .iter()
+                .map(|p| t("llm.logits", &[p.matrix.rows()]))
+                .collect(),
+        })
+    }
+
+    /// Forgets positions `≥ len` (keeps the cache of the first `len`: an unchanged history).
+    pub fn truncate(&mut self, len: usize) {
+        self.len = self.len.min(len);
+    }
+
+    fn check_inputs(&self, llm: &Llm, inputs: &[Input]) -> Result<(), ModelError> {
+        if inputs.is_empty() {
+            return Err(ModelError::input("no input positions"));
+        }
+        if self.len + inputs.len() > self.tmax {
+            return Err(ModelError::input(format!(
+                "{} positions after the {} in the cache exceed the context length {}",
+                inputs.len(),
+                self.len,
+                self.tmax
+            )));
+        }
+        let d = &llm.dims;
+        for inp in inputs {
+            match inp {
+                Input::Text(id) if *id as usize >= d.vocab => {
+                    return Err(ModelError::input(format!(
+                        "token id {id} is outside the vocabulary of {}",
+                        d.vocab
+                    )))
+                }
+                Input::Text(id) if *id == d.audio_pad => {
+                    return Err(ModelError::input(
+                        "an <audio_pad_baichuan> token needs its audio codes (Input::Audio)",
+                    ))
+                }
+                Input::Audio(f) => {
+                    for (i, c) in f.iter().enumerate() {
+                        if *c as usize > d.codebooks[i] {
+                            return Err(ModelError::input(format!(
+                                "audio code {c} of codebook {i} is outside 0..={}",
+                                d.codebooks[i]
+                            )));
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Records the input embeddings of `inputs` (n ≤ chunk) into `x`.
+    fn record_embed(
+        &self,
+        ctx: &GpuContext,
+        rec: &mut Recorder,
+        llm: &Llm,
+        inputs: &[Input],
+    ) -> Result<(), ModelError> {
+        let n = inputs.len();
+        let h = llm.dims.hidden;
+        let x = sub(&self.x, &[n, h]);
+        let tmp = sub(&self.tmp, &[n, h]);
+        let has_audio = inputs.iter().any(|i| matches!(i, Input::Audio(_)));
+        let has_text = inputs.iter().any(|i| matches!(i, Input::Text(_)));
+        let mut written = false;
+        if has_audio {
+            let mut codes = Vec::with_capacity(n * CODEBOOKS);
+            for inp in inputs {
+                match inp {
+                    Input::Audio(f) => codes.extend_from_slice(f),
+                    Input::Text(_) => codes.extend_from_slice(&[NO_ID; CODEBOOKS]),
+                }
+            }
+            ctx.queue
+                .write_buffer(&self.codes, 0, bytemuck::cast_slice(&codes));
+            ops::audio_embed(rec, &llm.audio.stacked, &llm.audio.rows, &self.codes, &x)?;
+            written = true;
+        }
+        if has_text {
+            // one gather per LM-table part that holds one of the ids (ids outside → zero rows)
+            let parts: Vec<&MatrixPart> = llm
+                .embed
+                .iter()
+                .filter(|p| {
+                    inputs.iter().any(|i| {
+                        matches!(i, Input::Text(id) if (*id as usize) >= p.row_start
+                            && (*id as usize) < p.row_start + p.matrix.rows())
+                    })
+                })
+                .collect();
+            // ids buffer holds one part's shifted ids at a time: several parts need several
+            // submissions, so each part after the first gets its own small buffer.
+            for p in parts {
+                let ids: Vec<u32> = inputs
+                    .iter()
+                    .map(|i| match i {
+                        Input::Text(id)
+                            if (*id as usize) >= p.row_start
+                                && (*id as usize) < p.row_start + p.matrix.rows() =>
+                        {
+                            id - p.row_start as u32
+                        }
+                        _ => NO_ID,
+                    })
+                    .collect();
+                let buf = if written {
+                    ctx.upload("llm.ids.part", bytemuck::cast_slice(&ids))
+                } else {
+                    ctx.queue
+                        .write_buffer(&self.ids, 0, bytemuck::cast_slice(&ids));
+                    self.ids.clone()
+                };
+                if written {
+                    ops::embedding(rec, &p.matrix, &buf, &tmp)?;
+                    ops::binary(rec, Binary::Add, &x, &tmp, &x)?;
+                } else {
+                    ops::embedding(rec, &p.matrix, &buf, &x)?;
+                    written = true;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Records all layers over `n` tokens at positions `len..len+n` (x → x), then the final
+    /// norm of all `n` rows into `xn`.
+    fn record_layers(&self, rec: &mut Recorder, llm: &Llm, n: usize) -> Result<(), ModelError> {
+        let d = &llm.dims;
+        let (h, hd) = (d.hidden, d.head_dim);
+        let scale = 1.0 / (hd as f32).sqrt();
+        let qkv_rows = (d.heads + 2 * d.kv_heads) * hd;
+        let x = sub(&self.x, &[n, h]);
+        let h2 = sub(&self.h2, &[n, h]);
+        let xn = sub(&self.xn, &[n, h]);
+        let qkv = sub(&self.qkv, &[n, qkv_rows]);
+        let (gate, up, mlp) = (
+            sub(&self.gate, &[n, d.inter]),
+            sub(&self.up, &[n, d.inter]),
+            sub(&self.mlp, &[n, d.inter]),
+        );
+        let p0 = self.len;
+        for (l, cache) in llm.layers.iter().zip(&self.caches) {
+            ops::rmsnorm(rec, &x, &l.ln1, d.eps, &xn)?;
+            ops::gemv(
+                rec,
+                &l.w_pack,
+                &xn,
+                &qkv,
+                Epilogue {
+                    bias: Some(&l.b_pack),
+                    ..Default::default()
+                },
+            )?;
+            if n == 1 {
+                let q = sub(&self.q, &[d.heads, hd]);
+                let attn = sub(&self.attn, &[d.heads, hd]);
+                ops::rope_kv(rec, &qkv, &llm.inv_freq, p0, &q, cache)?;
+                ops::attn_decode(rec, &q, cache, p0 + 1, scale, &self.scratch, &attn)?;
+            } else {
+                let q = sub(&self.q, &[n, d.heads, hd]);
+                let attn = sub(&self.attn, &[n, d.heads, hd]);
+                ops::rope_kv(rec, &qkv, &llm.inv_freq, p0, &q, cache)?;
+                ops::attn_prefill(rec, &q, cache, p0, scale, &attn)?;
+            }
+            let attn = sub(&self.attn, &[n, d.heads * hd]);
+            ops::gemv(
+                rec,
+                &l.o,
+                &attn,
+                &h2,
+                Epilogue {
+                    residual: Some(&x),
+                    ..Default::default()
+                },
+            )?;
+            ops::rmsnorm(rec, &h2, &l.ln2, d.eps, &xn)?;
+            ops::gemv(rec, &l.gate, &xn, &gate, Epilogue::default())?;
+            ops::gemv(rec, &l.up, &xn, &up, Epilogue::default())?;
+            ops::swiglu(rec, &gate, &up, &mlp)?;
+            ops::gemv(
+                rec,
+                &l.down,
+                &mlp,
+                &x,
+                Epilogue {
+                    residual: Some(&h2),
+                    ..Default::default()
+                },
+            )?;
+        }
+        ops::rmsnorm(rec, &x, &llm.norm, d.eps, &xn)?;
+        Ok(())
+    }
+
+    /// Feeds `inputs` (any length): chunks of up to `chunk` positions, then the last position
+    /// alone as a decode step whose final hidden state and logits stay in `hidden`/`logits`.
+    pub fn feed(
+        &mut self,
+        ctx: &GpuContext,
+        llm: &Llm,
+        inputs: &[Input],
+    ) -> Result<(), ModelError> {
+        self.check_inputs(llm, inputs)?;
+        let (body, last) = inputs.split_at(inputs.len() - 1);
+        for c in body.chunks(self.chunk) {
+            let mut rec = Recorder::new(ctx, "llm.prefill");
+            self.record_embed(ctx, &mut rec, llm, c)?;
+            self.record_layers(&mut rec, llm, c.len())?;
+            rec.submit()?;
+            self.len += c.len();
+        }
+        self.step(ctx, llm, last[0])
+    }
+
+    /// One decode step: the input at position `len`, then final hidden + logits of it.
+    pub fn step(&mut self, ctx: &GpuContext, llm: &Llm, input: Input) -> Result<(), ModelError> {
+        self.check_inputs(llm, &[input])?;
+        let mut rec = Recorder::new(ctx, "llm.decode");
+        self.record_embed(ctx, &mut rec, llm, &[input])?;
+        self.record_layers(&mut rec, llm, 1)?;
+        let hn = sub(&self.xn, &[llm.dims.hidden]);
+        for (p, out) in llm.lm_head.iter().zip(&self.logits) {
+            ops::gemv(&mut rec, &p.matrix, &hn, out, Epilogue::default())?;
+        }
+        // keep the final hidden state for the audio head
+        let bytes = (llm.dims.hidden * ctx.act().size()) as u64;
+        rec.encoder()?
+            .copy_buffer_to_buffer(&self.xn.buf, 0, &self.hidden.buf, 0, bytes);
+        rec.submit()?;
+        self.len += 1;
+        Ok(())
+    }
+
+    /// Logits of every position of `inputs` (for tools and tests: reads all of them back),
+    /// (n, vocab) row-major f32.
+    pub async fn all_logits(
+        &mut self,
+        ctx: &GpuContext,
+        llm: &Llm,
+        inputs: &[Input],
+    ) -> Result<Vec<f32>, ModelError> {
+        self.check_inputs(llm, inputs)?;
+        let v = llm.dims.vocab;
+        let mut out = vec![0f32; inputs.len() * v];
+        let mut row0 = 0;
+        for c in inputs.chunks(self.chunk) {
+            let n = c.len();
+            let mut rec = Recorder::new(ctx, "llm.prefill+logits");
+            self.record_embed(ctx, &mut rec, llm, c)?;
+            self.record_layers(&mut rec, llm, n)?;
+            let xn = sub(&self.xn, &[n, llm.dims.hidden]);
+            let mut parts = Vec::new();
+            for p in llm.lm_head.iter() {
+                let y = Tensor::empty(ctx, "llm.logits.all", &[n, p.matrix.rows()]);
+                ops::gemv(&mut rec, &p.matrix, &xn, &y, Epilogue::default())?;
+                parts.push((p.row_start, y));
+            }
+            rec.submit()?;
+            self.len += n;
+            for (r0, y) in parts {
+                let rows = y.shape[1];
+                let vals = y.to_vec(ctx).await?;
+                for t in 0..n {
+                    out[(row0 + t) * v + r0..(row0 + t) * v + r0 + rows]
+                        .copy_from_slice(&vals[t * rows..(t + 1) * rows]);
+                }
+            }
+            row0 += n;
+        }
+        Ok(out)
+    }
+
+    /// All logits of the last fed position (reads the whole vocabulary back).
+    pub async fn read_logits(&self, ctx: &GpuContext, llm: &Llm) -> Result<Vec<f32>, ModelError> {
+        let mut out = vec![0f32; llm.dims.vocab];
+        for (p, t) in llm.lm_head.iter().zip(&self.logits) {
+            let vals = t.to_vec(ctx).await?;
+            out[p.row_start..p.row_start + vals.len()].copy_from_slice(&vals);
+        }
+        Ok(out)
+    }
+}

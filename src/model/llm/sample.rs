@@ -1,0 +1,298 @@
+//! Token and code sampling with HF transformers 4.45 semantics (spec §10.3): repetition
+//! penalty → temperature → top-k → top-p → softmax → multinomial; greedy (argmax after the
+//! penalty) when the temperature is 0.
+//!
+//! On the GPU: the repetition penalty (in place on the logits) and a top-k (k ≤ 64) per LM-head
+//! part, so only ≤ 64 candidates per part come back, never the 152064 logits. On the CPU: the
+//! merge of the parts' candidates, temperature, top-p over the k survivors and the draw. This is
+//! exact for HF's order because temperature (T > 0) keeps the order, so the top-k set after it
+//! equals the top-k set before it, and after top-k every other score is −inf. One deviation:
+//! HF keeps every logit tied with the k-th value; we keep exactly k (ties → lower id first).
+//! `top_k = 0` (disabled) or k > 64 falls back to reading all logits back.
+
+use crate::gpu::{GpuContext, Recorder};
+use crate::ops::{self, TopkScratch, TOPK_MAX};
+use crate::tensor::Tensor;
+use crate::util::rng::Rng;
+
+use crate::model::ModelError;
+
+/// Parameters of one sampling regime.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SamplingParams {
+    /// 0 = greedy.
+    pub temperature: f32,
+    /// 0 = no top-k.
+    pub top_k: usize,
+    /// 1 = no top-p.
+    pub top_p: f32,
+    /// 1 = no penalty.
+    pub repetition_penalty: f32,
+}
+
+impl SamplingParams {
+    /// Text step 0 of a speech turn (spec §10.2.1).
+    pub const TEXT_FIRST: SamplingParams = SamplingParams {
+        temperature: 0.8,
+        top_k: 20,
+        top_p: 0.85,
+        repetition_penalty: 1.1,
+    };
+    /// Text steps after an audio segment (§10.2.d).
+    pub const TEXT_NEXT: SamplingParams = SamplingParams {
+        temperature: 0.3,
+        top_k: 20,
+        top_p: 0.85,
+        repetition_penalty: 1.05,
+    };
+    /// Audio codes (§10.2.b; also the Base demos' defaults).
+    pub const AUDIO: SamplingParams = SamplingParams {
+        temperature: 0.5,
+        top_k: 5,
+        top_p: 0.85,
+        repetition_penalty: 1.3,
+    };
+    /// Greedy after the penalty (Base demos without `--do_sample`, §16).
+    pub const fn greedy(repetition_penalty: f32) -> SamplingParams {
+        SamplingParams {
+            temperature: 0.0,
+            top_k: 0,
+            top_p: 1.0,
+            repetition_penalty,
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), ModelError> {
+        let ok = self.temperature.is_finite()
+            && self.temperature >= 0.0
+            && self.top_p > 0.0
+            && self.top_p <= 1.0
+            && self.repetition_penalty.is_finite()
+            && self.repetition_penalty > 0.0;
+        if ok {
+            Ok(())
+        } else {
+            Err(ModelError::input(format!(
+                "invalid sampling parameters {self:?} (temperature ≥ 0, 0 < top_p ≤ 1, \
+                 repetition_penalty > 0)"
+            )))
+        }
+    }
+}
+
+/// HF 4.45 processors on full logits (the CPU reference; also the fallback path): returns the
+/// processed scores, −inf for removed entries.
+pub fn process_reference(logits: &[f32], history: &[u32], p: &SamplingParams) -> Vec<f32> {
+    let mut s =
+        crate::reference::sampling::repetition_penalty(logits, history, p.repetition_penalty);
+    if p.temperature == 0.0 {
+        return s;
+    }
+    for x in s.iter_mut() {
+        *x /= p.temperature;
+    }
+    if p.top_k > 0 && p.top_k < s.len() {
+        // TopKLogitsWarper: remove scores < the k-th largest (ties with it are kept)
+        let mut sorted = s.clone();
+        sorted.sort_by(|a, b| b.partial_cmp(a).unwrap_or(std::cmp::Ordering::Equal));
+        let kth = sorted[p.top_k - 1];
+        for x in s.iter_mut() {
+            if *x < kth {
+                *x = f32::NEG_INFINITY;
+            }
+        }
+    }
+    if p.top_p < 1.0 {
+        // TopPLogitsWarper: sort ascending, cumulative softmax, remove cum ≤ 1 − top_p,
+        // always keep the largest
+        let mut idx: Vec<usize> = (0..s.len()).collect();
+        idx.sort_by(|&a, &b| s[a].partial_cmp(&s[b]).unwrap_or(std::cmp::Ordering::Equal));
+        let probs = softmax(&idx.iter().map(|&i| s[i]).collect::<Vec<_>>());
+        let mut cum = 0f64;
+        let n = idx.len();
+        let mut remove = Vec::new();
+        for (r, &i) in idx.iter().enumerate() {
+            cum += probs[r];
+            if cum <= 1.0 - p.top_p as f64 && r < n - 1 {
+                remove.push(i);
+            }
+        }
+        for i in remove {
+            s[i] = f32::NEG_INFINITY;
+        }
+    }
+    s
+}
+
+fn softmax(x: &[f32]) -> Vec<f64> {
+    let m = x.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+    let e: Vec<f64> = x
+        .iter()
+        .map(|v| {
+            if v.is_finite() {
+                (*v as f64 - m).exp()
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let z: f64 = e.iter().sum();
+    e.iter().map(|v| v / z).collect()
+}
+
+/// Draws from processed scores (−inf = removed): softmax, then inverse CDF with one uniform
+/// over the candidates in descending order (ties: lower id first), so every path that keeps
+/// the same candidates maps the same uniform to the same id.
+pub fn draw(ids: &[u32], scores: &[f32], rng: &mut Rng) -> u32 {
+    let mut order: Vec<usize> = (0..ids.len())
+        .filter(|&i| scores[i] > f32::NEG_INFINITY)
+        .collect();
+    if order.is_empty() {
+        return ids[0];
+    }
+    order.sort_by(|&a, &b| {
+        scores[b]
+            .partial_cmp(&scores[a])
+            .unwrap_or(std::cmp::Ordering::Equal)
+            .then(ids[a].cmp(&ids[b]))
+    });
+    let kept: Vec<f32> = order.iter().map(|&i| scores[i]).collect();
+    let p = softmax(&kept);
+    let u = rng.f64();
+    let mut cum = 0.0;
+    for (&i, q) in order.iter().zip(&p) {
+        cum += q;
+        if u < cum {
+            return ids[i];
+        }
+    }
+    ids[order[order.len() - 1]]
+}
+
+/// Candidates sorted descending (ties: lower id first) → temperature, top-p, draw. `cands`
+/// are already the top-k after the penalty. Greedy takes the first.
+pub fn sample_candidates(cands: &[(u32, f32)], p: &SamplingParams, rng: &mut Rng) -> u32 {
+    if p.temperature == 0.0 || cands.len() == 1 {
+        return cands[0].0;
+    }
+    let ids: Vec<u32> = cands.iter().map(|c| c.0).collect();
+    let mut s: Vec<f32> = cands.iter().map(|c| c.1 / p.temperature).collect();
+    if p.top_p < 1.0 {
+        // ascending order is the reverse of ours; remove the smallest while cum ≤ 1 − top_p
+        let probs = softmax(&s);
+        let mut cum = 0f64;
+        for r in (1..s.len()).rev() {
+            cum += probs[r];
+            if cum <= 1.0 - p.top_p as f64 {
+                s[r] = f32::NEG_INFINITY;
+            } else {
+                break;
+            }
+        }
+    }
+    draw(&ids, &s, rng)
+}
+
+/// GPU-side sampler state for logits stored in parts (one per LM-head part).
+pub struct GpuSampler {
+    hist: wgpu::Buffer,
+    hist_cap: usize,
+    mask: wgpu::Buffer,
+    scratch: TopkScratch,
+    vals: wgpu::Buffer,
+    idx: wgpu::Buffer,
+    parts: usize,
+}
+
+impl GpuSampler {
+    /// For logits parts of at most `max_rows` rows and penalty histories of `hist_cap` ids.
+    pub fn new(ctx: &GpuContext, max_rows: usize, parts: usize, hist_cap: usize) -> Self {
+        let parts = parts.max(1);
+        GpuSampler {
+            hist: ctx.storage("sampler.hist", (hist_cap.max(1) * parts * 4) as u64),
+            hist_cap: hist_cap.max(1),
+            mask: ctx.storage("sampler.mask", ops::penalty_mask_bytes(max_rows)),
+            scratch: TopkScratch::new(ctx, max_rows),
+            vals: ctx.storage("sampler.vals", (parts * TOPK_MAX * 4) as u64),
+            idx: ctx.storage("sampler.idx", (parts * TOPK_MAX * 4) as u64),
+            parts,
+        }
+    }
+
+    /// Samples one id from `parts` = (first row, logits (rows)) with `history` for the penalty.
+    /// The logits are modified in place (penalty).
+    pub async fn sample(
+        &self,
+        ctx: &GpuContext,
+        parts: &[(usize, &Tensor)],
+        history: &[u32],
+        p: &SamplingParams,
+        rng: &mut Rng,
+    ) -> Result<u32, ModelError> {
+        p.validate()?;
+        if parts.len() > self.parts {
+            return Err(ModelError::input(
+                "more logits parts than the sampler was made for",
+            ));
+        }
+        let k = if p.temperature == 0.0 { 1 } else { p.top_k };
+        if k == 0 || k > TOPK_MAX {
+            // full read-back: the CPU reference processors
+            let mut all = Vec::new();
+            for (_, t) in parts {
+                all.extend(t.to_vec(ctx).await?);
+            }
+            let s = process_reference(&all, history, p);
+            if p.temperature == 0.0 {
+                return Ok(crate::reference::sampling::argmax(&s).0 as u32);
+            }
+            let ids: Vec<u32> = (0..s.len() as u32).collect();
+            return Ok(draw(&ids, &s, rng));
+        }
+        if history.len() > self.hist_cap {
+            return Err(ModelError::input(format!(
+                "penalty history of {} ids exceeds the sampler's {}",
+                history.len(),
+                self.hist_cap
+            )));
+        }
+        // One submission per part (one in all for a single-part head): penalty in place, top-k,
+        // read back k values and ids.
+        let mut cands: Vec<(u32, f32)> = Vec::with_capacity(k * parts.len());
+        for (r0, t) in parts {
+            let rows = t.numel();
+            let local: Vec<u32> = history
+                .iter()
+                .filter(|&&id| (id as usize) >= *r0 && (id as usize) < r0 + rows)
+                .map(|&id| id - *r0 as u32)
+                .collect();
+            let mut rec = Recorder::new(ctx, "sample");
+            if !local.is_empty() && p.repetition_penalty != 1.0 {
+                ctx.queue
+                    .write_buffer(&self.hist, 0, bytemuck::cast_slice(&local));
+                ops::repetition_penalty(
+                    &mut rec,
+                    t,
+                    &self.hist,
+                    local.len(),
+                    p.repetition_penalty,
+                    &self.mask,
+                )?;
+            }
+            let kp = k.min(rows);
+            ops::topk(&mut rec, t, kp, &self.scratch, &self.vals, &self.idx)?;
+            rec.submit()?;
+            let v = ctx.read_f32(&self.vals, kp).await?;
+            let i = crate::gpu::read_buffer(ctx, &self.idx, 0, (kp * 4) as u64).await?;
+            let i: Vec<u32> = bytemuck::pod_collect_to_vec(&i);
+            cands.extend(i.iter().zip(&v).map(|(id, x)| (id + *r0 as u32, *x)));
+        }
+        cands.sort_by(|a, b| {
+            b.1.partial_cmp(&a.1)
+                .unwrap_or(std::cmp::Ordering::Equal)
+                .then(a.0.cmp(&b.0))
+        });
+        cands.truncate(k);
+        Ok(sample_candidates(&cands, p, rng))
+    }
+}

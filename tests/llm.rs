@@ -1,0 +1,346 @@
+//! The audio LLM (spec §5) against transformers' `Qwen2ForCausalLM` on the tiny checkpoint
+//! (`bca tiny --seed 0`; goldens from scripts/goldens/llm.py): logits at every position, the
+//! audio splice of §5.1, a 32-token greedy continuation, chunked prefill == one-token steps,
+//! and the session's input errors.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use bca::model::llm::{Input, Llm, Session};
+use bca::model::Weights;
+use bca::tensor::WeightFormat;
+use bca::weights::tiny::{write_tiny, TinyOptions, Variant};
+use common::{ctx, Path as GpuPath};
+
+fn tmp_root() -> PathBuf {
+    common::temp_root("bca-llm-test-")
+}
+
+/// `bca tiny --seed 0` (what the golden script used), made once per test binary.
+pub fn tiny(variant: Variant) -> PathBuf {
+    static I: OnceLock<PathBuf> = OnceLock::new();
+    static B: OnceLock<PathBuf> = OnceLock::new();
+    let (cell, name) = match variant {
+        Variant::Instruct => (&I, "instruct"),
+        Variant::Base => (&B, "base"),
+    };
+    cell.get_or_init(|| {
+        let tok = Path::new(env!("CARGO_MANIFEST_DIR")).join(".cache/assets/tokenizer-qwen3.json");
+        assert!(
+            tok.exists(),
+            "{} missing: run scripts/fetch-assets.sh",
+            tok.display()
+        );
+        let out = tmp_root().join(name);
+        write_tiny(&TinyOptions {
+            out: out.clone(),
+            seed: 0,
+            variant,
+            tokenizer: tok,
+        })
+        .expect("bca tiny");
+        out
+    })
+    .clone()
+}
+
+fn golden() -> serde_json::Value {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/goldens/llm/logits.json");
+    serde_json::from_str(&std::fs::read_to_string(p).expect("golden")).expect("json")
+}
+
+fn u32s(v: &serde_json::Value) -> Vec<u32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
+}
+
+fn f64s(v: &serde_json::Value) -> Vec<f64> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect()
+}
+
+/// The golden case's inputs: ids with pads replaced by their frames.
+fn inputs(case: &serde_json::Value) -> Vec<Input> {
+    let codes: Vec<[u32; 8]> = case["codes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| u32s(f).try_into().unwrap())
+        .collect();
+    let mut k = 0;
+    u32s(&case["ids"])
+        .into_iter()
+        .map(|id| {
+            if id == 151678 {
+                k += 1;
+                Input::Audio(codes[k - 1])
+            } else {
+                Input::Text(id)
+            }
+        })
+        .collect()
+}
+
+fn argmax(v: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, x) in v.iter().enumerate() {
+        if *x > v[best] {
+            best = i;
+        }
+    }
+    best as u32
+}
+
+/// Max abs error of our logits against the golden summaries of one case.
+fn compare_case(case: &serde_json::Value, got: &[f32], vocab: usize) -> (f64, f64, usize) {
+    let n = case["ids"].as_array().unwrap().len();
+    let (mut err_vals, mut err_stats, mut top1_diff) = (0f64, 0f64, 0usize);
+    for t in 0..n {
+        let row = &got[t * vocab..(t + 1) * vocab];
+        for (i, w) in f64s(&case["first16"][t]).iter().enumerate() {
+            err_vals = err_vals.max((row[i] as f64 - w).abs());
+        }
+        let ids = u32s(&case["top_ids"][t]);
+        let vals = f64s(&case["top_vals"][t]);
+        for (id, w) in ids.iter().zip(&vals) {
+            err_vals = err_vals.max((row[*id as usize] as f64 - w).abs());
+        }
+        if argmax(row) != ids[0] {
+            top1_diff += 1;
+        }
+        let sum: f64 = row.iter().map(|x| *x as f64).sum();
+        let sumsq: f64 = row.iter().map(|x| (*x as f64) * (*x as f64)).sum();
+        // per-element mean error of the sums (the sums run over 152064 values)
+        err_stats = err_stats
+            .max((sum - case["sum"][t].as_f64().unwrap()).abs() / vocab as f64)
+            .max((sumsq - case["sumsq"][t].as_f64().unwrap()).abs() / vocab as f64);
+    }
+    (err_vals, err_stats, top1_diff)
+}
+
+fn run_path(path: GpuPath, format: WeightFormat, chunk: usize) -> Vec<(String, f64, f64, usize)> {
+    let c = ctx(path);
+    let w = Weights::open(&tiny(Variant::Instruct), format).expect("open");
+    let llm = Llm::load(c, &w).expect("load");
+    let g = golden();
+    let mut out = Vec::new();
+    for case in g["cases"].as_array().unwrap() {
+        let inp = inputs(case);
+        let mut s = Session::new(c, &llm, 128, chunk).expect("session");
+        let got = pollster::block_on(s.all_logits(c, &llm, &inp)).expect("logits");
+        let (ev, es, t1) = compare_case(case, &got, llm.dims.vocab);
+        out.push((case["name"].as_str().unwrap().to_string(), ev, es, t1));
+    }
+    out
+}
+
+/// f32 path: every position's logits within 1e-3 of transformers (f16 weights of the bf16
+/// checkpoint; the reference runs the same values in f32).
+#[test]
+fn logits_match_transformers_f32() {
+    for chunk in [64, 7] {
+        for (name, ev, es, t1) in run_path(GpuPath::F32, WeightFormat::F16, chunk) {
+            eprintln!("f32 chunk {chunk} {name}: max |Δlogit| {ev:.2e}, mean-stat Δ {es:.2e}, top-1 differs at {t1}");
+            assert!(ev < 1e-3, "{name}: max error {ev}");
+            assert!(es < 1e-4, "{name}: sum statistics off by {es}");
+            assert_eq!(t1, 0, "{name}: top-1 differs at {t1} positions");
+        }
+    }
+}
+
+/// f16 activations (with and without subgroups) and quantised weights: stated bounds.
+#[test]
+fn logits_bounds_f16_q8_q4() {
+    for (path, format, bound) in [
+        (GpuPath::F16, WeightFormat::F16, 5e-3),
+        (GpuPath::F16, WeightFormat::Q8, 2e-2),
+        (GpuPath::F16, WeightFormat::Q4, 1.5e-1),
+    ] {
+        for (name, ev, _, t1) in run_path(path, format, 16) {
+            eprintln!(
+                "{path:?} {} {name}: max |Δlogit| {ev:.2e}, top-1 differs at {t1}",
+                format.name()
+            );
+            assert!(
+                ev < bound,
+                "{path:?} {}: {name}: max error {ev} ≥ {bound}",
+                format.name()
+            );
+        }
+    }
+}
+
+/// Prefill of the prompt then 32 greedy one-token steps: the same ids as transformers.
+#[test]
+fn greedy_continuation_matches_transformers() {
+    let c = ctx(GpuPath::F32);
+    let w = Weights::open(&tiny(Variant::Instruct), WeightFormat::F16).expect("open");
+    let llm = Llm::load(c, &w).expect("load");
+    for case in golden()["cases"].as_array().unwrap() {
+        let want = u32s(&case["greedy"]);
+        let mut s = Session::new(c, &llm, 256, 8).expect("session");
+        s.feed(c, &llm, &inputs(case)).expect("feed");
+        let mut got = Vec::new();
+        for i in 0..want.len() {
+            let lg = pollster::block_on(s.read_logits(c, &llm)).expect("read");
+            let id = argmax(&lg);
+            got.push(id);
+            if i + 1 < want.len() {
+                s.step(c, &llm, Input::Text(id)).expect("step");
+            }
+        }
+        assert_eq!(got, want, "{}", case["name"]);
+    }
+}
+
+/// Chunked prefill with the last position as a decode step leaves the same cache as feeding
+/// every position one by one: the next token's logits agree.
+#[test]
+fn chunked_prefill_equals_token_steps() {
+    let c = ctx(GpuPath::F32);
+    let w = Weights::open(&tiny(Variant::Instruct), WeightFormat::F16).expect("open");
+    let llm = Llm::load(c, &w).expect("load");
+    let g = golden();
+    let inp = inputs(&g["cases"][2]);
+    let mut a = Session::new(c, &llm, 64, 4).expect("session");
+    a.feed(c, &llm, &inp).expect("feed");
+    a.step(c, &llm, Input::Text(872)).expect("step");
+    let la = pollster::block_on(a.read_logits(c, &llm)).unwrap();
+    let mut b = Session::new(c, &llm, 64, 1).expect("session");
+    for i in &inp {
+        b.step(c, &llm, *i).expect("step");
+    }
+    b.step(c, &llm, Input::Text(872)).expect("step");
+    let lb = pollster::block_on(b.read_logits(c, &llm)).unwrap();
+    let err = la
+        .iter()
+        .zip(&lb)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max);
+    assert!(err < 1e-5, "chunked vs stepwise: {err}");
+    assert_eq!(a.len, inp.len() + 1);
+}
+
+#[test]
+fn session_input_errors() {
+    let c = ctx(GpuPath::F32);
+    let w = Weights::open(&tiny(Variant::Instruct), WeightFormat::F16).expect("open");
+    let llm = Llm::load(c, &w).expect("load");
+    assert!(
+        Session::new(c, &llm, 9000, 8).is_err(),
+        "past max_position_embeddings"
+    );
+    let mut s = Session::new(c, &llm, 4, 8).expect("session");
+    let e = s
+        .feed(c, &llm, &[Input::Text(1); 5])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("context length"), "{e}");
+    let e = s
+        .feed(c, &llm, &[Input::Text(152064)])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("outside the vocabulary"), "{e}");
+    let e = s
+        .feed(c, &llm, &[Input::Text(151678)])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("audio codes"), "{e}");
+    let e = s
+        .feed(c, &llm, &[Input::Audio([65, 0, 0, 0, 0, 0, 0, 0])])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("codebook 0"), "{e}");
+    let e = s.feed(c, &llm, &[]).unwrap_err().to_string();
+    assert!(e.contains("no input"), "{e}");
+    assert_eq!(s.len, 0, "failed feeds leave the session untouched");
+}
+
+/// The audio head (spec §6) and the hidden state it reads, against the NumPy reference written
+/// from the spec (scripts/goldens/llm.py, float64): step i's logits of codebook i.
+#[test]
+fn audio_head_matches_numpy_reference() {
+    use bca::model::llm::head::{AudioHead, HeadState};
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/goldens/llm/head.json");
+    let g: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(p).expect("golden")).expect("json");
+    for (path, format, tol_h, tol_l) in [
+        (GpuPath::F32, WeightFormat::F16, 2e-4, 1e-3),
+        (GpuPath::F16, WeightFormat::F16, 2e-2, 2e-2),
+        (GpuPath::F16, WeightFormat::Q8, 5e-2, 5e-2),
+    ] {
+        let c = ctx(path);
+        let w = Weights::open(&tiny(Variant::Instruct), format).expect("open");
+        let llm = Llm::load(c, &w).expect("load");
+        let head = AudioHead::load(c, &w, &llm).expect("head");
+        let mut st = HeadState::new(c, &head).expect("state");
+        for case in g["cases"].as_array().unwrap() {
+            let mut case_in = case.clone();
+            case_in["codes"] = case["codes_in"].clone();
+            let mut s = Session::new(c, &llm, 128, 16).expect("session");
+            s.feed(c, &llm, &inputs(&case_in)).expect("feed");
+            let hid = pollster::block_on(s.hidden.to_vec(c)).unwrap();
+            let eh = hid
+                .iter()
+                .zip(f64s(&case["hidden"]))
+                .map(|(a, b)| (*a as f64 - b).abs())
+                .fold(0f64, f64::max);
+            let codes = u32s(&case["codes"]);
+            let mut el = 0f64;
+            for i in 0..8 {
+                st.step(c, &head, &llm, &s.hidden, &codes, i)
+                    .expect("head step");
+                let got = pollster::block_on(st.logits[i].to_vec(c)).unwrap();
+                let want = f64s(&case["logits"][i]);
+                assert_eq!(got.len(), want.len(), "codebook {i} classes");
+                for (a, b) in got.iter().zip(&want) {
+                    el = el.max((*a as f64 - b).abs());
+                }
+            }
+            eprintln!(
+                "{path:?} {} head {}: hidden Δ {eh:.2e}, logits Δ {el:.2e}",
+                format.name(),
+                case["name"]
+            );
+            assert!(eh < tol_h, "hidden state off by {eh}");
+            assert!(el < tol_l, "audio head logits off by {el}");
+        }
+    }
+}
+
+/// `rope_kv` over a prefill chunk (T tokens at positions pos..pos+T) against the reference
+/// RoPE + append, on every path, ragged shapes included.
+#[test]
+fn rope_kv_chunk_all_paths() {
+    for path in common::PATHS {
+        for (i, &(shape, t, tmax, pos)) in [
+            ((4usize, 2usize, 16usize), 5usize, 40usize, 3usize),
+            ((28, 4, 128), 9, 64, 50),
+            ((6, 3, 6), 7, 20, 0),
+            ((2, 2, 64), 33, 5000, 4000),
+        ]
+        .iter()
+        .enumerate()
+        {
+            common::assert_ok(
+                &format!("{path:?} rope_kv chunk {shape:?} T {t} pos {pos}"),
+                pollster::block_on(bca::selftest::rope_kv_chunk_case(
+                    ctx(path),
+                    shape,
+                    t,
+                    tmax,
+                    pos,
+                    90 + i as u64,
+                )),
+            );
+        }
+    }
+}

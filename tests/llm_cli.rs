@@ -1,0 +1,139 @@
+//! The LLM commands on bad input: one clear line on stderr and a non-zero exit, never a panic.
+//! Plus `bca tokenize` on a file and `bca tts` writing codes.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use bca::weights::tiny::{write_tiny, TinyOptions, Variant};
+
+mod common;
+
+fn tiny(variant: Variant) -> PathBuf {
+    static I: OnceLock<PathBuf> = OnceLock::new();
+    static B: OnceLock<PathBuf> = OnceLock::new();
+    let (cell, name) = match variant {
+        Variant::Instruct => (&I, "instruct"),
+        Variant::Base => (&B, "base"),
+    };
+    cell.get_or_init(|| {
+        let tok = Path::new(env!("CARGO_MANIFEST_DIR")).join(".cache/assets/tokenizer-qwen3.json");
+        assert!(
+            tok.exists(),
+            "{} missing: run scripts/fetch-assets.sh",
+            tok.display()
+        );
+        let out = tmp().join(name);
+        write_tiny(&TinyOptions {
+            out: out.clone(),
+            seed: 0,
+            variant,
+            tokenizer: tok,
+        })
+        .expect("bca tiny");
+        out
+    })
+    .clone()
+}
+
+fn tmp() -> PathBuf {
+    let p = common::temp_root("bca-llmcli-test-");
+    std::fs::create_dir_all(&p).unwrap();
+    p
+}
+
+fn bca(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_bca"))
+        .args(args)
+        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+        .output()
+        .expect("run bca");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+fn fails_with(args: &[&str], needle: &str) {
+    let (ok, _, err) = bca(args);
+    assert!(!ok, "{args:?} must fail");
+    assert!(err.contains(needle), "{args:?}: stderr {err}");
+    assert!(!err.contains("panicked"), "{args:?}: {err}");
+}
+
+fn npy_i32(path: &Path, shape: &[usize], data: &[i32]) {
+    std::fs::write(path, bca::util::npy::write_i32(shape, data)).unwrap();
+}
+
+#[test]
+fn tokenize_prints_ids() {
+    let d = tiny(Variant::Instruct);
+    let f = tmp().join("t.txt");
+    std::fs::write(&f, "<C_Q>你好").unwrap();
+    let (ok, out, err) = bca(&[
+        "tokenize",
+        d.to_str().unwrap(),
+        "--file",
+        f.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "151667 108386");
+}
+
+#[test]
+fn bad_inputs_are_clear_errors() {
+    let inst = tiny(Variant::Instruct);
+    let base = tiny(Variant::Base);
+    let (i, b) = (inst.to_str().unwrap(), base.to_str().unwrap());
+    let o = tmp().join("o.npy");
+    let o = o.to_str().unwrap();
+    fails_with(
+        &["logits", i, "--tokens", "1,152064", "-o", o],
+        "outside the vocabulary",
+    );
+    let empty = tmp().join("empty.npy");
+    npy_i32(&empty, &[0, 8], &[]);
+    fails_with(
+        &["asr", b, "--codes", empty.to_str().unwrap()],
+        "audio is empty",
+    );
+    let bad = tmp().join("bad.npy");
+    npy_i32(&bad, &[2, 4], &[1; 8]);
+    fails_with(&["asr", b, "--codes", bad.to_str().unwrap()], "[frames, 8]");
+    let big = tmp().join("big.npy");
+    npy_i32(&big, &[1, 8], &[999, 0, 0, 0, 0, 0, 0, 0]);
+    fails_with(&["asr", b, "--codes", big.to_str().unwrap()], "codebook 0");
+    fails_with(&["chat", b, "--text", "hi"], "Base model");
+    fails_with(
+        &[
+            "chat",
+            i,
+            "--text",
+            "一二三四五六七八九十",
+            "--context",
+            "8",
+        ],
+        "context length",
+    );
+}
+
+#[test]
+fn tts_writes_codes() {
+    let b = tiny(Variant::Base);
+    let o = tmp().join("tts.npy");
+    let (ok, out, err) = bca(&[
+        "tts",
+        b.to_str().unwrap(),
+        "你好。",
+        "-o",
+        o.to_str().unwrap(),
+        "--f32",
+        "--max-frames",
+        "4",
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.contains("frames"), "{out}");
+    let a = bca::util::npy::read(&std::fs::read(&o).unwrap()).unwrap();
+    assert_eq!(a.shape()[1], 8);
+}
