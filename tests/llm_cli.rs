@@ -137,3 +137,86 @@ fn tts_writes_codes() {
     let a = bca::util::npy::read(&std::fs::read(&o).unwrap()).unwrap();
     assert_eq!(a.shape()[1], 8);
 }
+
+/// Reads a WAV's sample count (mono, 24 kHz).
+fn wav_len(p: &Path) -> usize {
+    let r = hound::WavReader::open(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    let s = r.spec();
+    assert_eq!((s.channels, s.sample_rate), (1, 24000), "{s:?}");
+    r.len() as usize
+}
+
+/// Segment sizes (frames) from an `--events` JSON-lines file.
+fn segment_frames(events: &Path) -> Vec<usize> {
+    std::fs::read_to_string(events)
+        .unwrap()
+        .lines()
+        .filter_map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v.get("SegmentEnd")
+                .and_then(|s| s["frames"].as_u64())
+                .map(|n| n as usize)
+        })
+        .collect()
+}
+
+/// Text → codes → the audio-out stages → WAV: (4N − 1)·480 samples per segment of N frames,
+/// plus the reference's 240-sample cross-fade between segments.
+#[test]
+fn tts_writes_speech() {
+    let b = tiny(Variant::Base);
+    let o = tmp().join("tts.wav");
+    let ev = tmp().join("tts.events");
+    let (ok, _, err) = bca(&[
+        "tts",
+        b.to_str().unwrap(),
+        "你好。",
+        "-o",
+        o.to_str().unwrap(),
+        "--max-frames",
+        "3",
+        "--events",
+        ev.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    let segs = segment_frames(&ev);
+    assert!(!segs.is_empty(), "no segment in {}", ev.display());
+    let want: usize = segs.iter().map(|n| (4 * n - 1) * 480).sum::<usize>()
+        + 240 * segs.iter().skip(1).filter(|n| (4 * *n - 1) * 480 > 240).count();
+    assert_eq!(wav_len(&o), want, "segments {segs:?}");
+}
+
+/// A spoken turn end to end: WAV in (48 kHz) → audio in → LLM → audio out → WAV.
+#[test]
+fn chat_takes_speech_and_answers_with_speech() {
+    let inst = tiny(Variant::Instruct);
+    let wav = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/goldens/audio_in/wav/en_48k_s16.wav");
+    let o = tmp().join("reply.wav");
+    let (ok, out, err) = bca(&[
+        "chat",
+        inst.to_str().unwrap(),
+        "--audio",
+        wav.to_str().unwrap(),
+        "-o",
+        o.to_str().unwrap(),
+        "--max-frames",
+        "2",
+        "--seed",
+        "3",
+    ]);
+    assert!(ok, "{err}");
+    assert!(err.contains("frames of speech"), "{err}");
+    assert!(!out.trim().is_empty(), "no reply text");
+    assert!(wav_len(&o) >= 3 * 480, "reply too short");
+    fails_with(
+        &[
+            "chat",
+            inst.to_str().unwrap(),
+            "--audio",
+            wav.to_str().unwrap(),
+            "--codes",
+            "x.npy",
+        ],
+        "not both",
+    );
+}

@@ -173,7 +173,8 @@ pub struct AsrArgs {
 pub struct TtsArgs {
     pub model_dir: PathBuf,
     pub text: String,
-    /// Output codes .npy [frames, 8] (int32).
+    /// Output: a 24 kHz WAV (audio decoder → flow matching → HiFT), or with a `.npy` name the
+    /// codes [frames, 8] (int32).
     #[arg(short, long)]
     pub out: PathBuf,
     #[command(flatten)]
@@ -183,6 +184,9 @@ pub struct TtsArgs {
 #[derive(Args)]
 pub struct ChatArgs {
     pub model_dir: PathBuf,
+    /// The user's speech as a WAV file (any common rate/channels; encoded by the audio-in stages).
+    #[arg(long)]
+    pub audio: Option<PathBuf>,
     /// The user's speech as codes .npy [frames, 8].
     #[arg(long)]
     pub codes: Option<PathBuf>,
@@ -198,7 +202,8 @@ pub struct ChatArgs {
     /// Text-only reply (no audio).
     #[arg(long)]
     pub text_only: bool,
-    /// Reply codes .npy [frames, 8] (int32; all segments in order).
+    /// The reply's speech: a 24 kHz WAV, or with a `.npy` name its codes [frames, 8] (int32,
+    /// all segments in order).
     #[arg(short, long)]
     pub out: Option<PathBuf>,
     #[command(flatten)]
@@ -245,12 +250,73 @@ fn generator(
     dir: &Path,
     s: &SampleArgs,
 ) -> Result<(GpuContext, Generator, bool), Box<dyn std::error::Error>> {
+    let (ctx, g, base, _) = generator_with_weights(dir, s)?;
+    Ok((ctx, g, base))
+}
+
+/// [`generator`] that also hands back the weight store (for the audio-in/out stages).
+fn generator_with_weights(
+    dir: &Path,
+    s: &SampleArgs,
+) -> Result<(GpuContext, Generator, bool, Weights), Box<dyn std::error::Error>> {
     let (ctx, w) = open_model(dir, &s.quant, &s.gpu)?;
     let tok = load_tokenizer(dir)?;
     let base = is_base(&w);
     let mut g = Generator::new(&ctx, &w, tok, s.context, s.seed)?;
     g.cfg = s.config(base);
-    Ok((ctx, g, base))
+    Ok((ctx, g, base, w))
+}
+
+/// The audio segments of a turn, split where the generator ended each one.
+fn segments(events: &[Event]) -> Vec<Vec<Frame>> {
+    let mut out = Vec::new();
+    let mut cur = Vec::new();
+    for e in events {
+        match e {
+            Event::Frame { codes } => cur.push(*codes),
+            Event::SegmentEnd { .. } => out.push(std::mem::take(&mut cur)),
+            _ => {}
+        }
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out.retain(|s| !s.is_empty());
+    out
+}
+
+/// Writes a reply's audio: `.npy` → the codes [frames, 8]; anything else → a 24 kHz WAV made by
+/// the audio-out stages, one segment at a time with the reference's cross-fades.
+fn write_reply(
+    path: &Path,
+    ctx: &GpuContext,
+    w: &Weights,
+    segs: &[Vec<Frame>],
+    seed: u64,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let all: Vec<Frame> = segs.iter().flatten().copied().collect();
+    if path.extension().and_then(|e| e.to_str()) == Some("npy") {
+        write_codes(path, &all)?;
+        eprintln!("{} frames → {}", all.len(), path.display());
+        return Ok(());
+    }
+    let voc = bca::model::audio_out::Vocoder::load(w, ctx)?;
+    let mut stream = bca::model::audio_out::VocodeStream::new(&voc, seed);
+    let mut pcm = Vec::new();
+    for s in segs {
+        let codes: Vec<u32> = s.iter().flatten().copied().collect();
+        pcm.extend(pollster::block_on(stream.push(ctx, &codes))?);
+    }
+    crate::vocode::write_wav(path, &pcm, false)?;
+    eprintln!(
+        "{} frames in {} segment(s) → {} samples ({:.2} s at 24 kHz) → {}",
+        all.len(),
+        segs.len(),
+        pcm.len(),
+        pcm.len() as f64 / 24000.0,
+        path.display()
+    );
+    Ok(())
 }
 
 /// A finished turn: its text, its audio frames, all its events.
@@ -314,31 +380,32 @@ pub fn asr(a: AsrArgs) -> Res {
 }
 
 pub fn tts(a: TtsArgs) -> Res {
-    let (ctx, mut g, _) = generator(&a.model_dir, &a.s)?;
+    let (ctx, mut g, _, w) = generator_with_weights(&a.model_dir, &a.s)?;
     let clauses = tts_clauses(&a.text);
     if clauses.is_empty() {
         return Err("nothing to say: the text is empty".into());
     }
-    let mut frames = Vec::new();
+    let mut segs = Vec::new();
     for c in &clauses {
         // each clause is its own prompt (fresh cache)
         g.fed.clear();
         let inputs = g.text_inputs(&format!("{c}<audiogen_start_baichuan>"))?;
         g.start(&ctx, &inputs, Mode::Tts)?;
-        let (_, f, _) = run_turn(&ctx, &mut g, &a.s.events)?;
+        let (_, f, all) = run_turn(&ctx, &mut g, &a.s.events)?;
         eprintln!("{c}: {} frames", f.len());
-        frames.extend(f);
+        segs.extend(segments(&all));
     }
-    // TODO(lead): the audio-out stage (decoder → flow matching → HiFT) turns these into a WAV.
-    write_codes(&a.out, &frames)?;
-    println!("{} frames → {}", frames.len(), a.out.display());
+    if segs.is_empty() {
+        return Err("the model produced no audio frames for this text".into());
+    }
+    write_reply(&a.out, &ctx, &w, &segs, a.s.seed)?;
+    let n: usize = segs.iter().map(Vec::len).sum();
+    println!("{n} frames → {}", a.out.display());
     Ok(ExitCode::SUCCESS)
 }
 
 pub fn chat(a: ChatArgs) -> Res {
-    // TODO(lead): `--audio in.wav` once the audio-in stage (encoder + RVQ) is merged; for now
-    // the user's speech comes as codes.
-    let (ctx, mut g, base) = generator(&a.model_dir, &a.s)?;
+    let (ctx, mut g, base, w) = generator_with_weights(&a.model_dir, &a.s)?;
     if base {
         return Err(
             "this is a Base model (its _name_or_path names -Base): it has no chat \
@@ -346,8 +413,11 @@ pub fn chat(a: ChatArgs) -> Res {
                 .into(),
         );
     }
-    if a.codes.is_none() && a.text.is_none() {
-        return Err("nothing to answer: give --codes and/or --text".into());
+    if a.codes.is_none() && a.text.is_none() && a.audio.is_none() {
+        return Err("nothing to answer: give --audio, --codes and/or --text".into());
+    }
+    if a.codes.is_some() && a.audio.is_some() {
+        return Err("give the user's speech as --audio or as --codes, not both".into());
     }
     let mut prompt = format!("<B_SYS>{}", a.system);
     if let Some(h) = &a.history {
@@ -375,6 +445,25 @@ pub fn chat(a: ChatArgs) -> Res {
         let codes = read_codes(c)?;
         inputs.extend(g.audio_inputs(&codes)?);
     }
+    if let Some(wav) = &a.audio {
+        // the user's speech through the audio-in stages (mel → encoder → bridge → RVQ)
+        let (pcm, _) = crate::audio_in::load_pcm16k(wav)?;
+        let enc = bca::model::audio_in::AudioIn::load(&ctx, &w)?;
+        let e = pollster::block_on(enc.encode_pcm(&ctx, &pcm))?;
+        let codes: Vec<Frame> = e
+            .codes
+            .chunks(8)
+            .map(|c| {
+                let mut f = [0u32; 8];
+                for (d, s) in f.iter_mut().zip(c) {
+                    *d = *s as u32;
+                }
+                f
+            })
+            .collect();
+        eprintln!("{}: {} frames of speech", wav.display(), codes.len());
+        inputs.extend(g.audio_inputs(&codes)?);
+    }
     if let Some(t) = &a.text {
         inputs.extend(g.text_inputs(t)?);
     }
@@ -390,11 +479,17 @@ pub fn chat(a: ChatArgs) -> Res {
         Mode::Speech
     };
     g.start(&ctx, &inputs, mode)?;
-    let (text, frames, _) = run_turn(&ctx, &mut g, &a.s.events)?;
+    let (text, frames, all) = run_turn(&ctx, &mut g, &a.s.events)?;
     println!("{text}");
     if let Some(o) = &a.out {
-        write_codes(o, &frames)?;
-        eprintln!("{} frames → {}", frames.len(), o.display());
+        if frames.is_empty() && o.extension().and_then(|e| e.to_str()) != Some("npy") {
+            return Err(format!(
+                "the reply has no audio (text only), nothing to write to {}",
+                o.display()
+            )
+            .into());
+        }
+        write_reply(o, &ctx, &w, &segments(&all), a.s.seed)?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -106,26 +106,7 @@ pub fn run(a: VocodeArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     } else {
         pollster::block_on(voc.segment(&ctx, &codes, &noise))?
     };
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: SAMPLE_RATE,
-        bits_per_sample: if a.float { 32 } else { 16 },
-        sample_format: if a.float {
-            hound::SampleFormat::Float
-        } else {
-            hound::SampleFormat::Int
-        },
-    };
-    let mut wr = hound::WavWriter::create(&a.out, spec)?;
-    for &v in &pcm {
-        if a.float {
-            wr.write_sample(v)?;
-        } else {
-            // the reference: clamp(±0.99)·32768 cast to int16 (truncation)
-            wr.write_sample((v.clamp(-0.99, 0.99) * 32768.0) as i16)?;
-        }
-    }
-    wr.finalize()?;
+    write_wav(&a.out, &pcm, a.float)?;
     eprintln!(
         "{} frames → {} samples ({:.2} s at {} Hz) → {}",
         n,
@@ -211,4 +192,31 @@ pub fn bench(a: BenchVocodeArgs) -> Result<ExitCode, Box<dyn std::error::Error>>
         std::fs::write(p, serde_json::to_string_pretty(&rows)?)?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes 24 kHz mono PCM as a WAV: 16-bit as the reference does (clamp ±0.99, ·32768, truncate),
+/// or 32-bit float.
+pub fn write_wav(path: &Path, pcm: &[f32], float: bool) -> Result<(), Box<dyn std::error::Error>> {
+    let a_float = float;
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: SAMPLE_RATE,
+        bits_per_sample: if a_float { 32 } else { 16 },
+        sample_format: if a_float {
+            hound::SampleFormat::Float
+        } else {
+            hound::SampleFormat::Int
+        },
+    };
+    let mut wr = hound::WavWriter::create(path, spec)?;
+    for &v in pcm {
+        if a_float {
+            wr.write_sample(v)?;
+        } else {
+            // the reference: clamp(±0.99)·32768 cast to int16 (truncation)
+            wr.write_sample((v.clamp(-0.99, 0.99) * 32768.0) as i16)?;
+        }
+    }
+    wr.finalize()?;
+    Ok(())
 }
