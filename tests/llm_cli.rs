@@ -153,8 +153,9 @@ fn segment_frames(events: &Path) -> Vec<usize> {
         .lines()
         .filter_map(|l| {
             let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            v.get("SegmentEnd")
-                .and_then(|s| s["frames"].as_u64())
+            (v["event"] == "segment_end")
+                .then(|| v["frames"].as_u64())
+                .flatten()
                 .map(|n| n as usize)
         })
         .collect()
@@ -182,7 +183,12 @@ fn tts_writes_speech() {
     let segs = segment_frames(&ev);
     assert!(!segs.is_empty(), "no segment in {}", ev.display());
     let want: usize = segs.iter().map(|n| (4 * n - 1) * 480).sum::<usize>()
-        + 240 * segs.iter().skip(1).filter(|n| (4 * *n - 1) * 480 > 240).count();
+        + 240
+            * segs
+                .iter()
+                .skip(1)
+                .filter(|n| (4 * *n - 1) * 480 > 240)
+                .count();
     assert_eq!(wav_len(&o), want, "segments {segs:?}");
 }
 
@@ -190,7 +196,8 @@ fn tts_writes_speech() {
 #[test]
 fn chat_takes_speech_and_answers_with_speech() {
     let inst = tiny(Variant::Instruct);
-    let wav = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/goldens/audio_in/wav/en_48k_s16.wav");
+    let wav =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/goldens/audio_in/wav/en_48k_s16.wav");
     let o = tmp().join("reply.wav");
     let (ok, out, err) = bca(&[
         "chat",
