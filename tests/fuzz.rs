@@ -403,3 +403,16 @@ proptest! {
         run_pickle(&with_record(&dims, &strides, off));
     }
 }
+
+/// The case the fuzzer found as an out-of-memory kill: a config claiming 2^60 layers must be a
+/// typed error before anything is sized from it.
+#[test]
+fn absurd_counts_in_the_config_are_errors() {
+    for key in ["num_hidden_layers", "vocab_size"] {
+        let mut v = bca::weights::tiny::real_config_value();
+        v[key] = serde_json::json!(1u64 << 60);
+        let e = bca::weights::OmniConfig::from_value(v, "config.json")
+            .expect_err("absurd value accepted");
+        assert!(e.to_string().contains(key), "{e}");
+    }
+}

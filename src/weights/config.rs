@@ -30,6 +30,11 @@ pub enum ConfigError {
     },
 }
 
+/// Largest layer/block/level count accepted (the real model's largest is 32).
+pub const MAX_COUNT: usize = 1024;
+/// Largest width accepted (the real model's largest is the 152064-token vocabulary).
+pub const MAX_WIDTH: usize = 1 << 22;
+
 /// The LLM block (top level of config.json), spec §5.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LlmConfig {
@@ -252,6 +257,51 @@ impl OmniConfig {
             })
         };
         let (l, a, f) = (&self.llm, &self.audio, &self.flow);
+        // Counts that size loops and lists (layers, blocks, levels): an absurd value must be an
+        // error, not a list of 2^60 tensor specs (found by tests/fuzz.rs as an out-of-memory kill).
+        let counts = [
+            ("num_hidden_layers", l.num_hidden_layers),
+            ("audio_config.encoder_layers", a.encoder_layers),
+            ("audio_config.decoder_layers", a.decoder_layers),
+            (
+                "audio_config.audio_head_transformer_layers",
+                a.audio_head_transformer_layers,
+            ),
+            (
+                "audio_config.vq_config.codebook_sizes",
+                a.vq_config.codebook_sizes.len(),
+            ),
+            ("flow_matching_config.prenet_nlayers", f.prenet_nlayers),
+            ("flow_matching_config.n_blocks", f.n_blocks),
+            ("flow_matching_config.num_mid_blocks", f.num_mid_blocks),
+            ("flow_matching_config.channels", f.channels.len()),
+            ("vocoder_config.channels", self.vocoder.channels.len()),
+        ];
+        for (key, v) in counts {
+            if v > MAX_COUNT {
+                return bad(key, format!("{v} is more than {MAX_COUNT}"));
+            }
+        }
+        // Widths that multiply into tensor sizes: each must fit comfortably in usize products.
+        let widths = [
+            ("hidden_size", l.hidden_size),
+            ("intermediate_size", l.intermediate_size),
+            ("num_attention_heads", l.num_attention_heads),
+            ("num_key_value_heads", l.num_key_value_heads),
+            ("head_dim", l.head_dim),
+            ("vocab_size", l.vocab_size),
+            ("audio_config.d_model", a.d_model),
+            ("audio_config.num_mel_bins", a.num_mel_bins),
+            ("audio_config.encoder_ffn_dim", a.encoder_ffn_dim),
+            ("audio_config.decoder_ffn_dim", a.decoder_ffn_dim),
+            ("flow_matching_config.prenet_d_model", f.prenet_d_model),
+            ("flow_matching_config.prenet_ffn_dim", f.prenet_ffn_dim),
+        ];
+        for (key, v) in widths {
+            if v > MAX_WIDTH {
+                return bad(key, format!("{v} is more than {MAX_WIDTH}"));
+            }
+        }
         let nonzero = [
             ("hidden_size", l.hidden_size),
             ("intermediate_size", l.intermediate_size),
