@@ -144,8 +144,9 @@ fn quantised_products_are_close_to_f16() {
             .expect("gemv");
         let note = r.note.clone().unwrap_or_default();
         let rel: f64 = note
-            .rsplit(' ')
-            .next()
+            .split("rel RMS ")
+            .nth(1)
+            .and_then(|v| v.split(|ch: char| ch == ' ' || ch == ';').next())
             .and_then(|v| v.parse().ok())
             .unwrap_or(1.0);
         assert!(rel < bound && rel > 0.0, "{note}");
