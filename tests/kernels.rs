@@ -146,7 +146,7 @@ fn quantised_products_are_close_to_f16() {
         let rel: f64 = note
             .split("rel RMS ")
             .nth(1)
-            .and_then(|v| v.split(|ch: char| ch == ' ' || ch == ';').next())
+            .and_then(|v| v.split([' ', ';']).next())
             .and_then(|v| v.parse().ok())
             .unwrap_or(1.0);
         assert!(rel < bound && rel > 0.0, "{note}");
