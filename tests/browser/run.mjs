@@ -50,6 +50,7 @@ async function main() {
     check("server sends COOP same-origin", r.headers.get("cross-origin-opener-policy") === "same-origin");
     check("server sends COEP require-corp", r.headers.get("cross-origin-embedder-policy") === "require-corp");
     const wasm = await fetch(`${base}/pkg/bca_bg.wasm`);
+    await wasm.arrayBuffer(); // read the body: an unread 4 MB response holds a connection open
     check("wasm served as application/wasm", wasm.headers.get("content-type") === "application/wasm");
 
     const flags = [

@@ -47,22 +47,42 @@ pub fn serve(root: &Path, addr: &str) -> Result<(), Box<dyn std::error::Error>> 
     let server =
         tiny_http::Server::http(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     println!("serving {} at http://{addr}/", root.display());
+    // One thread per request: a client that stops reading a large body (a 128 MiB shard, the
+    // wasm) must not stall every other client, and files stream from disk instead of memory.
+    let root = root.to_path_buf();
     for req in server.incoming_requests() {
-        let file = resolve(root, req.url()).filter(|p| p.is_file());
-        let resp = match file.and_then(|p| std::fs::read(&p).ok().map(|b| (p, b))) {
-            Some((p, bytes)) => tiny_http::Response::from_data(bytes)
-                .with_header(header("Content-Type", mime(&p))?)
-                .with_status_code(200),
-            None => tiny_http::Response::from_data(b"not found".to_vec()).with_status_code(404),
-        };
-        let resp = resp
-            .with_header(header("Cross-Origin-Opener-Policy", "same-origin")?)
-            .with_header(header("Cross-Origin-Embedder-Policy", "require-corp")?)
-            .with_header(header("Cross-Origin-Resource-Policy", "same-origin")?)
-            .with_header(header("Cache-Control", "no-cache")?);
-        let _ = req.respond(resp);
+        let root = root.clone();
+        std::thread::spawn(move || {
+            let _ = respond(&root, req);
+        });
     }
     Ok(())
+}
+
+fn respond(root: &Path, req: tiny_http::Request) -> Result<(), String> {
+    let file = resolve(root, req.url()).filter(|p| p.is_file());
+    match file.and_then(|p| std::fs::File::open(&p).ok().map(|f| (p, f))) {
+        Some((p, f)) => {
+            let resp = tiny_http::Response::from_file(f)
+                .with_header(header("Content-Type", mime(&p))?)
+                .with_status_code(200);
+            req.respond(with_headers(resp)?).map_err(|e| e.to_string())
+        }
+        None => {
+            let resp = tiny_http::Response::from_data(b"not found".to_vec()).with_status_code(404);
+            req.respond(with_headers(resp)?).map_err(|e| e.to_string())
+        }
+    }
+}
+
+fn with_headers<R: std::io::Read>(
+    resp: tiny_http::Response<R>,
+) -> Result<tiny_http::Response<R>, String> {
+    Ok(resp
+        .with_header(header("Cross-Origin-Opener-Policy", "same-origin")?)
+        .with_header(header("Cross-Origin-Embedder-Policy", "require-corp")?)
+        .with_header(header("Cross-Origin-Resource-Policy", "same-origin")?)
+        .with_header(header("Cache-Control", "no-cache")?))
 }
 
 #[cfg(test)]
