@@ -1,5 +1,7 @@
 # Shared helpers for the scripts (sourced).
-step() { printf '\n==> %s\n' "$*"; }
+# Each step prints the seconds since the first script started (CI keeps the log, not timings).
+export BCA_T0="${BCA_T0:-$(date +%s)}"
+step() { printf '\n==> [%4ds] %s\n' "$(( $(date +%s) - BCA_T0 ))" "$*"; }
 
 # Runs apt-get install only for packages that are missing.
 apt_ensure() {

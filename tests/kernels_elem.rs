@@ -558,3 +558,185 @@ fn gelu_erf_accuracy() {
         worst.1
     );
 }
+
+// ---- load-time relayout (raw GPU weights → kernel layouts) ----
+
+use bca::ops::Strided;
+use bca::selftest::relayout::{self as rl, ConvKind};
+use bca::tensor::RawDType;
+
+fn boxed(x: usize, y: usize, z: usize, zvalid: usize, s: [usize; 4], d: [usize; 3]) -> Strided {
+    Strided {
+        x,
+        y,
+        z,
+        zvalid,
+        sbase: s[0],
+        sx: s[1],
+        sy: s[2],
+        sz: s[3],
+        dbase: d[0],
+        dx: d[1],
+        dy: d[2],
+    }
+}
+
+#[test]
+fn relayout_all_dtypes_and_shapes() {
+    let c = ctx(Path::F32);
+    let cases = [
+        // a transpose of (7, 5) into (5, 7)
+        boxed(5, 1, 8, 7, [0, 1, 0, 5], [0, 8, 0]),
+        // the bridge's gate/up interleave, ragged: (co 9, ci 6, k 3) → rows 2co, cols k·6+ci
+        boxed(9, 3, 6, 6, [0, 18, 1, 3], [0, 2 * 18, 6]),
+        // a 1-D cast with an odd tail padded
+        boxed(1, 1, 1002, 1001, [3, 0, 0, 1], [2, 0, 0]),
+        // a large grid (> 65535 workgroups of 256 would need 2-D): 300 × 257 × 10
+        boxed(300, 257, 10, 9, [0, 257 * 9, 9, 1], [0, 257 * 10, 10]),
+    ];
+    for (i, s) in cases.iter().enumerate() {
+        for (sd, dd) in [
+            (RawDType::F16, RawDType::F16),
+            (RawDType::F32, RawDType::F16),
+            (RawDType::F16, RawDType::F32),
+            (RawDType::F32, RawDType::F32),
+        ] {
+            let src_len = s.src_end() + 3;
+            let dst_len = s.dst_end() + 5;
+            assert_ok(
+                &format!("relayout {s:?} {sd:?}→{dd:?}"),
+                pollster::block_on(rl::relayout_case(
+                    c,
+                    *s,
+                    src_len,
+                    dst_len,
+                    sd,
+                    dd,
+                    500 + i as u64,
+                )),
+            );
+        }
+    }
+}
+
+#[test]
+fn relayout_refuses_bad_boxes() {
+    let c = ctx(Path::F32);
+    let src = c.upload("s", &[0u8; 64]);
+    let dst = c.upload("d", &[0u8; 64]);
+    let mut rec = Recorder::new(c, "t");
+    // odd z for an f16 output
+    let r = ops::relayout(
+        &mut rec,
+        &src,
+        RawDType::F16,
+        &dst,
+        RawDType::F16,
+        &boxed(1, 1, 3, 3, [0, 0, 0, 1], [0, 0, 0]),
+    );
+    assert!(shape_msg(r, "relayout").contains("even z"));
+    // reads past the source
+    let r = ops::relayout(
+        &mut rec,
+        &src,
+        RawDType::F32,
+        &dst,
+        RawDType::F32,
+        &boxed(1, 1, 8, 8, [10, 0, 0, 1], [0, 0, 0]),
+    );
+    assert!(shape_msg(r, "relayout").contains("src buffer holds 64 bytes, needs 72"));
+    // writes past the destination
+    let r = ops::relayout(
+        &mut rec,
+        &src,
+        RawDType::F32,
+        &dst,
+        RawDType::F32,
+        &boxed(1, 1, 8, 8, [0, 0, 0, 1], [12, 0, 0]),
+    );
+    assert!(shape_msg(r, "relayout").contains("dst buffer holds 64 bytes, needs 80"));
+}
+
+#[test]
+fn conv_weights_from_raw_equal_the_cpu_packed_ones() {
+    let kinds = [
+        // Whisper conv1/conv2-like, odd Cin (the zero pad)
+        ConvKind::Conv1d {
+            cout: 24,
+            cin_g: 13,
+            k: 3,
+            groups: 1,
+        },
+        // grouped, odd channels per group
+        ConvKind::Conv1d {
+            cout: 12,
+            cin_g: 3,
+            k: 5,
+            groups: 4,
+        },
+        // decoder dconv1 / HiFT ups
+        ConvKind::Transpose {
+            cin: 16,
+            cout_g: 10,
+            k: 3,
+            groups: 1,
+        },
+        ConvKind::Transpose {
+            cin: 9,
+            cout_g: 4,
+            k: 7,
+            groups: 3,
+        },
+        // the flow estimator's split convs: the second input's channels
+        ConvKind::Inputs {
+            cout: 8,
+            cin: 21,
+            k: 3,
+            c0: 10,
+            c: 11,
+        },
+        ConvKind::Inputs {
+            cout: 8,
+            cin: 21,
+            k: 3,
+            c0: 0,
+            c: 10,
+        },
+    ];
+    for path in PATHS {
+        let c = ctx(path);
+        for (i, k) in kinds.iter().enumerate() {
+            for dt in [RawDType::F16, RawDType::F32] {
+                assert_ok(
+                    &format!("{path:?} conv raw {k:?} {dt:?}"),
+                    pollster::block_on(rl::conv_raw_case(c, *k, dt, 520 + i as u64)),
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn codebooks_from_raw_and_f32_to_act() {
+    for path in PATHS {
+        let c = ctx(path);
+        for dt in [RawDType::F16, RawDType::F32] {
+            assert_ok(
+                &format!("{path:?} codebooks raw {dt:?}"),
+                pollster::block_on(rl::codebooks_raw_case(
+                    c,
+                    &[33, 17, 9, 5, 5, 5, 5, 5],
+                    40,
+                    dt,
+                    540,
+                )),
+            );
+        }
+        for n in [1, 2, 1001, 70000] {
+            assert_ok(
+                &format!("{path:?} f32_to_act {n}"),
+                pollster::block_on(rl::f32_to_act_case(c, n, 550 + n as u64)),
+            );
+        }
+    }
+}

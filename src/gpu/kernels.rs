@@ -69,6 +69,7 @@ const SOURCES: &[(&str, &str)] = &[
     ),
     ("fill", include_str!("../../shaders/util/fill.wgsl")),
     ("copy", include_str!("../../shaders/util/copy.wgsl")),
+    ("relayout", include_str!("../../shaders/util/relayout.wgsl")),
     (
         "kv_append",
         include_str!("../../shaders/attention/kv_append.wgsl"),

@@ -15,9 +15,9 @@ use std::collections::HashMap;
 
 use sha2::{Digest, Sha256};
 
-use super::weights::{HostTensor, MatrixPart, ModelError, Weights};
+use super::weights::{is_gpu_raw, HostTensor, MatrixPart, ModelError, Weights};
 use crate::gpu::GpuContext;
-use crate::tensor::{Matrix, WeightFormat};
+use crate::tensor::{Matrix, RawDType, RawTensor, WeightFormat};
 use crate::weights::dtype::{self, DType};
 use crate::weights::manifest::{
     check_limits, parse_format, parse_manifest, row_elems, stored_as_matrix, validate_manifest,
@@ -61,6 +61,17 @@ enum Sink {
     Host(Vec<u8>),
 }
 
+/// Where a manifest tensor ends up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    /// GPU matrix parts (linears, embeddings, anything quantised).
+    Matrix,
+    /// One GPU buffer in the checkpoint layout (conv kernels, codebooks: see `is_gpu_raw`).
+    Raw,
+    /// Host f32 (norms, biases, positional tables, small HiFT tensors).
+    Host,
+}
+
 enum Done {
     Gpu(wgpu::Buffer),
     Host(Vec<u8>),
@@ -78,8 +89,8 @@ struct Current {
 pub struct StreamLoader {
     manifest: Manifest,
     store: Weights,
-    /// Per manifest tensor: format and whether it becomes GPU matrix parts.
-    kinds: Vec<(Format, bool)>,
+    /// Per manifest tensor: format and where it goes.
+    kinds: Vec<(Format, Kind)>,
     /// Per shard, its spans sorted by offset.
     targets: Vec<Vec<Target>>,
     /// Per shard, per target: the finished bytes (GPU buffer or host bytes).
@@ -129,6 +140,13 @@ impl StreamLoader {
             .into_iter()
             .map(|s| (s.name, s.role))
             .collect();
+        // HiFT's tensors only decide what stays raw on the GPU (its two small linears stay
+        // host tensors: the f0 and source heads run on the host)
+        let hift_roles: HashMap<String, Role> =
+            crate::weights::manifest::hift_web_specs(&crate::weights::hift::HiftConfig::default())
+                .into_iter()
+                .map(|s| (s.name, s.role))
+                .collect();
         let mut kinds = Vec::new();
         let mut targets = vec![Vec::new(); manifest.shards.len()];
         for (ti, t) in manifest.tensors.iter().enumerate() {
@@ -140,7 +158,21 @@ impl StreamLoader {
                     t.name
                 )));
             }
-            kinds.push((fmt, matrix));
+            // raw on the GPU: a conv kernel or codebook in one part, f16 or f32 (a tensor split
+            // for the binding limit stays on the host, where `Weights::raw` uploads it)
+            let raw = !matrix
+                && t.parts.len() == 1
+                && matches!(fmt, Format::F16 | Format::F32)
+                && roles
+                    .get(&t.name)
+                    .or(hift_roles.get(&t.name))
+                    .is_some_and(|r| is_gpu_raw(*r));
+            let kind = match (matrix, raw) {
+                (true, _) => Kind::Matrix,
+                (false, true) => Kind::Raw,
+                (false, false) => Kind::Host,
+            };
+            kinds.push((fmt, kind));
             for (pi, p) in t.parts.iter().enumerate() {
                 for (s, scales) in [(Some(p.data), false), (p.scales, true)] {
                     if let Some(s) = s {
@@ -313,10 +345,27 @@ impl StreamLoader {
             }
         }
         for (ti, t) in self.manifest.tensors.iter().enumerate() {
-            let (fmt, matrix) = self.kinds[ti];
+            let (fmt, kind) = self.kinds[ti];
             let cols = row_elems(&t.shape);
             let missing = || invalid(format!("{}: a part never arrived", t.name));
-            if matrix {
+            if kind == Kind::Raw {
+                let Some(Done::Gpu(buf)) = by_part.remove(&(ti, 0, false)) else {
+                    return Err(missing());
+                };
+                let dtype = if fmt == Format::F16 {
+                    RawDType::F16
+                } else {
+                    RawDType::F32
+                };
+                self.store.insert_raw(
+                    &t.name,
+                    RawTensor {
+                        buf,
+                        shape: t.shape.clone(),
+                        dtype,
+                    },
+                );
+            } else if kind == Kind::Matrix {
                 let mut parts = Vec::new();
                 for (pi, p) in t.parts.iter().enumerate() {
                     let rows = p.rows[1] - p.rows[0];
@@ -384,13 +433,13 @@ impl StreamLoader {
     }
 }
 
-fn new_sink(ctx: &GpuContext, m: &Manifest, kinds: &[(Format, bool)], t: &Target) -> Sink {
+fn new_sink(ctx: &GpuContext, m: &Manifest, kinds: &[(Format, Kind)], t: &Target) -> Sink {
     let e = &m.tensors[t.tensor];
-    let (fmt, matrix) = kinds[t.tensor];
-    if !matrix {
+    let (fmt, kind) = kinds[t.tensor];
+    if kind == Kind::Host {
         return Sink::Host(Vec::with_capacity(t.length as usize));
     }
-    let (row_in, row_out, size) = if fmt == Format::F16 && !t.scales {
+    let (row_in, row_out, size) = if kind == Kind::Matrix && fmt == Format::F16 && !t.scales {
         let cols = row_elems(&e.shape);
         let p = &e.parts[t.part];
         let rows = p.rows[1] - p.rows[0];

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 
 use crate::gpu::{GpuContext, GpuError};
 use crate::ops::OpError;
-use crate::tensor::{Matrix, Tensor, WeightFormat};
+use crate::tensor::{Matrix, RawTensor, Tensor, WeightFormat};
 use crate::weights::spec::{model_tensors, Role};
 use crate::weights::{OmniConfig, WeightError};
 
@@ -68,6 +68,9 @@ pub struct Weights {
     roles: HashMap<String, (Role, Vec<usize>)>,
     matrices: RefCell<HashMap<String, std::rc::Rc<Vec<MatrixPart>>>>,
     host: RefCell<HashMap<String, std::rc::Rc<HostTensor>>>,
+    raw: RefCell<HashMap<String, std::rc::Rc<RawTensor>>>,
+    /// The RVQ codebooks laid out for the kernels, shared by the bridge and the decoder.
+    codebooks: RefCell<Option<std::rc::Rc<crate::ops::Codebooks>>>,
     #[cfg(not(target_arch = "wasm32"))]
     backing: Option<Backing>,
 }
@@ -75,6 +78,13 @@ pub struct Weights {
 /// Whether tensors of `role` are stored as GPU matrices (else host f32).
 pub fn is_matrix(role: Role) -> bool {
     matches!(role, Role::Linear | Role::Embedding)
+}
+
+/// Whether a non-matrix tensor of `role` is kept on the GPU in its checkpoint layout
+/// ([`RawTensor`]) by the streaming loader: conv kernels and codebooks, the bulk of the
+/// non-matrix bytes (≈ 700 MiB as f32 in the real model), which stages lay out on the GPU.
+pub fn is_gpu_raw(role: Role) -> bool {
+    matches!(role, Role::Conv | Role::Codebook)
 }
 
 impl Weights {
@@ -90,6 +100,8 @@ impl Weights {
             roles,
             matrices: RefCell::new(HashMap::new()),
             host: RefCell::new(HashMap::new()),
+            raw: RefCell::new(HashMap::new()),
+            codebooks: RefCell::new(None),
             #[cfg(not(target_arch = "wasm32"))]
             backing: None,
         }
@@ -264,10 +276,75 @@ impl Weights {
             .insert(name.to_string(), std::rc::Rc::new(t));
     }
 
-    /// Host f32 copy of a small tensor (norm, bias, conv kernel, codebook, HiFT …).
+    /// Registers a raw GPU tensor streamed in by a loader.
+    pub fn insert_raw(&self, name: &str, t: RawTensor) {
+        self.raw
+            .borrow_mut()
+            .insert(name.to_string(), std::rc::Rc::new(t));
+    }
+
+    /// A non-matrix tensor on the GPU in its checkpoint layout (conv kernels, codebooks): as
+    /// the streaming loader left it, else uploaded once from the host copy.
+    pub fn raw(&self, ctx: &GpuContext, name: &str) -> Result<std::rc::Rc<RawTensor>, ModelError> {
+        if let Some(t) = self.raw.borrow().get(name) {
+            return Ok(t.clone());
+        }
+        let held = self.host.borrow().get(name).cloned();
+        let t = match held {
+            Some(h) => RawTensor::from_f32(ctx, name, &h.shape, &h.data),
+            None => {
+                let h = self.load_host(name)?;
+                RawTensor::from_f32(ctx, name, &h.shape, &h.data)
+            }
+        };
+        let t = std::rc::Rc::new(t);
+        self.raw.borrow_mut().insert(name.to_string(), t.clone());
+        Ok(t)
+    }
+
+    /// The bridge's 8 RVQ codebooks `(N_i, P·d)` in one f32 GPU buffer with their norms
+    /// (`Codebooks::from_raw`, once; the bridge and the audio decoder share it).
+    pub fn rvq_codebooks(
+        &self,
+        ctx: &GpuContext,
+    ) -> Result<std::rc::Rc<crate::ops::Codebooks>, ModelError> {
+        if let Some(c) = self.codebooks.borrow().as_ref() {
+            return Ok(c.clone());
+        }
+        const P: &str = "audio_tokenizer.audio_bridge_model";
+        let a = &self.config.audio;
+        let big = a.d_model * a.avg_pooler;
+        let sizes = &a.vq_config.codebook_sizes;
+        let mut levels = Vec::new();
+        for (i, &n) in sizes.iter().enumerate() {
+            let name = format!("{P}.vq_list.{i}.codebook.embed");
+            let c = self.raw(ctx, &name)?;
+            if c.shape != [n, big] {
+                return Err(ModelError::input(format!(
+                    "{name} is {:?}, want [{n}, {big}]",
+                    c.shape
+                )));
+            }
+            levels.push(c);
+        }
+        let refs: Vec<&RawTensor> = levels.iter().map(|c| c.as_ref()).collect();
+        let mut rec = crate::gpu::Recorder::new(ctx, "rvq.codebooks");
+        let cb = crate::ops::Codebooks::from_raw(&mut rec, "rvq.codebooks", &refs)?;
+        rec.submit()?;
+        let cb = std::rc::Rc::new(cb);
+        *self.codebooks.borrow_mut() = Some(cb.clone());
+        Ok(cb)
+    }
+
+    /// Host f32 copy of a small tensor (norm, bias, positional table, HiFT linear …).
     pub fn host(&self, name: &str) -> Result<std::rc::Rc<HostTensor>, ModelError> {
         if let Some(t) = self.host.borrow().get(name) {
             return Ok(t.clone());
+        }
+        if cfg!(target_arch = "wasm32") && self.raw.borrow().contains_key(name) {
+            return Err(ModelError::input(format!(
+                "{name} is kept on the GPU (read it with Weights::raw)"
+            )));
         }
         let t = std::rc::Rc::new(self.load_host(name)?);
         self.host.borrow_mut().insert(name.to_string(), t.clone());
@@ -472,6 +549,10 @@ impl Weights {
         use crate::weights::manifest::{digest_f32, part_lengths};
         use crate::weights::spec::Format;
         use sha2::{Digest, Sha256};
+        let raw = self.raw.borrow().get(name).cloned();
+        if let Some(t) = raw {
+            return raw_digest(ctx, &t).await;
+        }
         let is_mat = self.matrices.borrow().contains_key(name)
             || self.roles.get(name).is_some_and(|(r, _)| is_matrix(*r));
         if !is_mat {
@@ -536,7 +617,36 @@ impl Weights {
     pub fn names(&self) -> Vec<String> {
         let mut v: Vec<String> = self.matrices.borrow().keys().cloned().collect();
         v.extend(self.host.borrow().keys().cloned());
+        v.extend(self.raw.borrow().keys().cloned());
         v.sort();
+        v.dedup();
         v
     }
+}
+
+/// [`Weights::digest`] of a raw tensor: its values as f32 little-endian (as `digest_f32`),
+/// read back in slices so wasm memory never holds a large one whole.
+async fn raw_digest(ctx: &GpuContext, t: &RawTensor) -> Result<String, ModelError> {
+    use crate::gpu::read_buffer;
+    use crate::tensor::RawDType;
+    use crate::weights::dtype::{self, DType};
+    use sha2::{Digest, Sha256};
+    let (size, dt) = match t.dtype {
+        RawDType::F16 => (2usize, DType::F16),
+        RawDType::F32 => (4usize, DType::F32),
+    };
+    let n = t.numel();
+    let per = DIGEST_CHUNK / 4; // elements per slice (a multiple of 2: f16 pairs stay whole)
+    let mut h = Sha256::new();
+    let mut e0 = 0;
+    while e0 < n {
+        let k = per.min(n - e0);
+        let bytes = ((k * size).div_ceil(4) * 4) as u64;
+        let b = read_buffer(ctx, &t.buf, (e0 * size) as u64, bytes).await?;
+        for v in dtype::to_f32(dt, &b).iter().take(k) {
+            h.update(v.to_le_bytes());
+        }
+        e0 += k;
+    }
+    Ok(hex::encode(h.finalize()))
 }

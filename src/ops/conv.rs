@@ -3,7 +3,9 @@
 use half::f16;
 
 use crate::gpu::{grid, Binding, GpuContext, KernelKey, Recorder};
-use crate::tensor::Tensor;
+use crate::tensor::{RawDType, RawTensor, Tensor};
+
+use super::relayout::{relayout, Strided};
 
 use super::{check_act, check_len, shape_err, OpError};
 
@@ -62,6 +64,145 @@ impl ConvWeight {
             k,
             groups,
         }
+    }
+
+    /// Shape `[a, b, k]` of a raw 3-D conv weight.
+    fn raw_dims(op: &'static str, w: &RawTensor) -> Result<[usize; 3], OpError> {
+        match w.shape[..] {
+            [a, b, k] if a > 0 && b > 0 && k > 0 => Ok([a, b, k]),
+            _ => Err(shape_err(op, format!("weight is {:?}, want 3-D", w.shape))),
+        }
+    }
+
+    fn storage(rec: &Recorder, label: &str, cout: usize, cin_g: usize, k: usize) -> wgpu::Buffer {
+        let cin_gp = cin_g.div_ceil(2) * 2;
+        rec.ctx().storage(label, (cout * k * cin_gp * 2) as u64)
+    }
+
+    /// [`ConvWeight::conv1d`] from a raw PyTorch `Conv1d.weight` (Cout, Cin/groups, K) that
+    /// is already on the GPU: laid out there by one [`relayout`] (records, does not submit).
+    pub fn conv1d_raw(
+        rec: &mut Recorder,
+        label: &str,
+        w: &RawTensor,
+        groups: usize,
+    ) -> Result<ConvWeight, OpError> {
+        let [cout, cin_g, k] = Self::raw_dims("conv1d", w)?;
+        if groups == 0 || !cout.is_multiple_of(groups) {
+            return Err(shape_err(
+                "conv1d",
+                format!("{groups} groups do not divide Cout {cout}"),
+            ));
+        }
+        let cin_gp = cin_g.div_ceil(2) * 2;
+        let buf = Self::storage(rec, label, cout, cin_g, k);
+        let s = Strided {
+            x: cout,
+            y: k,
+            z: cin_gp,
+            zvalid: cin_g,
+            sbase: 0,
+            sx: cin_g * k,
+            sy: 1,
+            sz: k,
+            dbase: 0,
+            dx: k * cin_gp,
+            dy: cin_gp,
+        };
+        relayout(rec, &w.buf, w.dtype, &buf, RawDType::F16, &s)?;
+        Ok(ConvWeight {
+            buf,
+            cout,
+            cin_g,
+            k,
+            groups,
+        })
+    }
+
+    /// The slice of input channels `c0..c0 + c` of a raw `Conv1d.weight` (Cout, Cin, K),
+    /// groups 1, as its own conv weight (a conv over concatenated inputs run as a sum of
+    /// convs over each input).
+    pub fn conv1d_raw_inputs(
+        rec: &mut Recorder,
+        label: &str,
+        w: &RawTensor,
+        c0: usize,
+        c: usize,
+    ) -> Result<ConvWeight, OpError> {
+        let [cout, cin, k] = Self::raw_dims("conv1d", w)?;
+        if c == 0 || c0 + c > cin {
+            return Err(shape_err(
+                "conv1d",
+                format!("input channels {c0}..{} outside the weight's {cin}", c0 + c),
+            ));
+        }
+        let cin_gp = c.div_ceil(2) * 2;
+        let buf = Self::storage(rec, label, cout, c, k);
+        let s = Strided {
+            x: cout,
+            y: k,
+            z: cin_gp,
+            zvalid: c,
+            sbase: c0 * k,
+            sx: cin * k,
+            sy: 1,
+            sz: k,
+            dbase: 0,
+            dx: k * cin_gp,
+            dy: cin_gp,
+        };
+        relayout(rec, &w.buf, w.dtype, &buf, RawDType::F16, &s)?;
+        Ok(ConvWeight {
+            buf,
+            cout,
+            cin_g: c,
+            k,
+            groups: 1,
+        })
+    }
+
+    /// [`ConvWeight::conv_transpose1d`] from a raw PyTorch `ConvTranspose1d.weight`
+    /// (Cin, Cout/groups, K) on the GPU: one [`relayout`] per group.
+    pub fn conv_transpose1d_raw(
+        rec: &mut Recorder,
+        label: &str,
+        w: &RawTensor,
+        groups: usize,
+    ) -> Result<ConvWeight, OpError> {
+        let [cin, cout_g, k] = Self::raw_dims("conv_transpose1d", w)?;
+        if groups == 0 || !cin.is_multiple_of(groups) {
+            return Err(shape_err(
+                "conv_transpose1d",
+                format!("{groups} groups do not divide Cin {cin}"),
+            ));
+        }
+        let cin_g = cin / groups;
+        let cin_gp = cin_g.div_ceil(2) * 2;
+        let cout = cout_g * groups;
+        let buf = Self::storage(rec, label, cout, cin_g, k);
+        for g in 0..groups {
+            let s = Strided {
+                x: cout_g,
+                y: k,
+                z: cin_gp,
+                zvalid: cin_g,
+                sbase: g * cin_g * cout_g * k,
+                sx: k,
+                sy: 1,
+                sz: cout_g * k,
+                dbase: g * cout_g * k * cin_gp,
+                dx: k * cin_gp,
+                dy: cin_gp,
+            };
+            relayout(rec, &w.buf, w.dtype, &buf, RawDType::F16, &s)?;
+        }
+        Ok(ConvWeight {
+            buf,
+            cout,
+            cin_g,
+            k,
+            groups,
+        })
     }
 
     /// From a PyTorch `Conv1d.weight` (Cout, Cin/groups, K), row-major f32.

@@ -8,7 +8,9 @@
 
 use crate::gpu::{grid, Binding, GpuContext, KernelKey, Recorder};
 
+use super::relayout::{relayout, Strided};
 use super::{check_len, shape_err, OpError};
+use crate::tensor::{RawDType, RawTensor};
 
 /// Codebook levels of the bridge's residual VQ.
 pub const RVQ_LEVELS: usize = 8;
@@ -35,14 +37,12 @@ pub struct Codebooks {
 }
 
 impl Codebooks {
-    /// Uploads `data` = the 8 row-major codebooks concatenated (ΣN_i·Dq f32).
-    pub fn from_f32(
+    /// Checks sizes and dim against the device and returns `(sizes, row0)`.
+    fn layout(
         ctx: &GpuContext,
-        label: &str,
         sizes: &[usize],
         dim: usize,
-        data: &[f32],
-    ) -> Result<Codebooks, OpError> {
+    ) -> Result<([usize; RVQ_LEVELS], [usize; RVQ_LEVELS]), OpError> {
         const OP: &str = "rvq codebooks";
         let sizes: [usize; RVQ_LEVELS] = sizes.try_into().map_err(|_| {
             shape_err(
@@ -57,16 +57,6 @@ impl Codebooks {
             ));
         }
         let rows: usize = sizes.iter().sum();
-        if data.len() != rows * dim {
-            return Err(shape_err(
-                OP,
-                format!(
-                    "data holds {} values, codebooks {sizes:?} × {dim} need {}",
-                    data.len(),
-                    rows * dim
-                ),
-            ));
-        }
         let bytes = (rows * dim * 4) as u64;
         if bytes > ctx.limits.max_storage_buffer_binding_size || rows * dim >= u32::MAX as usize {
             return Err(shape_err(
@@ -82,6 +72,29 @@ impl Codebooks {
         for i in 1..RVQ_LEVELS {
             row0[i] = row0[i - 1] + sizes[i - 1];
         }
+        Ok((sizes, row0))
+    }
+
+    /// Uploads `data` = the 8 row-major codebooks concatenated (ΣN_i·Dq f32).
+    pub fn from_f32(
+        ctx: &GpuContext,
+        label: &str,
+        sizes: &[usize],
+        dim: usize,
+        data: &[f32],
+    ) -> Result<Codebooks, OpError> {
+        let (sizes, row0) = Self::layout(ctx, sizes, dim)?;
+        let rows: usize = sizes.iter().sum();
+        if data.len() != rows * dim {
+            return Err(shape_err(
+                "rvq codebooks",
+                format!(
+                    "data holds {} values, codebooks {sizes:?} × {dim} need {}",
+                    data.len(),
+                    rows * dim
+                ),
+            ));
+        }
         Ok(Codebooks {
             buf: ctx.upload(label, bytemuck::cast_slice(data)),
             norms: ctx.storage("rvq.norms", (rows * 4) as u64),
@@ -89,6 +102,62 @@ impl Codebooks {
             row0,
             dim,
         })
+    }
+
+    /// Assembles the 8 codebooks `(N_i, Dq)` from raw GPU tensors (f16 or f32, as loaded)
+    /// into the f32 buffer on the GPU, one [`relayout`] per level, and records
+    /// [`rvq_norms`]. The codebooks never pass through host memory.
+    pub fn from_raw(
+        rec: &mut Recorder,
+        label: &str,
+        levels: &[&RawTensor],
+    ) -> Result<Codebooks, OpError> {
+        let ctx = rec.ctx();
+        let dim = levels
+            .first()
+            .and_then(|l| l.shape.get(1))
+            .copied()
+            .unwrap_or(0);
+        let mut sizes = Vec::new();
+        for (i, l) in levels.iter().enumerate() {
+            match l.shape[..] {
+                [n, d] if d == dim => sizes.push(n),
+                _ => {
+                    return Err(shape_err(
+                        "rvq codebooks",
+                        format!("codebook {i} is {:?}, want [N, {dim}]", l.shape),
+                    ))
+                }
+            }
+        }
+        let (sizes, row0) = Self::layout(ctx, &sizes, dim)?;
+        let rows: usize = sizes.iter().sum();
+        let buf = ctx.storage(label, (rows * dim * 4) as u64);
+        for (i, l) in levels.iter().enumerate() {
+            let s = Strided {
+                x: sizes[i],
+                y: 1,
+                z: dim,
+                zvalid: dim,
+                sbase: 0,
+                sx: dim,
+                sy: 0,
+                sz: 1,
+                dbase: row0[i] * dim,
+                dx: dim,
+                dy: 0,
+            };
+            relayout(rec, &l.buf, l.dtype, &buf, RawDType::F32, &s)?;
+        }
+        let cb = Codebooks {
+            buf,
+            norms: ctx.storage("rvq.norms", (rows * 4) as u64),
+            sizes,
+            row0,
+            dim,
+        };
+        rvq_norms(rec, &cb)?;
+        Ok(cb)
     }
 
     /// ΣN_i.

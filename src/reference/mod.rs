@@ -136,3 +136,20 @@ pub fn softmax(x: &[f32], cols: usize) -> Vec<f32> {
         })
         .collect()
 }
+
+/// The gather of `ops::relayout`: writes box `s` of `src` into `dst` (values as f32; the
+/// caller rounds to f16 where the GPU stores f16).
+pub fn relayout(src: &[f32], dst: &mut [f32], s: &crate::ops::Strided) {
+    for x in 0..s.x {
+        for y in 0..s.y {
+            for z in 0..s.z {
+                let v = if z < s.zvalid {
+                    src[s.sbase + x * s.sx + y * s.sy + z * s.sz]
+                } else {
+                    0.0
+                };
+                dst[s.dbase + x * s.dx + y * s.dy + z] = v;
+            }
+        }
+    }
+}

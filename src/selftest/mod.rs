@@ -8,6 +8,7 @@ pub mod conv;
 pub mod elementwise;
 pub mod embedding;
 pub mod norm;
+pub mod relayout;
 pub mod rope;
 pub mod rvq;
 pub mod sampling;
@@ -763,6 +764,9 @@ async fn run_elem(ctx: &GpuContext, out: &mut Vec<CaseResult>) {
         "avgpool1d 9x7 k4".into(),
         conv::avgpool1d_case(ctx, 9, 7, 4, 427).await,
     );
+    for (name, r) in relayout::subset(ctx).await {
+        push(name, r);
+    }
 }
 
 #[cfg(test)]

@@ -77,6 +77,50 @@ pub fn round_act(dtype: ActDType, data: &[f32]) -> Vec<f32> {
     }
 }
 
+/// Element type of a raw weight buffer (as the checkpoint stored it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RawDType {
+    F16,
+    F32,
+}
+
+/// A non-matrix weight (conv kernel, codebook …) kept on the GPU in its checkpoint layout,
+/// row-major, f16 or f32 (`buf` is padded to whole u32 words). Stages lay it out for their
+/// kernels with [`crate::ops::relayout`]; its values never need to pass through the host.
+pub struct RawTensor {
+    pub buf: wgpu::Buffer,
+    pub shape: Vec<usize>,
+    pub dtype: RawDType,
+}
+
+impl RawTensor {
+    pub fn numel(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// Uploads host f32 values (native loading, tests).
+    pub fn from_f32(ctx: &GpuContext, label: &str, shape: &[usize], data: &[f32]) -> RawTensor {
+        RawTensor {
+            buf: ctx.upload(label, bytemuck::cast_slice(data)),
+            shape: shape.to_vec(),
+            dtype: RawDType::F32,
+        }
+    }
+
+    /// Reads the values back as f32 (tests, digests).
+    pub async fn to_vec(&self, ctx: &GpuContext) -> Result<Vec<f32>, crate::gpu::GpuError> {
+        let n = self.numel();
+        let (bytes, dt) = match self.dtype {
+            RawDType::F16 => ((n * 2).div_ceil(4) * 4, crate::weights::dtype::DType::F16),
+            RawDType::F32 => (n * 4, crate::weights::dtype::DType::F32),
+        };
+        let b = crate::gpu::read_buffer(ctx, &self.buf, 0, bytes as u64).await?;
+        let mut v = crate::weights::dtype::to_f32(dt, &b);
+        v.truncate(n);
+        Ok(v)
+    }
+}
+
 /// Storage format of a weight matrix.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]

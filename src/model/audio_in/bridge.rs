@@ -22,7 +22,7 @@ pub struct Bridge {
     gate_up: Matrix,                  // (2·P·d, P·d), rows (gate_i, up_i) interleaved
     down: Matrix,                     // (P·d, P·d), no bias
     ln: (wgpu::Buffer, wgpu::Buffer), // layer_norm (P·d) f32
-    pub codebooks: Codebooks,         // 8 × (N_i, P·d) f32
+    pub codebooks: std::rc::Rc<Codebooks>, // 8 × (N_i, P·d) f32, shared with the decoder
     proj: Option<(Matrix, Tensor)>,   // proj_decoder (d, P·d) + bias (d), decode only
 }
 
@@ -34,8 +34,8 @@ impl Bridge {
         let (d, pool) = (a.d_model, a.avg_pooler);
         let big = d * pool;
         let p = Self::PREFIX;
-        let g = w.host(&format!("{p}.gate_proj.weight"))?;
-        let u = w.host(&format!("{p}.up_proj.weight"))?;
+        let g = w.raw(ctx, &format!("{p}.gate_proj.weight"))?;
+        let u = w.raw(ctx, &format!("{p}.up_proj.weight"))?;
         for (n, t) in [("gate_proj", &g), ("up_proj", &u)] {
             if t.shape != [big, d, pool] {
                 return Err(ModelError::input(format!(
@@ -44,34 +44,50 @@ impl Bridge {
                 )));
             }
         }
-        let mut gu = vec![0f32; 2 * big * big];
-        for co in 0..big {
-            for (which, src) in [(0, &g.data), (1, &u.data)] {
-                let row = &mut gu[(2 * co + which) * big..(2 * co + which + 1) * big];
-                for ci in 0..d {
-                    for k in 0..pool {
-                        row[k * d + ci] = src[(co * d + ci) * pool + k];
-                    }
-                }
-            }
+        // gate and up rows interleaved (2co + which) so one product gives both; column
+        // k·d + ci multiplies input frame k, channel ci. Laid out on the GPU (f16), then
+        // quantised there for q8/q4.
+        let mut rec = Recorder::new(ctx, "bridge.load");
+        let stride = if w.format == crate::tensor::WeightFormat::F16 {
+            big.div_ceil(8) * 8
+        } else {
+            big
+        };
+        let gu = ctx.storage("bridge.gate_up", (2 * big * stride * 2) as u64);
+        for (which, t) in [(0, &g), (1, &u)] {
+            let s = ops::Strided {
+                x: big,
+                y: pool,
+                z: d,
+                zvalid: d,
+                sbase: 0,
+                sx: d * pool,
+                sy: 1,
+                sz: pool,
+                dbase: which * stride,
+                dx: 2 * stride,
+                dy: d,
+            };
+            ops::relayout(
+                &mut rec,
+                &t.buf,
+                t.dtype,
+                &gu,
+                crate::tensor::RawDType::F16,
+                &s,
+            )?;
         }
-        let gate_up = Matrix::from_f32(ctx, "bridge.gate_up", 2 * big, big, &gu, w.format);
-        let sizes = &a.vq_config.codebook_sizes;
-        let mut data = Vec::new();
-        for (i, &n) in sizes.iter().enumerate() {
-            let c = w.host(&format!("{p}.vq_list.{i}.codebook.embed"))?;
-            if c.shape != [n, big] {
-                return Err(ModelError::input(format!(
-                    "{p}.vq_list.{i}.codebook.embed is {:?}, want [{n}, {big}]",
-                    c.shape
-                )));
-            }
-            data.extend_from_slice(&c.data);
-        }
-        let codebooks = Codebooks::from_f32(ctx, "rvq.codebooks", sizes, big, &data)?;
-        let mut rec = Recorder::new(ctx, "rvq_norms");
-        ops::rvq_norms(&mut rec, &codebooks)?;
+        let gate_up = match w.format {
+            crate::tensor::WeightFormat::F16 => Matrix::F16 {
+                buf: gu,
+                rows: 2 * big,
+                cols: big,
+                stride,
+            },
+            f => ops::quantize(&mut rec, &gu, 2 * big, big, f)?,
+        };
         rec.submit()?;
+        let codebooks = w.rvq_codebooks(ctx)?;
         let proj = match (
             w.matrix(ctx, &format!("{p}.proj_decoder.weight")),
             w.tensor(ctx, &format!("{p}.proj_decoder.bias")),

@@ -72,15 +72,16 @@ impl AudioEncoder {
             )));
         }
         let p = Self::PREFIX;
-        let conv = |name: &str, cin: usize| -> Result<ConvWeight, ModelError> {
-            let h = w.host(&format!("{p}.{name}.weight"))?;
+        let mut rec = crate::gpu::Recorder::new(ctx, "encoder.load");
+        let mut conv = |name: &str, cin: usize| -> Result<ConvWeight, ModelError> {
+            let h = w.raw(ctx, &format!("{p}.{name}.weight"))?;
             if h.shape != [d, cin, 3] {
                 return Err(ModelError::input(format!(
                     "{p}.{name}.weight is {:?}, want [{d}, {cin}, 3]",
                     h.shape
                 )));
             }
-            Ok(ConvWeight::conv1d(ctx, name, &h.data, d, cin, 3, 1)?)
+            Ok(ConvWeight::conv1d_raw(&mut rec, name, &h, 1)?)
         };
         let ln = |name: &str| -> Result<(wgpu::Buffer, wgpu::Buffer), ModelError> {
             Ok((
@@ -116,14 +117,17 @@ impl AudioEncoder {
                 fc2_b: b("fc2")?,
             });
         }
+        let conv1 = conv("conv1", n_mels)?;
+        let conv2 = conv("conv2", d)?;
+        rec.submit()?;
         Ok(AudioEncoder {
             n_mels,
             d,
             heads,
             ffn,
-            conv1: conv("conv1", n_mels)?,
+            conv1,
             conv1_b: w.f32_buffer(ctx, &format!("{p}.conv1.bias"))?,
-            conv2: conv("conv2", d)?,
+            conv2,
             conv2_b: w.f32_buffer(ctx, &format!("{p}.conv2.bias"))?,
             positions: pos_h.shape[0],
             pos: pos_h.data.clone(),

@@ -18,7 +18,7 @@ const DEC: &str = "audio_tokenizer.audio_decoder";
 
 pub struct AudioDecoder {
     /// Codebooks C_i (N_i, Dq) f32 on the host (the decode sum runs on the CPU: 8 gathers).
-    codebooks: Vec<Rc<HostTensor>>,
+    codebooks: Rc<ops::Codebooks>,
     dq: usize,
     /// proj_decoder (d, Dq) + bias.
     proj: Linear,
@@ -39,20 +39,19 @@ impl AudioDecoder {
     pub fn load(w: &Weights, ctx: &GpuContext) -> Result<Self, ModelError> {
         let a = &w.config.audio;
         let d = a.d_model;
-        let mut codebooks = Vec::new();
-        for i in 0..RVQ_LEVELS {
-            codebooks.push(w.host(&format!("{BRIDGE}.vq_list.{i}.codebook.embed"))?);
-        }
-        let dq = codebooks[0].shape.get(1).copied().unwrap_or(0);
-        if codebooks
-            .iter()
-            .any(|c| c.shape.len() != 2 || c.shape[1] != dq)
-        {
-            return Err(ModelError::input("codebooks differ in width"));
-        }
+        let codebooks = w.rvq_codebooks(ctx)?;
+        let dq = codebooks.dim;
         let k = a.decoder_kernel_size;
-        let wt = w.host(&format!("{DEC}.dconv1.conv.weight"))?;
-        let dconv1 = ConvWeight::conv_transpose1d(ctx, "dconv1", &wt.data, d, d, k, 1)?;
+        let wt = w.raw(ctx, &format!("{DEC}.dconv1.conv.weight"))?;
+        if wt.shape != [d, d, k] {
+            return Err(ModelError::input(format!(
+                "{DEC}.dconv1.conv.weight is {:?}, want [{d}, {d}, {k}]",
+                wt.shape
+            )));
+        }
+        let mut rec = Recorder::new(ctx, "decoder.load");
+        let dconv1 = ConvWeight::conv_transpose1d_raw(&mut rec, "dconv1", &wt, 1)?;
+        rec.submit()?;
         let layers = (0..a.decoder_layers)
             .map(|i| {
                 WhisperLayer::load(
@@ -81,7 +80,7 @@ impl AudioDecoder {
 
     /// Codebook sizes N_i.
     pub fn codebook_sizes(&self) -> Vec<usize> {
-        self.codebooks.iter().map(|c| c.shape[0]).collect()
+        self.codebooks.sizes.to_vec()
     }
 
     /// Most frames one segment may hold: 4N−1 ≤ positional table length (spec §7 step 2).
@@ -106,7 +105,7 @@ impl AudioDecoder {
         }
         for (e, &c) in codes.iter().enumerate() {
             let (f, i) = (e / RVQ_LEVELS, e % RVQ_LEVELS);
-            let size = self.codebooks[i].shape[0];
+            let size = self.codebooks.sizes[i];
             if c as usize >= size {
                 return Err(ModelError::input(format!(
                     "code {c} at frame {f}, codebook {i} is out of range (codebook {i} has {size} entries{})",
@@ -117,29 +116,17 @@ impl AudioDecoder {
         Ok(n)
     }
 
-    /// `e (N, Dq) = Σ_{i=7..0} C_i[code_i]` in f32 (spec §4 decode), on the host.
-    pub fn rvq_sum(&self, codes: &[u32]) -> Vec<f32> {
-        let n = codes.len() / RVQ_LEVELS;
-        let dq = self.dq;
-        let mut e = vec![0f32; n * dq];
-        for f in 0..n {
-            let row = &mut e[f * dq..(f + 1) * dq];
-            for i in (0..RVQ_LEVELS).rev() {
-                let c = codes[f * RVQ_LEVELS + i] as usize;
-                let src = &self.codebooks[i].data[c * dq..(c + 1) * dq];
-                for (r, s) in row.iter_mut().zip(src) {
-                    *r += *s;
-                }
-            }
-        }
-        e
-    }
-
     /// Codes (N, 8) row-major → `hidden_before_dconv2` (4N−1, d).
     pub fn forward(&self, rec: &mut Recorder, codes: &[u32]) -> Result<Tensor, ModelError> {
         let ctx = rec.ctx();
         let n = self.check_codes(codes)?;
-        let e = Tensor::from_f32(ctx, "rvq.sum", &[n, self.dq], &self.rvq_sum(codes));
+        // e (N, Dq) = Σ_{i=7..0} C_i[code_i] in f32 on the GPU (spec §4 decode); codes were
+        // checked above, so the kernel's out-of-range flag stays clear
+        let cb = ctx.upload("rvq.codes", bytemuck::cast_slice(codes));
+        let sum = ctx.storage("rvq.sum", (n * self.dq * 4) as u64);
+        let flags = ctx.upload("rvq.flags", &[0u8; 4]);
+        ops::rvq_decode(rec, &cb, n, &self.codebooks, &sum, &flags)?;
+        let e = ops::f32_to_act(rec, &sum, &[n, self.dq])?;
         let z = self.proj.apply(rec, &e, Activation::None, None)?;
         let spec = ConvTranspose1dSpec {
             stride: 4,

@@ -36,7 +36,7 @@ impl SplitConv {
         split: &[usize],
         causal: bool,
     ) -> Result<Self, ModelError> {
-        let wt = w.host(&format!("{p}.weight"))?;
+        let wt = w.raw(ctx, &format!("{p}.weight"))?;
         let [cout, cin, k] = wt.shape[..] else {
             return Err(ModelError::input(format!("{p}.weight is not 3-D")));
         };
@@ -45,20 +45,14 @@ impl SplitConv {
                 "{p}.weight has {cin} input channels, the inputs {split:?}"
             )));
         }
+        let mut rec = crate::gpu::Recorder::new(ctx, "flow.conv.load");
         let mut parts = Vec::new();
         let mut c0 = 0;
         for &c in split {
-            let mut sub = vec![0f32; cout * c * k];
-            for o in 0..cout {
-                for i in 0..c {
-                    for kk in 0..k {
-                        sub[(o * c + i) * k + kk] = wt.data[(o * cin + c0 + i) * k + kk];
-                    }
-                }
-            }
-            parts.push(ConvWeight::conv1d(ctx, p, &sub, cout, c, k, 1)?);
+            parts.push(ConvWeight::conv1d_raw_inputs(&mut rec, p, &wt, c0, c)?);
             c0 += c;
         }
+        rec.submit()?;
         Ok(SplitConv {
             parts,
             bias: w.f32_buffer(ctx, &format!("{p}.bias"))?,

@@ -207,12 +207,12 @@ impl Conv {
         dilation: usize,
         bias: bool,
     ) -> Result<Self, ModelError> {
-        let t = w.host(&format!("{P}{name}.weight"))?;
-        let [cout, cin, k] = t.shape[..] else {
-            return Err(ModelError::input(format!("{name}.weight is not 3-D")));
-        };
+        let t = w.raw(ctx, &format!("{P}{name}.weight"))?;
+        let mut rec = Recorder::new(ctx, "hift.conv.load");
+        let cw = ConvWeight::conv1d_raw(&mut rec, name, &t, 1)?;
+        rec.submit()?;
         Ok(Conv {
-            w: ConvWeight::conv1d(ctx, name, &t.data, cout, cin, k, 1)?,
+            w: cw,
             b: if bias {
                 Some(w.f32_buffer(ctx, &format!("{P}{name}.bias"))?)
             } else {
@@ -255,7 +255,7 @@ impl ResBlock {
         };
         for (i, &d) in dil.iter().enumerate() {
             let k = w
-                .host(&format!("{P}{p}.convs1.{i}.weight"))?
+                .raw(ctx, &format!("{P}{p}.convs1.{i}.weight"))?
                 .shape
                 .get(2)
                 .copied()
@@ -347,7 +347,7 @@ impl Hift {
         let lin = w.host(&format!("{P}m_source.l_linear.weight"))?;
         let lin_b = w.host(&format!("{P}m_source.l_linear.bias"))?;
         let n_fft = w
-            .host(&format!("{P}conv_post.weight"))?
+            .raw(ctx, &format!("{P}conv_post.weight"))?
             .shape
             .first()
             .copied()
@@ -355,12 +355,15 @@ impl Hift {
             .saturating_sub(2);
         let mut ups = Vec::new();
         for (i, &u) in rates.iter().enumerate() {
-            let t = w.host(&format!("{P}ups.{i}.weight"))?;
-            let [cin, cout, k] = t.shape[..] else {
+            let t = w.raw(ctx, &format!("{P}ups.{i}.weight"))?;
+            let [_, _, k] = t.shape[..] else {
                 return Err(ModelError::input(format!("ups.{i}.weight is not 3-D")));
             };
+            let mut rec = Recorder::new(ctx, "hift.ups.load");
+            let uw = ConvWeight::conv_transpose1d_raw(&mut rec, "ups", &t, 1)?;
+            rec.submit()?;
             ups.push(Up {
-                w: ConvWeight::conv_transpose1d(ctx, "ups", &t.data, cin, cout, k, 1)?,
+                w: uw,
                 b: w.f32_buffer(ctx, &format!("{P}ups.{i}.bias"))?,
                 spec: ConvTranspose1dSpec {
                     stride: u,

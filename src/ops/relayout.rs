@@ -1,0 +1,166 @@
+//! Load-time relayout of raw weights on the GPU (see shaders/util/relayout.wgsl): a strided
+//! gather from a checkpoint's layout (f16 or f32) into a kernel's layout (f16 pairs or f32),
+//! so large non-matrix weights (conv kernels, the bridge's gated conv, RVQ codebooks) are laid
+//! out where they live instead of passing through wasm memory.
+
+use crate::gpu::{grid, Binding, KernelKey, Recorder};
+use crate::tensor::RawDType;
+
+use super::{check_len, shape_err, OpError};
+
+// Mirrors shaders/util/relayout.wgsl: src, dst, params.
+const BINDINGS: &[Binding] = &[Binding::Read, Binding::ReadWrite, Binding::Uniform];
+const WG: u32 = 256;
+
+/// A 3-D box `(x, y, z)` of the output: element (x, y, z) goes to
+/// `dst[dbase + x·dx + y·dy + z]` and comes from `src[sbase + x·sx + y·sy + z·sz]`, or is 0
+/// where `z ≥ zvalid`. Indices count elements, not bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Strided {
+    pub x: usize,
+    pub y: usize,
+    pub z: usize,
+    pub zvalid: usize,
+    pub sbase: usize,
+    pub sx: usize,
+    pub sy: usize,
+    pub sz: usize,
+    pub dbase: usize,
+    pub dx: usize,
+    pub dy: usize,
+}
+
+impl Strided {
+    /// Highest source element read + 1 (0 for an empty box).
+    pub fn src_end(&self) -> usize {
+        if self.x == 0 || self.y == 0 || self.zvalid.min(self.z) == 0 {
+            return 0;
+        }
+        self.sbase
+            + (self.x - 1) * self.sx
+            + (self.y - 1) * self.sy
+            + (self.zvalid.min(self.z) - 1) * self.sz
+            + 1
+    }
+
+    /// Highest output element written + 1 (0 for an empty box).
+    pub fn dst_end(&self) -> usize {
+        if self.x == 0 || self.y == 0 || self.z == 0 {
+            return 0;
+        }
+        self.dbase + (self.x - 1) * self.dx + (self.y - 1) * self.dy + self.z
+    }
+}
+
+/// Records the gather `s` from `src` (elements of `src_dtype`) into `dst` (`dst_dtype`).
+pub fn relayout(
+    rec: &mut Recorder,
+    src: &wgpu::Buffer,
+    src_dtype: RawDType,
+    dst: &wgpu::Buffer,
+    dst_dtype: RawDType,
+    s: &Strided,
+) -> Result<(), OpError> {
+    const OP: &str = "relayout";
+    let ctx = rec.ctx();
+    let per = match dst_dtype {
+        RawDType::F16 => 2,
+        RawDType::F32 => 1,
+    };
+    if dst_dtype == RawDType::F16
+        && [s.z, s.dbase, s.dx, s.dy]
+            .iter()
+            .any(|v| !v.is_multiple_of(2))
+    {
+        return Err(shape_err(
+            OP,
+            format!("f16 output needs even z, dbase, dx and dy: {s:?}"),
+        ));
+    }
+    let threads = s.x * s.y * (s.z / per);
+    if threads == 0 {
+        return Ok(());
+    }
+    let elem = |d: RawDType| match d {
+        RawDType::F16 => 2u64,
+        RawDType::F32 => 4u64,
+    };
+    check_len(
+        OP,
+        "src",
+        src,
+        (s.src_end() as u64 * elem(src_dtype)).div_ceil(4) * 4,
+    )?;
+    check_len(OP, "dst", dst, s.dst_end() as u64 * elem(dst_dtype))?;
+    let limit = u32::MAX as usize;
+    if threads > limit || s.src_end() > limit || s.dst_end() > limit {
+        return Err(shape_err(
+            OP,
+            format!("box too large for 32-bit indices: {s:?}"),
+        ));
+    }
+    let entry = match (src_dtype, dst_dtype) {
+        (RawDType::F16, RawDType::F16) => "f16_to_f16",
+        (RawDType::F32, RawDType::F16) => "f32_to_f16",
+        (RawDType::F16, RawDType::F32) => "f16_to_f32",
+        (RawDType::F32, RawDType::F32) => "f32_to_f32",
+    };
+    let key = KernelKey {
+        family: "relayout",
+        entry,
+        act: ctx.act(),
+        subgroups: false,
+        constants: vec![("WG", WG)],
+    };
+    let p = ctx.pipeline(&key, BINDINGS)?;
+    let g = grid(
+        (threads as u32).div_ceil(WG),
+        ctx.limits.max_compute_workgroups_per_dimension,
+    );
+    let params: [u32; 12] = [
+        s.x, s.y, s.z, s.zvalid, s.sbase, s.sx, s.sy, s.sz, s.dbase, s.dx, s.dy, 0,
+    ]
+    .map(|v| v as u32);
+    let mut params = params;
+    params[11] = g[0];
+    let u = ctx.uniform("relayout.params", bytemuck::cast_slice(&params));
+    let group = ctx.bind(&p, &[src, dst, &u]);
+    rec.dispatch(&p.pipeline, &group, g)?;
+    Ok(())
+}
+
+/// An f32 buffer of `shape` as an activation tensor: the same buffer where activations are
+/// f32, else cast to f16 on the GPU (one dispatch).
+pub fn f32_to_act(
+    rec: &mut Recorder,
+    src: &wgpu::Buffer,
+    shape: &[usize],
+) -> Result<crate::tensor::Tensor, OpError> {
+    let ctx = rec.ctx();
+    let n: usize = shape.iter().product();
+    check_len("f32_to_act", "src", src, n as u64 * 4)?;
+    let dtype = ctx.act();
+    if dtype == crate::gpu::ActDType::F32 {
+        return Ok(crate::tensor::Tensor {
+            buf: src.clone(),
+            shape: shape.to_vec(),
+            dtype,
+        });
+    }
+    let even = n.div_ceil(2) * 2;
+    let dst = ctx.storage("f32_to_act", (even * 2) as u64);
+    let s = Strided {
+        x: 1,
+        y: 1,
+        z: even,
+        zvalid: n,
+        sz: 1,
+        ..Default::default()
+    };
+    relayout(rec, src, RawDType::F32, &dst, RawDType::F16, &s)?;
+    Ok(crate::tensor::Tensor {
+        buf: dst,
+        shape: shape.to_vec(),
+        dtype,
+    })
+}
