@@ -199,6 +199,7 @@ fn chat_takes_speech_and_answers_with_speech() {
     let wav =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/goldens/audio_in/wav/en_48k_s16.wav");
     let o = tmp().join("reply.wav");
+    let ev = tmp().join("chat.events");
     let (ok, out, err) = bca(&[
         "chat",
         inst.to_str().unwrap(),
@@ -208,11 +209,27 @@ fn chat_takes_speech_and_answers_with_speech() {
         o.to_str().unwrap(),
         "--max-frames",
         "2",
+        "--max-rounds",
+        "2",
+        "--max-text",
+        "6",
+        "--context",
+        "512",
         "--seed",
         "3",
+        "--events",
+        ev.to_str().unwrap(),
     ]);
     assert!(ok, "{err}");
     assert!(err.contains("frames of speech"), "{err}");
+    // the limits hold: at most 2 rounds of ≤ 6 text tokens and ≤ 2 frames each
+    let events = std::fs::read_to_string(&ev).unwrap();
+    let count = |kind: &str| events.lines().filter(|l| l.contains(kind)).count();
+    assert!(
+        count("\"segment_end\"") >= 1 && count("\"segment_end\"") <= 2,
+        "{events}"
+    );
+    assert!(count("\"frame\"") <= 4, "{events}");
     assert!(!out.trim().is_empty(), "no reply text");
     assert!(wav_len(&o) >= 3 * 480, "reply too short");
     fails_with(

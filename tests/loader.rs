@@ -331,9 +331,11 @@ fn config_comparison_is_by_value() {
 /// store's "non-matrix tensors live on the host as f32" rule, not the stream, breaks the budget
 /// for the real model. Run with `--ignored` to see the breakdown; ARCHITECTURE.md has the fix.
 #[test]
-#[ignore = "the Weights store keeps 770 MiB of real-model tensors as host f32 (ARCHITECTURE.md, Checkpoints)"]
 fn real_model_host_tensors_fit_the_wasm_budget() {
-    use bca::model::weights::is_matrix;
+    // What the streaming loader keeps in wasm memory for the real model: the non-matrix
+    // tensors that are not raw GPU tensors (`is_gpu_raw`: conv kernels and codebooks go to
+    // the GPU), HiFT's likewise, plus the staging bound.
+    use bca::model::weights::{is_gpu_raw, is_matrix};
     use bca::weights::hift::HiftConfig;
     use bca::weights::manifest::hift_web_specs;
     use bca::weights::spec::{model_tensors, Role};
@@ -341,33 +343,42 @@ fn real_model_host_tensors_fit_the_wasm_budget() {
     let cfg = bca::weights::OmniConfig::from_value(real_config_value(), "real").unwrap();
     let specs = model_tensors(&cfg);
     let numel = |s: &bca::weights::spec::TensorSpec| s.shape.iter().product::<usize>() as u64;
-    let host: u64 = specs
+    let on_host = |s: &&bca::weights::spec::TensorSpec| {
+        s.role != Role::TrainingOnly && !is_matrix(s.role) && !is_gpu_raw(s.role)
+    };
+    let host: u64 = specs.iter().filter(on_host).map(|s| numel(s) * 4).sum();
+    let raw: u64 = specs
         .iter()
-        .filter(|s| s.role != Role::TrainingOnly && !is_matrix(s.role))
+        .filter(|s| is_gpu_raw(s.role))
         .map(|s| numel(s) * 4)
         .sum();
-    let hift: u64 = hift_web_specs(&HiftConfig::default())
+    let hift_specs = hift_web_specs(&HiftConfig::default());
+    let hift: u64 = hift_specs
         .iter()
+        .filter(|s| !is_gpu_raw(s.role))
         .map(|s| numel(s) * 4)
         .sum();
     let mut by: std::collections::BTreeMap<String, u64> = Default::default();
-    for s in specs
-        .iter()
-        .filter(|s| s.role != Role::TrainingOnly && !is_matrix(s.role))
-    {
+    for s in specs.iter().filter(on_host) {
         *by.entry(format!("{:?}/{:?}", s.stage, s.role)).or_default() += numel(s) * 4;
     }
-    println!("{by:?}");
+    println!("host f32 bytes by stage/role: {by:?}");
     let widest = specs.iter().map(|s| row_elems(&s.shape) * 2).max().unwrap() as u64;
-    let total = host + hift + FLUSH as u64 + widest + (1 << 20);
+    let staging = FLUSH as u64 + widest + (1 << 20);
+    let total = host + hift + staging;
+    let mib = |b: u64| b as f64 / 1048576.0;
     println!(
-        "real model: host tensors {:.1} MiB + HiFT {:.1} MiB + staging {:.1} MiB = {:.1} MiB of wasm memory for the weights",
-        host as f64 / 1048576.0,
-        hift as f64 / 1048576.0,
-        (FLUSH as u64 + widest + (1 << 20)) as f64 / 1048576.0,
-        total as f64 / 1048576.0
+        "real model: host tensors {:.1} MiB + HiFT {:.1} MiB + staging {:.1} MiB = {:.1} MiB of \
+         wasm memory for the weights ({:.1} MiB of conv kernels and codebooks stay on the GPU)",
+        mib(host),
+        mib(hift),
+        mib(staging),
+        mib(total),
+        mib(raw)
     );
-    assert!(total < 256 << 20, "{total} bytes");
+    // the raw rule must be what keeps it small: without it this is ≈ 770 MiB
+    assert!(raw > 500 << 20, "{raw} bytes raw");
+    assert!(total < 64 << 20, "{total} bytes on the host");
 }
 
 #[test]

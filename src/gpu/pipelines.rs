@@ -54,7 +54,11 @@ impl GpuContext {
         }
         self.check()?;
         let label = key.to_string();
-        let src = kernels::source(key)?;
+        let mut src = kernels::source(key)?;
+        if self.caps.params_in_storage {
+            // every kernel declares its params `var<uniform>` (see Caps::params_in_storage)
+            src = src.replace("var<uniform>", "var<storage, read>");
+        }
         let module = self
             .device
             .create_shader_module(wgpu::ShaderModuleDescriptor {
@@ -75,6 +79,11 @@ impl GpuContext {
                     },
                     Binding::ReadWrite => wgpu::BindingType::Buffer {
                         ty: wgpu::BufferBindingType::Storage { read_only: false },
+                        has_dynamic_offset: false,
+                        min_binding_size: None,
+                    },
+                    Binding::Uniform if self.caps.params_in_storage => wgpu::BindingType::Buffer {
+                        ty: wgpu::BufferBindingType::Storage { read_only: true },
                         has_dynamic_offset: false,
                         min_binding_size: None,
                     },

@@ -7,9 +7,10 @@
 //! incrementally) → `finish()` → a filled [`Weights`] store.
 //!
 //! Memory: a matrix part's bytes are staged in at most [`FLUSH`] bytes (plus one row) before a
-//! `queue.write_buffer`; only small host tensors (norms, biases, conv kernels, codebooks, HiFT)
-//! are kept whole, as the store keeps them anyway. A shard that fails its hash is refused and
-//! the model is never installed; a shard can be restarted (`begin_shard` again) after an error.
+//! `queue.write_buffer`; conv kernels and codebooks stream the same way into raw GPU buffers;
+//! only small host tensors (norms, biases, positional tables) are kept whole. A shard that
+//! fails its hash is refused and the model is never installed; a shard can be restarted
+//! (`begin_shard` again) after an error.
 
 use std::collections::HashMap;
 

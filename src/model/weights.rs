@@ -1,9 +1,10 @@
 //! One store of model weights for every stage.
 //!
 //! Rule: tensors with role `Linear` or `Embedding` (2-D, possibly huge) live on the GPU as
-//! [`Matrix`] parts (row ranges, each within one storage binding); everything else (norms,
-//! biases, conv kernels, codebooks, positional tables, HiFT) is small and is kept as host f32
-//! ([`HostTensor`]) so the stage that uses it uploads it in the layout its op wants.
+//! [`Matrix`] parts (row ranges, each within one storage binding); conv kernels and codebooks
+//! ([`is_gpu_raw`]) live on the GPU in their checkpoint layout ([`RawTensor`]) and stages lay
+//! them out there (`ops::relayout`); the rest (norms, biases, positional tables, HiFT's two
+//! small linears) is small and kept as host f32 ([`HostTensor`]).
 //!
 //! Natively [`Weights::open`] reads an HF folder (bf16 safetensors + `hift.pt`) or a converted
 //! web folder (`manifest.json` + shards) and uploads matrices lazily on first use. The browser

@@ -32,8 +32,9 @@ pub enum ConfigError {
 
 /// Largest layer/block/level count accepted (the real model's largest is 32).
 pub const MAX_COUNT: usize = 1024;
-/// Largest width accepted (the real model's largest is the 152064-token vocabulary).
-pub const MAX_WIDTH: usize = 1 << 22;
+/// Largest width accepted (the real model's largest is the 152064-token vocabulary; room is
+/// left for tables that exceed a GPU's 2 GiB binding, which the limits check then refuses).
+pub const MAX_WIDTH: usize = 1 << 24;
 
 /// The LLM block (top level of config.json), spec §5.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

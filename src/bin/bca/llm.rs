@@ -116,6 +116,13 @@ pub struct SampleArgs {
     /// Audio frames per segment at most (≤ 500, the reference's limit).
     #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u16).range(1..=500))]
     pub max_frames: u16,
+    /// Text + speech rounds per turn at most (default: the reference's limit); the last
+    /// round's speech segment ends the turn.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    pub max_rounds: Option<u16>,
+    /// Text tokens per text round at most (default 50 for Instruct, 700 for Base).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    pub max_text: Option<u16>,
     /// Write every event as JSON lines here.
     #[arg(long)]
     pub events: Option<PathBuf>,
@@ -142,6 +149,13 @@ impl SampleArgs {
         c.text_next = self.apply(c.text_next);
         c.audio = self.apply(c.audio);
         c.frames_max = self.max_frames as usize;
+        // rounds_max counts the rounds before the last one
+        if let Some(r) = self.max_rounds {
+            c.rounds_max = r as usize - 1;
+        }
+        if let Some(t) = self.max_text {
+            c.text_max = t as usize;
+        }
         c
     }
 }
