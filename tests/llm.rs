@@ -6,44 +6,15 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 
 use bca::model::llm::{Input, Llm, Session};
 use bca::model::Weights;
 use bca::tensor::WeightFormat;
-use bca::weights::tiny::{write_tiny, TinyOptions, Variant};
+use bca::weights::tiny::Variant;
 use common::{ctx, Path as GpuPath};
 
-fn tmp_root() -> PathBuf {
-    common::temp_root("bca-llm-test-")
-}
-
-/// `bca tiny --seed 0` (what the golden script used), made once per test binary.
-pub fn tiny(variant: Variant) -> PathBuf {
-    static I: OnceLock<PathBuf> = OnceLock::new();
-    static B: OnceLock<PathBuf> = OnceLock::new();
-    let (cell, name) = match variant {
-        Variant::Instruct => (&I, "instruct"),
-        Variant::Base => (&B, "base"),
-    };
-    cell.get_or_init(|| {
-        let tok = Path::new(env!("CARGO_MANIFEST_DIR")).join(".cache/assets/tokenizer-qwen3.json");
-        assert!(
-            tok.exists(),
-            "{} missing: run scripts/fetch-assets.sh",
-            tok.display()
-        );
-        let out = tmp_root().join(name);
-        write_tiny(&TinyOptions {
-            out: out.clone(),
-            seed: 0,
-            variant,
-            tokenizer: tok,
-        })
-        .expect("bca tiny");
-        out
-    })
-    .clone()
+fn tiny(variant: Variant) -> PathBuf {
+    common::tiny_checkpoint("bca-llm-test-", variant)
 }
 
 fn golden() -> serde_json::Value {

@@ -3,37 +3,13 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
 
-use bca::weights::tiny::{write_tiny, TinyOptions, Variant};
+use bca::weights::tiny::Variant;
 
 mod common;
 
 fn tiny(variant: Variant) -> PathBuf {
-    static I: OnceLock<PathBuf> = OnceLock::new();
-    static B: OnceLock<PathBuf> = OnceLock::new();
-    let (cell, name) = match variant {
-        Variant::Instruct => (&I, "instruct"),
-        Variant::Base => (&B, "base"),
-    };
-    cell.get_or_init(|| {
-        let tok = Path::new(env!("CARGO_MANIFEST_DIR")).join(".cache/assets/tokenizer-qwen3.json");
-        assert!(
-            tok.exists(),
-            "{} missing: run scripts/fetch-assets.sh",
-            tok.display()
-        );
-        let out = tmp().join(name);
-        write_tiny(&TinyOptions {
-            out: out.clone(),
-            seed: 0,
-            variant,
-            tokenizer: tok,
-        })
-        .expect("bca tiny");
-        out
-    })
-    .clone()
+    common::tiny_checkpoint("bca-llmcli-test-", variant)
 }
 
 fn tmp() -> PathBuf {

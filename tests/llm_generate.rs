@@ -7,41 +7,17 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 
 use bca::model::llm::generate::{is_base, Event, Generator, Mode, AUDIOGEN_END, AUDIOGEN_START};
 use bca::model::llm::{Input, Session};
 use bca::model::Weights;
 use bca::tensor::WeightFormat;
 use bca::text::TextTokenizer;
-use bca::weights::tiny::{write_tiny, TinyOptions, Variant};
+use bca::weights::tiny::Variant;
 use common::{ctx, Path as GpuPath};
 
 fn tiny(variant: Variant) -> PathBuf {
-    static I: OnceLock<PathBuf> = OnceLock::new();
-    static B: OnceLock<PathBuf> = OnceLock::new();
-    let (cell, name) = match variant {
-        Variant::Instruct => (&I, "instruct"),
-        Variant::Base => (&B, "base"),
-    };
-    cell.get_or_init(|| {
-        let tok = Path::new(env!("CARGO_MANIFEST_DIR")).join(".cache/assets/tokenizer-qwen3.json");
-        assert!(
-            tok.exists(),
-            "{} missing: run scripts/fetch-assets.sh",
-            tok.display()
-        );
-        let out = common::temp_root("bca-llmgen-test-").join(name);
-        write_tiny(&TinyOptions {
-            out: out.clone(),
-            seed: 0,
-            variant,
-            tokenizer: tok,
-        })
-        .expect("bca tiny");
-        out
-    })
-    .clone()
+    common::tiny_checkpoint("bca-llmgen-test-", variant)
 }
 
 fn generator(variant: Variant, seed: u64) -> (Weights, Generator) {

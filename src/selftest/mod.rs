@@ -227,31 +227,37 @@ pub async fn gemv_case(ctx: &GpuContext, c: GemvCase, seed: u64) -> Result<Compa
     let r = round_act(ctx.act(), &rng.uniform_vec(n * m_out, -1.0, 1.0));
     let g = rng.uniform_vec(k, 0.5, 1.5);
     let eps = 1e-6;
-    let epi_ref = |wv: &[f32]| -> Vec<f32> {
-        let mut out = Vec::with_capacity(n * m_out);
-        for i in 0..n {
-            let xi = &x[i * k..(i + 1) * k];
-            let xn = if c.norm {
-                reference::rmsnorm(xi, k, &g, eps)
-            } else {
-                xi.to_vec()
-            };
-            let y = reference::gemv(wv, m, k, &xn, c.bias.then_some(&b[..]));
-            let y: Vec<f32> = match c.act {
-                Activation::None => y,
-                Activation::Silu => y.into_iter().map(silu32).collect(),
-                Activation::Gelu => y.into_iter().map(gelu32).collect(),
-                Activation::SwiGlu => y.chunks(2).map(|p| silu32(p[0]) * p[1]).collect(),
-            };
-            out.extend(y.into_iter().enumerate().map(|(j, v)| {
-                if c.residual {
-                    v + r[i * m_out + j]
-                } else {
-                    v
-                }
-            }));
+    // x of vector i as the product sees it (RMS-normalised when the epilogue fuses the norm)
+    let xn_of = |i: usize| -> Vec<f32> {
+        let xi = &x[i * k..(i + 1) * k];
+        if c.norm {
+            reference::rmsnorm(xi, k, &g, eps)
+        } else {
+            xi.to_vec()
         }
-        out
+    };
+    // the epilogue after the product (+ bias): activation, then the residual of vector i
+    let finish = |i: usize, y: Vec<f32>| -> Vec<f32> {
+        let y: Vec<f32> = match c.act {
+            Activation::None => y,
+            Activation::Silu => y.into_iter().map(silu32).collect(),
+            Activation::Gelu => y.into_iter().map(gelu32).collect(),
+            Activation::SwiGlu => y.chunks(2).map(|p| silu32(p[0]) * p[1]).collect(),
+        };
+        y.into_iter()
+            .enumerate()
+            .map(|(j, v)| if c.residual { v + r[i * m_out + j] } else { v })
+            .collect()
+    };
+    let epi_ref = |wv: &[f32]| -> Vec<f32> {
+        (0..n)
+            .flat_map(|i| {
+                finish(
+                    i,
+                    reference::gemv(wv, m, k, &xn_of(i), c.bias.then_some(&b[..])),
+                )
+            })
+            .collect()
     };
     // q4/q8 decode products run with int8 activations (gemv_i8.wgsl): the reference quantises
     // x the same way; the tiled path (many vectors) dequantises W and keeps x as it is.
@@ -265,13 +271,7 @@ pub async fn gemv_case(ctx: &GpuContext, c: GemvCase, seed: u64) -> Result<Compa
         let q4 = c.format == WeightFormat::Q4;
         let mut out = Vec::with_capacity(n * m_out);
         for i in 0..n {
-            let xi = &x[i * k..(i + 1) * k];
-            let xn = if c.norm {
-                reference::rmsnorm(xi, k, &g, eps)
-            } else {
-                xi.to_vec()
-            };
-            let (mut y, sl) = reference::gemv_i8(&q, q4, &xn);
+            let (mut y, sl) = reference::gemv_i8(&q, q4, &xn_of(i));
             if c.bias {
                 y.iter_mut().zip(&b).for_each(|(v, bb)| *v += bb);
             }
@@ -286,19 +286,7 @@ pub async fn gemv_case(ctx: &GpuContext, c: GemvCase, seed: u64) -> Result<Compa
                 _ => sl.iter().map(|e| 1.13 * e).collect(),
             };
             slack[i * m_out..(i + 1) * m_out].copy_from_slice(&sl);
-            let y: Vec<f32> = match c.act {
-                Activation::None => y,
-                Activation::Silu => y.into_iter().map(silu32).collect(),
-                Activation::Gelu => y.into_iter().map(gelu32).collect(),
-                Activation::SwiGlu => y.chunks(2).map(|p| silu32(p[0]) * p[1]).collect(),
-            };
-            out.extend(y.into_iter().enumerate().map(|(j, v)| {
-                if c.residual {
-                    v + r[i * m_out + j]
-                } else {
-                    v
-                }
-            }));
+            out.extend(finish(i, y));
         }
         out
     } else {

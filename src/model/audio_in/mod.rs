@@ -157,7 +157,8 @@ impl AudioIn {
         let pool = self.bridge.pool;
         let t4 = lens.enc.div_ceil(pool);
         // encoder output, zero-padded to 4·T4 frames: the bridge reads it as (T4, P·d)
-        let enc_buf = Tensor::from_f32(ctx, "enc.out", &[t4 * pool, d], &vec![0.0; t4 * pool * d]);
+        // (new buffers are zero-filled: WebGPU guarantees it)
+        let enc_buf = Tensor::empty(ctx, "enc.out", &[t4 * pool, d]);
         let enc = Tensor {
             buf: enc_buf.buf.clone(),
             shape: vec![lens.enc, d],
@@ -182,20 +183,35 @@ impl AudioIn {
         )?;
         self.bridge
             .record(&mut rec, &x4, &r, want_taps.then_some(&mut taps))?;
-        rec.submit()?;
 
-        // RVQ runs in f32 on the first `bridge` frames (trailing < 4 encoder frames dropped)
+        // RVQ runs in f32 on the first `bridge` frames (trailing < 4 encoder frames dropped);
+        // f16 activations are widened on the GPU, in the same submission
         let n = lens.bridge;
         let x32 = match ctx.act() {
             crate::gpu::ActDType::F32 => r.buf.clone(),
             crate::gpu::ActDType::F16 => {
-                let v = ctx.read_act(&r.buf, n * big).await?;
-                ctx.upload("rvq.x", bytemuck::cast_slice(&v))
+                let x32 = ctx.storage("rvq.x", (n * big * 4) as u64);
+                let s = ops::Strided {
+                    x: 1,
+                    y: 1,
+                    z: n * big,
+                    zvalid: n * big,
+                    sz: 1,
+                    ..Default::default()
+                };
+                ops::relayout(
+                    &mut rec,
+                    &r.buf,
+                    crate::tensor::RawDType::F16,
+                    &x32,
+                    crate::tensor::RawDType::F32,
+                    &s,
+                )?;
+                x32
             }
         };
         let codes = ctx.storage("rvq.codes", (n * ops::RVQ_LEVELS * 4) as u64);
         let res = want_taps.then(|| ctx.storage("rvq.res", (ops::RVQ_LEVELS * n * big * 4) as u64));
-        let mut rec = Recorder::new(ctx, "rvq");
         ops::rvq_encode(
             &mut rec,
             &x32,

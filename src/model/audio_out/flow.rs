@@ -13,7 +13,7 @@ use crate::model::{ModelError, Weights};
 use crate::ops::{self, Activation, Binary, Conv1dSpec, ConvWeight, OpError, Unary};
 use crate::tensor::Tensor;
 
-use super::layers::{act, ops_shape, Linear, Norm};
+use super::layers::{act, ops_shape, Linear, Norm, WhisperLayer};
 
 const CD: &str = "audio_tokenizer.audio_flow_matching_decoder.conditional_decoder";
 /// Chunk of the U-Net's chunk-causal attention mask (`static_chunk_size`).
@@ -150,61 +150,35 @@ impl ResBlock {
     }
 }
 
-/// diffusers `BasicTransformerBlock` (self-attention only, LayerNorm, GELU feed-forward).
-struct TransformerBlock {
-    norm1: Norm,
-    q: Linear,
-    k: Linear,
-    v: Linear,
-    o: Linear,
-    norm3: Norm,
-    ff0: Linear,
-    ff2: Linear,
-    heads: usize,
-}
+/// diffusers `BasicTransformerBlock` (self-attention only, LayerNorm, GELU feed-forward): the
+/// Whisper layer's computation with chunk-causal attention (chunk [`UNET_CHUNK`]).
+struct TransformerBlock(WhisperLayer);
 
 impl TransformerBlock {
     fn load(w: &Weights, ctx: &GpuContext, p: &str, heads: usize) -> Result<Self, ModelError> {
         let a = format!("{p}.attn1");
-        Ok(TransformerBlock {
-            norm1: Norm::layer(w, ctx, &format!("{p}.norm1"), 1e-5)?,
-            q: Linear::load(w, ctx, &format!("{a}.to_q"), false)?,
-            k: Linear::load(w, ctx, &format!("{a}.to_k"), false)?,
-            v: Linear::load(w, ctx, &format!("{a}.to_v"), false)?,
-            o: Linear::load(w, ctx, &format!("{a}.to_out.0"), true)?,
-            norm3: Norm::layer(w, ctx, &format!("{p}.norm3"), 1e-5)?,
-            ff0: Linear::load(w, ctx, &format!("{p}.ff.net.0.proj"), true)?,
-            ff2: Linear::load(w, ctx, &format!("{p}.ff.net.2"), true)?,
+        Ok(TransformerBlock(WhisperLayer::from_parts(
+            p,
+            [
+                Norm::layer(w, ctx, &format!("{p}.norm1"), 1e-5)?,
+                Norm::layer(w, ctx, &format!("{p}.norm3"), 1e-5)?,
+            ],
+            [
+                Linear::load(w, ctx, &format!("{a}.to_q"), false)?,
+                Linear::load(w, ctx, &format!("{a}.to_k"), false)?,
+                Linear::load(w, ctx, &format!("{a}.to_v"), false)?,
+                Linear::load(w, ctx, &format!("{a}.to_out.0"), true)?,
+            ],
+            [
+                Linear::load(w, ctx, &format!("{p}.ff.net.0.proj"), true)?,
+                Linear::load(w, ctx, &format!("{p}.ff.net.2"), true)?,
+            ],
             heads,
-        })
+        )?))
     }
 
     fn fwd(&self, rec: &mut Recorder, h: &Tensor) -> Result<Tensor, OpError> {
-        let t = h.shape[0];
-        let inner = self.q.out_dim();
-        let hd = inner / self.heads;
-        let a = self.norm1.apply(rec, h)?;
-        let q = self.q.apply(rec, &a, Activation::None, None)?;
-        let k = self.k.apply(rec, &a, Activation::None, None)?;
-        let v = self.v.apply(rec, &a, Activation::None, None)?;
-        let att = act(rec.ctx(), "unet.att", &[t, inner]);
-        let v3 = |x: &Tensor| {
-            x.view(&[t, self.heads, hd])
-                .ok_or_else(|| ops_shape("view", x))
-        };
-        ops::attn_chunk_causal(
-            rec,
-            &v3(&q)?,
-            &v3(&k)?,
-            &v3(&v)?,
-            UNET_CHUNK,
-            1.0 / (hd as f32).sqrt(),
-            &v3(&att)?,
-        )?;
-        let h2 = self.o.apply(rec, &att, Activation::None, Some(h))?;
-        let f = self.norm3.apply(rec, &h2)?;
-        let g = self.ff0.apply(rec, &f, Activation::Gelu, None)?;
-        self.ff2.apply(rec, &g, Activation::None, Some(&h2))
+        self.0.forward(rec, h, UNET_CHUNK)
     }
 }
 

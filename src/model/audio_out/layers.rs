@@ -116,7 +116,9 @@ impl Norm {
 }
 
 /// `OmniWhisperTransformerLayer` (spec §3 step 4): pre-norm self-attention (q/v/out biased, k
-/// not) and a GELU MLP, both residual. `chunk = 1` is plain causal attention.
+/// not) and a GELU MLP, both residual. `chunk = 1` is plain causal attention. The flow
+/// estimator's diffusers `BasicTransformerBlock` is the same computation under other names
+/// ([`WhisperLayer::from_parts`]).
 pub(crate) struct WhisperLayer {
     ln1: Norm,
     q: Linear,
@@ -147,24 +149,49 @@ impl WhisperLayer {
             }
         };
         let a = format!("{p}.self_attn");
-        let layer = WhisperLayer {
-            ln1: norm("self_attn_layer_norm")?,
-            q: Linear::load(w, ctx, &format!("{a}.q_proj"), true)?,
-            k: Linear::load(w, ctx, &format!("{a}.k_proj"), false)?,
-            v: Linear::load(w, ctx, &format!("{a}.v_proj"), true)?,
-            o: Linear::load(w, ctx, &format!("{a}.out_proj"), true)?,
-            ln2: norm("final_layer_norm")?,
-            fc1: Linear::load(w, ctx, &format!("{p}.fc1"), true)?,
-            fc2: Linear::load(w, ctx, &format!("{p}.fc2"), true)?,
+        Self::from_parts(
+            p,
+            [norm("self_attn_layer_norm")?, norm("final_layer_norm")?],
+            [
+                Linear::load(w, ctx, &format!("{a}.q_proj"), true)?,
+                Linear::load(w, ctx, &format!("{a}.k_proj"), false)?,
+                Linear::load(w, ctx, &format!("{a}.v_proj"), true)?,
+                Linear::load(w, ctx, &format!("{a}.out_proj"), true)?,
+            ],
+            [
+                Linear::load(w, ctx, &format!("{p}.fc1"), true)?,
+                Linear::load(w, ctx, &format!("{p}.fc2"), true)?,
+            ],
             heads,
-        };
-        let d = layer.q.out_dim();
+        )
+    }
+
+    /// From loaded parts: norms `[attention, MLP]`, projections `[q, k, v, out]`, MLP
+    /// `[up (GELU), down]`; `p` names the layer in errors.
+    pub fn from_parts(
+        p: &str,
+        [ln1, ln2]: [Norm; 2],
+        [q, k, v, o]: [Linear; 4],
+        [fc1, fc2]: [Linear; 2],
+        heads: usize,
+    ) -> Result<Self, ModelError> {
+        let d = q.out_dim();
         if heads == 0 || !d.is_multiple_of(heads) {
             return Err(ModelError::input(format!(
                 "{p}: {heads} heads do not divide width {d}"
             )));
         }
-        Ok(layer)
+        Ok(WhisperLayer {
+            ln1,
+            q,
+            k,
+            v,
+            o,
+            ln2,
+            fc1,
+            fc2,
+            heads,
+        })
     }
 
     /// `h (T, d)` → new `(T, d)`.
