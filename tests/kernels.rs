@@ -3,7 +3,7 @@
 //! portable f32 path. No adapter, or no shader-f16 for the f16 tests, is a failure, not a skip.
 
 mod common;
-use common::{assert_ok, ctx, Path};
+use common::{assert_ok, ctx, Path, PATHS};
 
 use bca::gpu::{GpuContext, GpuError, GpuOptions, Recorder};
 use bca::ops::{self, OpError};
@@ -399,6 +399,33 @@ fn gemv_dequant_path() {
                     &format!("{path:?} no-int8 {case}"),
                     pollster::block_on(selftest::gemv_case(&c, case, seed)),
                 );
+            }
+        }
+    }
+}
+
+#[test]
+fn gate_up_interleave_equals_two_products_and_swiglu() {
+    use bca::selftest::relayout::interleave_case;
+    use bca::tensor::WeightFormat;
+    for path in PATHS {
+        let c = ctx(path);
+        // decode (n = 1) and the tiled prefill path (n = 12); ragged rows and columns
+        for (i, (n, rows, cols)) in [(1, 37, 72), (1, 130, 256), (12, 33, 96), (2, 7, 40)]
+            .into_iter()
+            .enumerate()
+        {
+            for f in [WeightFormat::F16, WeightFormat::Q8, WeightFormat::Q4] {
+                let what = format!("{path:?} interleave n {n} {rows}×{cols} {}", f.name());
+                match pollster::block_on(interleave_case(c, n, rows, cols, f, 600 + i as u64)) {
+                    Ok(Some(cmp)) => assert!(cmp.ok(), "{what}: {cmp}"),
+                    // 72 / 32 → 3 blocks: q8's packed scales cannot be split by rows
+                    Ok(None) => assert!(
+                        f == WeightFormat::Q8 && cols.div_ceil(32) % 2 == 1,
+                        "{what}: refused"
+                    ),
+                    Err(e) => panic!("{what}: {e}"),
+                }
             }
         }
     }

@@ -82,3 +82,14 @@ fn f32_to_f32(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
     let c = coords(t, 1u);
     dst[P.dbase + c.x * P.dx + c.y * P.dy + c.z] = bitcast<u32>(read_f32(c.x, c.y, c.z));
 }
+
+// raw 32-bit words, no float conversion (quantised weight blocks, f16 pairs)
+@compute @workgroup_size(WG)
+fn u32_to_u32(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let t = thread(wid, lid);
+    if (t >= P.x * P.y * P.z) { return; }
+    let c = coords(t, 1u);
+    var v = 0u;
+    if (c.z < P.zvalid) { v = src[src_index(c.x, c.y, c.z)]; }
+    dst[P.dbase + c.x * P.dx + c.y * P.dy + c.z] = v;
+}

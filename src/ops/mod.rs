@@ -31,7 +31,7 @@ pub use groupnorm::groupnorm;
 pub use layernorm::layernorm;
 pub use norm::rmsnorm;
 pub use quantize::quantize;
-pub use relayout::{f32_to_act, relayout, Strided};
+pub use relayout::{f32_to_act, interleave_rows, relayout, relayout_words, Strided};
 pub use rope::{rope, rope_inv_freq};
 pub use rope_kv::rope_kv;
 pub use rvq::{rvq_decode, rvq_encode, rvq_norms, Codebooks, RVQ_LEVELS};

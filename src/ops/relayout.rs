@@ -129,6 +129,51 @@ pub fn relayout(
     Ok(())
 }
 
+/// Records the gather `s` over raw 32-bit words (bit-exact: quantised blocks, packed f16).
+pub fn relayout_words(
+    rec: &mut Recorder,
+    src: &wgpu::Buffer,
+    dst: &wgpu::Buffer,
+    s: &Strided,
+) -> Result<(), OpError> {
+    const OP: &str = "relayout_words";
+    let ctx = rec.ctx();
+    let threads = s.x * s.y * s.z;
+    if threads == 0 {
+        return Ok(());
+    }
+    check_len(OP, "src", src, s.src_end() as u64 * 4)?;
+    check_len(OP, "dst", dst, s.dst_end() as u64 * 4)?;
+    let limit = u32::MAX as usize;
+    if threads > limit || s.src_end() > limit || s.dst_end() > limit {
+        return Err(shape_err(
+            OP,
+            format!("box too large for 32-bit indices: {s:?}"),
+        ));
+    }
+    let key = KernelKey {
+        family: "relayout",
+        entry: "u32_to_u32",
+        act: ctx.act(),
+        subgroups: false,
+        constants: vec![("WG", WG)],
+    };
+    let p = ctx.pipeline(&key, BINDINGS)?;
+    let g = grid(
+        (threads as u32).div_ceil(WG),
+        ctx.limits.max_compute_workgroups_per_dimension,
+    );
+    let mut params: [u32; 12] = [
+        s.x, s.y, s.z, s.zvalid, s.sbase, s.sx, s.sy, s.sz, s.dbase, s.dx, s.dy, 0,
+    ]
+    .map(|v| v as u32);
+    params[11] = g[0];
+    let u = ctx.uniform("relayout.params", bytemuck::cast_slice(&params));
+    let group = ctx.bind(&p, &[src, dst, &u]);
+    rec.dispatch(&p.pipeline, &group, g)?;
+    Ok(())
+}
+
 /// An f32 buffer of `shape` as an activation tensor: the same buffer where activations are
 /// f32, else cast to f16 on the GPU (one dispatch).
 pub fn f32_to_act(
@@ -163,4 +208,93 @@ pub fn f32_to_act(
         shape: shape.to_vec(),
         dtype,
     })
+}
+
+/// Interleaves the rows of two matrices of one shape and format into one of twice the rows:
+/// row `2i` is `a`'s row i, row `2i + 1` is `b`'s (the layout of a SwiGLU [`super::gemv`]:
+/// gate and up in one product). Bit-exact word copies on the GPU. `None` where a row does not
+/// end on a word boundary of the scales (q8 with an odd number of blocks per row).
+pub fn interleave_rows(
+    rec: &mut Recorder,
+    a: &crate::tensor::Matrix,
+    b: &crate::tensor::Matrix,
+) -> Result<Option<crate::tensor::Matrix>, OpError> {
+    use crate::tensor::Matrix;
+    const OP: &str = "interleave_rows";
+    let (rows, cols) = (a.rows(), a.cols());
+    if b.rows() != rows || b.cols() != cols || a.weight_format() != b.weight_format() {
+        return Err(shape_err(
+            OP,
+            format!(
+                "{}×{} {} and {}×{} {} differ",
+                rows,
+                cols,
+                a.format(),
+                b.rows(),
+                b.cols(),
+                b.format()
+            ),
+        ));
+    }
+    let nb = a.blocks_per_row();
+    // u32 words per row of data and of scales
+    let (dw, sw) = match a {
+        Matrix::F16 { stride, .. } => (stride / 2, 0),
+        Matrix::Q8 { .. } if nb % 2 == 1 => return Ok(None),
+        Matrix::Q8 { .. } => (nb * 8, nb / 2),
+        Matrix::Q4 { .. } => (nb * 4, nb),
+    };
+    let ctx = rec.ctx();
+    let interleave = |rec: &mut Recorder,
+                      w: usize,
+                      pick: fn(&Matrix) -> Option<&wgpu::Buffer>|
+     -> Result<Option<wgpu::Buffer>, OpError> {
+        let (Some(sa), Some(sb)) = (pick(a), pick(b)) else {
+            return Ok(None);
+        };
+        let dst = ctx.storage("interleaved", (2 * rows * w * 4) as u64);
+        for (which, src) in [(0, sa), (1, sb)] {
+            let s = Strided {
+                x: rows,
+                y: 1,
+                z: w,
+                zvalid: w,
+                sbase: 0,
+                sx: w,
+                sy: 0,
+                sz: 1,
+                dbase: which * w,
+                dx: 2 * w,
+                dy: 0,
+            };
+            relayout_words(rec, src, &dst, &s)?;
+        }
+        Ok(Some(dst))
+    };
+    let data = interleave(rec, dw, |m| Some(m.data()))?;
+    let scales = interleave(rec, sw, |m| m.scales())?;
+    let Some(data) = data else {
+        return Ok(None);
+    };
+    Ok(Some(match (a, scales) {
+        (Matrix::F16 { stride, .. }, _) => Matrix::F16 {
+            buf: data,
+            rows: 2 * rows,
+            cols,
+            stride: *stride,
+        },
+        (Matrix::Q8 { .. }, Some(scales)) => Matrix::Q8 {
+            data,
+            scales,
+            rows: 2 * rows,
+            cols,
+        },
+        (Matrix::Q4 { .. }, Some(scales)) => Matrix::Q4 {
+            data,
+            scales,
+            rows: 2 * rows,
+            cols,
+        },
+        _ => return Ok(None),
+    }))
 }

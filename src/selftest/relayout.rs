@@ -294,3 +294,87 @@ pub async fn subset(ctx: &GpuContext) -> Vec<(String, Result<Comparison, OpError
         ),
     ]
 }
+
+/// Rows of gate and up interleaved on the GPU: the buffers hold exactly the two matrices'
+/// rows alternately (bit-exact), and the SwiGLU product of the interleaved matrix equals the
+/// two products and a SwiGLU (within the f16 output rounding; the int8 path quantises x the
+/// same way for both). `Ok(None)`: the format cannot be interleaved (q8 with odd blocks).
+pub async fn interleave_case(
+    ctx: &GpuContext,
+    n: usize,
+    rows: usize,
+    cols: usize,
+    format: crate::tensor::WeightFormat,
+    seed: u64,
+) -> Result<Option<Comparison>, OpError> {
+    use crate::ops::{Activation, Epilogue};
+    use crate::tensor::{Matrix, Tensor};
+    let mut rng = Rng::new(seed);
+    let g = rng.normal_vec(rows * cols, 0.05);
+    let u = rng.normal_vec(rows * cols, 0.05);
+    let x = crate::tensor::round_act(ctx.act(), &rng.normal_vec(n * cols, 1.0));
+    let (gm, um) = (
+        Matrix::from_f32(ctx, "gate", rows, cols, &g, format),
+        Matrix::from_f32(ctx, "up", rows, cols, &u, format),
+    );
+    let mut rec = Recorder::new(ctx, "interleave test");
+    let Some(fused) = ops::interleave_rows(&mut rec, &gm, &um)? else {
+        return Ok(None);
+    };
+    let xt = Tensor::from_f32(ctx, "x", &[n, cols], &x);
+    let (yg, yu, want, got) = (
+        Tensor::empty(ctx, "g", &[n, rows]),
+        Tensor::empty(ctx, "u", &[n, rows]),
+        Tensor::empty(ctx, "want", &[n, rows]),
+        Tensor::empty(ctx, "got", &[n, rows]),
+    );
+    ops::gemv(&mut rec, &gm, &xt, &yg, Epilogue::default())?;
+    ops::gemv(&mut rec, &um, &xt, &yu, Epilogue::default())?;
+    ops::swiglu(&mut rec, &yg, &yu, &want)?;
+    let epi = Epilogue {
+        act: Activation::SwiGlu,
+        ..Default::default()
+    };
+    ops::gemv(&mut rec, &fused, &xt, &got, epi)?;
+    rec.submit()?;
+    // the words: row 2i of the fused buffers is gate's row i, row 2i+1 up's
+    let words = |m: &Matrix| -> [usize; 2] {
+        let nb = m.blocks_per_row();
+        match m {
+            Matrix::F16 { stride, .. } => [stride / 2, 0],
+            Matrix::Q8 { .. } => [nb * 8, nb / 2],
+            Matrix::Q4 { .. } => [nb * 4, nb],
+        }
+    };
+    let [dw, sw] = words(&gm);
+    let mut bad_words = 0usize;
+    for (w, fa, fb, ff) in [
+        (dw, Some(gm.data()), Some(um.data()), Some(fused.data())),
+        (sw, gm.scales(), um.scales(), fused.scales()),
+    ] {
+        let (Some(fa), Some(fb), Some(ff)) = (fa, fb, ff) else {
+            continue;
+        };
+        let a = read_buffer(ctx, fa, 0, (rows * w * 4) as u64).await?;
+        let b = read_buffer(ctx, fb, 0, (rows * w * 4) as u64).await?;
+        let f = read_buffer(ctx, ff, 0, (2 * rows * w * 4) as u64).await?;
+        for r in 0..rows {
+            let row = |v: &[u8], i: usize| v[i * w * 4..(i + 1) * w * 4].to_vec();
+            bad_words += usize::from(row(&f, 2 * r) != row(&a, r));
+            bad_words += usize::from(row(&f, 2 * r + 1) != row(&b, r));
+        }
+    }
+    if bad_words > 0 {
+        return Err(ops::shape_err(
+            "interleave_rows",
+            format!("{bad_words} interleaved rows differ from their source rows"),
+        ));
+    }
+    let (w, g) = (want.to_vec(ctx).await?, got.to_vec(ctx).await?);
+    let (atol, rtol) = if ctx.caps.f16 {
+        (2e-3, 2e-3)
+    } else {
+        (1e-5, 1e-4)
+    };
+    Ok(Some(compare(&g, &w, atol, rtol)))
+}

@@ -51,11 +51,52 @@ struct Layer {
     w_pack: Matrix,
     b_pack: Tensor,
     o: Matrix,
-    gate: Matrix,
-    up: Matrix,
+    mlp: Mlp,
     down: Matrix,
     ln1: wgpu::Buffer,
     ln2: wgpu::Buffer,
+}
+
+/// gate/up of a layer's MLP: one matrix with interleaved rows (a SwiGLU product: one dispatch,
+/// no intermediate), or two products and a SwiGLU where the format cannot be interleaved.
+enum Mlp {
+    Fused(Matrix),
+    Split { gate: Matrix, up: Matrix },
+}
+
+impl Mlp {
+    /// The store keeps the interleaved matrix under this name and drops gate/up, so the
+    /// weights exist once on the GPU and a second `Llm::load` reuses it.
+    fn fused_name(p: &str) -> String {
+        format!("{p}.mlp.gate_up.interleaved")
+    }
+
+    fn load(ctx: &GpuContext, w: &Weights, p: &str) -> Result<Mlp, ModelError> {
+        let name = Self::fused_name(p);
+        if let Ok(m) = w.matrix(ctx, &name) {
+            return Ok(Mlp::Fused(m));
+        }
+        let (gn, un) = (
+            format!("{p}.mlp.gate_proj.weight"),
+            format!("{p}.mlp.up_proj.weight"),
+        );
+        let (gate, up) = (w.matrix(ctx, &gn)?, w.matrix(ctx, &un)?);
+        let mut rec = Recorder::new(ctx, "llm.gate_up");
+        let Some(m) = ops::interleave_rows(&mut rec, &gate, &up)? else {
+            return Ok(Mlp::Split { gate, up });
+        };
+        rec.submit()?;
+        w.insert_matrix(
+            &name,
+            vec![MatrixPart {
+                row_start: 0,
+                matrix: m.clone(),
+            }],
+        );
+        w.evict(&gn);
+        w.evict(&un);
+        Ok(Mlp::Fused(m))
+    }
 }
 
 /// The 8 audio-code embedding tables stacked into one f16 matrix (what `audio_embed` reads).
@@ -140,8 +181,7 @@ impl Llm {
                 w_pack: w.matrix(ctx, &format!("{p}.self_attn.W_pack.weight"))?,
                 b_pack: w.tensor(ctx, &format!("{p}.self_attn.W_pack.bias"))?,
                 o: w.matrix(ctx, &format!("{p}.self_attn.o_proj.weight"))?,
-                gate: w.matrix(ctx, &format!("{p}.mlp.gate_proj.weight"))?,
-                up: w.matrix(ctx, &format!("{p}.mlp.up_proj.weight"))?,
+                mlp: Mlp::load(ctx, w, &p)?,
                 down: w.matrix(ctx, &format!("{p}.mlp.down_proj.weight"))?,
                 ln1: w.f32_buffer(ctx, &format!("{p}.input_layernorm.weight"))?,
                 ln2: w.f32_buffer(ctx, &format!("{p}.post_attention_layernorm.weight"))?,
@@ -497,9 +537,23 @@ impl Session {
                 },
             )?;
             ops::rmsnorm(rec, &h2, &l.ln2, d.eps, &xn)?;
-            ops::gemv(rec, &l.gate, &xn, &gate, Epilogue::default())?;
-            ops::gemv(rec, &l.up, &xn, &up, Epilogue::default())?;
-            ops::swiglu(rec, &gate, &up, &mlp)?;
+            match &l.mlp {
+                Mlp::Fused(gu) => ops::gemv(
+                    rec,
+                    gu,
+                    &xn,
+                    &mlp,
+                    Epilogue {
+                        act: ops::Activation::SwiGlu,
+                        ..Default::default()
+                    },
+                )?,
+                Mlp::Split { gate: g, up: u } => {
+                    ops::gemv(rec, g, &xn, &gate, Epilogue::default())?;
+                    ops::gemv(rec, u, &xn, &up, Epilogue::default())?;
+                    ops::swiglu(rec, &gate, &up, &mlp)?;
+                }
+            }
             ops::gemv(
                 rec,
                 &l.down,
