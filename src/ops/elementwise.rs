@@ -292,6 +292,29 @@ pub fn swiglu_fused(rec: &mut Recorder, gate_up: &Tensor, y: &Tensor) -> Result<
     swiglu_launch(rec, OP, gate_up, gate_up, y, i, (i2, 0, i2, i))
 }
 
+/// SwiGLU of interleaved pairs: `gate_up (T, 2I)` holds `(gate_j, up_j)` at columns
+/// `2j, 2j + 1` (the product of a row-interleaved gate/up matrix without its epilogue) → y (T, I).
+pub fn swiglu_pairs(rec: &mut Recorder, gate_up: &Tensor, y: &Tensor) -> Result<(), OpError> {
+    const OP: &str = "swiglu_pairs";
+    let [t, i2] = gate_up.shape[..] else {
+        return Err(shape_err(
+            OP,
+            format!("gate_up must be (T, 2I), got {:?}", gate_up.shape),
+        ));
+    };
+    if i2 % 2 != 0 || y.shape != [t, i2 / 2] || t == 0 || i2 == 0 {
+        return Err(shape_err(
+            OP,
+            format!(
+                "y is {:?}, gate_up is {:?} (want y = (T, I), gate_up = (T, 2I))",
+                y.shape, gate_up.shape
+            ),
+        ));
+    }
+    // every output is its own "row" of one element: gate at 2i, up at 2i + 1
+    swiglu_launch(rec, OP, gate_up, gate_up, y, 1, (2, 0, 2, 1))
+}
+
 fn swiglu_launch(
     rec: &mut Recorder,
     op: &'static str,

@@ -23,7 +23,7 @@ pub use attention::{
     KvCache,
 };
 pub use conv::{avgpool1d, conv1d, conv_transpose1d, Conv1dSpec, ConvTranspose1dSpec, ConvWeight};
-pub use elementwise::{binary, snake, swiglu, swiglu_fused, unary, Binary, Unary};
+pub use elementwise::{binary, snake, swiglu, swiglu_fused, swiglu_pairs, unary, Binary, Unary};
 pub use embedding::{audio_embed, embedding, CODEBOOKS};
 pub use fill::{copy, fill, Fill};
 pub use gemv::{gemv, Activation, Epilogue, GEMM_MIN_N, GEMV_MAX_N};

@@ -336,6 +336,13 @@ pub async fn interleave_case(
         ..Default::default()
     };
     ops::gemv(&mut rec, &fused, &xt, &got, epi)?;
+    // and the plain product of the interleaved matrix + SwiGLU over its pairs (the prefill)
+    let (pairs_in, pairs) = (
+        Tensor::empty(ctx, "gu", &[n, 2 * rows]),
+        Tensor::empty(ctx, "pairs", &[n, rows]),
+    );
+    ops::gemv(&mut rec, &fused, &xt, &pairs_in, Epilogue::default())?;
+    ops::swiglu_pairs(&mut rec, &pairs_in, &pairs)?;
     rec.submit()?;
     // the words: row 2i of the fused buffers is gate's row i, row 2i+1 up's
     let words = |m: &Matrix| -> [usize; 2] {
@@ -370,7 +377,12 @@ pub async fn interleave_case(
             format!("{bad_words} interleaved rows differ from their source rows"),
         ));
     }
-    let (w, g) = (want.to_vec(ctx).await?, got.to_vec(ctx).await?);
+    let w = want.to_vec(ctx).await?;
+    let mut w2 = w.clone();
+    w2.extend_from_slice(&w);
+    let mut g = got.to_vec(ctx).await?;
+    g.extend(pairs.to_vec(ctx).await?);
+    let w = w2;
     let (atol, rtol) = if ctx.caps.f16 {
         (2e-3, 2e-3)
     } else {

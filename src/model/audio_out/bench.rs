@@ -12,10 +12,6 @@ use crate::weights::OmniConfig;
 
 use super::Vocoder;
 
-/// Rows kept per codebook: the decode is a gather whose cost does not depend on the codebook
-/// size, so the bench does not generate the real 19456 × 5120 f32 tables.
-const BENCH_CODEBOOK_ROWS: usize = 64;
-
 /// A store with random weights for every audio-out tensor of `cfg` (full: the real config).
 pub fn random_weights(
     ctx: &GpuContext,
@@ -50,8 +46,25 @@ pub fn random_weights(
             continue;
         }
         if codebook {
-            let shape = vec![BENCH_CODEBOOK_ROWS.min(s.shape[0]), s.shape[1]];
-            host(s.name, shape, Role::Conv, &mut rng);
+            // full size, random f16 on the GPU (the raw tensor the loader would leave)
+            let n: usize = s.shape.iter().product();
+            let words = n.div_ceil(2);
+            let buf = ctx.storage(&s.name, (words * 4) as u64);
+            mseed = mseed.wrapping_add(1);
+            let amp = (s.shape[1] as f32).sqrt().recip();
+            let f = crate::ops::Fill::F16 {
+                lo: (amp, 0.0),
+                hi: (amp, 0.0),
+            };
+            crate::ops::fill(&mut rec, &buf, words, mseed, f)?;
+            w.insert_raw(
+                &s.name,
+                crate::tensor::RawTensor {
+                    buf,
+                    shape: s.shape.clone(),
+                    dtype: crate::tensor::RawDType::F16,
+                },
+            );
         } else if is_matrix(s.role) {
             mseed = mseed.wrapping_add(1);
             let m = Matrix::random(&mut rec, s.shape[0], s.shape[1], format, mseed)?;

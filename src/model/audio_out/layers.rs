@@ -197,9 +197,11 @@ impl WhisperLayer {
     /// `h (T, d)` → new `(T, d)`.
     pub fn forward(&self, rec: &mut Recorder, h: &Tensor, chunk: usize) -> Result<Tensor, OpError> {
         let ctx = rec.ctx();
-        let [t, d] = h.shape[..] else {
+        let [t, _] = h.shape[..] else {
             return Err(ops_shape("whisper layer", h));
         };
+        // the attention width (the flow U-Net's blocks attend wider than their channels)
+        let d = self.q.out_dim();
         let hd = d / self.heads;
         let a = self.ln1.apply(rec, h)?;
         let q = self.q.apply(rec, &a, Activation::None, None)?;

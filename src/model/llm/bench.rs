@@ -180,6 +180,19 @@ pub async fn bench_llm(
         .filter(|s| s.stage == Stage::Llm && s.role == Role::Linear)
         .map(|s| (s.name.clone(), ()))
     {
+        // gate/up live as one interleaved matrix once the Llm is loaded (see `Mlp`)
+        let name = match name.strip_suffix(".mlp.gate_proj.weight") {
+            Some(p)
+                if w.matrix_parts(ctx, &format!("{p}.mlp.gate_up.interleaved"))
+                    .is_ok() =>
+            {
+                format!("{p}.mlp.gate_up.interleaved")
+            }
+            _ if name.ends_with(".mlp.up_proj.weight") && w.matrix_parts(ctx, &name).is_err() => {
+                continue;
+            }
+            _ => name,
+        };
         for p in w.matrix_parts(ctx, &name)?.iter() {
             llm_bytes += matrix_bytes(&p.matrix);
         }

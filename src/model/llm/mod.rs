@@ -299,6 +299,8 @@ pub struct Session {
     attn: Tensor,
     gate: Tensor,
     up: Tensor,
+    /// The interleaved gate|up product of a prefill chunk (n, 2·inter) before its SwiGLU.
+    gate_up: Tensor,
     mlp: Tensor,
     tmp: Tensor,
     ids: wgpu::Buffer,
@@ -347,6 +349,7 @@ impl Session {
             attn: t("llm.attn", &[chunk, d.heads, d.head_dim]),
             gate: t("llm.gate", &[chunk, d.inter]),
             up: t("llm.up", &[chunk, d.inter]),
+            gate_up: t("llm.gate_up", &[chunk, 2 * d.inter]),
             mlp: t("llm.mlp", &[chunk, d.inter]),
             tmp: t("llm.tmp", &[chunk, d.hidden]),
             ids: ctx.storage("llm.ids", (chunk * 4) as u64),
@@ -538,7 +541,8 @@ impl Session {
             )?;
             ops::rmsnorm(rec, &h2, &l.ln2, d.eps, &xn)?;
             match &l.mlp {
-                Mlp::Fused(gu) => ops::gemv(
+                // decode: the SwiGLU epilogue of the matrix–vector kernel
+                Mlp::Fused(gu) if n < ops::GEMM_MIN_N => ops::gemv(
                     rec,
                     gu,
                     &xn,
@@ -548,6 +552,13 @@ impl Session {
                         ..Default::default()
                     },
                 )?,
+                // prefill: the plain tiled product (its SwiGLU epilogue measured 20 % slower
+                // on an H100), then SwiGLU over the interleaved pairs
+                Mlp::Fused(gu) => {
+                    let gup = sub(&self.gate_up, &[n, 2 * d.inter]);
+                    ops::gemv(rec, gu, &xn, &gup, Epilogue::default())?;
+                    ops::swiglu_pairs(rec, &gup, &mlp)?;
+                }
                 Mlp::Split { gate: g, up: u } => {
                     ops::gemv(rec, g, &xn, &gate, Epilogue::default())?;
                     ops::gemv(rec, u, &xn, &up, Epilogue::default())?;
