@@ -66,7 +66,8 @@ async function main() {
     page.on("console", (m) => consoleLines.push(`[${m.type()}] ${m.text()}`));
     page.on("pageerror", (e) => consoleLines.push(`[pageerror] ${e.message}`));
 
-    await page.goto(`${base}/`);
+    // a slow CI machine may take a while to start the renderer; the engine has its own timeout below
+    await page.goto(`${base}/`, { waitUntil: "domcontentloaded", timeout: 120000 });
     await page.waitForFunction(() => window.__bca && window.__bca.done, null, { timeout: 180000 });
     const state = await page.evaluate(() => window.__bca);
     await page.screenshot({ path: resolve(outDir, "selftest.png"), fullPage: true });
