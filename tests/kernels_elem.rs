@@ -625,36 +625,17 @@ fn relayout_refuses_bad_boxes() {
     let src = c.upload("s", &[0u8; 64]);
     let dst = c.upload("d", &[0u8; 64]);
     let mut rec = Recorder::new(c, "t");
+    let mut err =
+        |sd, dd, b: Strided| shape_msg(ops::relayout(&mut rec, &src, sd, &dst, dd, &b), "relayout");
     // odd z for an f16 output
-    let r = ops::relayout(
-        &mut rec,
-        &src,
-        RawDType::F16,
-        &dst,
-        RawDType::F16,
-        &boxed(1, 1, 3, 3, [0, 0, 0, 1], [0, 0, 0]),
-    );
-    assert!(shape_msg(r, "relayout").contains("even z"));
+    let b = boxed(1, 1, 3, 3, [0, 0, 0, 1], [0, 0, 0]);
+    assert!(err(RawDType::F16, RawDType::F16, b).contains("even z"));
     // reads past the source
-    let r = ops::relayout(
-        &mut rec,
-        &src,
-        RawDType::F32,
-        &dst,
-        RawDType::F32,
-        &boxed(1, 1, 8, 8, [10, 0, 0, 1], [0, 0, 0]),
-    );
-    assert!(shape_msg(r, "relayout").contains("src buffer holds 64 bytes, needs 72"));
+    let b = boxed(1, 1, 8, 8, [10, 0, 0, 1], [0, 0, 0]);
+    assert!(err(RawDType::F32, RawDType::F32, b).contains("src buffer holds 64 bytes, needs 72"));
     // writes past the destination
-    let r = ops::relayout(
-        &mut rec,
-        &src,
-        RawDType::F32,
-        &dst,
-        RawDType::F32,
-        &boxed(1, 1, 8, 8, [0, 0, 0, 1], [12, 0, 0]),
-    );
-    assert!(shape_msg(r, "relayout").contains("dst buffer holds 64 bytes, needs 80"));
+    let b = boxed(1, 1, 8, 8, [0, 0, 0, 1], [12, 0, 0]);
+    assert!(err(RawDType::F32, RawDType::F32, b).contains("dst buffer holds 64 bytes, needs 80"));
 }
 
 #[test]

@@ -75,15 +75,7 @@ fn f16_to_f32(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
     dst[P.dbase + c.x * P.dx + c.y * P.dy + c.z] = bitcast<u32>(read_f16(c.x, c.y, c.z));
 }
 
-@compute @workgroup_size(WG)
-fn f32_to_f32(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let t = thread(wid, lid);
-    if (t >= P.x * P.y * P.z) { return; }
-    let c = coords(t, 1u);
-    dst[P.dbase + c.x * P.dx + c.y * P.dy + c.z] = bitcast<u32>(read_f32(c.x, c.y, c.z));
-}
-
-// raw 32-bit words, no float conversion (quantised weight blocks, f16 pairs)
+// raw 32-bit words, no float conversion (f32 → f32, quantised weight blocks, f16 pairs)
 @compute @workgroup_size(WG)
 fn u32_to_u32(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let t = thread(wid, lid);

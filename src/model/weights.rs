@@ -312,7 +312,7 @@ impl Weights {
         if let Some(c) = self.codebooks.borrow().as_ref() {
             return Ok(c.clone());
         }
-        const P: &str = "audio_tokenizer.audio_bridge_model";
+        const P: &str = super::audio_in::Bridge::PREFIX;
         let a = &self.config.audio;
         let big = a.d_model * a.avg_pooler;
         let sizes = &a.vq_config.codebook_sizes;

@@ -74,9 +74,42 @@ impl ConvWeight {
         }
     }
 
-    fn storage(rec: &Recorder, label: &str, cout: usize, cin_g: usize, k: usize) -> wgpu::Buffer {
+    /// Lays a raw weight out on the GPU as a `(cout, cin_g, k, groups)` conv weight, one
+    /// [`relayout`] per block `(first output channel, channels, source offset, source stride
+    /// per output channel, source stride per input channel)`; taps are contiguous (stride 1)
+    /// in every PyTorch conv layout.
+    fn from_raw(
+        rec: &mut Recorder,
+        label: &str,
+        w: &RawTensor,
+        [cout, cin_g, k, groups]: [usize; 4],
+        blocks: &[(usize, usize, usize, usize, usize)],
+    ) -> Result<ConvWeight, OpError> {
         let cin_gp = cin_g.div_ceil(2) * 2;
-        rec.ctx().storage(label, (cout * k * cin_gp * 2) as u64)
+        let buf = rec.ctx().storage(label, (cout * k * cin_gp * 2) as u64);
+        for &(co0, n, sbase, sx, sz) in blocks {
+            let s = Strided {
+                x: n,
+                y: k,
+                z: cin_gp,
+                zvalid: cin_g,
+                sbase,
+                sx,
+                sy: 1,
+                sz,
+                dbase: co0 * k * cin_gp,
+                dx: k * cin_gp,
+                dy: cin_gp,
+            };
+            relayout(rec, &w.buf, w.dtype, &buf, RawDType::F16, &s)?;
+        }
+        Ok(ConvWeight {
+            buf,
+            cout,
+            cin_g,
+            k,
+            groups,
+        })
     }
 
     /// [`ConvWeight::conv1d`] from a raw PyTorch `Conv1d.weight` (Cout, Cin/groups, K) that
@@ -94,29 +127,8 @@ impl ConvWeight {
                 format!("{groups} groups do not divide Cout {cout}"),
             ));
         }
-        let cin_gp = cin_g.div_ceil(2) * 2;
-        let buf = Self::storage(rec, label, cout, cin_g, k);
-        let s = Strided {
-            x: cout,
-            y: k,
-            z: cin_gp,
-            zvalid: cin_g,
-            sbase: 0,
-            sx: cin_g * k,
-            sy: 1,
-            sz: k,
-            dbase: 0,
-            dx: k * cin_gp,
-            dy: cin_gp,
-        };
-        relayout(rec, &w.buf, w.dtype, &buf, RawDType::F16, &s)?;
-        Ok(ConvWeight {
-            buf,
-            cout,
-            cin_g,
-            k,
-            groups,
-        })
+        let block = (0, cout, 0, cin_g * k, k);
+        Self::from_raw(rec, label, w, [cout, cin_g, k, groups], &[block])
     }
 
     /// The slice of input channels `c0..c0 + c` of a raw `Conv1d.weight` (Cout, Cin, K),
@@ -136,29 +148,8 @@ impl ConvWeight {
                 format!("input channels {c0}..{} outside the weight's {cin}", c0 + c),
             ));
         }
-        let cin_gp = c.div_ceil(2) * 2;
-        let buf = Self::storage(rec, label, cout, c, k);
-        let s = Strided {
-            x: cout,
-            y: k,
-            z: cin_gp,
-            zvalid: c,
-            sbase: c0 * k,
-            sx: cin * k,
-            sy: 1,
-            sz: k,
-            dbase: 0,
-            dx: k * cin_gp,
-            dy: cin_gp,
-        };
-        relayout(rec, &w.buf, w.dtype, &buf, RawDType::F16, &s)?;
-        Ok(ConvWeight {
-            buf,
-            cout,
-            cin_g: c,
-            k,
-            groups: 1,
-        })
+        let block = (0, cout, c0 * k, cin * k, k);
+        Self::from_raw(rec, label, w, [cout, c, k, 1], &[block])
     }
 
     /// [`ConvWeight::conv_transpose1d`] from a raw PyTorch `ConvTranspose1d.weight`
@@ -177,32 +168,11 @@ impl ConvWeight {
             ));
         }
         let cin_g = cin / groups;
-        let cin_gp = cin_g.div_ceil(2) * 2;
-        let cout = cout_g * groups;
-        let buf = Self::storage(rec, label, cout, cin_g, k);
-        for g in 0..groups {
-            let s = Strided {
-                x: cout_g,
-                y: k,
-                z: cin_gp,
-                zvalid: cin_g,
-                sbase: g * cin_g * cout_g * k,
-                sx: k,
-                sy: 1,
-                sz: cout_g * k,
-                dbase: g * cout_g * k * cin_gp,
-                dx: k * cin_gp,
-                dy: cin_gp,
-            };
-            relayout(rec, &w.buf, w.dtype, &buf, RawDType::F16, &s)?;
-        }
-        Ok(ConvWeight {
-            buf,
-            cout,
-            cin_g,
-            k,
-            groups,
-        })
+        // group g: output channels g·Cout_g.., source (g·Cin_g + ci, co, kk)
+        let blocks: Vec<_> = (0..groups)
+            .map(|g| (g * cout_g, cout_g, g * cin_g * cout_g * k, k, cout_g * k))
+            .collect();
+        Self::from_raw(rec, label, w, [cout_g * groups, cin_g, k, groups], &blocks)
     }
 
     /// From a PyTorch `Conv1d.weight` (Cout, Cin/groups, K), row-major f32.

@@ -270,24 +270,30 @@ pub fn swiglu(rec: &mut Recorder, gate: &Tensor, up: &Tensor, y: &Tensor) -> Res
     swiglu_launch(rec, OP, gate, up, y, i, (i, 0, i, 0))
 }
 
-/// SwiGLU from one fused (T, 2I) tensor `[gate | up]` (the gate+up product's output) → y (T, I).
-pub fn swiglu_fused(rec: &mut Recorder, gate_up: &Tensor, y: &Tensor) -> Result<(), OpError> {
-    const OP: &str = "swiglu_fused";
+/// Checks `gate_up (T, 2I)` against `y (T, I)` and returns 2I.
+fn gate_up_width(op: &'static str, gate_up: &Tensor, y: &Tensor) -> Result<usize, OpError> {
     let [t, i2] = gate_up.shape[..] else {
         return Err(shape_err(
-            OP,
+            op,
             format!("gate_up must be (T, 2I), got {:?}", gate_up.shape),
         ));
     };
     if i2 % 2 != 0 || y.shape != [t, i2 / 2] || t == 0 || i2 == 0 {
         return Err(shape_err(
-            OP,
+            op,
             format!(
                 "y is {:?}, gate_up is {:?} (want y = (T, I), gate_up = (T, 2I))",
                 y.shape, gate_up.shape
             ),
         ));
     }
+    Ok(i2)
+}
+
+/// SwiGLU from one fused (T, 2I) tensor `[gate | up]` (the gate+up product's output) → y (T, I).
+pub fn swiglu_fused(rec: &mut Recorder, gate_up: &Tensor, y: &Tensor) -> Result<(), OpError> {
+    const OP: &str = "swiglu_fused";
+    let i2 = gate_up_width(OP, gate_up, y)?;
     let i = i2 / 2;
     swiglu_launch(rec, OP, gate_up, gate_up, y, i, (i2, 0, i2, i))
 }
@@ -296,21 +302,7 @@ pub fn swiglu_fused(rec: &mut Recorder, gate_up: &Tensor, y: &Tensor) -> Result<
 /// `2j, 2j + 1` (the product of a row-interleaved gate/up matrix without its epilogue) → y (T, I).
 pub fn swiglu_pairs(rec: &mut Recorder, gate_up: &Tensor, y: &Tensor) -> Result<(), OpError> {
     const OP: &str = "swiglu_pairs";
-    let [t, i2] = gate_up.shape[..] else {
-        return Err(shape_err(
-            OP,
-            format!("gate_up must be (T, 2I), got {:?}", gate_up.shape),
-        ));
-    };
-    if i2 % 2 != 0 || y.shape != [t, i2 / 2] || t == 0 || i2 == 0 {
-        return Err(shape_err(
-            OP,
-            format!(
-                "y is {:?}, gate_up is {:?} (want y = (T, I), gate_up = (T, 2I))",
-                y.shape, gate_up.shape
-            ),
-        ));
-    }
+    gate_up_width(OP, gate_up, y)?;
     // every output is its own "row" of one element: gate at 2i, up at 2i + 1
     swiglu_launch(rec, OP, gate_up, gate_up, y, 1, (2, 0, 2, 1))
 }

@@ -31,6 +31,18 @@ pub struct Strided {
 }
 
 impl Strided {
+    /// A contiguous run: `z` elements from the start of both buffers, 0 from `zvalid` on.
+    pub fn flat(z: usize, zvalid: usize) -> Strided {
+        Strided {
+            x: 1,
+            y: 1,
+            z,
+            zvalid,
+            sz: 1,
+            ..Default::default()
+        }
+    }
+
     /// Highest source element read + 1 (0 for an empty box).
     pub fn src_end(&self) -> usize {
         if self.x == 0 || self.y == 0 || self.zvalid.min(self.z) == 0 {
@@ -62,7 +74,6 @@ pub fn relayout(
     s: &Strided,
 ) -> Result<(), OpError> {
     const OP: &str = "relayout";
-    let ctx = rec.ctx();
     let per = match dst_dtype {
         RawDType::F16 => 2,
         RawDType::F32 => 1,
@@ -92,19 +103,34 @@ pub fn relayout(
         (s.src_end() as u64 * elem(src_dtype)).div_ceil(4) * 4,
     )?;
     check_len(OP, "dst", dst, s.dst_end() as u64 * elem(dst_dtype))?;
-    let limit = u32::MAX as usize;
-    if threads > limit || s.src_end() > limit || s.dst_end() > limit {
-        return Err(shape_err(
-            OP,
-            format!("box too large for 32-bit indices: {s:?}"),
-        ));
-    }
     let entry = match (src_dtype, dst_dtype) {
         (RawDType::F16, RawDType::F16) => "f16_to_f16",
         (RawDType::F32, RawDType::F16) => "f32_to_f16",
         (RawDType::F16, RawDType::F32) => "f16_to_f32",
-        (RawDType::F32, RawDType::F32) => "f32_to_f32",
+        // f32 → f32 is a plain word copy
+        (RawDType::F32, RawDType::F32) => "u32_to_u32",
     };
+    dispatch(rec, OP, entry, src, dst, s, threads)
+}
+
+/// Binds and records one relayout kernel over `threads` threads (shapes already checked).
+fn dispatch(
+    rec: &mut Recorder,
+    op: &'static str,
+    entry: &'static str,
+    src: &wgpu::Buffer,
+    dst: &wgpu::Buffer,
+    s: &Strided,
+    threads: usize,
+) -> Result<(), OpError> {
+    let ctx = rec.ctx();
+    let limit = u32::MAX as usize;
+    if threads > limit || s.src_end() > limit || s.dst_end() > limit {
+        return Err(shape_err(
+            op,
+            format!("box too large for 32-bit indices: {s:?}"),
+        ));
+    }
     let key = KernelKey {
         family: "relayout",
         entry,
@@ -117,11 +143,10 @@ pub fn relayout(
         (threads as u32).div_ceil(WG),
         ctx.limits.max_compute_workgroups_per_dimension,
     );
-    let params: [u32; 12] = [
+    let mut params = [
         s.x, s.y, s.z, s.zvalid, s.sbase, s.sx, s.sy, s.sz, s.dbase, s.dx, s.dy, 0,
     ]
     .map(|v| v as u32);
-    let mut params = params;
     params[11] = g[0];
     let u = ctx.uniform("relayout.params", bytemuck::cast_slice(&params));
     let group = ctx.bind(&p, &[src, dst, &u]);
@@ -137,41 +162,13 @@ pub fn relayout_words(
     s: &Strided,
 ) -> Result<(), OpError> {
     const OP: &str = "relayout_words";
-    let ctx = rec.ctx();
     let threads = s.x * s.y * s.z;
     if threads == 0 {
         return Ok(());
     }
     check_len(OP, "src", src, s.src_end() as u64 * 4)?;
     check_len(OP, "dst", dst, s.dst_end() as u64 * 4)?;
-    let limit = u32::MAX as usize;
-    if threads > limit || s.src_end() > limit || s.dst_end() > limit {
-        return Err(shape_err(
-            OP,
-            format!("box too large for 32-bit indices: {s:?}"),
-        ));
-    }
-    let key = KernelKey {
-        family: "relayout",
-        entry: "u32_to_u32",
-        act: ctx.act(),
-        subgroups: false,
-        constants: vec![("WG", WG)],
-    };
-    let p = ctx.pipeline(&key, BINDINGS)?;
-    let g = grid(
-        (threads as u32).div_ceil(WG),
-        ctx.limits.max_compute_workgroups_per_dimension,
-    );
-    let mut params: [u32; 12] = [
-        s.x, s.y, s.z, s.zvalid, s.sbase, s.sx, s.sy, s.sz, s.dbase, s.dx, s.dy, 0,
-    ]
-    .map(|v| v as u32);
-    params[11] = g[0];
-    let u = ctx.uniform("relayout.params", bytemuck::cast_slice(&params));
-    let group = ctx.bind(&p, &[src, dst, &u]);
-    rec.dispatch(&p.pipeline, &group, g)?;
-    Ok(())
+    dispatch(rec, OP, "u32_to_u32", src, dst, s, threads)
 }
 
 /// An f32 buffer of `shape` as an activation tensor: the same buffer where activations are
@@ -194,15 +191,14 @@ pub fn f32_to_act(
     }
     let even = n.div_ceil(2) * 2;
     let dst = ctx.storage("f32_to_act", (even * 2) as u64);
-    let s = Strided {
-        x: 1,
-        y: 1,
-        z: even,
-        zvalid: n,
-        sz: 1,
-        ..Default::default()
-    };
-    relayout(rec, src, RawDType::F32, &dst, RawDType::F16, &s)?;
+    relayout(
+        rec,
+        src,
+        RawDType::F32,
+        &dst,
+        RawDType::F16,
+        &Strided::flat(even, n),
+    )?;
     Ok(crate::tensor::Tensor {
         buf: dst,
         shape: shape.to_vec(),
@@ -236,13 +232,8 @@ pub fn interleave_rows(
             ),
         ));
     }
-    let nb = a.blocks_per_row();
-    // u32 words per row of data and of scales
-    let (dw, sw) = match a {
-        Matrix::F16 { stride, .. } => (stride / 2, 0),
-        Matrix::Q8 { .. } if nb % 2 == 1 => return Ok(None),
-        Matrix::Q8 { .. } => (nb * 8, nb / 2),
-        Matrix::Q4 { .. } => (nb * 4, nb),
+    let Some((dw, sw)) = a.row_words() else {
+        return Ok(None);
     };
     let ctx = rec.ctx();
     let interleave = |rec: &mut Recorder,

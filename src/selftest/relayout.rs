@@ -345,15 +345,7 @@ pub async fn interleave_case(
     ops::swiglu_pairs(&mut rec, &pairs_in, &pairs)?;
     rec.submit()?;
     // the words: row 2i of the fused buffers is gate's row i, row 2i+1 up's
-    let words = |m: &Matrix| -> [usize; 2] {
-        let nb = m.blocks_per_row();
-        match m {
-            Matrix::F16 { stride, .. } => [stride / 2, 0],
-            Matrix::Q8 { .. } => [nb * 8, nb / 2],
-            Matrix::Q4 { .. } => [nb * 4, nb],
-        }
-    };
-    let [dw, sw] = words(&gm);
+    let (dw, sw) = gm.row_words().unwrap_or_default();
     let mut bad_words = 0usize;
     for (w, fa, fb, ff) in [
         (dw, Some(gm.data()), Some(um.data()), Some(fused.data())),

@@ -215,6 +215,18 @@ impl Matrix {
             Matrix::Q8 { scales, .. } | Matrix::Q4 { scales, .. } => Some(scales),
         }
     }
+    /// u32 words per row of `(data, scales)`, where rows end on word boundaries (every format
+    /// but q8 with an odd number of blocks per row: two of its scales share a word).
+    pub fn row_words(&self) -> Option<(usize, usize)> {
+        let nb = self.blocks_per_row();
+        match self {
+            Matrix::F16 { stride, .. } => Some((stride / 2, 0)),
+            Matrix::Q8 { .. } if nb % 2 == 1 => None,
+            Matrix::Q8 { .. } => Some((nb * 8, nb / 2)),
+            Matrix::Q4 { .. } => Some((nb * 4, nb)),
+        }
+    }
+
     /// Bytes of the weight data the kernel reads.
     pub fn data_bytes(&self) -> u64 {
         let blocks = (self.rows() * self.blocks_per_row()) as u64;

@@ -191,21 +191,13 @@ impl AudioIn {
             crate::gpu::ActDType::F32 => r.buf.clone(),
             crate::gpu::ActDType::F16 => {
                 let x32 = ctx.storage("rvq.x", (n * big * 4) as u64);
-                let s = ops::Strided {
-                    x: 1,
-                    y: 1,
-                    z: n * big,
-                    zvalid: n * big,
-                    sz: 1,
-                    ..Default::default()
-                };
                 ops::relayout(
                     &mut rec,
                     &r.buf,
                     crate::tensor::RawDType::F16,
                     &x32,
                     crate::tensor::RawDType::F32,
-                    &s,
+                    &ops::Strided::flat(n * big, n * big),
                 )?;
                 x32
             }

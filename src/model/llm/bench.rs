@@ -181,13 +181,11 @@ pub async fn bench_llm(
         .map(|s| (s.name.clone(), ()))
     {
         // gate/up live as one interleaved matrix once the Llm is loaded (see `Mlp`)
-        let name = match name.strip_suffix(".mlp.gate_proj.weight") {
-            Some(p)
-                if w.matrix_parts(ctx, &format!("{p}.mlp.gate_up.interleaved"))
-                    .is_ok() =>
-            {
-                format!("{p}.mlp.gate_up.interleaved")
-            }
+        let fused = name
+            .strip_suffix(".mlp.gate_proj.weight")
+            .map(super::Mlp::fused_name);
+        let name = match fused {
+            Some(f) if w.matrix_parts(ctx, &f).is_ok() => f,
             _ if name.ends_with(".mlp.up_proj.weight") && w.matrix_parts(ctx, &name).is_err() => {
                 continue;
             }

@@ -67,7 +67,7 @@ enum Mlp {
 impl Mlp {
     /// The store keeps the interleaved matrix under this name and drops gate/up, so the
     /// weights exist once on the GPU and a second `Llm::load` reuses it.
-    fn fused_name(p: &str) -> String {
+    pub(crate) fn fused_name(p: &str) -> String {
         format!("{p}.mlp.gate_up.interleaved")
     }
 
