@@ -508,10 +508,16 @@ pub async fn bench_decode(
             breakdown_us.push((name.to_string(), t / tokens as f64 * 1e6));
         }
         // wall clock: record, submit and wait for single tokens, as an engine would
+        // (bind groups cached across tokens, as the engine's session does)
+        let binds = crate::gpu::BindCache::default();
+        let mut r = Recorder::new(ctx, "token").with_cache(&binds);
+        step(&mut r, pos)?;
+        r.submit()?;
+        read_buffer(ctx, &am_out, 0, 8).await?;
         let t0 = web_time_now();
         let wall_tokens = 8;
         for _ in 0..wall_tokens {
-            let mut r = Recorder::new(ctx, "token");
+            let mut r = Recorder::new(ctx, "token").with_cache(&binds);
             step(&mut r, pos)?;
             dispatches = r.dispatches();
             r.submit()?;

@@ -721,3 +721,59 @@ fn codebooks_from_raw_and_f32_to_act() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Recorder: param ring and bind-group cache
+
+/// Thousands of dispatches in one recorder (their params span several rings), each with its
+/// own params; then the same step again with other params through the same bind-group cache,
+/// which must reuse every bind group and still see the new params.
+#[test]
+fn recorder_param_ring_and_bind_cache() {
+    use bca::gpu::BindCache;
+    use bca::ops::Strided;
+    let c = ctx(Path::F32);
+    let n = 6000;
+    let mut rng = bca::util::rng::Rng::new(41);
+    let words: Vec<u32> = (0..n).map(|_| rng.next_u64() as u32).collect();
+    let src = c.upload("ring.src", bytemuck::cast_slice(&words));
+    let dst = c.storage("ring.dst", (n * 4) as u64);
+    let cache = BindCache::default();
+    let mut sizes = Vec::new();
+    for round in 0..2 {
+        // a seeded permutation: dst[i] = src[perm[i]], one dispatch per word
+        let mut perm: Vec<usize> = (0..n).collect();
+        for i in (1..n).rev() {
+            perm.swap(i, rng.below(i as u64 + 1) as usize);
+        }
+        let mut rec = Recorder::new(c, "ring").with_cache(&cache);
+        for (i, &p) in perm.iter().enumerate() {
+            let s = Strided {
+                x: 1,
+                y: 1,
+                z: 1,
+                zvalid: 1,
+                sbase: p,
+                sz: 1,
+                dbase: i,
+                ..Default::default()
+            };
+            ops::relayout_words(&mut rec, &src, &dst, &s).expect("relayout_words");
+        }
+        rec.submit().expect("submit");
+        let got = pollster::block_on(bca::gpu::read_buffer(c, &dst, 0, (n * 4) as u64))
+            .expect("read back");
+        let got: Vec<u32> = bytemuck::pod_collect_to_vec(&got);
+        let bad: Vec<usize> = (0..n).filter(|&i| got[i] != words[perm[i]]).collect();
+        assert!(
+            bad.is_empty(),
+            "round {round}: {} of {n} words wrong, first at {:?}",
+            bad.len(),
+            bad.first()
+        );
+        sizes.push(cache.len());
+    }
+    // one bind group per params slot, all reused by the second round
+    assert_eq!(sizes[0], n, "bind groups after the first round");
+    assert_eq!(sizes[1], n, "the second round created bind groups instead of reusing them");
+}

@@ -60,6 +60,9 @@ const NEED_WG_STORAGE: u32 = 16384;
 const NEED_STORAGE_BUFFERS: u32 = 8;
 const NEED_BINDING: u64 = 128 << 20;
 
+/// Bytes of one param ring: ~1000 dispatches' params at a 256-byte alignment.
+pub(crate) const RING_BYTES: u64 = 256 << 10;
+
 #[derive(Default)]
 pub(crate) struct ErrorSink {
     /// First uncaptured error since the last check (later ones are usually consequences).
@@ -85,6 +88,11 @@ pub struct GpuContext {
     pub(crate) sink: Arc<Mutex<ErrorSink>>,
     /// A 16-byte storage buffer bound where an optional input (e.g. a bias) is absent.
     pub(crate) dummy: wgpu::Buffer,
+    /// Idle param rings (see [`super::Recorder::params`]).
+    pub(crate) rings: Mutex<Vec<wgpu::Buffer>>,
+    /// Offset alignment of a params slot in a ring (uniform and storage alignment, whichever
+    /// is larger).
+    pub(crate) param_align: u64,
 }
 
 impl GpuContext {
@@ -250,6 +258,12 @@ impl GpuContext {
             int8: !opts.no_int8,
             sink,
             dummy,
+            rings: Mutex::new(Vec::new()),
+            param_align: u64::from(
+                dl.min_uniform_buffer_offset_alignment
+                    .max(dl.min_storage_buffer_offset_alignment)
+                    .max(16),
+            ),
         })
     }
 
@@ -302,25 +316,31 @@ impl GpuContext {
         buf
     }
 
-    /// A uniform buffer holding `data` (a `#[repr(C)]` params struct); a storage buffer
-    /// where [`Caps::params_in_storage`] binds params as storage.
-    pub fn uniform(&self, label: &str, data: &[u8]) -> wgpu::Buffer {
-        let size = crate::util::round_up(data.len().max(16), 16) as u64;
+    /// A param ring of [`RING_BYTES`] from the idle ones, or a new one.
+    pub(crate) fn take_ring(&self) -> wgpu::Buffer {
+        if let Some(b) = self.rings.lock().ok().and_then(|mut r| r.pop()) {
+            return b;
+        }
         let kind = if self.caps.params_in_storage {
             wgpu::BufferUsages::STORAGE
         } else {
             wgpu::BufferUsages::UNIFORM
         };
-        let buf = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some(label),
-            size,
+        self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("params.ring"),
+            size: RING_BYTES,
             usage: kind | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
-        });
-        let mut padded = data.to_vec();
-        padded.resize(size as usize, 0);
-        self.queue.write_buffer(&buf, 0, &padded);
-        buf
+        })
+    }
+
+    /// Gives rings back once their contents are written and submitted (or never will be).
+    /// Queue order makes reuse safe: a later recorder's `write_buffer` runs after every
+    /// earlier submission has read the ring.
+    pub(crate) fn return_rings(&self, rings: impl IntoIterator<Item = wgpu::Buffer>) {
+        if let Ok(mut r) = self.rings.lock() {
+            r.extend(rings);
+        }
     }
 
     /// A storage buffer of `size` bytes (rounded up to 16), contents undefined.

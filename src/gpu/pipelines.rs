@@ -138,21 +138,4 @@ impl GpuContext {
             .insert(key.clone(), cached.clone());
         Ok(cached)
     }
-
-    /// Binds `buffers` (whole, in binding order) to `pipeline`'s group 0.
-    pub fn bind(&self, pipeline: &CachedPipeline, buffers: &[&wgpu::Buffer]) -> wgpu::BindGroup {
-        let entries: Vec<wgpu::BindGroupEntry> = buffers
-            .iter()
-            .enumerate()
-            .map(|(i, b)| wgpu::BindGroupEntry {
-                binding: i as u32,
-                resource: b.as_entire_binding(),
-            })
-            .collect();
-        self.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: None,
-            layout: &pipeline.layout,
-            entries: &entries,
-        })
-    }
 }

@@ -1,7 +1,75 @@
 //! Records many dispatches into one command encoder and one compute pass, so that a whole
 //! step (later: a whole token) is a single submission.
+//!
+//! Kernel params do not get a buffer each: [`Recorder::params`] appends them to a param
+//! ring (one buffer of [`RING_BYTES`](super::context::RING_BYTES), more when full) that is
+//! written once, at submit. A [`BindCache`] attached with [`Recorder::with_cache`] keeps the
+//! bind groups of a session whose buffers stay put (a decode step binds the same buffers at
+//! the same ring offsets every token), so a repeated step creates no GPU objects at all.
 
+use std::collections::HashMap;
+use std::num::NonZeroU64;
+use std::sync::Mutex;
+
+use super::context::RING_BYTES;
+use super::pipelines::CachedPipeline;
 use super::{GpuContext, GpuError};
+
+/// A kernel's params in the recorder's ring.
+pub struct Param {
+    buf: wgpu::Buffer,
+    offset: u64,
+    size: u64,
+}
+
+/// One binding of a bind group, in binding order: a whole buffer or a params slot.
+#[derive(Clone, Copy)]
+pub enum Bind<'b> {
+    Buf(&'b wgpu::Buffer),
+    Param(&'b Param),
+}
+
+impl<'b> From<&'b wgpu::Buffer> for Bind<'b> {
+    fn from(b: &'b wgpu::Buffer) -> Self {
+        Bind::Buf(b)
+    }
+}
+
+impl<'b> From<&'b Param> for Bind<'b> {
+    fn from(p: &'b Param) -> Self {
+        Bind::Param(p)
+    }
+}
+
+/// `binds![a, b, &params]`: a bind-group entry list from buffers and params slots.
+#[macro_export]
+macro_rules! binds {
+    ($($e:expr),* $(,)?) => { [$($crate::gpu::Bind::from($e)),*] };
+}
+
+type BindKey = (wgpu::BindGroupLayout, Vec<(wgpu::Buffer, u64, u64)>);
+
+/// Bind groups kept across steps, keyed by layout and bound ranges. Holding a bind group
+/// keeps its buffers alive, so a cache belongs to something whose buffers live as long as
+/// it does (a decode session), not to the context. Cleared when it passes [`Self::MAX`].
+#[derive(Default)]
+pub struct BindCache {
+    map: Mutex<HashMap<BindKey, wgpu::BindGroup>>,
+}
+
+impl BindCache {
+    /// Entries kept before the cache starts over (a session's steps need a few hundred).
+    pub const MAX: usize = 8192;
+
+    /// Bind groups held now.
+    pub fn len(&self) -> usize {
+        self.map.lock().map(|m| m.len()).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
 
 pub struct Recorder<'a> {
     ctx: &'a GpuContext,
@@ -10,6 +78,9 @@ pub struct Recorder<'a> {
     dispatches: usize,
     /// Timestamp writes for the next pass opened (benchmarks).
     timestamps: Option<(wgpu::QuerySet, u32)>,
+    /// Param rings in use and the bytes staged for each (written at submit).
+    rings: Vec<(wgpu::Buffer, Vec<u8>)>,
+    cache: Option<&'a BindCache>,
 }
 
 impl<'a> Recorder<'a> {
@@ -23,7 +94,95 @@ impl<'a> Recorder<'a> {
             pass: None,
             dispatches: 0,
             timestamps: None,
+            rings: Vec::new(),
+            cache: None,
         }
+    }
+
+    /// Keeps this recorder's bind groups in `cache` and reuses the ones already there.
+    pub fn with_cache(mut self, cache: &'a BindCache) -> Self {
+        self.cache = Some(cache);
+        self
+    }
+
+    /// Stages `data` (a `#[repr(C)]` params struct) in the param ring.
+    pub fn params(&mut self, data: &[u8]) -> Param {
+        let align = self.ctx.param_align;
+        let size = crate::util::round_up(data.len().max(16), 16) as u64;
+        let fits = |staged: &Vec<u8>| {
+            crate::util::round_up(staged.len(), align as usize) as u64 + size <= RING_BYTES
+        };
+        if !self.rings.last().is_some_and(|(_, st)| fits(st)) {
+            self.rings.push((self.ctx.take_ring(), Vec::with_capacity(16 << 10)));
+        }
+        let last = self.rings.len() - 1;
+        let (buf, staged) = &mut self.rings[last];
+        let offset = crate::util::round_up(staged.len(), align as usize);
+        staged.resize(offset, 0);
+        staged.extend_from_slice(data);
+        staged.resize(offset + size as usize, 0);
+        Param {
+            buf: buf.clone(),
+            offset: offset as u64,
+            size,
+        }
+    }
+
+    /// A bind group of `entries` (in binding order) for `pipeline`'s group 0, from the
+    /// attached [`BindCache`] when it holds one.
+    pub fn bind(&mut self, pipeline: &CachedPipeline, entries: &[Bind]) -> wgpu::BindGroup {
+        let range = |b: &Bind| match b {
+            Bind::Buf(b) => ((*b).clone(), 0, 0),
+            Bind::Param(p) => (p.buf.clone(), p.offset, p.size),
+        };
+        let key = self
+            .cache
+            .map(|_| (pipeline.layout.clone(), entries.iter().map(range).collect::<Vec<_>>()));
+        if let (Some(cache), Some(key)) = (self.cache, key.as_ref()) {
+            if let Some(g) = cache.map.lock().ok().and_then(|m| m.get(key).cloned()) {
+                return g;
+            }
+        }
+        let resources: Vec<wgpu::BindGroupEntry> = entries
+            .iter()
+            .enumerate()
+            .map(|(i, b)| wgpu::BindGroupEntry {
+                binding: i as u32,
+                resource: match b {
+                    Bind::Buf(b) => b.as_entire_binding(),
+                    Bind::Param(p) => wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                        buffer: &p.buf,
+                        offset: p.offset,
+                        size: NonZeroU64::new(p.size),
+                    }),
+                },
+            })
+            .collect();
+        let group = self.ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: None,
+            layout: &pipeline.layout,
+            entries: &resources,
+        });
+        if let (Some(cache), Some(key)) = (self.cache, key) {
+            if let Ok(mut m) = cache.map.lock() {
+                if m.len() >= BindCache::MAX {
+                    m.clear();
+                }
+                m.insert(key, group.clone());
+            }
+        }
+        group
+    }
+
+    /// Stages `params`, binds `entries` and records one dispatch of `pipeline`.
+    pub fn run(
+        &mut self,
+        pipeline: &CachedPipeline,
+        entries: &[Bind],
+        workgroups: [u32; 3],
+    ) -> Result<(), GpuError> {
+        let group = self.bind(pipeline, entries);
+        self.dispatch(&pipeline.pipeline, &group, workgroups)
     }
 
     /// The next compute pass writes timestamps `index` (begin) and `index + 1` (end) of `qs`.
@@ -88,8 +247,22 @@ impl<'a> Recorder<'a> {
             .encoder
             .take()
             .ok_or_else(|| GpuError::Internal("recorder already finished".into()))?;
+        for (buf, staged) in &mut self.rings {
+            staged.resize(crate::util::round_up(staged.len(), 4), 0);
+            self.ctx.queue.write_buffer(buf, 0, staged);
+        }
         self.ctx.queue.submit([enc.finish()]);
         self.ctx.check()
+    }
+}
+
+impl Drop for Recorder<'_> {
+    fn drop(&mut self) {
+        self.pass = None;
+        // reversed, so that the next recorder takes them in the same order (same ring at the
+        // same offset for the same step: its cached bind groups match)
+        self.ctx
+            .return_rings(std::mem::take(&mut self.rings).into_iter().rev().map(|(b, _)| b));
     }
 }
 

@@ -214,8 +214,8 @@ pub fn kv_append(
         groups_x: g[0],
         _pad: [0; 2],
     };
-    let ubuf = ctx.uniform("kv_append.params", bytemuck::bytes_of(&params));
-    let group = ctx.bind(&p, &[&k.buf, &v.buf, &cache.buf, &ubuf]);
+    let ubuf = rec.params(bytemuck::bytes_of(&params));
+    let group = rec.bind(&p, &crate::binds![&k.buf, &v.buf, &cache.buf, &ubuf]);
     rec.dispatch(&p.pipeline, &group, g)?;
     Ok(())
 }
@@ -340,9 +340,9 @@ pub fn attn_decode(
         scale,
         _pad: [0; 2],
     };
-    let ubuf = ctx.uniform("attn_decode.params", bytemuck::bytes_of(&params));
-    let buffers = [&q.buf, &cache.buf, scratch, &out.buf, &ubuf];
-    let g2 = ctx.bind(&p2, &buffers);
+    let ubuf = rec.params(bytemuck::bytes_of(&params));
+    let buffers = crate::binds![&q.buf, &cache.buf, scratch, &out.buf, &ubuf];
+    let g2 = rec.bind(&p2, &buffers);
     if d % 4 == 0 && d <= 128 {
         // one workgroup per (split, KV head): keys and values read once for the whole group
         let pg = ctx.pipeline(
@@ -355,10 +355,10 @@ pub fn attn_decode(
             },
             DECODE_BINDINGS,
         )?;
-        let g1 = ctx.bind(&pg, &buffers);
+        let g1 = rec.bind(&pg, &buffers);
         rec.dispatch(&pg.pipeline, &g1, [nsplit as u32, cache.heads as u32, 1])?;
     } else {
-        let g1 = ctx.bind(&p1, &buffers);
+        let g1 = rec.bind(&p1, &buffers);
         rec.dispatch(&p1.pipeline, &g1, [nsplit as u32, hq as u32, 1])?;
     }
     rec.dispatch(&p2.pipeline, &g2, [hq as u32, 1, 1])?;
@@ -439,9 +439,9 @@ fn tiled(
         constants: vec![("MODE", mask as u32), ("D", d as u32)],
     };
     let p = ctx.pipeline(&key, TILED_BINDINGS)?;
-    let ubuf = ctx.uniform(op, bytemuck::bytes_of(&params));
+    let ubuf = rec.params(bytemuck::bytes_of(&params));
     let cu = cu.unwrap_or(&ctx.dummy);
-    let group = ctx.bind(&p, &[&q.buf, k, v, cu, &out.buf, &ubuf]);
+    let group = rec.bind(&p, &crate::binds![&q.buf, k, v, cu, &out.buf, &ubuf]);
     rec.dispatch(&p.pipeline, &group, [blocks as u32, params.hq, 1])?;
     Ok(())
 }

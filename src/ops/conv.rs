@@ -386,10 +386,8 @@ fn conv_common(
         groups_x: g[0],
         _pad: [0; 3],
     };
-    let ubuf = ctx.uniform("conv1d.params", bytemuck::bytes_of(&params));
-    let group = ctx.bind(
-        &p,
-        &[&x.buf, &w.buf, bias.unwrap_or(&ctx.dummy), &y.buf, &ubuf],
+    let ubuf = rec.params(bytemuck::bytes_of(&params));
+    let group = rec.bind(&p, &crate::binds![&x.buf, &w.buf, bias.unwrap_or(&ctx.dummy), &y.buf, &ubuf],
     );
     rec.dispatch(&p.pipeline, &group, g)?;
     Ok(())
@@ -510,8 +508,8 @@ pub fn avgpool1d(rec: &mut Recorder, x: &Tensor, k: usize, y: &Tensor) -> Result
         k: k as u32,
         groups_x: g[0],
     };
-    let ubuf = ctx.uniform("avgpool1d.params", bytemuck::bytes_of(&params));
-    let group = ctx.bind(&p, &[&x.buf, &y.buf, &ubuf]);
+    let ubuf = rec.params(bytemuck::bytes_of(&params));
+    let group = rec.bind(&p, &crate::binds![&x.buf, &y.buf, &ubuf]);
     rec.dispatch(&p.pipeline, &group, g)?;
     Ok(())
 }

@@ -101,8 +101,8 @@ fn launch(rec: &mut Recorder, l: Launch) -> Result<(), OpError> {
         groups_x: g[0],
         ..l.params
     };
-    let ubuf = ctx.uniform("elementwise.params", bytemuck::bytes_of(&params));
-    let group = ctx.bind(&p, &[l.a, l.b, l.y, l.alpha, &ubuf]);
+    let ubuf = rec.params(bytemuck::bytes_of(&params));
+    let group = rec.bind(&p, &crate::binds![l.a, l.b, l.y, l.alpha, &ubuf]);
     rec.dispatch(&p.pipeline, &group, g)?;
     Ok(())
 }

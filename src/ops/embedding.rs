@@ -110,8 +110,8 @@ fn launch(
     );
     params.groups_x = g[0];
     params.stride2 = (*stride / 2) as u32;
-    let ubuf = ctx.uniform("embedding.params", bytemuck::bytes_of(&params));
-    let group = ctx.bind(&p, &[buf, ids, &y.buf, &ubuf]);
+    let ubuf = rec.params(bytemuck::bytes_of(&params));
+    let group = rec.bind(&p, &crate::binds![buf, ids, &y.buf, &ubuf]);
     rec.dispatch(&p.pipeline, &group, g)?;
     Ok(())
 }

@@ -62,8 +62,8 @@ pub fn fill(
         hi_amp: hi.0,
         hi_off: hi.1,
     };
-    let u = ctx.uniform("fill.params", bytemuck::bytes_of(&params));
-    let group = ctx.bind(&p, &[buf, &u]);
+    let u = rec.params(bytemuck::bytes_of(&params));
+    let group = rec.bind(&p, &crate::binds![buf, &u]);
     rec.dispatch(&p.pipeline, &group, g)?;
     Ok(())
 }
@@ -93,8 +93,8 @@ pub fn copy(
         ctx.limits.max_compute_workgroups_per_dimension,
     );
     let params: [u32; 4] = [n, g[0], 0, 0];
-    let u = ctx.uniform("copy.params", bytemuck::cast_slice(&params));
-    let group = ctx.bind(&p, &[src, dst, &u]);
+    let u = rec.params(bytemuck::cast_slice(&params));
+    let group = rec.bind(&p, &crate::binds![src, dst, &u]);
     rec.dispatch(&p.pipeline, &group, g)?;
     Ok(())
 }

@@ -260,9 +260,9 @@ pub fn gemv(
             eps,
             _pad: [0; 3],
         };
-        let ubuf = ctx.uniform("gemv.params", bytemuck::bytes_of(&params));
+        let ubuf = rec.params(bytemuck::bytes_of(&params));
         let [b0, b1, b2, b3, b4, b5] = group_buffers;
-        let group = ctx.bind(&p, &[b0, b1, b2, b3, b4, b5, &ubuf, gbuf]);
+        let group = rec.bind(&p, &crate::binds![b0, b1, b2, b3, b4, b5, &ubuf, gbuf]);
         rec.dispatch(&p.pipeline, &group, g)?;
         start += cnt;
     }
@@ -318,8 +318,8 @@ fn quantise_x(
         nbq: nbq as u32,
         eps,
     };
-    let ubuf = ctx.uniform("gemv_xq.params", bytemuck::bytes_of(&params));
-    let group = ctx.bind(&p, &[&x.buf, g, &xq.buffer, &xd.buffer, &ubuf]);
+    let ubuf = rec.params(bytemuck::bytes_of(&params));
+    let group = rec.bind(&p, &crate::binds![&x.buf, g, &xq.buffer, &xd.buffer, &ubuf]);
     rec.dispatch(&p.pipeline, &group, [n as u32, 1, 1])?;
     Ok((xq, xd))
 }
@@ -422,11 +422,11 @@ fn gemm(
         n: n as u32,
         _pad: [0; 3],
     };
-    let ubuf = ctx.uniform("gemm.params", bytemuck::bytes_of(&params));
+    let ubuf = rec.params(bytemuck::bytes_of(&params));
     let scales = w.scales().unwrap_or(&ctx.dummy);
     let bias = epi.bias.map(|b| &b.buf).unwrap_or(&ctx.dummy);
     let res = epi.residual.map(|b| &b.buf).unwrap_or(&ctx.dummy);
-    let group = ctx.bind(&p, &[w.data(), scales, &xin.buf, bias, res, &y.buf, &ubuf]);
+    let group = rec.bind(&p, &crate::binds![w.data(), scales, &xin.buf, bias, res, &y.buf, &ubuf]);
     rec.dispatch(&p.pipeline, &group, [gx, gy, 1])?;
     Ok(())
 }

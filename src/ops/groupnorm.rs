@@ -106,7 +106,7 @@ pub fn groupnorm(
         groups_x: apply[0],
         _pad: 0,
     };
-    let ubuf = ctx.uniform("groupnorm.params", bytemuck::bytes_of(&params));
+    let ubuf = rec.params(bytemuck::bytes_of(&params));
     let dispatches = [
         ("groupnorm_partial", [chunks as u32, groups as u32, 1]),
         ("groupnorm_finalize", [groups as u32, 1, 1]),
@@ -121,7 +121,7 @@ pub fn groupnorm(
             constants: vec![("WG", WG)],
         };
         let p = ctx.pipeline(&key, BINDINGS)?;
-        let group = ctx.bind(&p, &[&x.buf, w, b, &y.buf, &stats, &ubuf]);
+        let group = rec.bind(&p, &crate::binds![&x.buf, w, b, &y.buf, &stats, &ubuf]);
         rec.dispatch(&p.pipeline, &group, wgs)?;
     }
     Ok(())

@@ -57,8 +57,8 @@ pub fn layernorm(
         eps,
         groups_x: g[0],
     };
-    let ubuf = ctx.uniform("layernorm.params", bytemuck::bytes_of(&params));
-    let group = ctx.bind(&p, &[&x.buf, w, b, &y.buf, &ubuf]);
+    let ubuf = rec.params(bytemuck::bytes_of(&params));
+    let group = rec.bind(&p, &crate::binds![&x.buf, w, b, &y.buf, &ubuf]);
     rec.dispatch(&p.pipeline, &group, g)?;
     Ok(())
 }

@@ -52,8 +52,8 @@ pub fn rmsnorm(
         eps,
         _pad: 0,
     };
-    let ubuf = ctx.uniform("rmsnorm.params", bytemuck::bytes_of(&params));
-    let group = ctx.bind(&p, &[&x.buf, w, &y.buf, &ubuf]);
+    let ubuf = rec.params(bytemuck::bytes_of(&params));
+    let group = rec.bind(&p, &crate::binds![&x.buf, w, &y.buf, &ubuf]);
     rec.dispatch(&p.pipeline, &group, [rows as u32, 1, 1])?;
     Ok(())
 }

@@ -57,8 +57,8 @@ pub fn quantize(
         ctx.limits.max_compute_workgroups_per_dimension,
     );
     let params: [u32; 4] = [rows as u32, cols as u32, nb as u32, g[0]];
-    let u = ctx.uniform("quantize.params", bytemuck::cast_slice(&params));
-    let group = ctx.bind(&p, &[src, &data, &scales, &u]);
+    let u = rec.params(bytemuck::cast_slice(&params));
+    let group = rec.bind(&p, &crate::binds![src, &data, &scales, &u]);
     rec.dispatch(&p.pipeline, &group, g)?;
     Ok(match format {
         WeightFormat::Q8 => Matrix::Q8 {

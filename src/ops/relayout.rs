@@ -148,8 +148,8 @@ fn dispatch(
     ]
     .map(|v| v as u32);
     params[11] = g[0];
-    let u = ctx.uniform("relayout.params", bytemuck::cast_slice(&params));
-    let group = ctx.bind(&p, &[src, dst, &u]);
+    let u = rec.params(bytemuck::cast_slice(&params));
+    let group = rec.bind(&p, &crate::binds![src, dst, &u]);
     rec.dispatch(&p.pipeline, &group, g)?;
     Ok(())
 }

@@ -96,10 +96,10 @@ pub fn rope(
         groups_x: g[0],
         _pad: [0; 3],
     };
-    let ubuf = ctx.uniform("rope.params", bytemuck::bytes_of(&params));
+    let ubuf = rec.params(bytemuck::bytes_of(&params));
     // In place, binding 0 is unused: bind the dummy so y is not bound twice.
     let xb = if inplace { &ctx.dummy } else { &x.buf };
-    let group = ctx.bind(&p, &[xb, &y.buf, inv_freq, &ubuf]);
+    let group = rec.bind(&p, &crate::binds![xb, &y.buf, inv_freq, &ubuf]);
     rec.dispatch(&p.pipeline, &group, g)?;
     Ok(())
 }

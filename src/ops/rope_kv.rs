@@ -102,8 +102,8 @@ pub fn rope_kv(
         g[0],
         0,
     ];
-    let u = ctx.uniform("rope_kv.params", bytemuck::cast_slice(&params));
-    let group = ctx.bind(&p, &[&qkv.buf, inv_freq, &q.buf, &cache.buf, &u]);
+    let u = rec.params(bytemuck::cast_slice(&params));
+    let group = rec.bind(&p, &crate::binds![&qkv.buf, inv_freq, &q.buf, &cache.buf, &u]);
     rec.dispatch(&p.pipeline, &group, g)?;
     Ok(())
 }

@@ -223,8 +223,8 @@ pub fn rvq_norms(rec: &mut Recorder, cb: &Codebooks) -> Result<(), OpError> {
         groups_x: g[0],
         _pad: 0,
     };
-    let ubuf = ctx.uniform("rvq_norms.params", bytemuck::bytes_of(&params));
-    let group = ctx.bind(&p, &[&cb.buf, &cb.norms, &ubuf]);
+    let ubuf = rec.params(bytemuck::bytes_of(&params));
+    let group = rec.bind(&p, &crate::binds![&cb.buf, &cb.norms, &ubuf]);
     rec.dispatch(&p.pipeline, &group, g)?;
     Ok(())
 }
@@ -352,11 +352,11 @@ pub fn rvq_encode(
             flags: (level == 0) as u32 | (residuals.is_some() as u32) << 1,
             _pad: 0,
         };
-        let ubuf = ctx.uniform("rvq_encode.params", bytemuck::bytes_of(&params));
-        let bufs: [&wgpu::Buffer; 8] = [x, &r, &cb.buf, &cb.norms, &partial, codes, res_buf, &ubuf];
-        let g = ctx.bind(&dist, &bufs);
+        let ubuf = rec.params(bytemuck::bytes_of(&params));
+        let bufs = crate::binds![x, &r, &cb.buf, &cb.norms, &partial, codes, res_buf, &ubuf];
+        let g = rec.bind(&dist, &bufs);
         rec.dispatch(&dist.pipeline, &g, [gx, (t as u32).div_ceil(FT), 1])?;
-        let g = ctx.bind(&pick, &bufs);
+        let g = rec.bind(&pick, &bufs);
         rec.dispatch(&pick.pipeline, &g, [t as u32, 1, 1])?;
     }
     Ok(())
@@ -443,8 +443,8 @@ pub fn rvq_decode(
         sizes: cb.sizes.map(|n| n as u32),
         row0: cb.row0.map(|n| n as u32),
     };
-    let ubuf = ctx.uniform("rvq_decode.params", bytemuck::bytes_of(&params));
-    let group = ctx.bind(&p, &[codes, &cb.buf, out, flags, &ubuf]);
+    let ubuf = rec.params(bytemuck::bytes_of(&params));
+    let group = rec.bind(&p, &crate::binds![codes, &cb.buf, out, flags, &ubuf]);
     rec.dispatch(&p.pipeline, &group, g)?;
     Ok(())
 }

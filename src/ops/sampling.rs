@@ -116,7 +116,7 @@ pub fn argmax(
         groups_x: g[0],
         _pad: 0,
     };
-    let ubuf = ctx.uniform("argmax.params", bytemuck::bytes_of(&params));
+    let ubuf = rec.params(bytemuck::bytes_of(&params));
     for (entry, wgs) in [("argmax_partial", g), ("argmax_final", [1, 1, 1])] {
         let key = KernelKey {
             family: "argmax",
@@ -126,7 +126,7 @@ pub fn argmax(
             constants: vec![("WG", WG)],
         };
         let p = ctx.pipeline(&key, ARGMAX_BINDINGS)?;
-        let group = ctx.bind(&p, &[&logits.buf, &scratch.partial, out, &ubuf]);
+        let group = rec.bind(&p, &crate::binds![&logits.buf, &scratch.partial, out, &ubuf]);
         rec.dispatch(&p.pipeline, &group, wgs)?;
     }
     Ok(())
@@ -228,7 +228,7 @@ pub fn topk(
         groups,
         groups_x: g[0],
     };
-    let ubuf = ctx.uniform("topk.params", bytemuck::bytes_of(&params));
+    let ubuf = rec.params(bytemuck::bytes_of(&params));
     for (entry, wgs) in [("topk_partial", g), ("topk_merge", [1, 1, 1])] {
         let key = KernelKey {
             family: "topk",
@@ -238,9 +238,7 @@ pub fn topk(
             constants: vec![("WG", WG), ("ITEMS", TOPK_ITEMS)],
         };
         let p = ctx.pipeline(&key, TOPK_BINDINGS)?;
-        let group = ctx.bind(
-            &p,
-            &[
+        let group = rec.bind(&p, &crate::binds![
                 &logits.buf,
                 &scratch.values,
                 &scratch.indices,
@@ -311,7 +309,7 @@ pub fn repetition_penalty(
         penalty,
         groups_x: g[0],
     };
-    let ubuf = ctx.uniform("repetition_penalty.params", bytemuck::bytes_of(&params));
+    let ubuf = rec.params(bytemuck::bytes_of(&params));
     for entry in ["repetition_penalty_clear", "repetition_penalty"] {
         let key = KernelKey {
             family: "repetition_penalty",
@@ -321,7 +319,7 @@ pub fn repetition_penalty(
             constants: vec![("WG", WG)],
         };
         let p = ctx.pipeline(&key, PENALTY_BINDINGS)?;
-        let group = ctx.bind(&p, &[&logits.buf, ids, mask, &ubuf]);
+        let group = rec.bind(&p, &crate::binds![&logits.buf, ids, mask, &ubuf]);
         rec.dispatch(&p.pipeline, &group, g)?;
     }
     Ok(())

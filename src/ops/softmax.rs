@@ -38,8 +38,8 @@ pub fn softmax(rec: &mut Recorder, x: &Tensor, y: &Tensor) -> Result<(), OpError
         cols: cols as u32,
         _pad: [0; 2],
     };
-    let ubuf = ctx.uniform("softmax.params", bytemuck::bytes_of(&params));
-    let group = ctx.bind(&p, &[&x.buf, &y.buf, &ubuf]);
+    let ubuf = rec.params(bytemuck::bytes_of(&params));
+    let group = rec.bind(&p, &crate::binds![&x.buf, &y.buf, &ubuf]);
     rec.dispatch(&p.pipeline, &group, [rows as u32, 1, 1])?;
     Ok(())
 }

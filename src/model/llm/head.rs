@@ -10,7 +10,7 @@
 //! `linear2`; they are re-laid out once at load into 8 matrices each (row-wise copies of whole
 //! f16 rows or quantisation blocks), and the originals are evicted from the store.
 
-use crate::gpu::{GpuContext, Recorder};
+use crate::gpu::{BindCache, GpuContext, Recorder};
 use crate::ops::{self, Activation, Epilogue, KvCache, CODEBOOKS};
 use crate::tensor::{Matrix, Tensor};
 
@@ -207,6 +207,7 @@ pub struct HeadState {
     scratch: wgpu::Buffer,
     /// Logits of codebook i after step i (cb_i + 1 values; the last is "audio end").
     pub logits: Vec<Tensor>,
+    binds: BindCache,
 }
 
 impl HeadState {
@@ -224,6 +225,7 @@ impl HeadState {
         }
         let t = |name: &str, shape: &[usize]| Tensor::empty(ctx, name, shape);
         Ok(HeadState {
+            binds: BindCache::default(),
             caches,
             s: t("head.s", &[1, h]),
             n: t("head.n", &[h]),
@@ -265,7 +267,7 @@ impl HeadState {
             )));
         }
         let h = head.hidden;
-        let mut rec = Recorder::new(ctx, "audio_head.step");
+        let mut rec = Recorder::new(ctx, "audio_head.step").with_cache(&self.binds);
         let s_vec = Tensor {
             buf: self.s.buf.clone(),
             shape: vec![h],

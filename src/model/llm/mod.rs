@@ -17,7 +17,7 @@ pub mod sample;
 
 use std::rc::Rc;
 
-use crate::gpu::{GpuContext, Recorder};
+use crate::gpu::{BindCache, GpuContext, Recorder};
 use crate::ops::{self, Binary, Epilogue, KvCache, CODEBOOKS};
 use crate::tensor::{Matrix, Tensor};
 
@@ -310,6 +310,8 @@ pub struct Session {
     pub hidden: Tensor,
     /// Logits of the last position, one tensor per LM-head part.
     pub logits: Vec<Tensor>,
+    /// Bind groups of the prefill and decode steps (their buffers live as long as this).
+    binds: BindCache,
 }
 
 impl Session {
@@ -359,6 +361,7 @@ impl Session {
                 ops::decode_scratch_bytes(d.heads, d.head_dim, tmax),
             ),
             hidden: t("llm.hidden", &[d.hidden]),
+            binds: BindCache::default(),
             logits: llm
                 .lm_head
                 .iter()
@@ -591,7 +594,7 @@ impl Session {
         self.check_inputs(llm, inputs)?;
         let (body, last) = inputs.split_at(inputs.len() - 1);
         for c in body.chunks(self.chunk) {
-            let mut rec = Recorder::new(ctx, "llm.prefill");
+            let mut rec = Recorder::new(ctx, "llm.prefill").with_cache(&self.binds);
             self.record_embed(ctx, &mut rec, llm, c)?;
             self.record_layers(&mut rec, llm, c.len())?;
             rec.submit()?;
@@ -603,7 +606,7 @@ impl Session {
     /// One decode step: the input at position `len`, then final hidden + logits of it.
     pub fn step(&mut self, ctx: &GpuContext, llm: &Llm, input: Input) -> Result<(), ModelError> {
         self.check_inputs(llm, &[input])?;
-        let mut rec = Recorder::new(ctx, "llm.decode");
+        let mut rec = Recorder::new(ctx, "llm.decode").with_cache(&self.binds);
         self.record_embed(ctx, &mut rec, llm, &[input])?;
         self.record_layers(&mut rec, llm, 1)?;
         let hn = sub(&self.xn, &[llm.dims.hidden]);

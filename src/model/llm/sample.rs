@@ -10,7 +10,7 @@
 //! HF keeps every logit tied with the k-th value; we keep exactly k (ties → lower id first).
 //! `top_k = 0` (disabled) or k > 64 falls back to reading all logits back.
 
-use crate::gpu::{GpuContext, Recorder};
+use crate::gpu::{BindCache, GpuContext, Recorder};
 use crate::ops::{self, TopkScratch, TOPK_MAX};
 use crate::tensor::Tensor;
 use crate::util::rng::Rng;
@@ -201,7 +201,10 @@ pub struct GpuSampler {
     scratch: TopkScratch,
     vals: wgpu::Buffer,
     idx: wgpu::Buffer,
+    /// k values then k ids, copied together so one read-back takes both.
+    pair: wgpu::Buffer,
     parts: usize,
+    binds: BindCache,
 }
 
 impl GpuSampler {
@@ -215,7 +218,9 @@ impl GpuSampler {
             scratch: TopkScratch::new(ctx, max_rows),
             vals: ctx.storage("sampler.vals", (parts * TOPK_MAX * 4) as u64),
             idx: ctx.storage("sampler.idx", (parts * TOPK_MAX * 4) as u64),
+            pair: ctx.storage("sampler.pair", (2 * TOPK_MAX * 4) as u64),
             parts,
+            binds: BindCache::default(),
         }
     }
 
@@ -266,7 +271,7 @@ impl GpuSampler {
                 .filter(|&&id| (id as usize) >= *r0 && (id as usize) < r0 + rows)
                 .map(|&id| id - *r0 as u32)
                 .collect();
-            let mut rec = Recorder::new(ctx, "sample");
+            let mut rec = Recorder::new(ctx, "sample").with_cache(&self.binds);
             if !local.is_empty() && p.repetition_penalty != 1.0 {
                 ctx.queue
                     .write_buffer(&self.hist, 0, bytemuck::cast_slice(&local));
@@ -281,10 +286,15 @@ impl GpuSampler {
             }
             let kp = k.min(rows);
             ops::topk(&mut rec, t, kp, &self.scratch, &self.vals, &self.idx)?;
+            let kb = (kp * 4) as u64;
+            let enc = rec.encoder()?;
+            enc.copy_buffer_to_buffer(&self.vals, 0, &self.pair, 0, kb);
+            enc.copy_buffer_to_buffer(&self.idx, 0, &self.pair, kb, kb);
             rec.submit()?;
-            let v = ctx.read_f32(&self.vals, kp).await?;
-            let i = crate::gpu::read_buffer(ctx, &self.idx, 0, (kp * 4) as u64).await?;
-            let i: Vec<u32> = bytemuck::pod_collect_to_vec(&i);
+            let both = crate::gpu::read_buffer(ctx, &self.pair, 0, 2 * kb).await?;
+            let (v, i) = both.split_at(kb as usize);
+            let v: Vec<f32> = bytemuck::pod_collect_to_vec(v);
+            let i: Vec<u32> = bytemuck::pod_collect_to_vec(i);
             cands.extend(i.iter().zip(&v).map(|(id, x)| (id + *r0 as u32, *x)));
         }
         cands.sort_by(|a, b| {
