@@ -98,6 +98,8 @@ fn attn_varlen_all_paths() {
             ((16, 16, 64), &[150, 149][..]),
             (ODD, &[5, 0, 9, 1][..]),
             ((8, 2, 64), &[100, 100, 33][..]),
+            // head dim 128: attn_tiled (≤ 64 takes attn_rows)
+            ((4, 2, 128), &[70, 3][..]),
         ]
         .iter()
         .enumerate()
@@ -123,6 +125,7 @@ fn attn_chunk_causal_all_paths() {
         cases.push((UNET, 50, 7));
         cases.push((ODD, 23, 7));
         cases.push(((16, 16, 64), 37, 1));
+        cases.push(((4, 4, 128), 130, 50));
         for (i, &(hs, t, chunk)) in cases.iter().enumerate() {
             assert_ok(
                 &format!("{path:?} attn_chunk_causal heads {hs:?} T={t} C={chunk}"),

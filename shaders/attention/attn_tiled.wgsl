@@ -191,3 +191,111 @@ fn attn_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
         }
     }
 }
+
+// attn_rows — the same three masks for head dims D ≤ 64 (D % 4 = 0): the encoder's and the
+// flow U-Net's 64. One invocation per query row keeps its scaled query and its output
+// accumulator in registers (D/4 vec4 each); the workgroup's RB rows share each tile of TK keys
+// and values staged in workgroup memory, which every invocation reads at the same address
+// (a broadcast). Per tile an invocation scores its TK keys, rescales once by the tile's max
+// and accumulates. The key loop covers the union of the rows' ranges, which the masks make
+// [range(first row).lo, range(last row).hi) since ranges never move backwards.
+
+const RB: u32 = 64u;   // query rows per workgroup (one per invocation)
+const TK: u32 = 16u;   // keys per tile
+const D4MAX: u32 = 16u;
+
+var<workgroup> kt: array<vec4<f32>, 256>; // (TK, D/4)
+var<workgroup> vt: array<vec4<f32>, 256>;
+
+@compute @workgroup_size(64)
+fn attn_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
+    let h = wid.y;
+    let kvh = h / P.group;
+    let q0 = wid.x * RB;
+    let row = q0 + t;
+    let live = row < P.tq;
+    let d4n = D / 4u;
+
+    var qv: array<vec4<f32>, D4MAX>;
+    var acc: array<vec4<f32>, D4MAX>;
+    var rg = vec2<u32>(0u, 0u);
+    if (live) {
+        rg = key_range(row);
+        let base = (row * P.hq + h) * D;
+        for (var d4 = 0u; d4 < d4n; d4++) {
+            let b = base + 4u * d4;
+            qv[d4] = vec4<f32>(f32(q[b]), f32(q[b + 1u]), f32(q[b + 2u]), f32(q[b + 3u])) * P.scale;
+        }
+    }
+    // union of the block's key ranges (uniform: workgroup id and params only)
+    let last = min(q0 + RB, P.tq) - 1u;
+    let klo = key_range(q0).x;
+    let khi = key_range(last).y;
+
+    var m = LOWEST;
+    var l = 0.0;
+    for (var k0 = klo; k0 < khi; k0 += TK) {
+        for (var i = t; i < TK * d4n; i += RB) {
+            let j = k0 + i / d4n;
+            let d = 4u * (i % d4n);
+            var kx = vec4<f32>(0.0);
+            var vx = vec4<f32>(0.0);
+            if (j < khi) {
+                let kb = P.k_off + j * P.k_st + kvh * P.k_sh + d;
+                let vb = P.v_off + j * P.v_st + kvh * P.v_sh + d;
+                kx = vec4<f32>(f32(k[kb]), f32(k[kb + 1u]), f32(k[kb + 2u]), f32(k[kb + 3u]));
+                vx = vec4<f32>(f32(v[vb]), f32(v[vb + 1u]), f32(v[vb + 2u]), f32(v[vb + 3u]));
+            }
+            kt[i] = kx;
+            vt[i] = vx;
+        }
+        workgroupBarrier();
+        let jlo = max(k0, rg.x);
+        let jhi = min(k0 + TK, rg.y);
+        if (live && jlo < jhi) {
+            var s: array<f32, TK>;
+            var tm = LOWEST;
+            for (var jj = 0u; jj < TK; jj++) {
+                var x = 0.0;
+                for (var d4 = 0u; d4 < d4n; d4++) {
+                    x += dot(qv[d4], kt[jj * d4n + d4]);
+                }
+                let j = k0 + jj;
+                if (j < jlo || j >= jhi) {
+                    x = LOWEST;
+                }
+                s[jj] = x;
+                tm = max(tm, x);
+            }
+            let mn = max(m, tm);
+            let corr = exp(m - mn);
+            l *= corr;
+            for (var d4 = 0u; d4 < d4n; d4++) {
+                acc[d4] *= corr;
+            }
+            for (var jj = 0u; jj < TK; jj++) {
+                let j = k0 + jj;
+                if (j >= jlo && j < jhi) {
+                    let p = exp(s[jj] - mn);
+                    l += p;
+                    for (var d4 = 0u; d4 < d4n; d4++) {
+                        acc[d4] += p * vt[jj * d4n + d4];
+                    }
+                }
+            }
+            m = mn;
+        }
+        workgroupBarrier();
+    }
+    if (live) {
+        let base = (row * P.hq + h) * D;
+        let inv = select(0.0, 1.0 / l, l > 0.0);
+        for (var d4 = 0u; d4 < d4n; d4++) {
+            let o = acc[d4] * inv;
+            out[base + 4u * d4] = act(o.x);
+            out[base + 4u * d4 + 1u] = act(o.y);
+            out[base + 4u * d4 + 2u] = act(o.z);
+            out[base + 4u * d4 + 3u] = act(o.w);
+        }
+    }
+}

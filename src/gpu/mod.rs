@@ -16,7 +16,7 @@ pub use context::{Caps, GpuContext, GpuOptions, NegotiatedLimits};
 pub use kernels::{ActDType, KernelKey};
 pub use pipelines::{Binding, PipelineCache};
 pub use readback::read_buffer;
-pub use recorder::{grid, Bind, BindCache, Param, Recorder};
+pub use recorder::{grid, Bind, BindCache, Param, Profile, Recorder};
 
 /// Errors of the GPU layer. Each says what happened and, where a user can act, what to do.
 #[derive(Debug, thiserror::Error, Clone, PartialEq)]

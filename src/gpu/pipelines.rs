@@ -20,6 +20,8 @@ pub enum Binding {
 pub struct CachedPipeline {
     pub pipeline: wgpu::ComputePipeline,
     pub layout: wgpu::BindGroupLayout,
+    /// `family:entry` (profiles group dispatches by it).
+    pub name: String,
 }
 
 #[derive(Default)]
@@ -59,12 +61,27 @@ impl GpuContext {
             // every kernel declares its params `var<uniform>` (see Caps::params_in_storage)
             src = src.replace("var<uniform>", "var<storage, read>");
         }
-        let module = self
-            .device
-            .create_shader_module(wgpu::ShaderModuleDescriptor {
-                label: Some(&label),
-                source: wgpu::ShaderSource::Wgsl(src.into()),
-            });
+        let desc = wgpu::ShaderModuleDescriptor {
+            label: Some(&label),
+            source: wgpu::ShaderSource::Wgsl(src.into()),
+        };
+        #[cfg(not(target_arch = "wasm32"))]
+        let module = if self.caps.trusted_shaders {
+            // SAFETY: every op checks its buffers' sizes against the shapes it dispatches
+            // before recording (`check_len` and the shape checks), every kernel bounds its
+            // indices by those shapes (tested against CPU references on ragged shapes), and
+            // the Vulkan backend still enables robust buffer access where the driver has it.
+            // What this skips is naga's clamping of every index it cannot prove in range,
+            // which cost 1.9–3.3× on the attention and matrix kernels (BENCHMARKS.md).
+            unsafe {
+                self.device
+                    .create_shader_module_trusted(desc, wgpu::ShaderRuntimeChecks::unchecked())
+            }
+        } else {
+            self.device.create_shader_module(desc)
+        };
+        #[cfg(target_arch = "wasm32")]
+        let module = self.device.create_shader_module(desc);
         let entries: Vec<wgpu::BindGroupLayoutEntry> = bindings
             .iter()
             .enumerate()
@@ -130,7 +147,11 @@ impl GpuContext {
             GpuError::Validation(m) => GpuError::Validation(format!("pipeline {label}: {m}")),
             other => other,
         })?;
-        let cached = Arc::new(CachedPipeline { pipeline, layout });
+        let cached = Arc::new(CachedPipeline {
+            pipeline,
+            layout,
+            name: format!("{}:{}", key.family, key.entry),
+        });
         self.pipelines
             .map
             .lock()

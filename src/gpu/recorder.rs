@@ -81,6 +81,38 @@ pub struct Recorder<'a> {
     /// Param rings in use and the bytes staged for each (written at submit).
     rings: Vec<(wgpu::Buffer, Vec<u8>)>,
     cache: Option<&'a BindCache>,
+    /// Per-dispatch timestamps while the context profiles ([`GpuContext::profile_start`]).
+    prof: Option<Prof>,
+}
+
+/// Query sets of a profiled recorder and the kernel name of each dispatch.
+#[derive(Default)]
+struct Prof {
+    sets: Vec<wgpu::QuerySet>,
+    names: Vec<String>,
+}
+
+/// Dispatches per query set (two timestamps each; WebGPU caps a set at 4096 queries).
+pub(crate) const PROF_PER_SET: usize = 2048;
+
+/// Accumulated GPU time per kernel while profiling: name → (dispatches, nanoseconds).
+#[derive(Default)]
+pub struct Profile {
+    pub kernels: HashMap<String, (u64, f64)>,
+}
+
+impl Profile {
+    /// Kernels by total time, longest first: (name, dispatches, total ms, share of the sum).
+    pub fn table(&self) -> Vec<(String, u64, f64, f64)> {
+        let total: f64 = self.kernels.values().map(|v| v.1).sum::<f64>().max(1e-9);
+        let mut rows: Vec<_> = self
+            .kernels
+            .iter()
+            .map(|(k, (n, ns))| (k.clone(), *n, ns / 1e6, ns / total))
+            .collect();
+        rows.sort_by(|a, b| b.2.partial_cmp(&a.2).unwrap_or(std::cmp::Ordering::Equal));
+        rows
+    }
 }
 
 impl<'a> Recorder<'a> {
@@ -96,7 +128,71 @@ impl<'a> Recorder<'a> {
             timestamps: None,
             rings: Vec::new(),
             cache: None,
+            prof: ctx.profiling().then(Prof::default),
         }
+    }
+
+    /// A dispatch in a pass of its own, timed by the pass's timestamp writes.
+    fn profiled_dispatch(
+        &mut self,
+        pipeline: &CachedPipeline,
+        group: &wgpu::BindGroup,
+        workgroups: [u32; 3],
+    ) -> Result<(), GpuError> {
+        self.pass = None;
+        let ctx = self.ctx;
+        let prof = self
+            .prof
+            .as_mut()
+            .ok_or_else(|| GpuError::Internal("not profiling".into()))?;
+        let i = prof.names.len();
+        if i % PROF_PER_SET == 0 {
+            prof.sets.push(ctx.device.create_query_set(&wgpu::QuerySetDescriptor {
+                label: Some("profile"),
+                ty: wgpu::QueryType::Timestamp,
+                count: (2 * PROF_PER_SET) as u32,
+            }));
+        }
+        prof.names.push(pipeline.name.clone());
+        let qs = prof.sets[i / PROF_PER_SET].clone();
+        let slot = (2 * (i % PROF_PER_SET)) as u32;
+        let enc = self
+            .encoder
+            .as_mut()
+            .ok_or_else(|| GpuError::Internal("recorder already finished".into()))?;
+        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: None,
+            timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
+                query_set: &qs,
+                beginning_of_pass_write_index: Some(slot),
+                end_of_pass_write_index: Some(slot + 1),
+            }),
+        });
+        pass.set_pipeline(&pipeline.pipeline);
+        pass.set_bind_group(0, group, &[]);
+        pass.dispatch_workgroups(workgroups[0], workgroups[1], workgroups[2]);
+        Ok(())
+    }
+
+    /// Resolves a profiled recorder's timestamps into `enc` and returns the buffer holding them.
+    fn resolve_profile(&self, enc: &mut wgpu::CommandEncoder) -> Option<(wgpu::Buffer, usize)> {
+        let prof = self.prof.as_ref()?;
+        let n = prof.names.len();
+        if n == 0 {
+            return None;
+        }
+        let per = (2 * PROF_PER_SET * 8) as u64;
+        let buf = self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("profile.resolve"),
+            size: per * prof.sets.len() as u64,
+            usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        for (j, qs) in prof.sets.iter().enumerate() {
+            let used = (n - j * PROF_PER_SET).min(PROF_PER_SET);
+            enc.resolve_query_set(qs, 0..(2 * used) as u32, &buf, j as u64 * per);
+        }
+        Some((buf, n))
     }
 
     /// Keeps this recorder's bind groups in `cache` and reuses the ones already there.
@@ -182,7 +278,7 @@ impl<'a> Recorder<'a> {
         workgroups: [u32; 3],
     ) -> Result<(), GpuError> {
         let group = self.bind(pipeline, entries);
-        self.dispatch(&pipeline.pipeline, &group, workgroups)
+        self.dispatch(pipeline, &group, workgroups)
     }
 
     /// The next compute pass writes timestamps `index` (begin) and `index + 1` (end) of `qs`.
@@ -203,10 +299,16 @@ impl<'a> Recorder<'a> {
     /// Records one dispatch of `pipeline` with `group` bound at 0.
     pub fn dispatch(
         &mut self,
-        pipeline: &wgpu::ComputePipeline,
+        pipeline: &CachedPipeline,
         group: &wgpu::BindGroup,
         workgroups: [u32; 3],
     ) -> Result<(), GpuError> {
+        if self.prof.is_some() {
+            self.profiled_dispatch(pipeline, group, workgroups)?;
+            self.dispatches += 1;
+            return Ok(());
+        }
+        let pipeline = &pipeline.pipeline;
         if self.pass.is_none() {
             let enc = self
                 .encoder
@@ -247,12 +349,18 @@ impl<'a> Recorder<'a> {
             .encoder
             .take()
             .ok_or_else(|| GpuError::Internal("recorder already finished".into()))?;
+        let mut enc = enc;
+        let resolved = self.resolve_profile(&mut enc);
         for (buf, staged) in &mut self.rings {
             staged.resize(crate::util::round_up(staged.len(), 4), 0);
             self.ctx.queue.write_buffer(buf, 0, staged);
         }
         self.ctx.queue.submit([enc.finish()]);
-        self.ctx.check()
+        self.ctx.check()?;
+        if let (Some((buf, n)), Some(prof)) = (resolved, self.prof.as_ref()) {
+            self.ctx.record_profile(&buf, n, &prof.names)?;
+        }
+        Ok(())
     }
 }
 

@@ -18,6 +18,9 @@ pub const MAX_GQA_GROUP: usize = 8;
 const DECODE_SPLIT: usize = 64;
 /// Queries per workgroup of `attn_tiled`.
 const TILE_Q: usize = 8;
+/// Query rows per workgroup of `attn_rows` (head dims ≤ [`ROWS_MAX_D`], multiples of 4).
+const ROWS_Q: usize = 64;
+const ROWS_MAX_D: usize = 64;
 
 /// One layer's KV cache, allocated once per session.
 ///
@@ -216,7 +219,7 @@ pub fn kv_append(
     };
     let ubuf = rec.params(bytemuck::bytes_of(&params));
     let group = rec.bind(&p, &crate::binds![&k.buf, &v.buf, &cache.buf, &ubuf]);
-    rec.dispatch(&p.pipeline, &group, g)?;
+    rec.dispatch(&p, &group, g)?;
     Ok(())
 }
 
@@ -356,12 +359,12 @@ pub fn attn_decode(
             DECODE_BINDINGS,
         )?;
         let g1 = rec.bind(&pg, &buffers);
-        rec.dispatch(&pg.pipeline, &g1, [nsplit as u32, cache.heads as u32, 1])?;
+        rec.dispatch(&pg, &g1, [nsplit as u32, cache.heads as u32, 1])?;
     } else {
         let g1 = rec.bind(&p1, &buffers);
-        rec.dispatch(&p1.pipeline, &g1, [nsplit as u32, hq as u32, 1])?;
+        rec.dispatch(&p1, &g1, [nsplit as u32, hq as u32, 1])?;
     }
-    rec.dispatch(&p2.pipeline, &g2, [hq as u32, 1, 1])?;
+    rec.dispatch(&p2, &g2, [hq as u32, 1, 1])?;
     Ok(())
 }
 
@@ -420,7 +423,9 @@ fn tiled(
     out: &Tensor,
 ) -> Result<(), OpError> {
     let ctx = rec.ctx();
-    let blocks = (params.tq as usize).div_ceil(TILE_Q);
+    // head dims ≤ 64 (encoder, flow U-Net): one query row per invocation (attn_rows)
+    let rows = d <= ROWS_MAX_D && d % 4 == 0;
+    let blocks = (params.tq as usize).div_ceil(if rows { ROWS_Q } else { TILE_Q });
     let max_groups = ctx.limits.max_compute_workgroups_per_dimension as usize;
     if blocks > max_groups || params.hq as usize > max_groups {
         return Err(shape_err(
@@ -433,7 +438,7 @@ fn tiled(
     }
     let key = KernelKey {
         family: "attn_tiled",
-        entry: "attn_tiled",
+        entry: if rows { "attn_rows" } else { "attn_tiled" },
         act: ctx.act(),
         subgroups: false,
         constants: vec![("MODE", mask as u32), ("D", d as u32)],
@@ -442,7 +447,7 @@ fn tiled(
     let ubuf = rec.params(bytemuck::bytes_of(&params));
     let cu = cu.unwrap_or(&ctx.dummy);
     let group = rec.bind(&p, &crate::binds![&q.buf, k, v, cu, &out.buf, &ubuf]);
-    rec.dispatch(&p.pipeline, &group, [blocks as u32, params.hq, 1])?;
+    rec.dispatch(&p, &group, [blocks as u32, params.hq, 1])?;
     Ok(())
 }
 

@@ -389,7 +389,7 @@ fn conv_common(
     let ubuf = rec.params(bytemuck::bytes_of(&params));
     let group = rec.bind(&p, &crate::binds![&x.buf, &w.buf, bias.unwrap_or(&ctx.dummy), &y.buf, &ubuf],
     );
-    rec.dispatch(&p.pipeline, &group, g)?;
+    rec.dispatch(&p, &group, g)?;
     Ok(())
 }
 
@@ -510,6 +510,6 @@ pub fn avgpool1d(rec: &mut Recorder, x: &Tensor, k: usize, y: &Tensor) -> Result
     };
     let ubuf = rec.params(bytemuck::bytes_of(&params));
     let group = rec.bind(&p, &crate::binds![&x.buf, &y.buf, &ubuf]);
-    rec.dispatch(&p.pipeline, &group, g)?;
+    rec.dispatch(&p, &group, g)?;
     Ok(())
 }

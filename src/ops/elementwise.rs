@@ -103,7 +103,7 @@ fn launch(rec: &mut Recorder, l: Launch) -> Result<(), OpError> {
     };
     let ubuf = rec.params(bytemuck::bytes_of(&params));
     let group = rec.bind(&p, &crate::binds![l.a, l.b, l.y, l.alpha, &ubuf]);
-    rec.dispatch(&p.pipeline, &group, g)?;
+    rec.dispatch(&p, &group, g)?;
     Ok(())
 }
 

@@ -112,7 +112,7 @@ fn launch(
     params.stride2 = (*stride / 2) as u32;
     let ubuf = rec.params(bytemuck::bytes_of(&params));
     let group = rec.bind(&p, &crate::binds![buf, ids, &y.buf, &ubuf]);
-    rec.dispatch(&p.pipeline, &group, g)?;
+    rec.dispatch(&p, &group, g)?;
     Ok(())
 }
 

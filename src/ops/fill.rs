@@ -64,7 +64,7 @@ pub fn fill(
     };
     let u = rec.params(bytemuck::bytes_of(&params));
     let group = rec.bind(&p, &crate::binds![buf, &u]);
-    rec.dispatch(&p.pipeline, &group, g)?;
+    rec.dispatch(&p, &group, g)?;
     Ok(())
 }
 
@@ -95,6 +95,6 @@ pub fn copy(
     let params: [u32; 4] = [n, g[0], 0, 0];
     let u = rec.params(bytemuck::cast_slice(&params));
     let group = rec.bind(&p, &crate::binds![src, dst, &u]);
-    rec.dispatch(&p.pipeline, &group, g)?;
+    rec.dispatch(&p, &group, g)?;
     Ok(())
 }

@@ -263,7 +263,7 @@ pub fn gemv(
         let ubuf = rec.params(bytemuck::bytes_of(&params));
         let [b0, b1, b2, b3, b4, b5] = group_buffers;
         let group = rec.bind(&p, &crate::binds![b0, b1, b2, b3, b4, b5, &ubuf, gbuf]);
-        rec.dispatch(&p.pipeline, &group, g)?;
+        rec.dispatch(&p, &group, g)?;
         start += cnt;
     }
     if let Some((xq, xd)) = quantised {
@@ -320,7 +320,7 @@ fn quantise_x(
     };
     let ubuf = rec.params(bytemuck::bytes_of(&params));
     let group = rec.bind(&p, &crate::binds![&x.buf, g, &xq.buffer, &xd.buffer, &ubuf]);
-    rec.dispatch(&p.pipeline, &group, [n as u32, 1, 1])?;
+    rec.dispatch(&p, &group, [n as u32, 1, 1])?;
     Ok((xq, xd))
 }
 
@@ -427,6 +427,6 @@ fn gemm(
     let bias = epi.bias.map(|b| &b.buf).unwrap_or(&ctx.dummy);
     let res = epi.residual.map(|b| &b.buf).unwrap_or(&ctx.dummy);
     let group = rec.bind(&p, &crate::binds![w.data(), scales, &xin.buf, bias, res, &y.buf, &ubuf]);
-    rec.dispatch(&p.pipeline, &group, [gx, gy, 1])?;
+    rec.dispatch(&p, &group, [gx, gy, 1])?;
     Ok(())
 }

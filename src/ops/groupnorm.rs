@@ -122,7 +122,7 @@ pub fn groupnorm(
         };
         let p = ctx.pipeline(&key, BINDINGS)?;
         let group = rec.bind(&p, &crate::binds![&x.buf, w, b, &y.buf, &stats, &ubuf]);
-        rec.dispatch(&p.pipeline, &group, wgs)?;
+        rec.dispatch(&p, &group, wgs)?;
     }
     Ok(())
 }

@@ -59,6 +59,6 @@ pub fn layernorm(
     };
     let ubuf = rec.params(bytemuck::bytes_of(&params));
     let group = rec.bind(&p, &crate::binds![&x.buf, w, b, &y.buf, &ubuf]);
-    rec.dispatch(&p.pipeline, &group, g)?;
+    rec.dispatch(&p, &group, g)?;
     Ok(())
 }

@@ -54,6 +54,6 @@ pub fn rmsnorm(
     };
     let ubuf = rec.params(bytemuck::bytes_of(&params));
     let group = rec.bind(&p, &crate::binds![&x.buf, w, &y.buf, &ubuf]);
-    rec.dispatch(&p.pipeline, &group, [rows as u32, 1, 1])?;
+    rec.dispatch(&p, &group, [rows as u32, 1, 1])?;
     Ok(())
 }

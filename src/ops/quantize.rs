@@ -59,7 +59,7 @@ pub fn quantize(
     let params: [u32; 4] = [rows as u32, cols as u32, nb as u32, g[0]];
     let u = rec.params(bytemuck::cast_slice(&params));
     let group = rec.bind(&p, &crate::binds![src, &data, &scales, &u]);
-    rec.dispatch(&p.pipeline, &group, g)?;
+    rec.dispatch(&p, &group, g)?;
     Ok(match format {
         WeightFormat::Q8 => Matrix::Q8 {
             data,

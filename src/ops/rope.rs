@@ -100,6 +100,6 @@ pub fn rope(
     // In place, binding 0 is unused: bind the dummy so y is not bound twice.
     let xb = if inplace { &ctx.dummy } else { &x.buf };
     let group = rec.bind(&p, &crate::binds![xb, &y.buf, inv_freq, &ubuf]);
-    rec.dispatch(&p.pipeline, &group, g)?;
+    rec.dispatch(&p, &group, g)?;
     Ok(())
 }

@@ -104,6 +104,6 @@ pub fn rope_kv(
     ];
     let u = rec.params(bytemuck::cast_slice(&params));
     let group = rec.bind(&p, &crate::binds![&qkv.buf, inv_freq, &q.buf, &cache.buf, &u]);
-    rec.dispatch(&p.pipeline, &group, g)?;
+    rec.dispatch(&p, &group, g)?;
     Ok(())
 }

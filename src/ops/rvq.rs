@@ -225,7 +225,7 @@ pub fn rvq_norms(rec: &mut Recorder, cb: &Codebooks) -> Result<(), OpError> {
     };
     let ubuf = rec.params(bytemuck::bytes_of(&params));
     let group = rec.bind(&p, &crate::binds![&cb.buf, &cb.norms, &ubuf]);
-    rec.dispatch(&p.pipeline, &group, g)?;
+    rec.dispatch(&p, &group, g)?;
     Ok(())
 }
 
@@ -355,9 +355,9 @@ pub fn rvq_encode(
         let ubuf = rec.params(bytemuck::bytes_of(&params));
         let bufs = crate::binds![x, &r, &cb.buf, &cb.norms, &partial, codes, res_buf, &ubuf];
         let g = rec.bind(&dist, &bufs);
-        rec.dispatch(&dist.pipeline, &g, [gx, (t as u32).div_ceil(FT), 1])?;
+        rec.dispatch(&dist, &g, [gx, (t as u32).div_ceil(FT), 1])?;
         let g = rec.bind(&pick, &bufs);
-        rec.dispatch(&pick.pipeline, &g, [t as u32, 1, 1])?;
+        rec.dispatch(&pick, &g, [t as u32, 1, 1])?;
     }
     Ok(())
 }
@@ -445,6 +445,6 @@ pub fn rvq_decode(
     };
     let ubuf = rec.params(bytemuck::bytes_of(&params));
     let group = rec.bind(&p, &crate::binds![codes, &cb.buf, out, flags, &ubuf]);
-    rec.dispatch(&p.pipeline, &group, g)?;
+    rec.dispatch(&p, &group, g)?;
     Ok(())
 }

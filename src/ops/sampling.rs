@@ -127,7 +127,7 @@ pub fn argmax(
         };
         let p = ctx.pipeline(&key, ARGMAX_BINDINGS)?;
         let group = rec.bind(&p, &crate::binds![&logits.buf, &scratch.partial, out, &ubuf]);
-        rec.dispatch(&p.pipeline, &group, wgs)?;
+        rec.dispatch(&p, &group, wgs)?;
     }
     Ok(())
 }
@@ -247,7 +247,7 @@ pub fn topk(
                 &ubuf,
             ],
         );
-        rec.dispatch(&p.pipeline, &group, wgs)?;
+        rec.dispatch(&p, &group, wgs)?;
     }
     Ok(())
 }
@@ -320,7 +320,7 @@ pub fn repetition_penalty(
         };
         let p = ctx.pipeline(&key, PENALTY_BINDINGS)?;
         let group = rec.bind(&p, &crate::binds![&logits.buf, ids, mask, &ubuf]);
-        rec.dispatch(&p.pipeline, &group, g)?;
+        rec.dispatch(&p, &group, g)?;
     }
     Ok(())
 }

@@ -40,6 +40,6 @@ pub fn softmax(rec: &mut Recorder, x: &Tensor, y: &Tensor) -> Result<(), OpError
     };
     let ubuf = rec.params(bytemuck::bytes_of(&params));
     let group = rec.bind(&p, &crate::binds![&x.buf, &y.buf, &ubuf]);
-    rec.dispatch(&p.pipeline, &group, [rows as u32, 1, 1])?;
+    rec.dispatch(&p, &group, [rows as u32, 1, 1])?;
     Ok(())
 }

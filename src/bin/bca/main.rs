@@ -43,6 +43,12 @@ struct GpuArgs {
     /// q4/q8 matrix–vector products dequantise and FMA instead of int8 dot products.
     #[arg(long)]
     no_int8: bool,
+    /// Keep the shader compiler's bounds checks (natively they are off by default).
+    #[arg(long)]
+    checked_shaders: bool,
+    /// Time every GPU dispatch and print a per-kernel table at exit (changes timings).
+    #[arg(long)]
+    profile: bool,
 }
 
 impl GpuArgs {
@@ -55,6 +61,8 @@ impl GpuArgs {
             gemv_rows: self.gemv_rows,
             gemm_tile: self.gemm_tile,
             no_int8: self.no_int8,
+            profile: self.profile,
+            checked_shaders: self.checked_shaders,
         }
     }
 }
