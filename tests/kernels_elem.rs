@@ -417,6 +417,11 @@ fn conv1d_all_paths() {
         (shape(9, 33, 7, 1, 1, true), spec(1, 0, 0, 1)),
         // HiFT source_downs-style k30 s15 pad 7
         (shape(121, 18, 16, 30, 1, true), spec(15, 7, 7, 1)),
+        // im2col + tiled product (one group, Cin a multiple of 8, ≥ 16 output frames):
+        // stride 2 with right padding, dilated causal, and no padding at all
+        (shape(70, 24, 24, 3, 1, false), spec(2, 1, 1, 1)),
+        (shape(50, 32, 40, 7, 1, true), spec(1, 18, 0, 3)),
+        (shape(40, 8, 72, 5, 1, true), spec(1, 0, 0, 1)),
     ];
     for path in PATHS {
         let c = ctx(path);

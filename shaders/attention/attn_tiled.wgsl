@@ -200,14 +200,14 @@ fn attn_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
 // and accumulates. The key loop covers the union of the rows' ranges, which the masks make
 // [range(first row).lo, range(last row).hi) since ranges never move backwards.
 
-const RB: u32 = 64u;   // query rows per workgroup (one per invocation)
+override RB: u32 = 64u; // query rows per workgroup (one per invocation; 32 measured no faster)
 const TK: u32 = 16u;   // keys per tile
 const D4MAX: u32 = 16u;
 
 var<workgroup> kt: array<vec4<f32>, 256>; // (TK, D/4)
 var<workgroup> vt: array<vec4<f32>, 256>;
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(RB)
 fn attn_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
     let h = wid.y;
     let kvh = h / P.group;

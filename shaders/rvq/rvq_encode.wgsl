@@ -1,8 +1,8 @@
 // rvq_encode — one level of residual VQ: code_t = argmin_j dist(r_t, c_j), r_t ← r_t − c_code,
 // with dist = sqrt(max(‖r‖² + ‖c‖² − 2 r·c, 0)) in f32 (ties → lowest index), as the
 // reference's cdist-then-argmax(−dist). Two dispatches per level:
-//   rvq_encode_dist: workgroup (bx, by) scores ROWS = WG/TPR codewords against FT frames and
-//                    writes, per frame, its best (dist, index) to partial[t, bx];
+//   rvq_encode_dist: workgroup (bx, by) scores 64 codewords against 16 frames and writes,
+//                    per frame, its best (dist, index) to partial[t, bx];
 //   rvq_encode_pick: workgroup t reduces partial[t, ·] to the code, subtracts the codeword.
 //
 // @binding(0) x:       (T, Dq) f32        input frames (read at level 0)
@@ -37,14 +37,9 @@ struct Params {
 @group(0) @binding(7) var<uniform> P: Params;
 
 override WG: u32 = 256;
-override TPR: u32 = 32; // threads per codeword (power of two ≤ WG)
-const FT: u32 = 8u;     // frames per workgroup
 const MAX_WG: u32 = 256u;
 const NONE: u32 = 0xffffffffu;
 
-var<workgroup> red: array<f32, MAX_WG>;
-var<workgroup> dots: array<f32, 256>; // (ROWS, FT) with ROWS = WG / TPR ≤ 32
-var<workgroup> rr: array<f32, FT>;
 var<workgroup> rv: array<f32, MAX_WG>;
 var<workgroup> ri: array<u32, MAX_WG>;
 
@@ -66,70 +61,88 @@ fn closer(dv: f32, di: u32, bv: f32, bi: u32) -> bool {
     return dv < bv || (dv == bv && di < bi);
 }
 
-// Sums red[] within each TPR-wide segment into the segment's first slot.
-fn segment_sum(lid: u32) {
-    workgroupBarrier();
-    for (var s = TPR / 2u; s > 0u; s >>= 1u) {
-        if (lid % TPR < s) {
-            red[lid] += red[lid + s];
-        }
-        workgroupBarrier();
-    }
-}
+// Tiled like a matrix product: the workgroup's 256 invocations own CB = 64 codewords × FF = 16
+// frames; per step of KT = 32 dims it stages the codeword tile k-major (`cs[k][codeword]`)
+// and the frame tile (`rs[k][frame]`) in workgroup memory, and each invocation accumulates
+// one frame against 4 adjacent codewords (a vec4 of dots). Then ‖r‖² (summed in the same
+// pass by the first 16 lanes), distances, the best of 4, and the best of the frame's 16
+// invocations → partial[t, bx].
+const CB: u32 = 64u;
+const FF: u32 = 16u;
+const KT: u32 = 32u;
 
-@compute @workgroup_size(WG)
+var<workgroup> cs: array<vec4<f32>, 512>; // [k][codeword / 4]
+var<workgroup> rs: array<f32, 512>;       // [k][frame]
+var<workgroup> nrm: array<f32, 16>;       // ‖r‖² per frame
+var<workgroup> bdv: array<f32, 256>;
+var<workgroup> bdi: array<u32, 256>;
+
+@compute @workgroup_size(256)
 fn rvq_encode_dist(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let rows = WG / TPR;
-    let row = lid / TPR;
-    let lane = lid % TPR;
-    let j = wid.x * rows + row; // codeword within this level
-    let t0 = wid.y * FT;
-    let nf = min(FT, P.t - t0);
-    var acc: array<f32, FT>;
-    var sq: array<f32, FT>;
-    for (var f = 0u; f < FT; f++) {
-        acc[f] = 0.0;
-        sq[f] = 0.0;
-    }
-    let cbase = (P.row0 + min(j, P.n - 1u)) * P.dq;
-    for (var d = lane; d < P.dq; d += TPR) {
-        let c = cb[cbase + d];
-        for (var f = 0u; f < nf; f++) {
-            let v = src((t0 + f) * P.dq + d);
-            acc[f] += c * v;
-            sq[f] += v * v;
+    let j0 = wid.x * CB;
+    let t0 = wid.y * FF;
+    let f = lid / 16u;         // frame of the tile
+    let q = lid % 16u;         // codewords 4q..4q+3 of the tile
+    var acc = vec4<f32>(0.0);
+    var sq = 0.0;
+    for (var k0 = 0u; k0 < P.dq; k0 += KT) {
+        // codeword tile: 64 × 32 values, 8 per invocation
+        for (var i = lid; i < CB * KT; i += 256u) {
+            let c = i / KT;
+            let k = i % KT;
+            var v = 0.0;
+            if (j0 + c < P.n && k0 + k < P.dq) {
+                v = cb[(P.row0 + j0 + c) * P.dq + k0 + k];
+            }
+            cs[k * 16u + c / 4u][c % 4u] = v;
         }
-    }
-    for (var f = 0u; f < FT; f++) {
-        red[lid] = acc[f];
-        segment_sum(lid);
-        if (lane == 0u) {
-            dots[row * FT + f] = red[lid];
-        }
-        workgroupBarrier();
-        if (row == 0u) {
-            red[lid] = sq[f];
-        }
-        segment_sum(lid);
-        if (lid == 0u) {
-            rr[f] = red[0];
+        // frame tile: 16 × 32 values, 2 per invocation
+        for (var i = lid; i < FF * KT; i += 256u) {
+            let ff = i / KT;
+            let k = i % KT;
+            var v = 0.0;
+            if (t0 + ff < P.t && k0 + k < P.dq) {
+                v = src((t0 + ff) * P.dq + k0 + k);
+            }
+            rs[k * FF + ff] = v;
         }
         workgroupBarrier();
+        for (var k = 0u; k < KT; k++) {
+            let rv = rs[k * FF + f];
+            acc += cs[k * 16u + q] * rv;
+            if (q == 0u) {
+                sq += rv * rv;
+            }
+        }
+        workgroupBarrier();
     }
-    // one thread per frame: best of this workgroup's rows
-    if (lid < nf) {
-        let f = lid;
-        var bv = inf();
-        var bi = NONE;
-        for (var k = 0u; k < rows; k++) {
-            let jj = wid.x * rows + k;
+    if (q == 0u) {
+        nrm[f] = sq;
+    }
+    workgroupBarrier();
+    var bv = inf();
+    var bi = NONE;
+    if (t0 + f < P.t) {
+        for (var c = 0u; c < 4u; c++) {
+            let jj = j0 + 4u * q + c;
             if (jj < P.n) {
-                let d2 = rr[f] + norms[P.row0 + jj] - 2.0 * dots[k * FT + f];
+                let d2 = nrm[f] + norms[P.row0 + jj] - 2.0 * acc[c];
                 let dist = sqrt(max(d2, 0.0));
                 if (closer(dist, jj, bv, bi)) {
                     bv = dist;
                     bi = jj;
                 }
+            }
+        }
+    }
+    bdv[lid] = bv;
+    bdi[lid] = bi;
+    workgroupBarrier();
+    if (q == 0u && t0 + f < P.t) {
+        for (var k = 1u; k < 16u; k++) {
+            if (closer(bdv[lid + k], bdi[lid + k], bv, bi)) {
+                bv = bdv[lid + k];
+                bi = bdi[lid + k];
             }
         }
         let o = 2u * ((t0 + f) * P.gx + wid.x);

@@ -425,7 +425,8 @@ fn tiled(
     let ctx = rec.ctx();
     // head dims ≤ 64 (encoder, flow U-Net): one query row per invocation (attn_rows)
     let rows = d <= ROWS_MAX_D && d % 4 == 0;
-    let blocks = (params.tq as usize).div_ceil(if rows { ROWS_Q } else { TILE_Q });
+    let rb = ROWS_Q;
+    let blocks = (params.tq as usize).div_ceil(if rows { rb } else { TILE_Q });
     let max_groups = ctx.limits.max_compute_workgroups_per_dimension as usize;
     if blocks > max_groups || params.hq as usize > max_groups {
         return Err(shape_err(
@@ -441,7 +442,11 @@ fn tiled(
         entry: if rows { "attn_rows" } else { "attn_tiled" },
         act: ctx.act(),
         subgroups: false,
-        constants: vec![("MODE", mask as u32), ("D", d as u32)],
+        constants: if rows {
+            vec![("MODE", mask as u32), ("D", d as u32), ("RB", rb as u32)]
+        } else {
+            vec![("MODE", mask as u32), ("D", d as u32)]
+        },
     };
     let p = ctx.pipeline(&key, TILED_BINDINGS)?;
     let ubuf = rec.params(bytemuck::bytes_of(&params));

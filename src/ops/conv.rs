@@ -3,7 +3,7 @@
 use half::f16;
 
 use crate::gpu::{grid, Binding, GpuContext, KernelKey, Recorder};
-use crate::tensor::{RawDType, RawTensor, Tensor};
+use crate::tensor::{Matrix, RawDType, RawTensor, Tensor};
 
 use super::relayout::{relayout, Strided};
 
@@ -358,6 +358,9 @@ fn conv_common(
     if x.buf == y.buf {
         return Err(shape_err(op, "y aliases x"));
     }
+    if entry == "conv1d" && gemm_fits(ctx, w, tout) {
+        return conv1d_gemm(rec, x, w, bias, y, tout, (stride, pad, dil));
+    }
     let key = KernelKey {
         family: "conv1d",
         entry,
@@ -390,6 +393,109 @@ fn conv_common(
     let group = rec.bind(&p, &crate::binds![&x.buf, &w.buf, bias.unwrap_or(&ctx.dummy), &y.buf, &ubuf],
     );
     rec.dispatch(&p, &group, g)?;
+    Ok(())
+}
+
+/// Output frames from which a convolution goes through im2col and the tiled product.
+pub const CONV_GEMM_MIN_T: usize = 16;
+/// Largest im2col buffer (bytes) the tiled path builds; longer inputs use the direct kernel.
+const CONV_GEMM_MAX_BYTES: u64 = 256 << 20;
+
+/// Whether a (checked) Conv1d goes through [`conv1d_gemm`]: one group, input channels a
+/// multiple of 8 (the weight rows are then an unpadded f16 matrix of K·Cin columns), enough
+/// output frames and an im2col buffer within bounds.
+fn gemm_fits(ctx: &GpuContext, w: &ConvWeight, tout: usize) -> bool {
+    let bytes = (tout * w.k * w.cin_g * ctx.act().size()) as u64;
+    w.groups == 1
+        && w.cin_g.is_multiple_of(8)
+        && tout >= CONV_GEMM_MIN_T
+        && bytes <= CONV_GEMM_MAX_BYTES.min(ctx.limits.max_storage_buffer_binding_size)
+}
+
+/// Conv1d as a matrix product: the input zero-padded in time (when the taps reach outside
+/// it), gathered into im2col rows `(Tout, K·Cin)` by two [`relayout`]s, then the tiled
+/// [`super::gemv`] with the weight `(Cout, K, Cin)` read as a `(Cout, K·Cin)` f16 matrix.
+fn conv1d_gemm(
+    rec: &mut Recorder,
+    x: &Tensor,
+    w: &ConvWeight,
+    bias: Option<&wgpu::Buffer>,
+    y: &Tensor,
+    tout: usize,
+    (stride, pad, dil): (usize, usize, usize),
+) -> Result<(), OpError> {
+    let ctx = rec.ctx();
+    let act = ctx.act();
+    let raw = match act {
+        crate::gpu::ActDType::F16 => RawDType::F16,
+        crate::gpu::ActDType::F32 => RawDType::F32,
+    };
+    let (tin, cin, k) = (x.shape[0], w.cin_g, w.k);
+    // frames the taps read, in padded coordinates
+    let reach = (tout - 1) * stride + (k - 1) * dil + 1;
+    let tp = reach.max(pad + tin);
+    let mut padded = None;
+    if pad > 0 || reach > tin {
+        let p = ctx.acquire((tp * cin * act.size()) as u64);
+        rec.encoder()?.clear_buffer(&p.buffer, 0, None);
+        let s = Strided {
+            x: 1,
+            y: tin,
+            z: cin,
+            zvalid: cin,
+            sy: cin,
+            sz: 1,
+            dbase: pad * cin,
+            dy: cin,
+            ..Default::default()
+        };
+        relayout(rec, &x.buf, raw, &p.buffer, raw, &s)?;
+        padded = Some(p);
+    }
+    let src = padded.as_ref().map(|p| &p.buffer).unwrap_or(&x.buf);
+    let cols = ctx.acquire((tout * k * cin * act.size()) as u64);
+    let s = Strided {
+        x: tout,
+        y: k,
+        z: cin,
+        zvalid: cin,
+        sx: stride * cin,
+        sy: dil * cin,
+        sz: 1,
+        dx: k * cin,
+        dy: cin,
+        ..Default::default()
+    };
+    relayout(rec, src, raw, &cols.buffer, raw, &s)?;
+    let xcol = Tensor {
+        buf: cols.buffer.clone(),
+        shape: vec![tout, k * cin],
+        dtype: act,
+    };
+    let wm = Matrix::F16 {
+        buf: w.buf.clone(),
+        rows: w.cout,
+        cols: k * cin,
+        stride: k * cin,
+    };
+    let b = match bias {
+        Some(b) => Some(super::relayout::f32_to_act(rec, b, &[w.cout])?),
+        None => None,
+    };
+    super::gemv(
+        rec,
+        &wm,
+        &xcol,
+        y,
+        super::Epilogue {
+            bias: b.as_ref(),
+            ..Default::default()
+        },
+    )?;
+    ctx.release(cols);
+    if let Some(p) = padded {
+        ctx.release(p);
+    }
     Ok(())
 }
 

@@ -16,10 +16,9 @@ use crate::tensor::{RawDType, RawTensor};
 pub const RVQ_LEVELS: usize = 8;
 
 const WG: u32 = 256;
-/// rvq_encode_dist: threads per codeword, and frames per workgroup (FT in the shader).
-const TPR: u32 = 32;
-const ROWS: u32 = WG / TPR;
-const FT: u32 = 8;
+/// Codewords and frames per workgroup of `rvq_encode_dist`.
+const ROWS: u32 = 64;
+const FT: u32 = 16;
 
 /// The 8 codebooks `C_i (N_i, Dq)` f32 in one buffer, and their squared norms (filled by
 /// [`rvq_norms`]).
@@ -335,7 +334,7 @@ pub fn rvq_encode(
         entry,
         act: ctx.act(),
         subgroups: false,
-        constants: vec![("WG", WG), ("TPR", TPR)],
+        constants: vec![("WG", WG)],
     };
     let dist = ctx.pipeline(&key("rvq_encode_dist"), ENCODE_BINDINGS)?;
     let pick = ctx.pipeline(&key("rvq_encode_pick"), ENCODE_BINDINGS)?;
