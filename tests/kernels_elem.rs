@@ -780,5 +780,8 @@ fn recorder_param_ring_and_bind_cache() {
     }
     // one bind group per params slot, all reused by the second round
     assert_eq!(sizes[0], n, "bind groups after the first round");
-    assert_eq!(sizes[1], n, "the second round created bind groups instead of reusing them");
+    assert_eq!(
+        sizes[1], n,
+        "the second round created bind groups instead of reusing them"
+    );
 }

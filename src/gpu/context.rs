@@ -458,7 +458,10 @@ impl Drop for GpuContext {
         let rows = p.table();
         let total: f64 = rows.iter().map(|r| r.2).sum();
         eprintln!("GPU profile: {total:.3} ms of kernel time over all profiled dispatches");
-        eprintln!("{:>10} {:>9} {:>7} {:>9}  kernel", "ms", "calls", "share", "µs/call");
+        eprintln!(
+            "{:>10} {:>9} {:>7} {:>9}  kernel",
+            "ms", "calls", "share", "µs/call"
+        );
         for (name, n, ms, share) in rows {
             eprintln!(
                 "{ms:>10.3} {n:>9} {:>6.1}% {:>9.2}  {name}",

@@ -147,11 +147,12 @@ impl<'a> Recorder<'a> {
             .ok_or_else(|| GpuError::Internal("not profiling".into()))?;
         let i = prof.names.len();
         if i % PROF_PER_SET == 0 {
-            prof.sets.push(ctx.device.create_query_set(&wgpu::QuerySetDescriptor {
-                label: Some("profile"),
-                ty: wgpu::QueryType::Timestamp,
-                count: (2 * PROF_PER_SET) as u32,
-            }));
+            prof.sets
+                .push(ctx.device.create_query_set(&wgpu::QuerySetDescriptor {
+                    label: Some("profile"),
+                    ty: wgpu::QueryType::Timestamp,
+                    count: (2 * PROF_PER_SET) as u32,
+                }));
         }
         prof.names.push(pipeline.name.clone());
         let qs = prof.sets[i / PROF_PER_SET].clone();
@@ -209,7 +210,8 @@ impl<'a> Recorder<'a> {
             crate::util::round_up(staged.len(), align as usize) as u64 + size <= RING_BYTES
         };
         if !self.rings.last().is_some_and(|(_, st)| fits(st)) {
-            self.rings.push((self.ctx.take_ring(), Vec::with_capacity(16 << 10)));
+            self.rings
+                .push((self.ctx.take_ring(), Vec::with_capacity(16 << 10)));
         }
         let last = self.rings.len() - 1;
         let (buf, staged) = &mut self.rings[last];
@@ -231,9 +233,12 @@ impl<'a> Recorder<'a> {
             Bind::Buf(b) => ((*b).clone(), 0, 0),
             Bind::Param(p) => (p.buf.clone(), p.offset, p.size),
         };
-        let key = self
-            .cache
-            .map(|_| (pipeline.layout.clone(), entries.iter().map(range).collect::<Vec<_>>()));
+        let key = self.cache.map(|_| {
+            (
+                pipeline.layout.clone(),
+                entries.iter().map(range).collect::<Vec<_>>(),
+            )
+        });
         if let (Some(cache), Some(key)) = (self.cache, key.as_ref()) {
             if let Some(g) = cache.map.lock().ok().and_then(|m| m.get(key).cloned()) {
                 return g;
@@ -254,11 +259,14 @@ impl<'a> Recorder<'a> {
                 },
             })
             .collect();
-        let group = self.ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: None,
-            layout: &pipeline.layout,
-            entries: &resources,
-        });
+        let group = self
+            .ctx
+            .device
+            .create_bind_group(&wgpu::BindGroupDescriptor {
+                label: None,
+                layout: &pipeline.layout,
+                entries: &resources,
+            });
         if let (Some(cache), Some(key)) = (self.cache, key) {
             if let Ok(mut m) = cache.map.lock() {
                 if m.len() >= BindCache::MAX {
@@ -369,8 +377,12 @@ impl Drop for Recorder<'_> {
         self.pass = None;
         // reversed, so that the next recorder takes them in the same order (same ring at the
         // same offset for the same step: its cached bind groups match)
-        self.ctx
-            .return_rings(std::mem::take(&mut self.rings).into_iter().rev().map(|(b, _)| b));
+        self.ctx.return_rings(
+            std::mem::take(&mut self.rings)
+                .into_iter()
+                .rev()
+                .map(|(b, _)| b),
+        );
     }
 }
 

@@ -390,7 +390,9 @@ fn conv_common(
         _pad: [0; 3],
     };
     let ubuf = rec.params(bytemuck::bytes_of(&params));
-    let group = rec.bind(&p, &crate::binds![&x.buf, &w.buf, bias.unwrap_or(&ctx.dummy), &y.buf, &ubuf],
+    let group = rec.bind(
+        &p,
+        &crate::binds![&x.buf, &w.buf, bias.unwrap_or(&ctx.dummy), &y.buf, &ubuf],
     );
     rec.dispatch(&p, &group, g)?;
     Ok(())

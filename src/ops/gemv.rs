@@ -426,7 +426,10 @@ fn gemm(
     let scales = w.scales().unwrap_or(&ctx.dummy);
     let bias = epi.bias.map(|b| &b.buf).unwrap_or(&ctx.dummy);
     let res = epi.residual.map(|b| &b.buf).unwrap_or(&ctx.dummy);
-    let group = rec.bind(&p, &crate::binds![w.data(), scales, &xin.buf, bias, res, &y.buf, &ubuf]);
+    let group = rec.bind(
+        &p,
+        &crate::binds![w.data(), scales, &xin.buf, bias, res, &y.buf, &ubuf],
+    );
     rec.dispatch(&p, &group, [gx, gy, 1])?;
     Ok(())
 }

@@ -103,7 +103,10 @@ pub fn rope_kv(
         0,
     ];
     let u = rec.params(bytemuck::cast_slice(&params));
-    let group = rec.bind(&p, &crate::binds![&qkv.buf, inv_freq, &q.buf, &cache.buf, &u]);
+    let group = rec.bind(
+        &p,
+        &crate::binds![&qkv.buf, inv_freq, &q.buf, &cache.buf, &u],
+    );
     rec.dispatch(&p, &group, g)?;
     Ok(())
 }

@@ -126,7 +126,10 @@ pub fn argmax(
             constants: vec![("WG", WG)],
         };
         let p = ctx.pipeline(&key, ARGMAX_BINDINGS)?;
-        let group = rec.bind(&p, &crate::binds![&logits.buf, &scratch.partial, out, &ubuf]);
+        let group = rec.bind(
+            &p,
+            &crate::binds![&logits.buf, &scratch.partial, out, &ubuf],
+        );
         rec.dispatch(&p, &group, wgs)?;
     }
     Ok(())
@@ -238,7 +241,9 @@ pub fn topk(
             constants: vec![("WG", WG), ("ITEMS", TOPK_ITEMS)],
         };
         let p = ctx.pipeline(&key, TOPK_BINDINGS)?;
-        let group = rec.bind(&p, &crate::binds![
+        let group = rec.bind(
+            &p,
+            &crate::binds![
                 &logits.buf,
                 &scratch.values,
                 &scratch.indices,
