@@ -424,7 +424,7 @@ fn tiled(
 ) -> Result<(), OpError> {
     let ctx = rec.ctx();
     // head dims ≤ 64 (encoder, flow U-Net): one query row per invocation (attn_rows)
-    let rows = d <= ROWS_MAX_D && d % 4 == 0;
+    let rows = d <= ROWS_MAX_D && d.is_multiple_of(4);
     let rb = ROWS_Q;
     let blocks = (params.tq as usize).div_ceil(if rows { rb } else { TILE_Q });
     let max_groups = ctx.limits.max_compute_workgroups_per_dimension as usize;
