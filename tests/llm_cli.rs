@@ -208,6 +208,37 @@ fn chat_takes_speech_and_answers_with_speech() {
     assert!(count("\"frame\"") <= 4, "{events}");
     assert!(!out.trim().is_empty(), "no reply text");
     assert!(wav_len(&o) >= 3 * 480, "reply too short");
+    // a second turn: the first as history, the reply's speech re-encoded through audio in
+    let h = tmp().join("history.json");
+    let hist = serde_json::json!([
+        {"role": "user", "audio": wav.to_str().unwrap()},
+        {"role": "assistant", "text": out.trim(), "audio": ["reply.wav"]},
+    ]);
+    std::fs::write(&h, hist.to_string()).unwrap();
+    let (ok, out2, err2) = bca(&[
+        "chat",
+        inst.to_str().unwrap(),
+        "--history",
+        h.to_str().unwrap(),
+        "--text",
+        "再说一遍",
+        "--text-only",
+        "--max-text",
+        "4",
+        "--context",
+        "512",
+    ]);
+    assert!(ok, "{err2}");
+    let reencoded: usize = err2
+        .lines()
+        .find_map(|l| l.strip_prefix("history: "))
+        .and_then(|l| l.split(", ").nth(2))
+        .and_then(|x| x.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no history line: {err2}"));
+    // 24 kHz reply of ≥ 3·480 samples → at least one 80 ms code frame
+    assert!(reencoded >= 1, "{err2}");
+    assert!(!out2.trim().is_empty(), "no reply text");
     fails_with(
         &[
             "chat",

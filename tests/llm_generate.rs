@@ -165,6 +165,88 @@ fn interrupt_and_multi_turn_cache_reuse() {
     assert!(err < 1e-5, "incremental vs full re-prefill: {err}");
 }
 
+/// The reply replaced by its history form — its text, and each speech segment vocoded to
+/// 24 kHz and re-encoded through audio in, as the reference re-reads earlier replies — keeps
+/// the cache of the prompt, prefills only the reply, and leaves the same state as a fresh
+/// session that prefills the whole conversation at once. The next turn then starts from it.
+#[test]
+fn reply_rewrite_equals_full_reprefill() {
+    use bca::model::audio_in::AudioIn;
+    use bca::model::audio_out::Vocoder;
+    use bca::model::llm::generate::reencode_speech;
+    let c = ctx(GpuPath::F32);
+    let (w, mut g) = generator(Variant::Instruct, 1);
+    let prompt = speech_prompt(&g);
+    g.start(c, &prompt, Mode::Speech).unwrap();
+    let events = pollster::block_on(g.run(c, |_| true)).unwrap();
+    assert_eq!(g.turn_start(), prompt.len());
+    // one code list per segment (an empty segment stays empty)
+    let mut segs: Vec<Vec<[u32; 8]>> = Vec::new();
+    for e in &events {
+        match e {
+            Event::SegmentStart => segs.push(Vec::new()),
+            Event::Frame { codes } => segs.last_mut().expect("frame outside a segment").push(*codes),
+            _ => {}
+        }
+    }
+    assert!(segs.iter().any(|s| !s.is_empty()), "no speech to re-encode");
+    let voc = Vocoder::load(&w, c).unwrap();
+    let ain = AudioIn::load(c, &w).unwrap();
+    let mut re = Vec::new();
+    for (i, s) in segs.iter().enumerate() {
+        if s.is_empty() {
+            re.push(Vec::new());
+            continue;
+        }
+        let codes: Vec<u32> = s.iter().flatten().copied().collect();
+        let pcm = pollster::block_on(voc.segment(c, &codes, &voc.noise(s.len(), 9 + i as u64)))
+            .unwrap();
+        assert_eq!(pcm.len(), (4 * s.len() - 1) * 480);
+        let frames = pollster::block_on(reencode_speech(c, &ain, &pcm)).unwrap();
+        // (4N − 1)·20 ms of speech at 12.5 code frames per second
+        let secs = pcm.len() as f64 / 24000.0;
+        assert!(
+            (frames.len() as f64 - secs * 12.5).abs() <= 1.0,
+            "{} frames for {secs} s",
+            frames.len()
+        );
+        re.push(frames);
+    }
+    let hist = g.reply_history(&events, &re).unwrap();
+    // the history form: one start/end pair per segment, one pad per re-encoded frame
+    let starts = hist.iter().filter(|i| **i == Input::Text(AUDIOGEN_START)).count();
+    let ends = hist.iter().filter(|i| **i == Input::Text(AUDIOGEN_END)).count();
+    assert_eq!((starts, ends), (segs.len(), segs.len()));
+    let pads = hist.iter().filter(|i| matches!(i, Input::Audio(_))).count();
+    assert_eq!(pads, re.iter().map(Vec::len).sum::<usize>());
+    assert!(g.reply_history(&events, &re[1..]).is_err(), "segment count is checked");
+
+    g.rewrite_reply(c, &hist).unwrap();
+    assert_eq!(g.fed.len(), prompt.len() + hist.len());
+    assert_eq!(g.sess.len, g.fed.len());
+    let inc = pollster::block_on(g.sess.read_logits(c, &g.llm)).unwrap();
+    let mut all = prompt.clone();
+    all.extend(hist.iter().copied());
+    let mut fresh = Session::new(c, &g.llm, 512, 7).unwrap();
+    fresh.feed(c, &g.llm, &all).unwrap();
+    let full = pollster::block_on(fresh.read_logits(c, &g.llm)).unwrap();
+    let err = inc
+        .iter()
+        .zip(&full)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(err < 1e-5, "rewritten reply vs full re-prefill: {err}");
+
+    // the next turn prefills only its own input on top
+    let before = g.fed.len();
+    let turn2 = g
+        .text_inputs("<C_Q>再说一遍<audiotext_start_baichuan><C_A>")
+        .unwrap();
+    g.start(c, &turn2, Mode::Speech).unwrap();
+    assert_eq!(g.turn_start(), before + turn2.len());
+    assert_eq!(g.sess.len, before + turn2.len());
+}
+
 #[test]
 fn base_asr_and_tts_run() {
     let c = ctx(GpuPath::F32);

@@ -207,7 +207,10 @@ pub struct ChatArgs {
     /// The user's text (instead of, or after, the speech).
     #[arg(long)]
     pub text: Option<String>,
-    /// Earlier turns: JSON list of {"role": "user"|"assistant", "text": "…"}.
+    /// Earlier turns: JSON list of {"role": "user"|"assistant", "text": "…", "audio": …}, where
+    /// `audio` (optional) is a WAV path or a list of them, relative to the JSON file: the user's
+    /// speech, or the assistant's reply speech (one 24 kHz WAV per segment), which is re-encoded
+    /// through audio in and spliced as `<audiogen_start_baichuan>` pads `<audiogen_end_baichuan>`.
     #[arg(long)]
     pub history: Option<PathBuf>,
     /// System prompt.
@@ -433,7 +436,21 @@ pub fn chat(a: ChatArgs) -> Res {
     if a.codes.is_some() && a.audio.is_some() {
         return Err("give the user's speech as --audio or as --codes, not both".into());
     }
-    let mut prompt = format!("<B_SYS>{}", a.system);
+    // speech through the audio-in stages (mel → encoder → bridge → RVQ), loaded on first use
+    let mut audio_in = None;
+    let mut encode = |wav: &Path| -> Result<Vec<Frame>, Box<dyn std::error::Error>> {
+        if audio_in.is_none() {
+            audio_in = Some(bca::model::audio_in::AudioIn::load(&ctx, &w)?);
+        }
+        let enc = audio_in.as_ref().ok_or("audio in not loaded")?;
+        let (pcm, _) = crate::audio_in::load_pcm16k(wav)?;
+        let e = pollster::block_on(enc.encode_pcm(&ctx, &pcm))?;
+        Ok(e.codes
+            .chunks(8)
+            .map(|c| std::array::from_fn(|i| c.get(i).copied().unwrap_or(0).max(0) as u32))
+            .collect())
+    };
+    let mut inputs = g.text_inputs(&format!("<B_SYS>{}", a.system))?;
     if let Some(h) = &a.history {
         let s = std::fs::read_to_string(h).map_err(|e| format!("{}: {e}", h.display()))?;
         let v: serde_json::Value =
@@ -441,40 +458,68 @@ pub fn chat(a: ChatArgs) -> Res {
         let turns = v
             .as_array()
             .ok_or_else(|| format!("{}: expected a JSON list of turns", h.display()))?;
+        let base = h.parent().unwrap_or(Path::new("."));
+        let wav_of = |x: &serde_json::Value| -> Result<Vec<PathBuf>, String> {
+            match x {
+                serde_json::Value::Null => Ok(Vec::new()),
+                serde_json::Value::String(p) => Ok(vec![base.join(p)]),
+                serde_json::Value::Array(v) => v
+                    .iter()
+                    .map(|p| {
+                        p.as_str()
+                            .map(|p| base.join(p))
+                            .ok_or_else(|| format!("{}: audio paths must be strings", h.display()))
+                    })
+                    .collect(),
+                _ => Err(format!("{}: `audio` must be a path or a list of paths", h.display())),
+            }
+        };
+        let mut spliced = 0;
         for t in turns {
             let text = t["text"].as_str().unwrap_or("");
             match t["role"].as_str() {
-                Some("user") => prompt.push_str(&format!("<C_Q>{text}")),
-                Some("assistant") if a.text_only => prompt.push_str(&format!("<C_A>{text}")),
+                Some("user") => {
+                    inputs.extend(g.text_inputs("<C_Q>")?);
+                    for wav in wav_of(&t["audio"])? {
+                        let codes = encode(&wav)?;
+                        inputs.extend(g.audio_inputs(&codes)?);
+                    }
+                    if !text.is_empty() {
+                        inputs.extend(g.text_inputs(text)?);
+                    }
+                }
+                Some("assistant") if a.text_only => {
+                    inputs.extend(g.text_inputs(&format!("<C_A>{text}"))?)
+                }
                 Some("assistant") => {
-                    prompt.push_str(&format!("<audiotext_start_baichuan><C_A>{text}"))
+                    // the reply's own speech (24 kHz segments) re-encoded, as the reference
+                    // re-reads it (spec §2 step 5): text, then each segment as
+                    // <audiogen_start_baichuan> pads <audiogen_end_baichuan>
+                    inputs.extend(g.text_inputs(&format!("<audiotext_start_baichuan><C_A>{text}"))?);
+                    for wav in wav_of(&t["audio"])? {
+                        let codes = encode(&wav)?;
+                        spliced += codes.len();
+                        inputs.push(Input::Text(bca::model::llm::generate::AUDIOGEN_START));
+                        inputs.extend(codes.iter().map(|f| Input::Audio(*f)));
+                        inputs.push(Input::Text(bca::model::llm::generate::AUDIOGEN_END));
+                    }
                 }
                 r => return Err(format!("{}: unknown role {r:?}", h.display()).into()),
             }
         }
+        eprintln!(
+            "history: {} turns, {} positions, {spliced} frames of reply speech re-encoded",
+            turns.len(),
+            inputs.len()
+        );
     }
-    prompt.push_str("<C_Q>");
-    let mut inputs = g.text_inputs(&prompt)?;
+    inputs.extend(g.text_inputs("<C_Q>")?);
     if let Some(c) = &a.codes {
         let codes = read_codes(c)?;
         inputs.extend(g.audio_inputs(&codes)?);
     }
     if let Some(wav) = &a.audio {
-        // the user's speech through the audio-in stages (mel → encoder → bridge → RVQ)
-        let (pcm, _) = crate::audio_in::load_pcm16k(wav)?;
-        let enc = bca::model::audio_in::AudioIn::load(&ctx, &w)?;
-        let e = pollster::block_on(enc.encode_pcm(&ctx, &pcm))?;
-        let codes: Vec<Frame> = e
-            .codes
-            .chunks(8)
-            .map(|c| {
-                let mut f = [0u32; 8];
-                for (d, s) in f.iter_mut().zip(c) {
-                    *d = *s as u32;
-                }
-                f
-            })
-            .collect();
+        let codes = encode(wav)?;
         eprintln!("{}: {} frames of speech", wav.display(), codes.len());
         inputs.extend(g.audio_inputs(&codes)?);
     }

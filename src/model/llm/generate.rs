@@ -148,6 +148,8 @@ pub struct Generator {
     seg_codes: Vec<Vec<u32>>,
     text_buf: String,
     stream: StreamDecoder,
+    /// `fed.len()` when the current (or last) reply began: the end of its prompt.
+    turn_start: usize,
 }
 
 impl Generator {
@@ -184,6 +186,7 @@ impl Generator {
             seg_codes: vec![Vec::new(); CODEBOOKS],
             text_buf: String::new(),
             stream: StreamDecoder::new(),
+            turn_start: 0,
         })
     }
 
@@ -231,6 +234,7 @@ impl Generator {
             Input::Text(t) => *t,
             Input::Audio(_) => pad,
         }));
+        self.turn_start = self.fed.len();
         self.mode = mode;
         self.rounds = 0;
         self.pending = None;
@@ -243,6 +247,86 @@ impl Generator {
             }
             _ => Phase::Text { first: true, n: 0 },
         };
+        Ok(())
+    }
+
+    /// Positions before the current (or last) reply: the history and its prompt.
+    pub fn turn_start(&self) -> usize {
+        self.turn_start
+    }
+
+    /// A finished reply as later turns read it (spec §2 step 5 and §10.1): the text of its
+    /// text steps (what the events delivered, special tokens left out), and each speech segment
+    /// as `<audiogen_start_baichuan>` + one `<audio_pad_baichuan>` per frame of that segment's
+    /// audio re-encoded through audio in ([`reencode_speech`]) + `<audiogen_end_baichuan>`.
+    /// `reencoded` holds one code list per segment of `events`, in order.
+    pub fn reply_history(
+        &self,
+        events: &[Event],
+        reencoded: &[Vec<Frame>],
+    ) -> Result<Vec<Input>, ModelError> {
+        let segments = events
+            .iter()
+            .filter(|e| matches!(e, Event::SegmentStart))
+            .count();
+        if segments != reencoded.len() {
+            return Err(ModelError::input(format!(
+                "the reply has {segments} speech segments but {} re-encoded ones were given",
+                reencoded.len()
+            )));
+        }
+        let mut out = Vec::new();
+        let mut text = String::new();
+        let mut seg = 0;
+        for e in events {
+            match e {
+                Event::Text { id, delta } => {
+                    if ![EOS, AUDIOGEN_START, AUDIOGEN_END].contains(id) {
+                        text.push_str(delta);
+                    }
+                }
+                Event::SegmentStart => {
+                    if !text.is_empty() {
+                        out.extend(self.text_inputs(&text)?);
+                        text.clear();
+                    }
+                    out.push(Input::Text(AUDIOGEN_START));
+                    out.extend(reencoded[seg].iter().map(|f| Input::Audio(*f)));
+                    out.push(Input::Text(AUDIOGEN_END));
+                    seg += 1;
+                }
+                Event::Frame { .. } | Event::SegmentEnd { .. } | Event::EndOfTurn => {}
+            }
+        }
+        if !text.is_empty() {
+            out.extend(self.text_inputs(&text)?);
+        }
+        Ok(out)
+    }
+
+    /// Replaces the last reply in the cache with `history` (from [`Self::reply_history`]):
+    /// the cache of everything before the reply is kept and only `history` is prefilled. Run it
+    /// once the reply is done (the web worker does, while the user speaks), so that the next
+    /// turn prefills only the new user input, and the cache equals a full prefill of the
+    /// conversation as the reference re-reads it each turn.
+    pub fn rewrite_reply(&mut self, ctx: &GpuContext, history: &[Input]) -> Result<(), ModelError> {
+        if self.busy() {
+            return Err(ModelError::input(
+                "a turn is in progress: its reply can be rewritten once it ends",
+            ));
+        }
+        let keep = self.turn_start.min(self.fed.len());
+        self.sess.truncate(keep);
+        self.fed.truncate(keep);
+        if history.is_empty() {
+            return Ok(());
+        }
+        self.sess.feed(ctx, &self.llm, history)?;
+        let pad = self.llm.dims.audio_pad;
+        self.fed.extend(history.iter().map(|i| match i {
+            Input::Text(t) => *t,
+            Input::Audio(_) => pad,
+        }));
         Ok(())
     }
 
@@ -447,6 +531,22 @@ impl Generator {
         }
         Ok(all)
     }
+}
+
+/// The assistant's own speech (24 kHz PCM of one segment) back into codes, as the reference
+/// re-encodes its earlier replies for the history: resampled to 16 kHz, then audio in.
+pub async fn reencode_speech(
+    ctx: &GpuContext,
+    audio_in: &crate::model::audio_in::AudioIn,
+    pcm24k: &[f32],
+) -> Result<Vec<Frame>, ModelError> {
+    let pcm = crate::audio::resample(pcm24k, 24_000)
+        .map_err(|e| ModelError::input(format!("re-encoding the reply's speech: {e}")))?;
+    let e = audio_in.encode_pcm(ctx, &pcm).await?;
+    Ok(e.codes
+        .chunks(CODEBOOKS)
+        .map(|c| std::array::from_fn(|i| c.get(i).copied().unwrap_or(0).max(0) as u32))
+        .collect())
 }
 
 /// Splits TTS text into clauses at punctuation, merging until a clause is > 10 characters
