@@ -209,10 +209,27 @@ fn chat_takes_speech_and_answers_with_speech() {
     assert!(!out.trim().is_empty(), "no reply text");
     assert!(wav_len(&o) >= 3 * 480, "reply too short");
     // a second turn: the first as history, the reply's speech re-encoded through audio in
+    // (the tiny reply above is only a few frames long: the assistant's speech here is a 1 s
+    // 24 kHz signal, 12–13 code frames once re-encoded)
+    let said = tmp().join("said.wav");
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 24000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut wr = hound::WavWriter::create(&said, spec).unwrap();
+    for i in 0..24000 {
+        let t = i as f32 / 24000.0;
+        let x = 0.3 * (2.0 * std::f32::consts::PI * 220.0 * t).sin()
+            + 0.1 * (2.0 * std::f32::consts::PI * 1330.0 * t * (1.0 + t)).sin();
+        wr.write_sample((x * 32767.0) as i16).unwrap();
+    }
+    wr.finalize().unwrap();
     let h = tmp().join("history.json");
     let hist = serde_json::json!([
         {"role": "user", "audio": wav.to_str().unwrap()},
-        {"role": "assistant", "text": out.trim(), "audio": ["reply.wav"]},
+        {"role": "assistant", "text": out.trim(), "audio": ["said.wav"]},
     ]);
     std::fs::write(&h, hist.to_string()).unwrap();
     let (ok, out2, err2) = bca(&[
@@ -222,9 +239,12 @@ fn chat_takes_speech_and_answers_with_speech() {
         h.to_str().unwrap(),
         "--text",
         "再说一遍",
-        "--text-only",
         "--max-text",
         "4",
+        "--max-rounds",
+        "1",
+        "--max-frames",
+        "1",
         "--context",
         "512",
     ]);
@@ -236,8 +256,7 @@ fn chat_takes_speech_and_answers_with_speech() {
         .and_then(|x| x.split(' ').next())
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no history line: {err2}"));
-    // 24 kHz reply of ≥ 3·480 samples → at least one 80 ms code frame
-    assert!(reencoded >= 1, "{err2}");
+    assert!((12..=13).contains(&reencoded), "{err2}");
     assert!(!out2.trim().is_empty(), "no reply text");
     fails_with(
         &[

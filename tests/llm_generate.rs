@@ -185,7 +185,10 @@ fn reply_rewrite_equals_full_reprefill() {
     for e in &events {
         match e {
             Event::SegmentStart => segs.push(Vec::new()),
-            Event::Frame { codes } => segs.last_mut().expect("frame outside a segment").push(*codes),
+            Event::Frame { codes } => segs
+                .last_mut()
+                .expect("frame outside a segment")
+                .push(*codes),
             _ => {}
         }
     }
@@ -199,8 +202,8 @@ fn reply_rewrite_equals_full_reprefill() {
             continue;
         }
         let codes: Vec<u32> = s.iter().flatten().copied().collect();
-        let pcm = pollster::block_on(voc.segment(c, &codes, &voc.noise(s.len(), 9 + i as u64)))
-            .unwrap();
+        let pcm =
+            pollster::block_on(voc.segment(c, &codes, &voc.noise(s.len(), 9 + i as u64))).unwrap();
         assert_eq!(pcm.len(), (4 * s.len() - 1) * 480);
         let frames = pollster::block_on(reencode_speech(c, &ain, &pcm)).unwrap();
         // (4N − 1)·20 ms of speech at 12.5 code frames per second
@@ -214,12 +217,21 @@ fn reply_rewrite_equals_full_reprefill() {
     }
     let hist = g.reply_history(&events, &re).unwrap();
     // the history form: one start/end pair per segment, one pad per re-encoded frame
-    let starts = hist.iter().filter(|i| **i == Input::Text(AUDIOGEN_START)).count();
-    let ends = hist.iter().filter(|i| **i == Input::Text(AUDIOGEN_END)).count();
+    let starts = hist
+        .iter()
+        .filter(|i| **i == Input::Text(AUDIOGEN_START))
+        .count();
+    let ends = hist
+        .iter()
+        .filter(|i| **i == Input::Text(AUDIOGEN_END))
+        .count();
     assert_eq!((starts, ends), (segs.len(), segs.len()));
     let pads = hist.iter().filter(|i| matches!(i, Input::Audio(_))).count();
     assert_eq!(pads, re.iter().map(Vec::len).sum::<usize>());
-    assert!(g.reply_history(&events, &re[1..]).is_err(), "segment count is checked");
+    assert!(
+        g.reply_history(&events, &re[1..]).is_err(),
+        "segment count is checked"
+    );
 
     g.rewrite_reply(c, &hist).unwrap();
     assert_eq!(g.fed.len(), prompt.len() + hist.len());

@@ -89,6 +89,10 @@ const SOURCES: &[(&str, &str)] = &[
     ("argmax", include_str!("../../shaders/sampling/argmax.wgsl")),
     ("topk", include_str!("../../shaders/sampling/topk.wgsl")),
     (
+        "sample_draw",
+        include_str!("../../shaders/sampling/sample_draw.wgsl"),
+    ),
+    (
         "repetition_penalty",
         include_str!("../../shaders/sampling/repetition_penalty.wgsl"),
     ),

@@ -329,3 +329,71 @@ pub fn repetition_penalty(
     }
     Ok(())
 }
+
+// Mirrors shaders/sampling/sample_draw.wgsl: vals, idx, out, params.
+const DRAW_BINDINGS: &[Binding] = &[
+    Binding::Read,
+    Binding::Read,
+    Binding::ReadWrite,
+    Binding::Uniform,
+];
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct DrawParams {
+    k: u32,
+    slot: u32,
+    temperature: f32,
+    top_p: f32,
+    u: f32,
+    _pad: [u32; 3],
+}
+
+/// Temperature, top-p and the draw with uniform `u` over the `k` sorted candidates of
+/// [`topk`] (`values`, `indices`), on the GPU: writes the id to `out[slot]` (u32). The rules of
+/// `model::llm::sample::sample_candidates`, in f32. One dispatch.
+#[allow(clippy::too_many_arguments)]
+pub fn sample_draw(
+    rec: &mut Recorder,
+    values: &wgpu::Buffer,
+    indices: &wgpu::Buffer,
+    k: usize,
+    (temperature, top_p, u): (f32, f32, f32),
+    out: &wgpu::Buffer,
+    slot: usize,
+) -> Result<(), OpError> {
+    const OP: &str = "sample_draw";
+    let ctx = rec.ctx();
+    if k == 0 || k > TOPK_MAX {
+        return Err(shape_err(OP, format!("k = {k} must be in 1..={TOPK_MAX}")));
+    }
+    if !(temperature >= 0.0 && temperature.is_finite() && top_p > 0.0 && top_p <= 1.0) {
+        return Err(shape_err(
+            OP,
+            format!("temperature {temperature} / top-p {top_p} out of range"),
+        ));
+    }
+    check_len(OP, "values", values, (k * 4) as u64)?;
+    check_len(OP, "indices", indices, (k * 4) as u64)?;
+    check_len(OP, "out", out, (slot as u64 + 1) * 4)?;
+    let key = KernelKey {
+        family: "sample_draw",
+        entry: "sample_draw",
+        act: ctx.act(),
+        subgroups: false,
+        constants: vec![],
+    };
+    let p = ctx.pipeline(&key, DRAW_BINDINGS)?;
+    let params = DrawParams {
+        k: k as u32,
+        slot: slot as u32,
+        temperature,
+        top_p,
+        u,
+        _pad: [0; 3],
+    };
+    let ubuf = rec.params(bytemuck::bytes_of(&params));
+    let group = rec.bind(&p, &crate::binds![values, indices, out, &ubuf]);
+    rec.dispatch(&p, &group, [1, 1, 1])?;
+    Ok(())
+}

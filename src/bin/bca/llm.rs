@@ -471,7 +471,10 @@ pub fn chat(a: ChatArgs) -> Res {
                             .ok_or_else(|| format!("{}: audio paths must be strings", h.display()))
                     })
                     .collect(),
-                _ => Err(format!("{}: `audio` must be a path or a list of paths", h.display())),
+                _ => Err(format!(
+                    "{}: `audio` must be a path or a list of paths",
+                    h.display()
+                )),
             }
         };
         let mut spliced = 0;
@@ -495,7 +498,8 @@ pub fn chat(a: ChatArgs) -> Res {
                     // the reply's own speech (24 kHz segments) re-encoded, as the reference
                     // re-reads it (spec §2 step 5): text, then each segment as
                     // <audiogen_start_baichuan> pads <audiogen_end_baichuan>
-                    inputs.extend(g.text_inputs(&format!("<audiotext_start_baichuan><C_A>{text}"))?);
+                    inputs
+                        .extend(g.text_inputs(&format!("<audiotext_start_baichuan><C_A>{text}"))?);
                     for wav in wav_of(&t["audio"])? {
                         let codes = encode(&wav)?;
                         spliced += codes.len();

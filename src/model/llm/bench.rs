@@ -9,7 +9,7 @@ use crate::util::rng::Rng;
 use crate::weights::spec::{model_tensors, Role, Stage};
 use crate::weights::OmniConfig;
 
-use super::head::{AudioHead, HeadState};
+use super::head::{AudioHead, FrameSampler, HeadState};
 use super::sample::{GpuSampler, SamplingParams};
 use super::{Input, Llm, Session};
 use crate::model::weights::MatrixPart;
@@ -118,7 +118,7 @@ pub async fn bench_llm(
     let head = AudioHead::load(ctx, &w, &llm)?;
     let tmax = (prompt + tokens + frames + 8).min(llm.dims.max_positions);
     let mut s = Session::new(ctx, &llm, tmax, 128)?;
-    let mut hs = HeadState::new(ctx, &head)?;
+    let hs = HeadState::new(ctx, &head)?;
     let parts = llm.head_parts();
     let max_rows = parts.iter().map(|p| p.1).max().unwrap_or(1);
     let text = GpuSampler::new(ctx, max_rows, parts.len(), tmax);
@@ -153,20 +153,18 @@ pub async fn bench_llm(
     let audio = SamplingParams::AUDIO;
     let cbs = llm.dims.codebooks;
     let t0 = now();
+    // one submission per frame (eight head steps sampled on the GPU), as the generator runs it
+    let fs = FrameSampler::new(ctx, 1);
+    let none: Vec<Vec<u32>> = vec![Vec::new(); 8];
     for _ in 0..frames {
-        let mut codes = [0u32; 8];
-        for i in 0..8 {
-            hs.step(ctx, &head, &llm, &s.hidden, &codes, i)?;
-            let t = &hs.logits[i];
-            let view = crate::tensor::Tensor {
-                buf: t.buf.clone(),
-                shape: vec![cbs[i]],
-                dtype: t.dtype,
-            };
-            codes[i] = codes_s
-                .sample(ctx, &[(0, &view)], &[], &audio, &mut rng)
-                .await?;
-        }
+        let mut codes = fs
+            .frame(
+                ctx, &hs, &head, &llm, &s.hidden, &codes_s, &none, &audio, &mut rng,
+            )
+            .await?
+            .ok_or_else(|| ModelError::input("the audio sampling parameters need the CPU path"))?;
+        // the bench keeps going past an audio-end code
+        codes[0] = codes[0].min(cbs[0] as u32 - 1);
         s.step(ctx, &llm, Input::Audio(codes))?;
     }
     s.hidden.to_vec(ctx).await?;

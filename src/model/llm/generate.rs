@@ -8,7 +8,7 @@ use crate::gpu::GpuContext;
 use crate::text::{StreamDecoder, TextTokenizer};
 use crate::util::rng::Rng;
 
-use super::head::{AudioHead, HeadState};
+use super::head::{AudioHead, FrameSampler, HeadState};
 use super::sample::{GpuSampler, SamplingParams};
 use super::{Frame, Input, Llm, Session, CODEBOOKS};
 use crate::model::{ModelError, Weights};
@@ -134,6 +134,7 @@ pub struct Generator {
     pub tok: TextTokenizer,
     pub sess: Session,
     hs: HeadState,
+    frames: FrameSampler,
     text_sampler: GpuSampler,
     code_sampler: GpuSampler,
     pub rng: Rng,
@@ -168,12 +169,14 @@ impl Generator {
         let text_sampler = GpuSampler::new(ctx, max_rows, llm.head_parts().len(), tmax);
         let cb_max = llm.dims.codebooks.iter().max().copied().unwrap_or(1) + 1;
         let code_sampler = GpuSampler::new(ctx, cb_max, 1, GenConfig::default().frames_max + 1);
+        let frames = FrameSampler::new(ctx, GenConfig::default().frames_max + 1);
         Ok(Generator {
             llm,
             head,
             tok,
             sess,
             hs,
+            frames,
             text_sampler,
             code_sampler,
             rng: Rng::new(seed),
@@ -454,8 +457,29 @@ impl Generator {
         if n == 0 && self.mode == Mode::Tts {
             ev.push(Event::SegmentStart);
         }
-        let mut codes = [0u32; CODEBOOKS];
         let cbs = self.llm.dims.codebooks;
+        // the whole frame in one submission where the sampling parameters allow it
+        if let Some(codes) = self
+            .frames
+            .frame(
+                ctx,
+                &self.hs,
+                &self.head,
+                &self.llm,
+                &self.sess.hidden,
+                &self.code_sampler,
+                &self.seg_codes,
+                &self.cfg.audio,
+                &mut self.rng,
+            )
+            .await?
+        {
+            if codes[0] as usize == cbs[0] {
+                return self.end_segment(ctx, ev, n, last);
+            }
+            return self.push_frame(ctx, ev, codes, n, last);
+        }
+        let mut codes = [0u32; CODEBOOKS];
         for i in 0..CODEBOOKS {
             self.hs
                 .step(ctx, &self.head, &self.llm, &self.sess.hidden, &codes, i)?;
@@ -481,6 +505,19 @@ impl Generator {
             }
             codes[i] = c;
         }
+        self.push_frame(ctx, ev, codes, n, last)
+    }
+
+    /// A sampled frame (not the audio end): event, segment history, then fed unless the
+    /// segment ends here.
+    fn push_frame(
+        &mut self,
+        ctx: &GpuContext,
+        mut ev: Vec<Event>,
+        codes: Frame,
+        n: usize,
+        last: bool,
+    ) -> Result<Vec<Event>, ModelError> {
         for (i, c) in codes.iter().enumerate() {
             self.seg_codes[i].push(*c);
         }

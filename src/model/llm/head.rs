@@ -14,8 +14,10 @@ use crate::gpu::{BindCache, GpuContext, Recorder};
 use crate::ops::{self, Activation, Epilogue, KvCache, CODEBOOKS};
 use crate::tensor::{Matrix, Tensor};
 
+use super::sample::{GpuSampler, SamplingParams};
 use super::{Llm, NO_ID};
 use crate::model::{ModelError, Weights};
+use crate::util::rng::Rng;
 
 struct DepthLayer {
     in_proj: Matrix,
@@ -266,18 +268,7 @@ impl HeadState {
                 codes.len()
             )));
         }
-        let h = head.hidden;
-        let mut rec = Recorder::new(ctx, "audio_head.step").with_cache(&self.binds);
-        let s_vec = Tensor {
-            buf: self.s.buf.clone(),
-            shape: vec![h],
-            dtype: self.s.dtype,
-        };
-        if i == 0 {
-            let bytes = (h * ctx.act().size()) as u64;
-            rec.encoder()?
-                .copy_buffer_to_buffer(&hidden.buf, 0, &self.s.buf, 0, bytes);
-        } else {
+        if i > 0 {
             let mut c = [NO_ID; CODEBOOKS];
             for (j, slot) in c.iter_mut().enumerate().take(i) {
                 if codes[j] as usize > llm.dims.codebooks[j] {
@@ -290,8 +281,47 @@ impl HeadState {
             }
             ctx.queue
                 .write_buffer(&self.codes, 0, bytemuck::cast_slice(&c));
+        }
+        let mut rec = Recorder::new(ctx, "audio_head.step").with_cache(&self.binds);
+        self.record(&mut rec, head, llm, hidden, i)?;
+        rec.submit()?;
+        Ok(())
+    }
+
+    /// The code buffer step `i` embeds from: codes `0..i` of the frame (u32, `NO_ID` after).
+    /// [`ops::sample_draw`] can write each sampled code into it, so that a whole frame of
+    /// eight steps records into one submission ([`Self::record`]).
+    pub fn codes(&self) -> &wgpu::Buffer {
+        &self.codes
+    }
+
+    /// Records step `i` into `rec`, reading codes `0..i` from [`Self::codes`] as they are on
+    /// the GPU when the step runs.
+    pub fn record(
+        &self,
+        rec: &mut Recorder,
+        head: &AudioHead,
+        llm: &Llm,
+        hidden: &Tensor,
+        i: usize,
+    ) -> Result<(), ModelError> {
+        if i >= CODEBOOKS {
+            return Err(ModelError::input(format!("audio head step {i}")));
+        }
+        let ctx = rec.ctx();
+        let h = head.hidden;
+        let s_vec = Tensor {
+            buf: self.s.buf.clone(),
+            shape: vec![h],
+            dtype: self.s.dtype,
+        };
+        if i == 0 {
+            let bytes = (h * ctx.act().size()) as u64;
+            rec.encoder()?
+                .copy_buffer_to_buffer(&hidden.buf, 0, &self.s.buf, 0, bytes);
+        } else {
             ops::audio_embed(
-                &mut rec,
+                rec,
                 &llm.audio.stacked,
                 &llm.audio.rows,
                 &self.codes,
@@ -306,9 +336,9 @@ impl HeadState {
             dtype: self.a.dtype,
         };
         for (l, cache) in head.layers.iter().zip(&self.caches) {
-            ops::rmsnorm(&mut rec, &s_vec, &l.ln1, head.eps, &self.n)?;
+            ops::rmsnorm(rec, &s_vec, &l.ln1, head.eps, &self.n)?;
             ops::gemv(
-                &mut rec,
+                rec,
                 &l.in_proj,
                 &self.n,
                 &self.qkv,
@@ -317,18 +347,10 @@ impl HeadState {
                     ..Default::default()
                 },
             )?;
-            ops::rope_kv(&mut rec, &self.qkv, &head.zero_freq, i, &self.q, cache)?;
-            ops::attn_decode(
-                &mut rec,
-                &self.q,
-                cache,
-                i + 1,
-                scale,
-                &self.scratch,
-                &a_heads,
-            )?;
+            ops::rope_kv(rec, &self.qkv, &head.zero_freq, i, &self.q, cache)?;
+            ops::attn_decode(rec, &self.q, cache, i + 1, scale, &self.scratch, &a_heads)?;
             ops::gemv(
-                &mut rec,
+                rec,
                 &l.out_proj,
                 a_flat,
                 &self.s2,
@@ -338,9 +360,9 @@ impl HeadState {
                     ..Default::default()
                 },
             )?;
-            ops::rmsnorm(&mut rec, &self.s2, &l.ln2, head.eps, &self.r)?;
+            ops::rmsnorm(rec, &self.s2, &l.ln2, head.eps, &self.r)?;
             ops::gemv(
-                &mut rec,
+                rec,
                 &l.w1[i],
                 &self.r,
                 &self.y,
@@ -350,7 +372,7 @@ impl HeadState {
                 },
             )?;
             ops::gemv(
-                &mut rec,
+                rec,
                 &l.w2[i],
                 &self.y,
                 &s_vec,
@@ -360,10 +382,10 @@ impl HeadState {
                 },
             )?;
         }
-        ops::rmsnorm(&mut rec, &s_vec, &head.headnorm, head.eps, &self.n)?;
+        ops::rmsnorm(rec, &s_vec, &head.headnorm, head.eps, &self.n)?;
         let (m, b) = &head.heads[i];
         ops::gemv(
-            &mut rec,
+            rec,
             m,
             &self.n,
             &self.logits[i],
@@ -372,7 +394,111 @@ impl HeadState {
                 ..Default::default()
             },
         )?;
-        rec.submit()?;
         Ok(())
+    }
+}
+
+/// Samples whole audio frames on the GPU: the eight head steps of a frame, each followed by
+/// its codebook's penalty, top-k and draw ([`GpuSampler::record_draw`]), which writes the code
+/// where the next step's embedding reads it. One submission and one read-back per frame
+/// instead of sixteen submissions and eight read-backs. The uniforms are drawn from the RNG in
+/// the order [`GpuSampler::sample`] would draw them, and an audio-end code in codebook 0 gives
+/// back the seven it did not need, so the RNG stream matches the step-by-step path.
+pub struct FrameSampler {
+    /// Per-codebook penalty histories.
+    hist: Vec<wgpu::Buffer>,
+    cap: usize,
+    binds: BindCache,
+}
+
+impl FrameSampler {
+    /// For penalty histories of up to `cap` codes per codebook.
+    pub fn new(ctx: &GpuContext, cap: usize) -> FrameSampler {
+        FrameSampler {
+            hist: (0..CODEBOOKS)
+                .map(|_| ctx.storage("frame.hist", (cap.max(1) * 4) as u64))
+                .collect(),
+            cap: cap.max(1),
+            binds: BindCache::default(),
+        }
+    }
+
+    /// One frame: codes for codebooks 0..8 (codebook 0 may be the audio-end class
+    /// `codebooks[0]`, after which the other seven are meaningless). `None` where `p` needs the
+    /// CPU sampling path or a history outgrows the buffers (use [`HeadState::step`] then).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn frame(
+        &self,
+        ctx: &GpuContext,
+        hs: &HeadState,
+        head: &AudioHead,
+        llm: &Llm,
+        hidden: &Tensor,
+        sampler: &GpuSampler,
+        history: &[Vec<u32>],
+        p: &SamplingParams,
+        rng: &mut Rng,
+    ) -> Result<Option<[u32; CODEBOOKS]>, ModelError> {
+        let k = if p.temperature == 0.0 { 1 } else { p.top_k };
+        if k == 0 || k > ops::TOPK_MAX || history.iter().any(|h| h.len() > self.cap) {
+            return Ok(None);
+        }
+        let cbs = llm.dims.codebooks;
+        let rows = |i: usize| if i == 0 { cbs[0] + 1 } else { cbs[i] };
+        let before = rng.clone();
+        let mut uses = [false; CODEBOOKS];
+        let mut us = [0f32; CODEBOOKS];
+        for i in 0..CODEBOOKS {
+            uses[i] = p.temperature != 0.0 && k.min(rows(i)) > 1;
+            if uses[i] {
+                us[i] = rng.f64() as f32;
+            }
+        }
+        ctx.queue
+            .write_buffer(hs.codes(), 0, bytemuck::cast_slice(&[NO_ID; CODEBOOKS]));
+        for (i, h) in history.iter().enumerate().take(CODEBOOKS) {
+            if !h.is_empty() {
+                ctx.queue
+                    .write_buffer(&self.hist[i], 0, bytemuck::cast_slice(h));
+            }
+        }
+        let mut rec = Recorder::new(ctx, "audio_frame").with_cache(&self.binds);
+        for i in 0..CODEBOOKS {
+            hs.record(&mut rec, head, llm, hidden, i)?;
+            let t = &hs.logits[i];
+            let view = Tensor {
+                buf: t.buf.clone(),
+                shape: vec![rows(i)],
+                dtype: t.dtype,
+            };
+            let n_hist = history.get(i).map_or(0, Vec::len);
+            let drew = sampler.record_draw(
+                &mut rec,
+                &view,
+                &self.hist[i],
+                n_hist,
+                p,
+                us[i],
+                hs.codes(),
+                i,
+            )?;
+            if drew.is_none() {
+                *rng = before;
+                return Ok(None);
+            }
+        }
+        rec.submit()?;
+        let bytes = crate::gpu::read_buffer(ctx, hs.codes(), 0, (CODEBOOKS * 4) as u64).await?;
+        let v: Vec<u32> = bytemuck::pod_collect_to_vec(&bytes);
+        let mut codes = [0u32; CODEBOOKS];
+        codes.copy_from_slice(&v[..CODEBOOKS]);
+        if codes[0] as usize == cbs[0] {
+            // audio end: the step-by-step path stops after codebook 0's draw
+            *rng = before;
+            if uses[0] {
+                rng.f64();
+            }
+        }
+        Ok(Some(codes))
     }
 }

@@ -224,6 +224,44 @@ impl GpuSampler {
         }
     }
 
+    /// Records the sampling of one id from `logits` into `out[slot]` entirely on the GPU:
+    /// penalty over the first `n_hist` ids of `hist`, top-k, then [`ops::sample_draw`] with the
+    /// uniform `u`. Returns whether a uniform is consumed (what [`Self::sample`] would draw from
+    /// the RNG), or `None` where these parameters need the CPU path (k = 0 or > TOPK_MAX).
+    #[allow(clippy::too_many_arguments)]
+    pub fn record_draw(
+        &self,
+        rec: &mut Recorder,
+        logits: &Tensor,
+        hist: &wgpu::Buffer,
+        n_hist: usize,
+        p: &SamplingParams,
+        u: f32,
+        out: &wgpu::Buffer,
+        slot: usize,
+    ) -> Result<Option<bool>, ModelError> {
+        p.validate()?;
+        let k = if p.temperature == 0.0 { 1 } else { p.top_k };
+        if k == 0 || k > TOPK_MAX {
+            return Ok(None);
+        }
+        if n_hist > 0 && p.repetition_penalty != 1.0 {
+            ops::repetition_penalty(rec, logits, hist, n_hist, p.repetition_penalty, &self.mask)?;
+        }
+        let kp = k.min(logits.numel());
+        ops::topk(rec, logits, kp, &self.scratch, &self.vals, &self.idx)?;
+        ops::sample_draw(
+            rec,
+            &self.vals,
+            &self.idx,
+            kp,
+            (p.temperature, p.top_p, u),
+            out,
+            slot,
+        )?;
+        Ok(Some(p.temperature != 0.0 && kp > 1))
+    }
+
     /// Samples one id from `parts` = (first row, logits (rows)) with `history` for the penalty.
     /// The logits are modified in place (penalty).
     pub async fn sample(

@@ -1,0 +1,72 @@
+// sample_draw — the last stage of sampling on the GPU, over the top-k of `topk` (sorted
+// descending, ties to the lower index): temperature, top-p, then the inverse-CDF draw with a
+// uniform `u` drawn on the CPU by the session's seeded RNG. Writes the id to out[P.slot], so a
+// following kernel (the audio head's code embedding) can read it without a CPU round trip.
+// Same rules as `sample_candidates` (src/model/llm/sample.rs), in f32 where the CPU uses f64:
+// a draw can differ only when `u` or 1 − top_p falls within rounding of a cumulative sum.
+//
+// @binding(0) vals: (k,) f32   top-k values (after the repetition penalty)
+// @binding(1) idx:  (k,) u32   their ids
+// @binding(2) out:  (…,) u32   out[P.slot] = the drawn id
+// @binding(3) P:    uniform Params
+
+struct Params {
+    k: u32,
+    slot: u32,
+    temperature: f32, // 0 = greedy
+    top_p: f32,       // 1 = off
+    u: f32,           // uniform in [0, 1)
+    _p0: u32,
+    _p1: u32,
+    _p2: u32,
+}
+
+@group(0) @binding(0) var<storage, read> vals: array<f32>;
+@group(0) @binding(1) var<storage, read> idx: array<u32>;
+@group(0) @binding(2) var<storage, read_write> out: array<u32>;
+@group(0) @binding(3) var<uniform> P: Params;
+
+const KMAX: u32 = 64u;
+
+@compute @workgroup_size(1)
+fn sample_draw() {
+    let k = min(P.k, KMAX);
+    if (P.temperature == 0.0 || k <= 1u) {
+        out[P.slot] = idx[0];
+        return;
+    }
+    var s: array<f32, KMAX>;
+    for (var j = 0u; j < k; j++) {
+        s[j] = vals[j] / P.temperature;
+    }
+    // top-p: from the smallest, remove while the cumulative probability ≤ 1 − top_p
+    var kept = k;
+    if (P.top_p < 1.0) {
+        var z = 0.0;
+        for (var j = 0u; j < k; j++) {
+            z += exp(s[j] - s[0]);
+        }
+        var cum = 0.0;
+        for (var r = k - 1u; r >= 1u; r--) {
+            cum += exp(s[r] - s[0]) / z;
+            if (cum <= 1.0 - P.top_p) {
+                kept = r;
+            } else {
+                break;
+            }
+        }
+    }
+    var z = 0.0;
+    for (var j = 0u; j < kept; j++) {
+        z += exp(s[j] - s[0]);
+    }
+    var cum = 0.0;
+    for (var j = 0u; j < kept; j++) {
+        cum += exp(s[j] - s[0]) / z;
+        if (P.u < cum) {
+            out[P.slot] = idx[j];
+            return;
+        }
+    }
+    out[P.slot] = idx[kept - 1u];
+}
