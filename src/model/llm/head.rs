@@ -448,10 +448,10 @@ impl FrameSampler {
         let before = rng.clone();
         let mut uses = [false; CODEBOOKS];
         let mut us = [0f32; CODEBOOKS];
-        for i in 0..CODEBOOKS {
-            uses[i] = p.temperature != 0.0 && k.min(rows(i)) > 1;
-            if uses[i] {
-                us[i] = rng.f64() as f32;
+        for (i, (used, u)) in uses.iter_mut().zip(us.iter_mut()).enumerate() {
+            *used = p.temperature != 0.0 && k.min(rows(i)) > 1;
+            if *used {
+                *u = rng.f64() as f32;
             }
         }
         ctx.queue
