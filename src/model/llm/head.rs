@@ -463,7 +463,7 @@ impl FrameSampler {
             }
         }
         let mut rec = Recorder::new(ctx, "audio_frame").with_cache(&self.binds);
-        for i in 0..CODEBOOKS {
+        for (i, &u) in us.iter().enumerate() {
             hs.record(&mut rec, head, llm, hidden, i)?;
             let t = &hs.logits[i];
             let view = Tensor {
@@ -472,16 +472,8 @@ impl FrameSampler {
                 dtype: t.dtype,
             };
             let n_hist = history.get(i).map_or(0, Vec::len);
-            let drew = sampler.record_draw(
-                &mut rec,
-                &view,
-                &self.hist[i],
-                n_hist,
-                p,
-                us[i],
-                hs.codes(),
-                i,
-            )?;
+            let drew =
+                sampler.record_draw(&mut rec, &view, &self.hist[i], n_hist, p, u, hs.codes(), i)?;
             if drew.is_none() {
                 *rng = before;
                 return Ok(None);
