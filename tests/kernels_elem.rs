@@ -732,7 +732,8 @@ fn codebooks_from_raw_and_f32_to_act() {
 
 /// Thousands of dispatches in one recorder (their params span several rings), each with its
 /// own params; then the same step again with other params through the same bind-group cache,
-/// which must reuse every bind group and still see the new params.
+/// which must reuse every bind group and still see the new params, this time flushed to the
+/// GPU every 1000 dispatches.
 #[test]
 fn recorder_param_ring_and_bind_cache() {
     use bca::gpu::BindCache;
@@ -764,6 +765,10 @@ fn recorder_param_ring_and_bind_cache() {
                 ..Default::default()
             };
             ops::relayout_words(&mut rec, &src, &dst, &s).expect("relayout_words");
+            // the second round submits part-way (params written in pieces, rings kept)
+            if round == 1 && i % 1000 == 999 {
+                rec.flush().expect("flush");
+            }
         }
         rec.submit().expect("submit");
         let got = pollster::block_on(bca::gpu::read_buffer(c, &dst, 0, (n * 4) as u64))

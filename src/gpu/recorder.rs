@@ -78,8 +78,9 @@ pub struct Recorder<'a> {
     dispatches: usize,
     /// Timestamp writes for the next pass opened (benchmarks).
     timestamps: Option<(wgpu::QuerySet, u32)>,
-    /// Param rings in use and the bytes staged for each (written at submit).
-    rings: Vec<(wgpu::Buffer, Vec<u8>)>,
+    /// Param rings in use, the bytes staged for each, and how many of them are written
+    /// (at submit, or at a [`Recorder::flush`]).
+    rings: Vec<(wgpu::Buffer, Vec<u8>, usize)>,
     cache: Option<&'a BindCache>,
     /// Per-dispatch timestamps while the context profiles ([`GpuContext::profile_start`]).
     prof: Option<Prof>,
@@ -209,12 +210,12 @@ impl<'a> Recorder<'a> {
         let fits = |staged: &Vec<u8>| {
             crate::util::round_up(staged.len(), align as usize) as u64 + size <= RING_BYTES
         };
-        if !self.rings.last().is_some_and(|(_, st)| fits(st)) {
+        if !self.rings.last().is_some_and(|(_, st, _)| fits(st)) {
             self.rings
-                .push((self.ctx.take_ring(), Vec::with_capacity(16 << 10)));
+                .push((self.ctx.take_ring(), Vec::with_capacity(16 << 10), 0));
         }
         let last = self.rings.len() - 1;
-        let (buf, staged) = &mut self.rings[last];
+        let (buf, staged, _) = &mut self.rings[last];
         let offset = crate::util::round_up(staged.len(), align as usize);
         staged.resize(offset, 0);
         staged.extend_from_slice(data);
@@ -350,6 +351,42 @@ impl<'a> Recorder<'a> {
             .ok_or_else(|| GpuError::Internal("recorder already finished".into()))
     }
 
+    /// Writes the params staged since the last write.
+    fn write_rings(&mut self) {
+        for (buf, staged, written) in &mut self.rings {
+            staged.resize(crate::util::round_up(staged.len(), 4), 0);
+            if staged.len() > *written {
+                self.ctx
+                    .queue
+                    .write_buffer(buf, *written as u64, &staged[*written..]);
+                *written = staged.len();
+            }
+        }
+    }
+
+    /// Submits what is recorded so far and goes on recording into a new command buffer, so
+    /// the GPU starts on a long recording (the flow's Euler steps) while the CPU records the
+    /// rest. Params keep their ring slots (the submitted work reads them). No-op while
+    /// profiling (the timestamps are resolved once, at submit).
+    pub fn flush(&mut self) -> Result<(), GpuError> {
+        if self.prof.is_some() {
+            return Ok(());
+        }
+        self.pass = None;
+        let enc = self
+            .encoder
+            .take()
+            .ok_or_else(|| GpuError::Internal("recorder already finished".into()))?;
+        self.write_rings();
+        self.ctx.queue.submit([enc.finish()]);
+        self.encoder = Some(self.ctx.device.create_command_encoder(
+            &wgpu::CommandEncoderDescriptor {
+                label: Some("flushed"),
+            },
+        ));
+        self.ctx.check()
+    }
+
     /// Submits everything recorded.
     pub fn submit(mut self) -> Result<(), GpuError> {
         self.pass = None;
@@ -359,10 +396,7 @@ impl<'a> Recorder<'a> {
             .ok_or_else(|| GpuError::Internal("recorder already finished".into()))?;
         let mut enc = enc;
         let resolved = self.resolve_profile(&mut enc);
-        for (buf, staged) in &mut self.rings {
-            staged.resize(crate::util::round_up(staged.len(), 4), 0);
-            self.ctx.queue.write_buffer(buf, 0, staged);
-        }
+        self.write_rings();
         self.ctx.queue.submit([enc.finish()]);
         self.ctx.check()?;
         if let (Some((buf, n)), Some(prof)) = (resolved, self.prof.as_ref()) {
@@ -381,7 +415,7 @@ impl Drop for Recorder<'_> {
             std::mem::take(&mut self.rings)
                 .into_iter()
                 .rev()
-                .map(|(b, _)| b),
+                .map(|(b, _, _)| b),
         );
     }
 }

@@ -273,6 +273,10 @@ impl AudioEncoder {
             if let Some(tp) = taps.as_deref_mut() {
                 tp.push((format!("encoder.layers.{i}"), view(&next, &[t2, d])?));
             }
+            // let the GPU start on the first layers while the rest are recorded
+            if i % 8 == 7 {
+                rec.flush()?;
+            }
             h = next;
         }
         ops::layernorm(rec, &h, &self.ln.0, &self.ln.1, LN_EPS, out)?;

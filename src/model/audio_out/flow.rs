@@ -380,6 +380,8 @@ pub fn cfm_sample(
         if step < p.steps {
             dt = grid[step + 1] - t;
         }
+        // the GPU runs step k while the CPU records step k + 1
+        rec.flush()?;
     }
     Ok(x)
 }
