@@ -145,3 +145,85 @@ fn greedy_and_split_parts() {
     .validate()
     .is_err());
 }
+
+/// `sample_draw` (temperature, top-p and the draw on the GPU) against the CPU's
+/// `sample_candidates` on seeded random sorted candidates, with the same uniform: the same id
+/// in every case (k 1–64, greedy and sampled temperatures, top-p on and off). Exact ties only
+/// without top-p: at a top-p cut a tie is decided below f32 rounding (GPU, like torch, in f32;
+/// the CPU path in f64), see shaders/sampling/sample_draw.wgsl.
+#[test]
+fn gpu_draw_matches_cpu_candidates() {
+    use bca::model::llm::sample::sample_candidates;
+    let c = ctx(GpuPath::F32);
+    let mut rng = Rng::new(77);
+    let vals_buf = c.storage("draw.vals", 64 * 4);
+    let idx_buf = c.storage("draw.idx", 64 * 4);
+    let out = c.storage("draw.out", 8 * 4);
+    let mut n = 0;
+    for &k in &[1usize, 2, 3, 5, 20, 64] {
+        for &t in &[0.0f32, 0.3, 0.8, 1.5] {
+            for &top_p in &[1.0f32, 0.85, 0.5] {
+                for rep in 0..6 {
+                    // sorted descending, ties to the lower id (as topk delivers them)
+                    let mut v: Vec<f32> = (0..k).map(|_| rng.normal() * 3.0).collect();
+                    if rep == 0 && k > 2 && top_p == 1.0 {
+                        v[2] = v[1]; // a tie
+                    }
+                    v.sort_by(|a, b| b.partial_cmp(a).unwrap());
+                    let mut ids: Vec<u32> = (0..k).map(|_| rng.below(1000) as u32).collect();
+                    ids.sort();
+                    ids.dedup();
+                    if ids.len() < k {
+                        continue;
+                    }
+                    let cands: Vec<(u32, f32)> =
+                        ids.iter().copied().zip(v.iter().copied()).collect();
+                    let p = SamplingParams {
+                        temperature: t,
+                        top_k: k,
+                        top_p,
+                        repetition_penalty: 1.0,
+                    };
+                    let mut cpu_rng = rng.clone();
+                    let u = rng.clone().f64();
+                    let want = sample_candidates(&cands, &p, &mut cpu_rng);
+                    rng.f64();
+                    c.queue.write_buffer(&vals_buf, 0, bytemuck::cast_slice(&v));
+                    c.queue
+                        .write_buffer(&idx_buf, 0, bytemuck::cast_slice(&ids));
+                    let slot = (n % 8) as usize;
+                    let mut rec = bca::gpu::Recorder::new(c, "draw");
+                    bca::ops::sample_draw(
+                        &mut rec,
+                        &vals_buf,
+                        &idx_buf,
+                        k,
+                        (t, top_p, u),
+                        &out,
+                        slot,
+                    )
+                    .unwrap();
+                    rec.submit().unwrap();
+                    let got =
+                        pollster::block_on(bca::gpu::read_buffer(c, &out, slot as u64 * 4, 4))
+                            .unwrap();
+                    let got = u32::from_le_bytes([got[0], got[1], got[2], got[3]]);
+                    assert_eq!(got, want, "k {k} T {t} top-p {top_p} u {u}: {cands:?}");
+                    n += 1;
+                }
+            }
+        }
+    }
+    assert!(n > 300, "only {n} cases ran");
+    // bad parameters are typed errors
+    let mut rec = bca::gpu::Recorder::new(c, "draw");
+    assert!(
+        bca::ops::sample_draw(&mut rec, &vals_buf, &idx_buf, 65, (0.5, 1.0, 0.5), &out, 0).is_err()
+    );
+    assert!(
+        bca::ops::sample_draw(&mut rec, &vals_buf, &idx_buf, 5, (0.5, 0.0, 0.5), &out, 0).is_err()
+    );
+    assert!(
+        bca::ops::sample_draw(&mut rec, &vals_buf, &idx_buf, 5, (0.5, 1.0, 0.5), &out, 8).is_err()
+    );
+}

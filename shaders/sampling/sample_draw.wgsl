@@ -2,8 +2,11 @@
 // descending, ties to the lower index): temperature, top-p, then the inverse-CDF draw with a
 // uniform `u` drawn on the CPU by the session's seeded RNG. Writes the id to out[P.slot], so a
 // following kernel (the audio head's code embedding) can read it without a CPU round trip.
-// Same rules as `sample_candidates` (src/model/llm/sample.rs), in f32 where the CPU uses f64:
-// a draw can differ only when `u` or 1 − top_p falls within rounding of a cumulative sum.
+// Same rules as `sample_candidates` (src/model/llm/sample.rs), in f32 (as transformers' torch
+// processors compute them) where the CPU path sums in f64. The two differ only when `u` or
+// 1 − top_p lands within f32 rounding of a cumulative probability: e.g. two exactly tied
+// candidates at top-p 0.5, where f32 (like torch) removes one and f64 keeps both. (A
+// compensated two-sum would not help: Mesa's NIR folds it away, SPIR-V marks no op exact.)
 //
 // @binding(0) vals: (k,) f32   top-k values (after the repetition penalty)
 // @binding(1) idx:  (k,) u32   their ids

@@ -349,16 +349,19 @@ struct DrawParams {
     _pad: [u32; 3],
 }
 
-/// Temperature, top-p and the draw with uniform `u` over the `k` sorted candidates of
+/// Temperature, top-p and the draw with uniform `u` (as the RNG gives it; used in f32) over the
+/// `k` sorted candidates of
 /// [`topk`] (`values`, `indices`), on the GPU: writes the id to `out[slot]` (u32). The rules of
-/// `model::llm::sample::sample_candidates`, in f32. One dispatch.
+/// `model::llm::sample::sample_candidates`, in f32 where that sums in f64
+/// (they differ only within f32 rounding of a boundary, e.g. exact ties at a top-p cut). One
+/// dispatch.
 #[allow(clippy::too_many_arguments)]
 pub fn sample_draw(
     rec: &mut Recorder,
     values: &wgpu::Buffer,
     indices: &wgpu::Buffer,
     k: usize,
-    (temperature, top_p, u): (f32, f32, f32),
+    (temperature, top_p, u): (f32, f32, f64),
     out: &wgpu::Buffer,
     slot: usize,
 ) -> Result<(), OpError> {
@@ -389,7 +392,7 @@ pub fn sample_draw(
         slot: slot as u32,
         temperature,
         top_p,
-        u,
+        u: u as f32,
         _pad: [0; 3],
     };
     let ubuf = rec.params(bytemuck::bytes_of(&params));

@@ -447,11 +447,11 @@ impl FrameSampler {
         let rows = |i: usize| if i == 0 { cbs[0] + 1 } else { cbs[i] };
         let before = rng.clone();
         let mut uses = [false; CODEBOOKS];
-        let mut us = [0f32; CODEBOOKS];
+        let mut us = [0f64; CODEBOOKS];
         for (i, (used, u)) in uses.iter_mut().zip(us.iter_mut()).enumerate() {
             *used = p.temperature != 0.0 && k.min(rows(i)) > 1;
             if *used {
-                *u = rng.f64() as f32;
+                *u = rng.f64();
             }
         }
         ctx.queue

@@ -236,7 +236,7 @@ impl GpuSampler {
         hist: &wgpu::Buffer,
         n_hist: usize,
         p: &SamplingParams,
-        u: f32,
+        u: f64,
         out: &wgpu::Buffer,
         slot: usize,
     ) -> Result<Option<bool>, ModelError> {
