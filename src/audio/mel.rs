@@ -144,6 +144,10 @@ impl Mel {
 pub struct MelStream {
     cfg: MelConfig,
     filters: Vec<f64>,
+    /// Per mel filter, the FFT bins where its weight is non-zero `[lo, hi)`.
+    support: Vec<(usize, usize)>,
+    /// Power spectrum of the current frame.
+    power: Vec<f64>,
     window: Vec<f64>,
     fft: Arc<dyn RealToComplex<f64>>,
     samples: Vec<f32>,
@@ -167,8 +171,20 @@ impl MelStream {
             .map(|i| 0.5 - 0.5 * (2.0 * std::f64::consts::PI * i as f64 / n as f64).cos())
             .collect();
         let sr = cfg.sample_rate as f64;
+        let filters = mel_filters(cfg.n_mels, n, sr, 0.0, sr / 2.0);
+        let nf = n / 2 + 1;
+        let support = (0..cfg.n_mels)
+            .map(|m| {
+                let row = &filters[m * nf..(m + 1) * nf];
+                let lo = row.iter().position(|&w| w != 0.0).unwrap_or(0);
+                let hi = row.iter().rposition(|&w| w != 0.0).map_or(0, |i| i + 1);
+                (lo, hi.max(lo))
+            })
+            .collect();
         Ok(MelStream {
-            filters: mel_filters(cfg.n_mels, n, sr, 0.0, sr / 2.0),
+            filters,
+            support,
+            power: vec![0.0; nf],
             window,
             buf: fft.make_input_vec(),
             spec: fft.make_output_vec(),
@@ -239,18 +255,33 @@ impl MelStream {
     fn frame(&mut self, i: usize) -> Result<(), AudioError> {
         let n = self.cfg.n_fft;
         let start = (i * self.cfg.hop) as isize - (n / 2) as isize;
+        let mut any = false;
         for k in 0..n {
-            self.buf[k] = self.sample(start + k as isize) * self.window[k];
+            let x = self.sample(start + k as isize);
+            any |= x != 0.0;
+            self.buf[k] = x * self.window[k];
+        }
+        if !any {
+            // the zero-extended tail of the chunk: every mel is 0 → log10(1e-10), exactly as
+            // the FFT of zeros gives (no FFT needed)
+            let floor = 1e-10f64.log10() as f32;
+            self.raw.extend(std::iter::repeat_n(floor, self.cfg.n_mels));
+            return Ok(());
         }
         self.fft
             .process(&mut self.buf, &mut self.spec)
             .map_err(|e| AudioError::Unsupported(format!("fft: {e}")))?;
         let nf = n / 2 + 1;
-        for m in 0..self.cfg.n_mels {
-            let row = &self.filters[m * nf..(m + 1) * nf];
+        for (p, c) in self.power.iter_mut().zip(&self.spec) {
+            *p = c.re * c.re + c.im * c.im;
+        }
+        // each filter over its non-zero bins only: the same sum, in the same order, as the
+        // dense row (the skipped terms are exact zeros)
+        for (m, &(lo, hi)) in self.support.iter().enumerate() {
+            let row = &self.filters[m * nf + lo..m * nf + hi];
             let mut acc = 0.0;
-            for (w, c) in row.iter().zip(&self.spec) {
-                acc += w * (c.re * c.re + c.im * c.im);
+            for (w, p) in row.iter().zip(&self.power[lo..hi]) {
+                acc += w * p;
             }
             self.raw.push(acc.max(1e-10).log10() as f32);
         }
