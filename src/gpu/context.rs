@@ -97,7 +97,7 @@ pub struct GpuContext {
     pub(crate) sink: Arc<Mutex<ErrorSink>>,
     /// A 16-byte storage buffer bound where an optional input (e.g. a bias) is absent.
     pub(crate) dummy: wgpu::Buffer,
-    /// Idle param rings (see [`super::Recorder::params`]).
+    /// Idle param rings of recorders without a bind cache (see [`super::Recorder::params`]).
     pub(crate) rings: Mutex<Vec<wgpu::Buffer>>,
     /// Offset alignment of a params slot in a ring (uniform and storage alignment, whichever
     /// is larger).
@@ -388,9 +388,10 @@ impl GpuContext {
         Ok(())
     }
 
-    /// A param ring of [`RING_BYTES`] from the idle ones, or a new one.
-    pub(crate) fn take_ring(&self) -> wgpu::Buffer {
-        if let Some(b) = self.rings.lock().ok().and_then(|mut r| r.pop()) {
+    /// A param ring of [`RING_BYTES`] from the idle ones in `pool` (the context's
+    /// [`Self::rings`], or a bind cache's own), or a new one.
+    pub(crate) fn take_ring(&self, pool: &Mutex<Vec<wgpu::Buffer>>) -> wgpu::Buffer {
+        if let Some(b) = pool.lock().ok().and_then(|mut r| r.pop()) {
             return b;
         }
         let kind = if self.caps.params_in_storage {
@@ -409,8 +410,11 @@ impl GpuContext {
     /// Gives rings back once their contents are written and submitted (or never will be).
     /// Queue order makes reuse safe: a later recorder's `write_buffer` runs after every
     /// earlier submission has read the ring.
-    pub(crate) fn return_rings(&self, rings: impl IntoIterator<Item = wgpu::Buffer>) {
-        if let Ok(mut r) = self.rings.lock() {
+    pub(crate) fn return_rings(
+        pool: &Mutex<Vec<wgpu::Buffer>>,
+        rings: impl IntoIterator<Item = wgpu::Buffer>,
+    ) {
+        if let Ok(mut r) = pool.lock() {
             r.extend(rings);
         }
     }

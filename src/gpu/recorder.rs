@@ -52,9 +52,13 @@ type BindKey = (wgpu::BindGroupLayout, Vec<(wgpu::Buffer, u64, u64)>);
 /// Bind groups kept across steps, keyed by layout and bound ranges. Holding a bind group
 /// keeps its buffers alive, so a cache belongs to something whose buffers live as long as
 /// it does (a decode session), not to the context. Cleared when it passes [`Self::MAX`].
+/// It also keeps its own idle param rings: a repeated step then gets the same ring at the same
+/// offsets whatever other recorders (other sessions, other threads) did in between, so its
+/// bind groups match.
 #[derive(Default)]
 pub struct BindCache {
     map: Mutex<HashMap<BindKey, wgpu::BindGroup>>,
+    rings: Mutex<Vec<wgpu::Buffer>>,
 }
 
 impl BindCache {
@@ -197,6 +201,14 @@ impl<'a> Recorder<'a> {
         Some((buf, n))
     }
 
+    /// Where this recorder's param rings come from and go back to.
+    fn ring_pool(&self) -> &'a Mutex<Vec<wgpu::Buffer>> {
+        match self.cache {
+            Some(c) => &c.rings,
+            None => &self.ctx.rings,
+        }
+    }
+
     /// Keeps this recorder's bind groups in `cache` and reuses the ones already there.
     pub fn with_cache(mut self, cache: &'a BindCache) -> Self {
         self.cache = Some(cache);
@@ -211,8 +223,11 @@ impl<'a> Recorder<'a> {
             crate::util::round_up(staged.len(), align as usize) as u64 + size <= RING_BYTES
         };
         if !self.rings.last().is_some_and(|(_, st, _)| fits(st)) {
-            self.rings
-                .push((self.ctx.take_ring(), Vec::with_capacity(16 << 10), 0));
+            self.rings.push((
+                self.ctx.take_ring(self.ring_pool()),
+                Vec::with_capacity(16 << 10),
+                0,
+            ));
         }
         let last = self.rings.len() - 1;
         let (buf, staged, _) = &mut self.rings[last];
@@ -277,17 +292,6 @@ impl<'a> Recorder<'a> {
             }
         }
         group
-    }
-
-    /// Stages `params`, binds `entries` and records one dispatch of `pipeline`.
-    pub fn run(
-        &mut self,
-        pipeline: &CachedPipeline,
-        entries: &[Bind],
-        workgroups: [u32; 3],
-    ) -> Result<(), GpuError> {
-        let group = self.bind(pipeline, entries);
-        self.dispatch(pipeline, &group, workgroups)
     }
 
     /// The next compute pass writes timestamps `index` (begin) and `index + 1` (end) of `qs`.
@@ -364,6 +368,14 @@ impl<'a> Recorder<'a> {
         }
     }
 
+    /// Ends the open pass and takes the encoder out.
+    fn take_encoder(&mut self) -> Result<wgpu::CommandEncoder, GpuError> {
+        self.pass = None;
+        self.encoder
+            .take()
+            .ok_or_else(|| GpuError::Internal("recorder already finished".into()))
+    }
+
     /// Submits what is recorded so far and goes on recording into a new command buffer, so
     /// the GPU starts on a long recording (the flow's Euler steps) while the CPU records the
     /// rest. Params keep their ring slots (the submitted work reads them). No-op while
@@ -372,11 +384,7 @@ impl<'a> Recorder<'a> {
         if self.prof.is_some() {
             return Ok(());
         }
-        self.pass = None;
-        let enc = self
-            .encoder
-            .take()
-            .ok_or_else(|| GpuError::Internal("recorder already finished".into()))?;
+        let enc = self.take_encoder()?;
         self.write_rings();
         self.ctx.queue.submit([enc.finish()]);
         self.encoder = Some(self.ctx.device.create_command_encoder(
@@ -389,12 +397,7 @@ impl<'a> Recorder<'a> {
 
     /// Submits everything recorded.
     pub fn submit(mut self) -> Result<(), GpuError> {
-        self.pass = None;
-        let enc = self
-            .encoder
-            .take()
-            .ok_or_else(|| GpuError::Internal("recorder already finished".into()))?;
-        let mut enc = enc;
+        let mut enc = self.take_encoder()?;
         let resolved = self.resolve_profile(&mut enc);
         self.write_rings();
         self.ctx.queue.submit([enc.finish()]);
@@ -411,7 +414,8 @@ impl Drop for Recorder<'_> {
         self.pass = None;
         // reversed, so that the next recorder takes them in the same order (same ring at the
         // same offset for the same step: its cached bind groups match)
-        self.ctx.return_rings(
+        GpuContext::return_rings(
+            self.ring_pool(),
             std::mem::take(&mut self.rings)
                 .into_iter()
                 .rev()

@@ -425,8 +425,7 @@ fn tiled(
     let ctx = rec.ctx();
     // head dims ≤ 64 (encoder, flow U-Net): one query row per invocation (attn_rows)
     let rows = d <= ROWS_MAX_D && d.is_multiple_of(4);
-    let rb = ROWS_Q;
-    let blocks = (params.tq as usize).div_ceil(if rows { rb } else { TILE_Q });
+    let blocks = (params.tq as usize).div_ceil(if rows { ROWS_Q } else { TILE_Q });
     let max_groups = ctx.limits.max_compute_workgroups_per_dimension as usize;
     if blocks > max_groups || params.hq as usize > max_groups {
         return Err(shape_err(
@@ -443,7 +442,11 @@ fn tiled(
         act: ctx.act(),
         subgroups: false,
         constants: if rows {
-            vec![("MODE", mask as u32), ("D", d as u32), ("RB", rb as u32)]
+            vec![
+                ("MODE", mask as u32),
+                ("D", d as u32),
+                ("RB", ROWS_Q as u32),
+            ]
         } else {
             vec![("MODE", mask as u32), ("D", d as u32)]
         },

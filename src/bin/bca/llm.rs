@@ -444,11 +444,7 @@ pub fn chat(a: ChatArgs) -> Res {
         }
         let enc = audio_in.as_ref().ok_or("audio in not loaded")?;
         let (pcm, _) = crate::audio_in::load_pcm16k(wav)?;
-        let e = pollster::block_on(enc.encode_pcm(&ctx, &pcm))?;
-        Ok(e.codes
-            .chunks(8)
-            .map(|c| std::array::from_fn(|i| c.get(i).copied().unwrap_or(0).max(0) as u32))
-            .collect())
+        Ok(pollster::block_on(enc.encode_pcm(&ctx, &pcm))?.frames())
     };
     let mut inputs = g.text_inputs(&format!("<B_SYS>{}", a.system))?;
     if let Some(h) = &a.history {

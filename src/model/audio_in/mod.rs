@@ -50,6 +50,16 @@ pub struct Encoded {
     pub chunks: Vec<ChunkLens>,
 }
 
+impl Encoded {
+    /// The codes as frames of 8 (the LLM's audio inputs).
+    pub fn frames(&self) -> Vec<[u32; ops::RVQ_LEVELS]> {
+        self.codes
+            .chunks(ops::RVQ_LEVELS)
+            .map(|c| std::array::from_fn(|i| c.get(i).copied().unwrap_or(0).max(0) as u32))
+            .collect()
+    }
+}
+
 /// A named host copy of an intermediate (for `bca trace` and tests).
 #[derive(Clone, Debug)]
 pub struct TraceTensor {

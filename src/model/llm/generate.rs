@@ -579,11 +579,7 @@ pub async fn reencode_speech(
 ) -> Result<Vec<Frame>, ModelError> {
     let pcm = crate::audio::resample(pcm24k, 24_000)
         .map_err(|e| ModelError::input(format!("re-encoding the reply's speech: {e}")))?;
-    let e = audio_in.encode_pcm(ctx, &pcm).await?;
-    Ok(e.codes
-        .chunks(CODEBOOKS)
-        .map(|c| std::array::from_fn(|i| c.get(i).copied().unwrap_or(0).max(0) as u32))
-        .collect())
+    Ok(audio_in.encode_pcm(ctx, &pcm).await?.frames())
 }
 
 /// Splits TTS text into clauses at punctuation, merging until a clause is > 10 characters

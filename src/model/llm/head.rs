@@ -439,8 +439,10 @@ impl FrameSampler {
         p: &SamplingParams,
         rng: &mut Rng,
     ) -> Result<Option<[u32; CODEBOOKS]>, ModelError> {
-        let k = if p.temperature == 0.0 { 1 } else { p.top_k };
-        if k == 0 || k > ops::TOPK_MAX || history.iter().any(|h| h.len() > self.cap) {
+        let Some(k) = p.gpu_k() else {
+            return Ok(None);
+        };
+        if history.iter().any(|h| h.len() > self.cap) {
             return Ok(None);
         }
         let cbs = llm.dims.codebooks;
@@ -472,12 +474,7 @@ impl FrameSampler {
                 dtype: t.dtype,
             };
             let n_hist = history.get(i).map_or(0, Vec::len);
-            let drew =
-                sampler.record_draw(&mut rec, &view, &self.hist[i], n_hist, p, u, hs.codes(), i)?;
-            if drew.is_none() {
-                *rng = before;
-                return Ok(None);
-            }
+            sampler.record_draw(&mut rec, &view, &self.hist[i], n_hist, p, u, hs.codes(), i)?;
         }
         rec.submit()?;
         let bytes = crate::gpu::read_buffer(ctx, hs.codes(), 0, (CODEBOOKS * 4) as u64).await?;

@@ -52,6 +52,17 @@ impl SamplingParams {
         top_p: 0.85,
         repetition_penalty: 1.3,
     };
+    /// The top-k the GPU path takes (1 when greedy), or `None` where only the CPU processors
+    /// can sample (`top_k` 0 or above [`TOPK_MAX`]).
+    pub fn gpu_k(&self) -> Option<usize> {
+        let k = if self.temperature == 0.0 {
+            1
+        } else {
+            self.top_k
+        };
+        (1..=TOPK_MAX).contains(&k).then_some(k)
+    }
+
     /// Greedy after the penalty (Base demos without `--do_sample`, §16).
     pub const fn greedy(repetition_penalty: f32) -> SamplingParams {
         SamplingParams {
@@ -226,8 +237,8 @@ impl GpuSampler {
 
     /// Records the sampling of one id from `logits` into `out[slot]` entirely on the GPU:
     /// penalty over the first `n_hist` ids of `hist`, top-k, then [`ops::sample_draw`] with the
-    /// uniform `u`. Returns whether a uniform is consumed (what [`Self::sample`] would draw from
-    /// the RNG), or `None` where these parameters need the CPU path (k = 0 or > TOPK_MAX).
+    /// uniform `u`. Parameters that need the CPU path (k = 0 or > TOPK_MAX) are an error here:
+    /// callers check [`SamplingParams::gpu_k`] first.
     #[allow(clippy::too_many_arguments)]
     pub fn record_draw(
         &self,
@@ -239,12 +250,14 @@ impl GpuSampler {
         u: f64,
         out: &wgpu::Buffer,
         slot: usize,
-    ) -> Result<Option<bool>, ModelError> {
+    ) -> Result<(), ModelError> {
         p.validate()?;
-        let k = if p.temperature == 0.0 { 1 } else { p.top_k };
-        if k == 0 || k > TOPK_MAX {
-            return Ok(None);
-        }
+        let Some(k) = p.gpu_k() else {
+            return Err(ModelError::input(format!(
+                "top-k {} needs the CPU sampling path",
+                p.top_k
+            )));
+        };
         if n_hist > 0 && p.repetition_penalty != 1.0 {
             ops::repetition_penalty(rec, logits, hist, n_hist, p.repetition_penalty, &self.mask)?;
         }
@@ -259,7 +272,7 @@ impl GpuSampler {
             out,
             slot,
         )?;
-        Ok(Some(p.temperature != 0.0 && kp > 1))
+        Ok(())
     }
 
     /// Samples one id from `parts` = (first row, logits (rows)) with `history` for the penalty.
@@ -278,8 +291,7 @@ impl GpuSampler {
                 "more logits parts than the sampler was made for",
             ));
         }
-        let k = if p.temperature == 0.0 { 1 } else { p.top_k };
-        if k == 0 || k > TOPK_MAX {
+        let Some(k) = p.gpu_k() else {
             // full read-back: the CPU reference processors
             let mut all = Vec::new();
             for (_, t) in parts {
@@ -291,7 +303,7 @@ impl GpuSampler {
             }
             let ids: Vec<u32> = (0..s.len() as u32).collect();
             return Ok(draw(&ids, &s, rng));
-        }
+        };
         if history.len() > self.hist_cap {
             return Err(ModelError::input(format!(
                 "penalty history of {} ids exceeds the sampler's {}",
