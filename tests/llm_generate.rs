@@ -63,6 +63,20 @@ fn replay(fed: &[u32], frames: &[[u32; 8]]) -> Vec<Input> {
         .collect()
 }
 
+/// Max |Δ| between the last logits of `g`'s session and a fresh session that prefills
+/// `inputs` (the whole conversation) at once, in chunks of 7.
+fn vs_full_prefill(g: &Generator, inputs: &[Input]) -> f32 {
+    let c = ctx(GpuPath::F32);
+    let inc = pollster::block_on(g.sess.read_logits(c, &g.llm)).unwrap();
+    let mut fresh = Session::new(c, &g.llm, 512, 7).unwrap();
+    fresh.feed(c, &g.llm, inputs).unwrap();
+    let full = pollster::block_on(fresh.read_logits(c, &g.llm)).unwrap();
+    inc.iter()
+        .zip(&full)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max)
+}
+
 #[test]
 fn speech_turn_events_and_invariants() {
     let c = ctx(GpuPath::F32);
@@ -152,16 +166,7 @@ fn interrupt_and_multi_turn_cache_reuse() {
         .text_inputs("<C_Q>再说一遍<audiotext_start_baichuan><C_A>")
         .unwrap();
     g.start(c, &turn2, Mode::Speech).unwrap();
-    let inc = pollster::block_on(g.sess.read_logits(c, &g.llm)).unwrap();
-
-    let mut fresh = Session::new(c, &g.llm, 512, 7).unwrap();
-    fresh.feed(c, &g.llm, &replay(&g.fed, &frames)).unwrap();
-    let full = pollster::block_on(fresh.read_logits(c, &g.llm)).unwrap();
-    let err = inc
-        .iter()
-        .zip(&full)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0f32, f32::max);
+    let err = vs_full_prefill(&g, &replay(&g.fed, &frames));
     assert!(err < 1e-5, "incremental vs full re-prefill: {err}");
 }
 
@@ -236,17 +241,9 @@ fn reply_rewrite_equals_full_reprefill() {
     g.rewrite_reply(c, &hist).unwrap();
     assert_eq!(g.fed.len(), prompt.len() + hist.len());
     assert_eq!(g.sess.len, g.fed.len());
-    let inc = pollster::block_on(g.sess.read_logits(c, &g.llm)).unwrap();
     let mut all = prompt.clone();
     all.extend(hist.iter().copied());
-    let mut fresh = Session::new(c, &g.llm, 512, 7).unwrap();
-    fresh.feed(c, &g.llm, &all).unwrap();
-    let full = pollster::block_on(fresh.read_logits(c, &g.llm)).unwrap();
-    let err = inc
-        .iter()
-        .zip(&full)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0f32, f32::max);
+    let err = vs_full_prefill(&g, &all);
     assert!(err < 1e-5, "rewritten reply vs full re-prefill: {err}");
 
     // the next turn prefills only its own input on top
