@@ -294,18 +294,22 @@ fn buffer_pool_reuses_released_buffers() {
 }
 
 /// The tiled matrix-matrix path (N ≥ GEMM_MIN_N): ragged N, M and K (not multiples of the
-/// 64×64×32 tile, K not a multiple of the q block), every format and epilogue.
-fn gemm_cases(path: Path, tile: u32) {
+/// 64×64×32 tile, K not a multiple of the q block), every format and epilogue. `split`: K
+/// slices of the 64 tile (1: the one-pass kernel; 3: split-K, clamped to the K steps, so
+/// K = 260 gets a ragged last slice).
+fn gemm_cases(path: Path, tile: u32, split: usize) {
     let opts = match path {
         Path::F32 => GpuOptions {
             force_f32: true,
             no_subgroups: true,
             gemm_tile: Some(tile),
+            gemm_split: Some(split),
             ..Default::default()
         },
         _ => GpuOptions {
             require_f16: true,
             gemm_tile: Some(tile),
+            gemm_split: Some(split),
             ..Default::default()
         },
     };
@@ -338,7 +342,7 @@ fn gemm_cases(path: Path, tile: u32) {
                 };
                 seed += 1;
                 assert_ok(
-                    &format!("{path:?} tile {tile} {case}"),
+                    &format!("{path:?} tile {tile} split {split} {case}"),
                     pollster::block_on(selftest::gemv_case(c, case, seed)),
                 );
             }
@@ -348,22 +352,32 @@ fn gemm_cases(path: Path, tile: u32) {
 
 #[test]
 fn gemm_f16() {
-    gemm_cases(Path::F16, 64);
+    gemm_cases(Path::F16, 64, 1);
 }
 
 #[test]
 fn gemm_f32() {
-    gemm_cases(Path::F32, 64);
+    gemm_cases(Path::F32, 64, 1);
+}
+
+#[test]
+fn gemm_splitk_f16() {
+    gemm_cases(Path::F16, 64, 3);
+}
+
+#[test]
+fn gemm_splitk_f32() {
+    gemm_cases(Path::F32, 64, 3);
 }
 
 #[test]
 fn gemm_big_f16() {
-    gemm_cases(Path::F16, 128);
+    gemm_cases(Path::F16, 128, 1);
 }
 
 #[test]
 fn gemm_big_f32() {
-    gemm_cases(Path::F32, 128);
+    gemm_cases(Path::F32, 128, 1);
 }
 
 /// The dequantise-and-FMA q4/q8 kernels (`--no-int8`; the default decode path quantises x to

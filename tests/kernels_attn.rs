@@ -6,7 +6,7 @@
 mod common;
 use common::{assert_ok, ctx, Path, PATHS};
 
-use bca::gpu::Recorder;
+use bca::gpu::{GpuContext, GpuOptions, Recorder};
 use bca::ops::{self, KvCache, OpError};
 use bca::selftest::attention as st;
 use bca::tensor::Tensor;
@@ -119,19 +119,56 @@ fn attn_chunk_causal_all_paths() {
         let c = ctx(path);
         let mut cases = Vec::new();
         for t in [5, 100, 101, 250] {
-            cases.push((UNET, t, 100));
-            cases.push((UNET, t, 1));
+            cases.push((UNET, (1, t), 100));
+            cases.push((UNET, (1, t), 1));
         }
-        cases.push((UNET, 50, 7));
-        cases.push((ODD, 23, 7));
-        cases.push(((16, 16, 64), 37, 1));
-        cases.push(((4, 4, 128), 130, 50));
-        for (i, &(hs, t, chunk)) in cases.iter().enumerate() {
+        cases.push((UNET, (1, 50), 7));
+        cases.push((ODD, (1, 23), 7));
+        cases.push(((16, 16, 64), (1, 37), 1));
+        cases.push(((4, 4, 128), (1, 130), 50));
+        // the flow's CFG pair and ragged batches: sequences must not see each other
+        cases.push((UNET, (2, 101), 100));
+        cases.push((UNET, (2, 37), 100));
+        cases.push((UNET, (3, 23), 7));
+        cases.push((ODD, (2, 19), 1));
+        cases.push(((4, 4, 128), (2, 70), 50));
+        for (i, &(hs, bt, chunk)) in cases.iter().enumerate() {
             assert_ok(
-                &format!("{path:?} attn_chunk_causal heads {hs:?} T={t} C={chunk}"),
-                pollster::block_on(st::attn_chunk_causal_case(c, hs, t, chunk, 400 + i as u64)),
+                &format!("{path:?} attn_chunk_causal heads {hs:?} (B, T)={bt:?} C={chunk}"),
+                pollster::block_on(st::attn_chunk_causal_case(c, hs, bt, chunk, 400 + i as u64)),
             );
         }
+    }
+}
+
+/// `attn_rows` with each forced row block (the default picks by shape, so small test shapes
+/// would only see the smallest): chunk-causal, batched and varlen masks, head dims 64 and 20.
+#[test]
+fn attn_rows_every_block() {
+    for rb in [16u32, 32, 64] {
+        let opts = GpuOptions {
+            require_f16: true,
+            attn_rows_block: Some(rb),
+            ..Default::default()
+        };
+        let c = pollster::block_on(GpuContext::new(&opts)).expect("GPU adapter");
+        for (i, &(hs, bt, chunk)) in [
+            ((8, 8, 64), (1, 150), 100),
+            ((8, 8, 64), (2, 101), 100),
+            ((6, 2, 20), (3, 37), 1),
+        ]
+        .iter()
+        .enumerate()
+        {
+            assert_ok(
+                &format!("rows {rb} attn_chunk_causal heads {hs:?} (B, T)={bt:?} C={chunk}"),
+                pollster::block_on(st::attn_chunk_causal_case(&c, hs, bt, chunk, 480 + i as u64)),
+            );
+        }
+        assert_ok(
+            &format!("rows {rb} attn_varlen"),
+            pollster::block_on(st::attn_varlen_case(&c, (4, 4, 64), &[70, 3, 0, 90], 490)),
+        );
     }
 }
 

@@ -376,6 +376,7 @@ use bca::selftest::conv::ConvShape;
 
 fn shape(tin: usize, cin: usize, cout: usize, k: usize, groups: usize, bias: bool) -> ConvShape {
     ConvShape {
+        batch: 1,
         tin,
         cin,
         cout,
@@ -383,6 +384,10 @@ fn shape(tin: usize, cin: usize, cout: usize, k: usize, groups: usize, bias: boo
         groups,
         bias,
     }
+}
+
+fn batched(batch: usize, s: ConvShape) -> ConvShape {
+    ConvShape { batch, ..s }
 }
 
 fn spec(stride: usize, pad_left: usize, pad_right: usize, dilation: usize) -> Conv1dSpec {
@@ -422,6 +427,15 @@ fn conv1d_all_paths() {
         (shape(70, 24, 24, 3, 1, false), spec(2, 1, 1, 1)),
         (shape(50, 32, 40, 7, 1, true), spec(1, 18, 0, 3)),
         (shape(40, 8, 72, 5, 1, true), spec(1, 0, 0, 1)),
+        // 1×1, stride 1, no padding: the product on x itself
+        (shape(20, 16, 24, 1, 1, true), spec(1, 0, 0, 1)),
+        // batches of sequences (the flow's CFG pair), each padded on its own: direct kernel
+        // (grouped, short), im2col (causal k3, strided), 1×1
+        (batched(2, shape(9, 12, 8, 3, 4, true)), spec(1, 2, 0, 1)),
+        (batched(3, shape(7, 9, 11, 3, 1, true)), spec(2, 1, 1, 1)),
+        (batched(2, shape(23, 16, 24, 3, 1, true)), spec(1, 2, 0, 1)),
+        (batched(3, shape(41, 24, 16, 5, 1, false)), spec(2, 4, 1, 2)),
+        (batched(2, shape(17, 32, 8, 1, 1, true)), spec(1, 0, 0, 1)),
     ];
     for path in PATHS {
         let c = ctx(path);

@@ -3,7 +3,9 @@
 //   0 causal prefix (chunked prefill from the KV cache): query i (at position pos0 + i) sees
 //     keys j ≤ pos0 + i;
 //   1 varlen: packed sequences, query i sees the keys of its own sequence [cu[s], cu[s+1]);
-//   2 chunk-causal: query i sees keys j < min((⌊i/C⌋ + 1)·C, Tk) (C = 1: plain causal).
+//   2 chunk-causal over sequences of `seq` rows packed one after another: query i of the
+//     sequence starting at s0 sees keys s0 ≤ j < s0 + min((⌊(i−s0)/C⌋ + 1)·C, seq), j < Tk
+//     (C = 1: plain causal; one sequence: seq = Tq).
 //
 // @binding(0) q:   (Tq, Hq, D) act   queries, time-major
 // @binding(1) k:   act               key (t, kvh, d) at k_off + t·k_st + kvh·k_sh + d
@@ -27,7 +29,7 @@ struct Params {
     pos0: u32,   // MODE 0: position of query 0
     chunk: u32,  // MODE 2: chunk length C
     nseq: u32,   // MODE 1: sequences
-    _pad0: u32,
+    seq: u32,    // MODE 2: rows per sequence
     k_off: u32,
     k_st: u32,
     k_sh: u32,
@@ -78,7 +80,9 @@ fn key_range(i: u32) -> vec2<u32> {
         }
         return vec2<u32>(cu[s], min(cu[s + 1u], P.tk));
     }
-    return vec2<u32>(0u, min((i / P.chunk + 1u) * P.chunk, P.tk));
+    let s0 = (i / P.seq) * P.seq;
+    let hi = s0 + min(((i - s0) / P.chunk + 1u) * P.chunk, P.seq);
+    return vec2<u32>(s0, min(hi, P.tk));
 }
 
 @compute @workgroup_size(128)

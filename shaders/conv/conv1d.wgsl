@@ -1,20 +1,23 @@
 // conv1d — PyTorch Conv1d / ConvTranspose1d on time-major activations, f32 accumulation.
 //
-// @binding(0) x:    (Tin, Cin) act
+// @binding(0) x:    (B·Tin, Cin) act   B sequences of Tin frames, one after another
 // @binding(1) w:    (Cout, K, Cin_gp/2) u32  f16 pairs; element (co, k, ci) is the weight from
 //                   input channel g·Cin_g + ci (g = co / Cout_g) at tap k; Cin_gp = Cin_g
 //                   rounded up to even, the pad zero. Built by `ConvWeight::conv1d` from
 //                   PyTorch's (Cout, Cin_g, K) or `ConvWeight::conv_transpose1d` from
 //                   ConvTranspose1d's (Cin, Cout_g, K)
 // @binding(2) bias: (Cout,) f32               read only when P.flags & 1
-// @binding(3) y:    (Tout, Cout) act
+// @binding(3) y:    (B·Tout, Cout) act
 // @binding(4) P: uniform Params
 //
 // One thread per output (t, co), consecutive threads along co (they share x reads).
 //   conv1d:           y[t, co] = Σ_k Σ_ci w[co, k, ci] · x[t·s − pad_l + k·d, g·Cin_g + ci]
 //   conv1d_transpose: y[t, co] = Σ_k Σ_ci w[co, k, ci] · x[(t + pad − k·d) / s, g·Cin_g + ci]
 //                     for the taps where t + pad − k·d is a non-negative multiple of s
-// Out-of-range input frames are the zero padding.
+// Out-of-range input frames (outside the output's own sequence) are the zero padding.
+//
+// im2col (the tiled path's gather, binding 3 is then the output): cols (B·Tout, K·Cin) with
+//   cols[b·Tout + t, k·Cin + ci] = x[b·Tin + t·s − pad_l + k·d, ci], 0 outside the sequence.
 
 struct Params {
     tin: u32,
@@ -30,7 +33,7 @@ struct Params {
     wpk: u32,       // u32 words per tap = Cin_gp / 2
     flags: u32,     // bit 0: bias
     groups_x: u32,
-    _pad0: u32,
+    batch: u32,     // sequences
     _pad1: u32,
     _pad2: u32,
 }
@@ -74,10 +77,11 @@ fn finish(i: u32, co: u32, acc: f32) {
 @compute @workgroup_size(WG)
 fn conv1d(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let i = out_index(wid, lid);
-    if (i >= P.tout * P.cout) {
+    if (i >= P.batch * P.tout * P.cout) {
         return;
     }
-    let t = i / P.cout;
+    let b0 = (i / (P.tout * P.cout)) * P.tin; // first input frame of this sequence
+    let t = (i / P.cout) % P.tout;
     let co = i % P.cout;
     let c0 = (co / P.cout_g) * P.cin_g;
     var acc = 0.0;
@@ -85,7 +89,7 @@ fn conv1d(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index
         // input frame t·s − pad + k·d, in signed arithmetic (negative = left padding)
         let tin = i32(t * P.stride + k * P.dil) - i32(P.pad);
         if (tin >= 0 && u32(tin) < P.tin) {
-            acc += tap(co, k, u32(tin), c0);
+            acc += tap(co, k, b0 + u32(tin), c0);
         }
     }
     finish(i, co, acc);
@@ -94,10 +98,11 @@ fn conv1d(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index
 @compute @workgroup_size(WG)
 fn conv1d_transpose(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let i = out_index(wid, lid);
-    if (i >= P.tout * P.cout) {
+    if (i >= P.batch * P.tout * P.cout) {
         return;
     }
-    let t = i / P.cout;
+    let b0 = (i / (P.tout * P.cout)) * P.tin;
+    let t = (i / P.cout) % P.tout;
     let co = i % P.cout;
     let c0 = (co / P.cout_g) * P.cin_g;
     var acc = 0.0;
@@ -106,9 +111,30 @@ fn conv1d_transpose(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invoca
         if (num >= 0 && u32(num) % P.stride == 0u) {
             let tin = u32(num) / P.stride;
             if (tin < P.tin) {
-                acc += tap(co, k, tin, c0);
+                acc += tap(co, k, b0 + tin, c0);
             }
         }
     }
     finish(i, co, acc);
+}
+
+@compute @workgroup_size(WG)
+fn im2col(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let i = out_index(wid, lid);
+    let width = P.k * P.cin;
+    if (i >= P.batch * P.tout * width) {
+        return;
+    }
+    let row = i / width;
+    let col = i % width;
+    let b = row / P.tout;
+    let t = row % P.tout;
+    let k = col / P.cin;
+    let ci = col % P.cin;
+    let tin = i32(t * P.stride + k * P.dil) - i32(P.pad);
+    var v = 0.0;
+    if (tin >= 0 && u32(tin) < P.tin) {
+        v = f32(x[(b * P.tin + u32(tin)) * P.cin + ci]);
+    }
+    y[i] = act(v);
 }

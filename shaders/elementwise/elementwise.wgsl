@@ -17,6 +17,9 @@
 //   elementwise_swiglu            y[t, j] = SiLU(a[t·sa + oa + j]) · b[t·sb + ob + j], j < C:
 //       two (T, I) tensors (sa = sb = I, oa = ob = 0) or one fused (T, 2I) [gate | up] bound to
 //       both a and b (sa = sb = 2I, oa = 0, ob = I)
+//   elementwise_cfg_euler         one Euler step with classifier-free guidance on a batch of
+//       two copies of the state: y (2N) = [x; x], b (2N) = [v_cond; v_uncond];
+//       x ← x + P.s·v_cond − P.s2·v_uncond, written to both halves (i < N = P.n)
 
 struct Params {
     n: u32,        // output elements
@@ -28,7 +31,7 @@ struct Params {
     sb: u32,       // swiglu: row stride of b
     ob: u32,       // swiglu: column offset into b
     groups_x: u32, // workgroups along x
-    _pad0: u32,
+    s2: f32,       // cfg_euler: the unconditional velocity's factor
     _pad1: u32,
     _pad2: u32,
 }
@@ -182,5 +185,15 @@ fn elementwise_swiglu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invo
         let g = f32(a[t * P.sa + P.oa + j]);
         let u = f32(b[t * P.sb + P.ob + j]);
         y[i] = act(g * sigmoid(g) * u);
+    }
+}
+
+@compute @workgroup_size(WG)
+fn elementwise_cfg_euler(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let i = index(wid, lid);
+    if (i < P.n) {
+        let x = act(f32(y[i]) + P.s * f32(b[i]) - P.s2 * f32(b[i + P.n]));
+        y[i] = x;
+        y[i + P.n] = x;
     }
 }

@@ -17,6 +17,11 @@ pub struct GpuOptions {
     pub gemv_rows: Option<u32>,
     /// Force the tile of the matrix–matrix kernel (64 or 128; default: chosen by shape).
     pub gemm_tile: Option<u32>,
+    /// Force the K slices of the 64-tile matrix–matrix kernel (1: never split; default:
+    /// chosen by shape, see `ops::GEMM_SPLIT_TARGET`).
+    pub gemm_split: Option<usize>,
+    /// Force the query rows per workgroup of `attn_rows` (16, 32 or 64; default by shape).
+    pub attn_rows_block: Option<u32>,
     /// q4/q8 matrix–vector products without int8 activations (dequantise and FMA instead).
     pub no_int8: bool,
     /// Keep naga's bounds checks in native shader code (the default skips them natively:
@@ -92,6 +97,10 @@ pub struct GpuContext {
     pub gemv_rows: Option<u32>,
     /// See [`GpuOptions::gemm_tile`].
     pub gemm_tile: Option<u32>,
+    /// See [`GpuOptions::gemm_split`].
+    pub gemm_split: Option<usize>,
+    /// See [`GpuOptions::attn_rows_block`].
+    pub attn_rows_block: Option<u32>,
     /// q4/q8 decode products quantise x to int8 and use packed dot products (gemv_i8.wgsl).
     pub int8: bool,
     pub(crate) sink: Arc<Mutex<ErrorSink>>,
@@ -267,6 +276,8 @@ impl GpuContext {
             pool: BufferPool::default(),
             gemv_rows: opts.gemv_rows,
             gemm_tile: opts.gemm_tile,
+            gemm_split: opts.gemm_split,
+            attn_rows_block: opts.attn_rows_block,
             int8: !opts.no_int8,
             sink,
             dummy,

@@ -46,6 +46,10 @@ const SOURCES: &[(&str, &str)] = &[
     ),
     ("gemv", include_str!("../../shaders/matmul/gemv.wgsl")),
     ("gemm", include_str!("../../shaders/matmul/gemm.wgsl")),
+    (
+        "gemm_splitk",
+        include_str!("../../shaders/matmul/gemm_splitk.wgsl"),
+    ),
     ("gemv_i8", include_str!("../../shaders/matmul/gemv_i8.wgsl")),
     ("gemv_xq", include_str!("../../shaders/matmul/gemv_xq.wgsl")),
     ("rmsnorm", include_str!("../../shaders/norm/rmsnorm.wgsl")),
@@ -68,6 +72,7 @@ const SOURCES: &[(&str, &str)] = &[
         include_str!("../../shaders/attention/rope_kv.wgsl"),
     ),
     ("fill", include_str!("../../shaders/util/fill.wgsl")),
+    ("istft", include_str!("../../shaders/audio/istft.wgsl")),
     ("copy", include_str!("../../shaders/util/copy.wgsl")),
     ("relayout", include_str!("../../shaders/util/relayout.wgsl")),
     (
@@ -117,6 +122,10 @@ const INCLUDES: &[(&str, &str)] = &[
     (
         "gemv_tail",
         include_str!("../../shaders/common/gemv_tail.wgsl"),
+    ),
+    (
+        "gemm_tile64",
+        include_str!("../../shaders/common/gemm_tile64.wgsl"),
     ),
 ];
 

@@ -424,6 +424,19 @@ impl Weights {
         Ok(ctx.upload(name, bytemuck::cast_slice(&h.data)))
     }
 
+    /// A convolution's bias (f32, and cast once to the activation dtype).
+    pub fn conv_bias(
+        &self,
+        ctx: &GpuContext,
+        name: &str,
+    ) -> Result<crate::ops::ConvBias, ModelError> {
+        let h = self.host(name)?;
+        let mut rec = crate::gpu::Recorder::new(ctx, "conv bias");
+        let b = crate::ops::ConvBias::upload(&mut rec, name, &h.data)?;
+        rec.submit()?;
+        Ok(b)
+    }
+
     #[cfg(not(target_arch = "wasm32"))]
     fn load_matrix(&self, ctx: &GpuContext, name: &str) -> Result<Vec<MatrixPart>, ModelError> {
         use crate::weights::manifest::{parse_format, row_elems};

@@ -18,8 +18,11 @@ pub const MAX_GQA_GROUP: usize = 8;
 const DECODE_SPLIT: usize = 64;
 /// Queries per workgroup of `attn_tiled`.
 const TILE_Q: usize = 8;
-/// Query rows per workgroup of `attn_rows` (head dims ≤ [`ROWS_MAX_D`], multiples of 4).
-const ROWS_Q: usize = 64;
+/// Query rows per workgroup of `attn_rows` (head dims ≤ [`ROWS_MAX_D`], multiples of 4): the
+/// largest of these that still gives [`ROWS_FILL`] workgroups (the flow's 8 heads × a few
+/// hundred rows would otherwise leave most of the GPU idle).
+const ROWS_Q: [usize; 3] = [64, 32, 16];
+const ROWS_FILL: usize = 256;
 const ROWS_MAX_D: usize = 64;
 
 /// One layer's KV cache, allocated once per session.
@@ -391,7 +394,8 @@ struct TiledParams {
     pos0: u32,
     chunk: u32,
     nseq: u32,
-    _pad0: u32,
+    /// MODE 2: rows per sequence (sequences of equal length, packed one after another).
+    seq: u32,
     k_off: u32,
     k_st: u32,
     k_sh: u32,
@@ -425,7 +429,21 @@ fn tiled(
     let ctx = rec.ctx();
     // head dims ≤ 64 (encoder, flow U-Net): one query row per invocation (attn_rows)
     let rows = d <= ROWS_MAX_D && d.is_multiple_of(4);
-    let blocks = (params.tq as usize).div_ceil(if rows { ROWS_Q } else { TILE_Q });
+    let tq = params.tq as usize;
+    let rb = match ctx.attn_rows_block {
+        Some(b) if ROWS_Q.contains(&(b as usize)) => b as usize,
+        Some(b) => {
+            return Err(shape_err(
+                op,
+                format!("attention row block {b} is not one of {ROWS_Q:?}"),
+            ))
+        }
+        None => ROWS_Q
+            .into_iter()
+            .find(|&b| tq.div_ceil(b) * params.hq as usize >= ROWS_FILL)
+            .unwrap_or(ROWS_Q[ROWS_Q.len() - 1]),
+    };
+    let blocks = tq.div_ceil(if rows { rb } else { TILE_Q });
     let max_groups = ctx.limits.max_compute_workgroups_per_dimension as usize;
     if blocks > max_groups || params.hq as usize > max_groups {
         return Err(shape_err(
@@ -445,7 +463,7 @@ fn tiled(
             vec![
                 ("MODE", mask as u32),
                 ("D", d as u32),
-                ("RB", ROWS_Q as u32),
+                ("RB", rb as u32),
             ]
         } else {
             vec![("MODE", mask as u32), ("D", d as u32)]
@@ -644,6 +662,23 @@ pub fn attn_chunk_causal(
     scale: f32,
     out: &Tensor,
 ) -> Result<(), OpError> {
+    attn_chunk_causal_batch(rec, q, k, v, 1, chunk, scale, out)
+}
+
+/// [`attn_chunk_causal`] over `batch` sequences of equal length packed one after another
+/// (`q (batch·T, Hq, D)`): each sequence attends only within itself, with the chunk mask
+/// counted from its own start (the flow's conditional and unconditional passes in one call).
+#[allow(clippy::too_many_arguments)]
+pub fn attn_chunk_causal_batch(
+    rec: &mut Recorder,
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    batch: usize,
+    chunk: usize,
+    scale: f32,
+    out: &Tensor,
+) -> Result<(), OpError> {
     const OP: &str = "attn_chunk_causal";
     let ctx = rec.ctx();
     let (t, hq, hkv, d) = check_packed(OP, ctx, q, k, v, out)?;
@@ -653,8 +688,15 @@ pub fn attn_chunk_causal(
             format!("chunk {chunk} for q {:?} must be ≥ 1", q.shape),
         ));
     }
+    if batch == 0 || !t.is_multiple_of(batch) {
+        return Err(shape_err(
+            OP,
+            format!("{t} rows of q {:?} are not {batch} equal sequences", q.shape),
+        ));
+    }
     let params = TiledParams {
         chunk: chunk as u32,
+        seq: (t / batch) as u32,
         ..packed_params(t, hq, hkv, d, scale)
     };
     tiled(

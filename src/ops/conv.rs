@@ -240,6 +240,35 @@ impl ConvWeight {
     }
 }
 
+/// A convolution's bias `(Cout,)`: f32 for the direct kernels, and in the activation dtype
+/// for the tiled product's epilogue, converted once when the weights are loaded.
+pub struct ConvBias {
+    pub f32: wgpu::Buffer,
+    pub act: Tensor,
+}
+
+impl ConvBias {
+    /// From an f32 buffer of `cout` values already on the GPU (records the cast, if any).
+    pub fn new(rec: &mut Recorder, f32: wgpu::Buffer, cout: usize) -> Result<ConvBias, OpError> {
+        let act = super::relayout::f32_to_act(rec, &f32, &[cout])?;
+        Ok(ConvBias { f32, act })
+    }
+
+    /// Uploads `b` (f32).
+    pub fn upload(rec: &mut Recorder, label: &str, b: &[f32]) -> Result<ConvBias, OpError> {
+        let buf = rec.ctx().upload(label, bytemuck::cast_slice(b));
+        Self::new(rec, buf, b.len())
+    }
+
+    pub fn len(&self) -> usize {
+        self.act.numel()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// Conv1d hyper-parameters (PyTorch semantics; `pad_left`/`pad_right` separate so a causal
 /// conv is `pad_left = dilation·(K−1)`, `pad_right = 0`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -295,7 +324,8 @@ struct Params {
     wpk: u32,
     flags: u32,
     groups_x: u32,
-    _pad: [u32; 3],
+    batch: u32,
+    _pad: [u32; 2],
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -305,18 +335,26 @@ fn conv_common(
     entry: &'static str,
     x: &Tensor,
     w: &ConvWeight,
-    bias: Option<&wgpu::Buffer>,
+    bias: Option<&ConvBias>,
     y: &Tensor,
+    batch: usize,
     tout: Option<usize>,
     (stride, pad, dil): (usize, usize, usize),
 ) -> Result<(), OpError> {
     let ctx = rec.ctx();
-    let [tin, cin] = x.shape[..] else {
+    let [rows, cin] = x.shape[..] else {
         return Err(shape_err(
             op,
             format!("x must be (T, Cin), got {:?}", x.shape),
         ));
     };
+    if batch == 0 || !rows.is_multiple_of(batch) {
+        return Err(shape_err(
+            op,
+            format!("x {:?} is not {batch} sequences of equal length", x.shape),
+        ));
+    }
+    let tin = rows / batch;
     if cin != w.cin_g * w.groups || tin == 0 || w.k == 0 || w.cout == 0 {
         return Err(shape_err(
             op,
@@ -335,12 +373,15 @@ fn conv_common(
             ),
         ));
     };
-    if y.shape != [tout, w.cout] {
+    if y.shape != [batch * tout, w.cout] {
         return Err(shape_err(
             op,
             format!(
-                "y is {:?}, want [{tout}, {}] for x {:?}",
-                y.shape, w.cout, x.shape
+                "y is {:?}, want [{}, {}] for x {:?} ({batch} sequences)",
+                y.shape,
+                batch * tout,
+                w.cout,
+                x.shape
             ),
         ));
     }
@@ -353,13 +394,19 @@ fn conv_common(
     let wpk = w.cin_g.div_ceil(2);
     check_len(op, "weight", &w.buf, (w.cout * w.k * wpk * 4) as u64)?;
     if let Some(b) = bias {
-        check_len(op, "bias", b, (w.cout * 4) as u64)?;
+        check_len(op, "bias", &b.f32, (w.cout * 4) as u64)?;
+        if b.act.shape != [w.cout] {
+            return Err(shape_err(
+                op,
+                format!("bias is {:?}, Cout is {}", b.act.shape, w.cout),
+            ));
+        }
     }
     if x.buf == y.buf {
         return Err(shape_err(op, "y aliases x"));
     }
-    if entry == "conv1d" && gemm_fits(ctx, w, tout) {
-        return conv1d_gemm(rec, x, w, bias, y, tout, (stride, pad, dil));
+    if entry == "conv1d" && gemm_fits(ctx, w, batch * tout) {
+        return conv1d_gemm(rec, x, w, bias, y, (batch, tin, tout), (stride, pad, dil));
     }
     let key = KernelKey {
         family: "conv1d",
@@ -370,7 +417,7 @@ fn conv_common(
     };
     let p = ctx.pipeline(&key, BINDINGS)?;
     let g = grid(
-        (tout * w.cout).div_ceil(WG as usize) as u32,
+        (batch * tout * w.cout).div_ceil(WG as usize) as u32,
         ctx.limits.max_compute_workgroups_per_dimension,
     );
     let params = Params {
@@ -387,12 +434,19 @@ fn conv_common(
         wpk: wpk as u32,
         flags: bias.is_some() as u32,
         groups_x: g[0],
-        _pad: [0; 3],
+        batch: batch as u32,
+        _pad: [0; 2],
     };
     let ubuf = rec.params(bytemuck::bytes_of(&params));
     let group = rec.bind(
         &p,
-        &crate::binds![&x.buf, &w.buf, bias.unwrap_or(&ctx.dummy), &y.buf, &ubuf],
+        &crate::binds![
+            &x.buf,
+            &w.buf,
+            bias.map(|b| &b.f32).unwrap_or(&ctx.dummy),
+            &y.buf,
+            &ubuf
+        ],
     );
     rec.dispatch(&p, &group, g)?;
     Ok(())
@@ -414,103 +468,106 @@ fn gemm_fits(ctx: &GpuContext, w: &ConvWeight, tout: usize) -> bool {
         && bytes <= CONV_GEMM_MAX_BYTES.min(ctx.limits.max_storage_buffer_binding_size)
 }
 
-/// Conv1d as a matrix product: the input zero-padded in time (when the taps reach outside
-/// it), gathered into im2col rows `(Tout, K·Cin)` by two [`relayout`]s, then the tiled
-/// [`super::gemv`] with the weight `(Cout, K, Cin)` read as a `(Cout, K·Cin)` f16 matrix.
+/// Conv1d as a matrix product: the im2col rows `(B·Tout, K·Cin)` gathered by one kernel
+/// (taps outside a sequence read zeros, so the padding is never materialised), then the
+/// tiled [`super::gemv`] with the weight `(Cout, K, Cin)` read as a `(Cout, K·Cin)` f16
+/// matrix. A 1×1 convolution with stride 1 and no padding is the product on `x` itself.
 fn conv1d_gemm(
     rec: &mut Recorder,
     x: &Tensor,
     w: &ConvWeight,
-    bias: Option<&wgpu::Buffer>,
+    bias: Option<&ConvBias>,
     y: &Tensor,
-    tout: usize,
+    (batch, tin, tout): (usize, usize, usize),
     (stride, pad, dil): (usize, usize, usize),
 ) -> Result<(), OpError> {
     let ctx = rec.ctx();
     let act = ctx.act();
-    let raw = match act {
-        crate::gpu::ActDType::F16 => RawDType::F16,
-        crate::gpu::ActDType::F32 => RawDType::F32,
-    };
-    let (tin, cin, k) = (x.shape[0], w.cin_g, w.k);
-    // frames the taps read, in padded coordinates
-    let reach = (tout - 1) * stride + (k - 1) * dil + 1;
-    let tp = reach.max(pad + tin);
-    let mut padded = None;
-    if pad > 0 || reach > tin {
-        let p = ctx.acquire((tp * cin * act.size()) as u64);
-        rec.encoder()?.clear_buffer(&p.buffer, 0, None);
-        let s = Strided {
-            x: 1,
-            y: tin,
-            z: cin,
-            zvalid: cin,
-            sy: cin,
-            sz: 1,
-            dbase: pad * cin,
-            dy: cin,
-            ..Default::default()
-        };
-        relayout(rec, &x.buf, raw, &p.buffer, raw, &s)?;
-        padded = Some(p);
-    }
-    let src = padded.as_ref().map(|p| &p.buffer).unwrap_or(&x.buf);
-    let cols = ctx.acquire((tout * k * cin * act.size()) as u64);
-    let s = Strided {
-        x: tout,
-        y: k,
-        z: cin,
-        zvalid: cin,
-        sx: stride * cin,
-        sy: dil * cin,
-        sz: 1,
-        dx: k * cin,
-        dy: cin,
-        ..Default::default()
-    };
-    relayout(rec, src, raw, &cols.buffer, raw, &s)?;
-    let xcol = Tensor {
-        buf: cols.buffer.clone(),
-        shape: vec![tout, k * cin],
-        dtype: act,
-    };
+    let (cin, k) = (w.cin_g, w.k);
     let wm = Matrix::F16 {
         buf: w.buf.clone(),
         rows: w.cout,
         cols: k * cin,
         stride: k * cin,
     };
-    let b = match bias {
-        Some(b) => Some(super::relayout::f32_to_act(rec, b, &[w.cout])?),
-        None => None,
+    let epi = super::Epilogue {
+        bias: bias.map(|b| &b.act),
+        ..Default::default()
     };
-    super::gemv(
-        rec,
-        &wm,
-        &xcol,
-        y,
-        super::Epilogue {
-            bias: b.as_ref(),
-            ..Default::default()
-        },
-    )?;
-    ctx.release(cols);
-    if let Some(p) = padded {
-        ctx.release(p);
+    if k == 1 && stride == 1 && pad == 0 && tout == tin {
+        return super::gemv(rec, &wm, x, y, epi);
     }
+    let cols = ctx.acquire((batch * tout * k * cin * act.size()) as u64);
+    let key = KernelKey {
+        family: "conv1d",
+        entry: "im2col",
+        act,
+        subgroups: false,
+        constants: vec![("WG", WG)],
+    };
+    let p = ctx.pipeline(&key, BINDINGS)?;
+    let n = batch * tout * k * cin;
+    let g = grid(
+        n.div_ceil(WG as usize) as u32,
+        ctx.limits.max_compute_workgroups_per_dimension,
+    );
+    let params = Params {
+        tin: tin as u32,
+        cin: cin as u32,
+        tout: tout as u32,
+        cout: w.cout as u32,
+        k: k as u32,
+        stride: stride as u32,
+        pad: pad as u32,
+        dil: dil as u32,
+        cin_g: cin as u32,
+        cout_g: w.cout as u32,
+        wpk: 0,
+        flags: 0,
+        groups_x: g[0],
+        batch: batch as u32,
+        _pad: [0; 2],
+    };
+    let ubuf = rec.params(bytemuck::bytes_of(&params));
+    let group = rec.bind(
+        &p,
+        &crate::binds![&x.buf, &ctx.dummy, &ctx.dummy, &cols.buffer, &ubuf],
+    );
+    rec.dispatch(&p, &group, g)?;
+    let xcol = Tensor {
+        buf: cols.buffer.clone(),
+        shape: vec![batch * tout, k * cin],
+        dtype: act,
+    };
+    super::gemv(rec, &wm, &xcol, y, epi)?;
+    ctx.release(cols);
     Ok(())
 }
 
-/// PyTorch Conv1d on `x` (Tin, Cin) → `y` (Tout, Cout); `bias` f32 (Cout).
+/// PyTorch Conv1d on `x` (Tin, Cin) → `y` (Tout, Cout).
 pub fn conv1d(
     rec: &mut Recorder,
     x: &Tensor,
     w: &ConvWeight,
-    bias: Option<&wgpu::Buffer>,
+    bias: Option<&ConvBias>,
     spec: Conv1dSpec,
     y: &Tensor,
 ) -> Result<(), OpError> {
-    let tin = x.shape.first().copied().unwrap_or(0);
+    conv1d_batch(rec, x, w, bias, spec, 1, y)
+}
+
+/// [`conv1d`] over `batch` sequences of equal length packed one after another: `x`
+/// (B·Tin, Cin) → `y` (B·Tout, Cout), each sequence padded on its own.
+pub fn conv1d_batch(
+    rec: &mut Recorder,
+    x: &Tensor,
+    w: &ConvWeight,
+    bias: Option<&ConvBias>,
+    spec: Conv1dSpec,
+    batch: usize,
+    y: &Tensor,
+) -> Result<(), OpError> {
+    let tin = x.shape.first().copied().unwrap_or(0) / batch.max(1);
     let tout = if w.k == 0 || spec.dilation == 0 {
         None
     } else {
@@ -524,17 +581,18 @@ pub fn conv1d(
         w,
         bias,
         y,
+        batch,
         tout,
         (spec.stride, spec.pad_left, spec.dilation),
     )
 }
 
-/// PyTorch ConvTranspose1d on `x` (Tin, Cin) → `y` (Tout, Cout); `bias` f32 (Cout).
+/// PyTorch ConvTranspose1d on `x` (Tin, Cin) → `y` (Tout, Cout).
 pub fn conv_transpose1d(
     rec: &mut Recorder,
     x: &Tensor,
     w: &ConvWeight,
-    bias: Option<&wgpu::Buffer>,
+    bias: Option<&ConvBias>,
     spec: ConvTranspose1dSpec,
     y: &Tensor,
 ) -> Result<(), OpError> {
@@ -552,6 +610,7 @@ pub fn conv_transpose1d(
         w,
         bias,
         y,
+        1,
         tout,
         (spec.stride, spec.padding, spec.dilation),
     )

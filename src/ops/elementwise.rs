@@ -28,7 +28,8 @@ struct Params {
     sb: u32,
     ob: u32,
     groups_x: u32,
-    _pad: [u32; 3],
+    s2: f32,
+    _pad: [u32; 2],
 }
 
 const WG: u32 = 256;
@@ -209,6 +210,44 @@ pub fn binary(
             params: Params {
                 n: a.numel() as u32,
                 blen: b.numel() as u32,
+                ..Default::default()
+            },
+        },
+    )
+}
+
+/// One Euler step of classifier-free guidance on a batch of two copies of the state:
+/// `x (2T, C)` holds `[x; x]`, `v (2T, C)` holds `[v_cond; v_uncond]`; both halves of `x`
+/// become `x + a·v_cond − b·v_uncond` (f32 arithmetic, one rounding to the activation dtype).
+pub fn cfg_euler(rec: &mut Recorder, x: &Tensor, v: &Tensor, a: f32, b: f32) -> Result<(), OpError> {
+    const OP: &str = "cfg_euler";
+    let ctx = rec.ctx();
+    check_same(OP, x, v)?;
+    let rows = x.shape.first().copied().unwrap_or(0);
+    if x.shape.len() != 2 || !rows.is_multiple_of(2) {
+        return Err(shape_err(
+            OP,
+            format!("x must be (2T, C), got {:?}", x.shape),
+        ));
+    }
+    check_act(OP, ctx, &[("x", x), ("v", v)])?;
+    check_bytes(OP, &[("x", x), ("v", v)])?;
+    if x.buf == v.buf {
+        return Err(shape_err(OP, "v aliases x"));
+    }
+    launch(
+        rec,
+        Launch {
+            entry: "elementwise_cfg_euler",
+            op: 0,
+            a: &ctx.dummy,
+            b: &v.buf,
+            y: &x.buf,
+            alpha: &ctx.dummy,
+            params: Params {
+                n: (x.numel() / 2) as u32,
+                s: a,
+                s2: b,
                 ..Default::default()
             },
         },

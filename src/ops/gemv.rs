@@ -44,6 +44,14 @@ pub const GEMM_BIG_N: usize = 128;
 /// … and only when there are at least this many 128×128 tiles.
 pub const GEMM_BIG_MIN_TILES: usize = 256;
 
+/// Split-K (`shaders/matmul/gemm_splitk.wgsl`): with fewer 64×64 tiles than this, K is cut
+/// into slices of at least [`GEMM_SPLIT_MIN_STEPS`] steps of 32 until tiles × slices reaches
+/// it. A tile's time is its chain of K steps (each waits on its loads), so few tiles leave
+/// the GPU idle: the flow U-Net's products have 16–64 tiles.
+pub const GEMM_SPLIT_TARGET: usize = 256;
+/// Fewest K steps (of 32) per slice.
+pub const GEMM_SPLIT_MIN_STEPS: usize = 2;
+
 /// Activation fused after the bias.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Activation {
@@ -356,24 +364,37 @@ fn gemm(
     n: usize,
 ) -> Result<(), OpError> {
     let ctx = rec.ctx();
+    match epi.norm {
+        Some((g, eps)) => {
+            // the normed copy goes back to the pool only once the product is recorded, so
+            // no scratch buffer of the product (split-K partials) can be this one
+            let pooled = ctx.acquire((n * w.cols() * ctx.act().size()) as u64);
+            let normed = Tensor {
+                buf: pooled.buffer.clone(),
+                shape: vec![n, w.cols()],
+                dtype: ctx.act(),
+            };
+            let r = super::rmsnorm(rec, x, g, eps, &normed)
+                .and_then(|_| gemm_tiled(rec, w, &normed, y, epi, n));
+            ctx.release(pooled);
+            r
+        }
+        None => gemm_tiled(rec, w, x, y, epi, n),
+    }
+}
+
+/// [`gemm`] on an already normalised `xin`.
+fn gemm_tiled(
+    rec: &mut Recorder,
+    w: &Matrix,
+    xin: &Tensor,
+    y: &Tensor,
+    epi: Epilogue,
+    n: usize,
+) -> Result<(), OpError> {
+    let ctx = rec.ctx();
     let (m, k) = (w.rows(), w.cols());
     let act = ctx.act();
-    let normed;
-    let pooled;
-    let xin = match epi.norm {
-        Some((g, eps)) => {
-            pooled = ctx.acquire((n * k * act.size()) as u64);
-            normed = Tensor {
-                buf: pooled.buffer.clone(),
-                shape: vec![n, k],
-                dtype: act,
-            };
-            super::rmsnorm(rec, x, g, eps, &normed)?;
-            ctx.release(pooled);
-            &normed
-        }
-        None => x,
-    };
     let fmt: u32 = match w {
         Matrix::F16 { .. } => 0,
         Matrix::Q8 { .. } => 1,
@@ -392,6 +413,20 @@ fn gemm(
         Some(t) => t >= 128,
         None => n >= GEMM_BIG_N && big_tiles >= GEMM_BIG_MIN_TILES,
     };
+    let steps = k.div_ceil(32);
+    let tiles = m.div_ceil(64) * n.div_ceil(64);
+    let splits = match (big, ctx.gemm_split) {
+        (true, _) => 1,
+        (false, Some(s)) => s.clamp(1, steps.max(1)),
+        (false, None) if tiles < GEMM_SPLIT_TARGET => GEMM_SPLIT_TARGET
+            .div_ceil(tiles)
+            .min(steps / GEMM_SPLIT_MIN_STEPS)
+            .max(1),
+        (false, None) => 1,
+    };
+    if splits > 1 {
+        return gemm_split(rec, w, xin, y, epi, (n, m, k), (fmt, act_code), splits);
+    }
     let (entry, tile) = if big {
         ("gemm_big", 128u32)
     } else {
@@ -431,5 +466,95 @@ fn gemm(
         &crate::binds![w.data(), scales, &xin.buf, bias, res, &y.buf, &ubuf],
     );
     rec.dispatch(&p, &group, [gx, gy, 1])?;
+    Ok(())
+}
+
+// Mirrors shaders/matmul/gemm_splitk.wgsl: w, s, x, part, params, bias, res, y.
+const SPLIT_BINDINGS: &[Binding] = &[
+    Binding::Read,
+    Binding::Read,
+    Binding::Read,
+    Binding::ReadWrite,
+    Binding::Uniform,
+    Binding::Read,
+    Binding::Read,
+    Binding::ReadWrite,
+];
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct SplitParams {
+    m: u32,
+    k: u32,
+    nb: u32,
+    flags: u32,
+    n: u32,
+    kslice: u32,
+    splits: u32,
+    groups_x: u32,
+}
+
+/// The 64-tile product with K cut into `splits` slices of whole steps: f32 partials per slice,
+/// then one pass that sums them in slice order and applies the epilogue.
+#[allow(clippy::too_many_arguments)]
+fn gemm_split(
+    rec: &mut Recorder,
+    w: &Matrix,
+    x: &Tensor,
+    y: &Tensor,
+    epi: Epilogue,
+    (n, m, k): (usize, usize, usize),
+    (fmt, act_code): (u32, u32),
+    splits: usize,
+) -> Result<(), OpError> {
+    let ctx = rec.ctx();
+    let kslice = k.div_ceil(32).div_ceil(splits) * 32;
+    let splits = k.div_ceil(kslice);
+    let part = ctx.acquire((splits * n * m * 4) as u64);
+    let lim = ctx.limits.max_compute_workgroups_per_dimension;
+    let (gx, gy) = ((m as u32).div_ceil(64), (n as u32).div_ceil(64));
+    if gx > lim || gy > lim || splits as u32 > lim {
+        return Err(shape_err(
+            "gemv",
+            format!("{n}×{m} output in {splits} slices is over the workgroup limit {lim}"),
+        ));
+    }
+    let outputs = if act_code == 3 { n * (m / 2) } else { n * m };
+    let rg = grid(outputs.div_ceil(256) as u32, lim);
+    let params = SplitParams {
+        m: m as u32,
+        k: k as u32,
+        nb: w.blocks_per_row() as u32,
+        flags: epi.bias.is_some() as u32 | (epi.residual.is_some() as u32) << 1,
+        n: n as u32,
+        kslice: kslice as u32,
+        splits: splits as u32,
+        groups_x: rg[0],
+    };
+    let ubuf = rec.params(bytemuck::bytes_of(&params));
+    let key = |entry| KernelKey {
+        family: "gemm_splitk",
+        entry,
+        act: ctx.act(),
+        subgroups: false,
+        constants: vec![("ACT", act_code), ("FMT", fmt)],
+    };
+    let pp = ctx.pipeline(&key("gemm_part"), SPLIT_BINDINGS)?;
+    let scales = w.scales().unwrap_or(&ctx.dummy);
+    let d = &ctx.dummy;
+    let group = rec.bind(
+        &pp,
+        &crate::binds![w.data(), scales, &x.buf, &part.buffer, &ubuf, d, d, &part.buffer],
+    );
+    rec.dispatch(&pp, &group, [gx, gy, splits as u32])?;
+    let pr = ctx.pipeline(&key("gemm_reduce"), SPLIT_BINDINGS)?;
+    let bias = epi.bias.map(|b| &b.buf).unwrap_or(d);
+    let res = epi.residual.map(|b| &b.buf).unwrap_or(d);
+    let group = rec.bind(
+        &pr,
+        &crate::binds![d, d, d, &part.buffer, &ubuf, bias, res, &y.buf],
+    );
+    rec.dispatch(&pr, &group, rg)?;
+    ctx.release(part);
     Ok(())
 }

@@ -8,6 +8,7 @@ mod embedding;
 mod fill;
 mod gemv;
 mod groupnorm;
+mod istft;
 mod layernorm;
 mod norm;
 mod quantize;
@@ -19,15 +20,21 @@ mod sampling;
 mod softmax;
 
 pub use attention::{
-    attn_chunk_causal, attn_decode, attn_prefill, attn_varlen, decode_scratch_bytes, kv_append,
+    attn_chunk_causal, attn_chunk_causal_batch, attn_decode, attn_prefill, attn_varlen, decode_scratch_bytes, kv_append,
     KvCache,
 };
-pub use conv::{avgpool1d, conv1d, conv_transpose1d, Conv1dSpec, ConvTranspose1dSpec, ConvWeight};
-pub use elementwise::{binary, snake, swiglu, swiglu_fused, swiglu_pairs, unary, Binary, Unary};
+pub use conv::{
+    avgpool1d, conv1d, conv1d_batch, conv_transpose1d, Conv1dSpec, ConvBias, ConvTranspose1dSpec,
+    ConvWeight,
+};
+pub use elementwise::{
+    binary, cfg_euler, snake, swiglu, swiglu_fused, swiglu_pairs, unary, Binary, Unary,
+};
 pub use embedding::{audio_embed, embedding, CODEBOOKS};
 pub use fill::{copy, fill, Fill};
 pub use gemv::{gemv, Activation, Epilogue, GEMM_MIN_N, GEMV_MAX_N};
 pub use groupnorm::groupnorm;
+pub use istft::istft_hift;
 pub use layernorm::layernorm;
 pub use norm::rmsnorm;
 pub use quantize::quantize;

@@ -160,28 +160,30 @@ pub async fn attn_varlen_case(
     Ok(compare(&got, &want, atol, rtol))
 }
 
-/// One sequence of `t` tokens under the chunk-causal mask with chunk `c` (1 = causal).
+/// `batch` sequences of `t` tokens each under the chunk-causal mask with chunk `c` (1 =
+/// causal), packed one after another; each attends only within itself.
 pub async fn attn_chunk_causal_case(
     ctx: &GpuContext,
     (hq, hkv, d): (usize, usize, usize),
-    t: usize,
+    (batch, t): (usize, usize),
     c: usize,
     seed: u64,
 ) -> Result<Comparison, OpError> {
     let mut rng = Rng::new(seed);
-    let q = rand_act(ctx, &mut rng, t * hq * d, 2.0);
-    let k = rand_act(ctx, &mut rng, t * hkv * d, 1.0);
-    let v = rand_act(ctx, &mut rng, t * hkv * d, 1.0);
+    let n = batch * t;
+    let q = rand_act(ctx, &mut rng, n * hq * d, 2.0);
+    let k = rand_act(ctx, &mut rng, n * hkv * d, 1.0);
+    let v = rand_act(ctx, &mut rng, n * hkv * d, 1.0);
     let scale = 1.0 / (d as f32).sqrt();
-    let want = refa::attention(&q, &k, &v, (t, t), (hq, hkv, d), scale, |i, j| {
-        j < (i / c + 1) * c
+    let want = refa::attention(&q, &k, &v, (n, n), (hq, hkv, d), scale, |i, j| {
+        i / t == j / t && j % t < ((i % t) / c + 1) * c
     });
-    let qt = Tensor::from_f32(ctx, "q", &[t, hq, d], &q);
-    let kt = Tensor::from_f32(ctx, "k", &[t, hkv, d], &k);
-    let vt = Tensor::from_f32(ctx, "v", &[t, hkv, d], &v);
-    let out = Tensor::empty(ctx, "out", &[t, hq, d]);
+    let qt = Tensor::from_f32(ctx, "q", &[n, hq, d], &q);
+    let kt = Tensor::from_f32(ctx, "k", &[n, hkv, d], &k);
+    let vt = Tensor::from_f32(ctx, "v", &[n, hkv, d], &v);
+    let out = Tensor::empty(ctx, "out", &[n, hq, d]);
     let mut rec = Recorder::new(ctx, "attn_chunk_causal test");
-    ops::attn_chunk_causal(&mut rec, &qt, &kt, &vt, c, scale, &out)?;
+    ops::attn_chunk_causal_batch(&mut rec, &qt, &kt, &vt, batch, c, scale, &out)?;
     rec.submit()?;
     let got = out.to_vec(ctx).await?;
     let (atol, rtol) = tol(ctx, F32_TOL, F16_TOL);

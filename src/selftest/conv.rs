@@ -18,9 +18,11 @@ fn f16_round(v: &[f32]) -> Vec<f32> {
     v.iter().map(|x| half::f16::from_f32(*x).to_f32()).collect()
 }
 
-/// One Conv1d / ConvTranspose1d shape: `(tin, cin, cout, k, groups)` plus the hyper-parameters.
+/// One Conv1d / ConvTranspose1d shape: `(tin, cin, cout, k, groups)` plus the hyper-parameters;
+/// `batch` sequences of `tin` frames (Conv1d only; ConvTranspose1d takes 1).
 #[derive(Clone, Copy, Debug)]
 pub struct ConvShape {
+    pub batch: usize,
     pub tin: usize,
     pub cin: usize,
     pub cout: usize,
@@ -37,31 +39,38 @@ pub async fn conv1d_case(
 ) -> Result<Comparison, OpError> {
     let mut rng = Rng::new(seed);
     let cin_g = s.cin / s.groups;
-    let x = round_act(ctx.act(), &rng.normal_vec(s.tin * s.cin, 1.0));
+    let b = s.batch.max(1);
+    let x = round_act(ctx.act(), &rng.normal_vec(b * s.tin * s.cin, 1.0));
     let w = f16_round(&rng.normal_vec(s.cout * cin_g * s.k, 1.0 / ((cin_g * s.k) as f32).sqrt()));
-    let b = rng.uniform_vec(s.cout, -0.5, 0.5);
-    let bias = s.bias.then_some(&b[..]);
-    let want = reference::conv::conv1d(
-        &x,
-        s.tin,
-        s.cin,
-        &w,
-        s.cout,
-        s.k,
-        bias,
-        spec.stride,
-        spec.pad_left,
-        spec.pad_right,
-        spec.dilation,
-        s.groups,
-    );
-    let tout = want.len() / s.cout;
+    let bv = rng.uniform_vec(s.cout, -0.5, 0.5);
+    let bias = s.bias.then_some(&bv[..]);
+    // each sequence on its own through the reference
+    let want: Vec<f32> = x
+        .chunks(s.tin * s.cin)
+        .flat_map(|xs| {
+            reference::conv::conv1d(
+                xs,
+                s.tin,
+                s.cin,
+                &w,
+                s.cout,
+                s.k,
+                bias,
+                spec.stride,
+                spec.pad_left,
+                spec.pad_right,
+                spec.dilation,
+                s.groups,
+            )
+        })
+        .collect();
+    let rows = want.len() / s.cout;
     let wt = ConvWeight::conv1d(ctx, "w", &w, s.cout, cin_g, s.k, s.groups)?;
-    let xt = Tensor::from_f32(ctx, "x", &[s.tin, s.cin], &x);
-    let bb = ctx.upload("b", bytemuck::cast_slice(&b));
-    let yt = Tensor::empty(ctx, "y", &[tout, s.cout]);
+    let xt = Tensor::from_f32(ctx, "x", &[b * s.tin, s.cin], &x);
+    let yt = Tensor::empty(ctx, "y", &[rows, s.cout]);
     let mut rec = Recorder::new(ctx, "conv1d test");
-    ops::conv1d(&mut rec, &xt, &wt, s.bias.then_some(&bb), spec, &yt)?;
+    let bb = ops::ConvBias::upload(&mut rec, "b", &bv)?;
+    ops::conv1d_batch(&mut rec, &xt, &wt, s.bias.then_some(&bb), spec, b, &yt)?;
     rec.submit()?;
     let got = yt.to_vec(ctx).await?;
     let (atol, rtol) = tol(ctx, F32_TOL, F16_TOL);
@@ -98,9 +107,9 @@ pub async fn conv_transpose1d_case(
     let tout = want.len() / s.cout;
     let wt = ConvWeight::conv_transpose1d(ctx, "w", &w, s.cin, cout_g, s.k, s.groups)?;
     let xt = Tensor::from_f32(ctx, "x", &[s.tin, s.cin], &x);
-    let bb = ctx.upload("b", bytemuck::cast_slice(&b));
     let yt = Tensor::empty(ctx, "y", &[tout, s.cout]);
     let mut rec = Recorder::new(ctx, "conv_transpose1d test");
+    let bb = ops::ConvBias::upload(&mut rec, "b", &b)?;
     ops::conv_transpose1d(&mut rec, &xt, &wt, s.bias.then_some(&bb), spec, &yt)?;
     rec.submit()?;
     let got = yt.to_vec(ctx).await?;

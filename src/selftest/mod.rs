@@ -651,10 +651,10 @@ async fn attention_cases(ctx: &GpuContext, out: &mut Vec<CaseResult>) {
         format!("attn_varlen[{act}] (20, 20, 64) [3, 50, 1]"),
         attention::attn_varlen_case(ctx, (20, 20, 64), &[3, 50, 1], 503).await,
     ));
-    for (t, c) in [(101, 100), (37, 1)] {
+    for (b, t, c) in [(1, 101, 100), (1, 37, 1), (2, 130, 100)] {
         out.push(CaseResult::from(
-            format!("attn_chunk_causal[{act}] (8, 8, 64) T={t} C={c}"),
-            attention::attn_chunk_causal_case(ctx, (8, 8, 64), t, c, 504).await,
+            format!("attn_chunk_causal[{act}] (8, 8, 64) B={b} T={t} C={c}"),
+            attention::attn_chunk_causal_case(ctx, (8, 8, 64), (b, t), c, 504).await,
         ));
     }
 }
@@ -721,6 +721,7 @@ async fn run_elem(ctx: &GpuContext, out: &mut Vec<CaseResult>) {
         embedding::audio_embed_case(ctx, [33, 17, 9, 5, 9, 17, 33, 65], 13, 7, 424).await,
     );
     let s = conv::ConvShape {
+        batch: 2,
         tin: 13,
         cin: 16,
         cout: 24,
@@ -735,7 +736,7 @@ async fn run_elem(ctx: &GpuContext, out: &mut Vec<CaseResult>) {
         dilation: 1,
     };
     push(
-        "conv1d 13x16→24 k3 s2".into(),
+        "conv1d 2x13x16→24 k3 s2".into(),
         conv::conv1d_case(ctx, s, spec, 425).await,
     );
     let spec = ConvTranspose1dSpec {

@@ -369,6 +369,12 @@ impl OmniConfig {
                 format!("{} != audio_config.d_model {}", f.prenet_in_dim, a.d_model),
             );
         }
+        if f.in_channels == 0 || f.in_channels % 2 != 0 {
+            return bad(
+                "flow_matching_config.in_channels",
+                format!("{} mel bins: must be a positive even number", f.in_channels),
+            );
+        }
         if f.prenet_out_dim != f.in_channels {
             return bad(
                 "flow_matching_config.prenet_out_dim",

@@ -40,6 +40,13 @@ struct GpuArgs {
     /// Tile of the matrix–matrix kernel, 64 or 128 (a tuning knob; default by shape).
     #[arg(long)]
     gemm_tile: Option<u32>,
+    /// K slices of the 64-tile matrix–matrix kernel (1 never splits; default by shape).
+    #[arg(long)]
+    gemm_split: Option<usize>,
+    /// Query rows per workgroup of the small-head attention kernel, 16, 32 or 64 (default by
+    /// shape).
+    #[arg(long)]
+    attn_rows_block: Option<u32>,
     /// q4/q8 matrix–vector products dequantise and FMA instead of int8 dot products.
     #[arg(long)]
     no_int8: bool,
@@ -60,6 +67,8 @@ impl GpuArgs {
             require_f16: self.require_f16,
             gemv_rows: self.gemv_rows,
             gemm_tile: self.gemm_tile,
+            gemm_split: self.gemm_split,
+            attn_rows_block: self.attn_rows_block,
             no_int8: self.no_int8,
             profile: self.profile,
             checked_shaders: self.checked_shaders,

@@ -162,8 +162,8 @@ pub fn bench(a: BenchVocodeArgs) -> Result<ExitCode, Box<dyn std::error::Error>>
         a.shape, a.quant, voc.cfm.steps, a.reps
     );
     println!(
-        "{:>8} {:>7} {:>10} {:>10} {:>10} {:>8}",
-        "audio s", "frames", "mel ms", "hift ms", "total ms", "RTF"
+        "{:>8} {:>7} {:>10} {:>10} {:>10} {:>10} {:>8}   hift stages ms",
+        "audio s", "frames", "mel ms", "(record)", "hift ms", "total ms", "RTF"
     );
     let mut rows = Vec::new();
     for &s in &a.seconds {
@@ -176,14 +176,21 @@ pub fn bench(a: BenchVocodeArgs) -> Result<ExitCode, Box<dyn std::error::Error>>
             }
         }
         if let Some(t) = best {
+            let stages: Vec<String> = t
+                .hift_stages_s
+                .iter()
+                .map(|(n, s)| format!("{n} {:.1}", s * 1e3))
+                .collect();
             println!(
-                "{:>8.2} {:>7} {:>10.1} {:>10.1} {:>10.1} {:>8.4}",
+                "{:>8.2} {:>7} {:>10.1} {:>10.1} {:>10.1} {:>10.1} {:>8.4}   {}",
                 t.seconds,
                 t.frames,
                 t.mel_s * 1e3,
+                t.mel_record_s * 1e3,
                 t.hift_s * 1e3,
                 t.total_s * 1e3,
-                t.rtf
+                t.rtf,
+                stages.join(", ")
             );
             rows.push(t);
         }

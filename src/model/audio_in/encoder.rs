@@ -34,9 +34,9 @@ pub struct AudioEncoder {
     pub heads: usize,
     pub ffn: usize,
     conv1: ConvWeight,     // (d, n_mels, 3)
-    conv1_b: wgpu::Buffer, // (d) f32
+    conv1_b: ops::ConvBias,
     conv2: ConvWeight,     // (d, d, 3)
-    conv2_b: wgpu::Buffer, // (d) f32
+    conv2_b: ops::ConvBias,
     pos: Vec<f32>,         // (positions, d) host
     positions: usize,
     layers: Vec<Layer>,
@@ -126,9 +126,9 @@ impl AudioEncoder {
             heads,
             ffn,
             conv1,
-            conv1_b: w.f32_buffer(ctx, &format!("{p}.conv1.bias"))?,
+            conv1_b: w.conv_bias(ctx, &format!("{p}.conv1.bias"))?,
             conv2,
-            conv2_b: w.f32_buffer(ctx, &format!("{p}.conv2.bias"))?,
+            conv2_b: w.conv_bias(ctx, &format!("{p}.conv2.bias"))?,
             positions: pos_h.shape[0],
             pos: pos_h.data.clone(),
             layers,

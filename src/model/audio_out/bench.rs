@@ -101,7 +101,12 @@ pub struct VocodeTiming {
     pub seconds: f64,
     pub frames: usize,
     pub mel_s: f64,
+    /// Of `mel_s`: recording and submitting on the CPU (the rest is waiting for the GPU).
+    pub mel_record_s: f64,
     pub hift_s: f64,
+    /// Of `hift_s`, per stage: F0 net (GPU + read-back), source + STFT (host), the network
+    /// (GPU + read-back), iSTFT (host).
+    pub hift_stages_s: Vec<(String, f64)>,
     pub total_s: f64,
     pub rtf: f64,
 }
@@ -131,16 +136,28 @@ pub async fn time_segment(
     let noise = voc.noise(n, seed);
     let t0 = now();
     let (_, _, mel) = voc.mel(ctx, &codes, &noise.cfm)?;
+    let t_rec = now();
     let _ = mel.to_vec(ctx).await?;
     let t1 = now();
-    let pcm = voc.hift.forward(ctx, &mel, &noise.source).await?;
+    let mut stages = Vec::new();
+    let mut last = t1;
+    let pcm = voc
+        .hift
+        .forward_marked(ctx, &mel, &noise.source, &mut |s| {
+            let t = now();
+            stages.push((s.to_string(), t - last));
+            last = t;
+        })
+        .await?;
     let t2 = now();
     let audio = pcm.len() as f64 / super::SAMPLE_RATE as f64;
     Ok(VocodeTiming {
         seconds: audio,
         frames: n,
         mel_s: t1 - t0,
+        mel_record_s: t_rec - t0,
         hift_s: t2 - t1,
+        hift_stages_s: stages,
         total_s: t2 - t0,
         rtf: (t2 - t0) / audio.max(1e-9),
     })

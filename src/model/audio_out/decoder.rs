@@ -24,7 +24,7 @@ pub struct AudioDecoder {
     proj: Linear,
     /// dconv1 ConvTranspose1d (d → d, k, stride 4).
     dconv1: ConvWeight,
-    dconv1_b: wgpu::Buffer,
+    dconv1_b: crate::ops::ConvBias,
     gn_w: wgpu::Buffer,
     gn_b: wgpu::Buffer,
     /// positional_embedding (P, d) host f32.
@@ -68,7 +68,7 @@ impl AudioDecoder {
             dq,
             proj: Linear::load(w, ctx, &format!("{BRIDGE}.proj_decoder"), true)?,
             dconv1,
-            dconv1_b: w.f32_buffer(ctx, &format!("{DEC}.dconv1.conv.bias"))?,
+            dconv1_b: w.conv_bias(ctx, &format!("{DEC}.dconv1.conv.bias"))?,
             gn_w: w.f32_buffer(ctx, &format!("{DEC}.dconv1.norm.weight"))?,
             gn_b: w.f32_buffer(ctx, &format!("{DEC}.dconv1.norm.bias"))?,
             pos: w.host(&format!("{DEC}.positional_embedding"))?,

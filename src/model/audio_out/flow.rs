@@ -22,7 +22,7 @@ pub const UNET_CHUNK: usize = 100;
 /// A Conv1d whose input is a channel concatenation of parts (one kernel slice per part).
 struct SplitConv {
     parts: Vec<ConvWeight>,
-    bias: wgpu::Buffer,
+    bias: ops::ConvBias,
     spec: Conv1dSpec,
     cout: usize,
 }
@@ -55,7 +55,7 @@ impl SplitConv {
         rec.submit()?;
         Ok(SplitConv {
             parts,
-            bias: w.f32_buffer(ctx, &format!("{p}.bias"))?,
+            bias: w.conv_bias(ctx, &format!("{p}.bias"))?,
             spec: Conv1dSpec {
                 stride: 1,
                 pad_left: if causal { k - 1 } else { 0 },
@@ -66,8 +66,14 @@ impl SplitConv {
         })
     }
 
-    /// Inputs `(T, C_i)`; a `None` part is all zeros (the unconditional `mu`) and is skipped.
-    fn fwd(&self, rec: &mut Recorder, xs: &[Option<&Tensor>]) -> Result<Tensor, OpError> {
+    /// Inputs `(B·T, C_i)` (`batch` sequences of T frames, padded each on its own); a `None`
+    /// part is all zeros (the unconditional `mu`) and is skipped.
+    fn fwd(
+        &self,
+        rec: &mut Recorder,
+        xs: &[Option<&Tensor>],
+        batch: usize,
+    ) -> Result<Tensor, OpError> {
         let ctx = rec.ctx();
         let t = xs.iter().flatten().next().map(|x| x.shape[0]).unwrap_or(0);
         let y = act(ctx, "conv.y", &[t, self.cout]);
@@ -75,11 +81,11 @@ impl SplitConv {
         for (x, wgt) in xs.iter().zip(&self.parts) {
             let Some(x) = x else { continue };
             if first {
-                ops::conv1d(rec, x, wgt, Some(&self.bias), self.spec, &y)?;
+                ops::conv1d_batch(rec, x, wgt, Some(&self.bias), self.spec, batch, &y)?;
                 first = false;
             } else {
                 let tmp = act(ctx, "conv.part", &[t, self.cout]);
-                ops::conv1d(rec, x, wgt, None, self.spec, &tmp)?;
+                ops::conv1d_batch(rec, x, wgt, None, self.spec, batch, &tmp)?;
                 ops::binary(rec, Binary::Add, &y, &tmp, &y)?;
             }
         }
@@ -101,8 +107,13 @@ impl CausalBlock {
         })
     }
 
-    fn fwd(&self, rec: &mut Recorder, xs: &[Option<&Tensor>]) -> Result<Tensor, OpError> {
-        let c = self.conv.fwd(rec, xs)?;
+    fn fwd(
+        &self,
+        rec: &mut Recorder,
+        xs: &[Option<&Tensor>],
+        batch: usize,
+    ) -> Result<Tensor, OpError> {
+        let c = self.conv.fwd(rec, xs, batch)?;
         let y = self.ln.apply(rec, &c)?;
         ops::unary(rec, Unary::Mish, &y, &y)?;
         Ok(y)
@@ -137,14 +148,15 @@ impl ResBlock {
         rec: &mut Recorder,
         xs: &[Option<&Tensor>],
         temb_mish: &Tensor,
+        batch: usize,
     ) -> Result<Tensor, OpError> {
-        let a = self.block1.fwd(rec, xs)?;
+        let a = self.block1.fwd(rec, xs, batch)?;
         let tproj = self.mlp.apply(rec, temb_mish, Activation::None, None)?;
         let c = tproj.numel();
         let tv = tproj.view(&[c]).ok_or_else(|| ops_shape("temb", &tproj))?;
         ops::binary(rec, Binary::Add, &a, &tv, &a)?;
-        let b = self.block2.fwd(rec, &[Some(&a)])?;
-        let r = self.res.fwd(rec, xs)?;
+        let b = self.block2.fwd(rec, &[Some(&a)], batch)?;
+        let r = self.res.fwd(rec, xs, batch)?;
         ops::binary(rec, Binary::Add, &b, &r, &b)?;
         Ok(b)
     }
@@ -177,8 +189,8 @@ impl TransformerBlock {
         )?))
     }
 
-    fn fwd(&self, rec: &mut Recorder, h: &Tensor) -> Result<Tensor, OpError> {
-        self.0.forward(rec, h, UNET_CHUNK)
+    fn fwd(&self, rec: &mut Recorder, h: &Tensor, batch: usize) -> Result<Tensor, OpError> {
+        self.0.forward_batch(rec, h, batch, UNET_CHUNK)
     }
 }
 
@@ -195,13 +207,14 @@ impl Stage {
         rec: &mut Recorder,
         xs: &[Option<&Tensor>],
         temb_mish: &Tensor,
+        batch: usize,
     ) -> Result<(Tensor, Tensor), OpError> {
-        let mut h = self.res.fwd(rec, xs, temb_mish)?;
+        let mut h = self.res.fwd(rec, xs, temb_mish, batch)?;
         for b in &self.blocks {
-            h = b.fwd(rec, &h)?;
+            h = b.fwd(rec, &h, batch)?;
         }
         let out = match &self.conv {
-            Some(c) => c.fwd(rec, &[Some(&h)])?,
+            Some(c) => c.fwd(rec, &[Some(&h)], batch)?,
             None => h.view(&h.shape).ok_or_else(|| ops_shape("view", &h))?,
         };
         Ok((h, out))
@@ -293,14 +306,27 @@ impl Unet {
         mu: Option<&Tensor>,
         temb_mish: &Tensor,
     ) -> Result<Tensor, OpError> {
-        let (skip, h) = self.down.fwd(rec, &[Some(x), mu], temb_mish)?;
+        self.forward_batch(rec, x, mu, temb_mish, 1)
+    }
+
+    /// [`Unet::forward`] on `batch` sequences of T frames packed one after another
+    /// (`x`, `mu`: `(B·T, 80)`), each evaluated on its own; one time step for all.
+    pub fn forward_batch(
+        &self,
+        rec: &mut Recorder,
+        x: &Tensor,
+        mu: Option<&Tensor>,
+        temb_mish: &Tensor,
+        batch: usize,
+    ) -> Result<Tensor, OpError> {
+        let (skip, h) = self.down.fwd(rec, &[Some(x), mu], temb_mish, batch)?;
         let mut h = h;
         for m in &self.mid {
-            h = m.fwd(rec, &[Some(&h)], temb_mish)?.1;
+            h = m.fwd(rec, &[Some(&h)], temb_mish, batch)?.1;
         }
-        let (_, h) = self.up.fwd(rec, &[Some(&h), Some(&skip)], temb_mish)?;
-        let h = self.final_block.fwd(rec, &[Some(&h)])?;
-        self.final_proj.fwd(rec, &[Some(&h)])
+        let (_, h) = self.up.fwd(rec, &[Some(&h), Some(&skip)], temb_mish, batch)?;
+        let h = self.final_block.fwd(rec, &[Some(&h)], batch)?;
+        self.final_proj.fwd(rec, &[Some(&h)], batch)
     }
 }
 
@@ -346,7 +372,9 @@ impl Default for CfmParams {
 }
 
 /// Euler with CFG: from `noise (T, 80)` to the mel `(T, 80)`:
-/// `x ← x + dt·((1+r)·U(x, mu, t) − r·U(x, 0, t))`.
+/// `x ← x + dt·((1+r)·U(x, mu, t) − r·U(x, 0, t))`. The conditional and unconditional
+/// evaluations run as one batch of two sequences (`[x; x]` against `[mu; 0]`), so each step is
+/// one U-Net pass over `(2T, ·)` tensors.
 pub fn cfm_sample(
     rec: &mut Recorder,
     unet: &Unet,
@@ -355,33 +383,47 @@ pub fn cfm_sample(
     p: CfmParams,
 ) -> Result<Tensor, OpError> {
     let ctx = rec.ctx();
-    if noise.shape != mu.shape {
+    if noise.shape != mu.shape || mu.shape.len() != 2 {
         return Err(crate::ops::shape_err(
             "cfm",
             format!("noise is {:?}, mu is {:?}", noise.shape, mu.shape),
         ));
     }
+    let (t, c) = (mu.shape[0], mu.shape[1]);
     let grid = cosine_grid(p.steps);
-    let x = act(ctx, "cfm.x", &mu.shape);
-    let bytes = (mu.numel() * ctx.act().size()) as u64;
-    rec.encoder()?
-        .copy_buffer_to_buffer(&noise.buf, 0, &x.buf, 0, bytes.div_ceil(4) * 4);
-    let mut t = grid[0];
+    // [x; x] and [mu; 0] (the config check keeps C even, so each half is whole words)
+    let half = (t * c * ctx.act().size()) as u64;
+    if half % 4 != 0 {
+        return Err(crate::ops::shape_err(
+            "cfm",
+            format!("mu {:?}: T·C must fill whole words in the activation dtype", mu.shape),
+        ));
+    }
+    let x2 = act(ctx, "cfm.x2", &[2 * t, c]);
+    let mu2 = act(ctx, "cfm.mu2", &[2 * t, c]);
+    {
+        let enc = rec.encoder()?;
+        enc.clear_buffer(&mu2.buf, half, None);
+        enc.copy_buffer_to_buffer(&mu.buf, 0, &mu2.buf, 0, half);
+        enc.copy_buffer_to_buffer(&noise.buf, 0, &x2.buf, 0, half);
+        enc.copy_buffer_to_buffer(&noise.buf, 0, &x2.buf, half, half);
+    }
+    let mut tt = grid[0];
     let mut dt = grid[1] - grid[0];
     for step in 1..=p.steps {
-        let temb = unet.time_embedding(rec, t)?;
-        let vc = unet.forward(rec, &x, Some(mu), &temb)?;
-        let vu = unet.forward(rec, &x, None, &temb)?;
-        ops::unary(rec, Unary::Scale((1.0 + p.cfg_rate) * dt), &vc, &vc)?;
-        ops::unary(rec, Unary::Scale(-p.cfg_rate * dt), &vu, &vu)?;
-        ops::binary(rec, Binary::Add, &x, &vc, &x)?;
-        ops::binary(rec, Binary::Add, &x, &vu, &x)?;
-        t += dt;
+        let temb = unet.time_embedding(rec, tt)?;
+        let v = unet.forward_batch(rec, &x2, Some(&mu2), &temb, 2)?;
+        ops::cfg_euler(rec, &x2, &v, (1.0 + p.cfg_rate) * dt, p.cfg_rate * dt)?;
+        tt += dt;
         if step < p.steps {
-            dt = grid[step + 1] - t;
+            dt = grid[step + 1] - tt;
         }
         // the GPU runs step k while the CPU records step k + 1
         rec.flush()?;
     }
-    Ok(x)
+    Ok(Tensor {
+        buf: x2.buf.clone(),
+        shape: vec![t, c],
+        dtype: x2.dtype,
+    })
 }

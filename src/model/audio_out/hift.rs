@@ -2,9 +2,10 @@
 //! mel (T, 80) → 480·T samples.
 //!
 //! Split between devices: the F0 network, upsampling, source fusion and ResBlocks run on the
-//! GPU; the neural-source-filter sine source (a cumulative sum over 480·T samples), the source
-//! STFT and the final iSTFT (n_fft 16, hop 4: 9 bins, a direct DFT is cheaper than an FFT at
-//! that size) run on the host. Two readbacks per segment (F0, conv_post output).
+//! GPU, and so does the final iSTFT (`ops::istft_hift`); the neural-source-filter sine source
+//! (a cumulative sum over 480·T samples) and the source STFT (n_fft 16, hop 4: 9 bins, a direct
+//! DFT is cheaper than an FFT at that size) run on the host. Two readbacks per segment (F0, PCM).
+//! [`istft_hift`] stays as the GPU kernel's CPU reference.
 
 use crate::gpu::{GpuContext, Recorder};
 use crate::model::{ModelError, Weights};
@@ -127,23 +128,35 @@ pub fn stft(x: &[f32], n_fft: usize, hop: usize) -> Vec<f32> {
     let frames = len / hop + 1;
     let nb = half + 1;
     let w = hann(n_fft);
+    let (cos, sin) = twiddles(n_fft);
     let mut out = vec![0f32; frames * 2 * nb];
+    let mut seg = vec![0f64; n_fft];
     for f in 0..frames {
-        let seg: Vec<f64> = (0..n_fft)
-            .map(|n| (at((f * hop + n) as isize) * w[n]) as f64)
-            .collect();
+        for (n, s) in seg.iter_mut().enumerate() {
+            *s = (at((f * hop + n) as isize) * w[n]) as f64;
+        }
         for k in 0..nb {
             let (mut re, mut im) = (0f64, 0f64);
             for (n, v) in seg.iter().enumerate() {
-                let a = -2.0 * std::f64::consts::PI * (k * n) as f64 / n_fft as f64;
-                re += v * a.cos();
-                im += v * a.sin();
+                let j = (k * n) % n_fft;
+                re += v * cos[j];
+                im -= v * sin[j];
             }
             out[f * 2 * nb + k] = re as f32;
             out[f * 2 * nb + nb + k] = im as f32;
         }
     }
     out
+}
+
+/// `cos(2πj/n)` and `sin(2πj/n)` for j = 0..n (the DFT's angles reduced mod n).
+fn twiddles(n: usize) -> (Vec<f64>, Vec<f64>) {
+    (0..n)
+        .map(|j| {
+            let a = 2.0 * std::f64::consts::PI * j as f64 / n as f64;
+            (a.cos(), a.sin())
+        })
+        .unzip()
 }
 
 /// `torch.istft(mag·e^{i·ph}, n_fft, hop, window = periodic Hann, center = True)` for
@@ -155,10 +168,11 @@ pub fn istft_hift(spec: &[f32], frames: usize, n_fft: usize, hop: usize) -> Vec<
     let total = hop * (frames - 1) + n_fft;
     let mut y = vec![0f64; total];
     let mut env = vec![0f64; total];
+    let (cos, sin) = twiddles(n_fft);
+    let mut re = vec![0f64; nb];
+    let mut im = vec![0f64; nb];
     for f in 0..frames {
         let row = &spec[f * 2 * nb..(f + 1) * 2 * nb];
-        let mut re = vec![0f64; nb];
-        let mut im = vec![0f64; nb];
         for k in 0..nb {
             let mag = (row[k].exp()).min(100.0) as f64;
             let ph = row[nb + k].sin() as f64;
@@ -169,8 +183,8 @@ pub fn istft_hift(spec: &[f32], frames: usize, n_fft: usize, hop: usize) -> Vec<
             // irfft: DC and Nyquist imaginary parts are ignored
             let mut v = re[0] + if n % 2 == 0 { re[nb - 1] } else { -re[nb - 1] };
             for k in 1..nb - 1 {
-                let a = 2.0 * std::f64::consts::PI * (k * n) as f64 / n_fft as f64;
-                v += 2.0 * (re[k] * a.cos() - im[k] * a.sin());
+                let j = (k * n) % n_fft;
+                v += 2.0 * (re[k] * cos[j] - im[k] * sin[j]);
             }
             v /= n_fft as f64;
             y[f * hop + n] += v * w[n] as f64;
@@ -193,7 +207,7 @@ pub fn istft_hift(spec: &[f32], frames: usize, n_fft: usize, hop: usize) -> Vec<
 
 struct Conv {
     w: ConvWeight,
-    b: Option<wgpu::Buffer>,
+    b: Option<ops::ConvBias>,
     spec: Conv1dSpec,
 }
 
@@ -214,7 +228,7 @@ impl Conv {
         Ok(Conv {
             w: cw,
             b: if bias {
-                Some(w.f32_buffer(ctx, &format!("{P}{name}.bias"))?)
+                Some(w.conv_bias(ctx, &format!("{P}{name}.bias"))?)
             } else {
                 None
             },
@@ -305,7 +319,7 @@ impl ResBlock {
 
 struct Up {
     w: ConvWeight,
-    b: wgpu::Buffer,
+    b: ops::ConvBias,
     spec: ConvTranspose1dSpec,
 }
 
@@ -364,7 +378,7 @@ impl Hift {
             rec.submit()?;
             ups.push(Up {
                 w: uw,
-                b: w.f32_buffer(ctx, &format!("{P}ups.{i}.bias"))?,
+                b: w.conv_bias(ctx, &format!("{P}ups.{i}.bias"))?,
                 spec: ConvTranspose1dSpec {
                     stride: u,
                     padding: (k - u) / 2,
@@ -468,29 +482,48 @@ impl Hift {
         sine_source(&self.params, &up, &self.lin_w, self.lin_b, noise)
     }
 
-    /// The network after the source: mel (T, 80) and source STFT `(120T+1, 18)` → conv_post
-    /// output `(120T+1, 18)` (host).
-    pub async fn decode_spec(
+    /// The network after the source, then the iSTFT, both on the GPU: mel (T, 80) and source
+    /// STFT `(120T+1, 18)` → PCM (480·T samples, clamped, NaN kept for the guard).
+    pub async fn decode(
         &self,
         ctx: &GpuContext,
         mel: &Tensor,
         s_stft: &[f32],
     ) -> Result<Vec<f32>, ModelError> {
+        let p = &self.params;
+        let mut rec = Recorder::new(ctx, "hift");
+        let spec = self.network(&mut rec, mel, s_stft)?;
+        let frames = spec.shape[0];
+        let samples = p.hop * frames.saturating_sub(1);
+        let out = ctx.storage("hift.pcm", (samples.max(1) * 4) as u64);
+        let n = ops::istft_hift(&mut rec, &spec, p.n_fft, p.hop, p.audio_limit, &out)?;
+        rec.submit()?;
+        Ok(ctx.read_f32(&out, n).await?)
+    }
+
+    /// Records the network after the source: mel (T, 80) and source STFT `(120T+1, 18)` →
+    /// conv_post output `(120T+1, 18)`.
+    pub fn network(
+        &self,
+        rec: &mut Recorder,
+        mel: &Tensor,
+        s_stft: &[f32],
+    ) -> Result<Tensor, ModelError> {
+        let ctx = rec.ctx();
         let nb2 = self.params.n_fft + 2;
         let frames = s_stft.len() / nb2;
         let s = Tensor::from_f32(ctx, "hift.s_stft", &[frames, nb2], s_stft);
-        let mut rec = Recorder::new(ctx, "hift");
-        let mut x = self.conv_pre.fwd(&mut rec, mel)?;
+        let mut x = self.conv_pre.fwd(rec, mel)?;
         let n_up = self.ups.len();
         for i in 0..n_up {
-            ops::unary(&mut rec, Unary::LeakyRelu(self.params.lrelu_slope), &x, &x)?;
+            ops::unary(rec, Unary::LeakyRelu(self.params.lrelu_slope), &x, &x)?;
             let up = &self.ups[i];
             let t = up
                 .spec
                 .out_len(x.shape[0], up.w.k)
                 .ok_or_else(|| ModelError::input("hift upsampling of an empty input"))?;
             let y = act(ctx, "hift.up", &[t, up.w.cout]);
-            ops::conv_transpose1d(&mut rec, &x, &up.w, Some(&up.b), up.spec, &y)?;
+            ops::conv_transpose1d(rec, &x, &up.w, Some(&up.b), up.spec, &y)?;
             x = if i == n_up - 1 {
                 // ReflectionPad1d((1, 0)): frame 1 copied in front
                 let c = up.w.cout;
@@ -504,34 +537,32 @@ impl Hift {
             } else {
                 y
             };
-            let si = self.source_downs[i].fwd(&mut rec, &s)?;
-            let si = self.source_resblocks[i].fwd(&mut rec, &si)?;
+            let si = self.source_downs[i].fwd(rec, &s)?;
+            let si = self.source_resblocks[i].fwd(rec, &si)?;
             if si.shape != x.shape {
                 return Err(ModelError::input(format!(
                     "source branch {:?} does not match the upsampled {:?}",
                     si.shape, x.shape
                 )));
             }
-            ops::binary(&mut rec, Binary::Add, &x, &si, &x)?;
+            ops::binary(rec, Binary::Add, &x, &si, &x)?;
             let mut acc: Option<Tensor> = None;
             for j in 0..self.kernels {
-                let r = self.resblocks[i * self.kernels + j].fwd(&mut rec, &x)?;
+                let r = self.resblocks[i * self.kernels + j].fwd(rec, &x)?;
                 acc = Some(match acc {
                     None => r,
                     Some(a) => {
-                        ops::binary(&mut rec, Binary::Add, &a, &r, &a)?;
+                        ops::binary(rec, Binary::Add, &a, &r, &a)?;
                         a
                     }
                 });
             }
             let a = acc.ok_or_else(|| ModelError::input("HiFT has no resblocks"))?;
-            ops::unary(&mut rec, Unary::Scale(1.0 / self.kernels as f32), &a, &a)?;
+            ops::unary(rec, Unary::Scale(1.0 / self.kernels as f32), &a, &a)?;
             x = a;
         }
-        ops::unary(&mut rec, Unary::LeakyRelu(0.01), &x, &x)?;
-        let out = self.conv_post.fwd(&mut rec, &x)?;
-        rec.submit()?;
-        Ok(out.to_vec(ctx).await?)
+        ops::unary(rec, Unary::LeakyRelu(0.01), &x, &x)?;
+        Ok(self.conv_post.fwd(rec, &x)?)
     }
 
     /// mel (T, 80) → PCM (480·T samples), clamped to ±0.99.
@@ -541,16 +572,26 @@ impl Hift {
         mel: &Tensor,
         noise: &SourceNoise,
     ) -> Result<Vec<f32>, ModelError> {
+        self.forward_marked(ctx, mel, noise, &mut |_| {}).await
+    }
+
+    /// [`Hift::forward`], calling `mark` after each stage ("f0", "source", "network+istft")
+    /// so a benchmark can time them.
+    pub async fn forward_marked(
+        &self,
+        ctx: &GpuContext,
+        mel: &Tensor,
+        noise: &SourceNoise,
+        mark: &mut dyn FnMut(&'static str),
+    ) -> Result<Vec<f32>, ModelError> {
         let f0 = self.f0(ctx, mel).await?;
+        mark("f0");
         let s = self.source(&f0, noise)?;
         let p = &self.params;
         let s_stft = stft(&s, p.n_fft, p.hop);
-        let spec = self.decode_spec(ctx, mel, &s_stft).await?;
-        let frames = spec.len() / (p.n_fft + 2);
-        let mut y = istft_hift(&spec, frames, p.n_fft, p.hop);
-        for v in &mut y {
-            *v = v.clamp(-p.audio_limit, p.audio_limit);
-        }
+        mark("source");
+        let y = self.decode(ctx, mel, &s_stft).await?;
+        mark("network+istft");
         Ok(y)
     }
 }

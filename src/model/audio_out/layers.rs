@@ -196,6 +196,17 @@ impl WhisperLayer {
 
     /// `h (T, d)` → new `(T, d)`.
     pub fn forward(&self, rec: &mut Recorder, h: &Tensor, chunk: usize) -> Result<Tensor, OpError> {
+        self.forward_batch(rec, h, 1, chunk)
+    }
+
+    /// `h (B·T, d)`: `batch` sequences packed one after another, attending each within itself.
+    pub fn forward_batch(
+        &self,
+        rec: &mut Recorder,
+        h: &Tensor,
+        batch: usize,
+        chunk: usize,
+    ) -> Result<Tensor, OpError> {
         let ctx = rec.ctx();
         let [t, _] = h.shape[..] else {
             return Err(ops_shape("whisper layer", h));
@@ -212,11 +223,12 @@ impl WhisperLayer {
             x.view(&[t, self.heads, hd])
                 .ok_or_else(|| ops_shape("view", x))
         };
-        ops::attn_chunk_causal(
+        ops::attn_chunk_causal_batch(
             rec,
             &v3(&q)?,
             &v3(&k)?,
             &v3(&v)?,
+            batch,
             chunk,
             1.0 / (hd as f32).sqrt(),
             &v3(&att)?,
