@@ -485,9 +485,15 @@ fn istft_kernel_matches_cpu_reference() {
     use bca::util::rng::Rng;
     for path in PATHS {
         let c = ctx(path);
-        for (i, &(frames, n_fft, hop)) in [(2, 16, 4), (3, 16, 4), (121, 16, 4), (601, 16, 4), (57, 8, 2)]
-            .iter()
-            .enumerate()
+        for (i, &(frames, n_fft, hop)) in [
+            (2, 16, 4),
+            (3, 16, 4),
+            (121, 16, 4),
+            (601, 16, 4),
+            (57, 8, 2),
+        ]
+        .iter()
+        .enumerate()
         {
             let nb = n_fft / 2 + 1;
             let mut rng = Rng::new(700 + i as u64);
@@ -532,7 +538,11 @@ fn istft_kernel_matches_cpu_reference() {
         let got = pollster::block_on(c.read_f32(&out, n)).unwrap();
         // frame 5 covers p in [20, 36), i.e. samples p − 8 in [12, 28)
         for (i, v) in got.iter().enumerate() {
-            assert_eq!(v.is_nan(), (12..28).contains(&i), "{path:?} sample {i}: {v}");
+            assert_eq!(
+                v.is_nan(),
+                (12..28).contains(&i),
+                "{path:?} sample {i}: {v}"
+            );
         }
         // bad shapes fail clearly
         let t = Tensor::from_f32(c, "spec", &[4, 10], &[0.5; 40]);

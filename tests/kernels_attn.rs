@@ -141,8 +141,38 @@ fn attn_chunk_causal_all_paths() {
     }
 }
 
-/// `attn_rows` with each forced row block (the default picks by shape, so small test shapes
-/// would only see the smallest): chunk-causal, batched and varlen masks, head dims 64 and 20.
+/// `attn_rows` with each forced row block (by default it runs only for grids of ≥ 64
+/// workgroups, which these small shapes are not): chunk-causal, batched and varlen masks, head
+/// dims 64 and 20.
+/// The fused-projection entry (`[q | k | v]` rows): head dims 64 (`attn_rows`) and 128
+/// (`attn_tiled`), one and two sequences, chunk 100 and causal.
+#[test]
+fn attn_chunk_causal_fused_qkv() {
+    for path in PATHS {
+        let c = ctx(path);
+        for (i, &(hd, bt, chunk)) in [
+            ((8, 64), (2, 101), 100),
+            ((8, 64), (1, 37), 1),
+            ((2, 20), (3, 23), 7),
+            ((4, 128), (2, 45), 100),
+        ]
+        .iter()
+        .enumerate()
+        {
+            assert_ok(
+                &format!("{path:?} attn_chunk_causal_qkv (H, D)={hd:?} (B, T)={bt:?} C={chunk}"),
+                pollster::block_on(st::attn_chunk_causal_qkv_case(
+                    c,
+                    hd,
+                    bt,
+                    chunk,
+                    460 + i as u64,
+                )),
+            );
+        }
+    }
+}
+
 #[test]
 fn attn_rows_every_block() {
     for rb in [16u32, 32, 64] {
@@ -162,7 +192,13 @@ fn attn_rows_every_block() {
         {
             assert_ok(
                 &format!("rows {rb} attn_chunk_causal heads {hs:?} (B, T)={bt:?} C={chunk}"),
-                pollster::block_on(st::attn_chunk_causal_case(&c, hs, bt, chunk, 480 + i as u64)),
+                pollster::block_on(st::attn_chunk_causal_case(
+                    &c,
+                    hs,
+                    bt,
+                    chunk,
+                    480 + i as u64,
+                )),
             );
         }
         assert_ok(

@@ -7,7 +7,7 @@
 //     sequence starting at s0 sees keys s0 ≤ j < s0 + min((⌊(i−s0)/C⌋ + 1)·C, seq), j < Tk
 //     (C = 1: plain causal; one sequence: seq = Tq).
 //
-// @binding(0) q:   (Tq, Hq, D) act   queries, time-major
+// @binding(0) q:   act               query (t, h, d) at t·q_st + h·D + d (q_st = Hq·D packed)
 // @binding(1) k:   act               key (t, kvh, d) at k_off + t·k_st + kvh·k_sh + d
 // @binding(2) v:   act               value, same with v_off / v_st / v_sh
 // @binding(3) cu:  (nseq + 1,) u32   sequence starts (MODE 1 only; a dummy otherwise)
@@ -33,7 +33,7 @@ struct Params {
     k_off: u32,
     k_st: u32,
     k_sh: u32,
-    _pad1: u32,
+    q_st: u32,   // elements between query rows (Hq·D packed; 3·H·D for a fused [q | k | v])
     v_off: u32,
     v_st: u32,
     v_sh: u32,
@@ -99,7 +99,7 @@ fn attn_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
         let r = q0 + i / D;
         var x = 0.0;
         if (r < P.tq) {
-            x = f32(q[(r * P.hq + h) * D + i % D]);
+            x = f32(q[r * P.q_st + h * D + i % D]);
         }
         qs[i] = x;
     }
@@ -225,9 +225,9 @@ fn attn_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_in
     var rg = vec2<u32>(0u, 0u);
     if (live) {
         rg = key_range(row);
-        let base = (row * P.hq + h) * D;
+        let qb = row * P.q_st + h * D;
         for (var d4 = 0u; d4 < d4n; d4++) {
-            let b = base + 4u * d4;
+            let b = qb + 4u * d4;
             qv[d4] = vec4<f32>(f32(q[b]), f32(q[b + 1u]), f32(q[b + 2u]), f32(q[b + 3u])) * P.scale;
         }
     }

@@ -54,3 +54,62 @@ impl GpuContext {
         }
     }
 }
+
+/// Scratch buffers for a computation repeated with the same shapes (the flow's Euler steps):
+/// [`Arena::take`] hands out a fresh or recycled buffer, and [`Arena::reset`] takes back every
+/// buffer handed out since the last reset, so the next repetition gets the same buffers in the
+/// same order. That saves creating (and zero-filling) hundreds of buffers per step, and lets a
+/// [`super::BindCache`] find the step's bind groups again.
+///
+/// The contract: nothing taken before a reset is used after it. The caller resets between
+/// repetitions whose tensors are all dropped.
+#[derive(Default)]
+pub struct Arena {
+    state: Mutex<ArenaState>,
+}
+
+#[derive(Default)]
+struct ArenaState {
+    free: HashMap<u64, Vec<wgpu::Buffer>>,
+    used: Vec<wgpu::Buffer>,
+}
+
+impl Arena {
+    /// A storage buffer of at least `len` bytes (power-of-two bucket).
+    pub fn take(&self, ctx: &GpuContext, len: u64) -> wgpu::Buffer {
+        let b = bucket(len);
+        let Ok(mut st) = self.state.lock() else {
+            return ctx.storage("scratch", b);
+        };
+        let buf = st
+            .free
+            .get_mut(&b)
+            .and_then(Vec::pop)
+            .unwrap_or_else(|| ctx.storage("scratch", b));
+        st.used.push(buf.clone());
+        buf
+    }
+
+    /// Every buffer taken since the last reset is free again; the next takes of the same sizes
+    /// return them in the order they were first taken.
+    pub fn reset(&self) {
+        if let Ok(mut st) = self.state.lock() {
+            let used = std::mem::take(&mut st.used);
+            for b in used.into_iter().rev() {
+                st.free.entry(b.size()).or_default().push(b);
+            }
+        }
+    }
+
+    /// Buffers held (taken or free).
+    pub fn len(&self) -> usize {
+        self.state
+            .lock()
+            .map(|s| s.used.len() + s.free.values().map(Vec::len).sum::<usize>())
+            .unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}

@@ -20,7 +20,8 @@ pub struct GpuOptions {
     /// Force the K slices of the 64-tile matrix–matrix kernel (1: never split; default:
     /// chosen by shape, see `ops::GEMM_SPLIT_TARGET`).
     pub gemm_split: Option<usize>,
-    /// Force the query rows per workgroup of `attn_rows` (16, 32 or 64; default by shape).
+    /// Force the query rows per workgroup of `attn_rows` (16, 32 or 64; default 64); 0 runs
+    /// the general `attn_tiled` kernel instead, for comparisons.
     pub attn_rows_block: Option<u32>,
     /// q4/q8 matrix–vector products without int8 activations (dequantise and FMA instead).
     pub no_int8: bool,

@@ -11,7 +11,7 @@ mod pipelines;
 mod readback;
 mod recorder;
 
-pub use buffers::{BufferPool, PooledBuffer};
+pub use buffers::{Arena, BufferPool, PooledBuffer};
 pub use context::{Caps, GpuContext, GpuOptions, NegotiatedLimits};
 pub use kernels::{ActDType, KernelKey};
 pub use pipelines::{Binding, PipelineCache};

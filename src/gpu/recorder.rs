@@ -86,6 +86,8 @@ pub struct Recorder<'a> {
     /// (at submit, or at a [`Recorder::flush`]).
     rings: Vec<(wgpu::Buffer, Vec<u8>, usize)>,
     cache: Option<&'a BindCache>,
+    /// Where [`Recorder::scratch`] takes its buffers from (none: fresh buffers).
+    arena: Option<&'a super::Arena>,
     /// Per-dispatch timestamps while the context profiles ([`GpuContext::profile_start`]).
     prof: Option<Prof>,
 }
@@ -133,6 +135,7 @@ impl<'a> Recorder<'a> {
             timestamps: None,
             rings: Vec::new(),
             cache: None,
+            arena: None,
             prof: ctx.profiling().then(Prof::default),
         }
     }
@@ -213,6 +216,27 @@ impl<'a> Recorder<'a> {
     pub fn with_cache(mut self, cache: &'a BindCache) -> Self {
         self.cache = Some(cache);
         self
+    }
+
+    /// Takes scratch tensors from `arena` (see [`super::Arena`] for the contract).
+    pub fn with_arena(mut self, arena: &'a super::Arena) -> Self {
+        self.arena = Some(arena);
+        self
+    }
+
+    /// An uninitialised activation tensor of `shape`: from the attached arena, else fresh.
+    pub fn scratch(&self, label: &str, shape: &[usize]) -> crate::tensor::Tensor {
+        let dtype = self.ctx.act();
+        let bytes = (shape.iter().product::<usize>() * dtype.size()) as u64;
+        let buf = match self.arena {
+            Some(a) => a.take(self.ctx, bytes),
+            None => self.ctx.storage(label, bytes),
+        };
+        crate::tensor::Tensor {
+            buf,
+            shape: shape.to_vec(),
+            dtype,
+        }
     }
 
     /// Stages `data` (a `#[repr(C)]` params struct) in the param ring.

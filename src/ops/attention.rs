@@ -19,10 +19,12 @@ const DECODE_SPLIT: usize = 64;
 /// Queries per workgroup of `attn_tiled`.
 const TILE_Q: usize = 8;
 /// Query rows per workgroup of `attn_rows` (head dims ≤ [`ROWS_MAX_D`], multiples of 4): the
-/// largest of these that still gives [`ROWS_FILL`] workgroups (the flow's 8 heads × a few
-/// hundred rows would otherwise leave most of the GPU idle).
+/// first is the default; the others can be forced (`GpuOptions::attn_rows_block`). Picking a
+/// smaller block to get more workgroups for the flow's few hundred rows measured slower on an
+/// H100 (2 s vocode: mel 150 ms with 64 rows, 164 ms with 16).
 const ROWS_Q: [usize; 3] = [64, 32, 16];
-const ROWS_FILL: usize = 256;
+/// Fewest `attn_rows` workgroups (of 64 rows) for it to be picked over `attn_tiled`.
+const ROWS_MIN_GROUPS: usize = 64;
 const ROWS_MAX_D: usize = 64;
 
 /// One layer's KV cache, allocated once per session.
@@ -399,7 +401,8 @@ struct TiledParams {
     k_off: u32,
     k_st: u32,
     k_sh: u32,
-    _pad1: u32,
+    /// Elements between query rows.
+    q_st: u32,
     v_off: u32,
     v_st: u32,
     v_sh: u32,
@@ -428,20 +431,28 @@ fn tiled(
 ) -> Result<(), OpError> {
     let ctx = rec.ctx();
     // head dims ≤ 64 (encoder, flow U-Net): one query row per invocation (attn_rows)
-    let rows = d <= ROWS_MAX_D && d.is_multiple_of(4);
+    // `attn_rows` needs enough workgroups of 64 rows to fill the GPU: the flow's 8 heads × 200
+    // rows of a 2 s segment are 32 of them, and there the general kernel (8 rows per
+    // workgroup) is faster (H100: 2 s vocode mel 107 vs 137 ms); from 128 on (10 s: 16 × 8)
+    // attn_rows is (mel 282 vs 347 ms). `attn_rows_block = 0` forces the general kernel.
     let tq = params.tq as usize;
+    let rows = d <= ROWS_MAX_D
+        && d.is_multiple_of(4)
+        && match ctx.attn_rows_block {
+            Some(0) => false,
+            Some(_) => true,
+            None => tq.div_ceil(ROWS_Q[0]) * params.hq as usize >= ROWS_MIN_GROUPS,
+        };
     let rb = match ctx.attn_rows_block {
         Some(b) if ROWS_Q.contains(&(b as usize)) => b as usize,
+        Some(0) => ROWS_Q[0],
         Some(b) => {
             return Err(shape_err(
                 op,
                 format!("attention row block {b} is not one of {ROWS_Q:?}"),
             ))
         }
-        None => ROWS_Q
-            .into_iter()
-            .find(|&b| tq.div_ceil(b) * params.hq as usize >= ROWS_FILL)
-            .unwrap_or(ROWS_Q[ROWS_Q.len() - 1]),
+        None => ROWS_Q[0],
     };
     let blocks = tq.div_ceil(if rows { rb } else { TILE_Q });
     let max_groups = ctx.limits.max_compute_workgroups_per_dimension as usize;
@@ -460,11 +471,7 @@ fn tiled(
         act: ctx.act(),
         subgroups: false,
         constants: if rows {
-            vec![
-                ("MODE", mask as u32),
-                ("D", d as u32),
-                ("RB", rb as u32),
-            ]
+            vec![("MODE", mask as u32), ("D", d as u32), ("RB", rb as u32)]
         } else {
             vec![("MODE", mask as u32), ("D", d as u32)]
         },
@@ -563,6 +570,7 @@ pub fn attn_prefill(
     let params = TiledParams {
         tq: tq as u32,
         hq: hq as u32,
+        q_st: (hq * d) as u32,
         group: (hq / cache.heads) as u32,
         tk: (p0 + tq) as u32,
         pos0: p0 as u32,
@@ -592,6 +600,7 @@ fn packed_params(t: usize, hq: usize, hkv: usize, d: usize, scale: f32) -> Tiled
     TiledParams {
         tq: t as u32,
         hq: hq as u32,
+        q_st: (hq * d) as u32,
         group: (hq / hkv) as u32,
         tk: t as u32,
         k_st: (hkv * d) as u32,
@@ -691,7 +700,10 @@ pub fn attn_chunk_causal_batch(
     if batch == 0 || !t.is_multiple_of(batch) {
         return Err(shape_err(
             OP,
-            format!("{t} rows of q {:?} are not {batch} equal sequences", q.shape),
+            format!(
+                "{t} rows of q {:?} are not {batch} equal sequences",
+                q.shape
+            ),
         ));
     }
     let params = TiledParams {
@@ -705,6 +717,75 @@ pub fn attn_chunk_causal_batch(
         Mask::ChunkCausal,
         q,
         (&k.buf, &v.buf),
+        None,
+        d,
+        params,
+        out,
+    )
+}
+
+/// [`attn_chunk_causal_batch`] reading q, k and v from one fused projection `qkv (B·T, 3·H·D)`
+/// (row `[q | k | v]`, heads contiguous in each), as one product over `[Wq; Wk; Wv]` leaves
+/// them. `out (B·T, H, D)`.
+#[allow(clippy::too_many_arguments)]
+pub fn attn_chunk_causal_qkv(
+    rec: &mut Recorder,
+    qkv: &Tensor,
+    heads: usize,
+    batch: usize,
+    chunk: usize,
+    scale: f32,
+    out: &Tensor,
+) -> Result<(), OpError> {
+    const OP: &str = "attn_chunk_causal";
+    let ctx = rec.ctx();
+    let [t, w] = qkv.shape[..] else {
+        return Err(shape_err(
+            OP,
+            format!("qkv must be (T, 3·H·D), got {:?}", qkv.shape),
+        ));
+    };
+    if heads == 0 || !w.is_multiple_of(3 * heads) {
+        return Err(shape_err(
+            OP,
+            format!("qkv {:?} does not split into 3 × {heads} heads", qkv.shape),
+        ));
+    }
+    let d = w / (3 * heads);
+    if out.shape != [t, heads, d] {
+        return Err(shape_err(
+            OP,
+            format!("out is {:?}, want [{t}, {heads}, {d}]", out.shape),
+        ));
+    }
+    check_heads(OP, heads, heads, d)?;
+    if chunk == 0 || chunk > u32::MAX as usize / 2 || batch == 0 || !t.is_multiple_of(batch) {
+        return Err(shape_err(
+            OP,
+            format!("chunk {chunk}, {batch} sequences for qkv {:?}", qkv.shape),
+        ));
+    }
+    check_act(OP, ctx, &[("qkv", qkv), ("out", out)])?;
+    let sz = ctx.act().size();
+    check_len(OP, "qkv", &qkv.buf, (t * w * sz) as u64)?;
+    check_len(OP, "out", &out.buf, (t * heads * d * sz) as u64)?;
+    let hd = heads * d;
+    let params = TiledParams {
+        chunk: chunk as u32,
+        seq: (t / batch) as u32,
+        q_st: w as u32,
+        k_off: hd as u32,
+        k_st: w as u32,
+        v_off: (2 * hd) as u32,
+        v_st: w as u32,
+        ..packed_params(t, heads, heads, d, scale)
+    };
+    tiled(
+        rec,
+        OP,
+        Mask::ChunkCausal,
+        qkv,
+        (&qkv.buf, &qkv.buf),
         None,
         d,
         params,

@@ -219,7 +219,13 @@ pub fn binary(
 /// One Euler step of classifier-free guidance on a batch of two copies of the state:
 /// `x (2T, C)` holds `[x; x]`, `v (2T, C)` holds `[v_cond; v_uncond]`; both halves of `x`
 /// become `x + a·v_cond − b·v_uncond` (f32 arithmetic, one rounding to the activation dtype).
-pub fn cfg_euler(rec: &mut Recorder, x: &Tensor, v: &Tensor, a: f32, b: f32) -> Result<(), OpError> {
+pub fn cfg_euler(
+    rec: &mut Recorder,
+    x: &Tensor,
+    v: &Tensor,
+    a: f32,
+    b: f32,
+) -> Result<(), OpError> {
     const OP: &str = "cfg_euler";
     let ctx = rec.ctx();
     check_same(OP, x, v)?;

@@ -44,11 +44,14 @@ pub const GEMM_BIG_N: usize = 128;
 /// … and only when there are at least this many 128×128 tiles.
 pub const GEMM_BIG_MIN_TILES: usize = 256;
 
-/// Split-K (`shaders/matmul/gemm_splitk.wgsl`): with fewer 64×64 tiles than this, K is cut
-/// into slices of at least [`GEMM_SPLIT_MIN_STEPS`] steps of 32 until tiles × slices reaches
-/// it. A tile's time is its chain of K steps (each waits on its loads), so few tiles leave
-/// the GPU idle: the flow U-Net's products have 16–64 tiles.
+/// Split-K (`shaders/matmul/gemm_splitk.wgsl`): with fewer 64×64 tiles than
+/// [`GEMM_SPLIT_MAX_TILES`], K is cut into slices of at least [`GEMM_SPLIT_MIN_STEPS`] steps of
+/// 32 until tiles × slices reaches this. A tile's time is its chain of K steps (each waits on
+/// its loads), so few tiles leave the GPU idle: the flow U-Net's products have 16–64 tiles.
 pub const GEMM_SPLIT_TARGET: usize = 256;
+/// Products with at least this many tiles are not split (the LLM's prefill, 224 tiles at 256
+/// tokens, ran 2× slower split in two on an H100: the partials' traffic outweighs the gain).
+pub const GEMM_SPLIT_MAX_TILES: usize = 128;
 /// Fewest K steps (of 32) per slice.
 pub const GEMM_SPLIT_MIN_STEPS: usize = 2;
 
@@ -418,7 +421,7 @@ fn gemm_tiled(
     let splits = match (big, ctx.gemm_split) {
         (true, _) => 1,
         (false, Some(s)) => s.clamp(1, steps.max(1)),
-        (false, None) if tiles < GEMM_SPLIT_TARGET => GEMM_SPLIT_TARGET
+        (false, None) if tiles < GEMM_SPLIT_MAX_TILES => GEMM_SPLIT_TARGET
             .div_ceil(tiles)
             .min(steps / GEMM_SPLIT_MIN_STEPS)
             .max(1),
@@ -544,7 +547,16 @@ fn gemm_split(
     let d = &ctx.dummy;
     let group = rec.bind(
         &pp,
-        &crate::binds![w.data(), scales, &x.buf, &part.buffer, &ubuf, d, d, &part.buffer],
+        &crate::binds![
+            w.data(),
+            scales,
+            &x.buf,
+            &part.buffer,
+            &ubuf,
+            d,
+            d,
+            &part.buffer
+        ],
     );
     rec.dispatch(&pp, &group, [gx, gy, splits as u32])?;
     let pr = ctx.pipeline(&key("gemm_reduce"), SPLIT_BINDINGS)?;

@@ -20,8 +20,8 @@ mod sampling;
 mod softmax;
 
 pub use attention::{
-    attn_chunk_causal, attn_chunk_causal_batch, attn_decode, attn_prefill, attn_varlen, decode_scratch_bytes, kv_append,
-    KvCache,
+    attn_chunk_causal, attn_chunk_causal_batch, attn_chunk_causal_qkv, attn_decode, attn_prefill,
+    attn_varlen, decode_scratch_bytes, kv_append, KvCache,
 };
 pub use conv::{
     avgpool1d, conv1d, conv1d_batch, conv_transpose1d, Conv1dSpec, ConvBias, ConvTranspose1dSpec,
@@ -38,7 +38,7 @@ pub use istft::istft_hift;
 pub use layernorm::layernorm;
 pub use norm::rmsnorm;
 pub use quantize::quantize;
-pub use relayout::{f32_to_act, interleave_rows, relayout, relayout_words, Strided};
+pub use relayout::{concat_rows, f32_to_act, interleave_rows, relayout, relayout_words, Strided};
 pub use rope::{rope, rope_inv_freq};
 pub use rope_kv::rope_kv;
 pub use rvq::{rvq_decode, rvq_encode, rvq_norms, Codebooks, RVQ_LEVELS};

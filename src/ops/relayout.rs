@@ -289,3 +289,88 @@ pub fn interleave_rows(
         _ => return Ok(None),
     }))
 }
+
+/// Stacks the rows of matrices of one format and width: `[a; b; …]` (a fused q/k/v
+/// projection from three). Bit-exact word copies on the GPU. `None` where a row does not end on
+/// a word boundary of the scales (q8 with an odd number of blocks per row).
+pub fn concat_rows(
+    rec: &mut Recorder,
+    parts: &[&crate::tensor::Matrix],
+) -> Result<Option<crate::tensor::Matrix>, OpError> {
+    use crate::tensor::Matrix;
+    const OP: &str = "concat_rows";
+    let Some(first) = parts.first() else {
+        return Err(shape_err(OP, "no matrices"));
+    };
+    let cols = first.cols();
+    if let Some(m) = parts
+        .iter()
+        .find(|m| m.cols() != cols || m.weight_format() != first.weight_format())
+    {
+        return Err(shape_err(
+            OP,
+            format!(
+                "{}×{} {} and {}×{} {} differ",
+                first.rows(),
+                cols,
+                first.format(),
+                m.rows(),
+                m.cols(),
+                m.format()
+            ),
+        ));
+    }
+    let Some((dw, sw)) = first.row_words() else {
+        return Ok(None);
+    };
+    let ctx = rec.ctx();
+    let rows: usize = parts.iter().map(|m| m.rows()).sum();
+    let stack = |rec: &mut Recorder,
+                 w: usize,
+                 pick: fn(&Matrix) -> Option<&wgpu::Buffer>|
+     -> Result<Option<wgpu::Buffer>, OpError> {
+        if w == 0 {
+            return Ok(None);
+        }
+        let dst = ctx.storage("stacked", (rows * w * 4) as u64);
+        let mut r0 = 0;
+        for m in parts {
+            let Some(src) = pick(m) else {
+                return Ok(None);
+            };
+            let n = m.rows() * w;
+            let s = Strided {
+                dbase: r0 * w,
+                ..Strided::flat(n, n)
+            };
+            relayout_words(rec, src, &dst, &s)?;
+            r0 += m.rows();
+        }
+        Ok(Some(dst))
+    };
+    let Some(data) = stack(rec, dw, |m| Some(m.data()))? else {
+        return Ok(None);
+    };
+    let scales = stack(rec, sw, |m| m.scales())?;
+    Ok(Some(match (first, scales) {
+        (Matrix::F16 { stride, .. }, _) => Matrix::F16 {
+            buf: data,
+            rows,
+            cols,
+            stride: *stride,
+        },
+        (Matrix::Q8 { .. }, Some(scales)) => Matrix::Q8 {
+            data,
+            scales,
+            rows,
+            cols,
+        },
+        (Matrix::Q4 { .. }, Some(scales)) => Matrix::Q4 {
+            data,
+            scales,
+            rows,
+            cols,
+        },
+        _ => return Ok(None),
+    }))
+}

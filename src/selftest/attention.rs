@@ -189,3 +189,38 @@ pub async fn attn_chunk_causal_case(
     let (atol, rtol) = tol(ctx, F32_TOL, F16_TOL);
     Ok(compare(&got, &want, atol, rtol))
 }
+
+/// [`attn_chunk_causal_case`] through the fused-projection entry: q, k, v interleaved per row as
+/// `[q | k | v]` in one `(B·T, 3·H·D)` tensor (H query = key heads).
+pub async fn attn_chunk_causal_qkv_case(
+    ctx: &GpuContext,
+    (h, d): (usize, usize),
+    (batch, t): (usize, usize),
+    c: usize,
+    seed: u64,
+) -> Result<Comparison, OpError> {
+    let mut rng = Rng::new(seed);
+    let n = batch * t;
+    let hd = h * d;
+    let q = rand_act(ctx, &mut rng, n * hd, 2.0);
+    let k = rand_act(ctx, &mut rng, n * hd, 1.0);
+    let v = rand_act(ctx, &mut rng, n * hd, 1.0);
+    let scale = 1.0 / (d as f32).sqrt();
+    let want = refa::attention(&q, &k, &v, (n, n), (h, h, d), scale, |i, j| {
+        i / t == j / t && j % t < ((i % t) / c + 1) * c
+    });
+    let mut qkv = Vec::with_capacity(3 * n * hd);
+    for r in 0..n {
+        for m in [&q, &k, &v] {
+            qkv.extend_from_slice(&m[r * hd..(r + 1) * hd]);
+        }
+    }
+    let qkvt = Tensor::from_f32(ctx, "qkv", &[n, 3 * hd], &qkv);
+    let out = Tensor::empty(ctx, "out", &[n, h, d]);
+    let mut rec = Recorder::new(ctx, "attn_chunk_causal_qkv test");
+    ops::attn_chunk_causal_qkv(&mut rec, &qkvt, h, batch, c, scale, &out)?;
+    rec.submit()?;
+    let got = out.to_vec(ctx).await?;
+    let (atol, rtol) = tol(ctx, F32_TOL, F16_TOL);
+    Ok(compare(&got, &want, atol, rtol))
+}

@@ -43,8 +43,8 @@ struct GpuArgs {
     /// K slices of the 64-tile matrix–matrix kernel (1 never splits; default by shape).
     #[arg(long)]
     gemm_split: Option<usize>,
-    /// Query rows per workgroup of the small-head attention kernel, 16, 32 or 64 (default by
-    /// shape).
+    /// Query rows per workgroup of the small-head attention kernel, 16, 32 or 64 (default 64);
+    /// 0 runs the general attention kernel instead.
     #[arg(long)]
     attn_rows_block: Option<u32>,
     /// q4/q8 matrix–vector products dequantise and FMA instead of int8 dot products.

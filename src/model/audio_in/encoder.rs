@@ -33,11 +33,11 @@ pub struct AudioEncoder {
     pub d: usize,
     pub heads: usize,
     pub ffn: usize,
-    conv1: ConvWeight,     // (d, n_mels, 3)
+    conv1: ConvWeight, // (d, n_mels, 3)
     conv1_b: ops::ConvBias,
-    conv2: ConvWeight,     // (d, d, 3)
+    conv2: ConvWeight, // (d, d, 3)
     conv2_b: ops::ConvBias,
-    pos: Vec<f32>,         // (positions, d) host
+    pos: Vec<f32>, // (positions, d) host
     positions: usize,
     layers: Vec<Layer>,
     ln: (wgpu::Buffer, wgpu::Buffer), // layer_norm (d) f32

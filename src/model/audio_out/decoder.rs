@@ -137,9 +137,9 @@ impl AudioDecoder {
         let t = spec
             .out_len(n, self.dconv1.k)
             .ok_or_else(|| ModelError::input("dconv1 output is empty"))?;
-        let up = act(ctx, "dconv1.y", &[t, self.d]);
+        let up = act(rec, "dconv1.y", &[t, self.d]);
         ops::conv_transpose1d(rec, &z, &self.dconv1, Some(&self.dconv1_b), spec, &up)?;
-        let gn = act(ctx, "dconv1.gn", &[t, self.d]);
+        let gn = act(rec, "dconv1.gn", &[t, self.d]);
         ops::groupnorm(rec, &up, 1, &self.gn_w, &self.gn_b, 1e-5, &gn)?;
         let p = Tensor::from_f32(ctx, "dec.pos", &[t, self.d], &self.pos.data[..t * self.d]);
         ops::binary(rec, Binary::Add, &gn, &p, &gn)?;

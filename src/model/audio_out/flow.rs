@@ -8,7 +8,7 @@
 //! concatenated inputs is the sum of convolutions over each input with its slice of the
 //! kernel, so each first conv keeps one weight per input part.
 
-use crate::gpu::{GpuContext, Recorder};
+use crate::gpu::{Arena, BindCache, GpuContext, Recorder};
 use crate::model::{ModelError, Weights};
 use crate::ops::{self, Activation, Binary, Conv1dSpec, ConvWeight, OpError, Unary};
 use crate::tensor::Tensor;
@@ -74,9 +74,8 @@ impl SplitConv {
         xs: &[Option<&Tensor>],
         batch: usize,
     ) -> Result<Tensor, OpError> {
-        let ctx = rec.ctx();
         let t = xs.iter().flatten().next().map(|x| x.shape[0]).unwrap_or(0);
-        let y = act(ctx, "conv.y", &[t, self.cout]);
+        let y = act(rec, "conv.y", &[t, self.cout]);
         let mut first = true;
         for (x, wgt) in xs.iter().zip(&self.parts) {
             let Some(x) = x else { continue };
@@ -84,7 +83,7 @@ impl SplitConv {
                 ops::conv1d_batch(rec, x, wgt, Some(&self.bias), self.spec, batch, &y)?;
                 first = false;
             } else {
-                let tmp = act(ctx, "conv.part", &[t, self.cout]);
+                let tmp = act(rec, "conv.part", &[t, self.cout]);
                 ops::conv1d_batch(rec, x, wgt, None, self.spec, batch, &tmp)?;
                 ops::binary(rec, Binary::Add, &y, &tmp, &y)?;
             }
@@ -170,6 +169,7 @@ impl TransformerBlock {
     fn load(w: &Weights, ctx: &GpuContext, p: &str, heads: usize) -> Result<Self, ModelError> {
         let a = format!("{p}.attn1");
         Ok(TransformerBlock(WhisperLayer::from_parts(
+            ctx,
             p,
             [
                 Norm::layer(w, ctx, &format!("{p}.norm1"), 1e-5)?,
@@ -291,7 +291,19 @@ impl Unet {
     /// Mish(time_mlp(sinusoid(t))) (1, 4·C): shared by every ResBlock of one evaluation.
     pub fn time_embedding(&self, rec: &mut Recorder, t: f32) -> Result<Tensor, OpError> {
         let e = sinusoid_pos_emb(t, self.temb_in);
-        let e = Tensor::from_f32(rec.ctx(), "unet.t", &[1, self.temb_in], &e);
+        // a scratch buffer written through the queue (ordered after the work already
+        // submitted), so a repeated step binds the same buffer
+        let et = rec.scratch("unet.t", &[1, self.temb_in]);
+        let bytes = crate::tensor::act_bytes(et.dtype, &e);
+        let whole = bytes.len() / 4 * 4;
+        if whole != bytes.len() {
+            return Err(crate::ops::shape_err(
+                "time embedding",
+                format!("{} values do not fill whole words", self.temb_in),
+            ));
+        }
+        rec.ctx().queue.write_buffer(&et.buf, 0, &bytes);
+        let e = et;
         let a = self.t1.apply(rec, &e, Activation::Silu, None)?;
         let temb = self.t2.apply(rec, &a, Activation::None, None)?;
         ops::unary(rec, Unary::Mish, &temb, &temb)?;
@@ -324,7 +336,9 @@ impl Unet {
         for m in &self.mid {
             h = m.fwd(rec, &[Some(&h)], temb_mish, batch)?.1;
         }
-        let (_, h) = self.up.fwd(rec, &[Some(&h), Some(&skip)], temb_mish, batch)?;
+        let (_, h) = self
+            .up
+            .fwd(rec, &[Some(&h), Some(&skip)], temb_mish, batch)?;
         let h = self.final_block.fwd(rec, &[Some(&h)], batch)?;
         self.final_proj.fwd(rec, &[Some(&h)], batch)
     }
@@ -375,6 +389,12 @@ impl Default for CfmParams {
 /// `x ← x + dt·((1+r)·U(x, mu, t) − r·U(x, 0, t))`. The conditional and unconditional
 /// evaluations run as one batch of two sequences (`[x; x]` against `[mu; 0]`), so each step is
 /// one U-Net pass over `(2T, ·)` tensors.
+///
+/// What `rec` holds so far is submitted first; then each step is recorded and submitted on its
+/// own (the GPU runs step k while the CPU records step k + 1), taking its scratch tensors from
+/// one [`Arena`] reset between steps and its bind groups from one [`BindCache`]: every step has
+/// the same shapes, so from the second step on it reuses the first step's buffers and bind
+/// groups instead of creating a thousand of each.
 pub fn cfm_sample(
     rec: &mut Recorder,
     unet: &Unet,
@@ -396,11 +416,14 @@ pub fn cfm_sample(
     if half % 4 != 0 {
         return Err(crate::ops::shape_err(
             "cfm",
-            format!("mu {:?}: T·C must fill whole words in the activation dtype", mu.shape),
+            format!(
+                "mu {:?}: T·C must fill whole words in the activation dtype",
+                mu.shape
+            ),
         ));
     }
-    let x2 = act(ctx, "cfm.x2", &[2 * t, c]);
-    let mu2 = act(ctx, "cfm.mu2", &[2 * t, c]);
+    let x2 = Tensor::empty(ctx, "cfm.x2", &[2 * t, c]);
+    let mu2 = Tensor::empty(ctx, "cfm.mu2", &[2 * t, c]);
     {
         let enc = rec.encoder()?;
         enc.clear_buffer(&mu2.buf, half, None);
@@ -408,18 +431,27 @@ pub fn cfm_sample(
         enc.copy_buffer_to_buffer(&noise.buf, 0, &x2.buf, 0, half);
         enc.copy_buffer_to_buffer(&noise.buf, 0, &x2.buf, half, half);
     }
+    rec.flush()?;
+    let arena = Arena::default();
+    let cache = BindCache::default();
     let mut tt = grid[0];
     let mut dt = grid[1] - grid[0];
     for step in 1..=p.steps {
-        let temb = unet.time_embedding(rec, tt)?;
-        let v = unet.forward_batch(rec, &x2, Some(&mu2), &temb, 2)?;
-        ops::cfg_euler(rec, &x2, &v, (1.0 + p.cfg_rate) * dt, p.cfg_rate * dt)?;
+        {
+            let mut srec = Recorder::new(ctx, "cfm.step")
+                .with_cache(&cache)
+                .with_arena(&arena);
+            let temb = unet.time_embedding(&mut srec, tt)?;
+            let v = unet.forward_batch(&mut srec, &x2, Some(&mu2), &temb, 2)?;
+            ops::cfg_euler(&mut srec, &x2, &v, (1.0 + p.cfg_rate) * dt, p.cfg_rate * dt)?;
+            srec.submit()?;
+        }
+        // every tensor of the step is dropped: its buffers serve the next step
+        arena.reset();
         tt += dt;
         if step < p.steps {
             dt = grid[step + 1] - tt;
         }
-        // the GPU runs step k while the CPU records step k + 1
-        rec.flush()?;
     }
     Ok(Tensor {
         buf: x2.buf.clone(),

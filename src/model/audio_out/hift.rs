@@ -86,7 +86,9 @@ pub fn sine_source(
         let mut s = lin_b;
         for k in 0..h {
             acc[k] += (f * (k as f32 + 1.0) / p.sampling_rate) as f64;
-            let frac = (acc[k] as f32).rem_euclid(1.0);
+            // `rem_euclid(1.0)` without fmod: x − ⌊x⌋ is exact for f32 (same value)
+            let a = acc[k] as f32;
+            let frac = a - a.floor();
             let theta = two_pi * frac;
             let sine = p.sine_amp * (theta + noise.phases[k]).sin();
             let v = sine * uv + amp * noise.noise[n * h + k];
@@ -129,18 +131,35 @@ pub fn stft(x: &[f32], n_fft: usize, hop: usize) -> Vec<f32> {
     let nb = half + 1;
     let w = hann(n_fft);
     let (cos, sin) = twiddles(n_fft);
+    // the window folded into the twiddles: re_k = Σ_n x[n]·(w[n]·cos), im_k = −Σ_n x[n]·(w[n]·sin)
+    let wc: Vec<f64> = (0..nb * n_fft)
+        .map(|i| w[i % n_fft] as f64 * cos[(i / n_fft) * (i % n_fft) % n_fft])
+        .collect();
+    let ws: Vec<f64> = (0..nb * n_fft)
+        .map(|i| w[i % n_fft] as f64 * sin[(i / n_fft) * (i % n_fft) % n_fft])
+        .collect();
     let mut out = vec![0f32; frames * 2 * nb];
     let mut seg = vec![0f64; n_fft];
     for f in 0..frames {
-        for (n, s) in seg.iter_mut().enumerate() {
-            *s = (at((f * hop + n) as isize) * w[n]) as f64;
+        let start = f * hop;
+        if start >= half && start + n_fft - half <= len {
+            for (n, s) in seg.iter_mut().enumerate() {
+                *s = x[start + n - half] as f64;
+            }
+        } else {
+            for (n, s) in seg.iter_mut().enumerate() {
+                *s = at((start + n) as isize) as f64;
+            }
         }
         for k in 0..nb {
+            let (c, sn) = (
+                &wc[k * n_fft..(k + 1) * n_fft],
+                &ws[k * n_fft..(k + 1) * n_fft],
+            );
             let (mut re, mut im) = (0f64, 0f64);
-            for (n, v) in seg.iter().enumerate() {
-                let j = (k * n) % n_fft;
-                re += v * cos[j];
-                im -= v * sin[j];
+            for n in 0..n_fft {
+                re += seg[n] * c[n];
+                im -= seg[n] * sn[n];
             }
             out[f * 2 * nb + k] = re as f32;
             out[f * 2 * nb + nb + k] = im as f32;
@@ -245,7 +264,7 @@ impl Conv {
         let t = self.spec.out_len(x.shape[0], self.w.k).ok_or_else(|| {
             crate::ops::shape_err("hift conv", format!("input {:?} too short", x.shape))
         })?;
-        let y = act(rec.ctx(), "hift.conv", &[t, self.w.cout]);
+        let y = act(rec, "hift.conv", &[t, self.w.cout]);
         ops::conv1d(rec, x, &self.w, self.b.as_ref(), self.spec, &y)?;
         Ok(y)
     }
@@ -299,15 +318,14 @@ impl ResBlock {
     }
 
     fn fwd(&self, rec: &mut Recorder, x: &Tensor) -> Result<Tensor, OpError> {
-        let ctx = rec.ctx();
         let mut x = x
             .view(&x.shape)
             .ok_or_else(|| super::layers::ops_shape("view", x))?;
         for i in 0..self.convs1.len() {
-            let s1 = act(ctx, "snake", &x.shape);
+            let s1 = act(rec, "snake", &x.shape);
             ops::snake(rec, &x, &self.a1[i], &s1)?;
             let c1 = self.convs1[i].fwd(rec, &s1)?;
-            let s2 = act(ctx, "snake", &c1.shape);
+            let s2 = act(rec, "snake", &c1.shape);
             ops::snake(rec, &c1, &self.a2[i], &s2)?;
             let c2 = self.convs2[i].fwd(rec, &s2)?;
             ops::binary(rec, Binary::Add, &c2, &x, &c2)?;
@@ -522,13 +540,13 @@ impl Hift {
                 .spec
                 .out_len(x.shape[0], up.w.k)
                 .ok_or_else(|| ModelError::input("hift upsampling of an empty input"))?;
-            let y = act(ctx, "hift.up", &[t, up.w.cout]);
+            let y = act(rec, "hift.up", &[t, up.w.cout]);
             ops::conv_transpose1d(rec, &x, &up.w, Some(&up.b), up.spec, &y)?;
             x = if i == n_up - 1 {
                 // ReflectionPad1d((1, 0)): frame 1 copied in front
                 let c = up.w.cout;
                 let sz = ctx.act().size();
-                let padded = act(ctx, "hift.pad", &[t + 1, c]);
+                let padded = act(rec, "hift.pad", &[t + 1, c]);
                 let row = (c * sz) as u64;
                 let enc = rec.encoder()?;
                 enc.copy_buffer_to_buffer(&y.buf, 0, &padded.buf, row, row * t as u64);

@@ -7,9 +7,10 @@ use crate::model::{ModelError, Weights};
 use crate::ops::{self, Activation, Epilogue, OpError};
 use crate::tensor::{Matrix, Tensor};
 
-/// A fresh activation tensor (per-segment scratch; the decoder side allocates per call).
-pub(crate) fn act(ctx: &GpuContext, label: &str, shape: &[usize]) -> Tensor {
-    Tensor::empty(ctx, label, shape)
+/// A scratch activation tensor: from the recorder's arena when it has one (the flow's Euler
+/// steps), else a fresh buffer.
+pub(crate) fn act(rec: &Recorder, label: &str, shape: &[usize]) -> Tensor {
+    rec.scratch(label, shape)
 }
 
 /// `nn.Linear` (`{p}.weight` (M, K), optional `{p}.bias`).
@@ -66,7 +67,7 @@ impl Linear {
         residual: Option<&Tensor>,
     ) -> Result<Tensor, OpError> {
         let rows = x.numel() / self.w.cols().max(1);
-        let y = Tensor::empty(rec.ctx(), "linear.y", &[rows, self.out_dim()]);
+        let y = rec.scratch("linear.y", &[rows, self.out_dim()]);
         self.fwd(rec, x, &y, act, residual)?;
         Ok(y)
     }
@@ -109,7 +110,7 @@ impl Norm {
     }
 
     pub fn apply(&self, rec: &mut Recorder, x: &Tensor) -> Result<Tensor, OpError> {
-        let y = Tensor::empty(rec.ctx(), "norm.y", &x.shape);
+        let y = rec.scratch("norm.y", &x.shape);
         self.fwd(rec, x, &y)?;
         Ok(y)
     }
@@ -121,9 +122,7 @@ impl Norm {
 /// ([`WhisperLayer::from_parts`]).
 pub(crate) struct WhisperLayer {
     ln1: Norm,
-    q: Linear,
-    k: Linear,
-    v: Linear,
+    qkv: Qkv,
     o: Linear,
     ln2: Norm,
     fc1: Linear,
@@ -150,6 +149,7 @@ impl WhisperLayer {
         };
         let a = format!("{p}.self_attn");
         Self::from_parts(
+            ctx,
             p,
             [norm("self_attn_layer_norm")?, norm("final_layer_norm")?],
             [
@@ -169,6 +169,7 @@ impl WhisperLayer {
     /// From loaded parts: norms `[attention, MLP]`, projections `[q, k, v, out]`, MLP
     /// `[up (GELU), down]`; `p` names the layer in errors.
     pub fn from_parts(
+        ctx: &GpuContext,
         p: &str,
         [ln1, ln2]: [Norm; 2],
         [q, k, v, o]: [Linear; 4],
@@ -181,11 +182,16 @@ impl WhisperLayer {
                 "{p}: {heads} heads do not divide width {d}"
             )));
         }
+        if k.out_dim() != d || v.out_dim() != d {
+            return Err(ModelError::input(format!(
+                "{p}: q, k, v widths {d}, {}, {} differ",
+                k.out_dim(),
+                v.out_dim()
+            )));
+        }
         Ok(WhisperLayer {
             ln1,
-            q,
-            k,
-            v,
+            qkv: Qkv::fuse(ctx, q, k, v)?,
             o,
             ln2,
             fc1,
@@ -207,36 +213,93 @@ impl WhisperLayer {
         batch: usize,
         chunk: usize,
     ) -> Result<Tensor, OpError> {
-        let ctx = rec.ctx();
         let [t, _] = h.shape[..] else {
             return Err(ops_shape("whisper layer", h));
         };
         // the attention width (the flow U-Net's blocks attend wider than their channels)
-        let d = self.q.out_dim();
+        let d = self.qkv.width();
         let hd = d / self.heads;
         let a = self.ln1.apply(rec, h)?;
-        let q = self.q.apply(rec, &a, Activation::None, None)?;
-        let k = self.k.apply(rec, &a, Activation::None, None)?;
-        let v = self.v.apply(rec, &a, Activation::None, None)?;
-        let att = act(ctx, "whisper.att", &[t, d]);
-        let v3 = |x: &Tensor| {
-            x.view(&[t, self.heads, hd])
-                .ok_or_else(|| ops_shape("view", x))
-        };
-        ops::attn_chunk_causal_batch(
-            rec,
-            &v3(&q)?,
-            &v3(&k)?,
-            &v3(&v)?,
-            batch,
-            chunk,
-            1.0 / (hd as f32).sqrt(),
-            &v3(&att)?,
-        )?;
+        let att = act(rec, "whisper.att", &[t, d]);
+        let att3 = att
+            .view(&[t, self.heads, hd])
+            .ok_or_else(|| ops_shape("view", &att))?;
+        let scale = 1.0 / (hd as f32).sqrt();
+        match &self.qkv {
+            Qkv::Fused(l) => {
+                let qkv = l.apply(rec, &a, Activation::None, None)?;
+                ops::attn_chunk_causal_qkv(rec, &qkv, self.heads, batch, chunk, scale, &att3)?;
+            }
+            Qkv::Split(lq, lk, lv) => {
+                let q = lq.apply(rec, &a, Activation::None, None)?;
+                let k = lk.apply(rec, &a, Activation::None, None)?;
+                let v = lv.apply(rec, &a, Activation::None, None)?;
+                let v3 = |x: &Tensor| {
+                    x.view(&[t, self.heads, hd])
+                        .ok_or_else(|| ops_shape("view", x))
+                };
+                ops::attn_chunk_causal_batch(
+                    rec,
+                    &v3(&q)?,
+                    &v3(&k)?,
+                    &v3(&v)?,
+                    batch,
+                    chunk,
+                    scale,
+                    &att3,
+                )?;
+            }
+        }
         let h2 = self.o.apply(rec, &att, Activation::None, Some(h))?;
         let f = self.ln2.apply(rec, &h2)?;
         let g = self.fc1.apply(rec, &f, Activation::Gelu, None)?;
         self.fc2.apply(rec, &g, Activation::None, Some(&h2))
+    }
+}
+
+/// The q, k, v projections: one product over the stacked `[Wq; Wk; Wv]` (biases `[bq, 0 or
+/// bk, bv]`) where the format allows stacking rows, else three.
+enum Qkv {
+    Fused(Linear),
+    Split(Linear, Linear, Linear),
+}
+
+impl Qkv {
+    fn fuse(ctx: &GpuContext, q: Linear, k: Linear, v: Linear) -> Result<Qkv, ModelError> {
+        let d = q.out_dim();
+        let sz = ctx.act().size() as u64;
+        // biases are placed by buffer copies, which need word offsets
+        if (d as u64 * sz) % 4 != 0 {
+            return Ok(Qkv::Split(q, k, v));
+        }
+        let mut rec = Recorder::new(ctx, "qkv.fuse");
+        let Some(w) = ops::concat_rows(&mut rec, &[&q.w, &k.w, &v.w])? else {
+            return Ok(Qkv::Split(q, k, v));
+        };
+        let b = if q.b.is_none() && k.b.is_none() && v.b.is_none() {
+            None
+        } else {
+            let b = Tensor::empty(ctx, "qkv.bias", &[3 * d]);
+            let row = d as u64 * sz;
+            let enc = rec.encoder()?;
+            enc.clear_buffer(&b.buf, 0, None);
+            for (i, part) in [&q.b, &k.b, &v.b].into_iter().enumerate() {
+                if let Some(pb) = part {
+                    enc.copy_buffer_to_buffer(&pb.buf, 0, &b.buf, i as u64 * row, row);
+                }
+            }
+            Some(b)
+        };
+        rec.submit()?;
+        Ok(Qkv::Fused(Linear { w, b }))
+    }
+
+    /// The attention width (q's output dimension).
+    fn width(&self) -> usize {
+        match self {
+            Qkv::Fused(l) => l.out_dim() / 3,
+            Qkv::Split(q, _, _) => q.out_dim(),
+        }
     }
 }
 
