@@ -413,7 +413,7 @@ pub fn cfm_sample(
     let grid = cosine_grid(p.steps);
     // [x; x] and [mu; 0] (the config check keeps C even, so each half is whole words)
     let half = (t * c * ctx.act().size()) as u64;
-    if half % 4 != 0 {
+    if !half.is_multiple_of(4) {
         return Err(crate::ops::shape_err(
             "cfm",
             format!(

@@ -230,7 +230,8 @@ impl WhisperLayer {
                 let qkv = l.apply(rec, &a, Activation::None, None)?;
                 ops::attn_chunk_causal_qkv(rec, &qkv, self.heads, batch, chunk, scale, &att3)?;
             }
-            Qkv::Split(lq, lk, lv) => {
+            Qkv::Split(p) => {
+                let [lq, lk, lv] = &**p;
                 let q = lq.apply(rec, &a, Activation::None, None)?;
                 let k = lk.apply(rec, &a, Activation::None, None)?;
                 let v = lv.apply(rec, &a, Activation::None, None)?;
@@ -261,7 +262,7 @@ impl WhisperLayer {
 /// bk, bv]`) where the format allows stacking rows, else three.
 enum Qkv {
     Fused(Linear),
-    Split(Linear, Linear, Linear),
+    Split(Box<[Linear; 3]>),
 }
 
 impl Qkv {
@@ -269,12 +270,12 @@ impl Qkv {
         let d = q.out_dim();
         let sz = ctx.act().size() as u64;
         // biases are placed by buffer copies, which need word offsets
-        if (d as u64 * sz) % 4 != 0 {
-            return Ok(Qkv::Split(q, k, v));
+        if !(d as u64 * sz).is_multiple_of(4) {
+            return Ok(Qkv::Split(Box::new([q, k, v])));
         }
         let mut rec = Recorder::new(ctx, "qkv.fuse");
         let Some(w) = ops::concat_rows(&mut rec, &[&q.w, &k.w, &v.w])? else {
-            return Ok(Qkv::Split(q, k, v));
+            return Ok(Qkv::Split(Box::new([q, k, v])));
         };
         let b = if q.b.is_none() && k.b.is_none() && v.b.is_none() {
             None
@@ -298,7 +299,7 @@ impl Qkv {
     fn width(&self) -> usize {
         match self {
             Qkv::Fused(l) => l.out_dim() / 3,
-            Qkv::Split(q, _, _) => q.out_dim(),
+            Qkv::Split(p) => p[0].out_dim(),
         }
     }
 }
