@@ -46,6 +46,10 @@ struct Params {
 @group(0) @binding(3) var<storage, read> cu: array<u32>;
 @group(0) @binding(4) var<storage, read_write> out: array<act>;
 @group(0) @binding(5) var<uniform> P: Params;
+// attn_rows with SPLITS > 1 writes per-split partial states here, attn_combine reads them:
+// ((split · Tq + row) · Hq + h) · (D + 2) + [acc (D, unnormalised) | max | sum]. A dummy where
+// unused.
+@group(0) @binding(6) var<storage, read_write> part: array<f32>;
 
 override MODE: u32 = 0u;
 override D: u32 = 128u; // head dim ≤ MAXD
@@ -205,6 +209,10 @@ fn attn_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
 // [range(first row).lo, range(last row).hi) since ranges never move backwards.
 
 override RB: u32 = 64u; // query rows per workgroup (one per invocation; 32 measured no faster)
+// Key-range splits (workgroup z): each split covers a contiguous, tile-aligned part of the
+// block's key range and leaves a partial state for attn_combine, so a grid of few workgroups
+// (the flow's 8 heads × a few hundred rows) still fills the GPU. 1: write the output directly.
+override SPLITS: u32 = 1u;
 const TK: u32 = 16u;   // keys per tile
 const D4MAX: u32 = 16u;
 
@@ -231,10 +239,21 @@ fn attn_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_in
             qv[d4] = vec4<f32>(f32(q[b]), f32(q[b + 1u]), f32(q[b + 2u]), f32(q[b + 3u])) * P.scale;
         }
     }
-    // union of the block's key ranges (uniform: workgroup id and params only)
+    // union of the block's key ranges (uniform: workgroup id and params only), then this
+    // split's part of it
     let last = min(q0 + RB, P.tq) - 1u;
-    let klo = key_range(q0).x;
-    let khi = key_range(last).y;
+    var klo = key_range(q0).x;
+    var khi = key_range(last).y;
+    if (SPLITS > 1u) {
+        var span = 0u;
+        if (khi > klo) {
+            span = khi - klo;
+        }
+        let ps = ((span + SPLITS - 1u) / SPLITS + TK - 1u) / TK * TK;
+        let lo = min(khi, klo + wid.z * ps);
+        khi = min(khi, lo + ps);
+        klo = lo;
+    }
 
     var m = LOWEST;
     var l = 0.0;
@@ -254,8 +273,8 @@ fn attn_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_in
             vt[i] = vx;
         }
         workgroupBarrier();
-        let jlo = max(k0, rg.x);
-        let jhi = min(k0 + TK, rg.y);
+        let jlo = max(max(k0, rg.x), klo);
+        let jhi = min(min(k0 + TK, rg.y), khi);
         if (live && jlo < jhi) {
             var s: array<f32, TK>;
             var tm = LOWEST;
@@ -291,6 +310,21 @@ fn attn_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_in
         }
         workgroupBarrier();
     }
+    if (SPLITS > 1u) {
+        if (live) {
+            let pb = ((wid.z * P.tq + row) * P.hq + h) * (D + 2u);
+            for (var d4 = 0u; d4 < d4n; d4++) {
+                let a = acc[d4];
+                part[pb + 4u * d4] = a.x;
+                part[pb + 4u * d4 + 1u] = a.y;
+                part[pb + 4u * d4 + 2u] = a.z;
+                part[pb + 4u * d4 + 3u] = a.w;
+            }
+            part[pb + D] = m;
+            part[pb + D + 1u] = l;
+        }
+        return;
+    }
     if (live) {
         let base = (row * P.hq + h) * D;
         let inv = select(0.0, 1.0 / l, l > 0.0);
@@ -302,4 +336,36 @@ fn attn_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_in
             out[base + 4u * d4 + 3u] = act(o.w);
         }
     }
+}
+
+// attn_combine — merges attn_rows' SPLITS partial states: one invocation per output element
+// (row, h, d): common max, weights rescaled to it, Σ acc / Σ sum. Rows no key reached give 0.
+@compute @workgroup_size(256)
+fn attn_combine(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
+    let i = (wid.y * 65535u + wid.x) * 256u + t;
+    if (i >= P.tq * P.hq * D) {
+        return;
+    }
+    let d = i % D;
+    let rh = i / D;
+    let plane = P.tq * P.hq;
+    var mx = LOWEST;
+    for (var sp = 0u; sp < SPLITS; sp++) {
+        let b = (sp * plane + rh) * (D + 2u);
+        if (part[b + D + 1u] > 0.0) {
+            mx = max(mx, part[b + D]);
+        }
+    }
+    var lsum = 0.0;
+    var o = 0.0;
+    for (var sp = 0u; sp < SPLITS; sp++) {
+        let b = (sp * plane + rh) * (D + 2u);
+        let l = part[b + D + 1u];
+        if (l > 0.0) {
+            let e = exp(part[b + D] - mx);
+            lsum += l * e;
+            o += part[b + d] * e;
+        }
+    }
+    out[i] = act(select(0.0, o / lsum, lsum > 0.0));
 }

@@ -16,7 +16,7 @@
 // @binding(4) P:    uniform Params
 // @binding(5) bias: (M,) act                         gemm_reduce, when P.flags & 1
 // @binding(6) res:  (N, M_out) act                   gemm_reduce, when P.flags & 2
-// @binding(7) y:    (N, M_out) act                   gemm_reduce (gemm_part binds `part` again)
+// @binding(7) y:    (N, M_out) act                   gemm_reduce (gemm_part: a dummy)
 
 struct Params {
     m: u32,

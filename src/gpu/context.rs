@@ -23,6 +23,8 @@ pub struct GpuOptions {
     /// Force the query rows per workgroup of `attn_rows` (16, 32 or 64; default 64); 0 runs
     /// the general `attn_tiled` kernel instead, for comparisons.
     pub attn_rows_block: Option<u32>,
+    /// Force the key-range splits of `attn_rows` (1 never splits; default by grid size).
+    pub attn_splits: Option<u32>,
     /// q4/q8 matrix–vector products without int8 activations (dequantise and FMA instead).
     pub no_int8: bool,
     /// Keep naga's bounds checks in native shader code (the default skips them natively:
@@ -102,11 +104,16 @@ pub struct GpuContext {
     pub gemm_split: Option<usize>,
     /// See [`GpuOptions::attn_rows_block`].
     pub attn_rows_block: Option<u32>,
+    /// See [`GpuOptions::attn_splits`].
+    pub attn_splits: Option<u32>,
     /// q4/q8 decode products quantise x to int8 and use packed dot products (gemv_i8.wgsl).
     pub int8: bool,
     pub(crate) sink: Arc<Mutex<ErrorSink>>,
     /// A 16-byte storage buffer bound where an optional input (e.g. a bias) is absent.
     pub(crate) dummy: wgpu::Buffer,
+    /// A second small buffer for unused *writable* bindings: browsers reject a dispatch that
+    /// binds one buffer writable twice, or writable and read-only at once.
+    pub(crate) dummy_rw: wgpu::Buffer,
     /// Idle param rings of recorders without a bind cache (see [`super::Recorder::params`]).
     pub(crate) rings: Mutex<Vec<wgpu::Buffer>>,
     /// Offset alignment of a params slot in a ring (uniform and storage alignment, whichever
@@ -267,6 +274,12 @@ impl GpuContext {
             usage: wgpu::BufferUsages::STORAGE,
             mapped_at_creation: false,
         });
+        let dummy_rw = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("dummy_rw"),
+            size: 16,
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        });
         let ctx = GpuContext {
             device,
             queue,
@@ -279,9 +292,11 @@ impl GpuContext {
             gemm_tile: opts.gemm_tile,
             gemm_split: opts.gemm_split,
             attn_rows_block: opts.attn_rows_block,
+            attn_splits: opts.attn_splits,
             int8: !opts.no_int8,
             sink,
             dummy,
+            dummy_rw,
             rings: Mutex::new(Vec::new()),
             profile: Mutex::new(None),
             param_align: u64::from(

@@ -23,8 +23,10 @@ const TILE_Q: usize = 8;
 /// smaller block to get more workgroups for the flow's few hundred rows measured slower on an
 /// H100 (2 s vocode: mel 150 ms with 64 rows, 164 ms with 16).
 const ROWS_Q: [usize; 3] = [64, 32, 16];
-/// Fewest `attn_rows` workgroups (of 64 rows) for it to be picked over `attn_tiled`.
-const ROWS_MIN_GROUPS: usize = 64;
+/// `attn_rows` splits the key range over workgroups until the grid has this many…
+const ROWS_SPLIT_TARGET: usize = 256;
+/// … in at most this many splits.
+const ROWS_MAX_SPLITS: usize = 8;
 const ROWS_MAX_D: usize = 64;
 
 /// One layer's KV cache, allocated once per session.
@@ -384,6 +386,7 @@ const TILED_BINDINGS: &[Binding] = &[
     Binding::Read,
     Binding::ReadWrite,
     Binding::Uniform,
+    Binding::ReadWrite,
 ];
 
 #[repr(C)]
@@ -430,29 +433,20 @@ fn tiled(
     out: &Tensor,
 ) -> Result<(), OpError> {
     let ctx = rec.ctx();
-    // head dims ≤ 64 (encoder, flow U-Net): one query row per invocation (attn_rows)
-    // `attn_rows` needs enough workgroups of 64 rows to fill the GPU: the flow's 8 heads × 200
-    // rows of a 2 s segment are 32 of them, and there the general kernel (8 rows per
-    // workgroup) is faster (H100: 2 s vocode mel 107 vs 137 ms); from 128 on (10 s: 16 × 8)
-    // attn_rows is (mel 282 vs 347 ms). `attn_rows_block = 0` forces the general kernel.
+    // head dims ≤ 64 (encoder, flow U-Net): one query row per invocation (attn_rows), the key
+    // range split over workgroups while the grid is small; `attn_rows_block = 0` forces the
+    // general kernel
     let tq = params.tq as usize;
-    let rows = d <= ROWS_MAX_D
-        && d.is_multiple_of(4)
-        && match ctx.attn_rows_block {
-            Some(0) => false,
-            Some(_) => true,
-            None => tq.div_ceil(ROWS_Q[0]) * params.hq as usize >= ROWS_MIN_GROUPS,
-        };
+    let rows = d <= ROWS_MAX_D && d.is_multiple_of(4) && ctx.attn_rows_block != Some(0);
     let rb = match ctx.attn_rows_block {
         Some(b) if ROWS_Q.contains(&(b as usize)) => b as usize,
-        Some(0) => ROWS_Q[0],
+        Some(0) | None => ROWS_Q[0],
         Some(b) => {
             return Err(shape_err(
                 op,
                 format!("attention row block {b} is not one of {ROWS_Q:?}"),
             ))
         }
-        None => ROWS_Q[0],
     };
     let blocks = tq.div_ceil(if rows { rb } else { TILE_Q });
     let max_groups = ctx.limits.max_compute_workgroups_per_dimension as usize;
@@ -465,13 +459,34 @@ fn tiled(
             ),
         ));
     }
+    let outputs = tq * params.hq as usize * d;
+    let splits = if !rows {
+        1
+    } else {
+        let want = match ctx.attn_splits {
+            Some(s) => s as usize,
+            None => ROWS_SPLIT_TARGET.div_ceil(blocks * params.hq as usize),
+        };
+        // each split at least two key tiles; the combine's grid within one dimension
+        let most = (params.tk as usize).div_ceil(32).max(1);
+        if outputs.div_ceil(256) > 65535 {
+            1
+        } else {
+            want.clamp(1, ROWS_MAX_SPLITS.min(most))
+        }
+    };
     let key = KernelKey {
         family: "attn_tiled",
         entry: if rows { "attn_rows" } else { "attn_tiled" },
         act: ctx.act(),
         subgroups: false,
         constants: if rows {
-            vec![("MODE", mask as u32), ("D", d as u32), ("RB", rb as u32)]
+            vec![
+                ("MODE", mask as u32),
+                ("D", d as u32),
+                ("RB", rb as u32),
+                ("SPLITS", splits as u32),
+            ]
         } else {
             vec![("MODE", mask as u32), ("D", d as u32)]
         },
@@ -479,8 +494,31 @@ fn tiled(
     let p = ctx.pipeline(&key, TILED_BINDINGS)?;
     let ubuf = rec.params(bytemuck::bytes_of(&params));
     let cu = cu.unwrap_or(&ctx.dummy);
-    let group = rec.bind(&p, &crate::binds![&q.buf, k, v, cu, &out.buf, &ubuf]);
-    rec.dispatch(&p, &group, [blocks as u32, params.hq, 1])?;
+    if splits == 1 {
+        let group = rec.bind(
+            &p,
+            &crate::binds![&q.buf, k, v, cu, &out.buf, &ubuf, &ctx.dummy_rw],
+        );
+        rec.dispatch(&p, &group, [blocks as u32, params.hq, 1])?;
+        return Ok(());
+    }
+    let part = ctx.acquire((splits * outputs.div_ceil(d) * (d + 2) * 4) as u64);
+    let group = rec.bind(
+        &p,
+        &crate::binds![&q.buf, k, v, cu, &out.buf, &ubuf, &part.buffer],
+    );
+    rec.dispatch(&p, &group, [blocks as u32, params.hq, splits as u32])?;
+    let ckey = KernelKey {
+        entry: "attn_combine",
+        ..key
+    };
+    let pc = ctx.pipeline(&ckey, TILED_BINDINGS)?;
+    let group = rec.bind(
+        &pc,
+        &crate::binds![&q.buf, k, v, cu, &out.buf, &ubuf, &part.buffer],
+    );
+    rec.dispatch(&pc, &group, [outputs.div_ceil(256) as u32, 1, 1])?;
+    ctx.release(part);
     Ok(())
 }
 

@@ -555,7 +555,7 @@ fn gemm_split(
             &ubuf,
             d,
             d,
-            &part.buffer
+            &ctx.dummy_rw
         ],
     );
     rec.dispatch(&pp, &group, [gx, gy, splits as u32])?;

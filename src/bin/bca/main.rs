@@ -47,6 +47,9 @@ struct GpuArgs {
     /// 0 runs the general attention kernel instead.
     #[arg(long)]
     attn_rows_block: Option<u32>,
+    /// Key-range splits of that kernel, 1 to 8 (1 never splits; default by grid size).
+    #[arg(long)]
+    attn_splits: Option<u32>,
     /// q4/q8 matrix–vector products dequantise and FMA instead of int8 dot products.
     #[arg(long)]
     no_int8: bool,
@@ -69,6 +72,7 @@ impl GpuArgs {
             gemm_tile: self.gemm_tile,
             gemm_split: self.gemm_split,
             attn_rows_block: self.attn_rows_block,
+            attn_splits: self.attn_splits,
             no_int8: self.no_int8,
             profile: self.profile,
             checked_shaders: self.checked_shaders,

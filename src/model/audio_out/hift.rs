@@ -86,11 +86,15 @@ pub fn sine_source(
         let mut s = lin_b;
         for k in 0..h {
             acc[k] += (f * (k as f32 + 1.0) / p.sampling_rate) as f64;
-            // `rem_euclid(1.0)` without fmod: x − ⌊x⌋ is exact for f32 (same value)
-            let a = acc[k] as f32;
-            let frac = a - a.floor();
-            let theta = two_pi * frac;
-            let sine = p.sine_amp * (theta + noise.phases[k]).sin();
+            // unvoiced: the reference's `sine · 0` is 0, so the sine is not evaluated
+            let sine = if uv > 0.0 {
+                // `rem_euclid(1.0)` without fmod: x − ⌊x⌋ is exact for f32 (same value)
+                let a = acc[k] as f32;
+                let frac = a - a.floor();
+                p.sine_amp * (two_pi * frac + noise.phases[k]).sin()
+            } else {
+                0.0
+            };
             let v = sine * uv + amp * noise.noise[n * h + k];
             s += lin_w[k] * v;
         }
