@@ -91,7 +91,7 @@ pub fn sine_source(
                 // `rem_euclid(1.0)` without fmod: x − ⌊x⌋ is exact for f32 (same value)
                 let a = acc[k] as f32;
                 let frac = a - a.floor();
-                p.sine_amp * (two_pi * frac + noise.phases[k]).sin()
+                p.sine_amp * sin_f32(two_pi * frac + noise.phases[k])
             } else {
                 0.0
             };
@@ -101,6 +101,33 @@ pub fn sine_source(
         out.push(s.tanh());
     }
     Ok(out)
+}
+
+/// `sin(x)` for |x| ≲ 1e5 without a libm call (branch-free, so a loop over harmonics can be
+/// vectorised): round-to-nearest by the 1.5·2²³ trick, Cody–Waite reduction by 2π into
+/// [−π, π], reflection into [−π/2, π/2], then the Taylor series to x¹¹ (truncation < 6e-8 at
+/// π/2). Absolute error ≤ 4e-7 against f64 `sin` of the same f32 input (tested; largest near
+/// ±π, where the reduction rounds).
+#[inline]
+pub fn sin_f32(x: f32) -> f32 {
+    const MAGIC: f32 = 12_582_912.0; // 1.5·2²³
+    let k = (x * std::f32::consts::FRAC_1_PI * 0.5 + MAGIC) - MAGIC;
+    // 2π = 6.28125 + 0.0019353071795864769 (6.28125 has 8 significant bits: k·6.28125 exact)
+    let r = (x - k * 6.28125) - k * 0.001_935_307_2;
+    let h = std::f32::consts::FRAC_PI_2;
+    let pi = std::f32::consts::PI;
+    let r = if r > h {
+        pi - r
+    } else if r < -h {
+        -pi - r
+    } else {
+        r
+    };
+    let r2 = r * r;
+    r * (1.0
+        + r2 * (-1.0 / 6.0
+            + r2 * (1.0 / 120.0
+                + r2 * (-1.0 / 5040.0 + r2 * (1.0 / 362_880.0 + r2 * (-1.0 / 39_916_800.0))))))
 }
 
 /// Periodic Hann window of length n.
@@ -615,5 +642,24 @@ impl Hift {
         let y = self.decode(ctx, mel, &s_stft).await?;
         mark("network+istft");
         Ok(y)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sin_f32;
+
+    /// `sin_f32` against f64 `sin` over the source's argument range (2π·frac + phase, phase in
+    /// [−π, π]) and beyond, on a dense grid plus seeded random points: |error| ≤ 4e-7.
+    #[test]
+    fn sin_f32_matches_f64() {
+        let mut rng = crate::util::rng::Rng::new(5);
+        let mut xs: Vec<f32> = (0..200_000).map(|i| -7.0 + i as f32 * 2e-4 * 7.0).collect();
+        xs.extend(rng.uniform_vec(100_000, -1000.0, 1000.0));
+        let worst = xs
+            .iter()
+            .map(|&x| (sin_f32(x) as f64 - (x as f64).sin()).abs())
+            .fold(0f64, f64::max);
+        assert!(worst <= 4e-7, "max error {worst}");
     }
 }
