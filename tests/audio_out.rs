@@ -551,3 +551,56 @@ fn istft_kernel_matches_cpu_reference() {
         assert!(e.to_string().contains("n_fft 16"), "{e}");
     }
 }
+
+/// Under `--profile` a recorder submits only at its end, so the flow records its Euler steps
+/// into the caller's recorder, in order: the mel must equal the normal path's (per-step
+/// recorders with the scratch arena and the bind cache), and the profile must hold one Euler
+/// update per step.
+#[test]
+fn flow_under_profile_matches_the_normal_path() {
+    use bca::gpu::GpuOptions;
+    let g = golden();
+    let opts = GpuOptions {
+        force_f32: true,
+        no_subgroups: true,
+        profile: true,
+        ..Default::default()
+    };
+    let profiled =
+        pollster::block_on(GpuContext::new(&opts)).expect("a GPU adapter with timestamp queries");
+    let run = |c: &GpuContext| -> (Vec<f32>, usize) {
+        let (_w, v) = model(c);
+        let gm = g.get("mu");
+        let t = gm.len() / 80;
+        let mu = Tensor::from_f32(c, "mu", &[t, 80], gm);
+        let z = Tensor::from_f32(c, "z", &[t, 80], g.get("cfm_noise"));
+        let mut rec = bca::gpu::Recorder::new(c, "t");
+        let mel = audio_out::cfm_sample(&mut rec, &v.unet, &mu, &z, v.cfm).unwrap();
+        rec.submit().unwrap();
+        (pollster::block_on(mel.to_vec(c)).unwrap(), v.cfm.steps)
+    };
+    let (normal, _) = run(ctx(GpuPath::F32));
+    let (prof, steps) = run(&profiled);
+    let (e, i) = rel_err(&prof, &normal);
+    assert!(e <= 1e-6, "profiled mel differs: {e} at {i}");
+    check(
+        "cfm mel (profiled)",
+        GpuPath::F32,
+        &prof,
+        g.get("mel"),
+        MEL_F32,
+        MEL_F16,
+    );
+    let p = profiled.profile_take().expect("a profile");
+    let euler = p
+        .kernels
+        .iter()
+        .find(|(k, _)| k.contains("cfg_euler"))
+        .map(|(_, (n, _))| *n as usize);
+    assert_eq!(
+        euler,
+        Some(steps),
+        "{:?}",
+        p.kernels.keys().collect::<Vec<_>>()
+    );
+}

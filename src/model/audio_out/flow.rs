@@ -431,26 +431,36 @@ pub fn cfm_sample(
         enc.copy_buffer_to_buffer(&noise.buf, 0, &x2.buf, 0, half);
         enc.copy_buffer_to_buffer(&noise.buf, 0, &x2.buf, half, half);
     }
-    rec.flush()?;
+    let step = |r: &mut Recorder, tt: f32, dt: f32| -> Result<(), OpError> {
+        let temb = unet.time_embedding(r, tt)?;
+        let v = unet.forward_batch(r, &x2, Some(&mu2), &temb, 2)?;
+        ops::cfg_euler(r, &x2, &v, (1.0 + p.cfg_rate) * dt, p.cfg_rate * dt)
+    };
+    // a profiled recorder cannot submit part-way (its timestamps resolve at the end), so
+    // under `--profile` the steps go into the caller's recorder, in order
+    let profiling = ctx.profiling();
+    if !profiling {
+        rec.flush()?;
+    }
     let arena = Arena::default();
     let cache = BindCache::default();
     let mut tt = grid[0];
     let mut dt = grid[1] - grid[0];
-    for step in 1..=p.steps {
-        {
+    for k in 1..=p.steps {
+        if profiling {
+            step(rec, tt, dt)?;
+        } else {
             let mut srec = Recorder::new(ctx, "cfm.step")
                 .with_cache(&cache)
                 .with_arena(&arena);
-            let temb = unet.time_embedding(&mut srec, tt)?;
-            let v = unet.forward_batch(&mut srec, &x2, Some(&mu2), &temb, 2)?;
-            ops::cfg_euler(&mut srec, &x2, &v, (1.0 + p.cfg_rate) * dt, p.cfg_rate * dt)?;
+            step(&mut srec, tt, dt)?;
             srec.submit()?;
+            // every tensor of the step is dropped: its buffers serve the next step
+            arena.reset();
         }
-        // every tensor of the step is dropped: its buffers serve the next step
-        arena.reset();
         tt += dt;
-        if step < p.steps {
-            dt = grid[step + 1] - tt;
+        if k < p.steps {
+            dt = grid[k + 1] - tt;
         }
     }
     Ok(Tensor {
