@@ -181,18 +181,23 @@ fn decoder_and_prenet_match_golden() {
 fn flow_matching_matches_golden() {
     let g = golden();
     for path in PATHS {
-        let c = ctx(path);
-        let (_w, v) = model(c);
-        let gm = g.get("mu");
-        let t = gm.len() / 80;
-        let mu = Tensor::from_f32(c, "mu", &[t, 80], gm);
-        let z = Tensor::from_f32(c, "z", &[t, 80], g.get("cfm_noise"));
-        let mut rec = bca::gpu::Recorder::new(c, "t");
-        let mel = audio_out::cfm_sample(&mut rec, &v.unet, &mu, &z, v.cfm).unwrap();
-        rec.submit().unwrap();
-        let mel = pollster::block_on(mel.to_vec(c)).unwrap();
+        let (mel, _) = golden_cfm(ctx(path));
         check("cfm mel", path, &mel, g.get("mel"), MEL_F32, MEL_F16);
     }
+}
+
+/// The flow on the golden `mu` and start noise → (mel, Euler steps).
+fn golden_cfm(c: &GpuContext) -> (Vec<f32>, usize) {
+    let g = golden();
+    let (_w, v) = model(c);
+    let gm = g.get("mu");
+    let t = gm.len() / 80;
+    let mu = Tensor::from_f32(c, "mu", &[t, 80], gm);
+    let z = Tensor::from_f32(c, "z", &[t, 80], g.get("cfm_noise"));
+    let mut rec = bca::gpu::Recorder::new(c, "t");
+    let mel = audio_out::cfm_sample(&mut rec, &v.unet, &mu, &z, v.cfm).unwrap();
+    rec.submit().unwrap();
+    (pollster::block_on(mel.to_vec(c)).unwrap(), v.cfm.steps)
 }
 
 fn golden_source_noise(g: &Golden, phases: &str, noise: &str) -> SourceNoise {
@@ -568,19 +573,8 @@ fn flow_under_profile_matches_the_normal_path() {
     };
     let profiled =
         pollster::block_on(GpuContext::new(&opts)).expect("a GPU adapter with timestamp queries");
-    let run = |c: &GpuContext| -> (Vec<f32>, usize) {
-        let (_w, v) = model(c);
-        let gm = g.get("mu");
-        let t = gm.len() / 80;
-        let mu = Tensor::from_f32(c, "mu", &[t, 80], gm);
-        let z = Tensor::from_f32(c, "z", &[t, 80], g.get("cfm_noise"));
-        let mut rec = bca::gpu::Recorder::new(c, "t");
-        let mel = audio_out::cfm_sample(&mut rec, &v.unet, &mu, &z, v.cfm).unwrap();
-        rec.submit().unwrap();
-        (pollster::block_on(mel.to_vec(c)).unwrap(), v.cfm.steps)
-    };
-    let (normal, _) = run(ctx(GpuPath::F32));
-    let (prof, steps) = run(&profiled);
+    let (normal, _) = golden_cfm(ctx(GpuPath::F32));
+    let (prof, steps) = golden_cfm(&profiled);
     let (e, i) = rel_err(&prof, &normal);
     assert!(e <= 1e-6, "profiled mel differs: {e} at {i}");
     check(

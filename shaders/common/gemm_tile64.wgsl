@@ -1,7 +1,8 @@
 // gemm_tile64 — the 64 × 64 tile loaders shared by gemm.wgsl's `gemm` and gemm_splitk.wgsl:
 // per K step of TK = 32, W rows [m0, m0+64) dequantised into `wt` and x rows [n0, n0+64) into
-// `xt`, both k-major (`[k][row / 4]` vec4s), zeros outside the matrices. The including file
-// declares the bindings `w`, `s`, `x` and a uniform `P` with m, k, nb, n, and the override FMT.
+// `xt`, both k-major (`[k][row / 4]` vec4s), zeros outside the matrices, and `tile_acc`, the
+// K loop of one thread's 4 × 4 block. The including file declares the bindings `w`, `s`, `x`
+// and a uniform `P` with m, k, nb, n, and the override FMT.
 
 const TM: u32 = 64u; // x rows per tile
 const TN: u32 = 64u; // W rows per tile
@@ -105,3 +106,35 @@ fn load_x(t: u32, n0: u32, k0: u32) {
     }
 }
 
+// A thread's 4 × 4 block: x rows ty·4 + r (field r_r) against W rows tx·4 .. +4 (the vec4).
+struct Acc4 {
+    r0: vec4<f32>,
+    r1: vec4<f32>,
+    r2: vec4<f32>,
+    r3: vec4<f32>,
+}
+
+// Thread (tx, ty) of the 64 × 64 tile at (m0, n0), summed over k in [k_lo, k_hi) (k_lo a
+// multiple of TK; both uniform: the loop has barriers).
+fn tile_acc(tx: u32, ty: u32, m0: u32, n0: u32, k_lo: u32, k_hi: u32) -> Acc4 {
+    let t = ty * 16u + tx;
+    var a0 = vec4<f32>(0.0);
+    var a1 = vec4<f32>(0.0);
+    var a2 = vec4<f32>(0.0);
+    var a3 = vec4<f32>(0.0);
+    for (var k0 = k_lo; k0 < k_hi; k0 += TK) {
+        load_w(t, m0, k0);
+        load_x(t, n0, k0);
+        workgroupBarrier();
+        for (var kk = 0u; kk < TK; kk++) {
+            let xa = xt[kk * 16u + ty];
+            let wb = wt[kk * 16u + tx];
+            a0 += xa.x * wb;
+            a1 += xa.y * wb;
+            a2 += xa.z * wb;
+            a3 += xa.w * wb;
+        }
+        workgroupBarrier();
+    }
+    return Acc4(a0, a1, a2, a3);
+}

@@ -43,76 +43,20 @@ override FMT: u32 = 0; // weight format: 0 f16, 1 q8, 2 q4
 
 // #include gemm_tile64
 
-fn store(n: u32, m0: u32, v: vec4<f32>) {
-    if (n >= P.n) {
-        return;
-    }
-    if (ACT == 3u) {
-        let m_out = P.m / 2u;
-        let o = m0 / 2u;
-        if (m0 + 1u < P.m) {
-            var a = silu(v.x) * v.y;
-            if ((P.flags & 2u) != 0u) { a += f32(res[n * m_out + o]); }
-            y[n * m_out + o] = act(a);
-        }
-        if (m0 + 3u < P.m) {
-            var b = silu(v.z) * v.w;
-            if ((P.flags & 2u) != 0u) { b += f32(res[n * m_out + o + 1u]); }
-            y[n * m_out + o + 1u] = act(b);
-        }
-        return;
-    }
-    for (var c = 0u; c < 4u; c++) {
-        let m = m0 + c;
-        if (m >= P.m) {
-            break;
-        }
-        var o = v[c];
-        if ((P.flags & 1u) != 0u) {
-            o += f32(bias[m]);
-        }
-        if (ACT == 1u) {
-            o = silu(o);
-        } else if (ACT == 2u) {
-            o = 0.5 * o * (1.0 + erf_approx(o * 0.70710678118654752));
-        }
-        if ((P.flags & 2u) != 0u) {
-            o += f32(res[n * P.m + m]);
-        }
-        y[n * P.m + m] = act(o);
-    }
-}
+// #include gemm_store
 
 @compute @workgroup_size(16, 16)
 fn gemm(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wg: vec3<u32>) {
     let tx = lid.x; // W rows tx*4 .. +4
     let ty = lid.y; // x rows ty*4 .. +4
-    let t = ty * 16u + tx;
     let m0 = wg.x * TN;
     let n0 = wg.y * TM;
-    var a0 = vec4<f32>(0.0); // x row ty*4+0, W rows tx*4 .. +4
-    var a1 = vec4<f32>(0.0);
-    var a2 = vec4<f32>(0.0);
-    var a3 = vec4<f32>(0.0);
-    for (var k0 = 0u; k0 < P.k; k0 += TK) {
-        load_w(t, m0, k0);
-        load_x(t, n0, k0);
-        workgroupBarrier();
-        for (var kk = 0u; kk < TK; kk++) {
-            let xa = xt[kk * 16u + ty];
-            let wb = wt[kk * 16u + tx];
-            a0 += xa.x * wb;
-            a1 += xa.y * wb;
-            a2 += xa.z * wb;
-            a3 += xa.w * wb;
-        }
-        workgroupBarrier();
-    }
+    let a = tile_acc(tx, ty, m0, n0, 0u, P.k);
     let mm = m0 + tx * 4u;
-    store(n0 + ty * 4u, mm, a0);
-    store(n0 + ty * 4u + 1u, mm, a1);
-    store(n0 + ty * 4u + 2u, mm, a2);
-    store(n0 + ty * 4u + 3u, mm, a3);
+    store(n0 + ty * 4u, mm, a.r0);
+    store(n0 + ty * 4u + 1u, mm, a.r1);
+    store(n0 + ty * 4u + 2u, mm, a.r2);
+    store(n0 + ty * 4u + 3u, mm, a.r3);
 }
 
 // ---- gemm_big: 128 × 128 tiles, K steps of 16, 8 × 8 outputs per thread -------------------

@@ -6,8 +6,9 @@
 //
 //   gemm_part   workgroup (m tile, n tile, slice z) sums k in [z·kslice, (z+1)·kslice) into
 //               f32 partials part[(z·N + n)·M + m] (no epilogue)
-//   gemm_reduce one thread per output: Σ_z of the partials in order z = 0, 1, …, then gemm's
-//               epilogue (bias → activation → residual → store; SwiGLU over row pairs)
+//   gemm_reduce one thread per 4 outputs of a row: Σ_z of the partials in order z = 0, 1, …,
+//               then gemm's epilogue (`store`: bias → activation → residual; SwiGLU over
+//               row pairs)
 //
 // @binding(0) w:    weight words (as gemm.wgsl)      gemm_part only (a dummy otherwise)
 // @binding(1) s:    scales                           gemm_part only
@@ -45,6 +46,8 @@ override FMT: u32 = 0; // weight format: 0 f16, 1 q8, 2 q4
 
 // #include gemm_tile64
 
+// #include gemm_store
+
 fn put_part(z: u32, n: u32, m0: u32, v: vec4<f32>) {
     if (n >= P.n) {
         return;
@@ -61,34 +64,15 @@ fn put_part(z: u32, n: u32, m0: u32, v: vec4<f32>) {
 fn gemm_part(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wg: vec3<u32>) {
     let tx = lid.x;
     let ty = lid.y;
-    let t = ty * 16u + tx;
     let m0 = wg.x * TN;
     let n0 = wg.y * TM;
     let z = wg.z;
-    let k_end = min(P.k, (z + 1u) * P.kslice);
-    var a0 = vec4<f32>(0.0);
-    var a1 = vec4<f32>(0.0);
-    var a2 = vec4<f32>(0.0);
-    var a3 = vec4<f32>(0.0);
-    for (var k0 = z * P.kslice; k0 < k_end; k0 += TK) {
-        load_w(t, m0, k0);
-        load_x(t, n0, k0);
-        workgroupBarrier();
-        for (var kk = 0u; kk < TK; kk++) {
-            let xa = xt[kk * 16u + ty];
-            let wb = wt[kk * 16u + tx];
-            a0 += xa.x * wb;
-            a1 += xa.y * wb;
-            a2 += xa.z * wb;
-            a3 += xa.w * wb;
-        }
-        workgroupBarrier();
-    }
+    let a = tile_acc(tx, ty, m0, n0, z * P.kslice, min(P.k, (z + 1u) * P.kslice));
     let mm = m0 + tx * 4u;
-    put_part(z, n0 + ty * 4u, mm, a0);
-    put_part(z, n0 + ty * 4u + 1u, mm, a1);
-    put_part(z, n0 + ty * 4u + 2u, mm, a2);
-    put_part(z, n0 + ty * 4u + 3u, mm, a3);
+    put_part(z, n0 + ty * 4u, mm, a.r0);
+    put_part(z, n0 + ty * 4u + 1u, mm, a.r1);
+    put_part(z, n0 + ty * 4u + 2u, mm, a.r2);
+    put_part(z, n0 + ty * 4u + 3u, mm, a.r3);
 }
 
 fn summed(n: u32, m: u32) -> f32 {
@@ -102,34 +86,17 @@ fn summed(n: u32, m: u32) -> f32 {
 @compute @workgroup_size(256)
 fn gemm_reduce(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let i = (wid.y * P.groups_x + wid.x) * 256u + lid;
-    if (ACT == 3u) {
-        let m_out = P.m / 2u;
-        if (i >= P.n * m_out) {
-            return;
+    let m4 = (P.m + 3u) / 4u;
+    if (i >= P.n * m4) {
+        return;
+    }
+    let n = i / m4;
+    let m0 = (i % m4) * 4u;
+    var v = vec4<f32>(0.0);
+    for (var c = 0u; c < 4u; c++) {
+        if (m0 + c < P.m) {
+            v[c] = summed(n, m0 + c);
         }
-        let n = i / m_out;
-        let o = i % m_out;
-        var a = silu(summed(n, 2u * o)) * summed(n, 2u * o + 1u);
-        if ((P.flags & 2u) != 0u) { a += f32(res[i]); }
-        y[i] = act(a);
-        return;
     }
-    if (i >= P.n * P.m) {
-        return;
-    }
-    let n = i / P.m;
-    let m = i % P.m;
-    var o = summed(n, m);
-    if ((P.flags & 1u) != 0u) {
-        o += f32(bias[m]);
-    }
-    if (ACT == 1u) {
-        o = silu(o);
-    } else if (ACT == 2u) {
-        o = 0.5 * o * (1.0 + erf_approx(o * 0.70710678118654752));
-    }
-    if ((P.flags & 2u) != 0u) {
-        o += f32(res[i]);
-    }
-    y[i] = act(o);
+    store(n, m0, v);
 }

@@ -127,6 +127,10 @@ const INCLUDES: &[(&str, &str)] = &[
         "gemm_tile64",
         include_str!("../../shaders/common/gemm_tile64.wgsl"),
     ),
+    (
+        "gemm_store",
+        include_str!("../../shaders/common/gemm_store.wgsl"),
+    ),
 ];
 
 /// Names of every kernel family (for `bca info` and tests).

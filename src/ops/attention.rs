@@ -729,26 +729,8 @@ pub fn attn_chunk_causal_batch(
     const OP: &str = "attn_chunk_causal";
     let ctx = rec.ctx();
     let (t, hq, hkv, d) = check_packed(OP, ctx, q, k, v, out)?;
-    if chunk == 0 || chunk > u32::MAX as usize / 2 {
-        return Err(shape_err(
-            OP,
-            format!("chunk {chunk} for q {:?} must be ≥ 1", q.shape),
-        ));
-    }
-    if batch == 0 || !t.is_multiple_of(batch) {
-        return Err(shape_err(
-            OP,
-            format!(
-                "{t} rows of q {:?} are not {batch} equal sequences",
-                q.shape
-            ),
-        ));
-    }
-    let params = TiledParams {
-        chunk: chunk as u32,
-        seq: (t / batch) as u32,
-        ..packed_params(t, hq, hkv, d, scale)
-    };
+    let params = chunk_params(OP, &q.shape, t, batch, chunk)?
+        .with_packed(packed_params(t, hq, hkv, d, scale));
     tiled(
         rec,
         OP,
@@ -760,6 +742,48 @@ pub fn attn_chunk_causal_batch(
         params,
         out,
     )
+}
+
+/// The chunk-causal mask's `(chunk, seq)` for `t` rows in `batch` equal sequences (checked).
+struct ChunkMask {
+    chunk: u32,
+    seq: u32,
+}
+
+impl ChunkMask {
+    /// `p` with this mask.
+    fn with_packed(self, p: TiledParams) -> TiledParams {
+        TiledParams {
+            chunk: self.chunk,
+            seq: self.seq,
+            ..p
+        }
+    }
+}
+
+fn chunk_params(
+    op: &'static str,
+    shape: &[usize],
+    t: usize,
+    batch: usize,
+    chunk: usize,
+) -> Result<ChunkMask, OpError> {
+    if chunk == 0 || chunk > u32::MAX as usize / 2 {
+        return Err(shape_err(
+            op,
+            format!("chunk {chunk} for {shape:?} must be ≥ 1"),
+        ));
+    }
+    if batch == 0 || !t.is_multiple_of(batch) {
+        return Err(shape_err(
+            op,
+            format!("{t} rows of {shape:?} are not {batch} equal sequences"),
+        ));
+    }
+    Ok(ChunkMask {
+        chunk: chunk as u32,
+        seq: (t / batch) as u32,
+    })
 }
 
 /// [`attn_chunk_causal_batch`] reading q, k and v from one fused projection `qkv (B·T, 3·H·D)`
@@ -797,26 +821,19 @@ pub fn attn_chunk_causal_qkv(
         ));
     }
     check_heads(OP, heads, heads, d)?;
-    if chunk == 0 || chunk > u32::MAX as usize / 2 || batch == 0 || !t.is_multiple_of(batch) {
-        return Err(shape_err(
-            OP,
-            format!("chunk {chunk}, {batch} sequences for qkv {:?}", qkv.shape),
-        ));
-    }
+    let mask = chunk_params(OP, &qkv.shape, t, batch, chunk)?;
     check_act(OP, ctx, &[("qkv", qkv), ("out", out)])?;
     let sz = ctx.act().size();
     check_len(OP, "qkv", &qkv.buf, (t * w * sz) as u64)?;
     check_len(OP, "out", &out.buf, (t * heads * d * sz) as u64)?;
     let hd = heads * d;
     let params = TiledParams {
-        chunk: chunk as u32,
-        seq: (t / batch) as u32,
         q_st: w as u32,
         k_off: hd as u32,
         k_st: w as u32,
         v_off: (2 * hd) as u32,
         v_st: w as u32,
-        ..packed_params(t, heads, heads, d, scale)
+        ..mask.with_packed(packed_params(t, heads, heads, d, scale))
     };
     tiled(
         rec,

@@ -408,6 +408,27 @@ fn conv_common(
     if entry == "conv1d" && gemm_fits(ctx, w, batch * tout) {
         return conv1d_gemm(rec, x, w, bias, y, (batch, tin, tout), (stride, pad, dil));
     }
+    conv_dispatch(
+        rec,
+        entry,
+        (x, w, bias, &y.buf),
+        batch * tout * w.cout,
+        (batch, tin, tout),
+        (stride, pad, dil),
+    )
+}
+
+/// Records `entry` of conv1d.wgsl over `threads` invocations with `w`'s shape and the
+/// geometry as params: the direct kernels (`out` = y) or `im2col` (`out` = the columns).
+fn conv_dispatch(
+    rec: &mut Recorder,
+    entry: &'static str,
+    (x, w, bias, out): (&Tensor, &ConvWeight, Option<&ConvBias>, &wgpu::Buffer),
+    threads: usize,
+    (batch, tin, tout): (usize, usize, usize),
+    (stride, pad, dil): (usize, usize, usize),
+) -> Result<(), OpError> {
+    let ctx = rec.ctx();
     let key = KernelKey {
         family: "conv1d",
         entry,
@@ -417,12 +438,12 @@ fn conv_common(
     };
     let p = ctx.pipeline(&key, BINDINGS)?;
     let g = grid(
-        (batch * tout * w.cout).div_ceil(WG as usize) as u32,
+        threads.div_ceil(WG as usize) as u32,
         ctx.limits.max_compute_workgroups_per_dimension,
     );
     let params = Params {
         tin: tin as u32,
-        cin: cin as u32,
+        cin: (w.cin_g * w.groups) as u32,
         tout: tout as u32,
         cout: w.cout as u32,
         k: w.k as u32,
@@ -431,7 +452,7 @@ fn conv_common(
         dil: dil as u32,
         cin_g: w.cin_g as u32,
         cout_g: (w.cout / w.groups) as u32,
-        wpk: wpk as u32,
+        wpk: w.cin_g.div_ceil(2) as u32,
         flags: bias.is_some() as u32,
         groups_x: g[0],
         batch: batch as u32,
@@ -444,7 +465,7 @@ fn conv_common(
             &x.buf,
             &w.buf,
             bias.map(|b| &b.f32).unwrap_or(&ctx.dummy),
-            &y.buf,
+            out,
             &ubuf
         ],
     );
@@ -498,42 +519,14 @@ fn conv1d_gemm(
         return super::gemv(rec, &wm, x, y, epi);
     }
     let cols = ctx.acquire((batch * tout * k * cin * act.size()) as u64);
-    let key = KernelKey {
-        family: "conv1d",
-        entry: "im2col",
-        act,
-        subgroups: false,
-        constants: vec![("WG", WG)],
-    };
-    let p = ctx.pipeline(&key, BINDINGS)?;
-    let n = batch * tout * k * cin;
-    let g = grid(
-        n.div_ceil(WG as usize) as u32,
-        ctx.limits.max_compute_workgroups_per_dimension,
-    );
-    let params = Params {
-        tin: tin as u32,
-        cin: cin as u32,
-        tout: tout as u32,
-        cout: w.cout as u32,
-        k: k as u32,
-        stride: stride as u32,
-        pad: pad as u32,
-        dil: dil as u32,
-        cin_g: cin as u32,
-        cout_g: w.cout as u32,
-        wpk: 0,
-        flags: 0,
-        groups_x: g[0],
-        batch: batch as u32,
-        _pad: [0; 2],
-    };
-    let ubuf = rec.params(bytemuck::bytes_of(&params));
-    let group = rec.bind(
-        &p,
-        &crate::binds![&x.buf, &ctx.dummy, &ctx.dummy, &cols.buffer, &ubuf],
-    );
-    rec.dispatch(&p, &group, g)?;
+    conv_dispatch(
+        rec,
+        "im2col",
+        (x, w, None, &cols.buffer),
+        batch * tout * k * cin,
+        (batch, tin, tout),
+        (stride, pad, dil),
+    )?;
     let xcol = Tensor {
         buf: cols.buffer.clone(),
         shape: vec![batch * tout, k * cin],

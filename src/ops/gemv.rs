@@ -522,8 +522,8 @@ fn gemm_split(
             format!("{n}×{m} output in {splits} slices is over the workgroup limit {lim}"),
         ));
     }
-    let outputs = if act_code == 3 { n * (m / 2) } else { n * m };
-    let rg = grid(outputs.div_ceil(256) as u32, lim);
+    // the reduce: one thread per 4 outputs of a row (the epilogue's unit)
+    let rg = grid((n * m.div_ceil(4)).div_ceil(256) as u32, lim);
     let params = SplitParams {
         m: m as u32,
         k: k as u32,

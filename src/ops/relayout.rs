@@ -267,27 +267,7 @@ pub fn interleave_rows(
     let Some(data) = data else {
         return Ok(None);
     };
-    Ok(Some(match (a, scales) {
-        (Matrix::F16 { stride, .. }, _) => Matrix::F16 {
-            buf: data,
-            rows: 2 * rows,
-            cols,
-            stride: *stride,
-        },
-        (Matrix::Q8 { .. }, Some(scales)) => Matrix::Q8 {
-            data,
-            scales,
-            rows: 2 * rows,
-            cols,
-        },
-        (Matrix::Q4 { .. }, Some(scales)) => Matrix::Q4 {
-            data,
-            scales,
-            rows: 2 * rows,
-            cols,
-        },
-        _ => return Ok(None),
-    }))
+    Ok(same_format(a, data, scales, 2 * rows, cols))
 }
 
 /// Stacks the rows of matrices of one format and width: `[a; b; …]` (a fused q/k/v
@@ -352,7 +332,20 @@ pub fn concat_rows(
         return Ok(None);
     };
     let scales = stack(rec, sw, |m| m.scales())?;
-    Ok(Some(match (first, scales) {
+    Ok(same_format(first, data, scales, rows, cols))
+}
+
+/// A matrix of `template`'s format (and f16 row stride) over new buffers and shape; `None` for
+/// a quantised format without scales.
+fn same_format(
+    template: &crate::tensor::Matrix,
+    data: wgpu::Buffer,
+    scales: Option<wgpu::Buffer>,
+    rows: usize,
+    cols: usize,
+) -> Option<crate::tensor::Matrix> {
+    use crate::tensor::Matrix;
+    Some(match (template, scales) {
         (Matrix::F16 { stride, .. }, _) => Matrix::F16 {
             buf: data,
             rows,
@@ -371,6 +364,6 @@ pub fn concat_rows(
             rows,
             cols,
         },
-        _ => return Ok(None),
-    }))
+        _ => return None,
+    })
 }

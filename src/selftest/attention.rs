@@ -160,15 +160,23 @@ pub async fn attn_varlen_case(
     Ok(compare(&got, &want, atol, rtol))
 }
 
-/// `batch` sequences of `t` tokens each under the chunk-causal mask with chunk `c` (1 =
-/// causal), packed one after another; each attends only within itself.
-pub async fn attn_chunk_causal_case(
+/// Seeded q, k, v (rounded to the activation dtype) and the CPU reference for `batch`
+/// sequences of `t` rows under the chunk-causal mask with chunk `c`.
+struct ChunkCase {
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    scale: f32,
+    want: Vec<f32>,
+}
+
+fn chunk_causal_inputs(
     ctx: &GpuContext,
     (hq, hkv, d): (usize, usize, usize),
     (batch, t): (usize, usize),
     c: usize,
     seed: u64,
-) -> Result<Comparison, OpError> {
+) -> ChunkCase {
     let mut rng = Rng::new(seed);
     let n = batch * t;
     let q = rand_act(ctx, &mut rng, n * hq * d, 2.0);
@@ -178,6 +186,32 @@ pub async fn attn_chunk_causal_case(
     let want = refa::attention(&q, &k, &v, (n, n), (hq, hkv, d), scale, |i, j| {
         i / t == j / t && j % t < ((i % t) / c + 1) * c
     });
+    ChunkCase {
+        q,
+        k,
+        v,
+        scale,
+        want,
+    }
+}
+
+/// `batch` sequences of `t` tokens each under the chunk-causal mask with chunk `c` (1 =
+/// causal), packed one after another; each attends only within itself.
+pub async fn attn_chunk_causal_case(
+    ctx: &GpuContext,
+    (hq, hkv, d): (usize, usize, usize),
+    (batch, t): (usize, usize),
+    c: usize,
+    seed: u64,
+) -> Result<Comparison, OpError> {
+    let n = batch * t;
+    let ChunkCase {
+        q,
+        k,
+        v,
+        scale,
+        want,
+    } = chunk_causal_inputs(ctx, (hq, hkv, d), (batch, t), c, seed);
     let qt = Tensor::from_f32(ctx, "q", &[n, hq, d], &q);
     let kt = Tensor::from_f32(ctx, "k", &[n, hkv, d], &k);
     let vt = Tensor::from_f32(ctx, "v", &[n, hkv, d], &v);
@@ -199,16 +233,15 @@ pub async fn attn_chunk_causal_qkv_case(
     c: usize,
     seed: u64,
 ) -> Result<Comparison, OpError> {
-    let mut rng = Rng::new(seed);
     let n = batch * t;
     let hd = h * d;
-    let q = rand_act(ctx, &mut rng, n * hd, 2.0);
-    let k = rand_act(ctx, &mut rng, n * hd, 1.0);
-    let v = rand_act(ctx, &mut rng, n * hd, 1.0);
-    let scale = 1.0 / (d as f32).sqrt();
-    let want = refa::attention(&q, &k, &v, (n, n), (h, h, d), scale, |i, j| {
-        i / t == j / t && j % t < ((i % t) / c + 1) * c
-    });
+    let ChunkCase {
+        q,
+        k,
+        v,
+        scale,
+        want,
+    } = chunk_causal_inputs(ctx, (h, h, d), (batch, t), c, seed);
     let mut qkv = Vec::with_capacity(3 * n * hd);
     for r in 0..n {
         for m in [&q, &k, &v] {

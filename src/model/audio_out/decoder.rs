@@ -11,7 +11,7 @@ use crate::model::{HostTensor, ModelError, Weights};
 use crate::ops::{self, Activation, Binary, ConvTranspose1dSpec, ConvWeight, RVQ_LEVELS};
 use crate::tensor::Tensor;
 
-use super::layers::{act, Linear, Norm, WhisperLayer};
+use super::layers::{Linear, Norm, WhisperLayer};
 
 const BRIDGE: &str = "audio_tokenizer.audio_bridge_model";
 const DEC: &str = "audio_tokenizer.audio_decoder";
@@ -137,9 +137,9 @@ impl AudioDecoder {
         let t = spec
             .out_len(n, self.dconv1.k)
             .ok_or_else(|| ModelError::input("dconv1 output is empty"))?;
-        let up = act(rec, "dconv1.y", &[t, self.d]);
+        let up = rec.scratch("dconv1.y", &[t, self.d]);
         ops::conv_transpose1d(rec, &z, &self.dconv1, Some(&self.dconv1_b), spec, &up)?;
-        let gn = act(rec, "dconv1.gn", &[t, self.d]);
+        let gn = rec.scratch("dconv1.gn", &[t, self.d]);
         ops::groupnorm(rec, &up, 1, &self.gn_w, &self.gn_b, 1e-5, &gn)?;
         let p = Tensor::from_f32(ctx, "dec.pos", &[t, self.d], &self.pos.data[..t * self.d]);
         ops::binary(rec, Binary::Add, &gn, &p, &gn)?;

@@ -13,7 +13,7 @@ use crate::model::{ModelError, Weights};
 use crate::ops::{self, Activation, Binary, Conv1dSpec, ConvWeight, OpError, Unary};
 use crate::tensor::Tensor;
 
-use super::layers::{act, ops_shape, Linear, Norm, WhisperLayer};
+use super::layers::{ops_shape, Linear, Norm, WhisperLayer};
 
 const CD: &str = "audio_tokenizer.audio_flow_matching_decoder.conditional_decoder";
 /// Chunk of the U-Net's chunk-causal attention mask (`static_chunk_size`).
@@ -75,7 +75,7 @@ impl SplitConv {
         batch: usize,
     ) -> Result<Tensor, OpError> {
         let t = xs.iter().flatten().next().map(|x| x.shape[0]).unwrap_or(0);
-        let y = act(rec, "conv.y", &[t, self.cout]);
+        let y = rec.scratch("conv.y", &[t, self.cout]);
         let mut first = true;
         for (x, wgt) in xs.iter().zip(&self.parts) {
             let Some(x) = x else { continue };
@@ -83,7 +83,7 @@ impl SplitConv {
                 ops::conv1d_batch(rec, x, wgt, Some(&self.bias), self.spec, batch, &y)?;
                 first = false;
             } else {
-                let tmp = act(rec, "conv.part", &[t, self.cout]);
+                let tmp = rec.scratch("conv.part", &[t, self.cout]);
                 ops::conv1d_batch(rec, x, wgt, None, self.spec, batch, &tmp)?;
                 ops::binary(rec, Binary::Add, &y, &tmp, &y)?;
             }

@@ -13,8 +13,6 @@ use crate::ops::{self, Binary, Conv1dSpec, ConvTranspose1dSpec, ConvWeight, OpEr
 use crate::tensor::Tensor;
 use crate::util::rng::Rng;
 
-use super::layers::act;
-
 const P: &str = "hift.";
 
 /// Host-side constants of the source and the iSTFT.
@@ -295,7 +293,7 @@ impl Conv {
         let t = self.spec.out_len(x.shape[0], self.w.k).ok_or_else(|| {
             crate::ops::shape_err("hift conv", format!("input {:?} too short", x.shape))
         })?;
-        let y = act(rec, "hift.conv", &[t, self.w.cout]);
+        let y = rec.scratch("hift.conv", &[t, self.w.cout]);
         ops::conv1d(rec, x, &self.w, self.b.as_ref(), self.spec, &y)?;
         Ok(y)
     }
@@ -353,10 +351,10 @@ impl ResBlock {
             .view(&x.shape)
             .ok_or_else(|| super::layers::ops_shape("view", x))?;
         for i in 0..self.convs1.len() {
-            let s1 = act(rec, "snake", &x.shape);
+            let s1 = rec.scratch("snake", &x.shape);
             ops::snake(rec, &x, &self.a1[i], &s1)?;
             let c1 = self.convs1[i].fwd(rec, &s1)?;
-            let s2 = act(rec, "snake", &c1.shape);
+            let s2 = rec.scratch("snake", &c1.shape);
             ops::snake(rec, &c1, &self.a2[i], &s2)?;
             let c2 = self.convs2[i].fwd(rec, &s2)?;
             ops::binary(rec, Binary::Add, &c2, &x, &c2)?;
@@ -571,13 +569,13 @@ impl Hift {
                 .spec
                 .out_len(x.shape[0], up.w.k)
                 .ok_or_else(|| ModelError::input("hift upsampling of an empty input"))?;
-            let y = act(rec, "hift.up", &[t, up.w.cout]);
+            let y = rec.scratch("hift.up", &[t, up.w.cout]);
             ops::conv_transpose1d(rec, &x, &up.w, Some(&up.b), up.spec, &y)?;
             x = if i == n_up - 1 {
                 // ReflectionPad1d((1, 0)): frame 1 copied in front
                 let c = up.w.cout;
                 let sz = ctx.act().size();
-                let padded = act(rec, "hift.pad", &[t + 1, c]);
+                let padded = rec.scratch("hift.pad", &[t + 1, c]);
                 let row = (c * sz) as u64;
                 let enc = rec.encoder()?;
                 enc.copy_buffer_to_buffer(&y.buf, 0, &padded.buf, row, row * t as u64);

@@ -7,12 +7,6 @@ use crate::model::{ModelError, Weights};
 use crate::ops::{self, Activation, Epilogue, OpError};
 use crate::tensor::{Matrix, Tensor};
 
-/// A scratch activation tensor: from the recorder's arena when it has one (the flow's Euler
-/// steps), else a fresh buffer.
-pub(crate) fn act(rec: &Recorder, label: &str, shape: &[usize]) -> Tensor {
-    rec.scratch(label, shape)
-}
-
 /// `nn.Linear` (`{p}.weight` (M, K), optional `{p}.bias`).
 pub(crate) struct Linear {
     pub w: Matrix,
@@ -220,7 +214,7 @@ impl WhisperLayer {
         let d = self.qkv.width();
         let hd = d / self.heads;
         let a = self.ln1.apply(rec, h)?;
-        let att = act(rec, "whisper.att", &[t, d]);
+        let att = rec.scratch("whisper.att", &[t, d]);
         let att3 = att
             .view(&[t, self.heads, hd])
             .ok_or_else(|| ops_shape("view", &att))?;
