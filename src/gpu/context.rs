@@ -33,6 +33,8 @@ pub struct GpuOptions {
     /// Time every dispatch and print a per-kernel table to stderr when the context drops
     /// (native; each dispatch gets its own pass, so overall timings change).
     pub profile: bool,
+    /// Never use cooperative matrices (tensor cores) even where the adapter has them.
+    pub no_coop: bool,
 }
 
 /// Capabilities negotiated with the adapter; kernels pick their variant from these.
@@ -55,6 +57,25 @@ pub struct Caps {
     /// Native shader modules are created without naga's inserted bounds checks (measured on
     /// an H100: attention 3.3×, small products 1.9× faster). Browsers keep their own checks.
     pub trusted_shaders: bool,
+    /// Cooperative matrices (`wgpu_cooperative_matrix`: tensor cores through
+    /// `VK_KHR_cooperative_matrix`) with 16×16×16 f16 inputs and f32 accumulators, on the f16
+    /// path with 32-wide subgroups. Native only (wgpu's WebGPU backend has no such feature);
+    /// the tiled products then run `gemm_coop.wgsl` instead of the FMA kernels.
+    pub coop: bool,
+}
+
+/// Workgroup memory the cooperative-matrix product needs (its staging tiles).
+pub(crate) const COOP_WG_STORAGE: u32 = 32768;
+
+/// The adapter offers subgroup-scope 16×16×16 cooperative matrices with f16 A/B and f32 C.
+fn coop_16x16_f16(adapter: &wgpu::Adapter) -> bool {
+    adapter.cooperative_matrix_properties().iter().any(|p| {
+        p.m_size == 16
+            && p.n_size == 16
+            && p.k_size == 16
+            && p.ab_type == wgpu::CooperativeScalarType::F16
+            && p.cr_type == wgpu::CooperativeScalarType::F32
+    })
 }
 
 /// The limits we raised to the adapter's values (the rest stay at WebGPU defaults).
@@ -198,6 +219,19 @@ impl GpuContext {
         if timestamps {
             features |= wgpu::Features::TIMESTAMP_QUERY;
         }
+        let fixed_sg = info.subgroup_min_size == info.subgroup_max_size;
+        let coop = cfg!(not(target_arch = "wasm32"))
+            && !opts.no_coop
+            && f16
+            && subgroups
+            && fixed_sg
+            && info.subgroup_min_size == 32
+            && al.max_compute_workgroup_storage_size >= COOP_WG_STORAGE
+            && have.contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX)
+            && coop_16x16_f16(&adapter);
+        if coop {
+            features |= wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX;
+        }
 
         // Raise what the model needs to what the adapter offers; keep the rest at defaults.
         let limits = wgpu::Limits {
@@ -219,6 +253,14 @@ impl GpuContext {
                 required_features: features,
                 required_limits: limits.clone(),
                 memory_hints: wgpu::MemoryHints::Performance,
+                // SAFETY: the one experimental feature we may request is cooperative matrices,
+                // used by gemm_coop.wgsl only, whose loads and stores stay inside workgroup
+                // arrays of fixed size (tested against the CPU reference on ragged shapes).
+                experimental_features: if coop {
+                    unsafe { wgpu::ExperimentalFeatures::enabled() }
+                } else {
+                    wgpu::ExperimentalFeatures::disabled()
+                },
                 ..Default::default()
             })
             .await
@@ -244,7 +286,6 @@ impl GpuContext {
             });
         }
 
-        let fixed_sg = info.subgroup_min_size == info.subgroup_max_size;
         let caps = Caps {
             f16,
             subgroups,
@@ -256,6 +297,7 @@ impl GpuContext {
             timestamps,
             params_in_storage: info.device_type == wgpu::DeviceType::Cpu,
             trusted_shaders: !opts.checked_shaders && cfg!(not(target_arch = "wasm32")),
+            coop,
         };
         let dl = device.limits();
         let limits = NegotiatedLimits {
@@ -474,6 +516,7 @@ impl GpuContext {
                 "subgroup_size": self.caps.subgroup_size,
                 "timestamp_query": self.caps.timestamps,
                 "shader_bounds_checks": !self.caps.trusted_shaders,
+                "cooperative_matrix": self.caps.coop,
             },
             "activation_dtype": self.act().name(),
             "limits": self.limits,

@@ -47,6 +47,10 @@ const SOURCES: &[(&str, &str)] = &[
     ("gemv", include_str!("../../shaders/matmul/gemv.wgsl")),
     ("gemm", include_str!("../../shaders/matmul/gemm.wgsl")),
     (
+        "gemm_coop",
+        include_str!("../../shaders/matmul/gemm_coop.wgsl"),
+    ),
+    (
         "gemm_splitk",
         include_str!("../../shaders/matmul/gemm_splitk.wgsl"),
     ),
@@ -174,6 +178,14 @@ pub fn source(key: &KernelKey) -> Result<String, GpuError> {
         .map(|(_, s)| *s)
         .ok_or_else(|| GpuError::UnknownKernel(key.family.to_string()))?;
     let mut out = String::with_capacity(raw.len() + 128);
+    // a kernel's own `enable` directives go first, before the act aliases (WGSL wants every
+    // directive ahead of the first declaration); their lines stay as blank ones below
+    for line in raw.lines() {
+        if line.trim_start().starts_with("enable ") {
+            out.push_str(line.trim());
+            out.push('\n');
+        }
+    }
     match key.act {
         ActDType::F16 => out.push_str("enable f16;\nalias act = f16;\nalias act4 = vec4<f16>;\n"),
         ActDType::F32 => out.push_str("alias act = f32;\nalias act4 = vec4<f32>;\n"),
@@ -205,7 +217,7 @@ pub fn source(key: &KernelKey) -> Result<String, GpuError> {
             out.push('\n');
             continue;
         }
-        if keep {
+        if keep && !t.starts_with("enable ") {
             out.push_str(line);
         }
         out.push('\n');

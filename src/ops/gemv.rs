@@ -409,6 +409,8 @@ fn gemm_tiled(
         Activation::Gelu => 2,
         Activation::SwiGlu => 3,
     };
+    // Tensor cores where the adapter has them, unless a knob asks for an FMA kernel.
+    let coop = ctx.caps.coop && ctx.gemm_tile.is_none() && ctx.gemm_split.is_none();
     // 128×128 tiles once there are enough of them to fill the GPU twice over (measured on an
     // H200: for the encoder's 1280-row products at N = 512 the 64×64 tiles are 1.7× faster).
     let big_tiles = m.div_ceil(128) * n.div_ceil(128);
@@ -418,7 +420,7 @@ fn gemm_tiled(
     };
     let steps = k.div_ceil(32);
     let tiles = m.div_ceil(64) * n.div_ceil(64);
-    let splits = match (big, ctx.gemm_split) {
+    let splits = match (big || coop, ctx.gemm_split) {
         (true, _) => 1,
         (false, Some(s)) => s.clamp(1, steps.max(1)),
         (false, None) if tiles < GEMM_SPLIT_MAX_TILES => GEMM_SPLIT_TARGET
@@ -430,13 +432,15 @@ fn gemm_tiled(
     if splits > 1 {
         return gemm_split(rec, w, xin, y, epi, (n, m, k), (fmt, act_code), splits);
     }
-    let (entry, tile) = if big {
-        ("gemm_big", 128u32)
+    let (family, entry, tile) = if coop {
+        ("gemm_coop", "gemm_coop", 64u32)
+    } else if big {
+        ("gemm", "gemm_big", 128)
     } else {
-        ("gemm", 64)
+        ("gemm", "gemm", 64)
     };
     let key = KernelKey {
-        family: "gemm",
+        family,
         entry,
         act,
         subgroups: false,

@@ -59,6 +59,9 @@ struct GpuArgs {
     /// Time every GPU dispatch and print a per-kernel table at exit (changes timings).
     #[arg(long)]
     profile: bool,
+    /// Do not use cooperative matrices (tensor cores) even where the adapter has them.
+    #[arg(long)]
+    no_coop: bool,
 }
 
 impl GpuArgs {
@@ -76,6 +79,7 @@ impl GpuArgs {
             no_int8: self.no_int8,
             profile: self.profile,
             checked_shaders: self.checked_shaders,
+            no_coop: self.no_coop,
         }
     }
 }
