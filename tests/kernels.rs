@@ -474,51 +474,62 @@ fn gate_up_interleave_equals_two_products_and_swiglu() {
     }
 }
 
-/// The cooperative-matrix product compiles through naga to SPIR-V for every format and
-/// activation (CI's lavapipe has no cooperative matrices, so this is what CI can check of it;
-/// `gemm_coop_f16` runs it where the adapter has them).
+/// The cooperative-matrix kernels (the product and the attention) compile through naga to
+/// SPIR-V for every format, activation and mask (CI's lavapipe has no cooperative matrices, so
+/// this is what CI can check of them; `gemm_coop_f16` and `attn_coop_f16` run them where the
+/// adapter has them).
 #[test]
-fn gemm_coop_shader_lowers_to_spirv() {
+fn coop_shaders_lower_to_spirv() {
     use bca::gpu::{kernels, ActDType, KernelKey};
     use bca::wgpu::naga;
+    let mut keys = Vec::new();
     for fmt in 0..3u32 {
         for act in 0..4u32 {
-            let key = KernelKey {
-                family: "gemm_coop",
-                entry: "gemm_coop",
-                act: ActDType::F16,
-                subgroups: false,
-                constants: vec![("ACT", act), ("FMT", fmt)],
-            };
-            let src = kernels::source(&key).expect("source");
-            let module = naga::front::wgsl::parse_str(&src)
-                .unwrap_or_else(|e| panic!("{key}: {}", e.emit_to_string(&src)));
-            let mut v = naga::valid::Validator::new(
-                naga::valid::ValidationFlags::all(),
-                naga::valid::Capabilities::all(),
-            );
-            let info = v.validate(&module).expect("validates");
-            let mut pc = naga::back::PipelineConstants::default();
-            pc.insert("ACT".into(), act as f64);
-            pc.insert("FMT".into(), fmt as f64);
-            let (m2, i2) = naga::back::pipeline_constants::process_overrides(
-                &module,
-                &info,
-                Some((naga::ShaderStage::Compute, "gemm_coop")),
-                &pc,
-            )
-            .expect("overrides");
-            let opts = naga::back::spv::Options {
-                lang_version: (1, 3),
-                ..Default::default()
-            };
-            let pipe = naga::back::spv::PipelineOptions {
-                shader_stage: naga::ShaderStage::Compute,
-                entry_point: "gemm_coop".into(),
-            };
-            let words = naga::back::spv::write_vec(&m2, &i2, &opts, Some(&pipe))
-                .unwrap_or_else(|e| panic!("{key}: {e}"));
-            assert!(words.len() > 100, "{key}: {} words", words.len());
+            keys.push(("gemm_coop", vec![("ACT", act), ("FMT", fmt)]));
         }
+    }
+    for mode in 0..3u32 {
+        keys.push(("attn_coop", vec![("MODE", mode), ("D", 64)]));
+    }
+    for (family, constants) in keys {
+        let key = KernelKey {
+            family,
+            entry: family,
+            act: ActDType::F16,
+            subgroups: true,
+            constants,
+        };
+        let src = kernels::source(&key).expect("source");
+        let module = naga::front::wgsl::parse_str(&src)
+            .unwrap_or_else(|e| panic!("{key}: {}", e.emit_to_string(&src)));
+        let mut v = naga::valid::Validator::new(
+            naga::valid::ValidationFlags::all(),
+            naga::valid::Capabilities::all(),
+        );
+        let info = v
+            .validate(&module)
+            .unwrap_or_else(|e| panic!("{key}: {}", e.emit_to_string(&src)));
+        let mut pc = naga::back::PipelineConstants::default();
+        for (k, v) in &key.constants {
+            pc.insert(k.to_string(), *v as f64);
+        }
+        let (m2, i2) = naga::back::pipeline_constants::process_overrides(
+            &module,
+            &info,
+            Some((naga::ShaderStage::Compute, family)),
+            &pc,
+        )
+        .expect("overrides");
+        let opts = naga::back::spv::Options {
+            lang_version: (1, 3),
+            ..Default::default()
+        };
+        let pipe = naga::back::spv::PipelineOptions {
+            shader_stage: naga::ShaderStage::Compute,
+            entry_point: family.into(),
+        };
+        let words = naga::back::spv::write_vec(&m2, &i2, &opts, Some(&pipe))
+            .unwrap_or_else(|e| panic!("{key}: {e}"));
+        assert!(words.len() > 100, "{key}: {} words", words.len());
     }
 }

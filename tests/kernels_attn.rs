@@ -140,10 +140,6 @@ fn attn_chunk_causal_all_paths() {
     }
 }
 
-/// `attn_rows` with forced row blocks and key-range splits (by default these small grids are
-/// always split): chunk-causal, batched and varlen masks, head dims 64 and 20. Splits of a
-/// block's key range leave some rows no key in a split (the chunk and sequence masks), which
-/// the combine must skip.
 /// The fused-projection entry (`[q | k | v]` rows): head dims 64 (`attn_rows`) and 128
 /// (`attn_tiled`), one and two sequences, chunk 100 and causal.
 #[test]
@@ -174,6 +170,10 @@ fn attn_chunk_causal_fused_qkv() {
     }
 }
 
+/// `attn_rows` with forced row blocks and key-range splits (by default these small grids are
+/// always split): chunk-causal, batched and varlen masks, head dims 64 and 20. Splits of a
+/// block's key range leave some rows no key in a split (the chunk and sequence masks), which
+/// the combine must skip.
 #[test]
 fn attn_rows_every_block() {
     for (rb, splits) in [(16u32, 1u32), (64, 1), (64, 3), (16, 8)] {
@@ -355,4 +355,84 @@ fn shape_errors_are_typed() {
         &["4 query heads", "3 kv heads"],
     );
     assert_eq!(rec.dispatches(), 0, "nothing is recorded for a rejected op");
+}
+
+/// Head dim 64 on tensor cores (`attn_coop.wgsl`), where the adapter has cooperative
+/// matrices: varlen (empty and one-row sequences, GQA), chunk-causal single and batched,
+/// plain causal, the fused-q/k/v entry and the causal prefix. Lavapipe has none: there the
+/// test says so; `BCA_REQUIRE_COOP=1` (set on the lent GPU) makes that a failure.
+#[test]
+fn attn_coop_f16() {
+    let opts = GpuOptions {
+        require_f16: true,
+        ..Default::default()
+    };
+    let c = pollster::block_on(GpuContext::new(&opts)).expect("GPU adapter");
+    if !c.caps.coop {
+        assert!(
+            std::env::var_os("BCA_REQUIRE_COOP").is_none(),
+            "BCA_REQUIRE_COOP is set but {} has no cooperative matrices",
+            c.info.name
+        );
+        eprintln!("attn_coop_f16: {} has no cooperative matrices", c.info.name);
+        return;
+    }
+    for (i, (hs, lens)) in [
+        (ENC, &[500usize][..]),
+        (ENC, &[3, 50, 1][..]),
+        ((16, 16, 64), &[150, 149][..]),
+        ((8, 2, 64), &[100, 100, 33][..]),
+        ((4, 4, 64), &[70, 3, 0, 90][..]),
+    ]
+    .iter()
+    .enumerate()
+    {
+        assert_ok(
+            &format!("coop attn_varlen heads {hs:?} lens {lens:?}"),
+            pollster::block_on(st::attn_varlen_case(&c, *hs, lens, 700 + i as u64)),
+        );
+    }
+    const UNET: (usize, usize, usize) = (8, 8, 64);
+    for (i, &(hs, bt, chunk)) in [
+        (UNET, (1, 250), 100),
+        (UNET, (1, 101), 1),
+        (UNET, (2, 101), 100),
+        (UNET, (3, 23), 7),
+        ((16, 16, 64), (1, 37), 1),
+    ]
+    .iter()
+    .enumerate()
+    {
+        assert_ok(
+            &format!("coop attn_chunk_causal heads {hs:?} (B, T)={bt:?} C={chunk}"),
+            pollster::block_on(st::attn_chunk_causal_case(
+                &c,
+                hs,
+                bt,
+                chunk,
+                720 + i as u64,
+            )),
+        );
+    }
+    for (i, &(hd, bt, chunk)) in [((8, 64), (2, 101), 100), ((8, 64), (1, 37), 1)]
+        .iter()
+        .enumerate()
+    {
+        assert_ok(
+            &format!("coop attn_chunk_causal_qkv (H, D)={hd:?} (B, T)={bt:?} C={chunk}"),
+            pollster::block_on(st::attn_chunk_causal_qkv_case(
+                &c,
+                hd,
+                bt,
+                chunk,
+                740 + i as u64,
+            )),
+        );
+    }
+    for (hs, p0, tq) in [(ENC, 3, 17), (ENC, 40, 70), ((8, 2, 64), 0, 129)] {
+        assert_ok(
+            &format!("coop attn_prefill heads {hs:?} p0={p0} tq={tq}"),
+            pollster::block_on(st::attn_prefill_case(&c, hs, p0, tq, (p0 * 77 + tq) as u64)),
+        );
+    }
 }

@@ -21,24 +21,7 @@
 // (max, sum, acc) for D/16 dims each. Keys outside a query's range are skipped, never read
 // into the softmax, so whatever the cache holds past the visible positions cannot leak in.
 
-struct Params {
-    tq: u32,     // query rows
-    hq: u32,     // query heads
-    group: u32,  // Hq / Hkv
-    tk: u32,     // key rows that exist (bounds every key read)
-    pos0: u32,   // MODE 0: position of query 0
-    chunk: u32,  // MODE 2: chunk length C
-    nseq: u32,   // MODE 1: sequences
-    seq: u32,    // MODE 2: rows per sequence
-    k_off: u32,
-    k_st: u32,
-    k_sh: u32,
-    q_st: u32,   // elements between query rows (Hq·D packed; 3·H·D for a fused [q | k | v])
-    v_off: u32,
-    v_st: u32,
-    v_sh: u32,
-    scale: f32,
-}
+// #include attn_common
 
 @group(0) @binding(0) var<storage, read> q: array<act>;
 @group(0) @binding(1) var<storage, read> k: array<act>;
@@ -51,16 +34,12 @@ struct Params {
 // unused.
 @group(0) @binding(6) var<storage, read_write> part: array<f32>;
 
-override MODE: u32 = 0u;
-override D: u32 = 128u; // head dim ≤ MAXD
-
 const WG: u32 = 128u;
 const BQ: u32 = 8u;    // queries per workgroup
 const BK: u32 = 16u;   // keys per tile
 const LPQ: u32 = 16u;  // lanes per query (= BK: in the score phase lane = key of the tile)
 const MAXD: u32 = 128u;
 const RPL: u32 = 8u;   // dims per lane = MAXD / LPQ
-const LOWEST: f32 = -1e30;
 
 var<workgroup> qs: array<f32, 1024>;  // (BQ, D)
 var<workgroup> kvs: array<f32, 2048>; // (BK, D): keys, then values of the tile
@@ -69,25 +48,6 @@ var<workgroup> rlo: array<u32, 8>;    // per-query visible key range [rlo, rhi)
 var<workgroup> rhi: array<u32, 8>;
 var<workgroup> ulo: u32;              // union over the block
 var<workgroup> uhi: u32;
-
-fn key_range(i: u32) -> vec2<u32> {
-    if (MODE == 0u) {
-        return vec2<u32>(0u, min(P.pos0 + i + 1u, P.tk));
-    }
-    if (MODE == 1u) {
-        // last s with cu[s] ≤ i (skips empty sequences)
-        var s = 0u;
-        for (var j = 1u; j < P.nseq; j++) {
-            if (cu[j] <= i) {
-                s = j;
-            }
-        }
-        return vec2<u32>(cu[s], min(cu[s + 1u], P.tk));
-    }
-    let s0 = (i / P.seq) * P.seq;
-    let hi = s0 + min(((i - s0) / P.chunk + 1u) * P.chunk, P.seq);
-    return vec2<u32>(s0, min(hi, P.tk));
-}
 
 @compute @workgroup_size(128)
 fn attn_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {

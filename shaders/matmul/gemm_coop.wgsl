@@ -7,7 +7,7 @@
 // Tiling: a workgroup of 128 invocations (4 subgroups) owns a 64 (x rows) × 64 (W rows)
 // output tile; subgroup g owns the 32 × 32 quarter (g / 2, g % 2) as 2 × 2 accumulator
 // fragments. Per K step of 32 the workgroup stages the x tile and the dequantised W tile in
-// workgroup memory as f16, `[row][k]` with a padded row stride (zeros outside the matrices,
+// workgroup memory as vec4<f16>, `[row][k]` with a padded row stride (zeros outside the matrices,
 // so any M, N and K work), and each subgroup loads its fragments from there: x as row-major
 // A (n × k), W as column-major B (k × m). At the end the fragments go through workgroup
 // memory (f32) to gemm_store's epilogue, four outputs of a row per call.
@@ -41,15 +41,19 @@ override FMT: u32 = 0; // weight format: 0 f16, 1 q8, 2 q4
 // #include gemm_store
 
 const TK: u32 = 32u;
-const XS: u32 = 40u; // f16 row stride of the staged tiles (80 bytes: 8 rows hit 8 bank groups)
-const CS: u32 = 68u; // f32 row stride of the staged output
+// Staged tiles are vec4s (one store per 4 values); cooperative loads and stores take pointers
+// to them with strides counted in vec4s.
+const XS4: u32 = 10u; // vec4<f16> row stride of the staged tiles (80 bytes: 8 rows, 8 bank groups)
+const CS4: u32 = 17u; // vec4<f32> row stride of the staged output
 
-var<workgroup> xs: array<f16, 2560>; // 64 x rows × XS
-var<workgroup> ws: array<f16, 2560>; // 64 W rows × XS
-var<workgroup> cs: array<f32, 4352>; // 64 x rows × CS
+var<workgroup> xs: array<vec4<f16>, 640>; // 64 x rows × XS4
+var<workgroup> ws: array<vec4<f16>, 640>; // 64 W rows × XS4
+var<workgroup> cs: array<vec4<f32>, 1088>; // 64 x rows × CS4
 
-fn put_w(row: u32, k: u32, k0: u32, v: f32) {
-    ws[row * XS + k] = f16(select(0.0, v, k0 + k < P.k));
+// k0 + kq .. +3 masked to k < K, as f16
+fn put_w(row: u32, kq: u32, k0: u32, v: vec4<f16>) {
+    let kk = vec4<u32>(k0 + kq) + vec4<u32>(0u, 1u, 2u, 3u);
+    ws[row * XS4 + kq / 4u] = select(vec4<f16>(0.0), v, kk < vec4<u32>(P.k));
 }
 
 // W rows [m0, m0+64) × k [k0, k0+32), dequantised, into ws.
@@ -71,10 +75,8 @@ fn load_w(t: u32, m0: u32, k0: u32) {
                 lo = unpack4x8unorm(word & 0x0F0F0F0Fu) * (sm.x * 255.0) + sm.y;
                 hi = unpack4x8unorm((word >> 4u) & 0x0F0F0F0Fu) * (sm.x * 255.0) + sm.y;
             }
-            for (var c = 0u; c < 4u; c++) {
-                put_w(row, 8u * j + c, k0, lo[c]);
-                put_w(row, 8u * j + 4u + c, k0, hi[c]);
-            }
+            put_w(row, 8u * j, k0, vec4<f16>(lo));
+            put_w(row, 8u * j + 4u, k0, vec4<f16>(hi));
         }
     } else if (FMT == 1u) {
         // q8: a block is two vec4s of words; word j holds k 4j .. 4j+3
@@ -90,10 +92,7 @@ fn load_w(t: u32, m0: u32, k0: u32) {
             q = w[b * 2u + h];
         }
         for (var j = 0u; j < 4u; j++) {
-            let v = unpack4x8snorm(q[j]) * sc;
-            for (var c = 0u; c < 4u; c++) {
-                put_w(row, 16u * h + 4u * j + c, k0, v[c]);
-            }
+            put_w(row, 16u * h + 4u * j, k0, vec4<f16>(unpack4x8snorm(q[j]) * sc));
         }
     } else {
         // f16: a row is nb vec4s of 8 halves (padded to nb·8 elements; read only inside it)
@@ -107,11 +106,11 @@ fn load_w(t: u32, m0: u32, k0: u32) {
             if (gm < P.m && q8 < P.nb) {
                 q = w[gm * P.nb + q8];
             }
-            for (var c = 0u; c < 4u; c++) {
-                let v = unpack2x16float(q[c]);
-                put_w(row, 8u * j + 2u * c, k0, v.x);
-                put_w(row, 8u * j + 2u * c + 1u, k0, v.y);
-            }
+            // (naga has no size-changing bitcast u32 → f16 pairs)
+            let lo = vec4<f32>(unpack2x16float(q.x), unpack2x16float(q.y));
+            let hi = vec4<f32>(unpack2x16float(q.z), unpack2x16float(q.w));
+            put_w(row, 8u * j, k0, vec4<f16>(lo));
+            put_w(row, 8u * j + 4u, k0, vec4<f16>(hi));
         }
     }
 }
@@ -125,13 +124,11 @@ fn load_x(t: u32, n0: u32, k0: u32) {
         let q = idx % 8u;
         let gn = n0 + row;
         let kq = k0 / 4u + q;
-        var v = vec4<f32>(0.0);
+        var v = vec4<f16>(0.0);
         if (gn < P.n && kq < k4) {
-            v = vec4<f32>(x[gn * k4 + kq]);
+            v = vec4<f16>(x[gn * k4 + kq]);
         }
-        for (var c = 0u; c < 4u; c++) {
-            xs[row * XS + 4u * q + c] = f16(v[c]);
-        }
+        xs[row * XS4 + q] = v;
     }
 }
 
@@ -153,11 +150,11 @@ fn gemm_coop(
         load_w(t, m0, k0);
         load_x(t, n0, k0);
         workgroupBarrier();
-        for (var kk = 0u; kk < TK; kk += 16u) {
-            let a0 = coopLoadT<coop_mat16x16<f16, A>>(&xs[rn * XS + kk], XS);
-            let a1 = coopLoadT<coop_mat16x16<f16, A>>(&xs[(rn + 16u) * XS + kk], XS);
-            let b0 = coopLoad<coop_mat16x16<f16, B>>(&ws[rm * XS + kk], XS);
-            let b1 = coopLoad<coop_mat16x16<f16, B>>(&ws[(rm + 16u) * XS + kk], XS);
+        for (var kk = 0u; kk < TK / 4u; kk += 4u) {
+            let a0 = coopLoadT<coop_mat16x16<f16, A>>(&xs[rn * XS4 + kk], XS4);
+            let a1 = coopLoadT<coop_mat16x16<f16, A>>(&xs[(rn + 16u) * XS4 + kk], XS4);
+            let b0 = coopLoad<coop_mat16x16<f16, B>>(&ws[rm * XS4 + kk], XS4);
+            let b1 = coopLoad<coop_mat16x16<f16, B>>(&ws[(rm + 16u) * XS4 + kk], XS4);
             c00 = coopMultiplyAdd(a0, b0, c00);
             c01 = coopMultiplyAdd(a0, b1, c01);
             c10 = coopMultiplyAdd(a1, b0, c10);
@@ -165,16 +162,15 @@ fn gemm_coop(
         }
         workgroupBarrier();
     }
-    coopStoreT(c00, &cs[rn * CS + rm], CS);
-    coopStoreT(c01, &cs[rn * CS + rm + 16u], CS);
-    coopStoreT(c10, &cs[(rn + 16u) * CS + rm], CS);
-    coopStoreT(c11, &cs[(rn + 16u) * CS + rm + 16u], CS);
+    coopStoreT(c00, &cs[rn * CS4 + rm / 4u], CS4);
+    coopStoreT(c01, &cs[rn * CS4 + (rm + 16u) / 4u], CS4);
+    coopStoreT(c10, &cs[(rn + 16u) * CS4 + rm / 4u], CS4);
+    coopStoreT(c11, &cs[(rn + 16u) * CS4 + (rm + 16u) / 4u], CS4);
     workgroupBarrier();
     for (var i = 0u; i < 8u; i++) {
         let idx = t + i * 128u; // 64 rows × 16 groups of 4
         let row = idx / 16u;
         let q = idx % 16u;
-        let o = row * CS + 4u * q;
-        store(n0 + row, m0 + 4u * q, vec4<f32>(cs[o], cs[o + 1u], cs[o + 2u], cs[o + 3u]));
+        store(n0 + row, m0 + 4u * q, cs[row * CS4 + q]);
     }
 }

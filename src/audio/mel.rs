@@ -143,20 +143,97 @@ impl Mel {
 /// Incremental log-mel of one turn (≤ one chunk): push 16 kHz samples as they arrive.
 pub struct MelStream {
     cfg: MelConfig,
-    filters: Vec<f64>,
-    /// Per mel filter, the FFT bins where its weight is non-zero `[lo, hi)`.
-    support: Vec<(usize, usize)>,
-    /// Power spectrum of the current frame.
-    power: Vec<f64>,
-    window: Vec<f64>,
-    fft: Arc<dyn RealToComplex<f64>>,
+    frames: FrameMaker,
+    scratch: Scratch,
     samples: Vec<f32>,
     /// Raw `log10(max(mel, 1e-10))` per computed frame, frame-major `(frames, n_mels)`.
     raw: Vec<f32>,
     /// Next frame to compute.
     next: usize,
+}
+
+/// What computing a frame reads and never changes (shared by the threads of a batch).
+struct FrameMaker {
+    cfg: MelConfig,
+    filters: Vec<f64>,
+    /// Per mel filter, the FFT bins where its weight is non-zero `[lo, hi)`.
+    support: Vec<(usize, usize)>,
+    window: Vec<f64>,
+    fft: Arc<dyn RealToComplex<f64>>,
+}
+
+/// One thread's FFT buffers.
+struct Scratch {
     buf: Vec<f64>,
     spec: Vec<realfft::num_complex::Complex<f64>>,
+    /// Power spectrum of the current frame.
+    power: Vec<f64>,
+}
+
+/// From this many frames at once (a whole turn given in one piece), native builds spread them
+/// over threads; every frame is computed alone, so the result is the same.
+const PARALLEL_FRAMES: usize = 256;
+
+impl FrameMaker {
+    fn scratch(&self) -> Scratch {
+        Scratch {
+            buf: self.fft.make_input_vec(),
+            spec: self.fft.make_output_vec(),
+            power: vec![0.0; self.cfg.n_fft / 2 + 1],
+        }
+    }
+
+    /// Sample `j` of the reflect-padded, zero-extended 30 s chunk.
+    fn sample(&self, samples: &[f32], j: isize) -> f64 {
+        let n = self.cfg.chunk_samples as isize;
+        let mut j = j.abs();
+        if j >= n {
+            j = 2 * (n - 1) - j;
+        }
+        samples.get(j as usize).map_or(0.0, |&v| v as f64)
+    }
+
+    /// Frame `i`'s raw log10 mels into `out` (`n_mels` values).
+    fn frame(
+        &self,
+        samples: &[f32],
+        i: usize,
+        sc: &mut Scratch,
+        out: &mut [f32],
+    ) -> Result<(), AudioError> {
+        let n = self.cfg.n_fft;
+        let start = (i * self.cfg.hop) as isize - (n / 2) as isize;
+        let mut any = false;
+        for k in 0..n {
+            let x = self.sample(samples, start + k as isize);
+            any |= x != 0.0;
+            sc.buf[k] = x * self.window[k];
+        }
+        if !any {
+            // the zero-extended tail of the chunk: every mel is 0 → log10(1e-10), exactly as
+            // the FFT of zeros gives (no FFT needed)
+            out.fill(1e-10f64.log10() as f32);
+            return Ok(());
+        }
+        self.fft
+            .process(&mut sc.buf, &mut sc.spec)
+            .map_err(|e| AudioError::Unsupported(format!("fft: {e}")))?;
+        let nf = n / 2 + 1;
+        for (p, c) in sc.power.iter_mut().zip(&sc.spec) {
+            *p = c.re * c.re + c.im * c.im;
+        }
+        // each filter over its non-zero bins only: the same sum, in the same order, as the
+        // dense row (the skipped terms are exact zeros)
+        for ((m, &(lo, hi)), o) in self.support.iter().enumerate().zip(out.iter_mut()) {
+            let row = &self.filters[m * nf + lo..m * nf + hi];
+            let mut acc = 0.0;
+            for (w, p) in row.iter().zip(&sc.power[lo..hi]) {
+                acc += w * p;
+            }
+            *o = acc.max(1e-10).log10() as f32;
+        }
+        Ok(())
+    }
 }
 
 impl MelStream {
@@ -181,14 +258,16 @@ impl MelStream {
                 (lo, hi.max(lo))
             })
             .collect();
-        Ok(MelStream {
+        let frames = FrameMaker {
+            cfg: cfg.clone(),
             filters,
             support,
-            power: vec![0.0; nf],
             window,
-            buf: fft.make_input_vec(),
-            spec: fft.make_output_vec(),
             fft,
+        };
+        Ok(MelStream {
+            scratch: frames.scratch(),
+            frames,
             samples: Vec::new(),
             raw: Vec::new(),
             next: 0,
@@ -232,59 +311,68 @@ impl MelStream {
         let half = self.cfg.n_fft / 2;
         let len = self.samples.len();
         // frame i reads samples [i·hop − half, i·hop + half) (reflected at 0, so ≥ half+1 needed)
-        while self.next < self.cfg.chunk_frames()
-            && self.next * self.cfg.hop + half <= len.min(self.cfg.chunk_samples - 1)
+        let mut end = self.next;
+        while end < self.cfg.chunk_frames()
+            && end * self.cfg.hop + half <= len.min(self.cfg.chunk_samples - 1)
             && len > half
         {
-            self.frame(self.next)?;
-            self.next += 1;
+            end += 1;
         }
+        self.compute(end)?;
         Ok(self.next - before)
     }
 
-    /// Sample `j` of the reflect-padded, zero-extended 30 s chunk.
-    fn sample(&self, j: isize) -> f64 {
-        let n = self.cfg.chunk_samples as isize;
-        let mut j = j.abs();
-        if j >= n {
-            j = 2 * (n - 1) - j;
-        }
-        self.samples.get(j as usize).map_or(0.0, |&v| v as f64)
-    }
-
-    fn frame(&mut self, i: usize) -> Result<(), AudioError> {
-        let n = self.cfg.n_fft;
-        let start = (i * self.cfg.hop) as isize - (n / 2) as isize;
-        let mut any = false;
-        for k in 0..n {
-            let x = self.sample(start + k as isize);
-            any |= x != 0.0;
-            self.buf[k] = x * self.window[k];
-        }
-        if !any {
-            // the zero-extended tail of the chunk: every mel is 0 → log10(1e-10), exactly as
-            // the FFT of zeros gives (no FFT needed)
-            let floor = 1e-10f64.log10() as f32;
-            self.raw.extend(std::iter::repeat_n(floor, self.cfg.n_mels));
+    /// Computes frames `next .. end` (in parallel natively when there are many).
+    fn compute(&mut self, end: usize) -> Result<(), AudioError> {
+        let (from, nm) = (self.next, self.cfg.n_mels);
+        if end <= from {
             return Ok(());
         }
-        self.fft
-            .process(&mut self.buf, &mut self.spec)
-            .map_err(|e| AudioError::Unsupported(format!("fft: {e}")))?;
-        let nf = n / 2 + 1;
-        for (p, c) in self.power.iter_mut().zip(&self.spec) {
-            *p = c.re * c.re + c.im * c.im;
-        }
-        // each filter over its non-zero bins only: the same sum, in the same order, as the
-        // dense row (the skipped terms are exact zeros)
-        for (m, &(lo, hi)) in self.support.iter().enumerate() {
-            let row = &self.filters[m * nf + lo..m * nf + hi];
-            let mut acc = 0.0;
-            for (w, p) in row.iter().zip(&self.power[lo..hi]) {
-                acc += w * p;
+        let base = self.raw.len();
+        self.raw.resize(base + (end - from) * nm, 0.0);
+        let out = &mut self.raw[base..];
+        let threads = if cfg!(target_arch = "wasm32") || end - from < PARALLEL_FRAMES {
+            1
+        } else {
+            std::thread::available_parallelism().map_or(1, |n| n.get().min(16))
+        };
+        let r = if threads <= 1 {
+            let mut r = Ok(());
+            for (i, o) in (from..end).zip(out.chunks_mut(nm)) {
+                r = self.frames.frame(&self.samples, i, &mut self.scratch, o);
+                if r.is_err() {
+                    break;
+                }
             }
-            self.raw.push(acc.max(1e-10).log10() as f32);
+            r
+        } else {
+            let per = (end - from).div_ceil(threads);
+            let (frames, samples) = (&self.frames, &self.samples[..]);
+            std::thread::scope(|sc| {
+                let jobs: Vec<_> = out
+                    .chunks_mut(per * nm)
+                    .enumerate()
+                    .map(|(c, part)| {
+                        sc.spawn(move || {
+                            let mut scratch = frames.scratch();
+                            for (j, o) in part.chunks_mut(nm).enumerate() {
+                                frames.frame(samples, from + c * per + j, &mut scratch, o)?;
+                            }
+                            Ok(())
+                        })
+                    })
+                    .collect();
+                jobs.into_iter().try_for_each(|j| {
+                    j.join()
+                        .map_err(|_| AudioError::Unsupported("mel thread panicked".into()))?
+                })
+            })
+        };
+        if r.is_err() {
+            self.raw.truncate(base);
+            return r;
         }
+        self.next = end;
         Ok(())
     }
 
@@ -298,10 +386,7 @@ impl MelStream {
         let half = self.cfg.n_fft / 2;
         // frames whose window overlaps the audio; the rest are all −10 (log10 of the floor)
         let last = ((w + half).div_ceil(self.cfg.hop)).min(self.cfg.chunk_frames());
-        while self.next < last {
-            self.frame(self.next)?;
-            self.next += 1;
-        }
+        self.compute(last)?;
         let nm = self.cfg.n_mels;
         let mut max = self.raw.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         if self.next < self.cfg.chunk_frames() {

@@ -95,6 +95,10 @@ const SOURCES: &[(&str, &str)] = &[
         "attn_tiled",
         include_str!("../../shaders/attention/attn_tiled.wgsl"),
     ),
+    (
+        "attn_coop",
+        include_str!("../../shaders/attention/attn_coop.wgsl"),
+    ),
     ("argmax", include_str!("../../shaders/sampling/argmax.wgsl")),
     ("topk", include_str!("../../shaders/sampling/topk.wgsl")),
     (
@@ -126,6 +130,10 @@ const INCLUDES: &[(&str, &str)] = &[
     (
         "gemv_tail",
         include_str!("../../shaders/common/gemv_tail.wgsl"),
+    ),
+    (
+        "attn_common",
+        include_str!("../../shaders/common/attn_common.wgsl"),
     ),
     (
         "gemm_tile64",

@@ -412,6 +412,11 @@ struct TiledParams {
     scale: f32,
 }
 
+/// `attn_coop.wgsl`: its head dim, query rows per workgroup and workgroup memory.
+const COOP_D: usize = 64;
+const COOP_BQ: usize = 64;
+const COOP_WG_BYTES: u32 = (2 * 576 * 4 + 640 * 4) * 2 + (576 + 1088) * 16;
+
 /// The three masks of `attn_tiled` (its MODE override).
 #[derive(Clone, Copy)]
 enum Mask {
@@ -433,10 +438,57 @@ fn tiled(
     out: &Tensor,
 ) -> Result<(), OpError> {
     let ctx = rec.ctx();
+    let tq = params.tq as usize;
+    // head dim 64 on tensor cores where the adapter has them (unless a knob picks a kernel)
+    let aligned = [
+        params.q_st,
+        params.k_off,
+        params.k_st,
+        params.k_sh,
+        params.v_off,
+        params.v_st,
+        params.v_sh,
+    ]
+    .iter()
+    .all(|x| x % 4 == 0);
+    if d == COOP_D
+        && aligned
+        && ctx.caps.coop
+        && ctx.attn_rows_block.is_none()
+        && ctx.attn_splits.is_none()
+        && ctx.limits.max_compute_workgroup_storage_size >= COOP_WG_BYTES
+    {
+        let blocks = tq.div_ceil(COOP_BQ) as u32;
+        let lim = ctx.limits.max_compute_workgroups_per_dimension;
+        if blocks > lim || params.hq > lim {
+            return Err(shape_err(
+                op,
+                format!(
+                    "q is {:?}: too many query blocks or heads to dispatch",
+                    q.shape
+                ),
+            ));
+        }
+        let key = KernelKey {
+            family: "attn_coop",
+            entry: "attn_coop",
+            act: ctx.act(),
+            subgroups: true,
+            constants: vec![("MODE", mask as u32), ("D", d as u32)],
+        };
+        let p = ctx.pipeline(&key, TILED_BINDINGS)?;
+        let ubuf = rec.params(bytemuck::bytes_of(&params));
+        let cu = cu.unwrap_or(&ctx.dummy);
+        let group = rec.bind(
+            &p,
+            &crate::binds![&q.buf, k, v, cu, &out.buf, &ubuf, &ctx.dummy_rw],
+        );
+        rec.dispatch(&p, &group, [blocks, params.hq, 1])?;
+        return Ok(());
+    }
     // head dims ≤ 64 (encoder, flow U-Net): one query row per invocation (attn_rows), the key
     // range split over workgroups while the grid is small; `attn_rows_block = 0` forces the
     // general kernel
-    let tq = params.tq as usize;
     let rows = d <= ROWS_MAX_D && d.is_multiple_of(4) && ctx.attn_rows_block != Some(0);
     let rb = match ctx.attn_rows_block {
         Some(b) if ROWS_Q.contains(&(b as usize)) => b as usize,

@@ -22,6 +22,19 @@ use super::{compare, tol, Comparison};
 
 const F32_TOL: (f32, f32) = (1e-5, 1e-5);
 const F16_TOL: (f32, f32) = (2e-5, 1e-3);
+/// Head dim 64 on tensor cores (`attn_coop`): the softmax weights P go into the P·V product as
+/// f16, so an output can be off by about 2⁻¹¹·max|v| (|v| ≲ 5 here) on top of the f16 path's
+/// own rounding.
+const COOP_TOL: (f32, f32) = (3e-3, 1e-3);
+
+/// The tolerance of the prefill/varlen/chunk kernels for head dim `d` on this context.
+fn attn_tol(ctx: &GpuContext, d: usize) -> (f32, f32) {
+    if ctx.caps.coop && d == 64 {
+        COOP_TOL
+    } else {
+        tol(ctx, F32_TOL, F16_TOL)
+    }
+}
 
 fn rand_act(ctx: &GpuContext, rng: &mut Rng, n: usize, scale: f32) -> Vec<f32> {
     round_act(ctx.act(), &rng.normal_vec(n, scale))
@@ -122,7 +135,7 @@ pub async fn attn_prefill_case(
     ops::attn_prefill(&mut rec, &qt, &cache, p0, scale, &out)?;
     rec.submit()?;
     let got = out.to_vec(ctx).await?;
-    let (atol, rtol) = tol(ctx, F32_TOL, F16_TOL);
+    let (atol, rtol) = attn_tol(ctx, d);
     Ok(compare(&got, &want, atol, rtol))
 }
 
@@ -156,7 +169,7 @@ pub async fn attn_varlen_case(
     ops::attn_varlen(&mut rec, &qt, &kt, &vt, &cu, scale, &out)?;
     rec.submit()?;
     let got = out.to_vec(ctx).await?;
-    let (atol, rtol) = tol(ctx, F32_TOL, F16_TOL);
+    let (atol, rtol) = attn_tol(ctx, d);
     Ok(compare(&got, &want, atol, rtol))
 }
 
@@ -220,7 +233,7 @@ pub async fn attn_chunk_causal_case(
     ops::attn_chunk_causal_batch(&mut rec, &qt, &kt, &vt, batch, c, scale, &out)?;
     rec.submit()?;
     let got = out.to_vec(ctx).await?;
-    let (atol, rtol) = tol(ctx, F32_TOL, F16_TOL);
+    let (atol, rtol) = attn_tol(ctx, d);
     Ok(compare(&got, &want, atol, rtol))
 }
 
@@ -254,6 +267,6 @@ pub async fn attn_chunk_causal_qkv_case(
     ops::attn_chunk_causal_qkv(&mut rec, &qkvt, h, batch, c, scale, &out)?;
     rec.submit()?;
     let got = out.to_vec(ctx).await?;
-    let (atol, rtol) = tol(ctx, F32_TOL, F16_TOL);
+    let (atol, rtol) = attn_tol(ctx, d);
     Ok(compare(&got, &want, atol, rtol))
 }
