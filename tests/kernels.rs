@@ -391,12 +391,21 @@ fn gemm_coop_f16() {
         );
         eprintln!(
             "gemm_coop_f16: {} has no cooperative matrices; the kernel is checked by \
-             gemm_coop_shader_lowers_to_spirv only",
+             coop_shaders_lower_to_spirv only",
             c.info.name
         );
         return;
     }
     gemm_cases_on(&c, "coop");
+    // the other K step / look-ahead variants
+    for v in [(32, true), (32, false), (64, true)] {
+        let c = pollster::block_on(GpuContext::new(&GpuOptions {
+            gemm_coop: Some(v),
+            ..opts.clone()
+        }))
+        .expect("GPU adapter");
+        gemm_cases_on(&c, &format!("coop {v:?}"));
+    }
 }
 
 #[test]
@@ -485,51 +494,65 @@ fn coop_shaders_lower_to_spirv() {
     let mut keys = Vec::new();
     for fmt in 0..3u32 {
         for act in 0..4u32 {
-            keys.push(("gemm_coop", vec![("ACT", act), ("FMT", fmt)]));
+            for (tk, pf) in [(32, 1), (64, 0), (64, 1)] {
+                keys.push((
+                    "gemm_coop",
+                    vec![("ACT", act), ("FMT", fmt), ("TK", tk), ("PF", pf)],
+                ));
+            }
         }
     }
     for mode in 0..3u32 {
         keys.push(("attn_coop", vec![("MODE", mode), ("D", 64)]));
     }
-    for (family, constants) in keys {
-        let key = KernelKey {
-            family,
-            entry: family,
-            act: ActDType::F16,
-            subgroups: true,
-            constants,
-        };
-        let src = kernels::source(&key).expect("source");
-        let module = naga::front::wgsl::parse_str(&src)
-            .unwrap_or_else(|e| panic!("{key}: {}", e.emit_to_string(&src)));
-        let mut v = naga::valid::Validator::new(
-            naga::valid::ValidationFlags::all(),
-            naga::valid::Capabilities::all(),
-        );
-        let info = v
-            .validate(&module)
-            .unwrap_or_else(|e| panic!("{key}: {}", e.emit_to_string(&src)));
-        let mut pc = naga::back::PipelineConstants::default();
-        for (k, v) in &key.constants {
-            pc.insert(k.to_string(), *v as f64);
+    keys.push(("rvq_coop", vec![]));
+    let entries = |family: &'static str| -> Vec<&'static str> {
+        match family {
+            "rvq_coop" => vec!["rvq_coop_dist", "rvq_coop_pick"],
+            f => vec![f],
         }
-        let (m2, i2) = naga::back::pipeline_constants::process_overrides(
-            &module,
-            &info,
-            Some((naga::ShaderStage::Compute, family)),
-            &pc,
-        )
-        .expect("overrides");
-        let opts = naga::back::spv::Options {
-            lang_version: (1, 3),
-            ..Default::default()
-        };
-        let pipe = naga::back::spv::PipelineOptions {
-            shader_stage: naga::ShaderStage::Compute,
-            entry_point: family.into(),
-        };
-        let words = naga::back::spv::write_vec(&m2, &i2, &opts, Some(&pipe))
-            .unwrap_or_else(|e| panic!("{key}: {e}"));
-        assert!(words.len() > 100, "{key}: {} words", words.len());
+    };
+    for (family, constants) in keys {
+        for entry in entries(family) {
+            let key = KernelKey {
+                family,
+                entry,
+                act: ActDType::F16,
+                subgroups: true,
+                constants: constants.clone(),
+            };
+            let src = kernels::source(&key).expect("source");
+            let module = naga::front::wgsl::parse_str(&src)
+                .unwrap_or_else(|e| panic!("{key}: {}", e.emit_to_string(&src)));
+            let mut v = naga::valid::Validator::new(
+                naga::valid::ValidationFlags::all(),
+                naga::valid::Capabilities::all(),
+            );
+            let info = v
+                .validate(&module)
+                .unwrap_or_else(|e| panic!("{key}: {}", e.emit_to_string(&src)));
+            let mut pc = naga::back::PipelineConstants::default();
+            for (k, v) in &key.constants {
+                pc.insert(k.to_string(), *v as f64);
+            }
+            let (m2, i2) = naga::back::pipeline_constants::process_overrides(
+                &module,
+                &info,
+                Some((naga::ShaderStage::Compute, entry)),
+                &pc,
+            )
+            .expect("overrides");
+            let opts = naga::back::spv::Options {
+                lang_version: (1, 3),
+                ..Default::default()
+            };
+            let pipe = naga::back::spv::PipelineOptions {
+                shader_stage: naga::ShaderStage::Compute,
+                entry_point: entry.into(),
+            };
+            let words = naga::back::spv::write_vec(&m2, &i2, &opts, Some(&pipe))
+                .unwrap_or_else(|e| panic!("{key}: {e}"));
+            assert!(words.len() > 100, "{key}: {} words", words.len());
+        }
     }
 }

@@ -87,6 +87,11 @@ fn rvq_all(path: Path) {
     assert_ok(&format!("{path:?} rvq_encode sizes={sizes:?}"), r);
     let r = pollster::block_on(rvq_cases::rvq_decode_case(c, 9, 67, &sizes, 78));
     assert_ok(&format!("{path:?} rvq_decode sizes={sizes:?}"), r);
+    let r = pollster::block_on(rvq_cases::rvq_tied_codes_case(c, 9, 67, &sizes, 79));
+    assert_ok(
+        &format!("{path:?} rvq_encode tied level 0 sizes={sizes:?}"),
+        r,
+    );
 }
 
 #[test]
@@ -316,4 +321,45 @@ fn shape_errors_are_typed() {
         "rvq_decode: codes hold 16 bytes, (T, 8) = (3, 8) u32 needs 96"
     );
     assert_eq!(rec.dispatches(), 0, "nothing is recorded for a rejected op");
+}
+
+/// The tensor-core RVQ (`rvq_coop.wgsl`: f16 scores, exact f32 check of the candidates) where
+/// the adapter has cooperative matrices: the same exact codes and residuals as the reference
+/// for Dq multiples of 32, frames across 64-frame tiles, ragged codebook sizes, and all-tied
+/// level-0 codebooks of more codewords than the candidate list (every one checked exactly).
+/// Lavapipe has none: there the test says so; `BCA_REQUIRE_COOP=1` makes that a failure.
+#[test]
+fn rvq_coop_f16() {
+    let opts = bca::gpu::GpuOptions {
+        require_f16: true,
+        ..Default::default()
+    };
+    let c = pollster::block_on(bca::gpu::GpuContext::new(&opts)).expect("GPU adapter");
+    if !c.caps.coop {
+        assert!(
+            std::env::var_os("BCA_REQUIRE_COOP").is_none(),
+            "BCA_REQUIRE_COOP is set but {} has no cooperative matrices",
+            c.info.name
+        );
+        eprintln!("rvq_coop_f16: {} has no cooperative matrices", c.info.name);
+        return;
+    }
+    let big = [300, 129, 64, 33, 17, 9, 8, 1];
+    for (i, &(t, dq, sizes)) in [
+        (1usize, 32usize, &SMALL_SIZES),
+        (7, 160, &SMALL_SIZES),
+        (70, 64, &big),
+        (130, 512, &big),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let seed = 900 + i as u64;
+        let r = pollster::block_on(rvq_cases::rvq_encode_case(&c, t, dq, sizes, seed));
+        assert_ok(&format!("coop rvq_encode T={t} Dq={dq} sizes={sizes:?}"), r);
+        let r = pollster::block_on(rvq_cases::rvq_known_codes_case(&c, t, dq, sizes, seed));
+        assert_ok(&format!("coop rvq_encode known codes T={t} Dq={dq}"), r);
+        let r = pollster::block_on(rvq_cases::rvq_tied_codes_case(&c, t, dq, sizes, seed));
+        assert_ok(&format!("coop rvq_encode tied level 0 T={t} Dq={dq}"), r);
+    }
 }

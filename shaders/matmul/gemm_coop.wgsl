@@ -9,8 +9,10 @@
 // fragments. Per K step of 32 the workgroup stages the x tile and the dequantised W tile in
 // workgroup memory as vec4<f16>, `[row][k]` with a padded row stride (zeros outside the matrices,
 // so any M, N and K work), and each subgroup loads its fragments from there: x as row-major
-// A (n × k), W as column-major B (k × m). At the end the fragments go through workgroup
-// memory (f32) to gemm_store's epilogue, four outputs of a row per call.
+// A (n × k), W as column-major B (k × m). Each invocation fetches its share of the next
+// step's words into registers before the products of this step, so their latency overlaps
+// (the staging is single-buffered). At the end the fragments go through workgroup memory
+// (f32) to gemm_store's epilogue, four outputs of a row per call.
 
 enable wgpu_cooperative_matrix;
 
@@ -40,96 +42,148 @@ override FMT: u32 = 0; // weight format: 0 f16, 1 q8, 2 q4
 
 // #include gemm_store
 
-const TK: u32 = 32u;
+// K per step: 32 or 64 (one or two q4/q8 blocks; the fetches below work 32 at a time).
+override TK: u32 = 32u;
+// 1: fetch the next step's words into registers before this step's products (software
+// pipelining); 0: fetch each step's words at its start.
+override PF: u32 = 1u;
 // Staged tiles are vec4s (one store per 4 values); cooperative loads and stores take pointers
 // to them with strides counted in vec4s.
-const XS4: u32 = 10u; // vec4<f16> row stride of the staged tiles (80 bytes: 8 rows, 8 bank groups)
+override XS4: u32 = TK / 4u + 2u; // vec4<f16> row stride of the staged tiles (80 or 144 bytes:
+                                  // 8 rows fall in 8 bank groups)
 const CS4: u32 = 17u; // vec4<f32> row stride of the staged output
 
-var<workgroup> xs: array<vec4<f16>, 640>; // 64 x rows × XS4
-var<workgroup> ws: array<vec4<f16>, 640>; // 64 W rows × XS4
+var<workgroup> xs: array<vec4<f16>, 1152>; // 64 x rows × XS4 (≤ 18)
+var<workgroup> ws: array<vec4<f16>, 1152>; // 64 W rows × XS4
 var<workgroup> cs: array<vec4<f32>, 1088>; // 64 x rows × CS4
 
-// k0 + kq .. +3 masked to k < K, as f16
-fn put_w(row: u32, kq: u32, k0: u32, v: vec4<f16>) {
+// W values k0 + kq .. +3 (kq within the 32-wide part at column c0 of the step) masked to
+// k < K, as f16
+fn put_w(row: u32, c0: u32, kq: u32, k0: u32, v: vec4<f16>) {
     let kk = vec4<u32>(k0 + kq) + vec4<u32>(0u, 1u, 2u, 3u);
-    ws[row * XS4 + kq / 4u] = select(vec4<f16>(0.0), v, kk < vec4<u32>(P.k));
+    ws[row * XS4 + (c0 + kq) / 4u] = select(vec4<f16>(0.0), v, kk < vec4<u32>(P.k));
 }
 
-// W rows [m0, m0+64) × k [k0, k0+32), dequantised, into ws.
-fn load_w(t: u32, m0: u32, k0: u32) {
-    let kb = k0 / TK;
+// One invocation's raw share of a W tile, fetched a step ahead so that the loads' latency
+// overlaps the previous step's products. q4: words a.x, a.y with their (scale, min) words
+// b.x, b.y; q8: the words a with the scale f; f16: a and b, 8 halves each. Rows past M
+// fetch zeros (a zero q4/q8 scale word dequantises to 0).
+struct WRaw {
+    a: vec4<u32>,
+    b: vec4<u32>,
+    f: f32,
+}
+
+// W rows [m0, m0+64) × k [k0, k0+32): this invocation's words.
+fn fetch_w(t: u32, m0: u32, k0: u32) -> WRaw {
+    let kb = k0 / 32u; // the q4/q8 block (fetches are 32 wide)
+    var o = WRaw(vec4<u32>(0u), vec4<u32>(0u), 0.0);
     if (FMT == 2u) {
-        // q4: a block is one vec4 of words; word j holds k 8j .. 8j+7 (low nibbles 8j .. +3)
-        for (var i = 0u; i < 2u; i++) {
-            let idx = t + i * 128u; // 64 rows × 4 words
-            let row = idx / 4u;
-            let j = idx % 4u;
-            let gm = m0 + row;
-            var lo = vec4<f32>(0.0);
-            var hi = vec4<f32>(0.0);
-            if (gm < P.m && kb < P.nb) {
+        // q4: a block is one vec4 of words; invocation t takes words (t % 4) of rows t / 4
+        // and 32 + t / 4
+        let gm = m0 + t / 4u;
+        if (kb < P.nb) {
+            if (gm < P.m) {
                 let b = gm * P.nb + kb;
-                let sm = unpack2x16float(s[b]);
-                let word = w[b][j];
-                lo = unpack4x8unorm(word & 0x0F0F0F0Fu) * (sm.x * 255.0) + sm.y;
-                hi = unpack4x8unorm((word >> 4u) & 0x0F0F0F0Fu) * (sm.x * 255.0) + sm.y;
+                o.a.x = w[b][t % 4u];
+                o.b.x = s[b];
             }
-            put_w(row, 8u * j, k0, vec4<f16>(lo));
-            put_w(row, 8u * j + 4u, k0, vec4<f16>(hi));
+            if (gm + 32u < P.m) {
+                let b = (gm + 32u) * P.nb + kb;
+                o.a.y = w[b][t % 4u];
+                o.b.y = s[b];
+            }
         }
     } else if (FMT == 1u) {
-        // q8: a block is two vec4s of words; word j holds k 4j .. 4j+3
-        let row = t / 2u; // 64 rows × 2 vec4s
-        let h = t % 2u;
-        let gm = m0 + row;
-        var q = vec4<u32>(0u);
-        var sc = 0.0;
+        // q8: a block is two vec4s of words; invocation t takes half t % 2 of row t / 2
+        let gm = m0 + t / 2u;
         if (gm < P.m && kb < P.nb) {
             let b = gm * P.nb + kb;
             let sw = unpack2x16float(s[b / 2u]);
-            sc = select(sw.x, sw.y, (b & 1u) == 1u) * 127.0;
-            q = w[b * 2u + h];
-        }
-        for (var j = 0u; j < 4u; j++) {
-            put_w(row, 16u * h + 4u * j, k0, vec4<f16>(unpack4x8snorm(q[j]) * sc));
+            o.f = select(sw.x, sw.y, (b & 1u) == 1u) * 127.0;
+            o.a = w[b * 2u + t % 2u];
         }
     } else {
-        // f16: a row is nb vec4s of 8 halves (padded to nb·8 elements; read only inside it)
-        for (var i = 0u; i < 2u; i++) {
-            let idx = t + i * 128u; // 64 rows × 4 vec4s
-            let row = idx / 4u;
-            let j = idx % 4u;
-            let gm = m0 + row;
-            let q8 = k0 / 8u + j;
-            var q = vec4<u32>(0u);
-            if (gm < P.m && q8 < P.nb) {
-                q = w[gm * P.nb + q8];
+        // f16: a row is nb vec4s of 8 halves (padded to nb·8 elements; read only inside it);
+        // invocation t takes vec4 t % 4 of rows t / 4 and 32 + t / 4
+        let q8 = k0 / 8u + t % 4u;
+        let gm = m0 + t / 4u;
+        if (q8 < P.nb) {
+            if (gm < P.m) {
+                o.a = w[gm * P.nb + q8];
             }
-            // (naga has no size-changing bitcast u32 → f16 pairs)
+            if (gm + 32u < P.m) {
+                o.b = w[(gm + 32u) * P.nb + q8];
+            }
+        }
+    }
+    return o;
+}
+
+// Dequantises fetch_w's words for k0 .. k0+31 into ws columns c0 .. c0+31.
+fn put_w_raw(t: u32, c0: u32, k0: u32, o: WRaw) {
+    if (FMT == 2u) {
+        // word j holds k 8j .. 8j+7 (low nibbles 8j .. +3)
+        let j = t % 4u;
+        for (var i = 0u; i < 2u; i++) {
+            let row = t / 4u + 32u * i;
+            let sm = unpack2x16float(select(o.b.x, o.b.y, i == 1u));
+            let word = select(o.a.x, o.a.y, i == 1u);
+            let lo = unpack4x8unorm(word & 0x0F0F0F0Fu) * (sm.x * 255.0) + sm.y;
+            let hi = unpack4x8unorm((word >> 4u) & 0x0F0F0F0Fu) * (sm.x * 255.0) + sm.y;
+            put_w(row, c0, 8u * j, k0, vec4<f16>(lo));
+            put_w(row, c0, 8u * j + 4u, k0, vec4<f16>(hi));
+        }
+    } else if (FMT == 1u) {
+        // word j of half h holds k 16h + 4j .. +3
+        let row = t / 2u;
+        let h = t % 2u;
+        for (var j = 0u; j < 4u; j++) {
+            put_w(row, c0, 16u * h + 4u * j, k0, vec4<f16>(unpack4x8snorm(o.a[j]) * o.f));
+        }
+    } else {
+        // (naga has no size-changing bitcast u32 → f16 pairs)
+        let j = t % 4u;
+        for (var i = 0u; i < 2u; i++) {
+            let row = t / 4u + 32u * i;
+            let q = select(o.a, o.b, i == 1u);
             let lo = vec4<f32>(unpack2x16float(q.x), unpack2x16float(q.y));
             let hi = vec4<f32>(unpack2x16float(q.z), unpack2x16float(q.w));
-            put_w(row, 8u * j, k0, vec4<f16>(lo));
-            put_w(row, 8u * j + 4u, k0, vec4<f16>(hi));
+            put_w(row, c0, 8u * j, k0, vec4<f16>(lo));
+            put_w(row, c0, 8u * j + 4u, k0, vec4<f16>(hi));
         }
     }
 }
 
-// x rows [n0, n0+64) × k [k0, k0+32) into xs (K is a multiple of 4).
-fn load_x(t: u32, n0: u32, k0: u32) {
-    let k4 = P.k / 4u;
-    for (var i = 0u; i < 4u; i++) {
-        let idx = t + i * 128u; // 64 rows × 8 vec4s
-        let row = idx / 8u;
-        let q = idx % 8u;
-        let gn = n0 + row;
-        let kq = k0 / 4u + q;
-        var v = vec4<f16>(0.0);
-        if (gn < P.n && kq < k4) {
-            v = vec4<f16>(x[gn * k4 + kq]);
-        }
-        xs[row * XS4 + q] = v;
+// x rows [n0, n0+64) × k [k0, k0+32) (K is a multiple of 4): invocation t's four vec4s,
+// rows t / 8 + 16i, vec4 t % 8 of the part; zeros outside x.
+struct XRaw {
+    a: vec4<f16>,
+    b: vec4<f16>,
+    c: vec4<f16>,
+    d: vec4<f16>,
+}
+
+fn fetch_x1(row: u32, kq: u32) -> vec4<f16> {
+    if (row < P.n && kq < P.k / 4u) {
+        return vec4<f16>(x[row * (P.k / 4u) + kq]);
     }
+    return vec4<f16>(0.0);
+}
+
+fn fetch_x(t: u32, n0: u32, k0: u32) -> XRaw {
+    let kq = k0 / 4u + t % 8u;
+    let r = n0 + t / 8u;
+    return XRaw(fetch_x1(r, kq), fetch_x1(r + 16u, kq), fetch_x1(r + 32u, kq), fetch_x1(r + 48u, kq));
+}
+
+// fetch_x's vec4s into xs columns c0 .. c0+31
+fn put_x(t: u32, c0: u32, o: XRaw) {
+    let i = (t / 8u) * XS4 + c0 / 4u + t % 8u;
+    xs[i] = o.a;
+    xs[i + 16u * XS4] = o.b;
+    xs[i + 32u * XS4] = o.c;
+    xs[i + 48u * XS4] = o.d;
 }
 
 @compute @workgroup_size(128)
@@ -146,10 +200,43 @@ fn gemm_coop(
     var c01: coop_mat16x16<f32, C>;
     var c10: coop_mat16x16<f32, C>;
     var c11: coop_mat16x16<f32, C>;
+    let two = TK == 64u;
+    var wr0: WRaw;
+    var wr1: WRaw;
+    var xr0: XRaw;
+    var xr1: XRaw;
+    if (PF == 1u) {
+        wr0 = fetch_w(t, m0, 0u);
+        xr0 = fetch_x(t, n0, 0u);
+        if (two) {
+            wr1 = fetch_w(t, m0, 32u);
+            xr1 = fetch_x(t, n0, 32u);
+        }
+    }
     for (var k0 = 0u; k0 < P.k; k0 += TK) {
-        load_w(t, m0, k0);
-        load_x(t, n0, k0);
+        if (PF == 0u) {
+            wr0 = fetch_w(t, m0, k0);
+            xr0 = fetch_x(t, n0, k0);
+            if (two) {
+                wr1 = fetch_w(t, m0, k0 + 32u);
+                xr1 = fetch_x(t, n0, k0 + 32u);
+            }
+        }
+        put_w_raw(t, 0u, k0, wr0);
+        put_x(t, 0u, xr0);
+        if (two) {
+            put_w_raw(t, 32u, k0 + 32u, wr1);
+            put_x(t, 32u, xr1);
+        }
         workgroupBarrier();
+        if (PF == 1u && k0 + TK < P.k) {
+            wr0 = fetch_w(t, m0, k0 + TK);
+            xr0 = fetch_x(t, n0, k0 + TK);
+            if (two) {
+                wr1 = fetch_w(t, m0, k0 + TK + 32u);
+                xr1 = fetch_x(t, n0, k0 + TK + 32u);
+            }
+        }
         for (var kk = 0u; kk < TK / 4u; kk += 4u) {
             let a0 = coopLoadT<coop_mat16x16<f16, A>>(&xs[rn * XS4 + kk], XS4);
             let a1 = coopLoadT<coop_mat16x16<f16, A>>(&xs[(rn + 16u) * XS4 + kk], XS4);

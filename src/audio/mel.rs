@@ -259,7 +259,7 @@ impl MelStream {
             })
             .collect();
         let frames = FrameMaker {
-            cfg: cfg.clone(),
+            cfg,
             filters,
             support,
             window,

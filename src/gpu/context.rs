@@ -35,7 +35,13 @@ pub struct GpuOptions {
     pub profile: bool,
     /// Never use cooperative matrices (tensor cores) even where the adapter has them.
     pub no_coop: bool,
+    /// The tensor-core product's K step (32 or 64) and whether it fetches a step ahead
+    /// (tuning knobs; default [`GEMM_COOP_DEFAULT`]).
+    pub gemm_coop: Option<(u32, bool)>,
 }
+
+/// `gemm_coop.wgsl`'s default (K step, fetch one step ahead).
+pub const GEMM_COOP_DEFAULT: (u32, bool) = (64, false);
 
 /// Capabilities negotiated with the adapter; kernels pick their variant from these.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -65,7 +71,7 @@ pub struct Caps {
 }
 
 /// Workgroup memory the cooperative-matrix product needs (its staging tiles).
-pub(crate) const COOP_WG_STORAGE: u32 = 32768;
+pub(crate) const COOP_WG_STORAGE: u32 = 36864;
 
 /// The adapter offers subgroup-scope 16×16×16 cooperative matrices with f16 A/B and f32 C.
 fn coop_16x16_f16(adapter: &wgpu::Adapter) -> bool {
@@ -127,6 +133,8 @@ pub struct GpuContext {
     pub attn_rows_block: Option<u32>,
     /// See [`GpuOptions::attn_splits`].
     pub attn_splits: Option<u32>,
+    /// See [`GpuOptions::gemm_coop`] (resolved).
+    pub gemm_coop: (u32, bool),
     /// q4/q8 decode products quantise x to int8 and use packed dot products (gemv_i8.wgsl).
     pub int8: bool,
     pub(crate) sink: Arc<Mutex<ErrorSink>>,
@@ -335,6 +343,7 @@ impl GpuContext {
             gemm_split: opts.gemm_split,
             attn_rows_block: opts.attn_rows_block,
             attn_splits: opts.attn_splits,
+            gemm_coop: opts.gemm_coop.unwrap_or(GEMM_COOP_DEFAULT),
             int8: !opts.no_int8,
             sink,
             dummy,

@@ -117,6 +117,7 @@ const SOURCES: &[(&str, &str)] = &[
         "rvq_encode",
         include_str!("../../shaders/rvq/rvq_encode.wgsl"),
     ),
+    ("rvq_coop", include_str!("../../shaders/rvq/rvq_coop.wgsl")),
     (
         "rvq_decode",
         include_str!("../../shaders/rvq/rvq_decode.wgsl"),

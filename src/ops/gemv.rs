@@ -439,12 +439,17 @@ fn gemm_tiled(
     } else {
         ("gemm", "gemm", 64)
     };
+    let mut constants = vec![("ACT", act_code), ("FMT", fmt)];
+    if coop {
+        let (tk, pf) = ctx.gemm_coop;
+        constants.extend([("TK", tk), ("PF", pf as u32)]);
+    }
     let key = KernelKey {
         family,
         entry,
         act,
         subgroups: false,
-        constants: vec![("ACT", act_code), ("FMT", fmt)],
+        constants,
     };
     let p = ctx.pipeline(&key, GEMM_BINDINGS)?;
     let gx = (m as u32).div_ceil(tile);

@@ -112,8 +112,38 @@ pub async fn rvq_known_codes_case(
     sizes: &[usize],
     seed: u64,
 ) -> Result<Comparison, OpError> {
+    known_codes(ctx, t, dq, sizes, seed, false).await
+}
+
+/// [`rvq_known_codes_case`] with every level-0 codeword equal: all level-0 distances tie, so
+/// the code must be 0 (ties → lowest index). With more codewords than the tensor-core path's
+/// candidate list holds, that path must check every codeword exactly.
+pub async fn rvq_tied_codes_case(
+    ctx: &GpuContext,
+    t: usize,
+    dq: usize,
+    sizes: &[usize],
+    seed: u64,
+) -> Result<Comparison, OpError> {
+    known_codes(ctx, t, dq, sizes, seed, true).await
+}
+
+async fn known_codes(
+    ctx: &GpuContext,
+    t: usize,
+    dq: usize,
+    sizes: &[usize],
+    seed: u64,
+    tied: bool,
+) -> Result<Comparison, OpError> {
     let mut rng = Rng::new(seed);
-    let cb = codebooks(&mut rng, sizes, dq, 0.2);
+    let mut cb = codebooks(&mut rng, sizes, dq, 0.2);
+    if tied {
+        let first = cb[..dq].to_vec();
+        for c in cb[..sizes[0] * dq].chunks_mut(dq) {
+            c.copy_from_slice(&first);
+        }
+    }
     let row0: Vec<usize> = sizes
         .iter()
         .scan(0, |a, &n| {
@@ -127,7 +157,10 @@ pub async fn rvq_known_codes_case(
     for f in 0..t {
         let mut tries = 0;
         loop {
-            let k: Vec<u32> = sizes.iter().map(|&n| rng.below(n as u64) as u32).collect();
+            let mut k: Vec<u32> = sizes.iter().map(|&n| rng.below(n as u64) as u32).collect();
+            if tied {
+                k[0] = 0;
+            }
             let mut frame: Vec<f32> = rng.normal_vec(dq, 1e-7);
             for i in (0..RVQ_LEVELS).rev() {
                 let c = &cb[(row0[i] + k[i] as usize) * dq..][..dq];
@@ -136,7 +169,8 @@ pub async fn rvq_known_codes_case(
                 }
             }
             let enc = reference::encode(&frame, dq, &cb, sizes);
-            if enc.codes == k && enc.margins.iter().all(|m| *m >= MIN_MARGIN) {
+            let skip = tied as usize; // level 0's margin is 0 by construction
+            if enc.codes == k && enc.margins[skip..].iter().all(|m| *m >= MIN_MARGIN) {
                 x.extend(frame);
                 known.extend(k);
                 break;

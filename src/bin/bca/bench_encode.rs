@@ -3,10 +3,14 @@
 //! (Whisper-large encoder: d 1280, 32 layers, 20 heads, ffn 5120, 128 mels; bridge 5120;
 //! codebooks 8192…1024, spec §3/§4/§13), or the tiny shapes (`--shape tiny`, for CPU adapters).
 //! Wall-clock time (the stage reads its codes back, so the GPU work is complete), median of
-//! 3 runs after one warm-up.
+//! 5 runs after a warm-up of ≥ 3 runs and ≥ 1 s.
 
 use std::process::ExitCode;
 use std::time::Instant;
+
+const WARM_RUNS: usize = 3;
+const WARM_SECS: f64 = 1.0;
+const TIMED_RUNS: usize = 5;
 
 use bca::gpu::{GpuContext, Recorder};
 use bca::model::audio_in::AudioIn;
@@ -146,7 +150,11 @@ pub fn run(a: EncodeBenchArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         let x = signal(s);
         let (mut mel_t, mut enc_t) = (Vec::new(), Vec::new());
         let mut frames = 0;
-        for rep in 0..4 {
+        // warm-up: at least WARM_RUNS runs and WARM_SECS seconds (the GPU's clocks ramp up
+        // over a few hundred ms: one warm-up run left the first timings of a process 2× slow)
+        let warm = Instant::now();
+        let mut rep = 0;
+        while mel_t.len() < TIMED_RUNS {
             let t = Instant::now();
             let mels = model.mels(&x)?;
             let t_mel = t.elapsed().as_secs_f64();
@@ -154,7 +162,8 @@ pub fn run(a: EncodeBenchArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
             let enc = pollster::block_on(model.encode_mels(&ctx, &mels, None))?;
             let t_enc = t.elapsed().as_secs_f64();
             frames = enc.frames;
-            if rep > 0 {
+            rep += 1;
+            if rep > WARM_RUNS && warm.elapsed().as_secs_f64() >= WARM_SECS {
                 mel_t.push(t_mel);
                 enc_t.push(t_enc);
             }
@@ -172,7 +181,7 @@ pub fn run(a: EncodeBenchArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         rows.push(serde_json::json!({"seconds": s, "frames": frames, "mel_ms": m, "encode_ms": e, "total_ms": m + e}));
     }
     if let Some(p) = a.json {
-        let doc = serde_json::json!({"adapter": ctx.report(), "shape": a.shape, "quant": a.quant, "timing": "wall clock, median of 3 after 1 warm-up", "runs": rows});
+        let doc = serde_json::json!({"adapter": ctx.report(), "shape": a.shape, "quant": a.quant, "timing": format!("wall clock, median of {TIMED_RUNS} after ≥ {WARM_RUNS} warm-up runs and ≥ {WARM_SECS} s"), "runs": rows});
         std::fs::write(p, serde_json::to_string_pretty(&doc)?)?;
     }
     Ok(ExitCode::SUCCESS)
