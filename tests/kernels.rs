@@ -397,14 +397,15 @@ fn gemm_coop_f16() {
         return;
     }
     gemm_cases_on(&c, "coop");
-    // the other K step / look-ahead variants
-    for v in [(32, true), (32, false), (64, true)] {
+    // the other K step, and split-K (3 slices, clamped to the steps: ragged last slices)
+    for (tk, split) in [(32, None), (64, Some(3)), (32, Some(3))] {
         let c = pollster::block_on(GpuContext::new(&GpuOptions {
-            gemm_coop: Some(v),
+            coop_k_step: Some(tk),
+            gemm_split: split,
             ..opts.clone()
         }))
         .expect("GPU adapter");
-        gemm_cases_on(&c, &format!("coop {v:?}"));
+        gemm_cases_on(&c, &format!("coop K step {tk} split {split:?}"));
     }
 }
 
@@ -494,12 +495,12 @@ fn coop_shaders_lower_to_spirv() {
     let mut keys = Vec::new();
     for fmt in 0..3u32 {
         for act in 0..4u32 {
-            for (tk, pf) in [(32, 1), (64, 0), (64, 1)] {
-                keys.push((
-                    "gemm_coop",
-                    vec![("ACT", act), ("FMT", fmt), ("TK", tk), ("PF", pf)],
-                ));
+            for tk in [32, 64] {
+                keys.push(("gemm_coop", vec![("ACT", act), ("FMT", fmt), ("TK", tk)]));
             }
+        }
+        for tk in [32, 64] {
+            keys.push(("gemm_coop_split", vec![("FMT", fmt), ("TK", tk)]));
         }
     }
     for mode in 0..3u32 {
@@ -509,6 +510,7 @@ fn coop_shaders_lower_to_spirv() {
     let entries = |family: &'static str| -> Vec<&'static str> {
         match family {
             "rvq_coop" => vec!["rvq_coop_dist", "rvq_coop_pick"],
+            "gemm_coop_split" => vec!["gemm_coop_part"],
             f => vec![f],
         }
     };

@@ -140,13 +140,24 @@ fn attn_chunk_causal_all_paths() {
     }
 }
 
-/// The fused-projection entry (`[q | k | v]` rows): head dims 64 (`attn_rows`) and 128
-/// (`attn_tiled`), one and two sequences, chunk 100 and causal.
+/// The fused-projection entries (`[q | k | v]` rows): chunk-causal with head dims 64
+/// (`attn_rows`) and 128 (`attn_tiled`), one and two sequences, chunk 100 and causal; and
+/// varlen (the encoder's).
 #[test]
 fn attn_chunk_causal_fused_qkv() {
     // the portable f16 path runs the same attention kernels as F16
     for path in [Path::F16, Path::F32] {
         let c = ctx(path);
+        // the encoder's varlen mask from fused rows too: head dims 64 and 20, empty sequences
+        for (i, (hd, lens)) in [((20, 64), &[37usize, 5][..]), ((3, 20), &[9, 0, 30][..])]
+            .iter()
+            .enumerate()
+        {
+            assert_ok(
+                &format!("{path:?} attn_varlen_qkv (H, D)={hd:?} lens {lens:?}"),
+                pollster::block_on(st::attn_varlen_qkv_case(c, *hd, lens, 470 + i as u64)),
+            );
+        }
         for (i, &(hd, bt, chunk)) in [
             ((8, 64), (2, 101), 100),
             ((8, 64), (1, 37), 1),
@@ -418,6 +429,10 @@ fn attn_coop_f16() {
         .iter()
         .enumerate()
     {
+        assert_ok(
+            &format!("coop attn_varlen_qkv (H, D)={hd:?} T={}", bt.1),
+            pollster::block_on(st::attn_varlen_qkv_case(&c, hd, &[bt.1, 7], 750 + i as u64)),
+        );
         assert_ok(
             &format!("coop attn_chunk_causal_qkv (H, D)={hd:?} (B, T)={bt:?} C={chunk}"),
             pollster::block_on(st::attn_chunk_causal_qkv_case(

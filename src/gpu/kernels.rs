@@ -51,6 +51,10 @@ const SOURCES: &[(&str, &str)] = &[
         include_str!("../../shaders/matmul/gemm_coop.wgsl"),
     ),
     (
+        "gemm_coop_split",
+        include_str!("../../shaders/matmul/gemm_coop_split.wgsl"),
+    ),
+    (
         "gemm_splitk",
         include_str!("../../shaders/matmul/gemm_splitk.wgsl"),
     ),
@@ -131,6 +135,10 @@ const INCLUDES: &[(&str, &str)] = &[
     (
         "gemv_tail",
         include_str!("../../shaders/common/gemv_tail.wgsl"),
+    ),
+    (
+        "coop_tile",
+        include_str!("../../shaders/common/coop_tile.wgsl"),
     ),
     (
         "attn_common",

@@ -718,20 +718,7 @@ pub fn attn_varlen(
     const OP: &str = "attn_varlen";
     let ctx = rec.ctx();
     let (t, hq, hkv, d) = check_packed(OP, ctx, q, k, v, out)?;
-    let ok = cu_seqlens.len() >= 2
-        && cu_seqlens[0] == 0
-        && cu_seqlens.windows(2).all(|w| w[0] <= w[1])
-        && cu_seqlens.last() == Some(&(t as u32));
-    if !ok {
-        return Err(shape_err(
-            OP,
-            format!(
-                "cu_seqlens {cu_seqlens:?} must rise from 0 to the {t} rows of q {:?}",
-                q.shape
-            ),
-        ));
-    }
-    let cu = ctx.upload("attn_varlen.cu", bytemuck::cast_slice(cu_seqlens));
+    let cu = varlen_cu(OP, ctx, cu_seqlens, t, &q.shape)?;
     let params = TiledParams {
         nseq: (cu_seqlens.len() - 1) as u32,
         ..packed_params(t, hq, hkv, d, scale)
@@ -747,6 +734,27 @@ pub fn attn_varlen(
         params,
         out,
     )
+}
+
+/// Checks `cu_seqlens` against the `t` rows of q and uploads it.
+fn varlen_cu(
+    op: &'static str,
+    ctx: &GpuContext,
+    cu_seqlens: &[u32],
+    t: usize,
+    q_shape: &[usize],
+) -> Result<wgpu::Buffer, OpError> {
+    let ok = cu_seqlens.len() >= 2
+        && cu_seqlens[0] == 0
+        && cu_seqlens.windows(2).all(|w| w[0] <= w[1])
+        && cu_seqlens.last() == Some(&(t as u32));
+    if !ok {
+        return Err(shape_err(
+            op,
+            format!("cu_seqlens {cu_seqlens:?} must rise from 0 to the {t} rows of q {q_shape:?}"),
+        ));
+    }
+    Ok(ctx.upload("attn_varlen.cu", bytemuck::cast_slice(cu_seqlens)))
 }
 
 /// Chunk-causal attention of one sequence `q (T, Hq, D)`, `k`, `v (T, Hkv, D)`: key `j` is
@@ -852,41 +860,8 @@ pub fn attn_chunk_causal_qkv(
     out: &Tensor,
 ) -> Result<(), OpError> {
     const OP: &str = "attn_chunk_causal";
-    let ctx = rec.ctx();
-    let [t, w] = qkv.shape[..] else {
-        return Err(shape_err(
-            OP,
-            format!("qkv must be (T, 3·H·D), got {:?}", qkv.shape),
-        ));
-    };
-    if heads == 0 || !w.is_multiple_of(3 * heads) {
-        return Err(shape_err(
-            OP,
-            format!("qkv {:?} does not split into 3 × {heads} heads", qkv.shape),
-        ));
-    }
-    let d = w / (3 * heads);
-    if out.shape != [t, heads, d] {
-        return Err(shape_err(
-            OP,
-            format!("out is {:?}, want [{t}, {heads}, {d}]", out.shape),
-        ));
-    }
-    check_heads(OP, heads, heads, d)?;
+    let (t, d, params) = qkv_params(OP, rec.ctx(), qkv, heads, scale, out)?;
     let mask = chunk_params(OP, &qkv.shape, t, batch, chunk)?;
-    check_act(OP, ctx, &[("qkv", qkv), ("out", out)])?;
-    let sz = ctx.act().size();
-    check_len(OP, "qkv", &qkv.buf, (t * w * sz) as u64)?;
-    check_len(OP, "out", &out.buf, (t * heads * d * sz) as u64)?;
-    let hd = heads * d;
-    let params = TiledParams {
-        q_st: w as u32,
-        k_off: hd as u32,
-        k_st: w as u32,
-        v_off: (2 * hd) as u32,
-        v_st: w as u32,
-        ..mask.with_packed(packed_params(t, heads, heads, d, scale))
-    };
     tiled(
         rec,
         OP,
@@ -895,7 +870,87 @@ pub fn attn_chunk_causal_qkv(
         (&qkv.buf, &qkv.buf),
         None,
         d,
+        mask.with_packed(params),
+        out,
+    )
+}
+
+/// [`attn_varlen`] reading q, k and v from one fused projection `qkv (T, 3·H·D)` (row
+/// `[q | k | v]`), as the encoder's one product over `[Wq; Wk; Wv]` leaves them. `out (T, H, D)`.
+pub fn attn_varlen_qkv(
+    rec: &mut Recorder,
+    qkv: &Tensor,
+    heads: usize,
+    cu_seqlens: &[u32],
+    scale: f32,
+    out: &Tensor,
+) -> Result<(), OpError> {
+    const OP: &str = "attn_varlen";
+    let ctx = rec.ctx();
+    let (t, d, params) = qkv_params(OP, ctx, qkv, heads, scale, out)?;
+    let cu = varlen_cu(OP, ctx, cu_seqlens, t, &qkv.shape)?;
+    let params = TiledParams {
+        nseq: (cu_seqlens.len() - 1) as u32,
+        ..params
+    };
+    tiled(
+        rec,
+        OP,
+        Mask::Varlen,
+        qkv,
+        (&qkv.buf, &qkv.buf),
+        Some(&cu),
+        d,
         params,
         out,
     )
+}
+
+/// Checks a fused `qkv (T, 3·H·D)` and `out (T, H, D)`; returns T, D and the packed params
+/// with q, k and v read from the fused rows.
+fn qkv_params(
+    op: &'static str,
+    ctx: &GpuContext,
+    qkv: &Tensor,
+    heads: usize,
+    scale: f32,
+    out: &Tensor,
+) -> Result<(usize, usize, TiledParams), OpError> {
+    let [t, w] = qkv.shape[..] else {
+        return Err(shape_err(
+            op,
+            format!("qkv must be (T, 3·H·D), got {:?}", qkv.shape),
+        ));
+    };
+    if heads == 0 || !w.is_multiple_of(3 * heads) {
+        return Err(shape_err(
+            op,
+            format!("qkv {:?} does not split into 3 × {heads} heads", qkv.shape),
+        ));
+    }
+    let d = w / (3 * heads);
+    if out.shape != [t, heads, d] {
+        return Err(shape_err(
+            op,
+            format!("out is {:?}, want [{t}, {heads}, {d}]", out.shape),
+        ));
+    }
+    check_heads(op, heads, heads, d)?;
+    check_act(op, ctx, &[("qkv", qkv), ("out", out)])?;
+    let sz = ctx.act().size();
+    check_len(op, "qkv", &qkv.buf, (t * w * sz) as u64)?;
+    check_len(op, "out", &out.buf, (t * heads * d * sz) as u64)?;
+    let hd = heads * d;
+    Ok((
+        t,
+        d,
+        TiledParams {
+            q_st: w as u32,
+            k_off: hd as u32,
+            k_st: w as u32,
+            v_off: (2 * hd) as u32,
+            v_st: w as u32,
+            ..packed_params(t, heads, heads, d, scale)
+        },
+    ))
 }

@@ -55,6 +55,15 @@ pub const GEMM_SPLIT_MAX_TILES: usize = 128;
 /// Fewest K steps (of 32) per slice.
 pub const GEMM_SPLIT_MIN_STEPS: usize = 2;
 
+/// Split-K of the tensor-core product (`gemm_coop_split.wgsl`): below this many 64×64 tiles
+/// (two per SM of an H100), K is cut into slices of at least [`COOP_SPLIT_MIN_STEPS`] steps
+/// until tiles × slices reaches [`COOP_SPLIT_TARGET`]. With tensor cores a tile's time is its
+/// chain of K steps, each waiting on its loads: the encoder's 1280-row products at 10 s of
+/// audio have 160 tiles of 20–80 steps.
+pub const COOP_SPLIT_MAX_TILES: usize = 264;
+pub const COOP_SPLIT_TARGET: usize = 528;
+pub const COOP_SPLIT_MIN_STEPS: usize = 4;
+
 /// Activation fused after the bias.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Activation {
@@ -409,8 +418,8 @@ fn gemm_tiled(
         Activation::Gelu => 2,
         Activation::SwiGlu => 3,
     };
-    // Tensor cores where the adapter has them, unless a knob asks for an FMA kernel.
-    let coop = ctx.caps.coop && ctx.gemm_tile.is_none() && ctx.gemm_split.is_none();
+    // Tensor cores where the adapter has them, unless a knob forces an FMA tile.
+    let coop = ctx.caps.coop && ctx.gemm_tile.is_none();
     // 128×128 tiles once there are enough of them to fill the GPU twice over (measured on an
     // H200: for the encoder's 1280-row products at N = 512 the 64×64 tiles are 1.7× faster).
     let big_tiles = m.div_ceil(128) * n.div_ceil(128);
@@ -418,19 +427,41 @@ fn gemm_tiled(
         Some(t) => t >= 128,
         None => n >= GEMM_BIG_N && big_tiles >= GEMM_BIG_MIN_TILES,
     };
-    let steps = k.div_ceil(32);
     let tiles = m.div_ceil(64) * n.div_ceil(64);
-    let splits = match (big || coop, ctx.gemm_split) {
+    let tk = if coop { ctx.coop_k_step as usize } else { 32 };
+    let steps = k.div_ceil(tk);
+    let (max_tiles, target, min_steps) = if coop {
+        (
+            COOP_SPLIT_MAX_TILES,
+            COOP_SPLIT_TARGET,
+            COOP_SPLIT_MIN_STEPS,
+        )
+    } else {
+        (
+            GEMM_SPLIT_MAX_TILES,
+            GEMM_SPLIT_TARGET,
+            GEMM_SPLIT_MIN_STEPS,
+        )
+    };
+    let splits = match (big && !coop, ctx.gemm_split) {
         (true, _) => 1,
         (false, Some(s)) => s.clamp(1, steps.max(1)),
-        (false, None) if tiles < GEMM_SPLIT_MAX_TILES => GEMM_SPLIT_TARGET
-            .div_ceil(tiles)
-            .min(steps / GEMM_SPLIT_MIN_STEPS)
-            .max(1),
+        (false, None) if tiles < max_tiles => target.div_ceil(tiles).min(steps / min_steps).max(1),
         (false, None) => 1,
     };
     if splits > 1 {
-        return gemm_split(rec, w, xin, y, epi, (n, m, k), (fmt, act_code), splits);
+        let coop_tk = coop.then_some(tk as u32);
+        return gemm_split(
+            rec,
+            w,
+            xin,
+            y,
+            epi,
+            (n, m, k),
+            (fmt, act_code),
+            splits,
+            coop_tk,
+        );
     }
     let (family, entry, tile) = if coop {
         ("gemm_coop", "gemm_coop", 64u32)
@@ -441,8 +472,7 @@ fn gemm_tiled(
     };
     let mut constants = vec![("ACT", act_code), ("FMT", fmt)];
     if coop {
-        let (tk, pf) = ctx.gemm_coop;
-        constants.extend([("TK", tk), ("PF", pf as u32)]);
+        constants.push(("TK", tk as u32));
     }
     let key = KernelKey {
         family,
@@ -506,8 +536,9 @@ struct SplitParams {
     groups_x: u32,
 }
 
-/// The 64-tile product with K cut into `splits` slices of whole steps: f32 partials per slice,
-/// then one pass that sums them in slice order and applies the epilogue.
+/// The 64-tile product with K cut into `splits` slices of whole steps (of 32, or of `coop_tk`
+/// on tensor cores): f32 partials per slice, then one pass that sums them in slice order and
+/// applies the epilogue.
 #[allow(clippy::too_many_arguments)]
 fn gemm_split(
     rec: &mut Recorder,
@@ -518,9 +549,11 @@ fn gemm_split(
     (n, m, k): (usize, usize, usize),
     (fmt, act_code): (u32, u32),
     splits: usize,
+    coop_tk: Option<u32>,
 ) -> Result<(), OpError> {
     let ctx = rec.ctx();
-    let kslice = k.div_ceil(32).div_ceil(splits) * 32;
+    let tk = coop_tk.unwrap_or(32) as usize;
+    let kslice = k.div_ceil(tk).div_ceil(splits) * tk;
     let splits = k.div_ceil(kslice);
     let part = ctx.acquire((splits * n * m * 4) as u64);
     let lim = ctx.limits.max_compute_workgroups_per_dimension;
@@ -551,7 +584,19 @@ fn gemm_split(
         subgroups: false,
         constants: vec![("ACT", act_code), ("FMT", fmt)],
     };
-    let pp = ctx.pipeline(&key("gemm_part"), SPLIT_BINDINGS)?;
+    let pp = match coop_tk {
+        Some(tk) => ctx.pipeline(
+            &KernelKey {
+                family: "gemm_coop_split",
+                entry: "gemm_coop_part",
+                act: ctx.act(),
+                subgroups: false,
+                constants: vec![("FMT", fmt), ("TK", tk)],
+            },
+            SPLIT_BINDINGS,
+        )?,
+        None => ctx.pipeline(&key("gemm_part"), SPLIT_BINDINGS)?,
+    };
     let scales = w.scales().unwrap_or(&ctx.dummy);
     let d = &ctx.dummy;
     let group = rec.bind(

@@ -142,9 +142,30 @@ pub async fn attn_prefill_case(
 /// Packed sequences of the given lengths, each attending only within itself.
 pub async fn attn_varlen_case(
     ctx: &GpuContext,
+    heads: (usize, usize, usize),
+    lens: &[usize],
+    seed: u64,
+) -> Result<Comparison, OpError> {
+    varlen_case(ctx, heads, lens, seed, false).await
+}
+
+/// [`attn_varlen_case`] through [`ops::attn_varlen_qkv`]: q, k, v interleaved per row as one
+/// fused projection `(T, 3·H·D)` (the audio encoder's layout). `h` query and key heads.
+pub async fn attn_varlen_qkv_case(
+    ctx: &GpuContext,
+    (h, d): (usize, usize),
+    lens: &[usize],
+    seed: u64,
+) -> Result<Comparison, OpError> {
+    varlen_case(ctx, (h, h, d), lens, seed, true).await
+}
+
+async fn varlen_case(
+    ctx: &GpuContext,
     (hq, hkv, d): (usize, usize, usize),
     lens: &[usize],
     seed: u64,
+    fused: bool,
 ) -> Result<Comparison, OpError> {
     let mut rng = Rng::new(seed);
     let t: usize = lens.iter().sum();
@@ -161,12 +182,24 @@ pub async fn attn_varlen_case(
     let want = refa::attention(&q, &k, &v, (t, t), (hq, hkv, d), scale, |i, j| {
         seq_of[i] == seq_of[j]
     });
-    let qt = Tensor::from_f32(ctx, "q", &[t, hq, d], &q);
-    let kt = Tensor::from_f32(ctx, "k", &[t, hkv, d], &k);
-    let vt = Tensor::from_f32(ctx, "v", &[t, hkv, d], &v);
     let out = Tensor::empty(ctx, "out", &[t, hq, d]);
     let mut rec = Recorder::new(ctx, "attn_varlen test");
-    ops::attn_varlen(&mut rec, &qt, &kt, &vt, &cu, scale, &out)?;
+    if fused {
+        let hd = hq * d;
+        let mut qkv = Vec::with_capacity(3 * t * hd);
+        for r in 0..t {
+            for m in [&q, &k, &v] {
+                qkv.extend_from_slice(&m[r * hd..(r + 1) * hd]);
+            }
+        }
+        let qkvt = Tensor::from_f32(ctx, "qkv", &[t, 3 * hd], &qkv);
+        ops::attn_varlen_qkv(&mut rec, &qkvt, hq, &cu, scale, &out)?;
+    } else {
+        let qt = Tensor::from_f32(ctx, "q", &[t, hq, d], &q);
+        let kt = Tensor::from_f32(ctx, "k", &[t, hkv, d], &k);
+        let vt = Tensor::from_f32(ctx, "v", &[t, hkv, d], &v);
+        ops::attn_varlen(&mut rec, &qt, &kt, &vt, &cu, scale, &out)?;
+    }
     rec.submit()?;
     let got = out.to_vec(ctx).await?;
     let (atol, rtol) = attn_tol(ctx, d);

@@ -62,23 +62,16 @@ struct GpuArgs {
     /// Do not use cooperative matrices (tensor cores) even where the adapter has them.
     #[arg(long)]
     no_coop: bool,
-    /// The tensor-core product's K step and look-ahead, `32,1` `64,0` … (a tuning knob).
-    #[arg(long, value_parser = parse_coop)]
-    gemm_coop: Option<(u32, bool)>,
+    /// The tensor-core product's K step, 32 or 64 (a tuning knob).
+    #[arg(long, value_parser = parse_k_step)]
+    coop_k_step: Option<u32>,
 }
 
-fn parse_coop(s: &str) -> Result<(u32, bool), String> {
-    let (k, p) = s
-        .split_once(',')
-        .ok_or_else(|| format!("{s:?}: expected K-step,look-ahead (e.g. 32,1)"))?;
-    let k: u32 = k.trim().parse().map_err(|e| format!("{k:?}: {e}"))?;
-    if k != 32 && k != 64 {
-        return Err(format!("K step {k}: 32 or 64"));
-    }
-    match p.trim() {
-        "0" => Ok((k, false)),
-        "1" => Ok((k, true)),
-        o => Err(format!("look-ahead {o:?}: 0 or 1")),
+fn parse_k_step(s: &str) -> Result<u32, String> {
+    match s.trim() {
+        "32" => Ok(32),
+        "64" => Ok(64),
+        o => Err(format!("K step {o:?}: 32 or 64")),
     }
 }
 
@@ -98,7 +91,7 @@ impl GpuArgs {
             profile: self.profile,
             checked_shaders: self.checked_shaders,
             no_coop: self.no_coop,
-            gemm_coop: self.gemm_coop,
+            coop_k_step: self.coop_k_step,
         }
     }
 }

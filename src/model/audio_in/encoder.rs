@@ -4,6 +4,8 @@
 //! final LayerNorm. Time-major activations `(T, C)` throughout.
 
 use crate::gpu::Recorder;
+// the stacked q/k/v projection the flow U-Net's blocks use too
+use crate::model::audio_out::layers::{Linear, Qkv};
 use crate::model::{ModelError, Weights};
 use crate::ops::{self, Activation, Binary, Conv1dSpec, ConvWeight, Epilogue, Unary};
 use crate::tensor::{Matrix, Tensor};
@@ -13,11 +15,7 @@ const LN_EPS: f32 = 1e-5;
 /// One `OmniWhisperTransformerLayer`.
 struct Layer {
     ln1: (wgpu::Buffer, wgpu::Buffer), // self_attn_layer_norm (d) f32
-    q: Matrix,                         // (d, d)
-    q_b: Tensor,                       // (d)
-    k: Matrix,                         // (d, d), no bias
-    v: Matrix,                         // (d, d)
-    v_b: Tensor,                       // (d)
+    qkv: Qkv,                          // q (d, d) + bias, k (d, d) no bias, v (d, d) + bias
     o: Matrix,                         // (d, d)
     o_b: Tensor,                       // (d)
     ln2: (wgpu::Buffer, wgpu::Buffer), // final_layer_norm (d) f32
@@ -103,11 +101,21 @@ impl AudioEncoder {
             let b = |n: &str| w.tensor(ctx, &format!("{l}.{n}.bias"));
             layers.push(Layer {
                 ln1: ln(&format!("{l}.self_attn_layer_norm"))?,
-                q: m("self_attn.q_proj")?,
-                q_b: b("self_attn.q_proj")?,
-                k: m("self_attn.k_proj")?,
-                v: m("self_attn.v_proj")?,
-                v_b: b("self_attn.v_proj")?,
+                qkv: Qkv::fuse(
+                    ctx,
+                    Linear {
+                        w: m("self_attn.q_proj")?,
+                        b: Some(b("self_attn.q_proj")?),
+                    },
+                    Linear {
+                        w: m("self_attn.k_proj")?,
+                        b: None,
+                    },
+                    Linear {
+                        w: m("self_attn.v_proj")?,
+                        b: Some(b("self_attn.v_proj")?),
+                    },
+                )?,
                 o: m("self_attn.out_proj")?,
                 o_b: b("self_attn.out_proj")?,
                 ln2: ln(&format!("{l}.final_layer_norm"))?,
@@ -206,30 +214,42 @@ impl AudioEncoder {
         let hd = d / self.heads;
         let scale = 1.0 / (hd as f32).sqrt();
         let a = Tensor::empty(ctx, "enc.a", &[t2, d]);
-        let q = Tensor::empty(ctx, "enc.q", &[t2, d]);
-        let k = Tensor::empty(ctx, "enc.k", &[t2, d]);
-        let v = Tensor::empty(ctx, "enc.v", &[t2, d]);
         let att = Tensor::empty(ctx, "enc.att", &[t2, d]);
         let h1 = Tensor::empty(ctx, "enc.h1", &[t2, d]);
         let mid = Tensor::empty(ctx, "enc.mid", &[t2, self.ffn]);
         let h3 = [t2, self.heads, hd];
+        // q/k/v buffers, made at the first layer (every layer stacks q/k/v, or none does)
+        let mut fused: Option<Tensor> = None;
+        let mut split: Option<[Tensor; 3]> = None;
         let mut h = h_emb;
         for (i, l) in self.layers.iter().enumerate() {
             ops::layernorm(rec, &h, &l.ln1.0, &l.ln1.1, LN_EPS, &a)?;
             let bias = |b| Epilogue {
-                bias: Some(b),
+                bias: b,
                 ..Default::default()
             };
-            ops::gemv(rec, &l.q, &a, &q, bias(&l.q_b))?;
-            ops::gemv(rec, &l.k, &a, &k, Epilogue::default())?;
-            ops::gemv(rec, &l.v, &a, &v, bias(&l.v_b))?;
-            let (q3, k3, v3, o3) = (
-                view(&q, &h3)?,
-                view(&k, &h3)?,
-                view(&v, &h3)?,
-                view(&att, &h3)?,
-            );
-            ops::attn_varlen(rec, &q3, &k3, &v3, &[0, t2 as u32], scale, &o3)?;
+            let o3 = view(&att, &h3)?;
+            let cu = [0, t2 as u32];
+            match &l.qkv {
+                // one product over [Wq; Wk; Wv], attention reading the fused rows
+                Qkv::Fused(p) => {
+                    let qkv =
+                        fused.get_or_insert_with(|| Tensor::empty(ctx, "enc.qkv", &[t2, 3 * d]));
+                    ops::gemv(rec, &p.w, &a, qkv, bias(p.b.as_ref()))?;
+                    ops::attn_varlen_qkv(rec, qkv, self.heads, &cu, scale, &o3)?;
+                }
+                Qkv::Split(p) => {
+                    let [lq, lk, lv] = &**p;
+                    let [q, k, v] = split.get_or_insert_with(|| {
+                        ["enc.q", "enc.k", "enc.v"].map(|n| Tensor::empty(ctx, n, &[t2, d]))
+                    });
+                    ops::gemv(rec, &lq.w, &a, q, bias(lq.b.as_ref()))?;
+                    ops::gemv(rec, &lk.w, &a, k, bias(lk.b.as_ref()))?;
+                    ops::gemv(rec, &lv.w, &a, v, bias(lv.b.as_ref()))?;
+                    let (q3, k3, v3) = (view(q, &h3)?, view(k, &h3)?, view(v, &h3)?);
+                    ops::attn_varlen(rec, &q3, &k3, &v3, &cu, scale, &o3)?;
+                }
+            }
             ops::gemv(
                 rec,
                 &l.o,

@@ -254,13 +254,18 @@ impl WhisperLayer {
 
 /// The q, k, v projections: one product over the stacked `[Wq; Wk; Wv]` (biases `[bq, 0 or
 /// bk, bv]`) where the format allows stacking rows, else three.
-enum Qkv {
+pub(crate) enum Qkv {
     Fused(Linear),
     Split(Box<[Linear; 3]>),
 }
 
 impl Qkv {
-    fn fuse(ctx: &GpuContext, q: Linear, k: Linear, v: Linear) -> Result<Qkv, ModelError> {
+    pub(crate) fn fuse(
+        ctx: &GpuContext,
+        q: Linear,
+        k: Linear,
+        v: Linear,
+    ) -> Result<Qkv, ModelError> {
         let d = q.out_dim();
         let sz = ctx.act().size() as u64;
         // biases are placed by buffer copies, which need word offsets

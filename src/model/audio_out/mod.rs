@@ -7,7 +7,7 @@ pub mod bench;
 pub mod decoder;
 pub mod flow;
 pub mod hift;
-mod layers;
+pub(crate) mod layers;
 
 pub use decoder::{AudioDecoder, Prenet};
 pub use flow::{cfm_sample, CfmParams, Unet};
