@@ -171,8 +171,46 @@ struct Scratch {
 }
 
 /// From this many frames at once (a whole turn given in one piece), native builds spread them
-/// over threads; every frame is computed alone, so the result is the same.
+/// over rayon's threads; every frame is computed alone, so the result is the same.
 const PARALLEL_FRAMES: usize = 256;
+
+/// Frames `from ..` into `out` (`n_mels` values each) on rayon's pool, in blocks of
+/// [`PARALLEL_BLOCK`] frames with a scratch per worker.
+#[cfg(not(target_arch = "wasm32"))]
+fn parallel_frames(
+    frames: &FrameMaker,
+    samples: &[f32],
+    from: usize,
+    nm: usize,
+    out: &mut [f32],
+) -> Result<(), AudioError> {
+    use rayon::prelude::*;
+    out.par_chunks_mut(PARALLEL_BLOCK * nm)
+        .enumerate()
+        .try_for_each_init(
+            || frames.scratch(),
+            |scratch, (c, part)| {
+                part.chunks_mut(nm).enumerate().try_for_each(|(j, o)| {
+                    frames.frame(samples, from + c * PARALLEL_BLOCK + j, scratch, o)
+                })
+            },
+        )
+}
+
+#[cfg(target_arch = "wasm32")]
+fn parallel_frames(
+    _: &FrameMaker,
+    _: &[f32],
+    _: usize,
+    _: usize,
+    _: &mut [f32],
+) -> Result<(), AudioError> {
+    Err(AudioError::Unsupported("no threads in wasm".into()))
+}
+
+/// Frames per parallel block.
+#[cfg(not(target_arch = "wasm32"))]
+const PARALLEL_BLOCK: usize = 32;
 
 impl FrameMaker {
     fn scratch(&self) -> Scratch {
@@ -204,10 +242,19 @@ impl FrameMaker {
         let n = self.cfg.n_fft;
         let start = (i * self.cfg.hop) as isize - (n / 2) as isize;
         let mut any = false;
-        for k in 0..n {
-            let x = self.sample(samples, start + k as isize);
-            any |= x != 0.0;
-            sc.buf[k] = x * self.window[k];
+        if start >= 0 && start as usize + n <= samples.len() {
+            // inside the audio (every frame but the edges): no reflection or zero-extension
+            let src = &samples[start as usize..start as usize + n];
+            for ((b, &x), w) in sc.buf.iter_mut().zip(src).zip(&self.window) {
+                any |= x != 0.0;
+                *b = x as f64 * w;
+            }
+        } else {
+            for k in 0..n {
+                let x = self.sample(samples, start + k as isize);
+                any |= x != 0.0;
+                sc.buf[k] = x * self.window[k];
+            }
         }
         if !any {
             // the zero-extended tail of the chunk: every mel is 0 → log10(1e-10), exactly as
@@ -230,7 +277,7 @@ impl FrameMaker {
             for (w, p) in row.iter().zip(&sc.power[lo..hi]) {
                 acc += w * p;
             }
-            *o = acc.max(1e-10).log10() as f32;
+            *o = (acc.max(1e-10) as f32).log10();
         }
         Ok(())
     }
@@ -331,12 +378,7 @@ impl MelStream {
         let base = self.raw.len();
         self.raw.resize(base + (end - from) * nm, 0.0);
         let out = &mut self.raw[base..];
-        let threads = if cfg!(target_arch = "wasm32") || end - from < PARALLEL_FRAMES {
-            1
-        } else {
-            std::thread::available_parallelism().map_or(1, |n| n.get().min(16))
-        };
-        let r = if threads <= 1 {
+        let r = if cfg!(target_arch = "wasm32") || end - from < PARALLEL_FRAMES {
             let mut r = Ok(());
             for (i, o) in (from..end).zip(out.chunks_mut(nm)) {
                 r = self.frames.frame(&self.samples, i, &mut self.scratch, o);
@@ -346,27 +388,7 @@ impl MelStream {
             }
             r
         } else {
-            let per = (end - from).div_ceil(threads);
-            let (frames, samples) = (&self.frames, &self.samples[..]);
-            std::thread::scope(|sc| {
-                let jobs: Vec<_> = out
-                    .chunks_mut(per * nm)
-                    .enumerate()
-                    .map(|(c, part)| {
-                        sc.spawn(move || {
-                            let mut scratch = frames.scratch();
-                            for (j, o) in part.chunks_mut(nm).enumerate() {
-                                frames.frame(samples, from + c * per + j, &mut scratch, o)?;
-                            }
-                            Ok(())
-                        })
-                    })
-                    .collect();
-                jobs.into_iter().try_for_each(|j| {
-                    j.join()
-                        .map_err(|_| AudioError::Unsupported("mel thread panicked".into()))?
-                })
-            })
+            parallel_frames(&self.frames, &self.samples, from, nm, out)
         };
         if r.is_err() {
             self.raw.truncate(base);
@@ -395,10 +417,20 @@ impl MelStream {
         let floor = max - 8.0;
         let frames = valid_frames(&self.cfg, w);
         let mut data = vec![0f32; nm * frames];
-        for t in 0..frames {
+        // (frames, n_mels) → (n_mels, frames) in 32-frame blocks (each block's rows stay in
+        // cache while its columns are written)
+        for t0 in (0..frames).step_by(32) {
             for m in 0..nm {
-                let v = self.raw.get(t * nm + m).copied().unwrap_or(-10.0);
-                data[m * frames + t] = (v.max(floor) + 4.0) / 4.0;
+                let row = &mut data[m * frames..(m + 1) * frames];
+                for (t, d) in row
+                    .iter_mut()
+                    .enumerate()
+                    .take(frames.min(t0 + 32))
+                    .skip(t0)
+                {
+                    let v = self.raw.get(t * nm + m).copied().unwrap_or(-10.0);
+                    *d = (v.max(floor) + 4.0) / 4.0;
+                }
             }
         }
         Ok(Mel {
