@@ -293,8 +293,9 @@ impl AudioEncoder {
             if let Some(tp) = taps.as_deref_mut() {
                 tp.push((format!("encoder.layers.{i}"), view(&next, &[t2, d])?));
             }
-            // let the GPU start on the first layers while the rest are recorded
-            if i % 8 == 7 {
+            // let the GPU start on the first layers while the rest are recorded (early: the
+            // GPU idles until the first submit)
+            if i == 1 || i % 8 == 7 {
                 rec.flush()?;
             }
             h = next;
