@@ -374,28 +374,16 @@ fn gemm_splitk_f32() {
 }
 
 /// The tensor-core product (`gemm_coop.wgsl`) on the same cases, where the adapter has
-/// cooperative matrices. Lavapipe has none: there the test says so and checks only that the
-/// context did not claim them; `BCA_REQUIRE_COOP=1` (set on the lent GPU) makes that a failure.
+/// cooperative matrices (elsewhere skipped with a message: `common::coop_ctx`).
 #[test]
 fn gemm_coop_f16() {
     let opts = GpuOptions {
         require_f16: true,
         ..Default::default()
     };
-    let c = pollster::block_on(GpuContext::new(&opts)).expect("GPU adapter");
-    if !c.caps.coop {
-        assert!(
-            std::env::var_os("BCA_REQUIRE_COOP").is_none(),
-            "BCA_REQUIRE_COOP is set but {} has no 16×16 f16 cooperative matrices",
-            c.info.name
-        );
-        eprintln!(
-            "gemm_coop_f16: {} has no cooperative matrices; the kernel is checked by \
-             coop_shaders_lower_to_spirv only",
-            c.info.name
-        );
+    let Some(c) = common::coop_ctx("gemm_coop_f16", &opts) else {
         return;
-    }
+    };
     gemm_cases_on(&c, "coop");
     // the other K step, and split-K (3 slices, clamped to the steps: ragged last slices)
     for (tk, split) in [(32, None), (64, Some(3)), (32, Some(3))] {

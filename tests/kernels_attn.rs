@@ -378,16 +378,9 @@ fn attn_coop_f16() {
         require_f16: true,
         ..Default::default()
     };
-    let c = pollster::block_on(GpuContext::new(&opts)).expect("GPU adapter");
-    if !c.caps.coop {
-        assert!(
-            std::env::var_os("BCA_REQUIRE_COOP").is_none(),
-            "BCA_REQUIRE_COOP is set but {} has no cooperative matrices",
-            c.info.name
-        );
-        eprintln!("attn_coop_f16: {} has no cooperative matrices", c.info.name);
+    let Some(c) = common::coop_ctx("attn_coop_f16", &opts) else {
         return;
-    }
+    };
     for (i, (hs, lens)) in [
         (ENC, &[500usize][..]),
         (ENC, &[3, 50, 1][..]),

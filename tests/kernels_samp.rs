@@ -334,16 +334,9 @@ fn rvq_coop_f16() {
         require_f16: true,
         ..Default::default()
     };
-    let c = pollster::block_on(bca::gpu::GpuContext::new(&opts)).expect("GPU adapter");
-    if !c.caps.coop {
-        assert!(
-            std::env::var_os("BCA_REQUIRE_COOP").is_none(),
-            "BCA_REQUIRE_COOP is set but {} has no cooperative matrices",
-            c.info.name
-        );
-        eprintln!("rvq_coop_f16: {} has no cooperative matrices", c.info.name);
+    let Some(c) = common::coop_ctx("rvq_coop_f16", &opts) else {
         return;
-    }
+    };
     let big = [300, 129, 64, 33, 17, 9, 8, 1];
     for (i, &(t, dq, sizes)) in [
         (1usize, 32usize, &SMALL_SIZES),

@@ -27,6 +27,8 @@ override FMT: u32 = 0; // weight format: 0 f16, 1 q8, 2 q4
 
 // #include coop_tile
 
+// #include coop_mma
+
 @compute @workgroup_size(128)
 fn gemm_coop_part(
     @builtin(local_invocation_index) t: u32,

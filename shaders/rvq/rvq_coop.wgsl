@@ -2,8 +2,8 @@
 // the f32 distance sqrt(max(‖r‖² + ‖c‖² − 2 r·c, 0)), ties → lowest index) with the 19456 ×
 // Dq scoring on cooperative matrices (tensor cores; native only, Caps::coop), then an exact
 // f32 check of the few codewords the f16 scores cannot rule out:
-//   rvq_coop_dist: a 64 codewords × 64 frames tile per workgroup, r and c converted to f16
-//                  while staged (as gemm_coop.wgsl), writes a[t, j] = ‖c_j‖² − 2 r̃·c̃_j;
+//   rvq_coop_dist: a 64 codewords × 64 frames tile per workgroup (coop_mma.wgsl), r and c
+//                  converted to f16 while staged, writes a[t, j] = ‖c_j‖² − 2 r̃·c̃_j;
 //   rvq_coop_pick: a workgroup per frame. With e_j a bound on |a_j − (‖c_j‖² − 2 r·c_j)|
 //                  (f16 rounding of r and c: 2·2⁻¹¹ relative per product; f32 accumulation
 //                  over Dq terms; f16 subnormals; Σ|r_i c_i| ≤ ‖r‖‖c_j‖), the true nearest
@@ -49,85 +49,45 @@ fn src4(i: u32) -> vec4<f32> {
 
 // ---- rvq_coop_dist -----------------------------------------------------------------------
 
-const TK: u32 = 32u;
-const XS4: u32 = 10u; // vec4<f16> row stride of the staged tiles
-const CS4: u32 = 17u; // vec4<f32> row stride of the staged output
+override TK: u32 = 32u; // Dq is a multiple of 32 (the host checks)
 
-var<workgroup> fs: array<vec4<f16>, 640>; // 64 frames × XS4
-var<workgroup> ws: array<vec4<f16>, 640>; // 64 codewords × XS4
-var<workgroup> os: array<vec4<f32>, 1088>; // 64 frames × CS4
-
-// 64 rows × 8 vec4s of the step: invocation t's four (rows (t + 128i) / 8, vec4 t % 8)
-fn fetch_c(t: u32, j0: u32, k0: u32) -> array<vec4<f32>, 4> {
-    var o: array<vec4<f32>, 4>;
+// coop_mma's staging: codewords j0 .. j0+63 as W rows, frames t0 .. t0+63 as x rows, dims
+// k0 .. k0+TK converted to f16; invocation t takes vec4 t % 8 of rows t / 8 + 16i.
+fn stage(t: u32, j0: u32, t0: u32, k0: u32) {
     let dq4 = P.dq / 4u;
-    for (var i = 0u; i < 4u; i++) {
-        let j = j0 + (t + i * 128u) / 8u;
-        if (j < P.n) {
-            o[i] = cb[(P.row0 + j) * dq4 + k0 / 4u + t % 8u];
+    for (var c0 = 0u; c0 < TK; c0 += 32u) {
+        let kq = (k0 + c0) / 4u + t % 8u;
+        var cr: array<vec4<f32>, 4>;
+        var fr: array<vec4<f32>, 4>;
+        for (var i = 0u; i < 4u; i++) {
+            let row = t / 8u + 16u * i;
+            if (j0 + row < P.n) {
+                cr[i] = cb[(P.row0 + j0 + row) * dq4 + kq];
+            }
+            if (t0 + row < P.t) {
+                fr[i] = src4((t0 + row) * dq4 + kq);
+            }
+        }
+        for (var i = 0u; i < 4u; i++) {
+            let o = (t / 8u + 16u * i) * XS4 + c0 / 4u + t % 8u;
+            ws[o] = vec4<f16>(cr[i]);
+            xs[o] = vec4<f16>(fr[i]);
         }
     }
-    return o;
 }
 
-fn fetch_f(t: u32, t0: u32, k0: u32) -> array<vec4<f32>, 4> {
-    var o: array<vec4<f32>, 4>;
-    let dq4 = P.dq / 4u;
-    for (var i = 0u; i < 4u; i++) {
-        let f = t0 + (t + i * 128u) / 8u;
-        if (f < P.t) {
-            o[i] = src4(f * dq4 + k0 / 4u + t % 8u);
-        }
-    }
-    return o;
-}
+// #include coop_mma
 
 @compute @workgroup_size(128)
 fn rvq_coop_dist(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
     let j0 = wid.x * 64u;
     let t0 = wid.y * 64u;
-    let g = t / 32u;
-    let rf = (g / 2u) * 32u; // the subgroup's frames in the tile
-    let rc = (g % 2u) * 32u; // its codewords
-    var c00: coop_mat16x16<f32, C>;
-    var c01: coop_mat16x16<f32, C>;
-    var c10: coop_mat16x16<f32, C>;
-    var c11: coop_mat16x16<f32, C>;
-    var cr = fetch_c(t, j0, 0u);
-    var fr = fetch_f(t, t0, 0u);
-    for (var k0 = 0u; k0 < P.dq; k0 += TK) {
-        for (var i = 0u; i < 4u; i++) {
-            let row = (t + i * 128u) / 8u;
-            ws[row * XS4 + t % 8u] = vec4<f16>(cr[i]);
-            fs[row * XS4 + t % 8u] = vec4<f16>(fr[i]);
-        }
-        workgroupBarrier();
-        if (k0 + TK < P.dq) {
-            cr = fetch_c(t, j0, k0 + TK);
-            fr = fetch_f(t, t0, k0 + TK);
-        }
-        for (var kk = 0u; kk < TK / 4u; kk += 4u) {
-            let a0 = coopLoadT<coop_mat16x16<f16, A>>(&fs[rf * XS4 + kk], XS4);
-            let a1 = coopLoadT<coop_mat16x16<f16, A>>(&fs[(rf + 16u) * XS4 + kk], XS4);
-            let b0 = coopLoad<coop_mat16x16<f16, B>>(&ws[rc * XS4 + kk], XS4);
-            let b1 = coopLoad<coop_mat16x16<f16, B>>(&ws[(rc + 16u) * XS4 + kk], XS4);
-            c00 = coopMultiplyAdd(a0, b0, c00);
-            c01 = coopMultiplyAdd(a0, b1, c01);
-            c10 = coopMultiplyAdd(a1, b0, c10);
-            c11 = coopMultiplyAdd(a1, b1, c11);
-        }
-        workgroupBarrier();
-    }
-    coopStoreT(c00, &os[rf * CS4 + rc / 4u], CS4);
-    coopStoreT(c01, &os[rf * CS4 + (rc + 16u) / 4u], CS4);
-    coopStoreT(c10, &os[(rf + 16u) * CS4 + rc / 4u], CS4);
-    coopStoreT(c11, &os[(rf + 16u) * CS4 + (rc + 16u) / 4u], CS4);
-    workgroupBarrier();
+    coop_tile(t, j0, t0, 0u, P.dq);
     for (var i = 0u; i < 8u; i++) {
         let idx = t + i * 128u; // 64 frames × 16 groups of 4 codewords
         let f = t0 + idx / 16u;
         let jq = j0 + 4u * (idx % 16u);
-        let d = os[(idx / 16u) * CS4 + idx % 16u];
+        let d = cs[(idx / 16u) * CS4 + idx % 16u];
         if (f < P.t) {
             for (var c = 0u; c < 4u; c++) {
                 if (jq + c < P.n) {

@@ -141,6 +141,10 @@ const INCLUDES: &[(&str, &str)] = &[
         include_str!("../../shaders/common/coop_tile.wgsl"),
     ),
     (
+        "coop_mma",
+        include_str!("../../shaders/common/coop_mma.wgsl"),
+    ),
+    (
         "attn_common",
         include_str!("../../shaders/common/attn_common.wgsl"),
     ),

@@ -55,6 +55,30 @@ pub fn ctx(path: Path) -> &'static GpuContext {
     })
 }
 
+/// A context on the f16 path for the tensor-core tests, or `None` (with a message) where the
+/// adapter has no cooperative matrices (lavapipe: CI then checks only that the kernels compile,
+/// `coop_shaders_lower_to_spirv`). `BCA_REQUIRE_COOP=1`, set on a GPU that has them, turns the
+/// `None` into a failure.
+pub fn coop_ctx(test: &str, opts: &GpuOptions) -> Option<GpuContext> {
+    let c = match pollster::block_on(GpuContext::new(opts)) {
+        Ok(c) => c,
+        Err(e) => panic!("{test}: no usable GPU adapter: {e}"),
+    };
+    if c.caps.coop {
+        return Some(c);
+    }
+    assert!(
+        std::env::var_os("BCA_REQUIRE_COOP").is_none(),
+        "{test}: BCA_REQUIRE_COOP is set but {} has no 16×16 f16 cooperative matrices",
+        c.info.name
+    );
+    eprintln!(
+        "{test}: {} has no cooperative matrices: skipped",
+        c.info.name
+    );
+    None
+}
+
 pub fn assert_ok(what: &str, r: Result<Comparison, OpError>) {
     match r {
         Ok(c) => assert!(c.ok(), "{what}: {c}"),
