@@ -332,7 +332,7 @@ impl GpuContext {
             usage: wgpu::BufferUsages::STORAGE,
             mapped_at_creation: false,
         });
-        let ctx = GpuContext {
+        let mut ctx = GpuContext {
             device,
             queue,
             info,
@@ -358,6 +358,15 @@ impl GpuContext {
                     .max(16),
             ),
         };
+        if ctx.caps.coop {
+            // A driver may advertise cooperative matrices and still fail to build our kernels:
+            // build the product's default pipeline now (it is cached for later use) and fall
+            // back to the portable kernels if that fails, instead of failing every product.
+            if let Err(e) = crate::ops::probe_coop(&ctx) {
+                eprintln!("warning: cooperative matrices advertised but unusable, not used: {e}");
+                ctx.caps.coop = false;
+            }
+        }
         if opts.profile {
             ctx.profile_start()?;
         }

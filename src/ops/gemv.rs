@@ -365,6 +365,20 @@ const GEMM_BINDINGS: &[Binding] = &[
     Binding::Uniform,
 ];
 
+/// Builds the tensor-core product's default pipeline (f16 weights, no activation): the
+/// context's check that cooperative matrices the adapter advertises actually work.
+pub(crate) fn probe_coop(ctx: &crate::gpu::GpuContext) -> Result<(), OpError> {
+    let key = KernelKey {
+        family: "gemm_coop",
+        entry: "gemm_coop",
+        act: ctx.act(),
+        subgroups: false,
+        constants: vec![("ACT", 0), ("FMT", 0), ("TK", ctx.coop_k_step)],
+    };
+    ctx.pipeline(&key, GEMM_BINDINGS)?;
+    Ok(())
+}
+
 /// The tiled path of [`gemv`] (shapes already checked there). A fused RMSNorm runs as its own
 /// dispatch into a pooled buffer first: over many vectors it is a small cost next to the product.
 fn gemm(

@@ -32,6 +32,7 @@ pub use elementwise::{
 };
 pub use embedding::{audio_embed, embedding, CODEBOOKS};
 pub use fill::{copy, fill, Fill};
+pub(crate) use gemv::probe_coop;
 pub use gemv::{gemv, Activation, Epilogue, GEMM_MIN_N, GEMV_MAX_N};
 pub use groupnorm::groupnorm;
 pub use istft::istft_hift;
