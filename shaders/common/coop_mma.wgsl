@@ -7,8 +7,6 @@
 // A (n × k), W as column-major B (k × m). Cooperative loads and stores take pointers to vec4s,
 // with strides counted in vec4s.
 
-// Staged tiles are vec4s (one store per 4 values); cooperative loads and stores take pointers
-// to them with strides counted in vec4s.
 override XS4: u32 = TK / 4u + 2u; // vec4<f16> row stride of the staged tiles (80 or 144 bytes:
                                   // 8 rows fall in 8 bank groups)
 const CS4: u32 = 17u; // vec4<f32> row stride of the staged output

@@ -5,7 +5,7 @@
 // and epilogue (gemm_store) as gemm.wgsl, except that W is read as vec4<u32> words.
 //
 // A workgroup of 128 invocations (4 subgroups) owns a 64 (x rows) × 64 (W rows) output tile
-// (coop_tile.wgsl); the result goes through workgroup memory (f32) to gemm_store's epilogue,
+// (staged by coop_tile.wgsl, summed by coop_mma.wgsl); the result goes through workgroup memory (f32) to gemm_store's epilogue,
 // four outputs of a row per call.
 
 enable wgpu_cooperative_matrix;

@@ -172,6 +172,7 @@ struct Scratch {
 
 /// From this many frames at once (a whole turn given in one piece), native builds spread them
 /// over rayon's threads; every frame is computed alone, so the result is the same.
+#[cfg(not(target_arch = "wasm32"))]
 const PARALLEL_FRAMES: usize = 256;
 
 /// Frames `from ..` into `out` (`n_mels` values each) on rayon's pool, in blocks of
@@ -195,17 +196,6 @@ fn parallel_frames(
                 })
             },
         )
-}
-
-#[cfg(target_arch = "wasm32")]
-fn parallel_frames(
-    _: &FrameMaker,
-    _: &[f32],
-    _: usize,
-    _: usize,
-    _: &mut [f32],
-) -> Result<(), AudioError> {
-    Err(AudioError::Unsupported("no threads in wasm".into()))
 }
 
 /// Frames per parallel block.
@@ -378,17 +368,13 @@ impl MelStream {
         let base = self.raw.len();
         self.raw.resize(base + (end - from) * nm, 0.0);
         let out = &mut self.raw[base..];
-        let r = if cfg!(target_arch = "wasm32") || end - from < PARALLEL_FRAMES {
-            let mut r = Ok(());
-            for (i, o) in (from..end).zip(out.chunks_mut(nm)) {
-                r = self.frames.frame(&self.samples, i, &mut self.scratch, o);
-                if r.is_err() {
-                    break;
-                }
-            }
-            r
-        } else {
-            parallel_frames(&self.frames, &self.samples, from, nm, out)
+        let (frames, samples, scratch) = (&self.frames, &self.samples[..], &mut self.scratch);
+        let r = match end - from {
+            #[cfg(not(target_arch = "wasm32"))]
+            count if count >= PARALLEL_FRAMES => parallel_frames(frames, samples, from, nm, out),
+            _ => (from..end)
+                .zip(out.chunks_mut(nm))
+                .try_for_each(|(i, o)| frames.frame(samples, i, scratch, o)),
         };
         if r.is_err() {
             self.raw.truncate(base);

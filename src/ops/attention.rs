@@ -451,45 +451,16 @@ fn tiled(
     ]
     .iter()
     .all(|x| x % 4 == 0);
-    if d == COOP_D
+    let coop = d == COOP_D
         && aligned
         && ctx.caps.coop
         && ctx.attn_rows_block.is_none()
         && ctx.attn_splits.is_none()
-        && ctx.limits.max_compute_workgroup_storage_size >= COOP_WG_BYTES
-    {
-        let blocks = tq.div_ceil(COOP_BQ) as u32;
-        let lim = ctx.limits.max_compute_workgroups_per_dimension;
-        if blocks > lim || params.hq > lim {
-            return Err(shape_err(
-                op,
-                format!(
-                    "q is {:?}: too many query blocks or heads to dispatch",
-                    q.shape
-                ),
-            ));
-        }
-        let key = KernelKey {
-            family: "attn_coop",
-            entry: "attn_coop",
-            act: ctx.act(),
-            subgroups: true,
-            constants: vec![("MODE", mask as u32), ("D", d as u32)],
-        };
-        let p = ctx.pipeline(&key, TILED_BINDINGS)?;
-        let ubuf = rec.params(bytemuck::bytes_of(&params));
-        let cu = cu.unwrap_or(&ctx.dummy);
-        let group = rec.bind(
-            &p,
-            &crate::binds![&q.buf, k, v, cu, &out.buf, &ubuf, &ctx.dummy_rw],
-        );
-        rec.dispatch(&p, &group, [blocks, params.hq, 1])?;
-        return Ok(());
-    }
-    // head dims ≤ 64 (encoder, flow U-Net): one query row per invocation (attn_rows), the key
-    // range split over workgroups while the grid is small; `attn_rows_block = 0` forces the
+        && ctx.limits.max_compute_workgroup_storage_size >= COOP_WG_BYTES;
+    // else head dims ≤ 64 (encoder, flow U-Net): one query row per invocation (attn_rows), the
+    // key range split over workgroups while the grid is small; `attn_rows_block = 0` forces the
     // general kernel
-    let rows = d <= ROWS_MAX_D && d.is_multiple_of(4) && ctx.attn_rows_block != Some(0);
+    let rows = !coop && d <= ROWS_MAX_D && d.is_multiple_of(4) && ctx.attn_rows_block != Some(0);
     let rb = match ctx.attn_rows_block {
         Some(b) if ROWS_Q.contains(&(b as usize)) => b as usize,
         Some(0) | None => ROWS_Q[0],
@@ -500,7 +471,13 @@ fn tiled(
             ))
         }
     };
-    let blocks = tq.div_ceil(if rows { rb } else { TILE_Q });
+    let blocks = tq.div_ceil(if coop {
+        COOP_BQ
+    } else if rows {
+        rb
+    } else {
+        TILE_Q
+    });
     let max_groups = ctx.limits.max_compute_workgroups_per_dimension as usize;
     if blocks > max_groups || params.hq as usize > max_groups {
         return Err(shape_err(
@@ -527,21 +504,31 @@ fn tiled(
             want.clamp(1, ROWS_MAX_SPLITS.min(most))
         }
     };
-    let key = KernelKey {
-        family: "attn_tiled",
-        entry: if rows { "attn_rows" } else { "attn_tiled" },
-        act: ctx.act(),
-        subgroups: false,
-        constants: if rows {
-            vec![
-                ("MODE", mask as u32),
-                ("D", d as u32),
-                ("RB", rb as u32),
-                ("SPLITS", splits as u32),
-            ]
-        } else {
-            vec![("MODE", mask as u32), ("D", d as u32)]
-        },
+    let key = if coop {
+        KernelKey {
+            family: "attn_coop",
+            entry: "attn_coop",
+            act: ctx.act(),
+            subgroups: true,
+            constants: vec![("MODE", mask as u32), ("D", d as u32)],
+        }
+    } else {
+        KernelKey {
+            family: "attn_tiled",
+            entry: if rows { "attn_rows" } else { "attn_tiled" },
+            act: ctx.act(),
+            subgroups: false,
+            constants: if rows {
+                vec![
+                    ("MODE", mask as u32),
+                    ("D", d as u32),
+                    ("RB", rb as u32),
+                    ("SPLITS", splits as u32),
+                ]
+            } else {
+                vec![("MODE", mask as u32), ("D", d as u32)]
+            },
+        }
     };
     let p = ctx.pipeline(&key, TILED_BINDINGS)?;
     let ubuf = rec.params(bytemuck::bytes_of(&params));

@@ -368,15 +368,37 @@ const GEMM_BINDINGS: &[Binding] = &[
 /// Builds the tensor-core product's default pipeline (f16 weights, no activation): the
 /// context's check that cooperative matrices the adapter advertises actually work.
 pub(crate) fn probe_coop(ctx: &crate::gpu::GpuContext) -> Result<(), OpError> {
+    ctx.pipeline(&gemm_key(ctx, true, false, 0, 0).0, GEMM_BINDINGS)?;
+    Ok(())
+}
+
+/// The one-pass tiled product's kernel (tensor cores, 128×128 or 64×64 FMA tiles) and its tile.
+fn gemm_key(
+    ctx: &crate::gpu::GpuContext,
+    coop: bool,
+    big: bool,
+    act_code: u32,
+    fmt: u32,
+) -> (KernelKey, u32) {
+    let (family, entry, tile) = if coop {
+        ("gemm_coop", "gemm_coop", 64u32)
+    } else if big {
+        ("gemm", "gemm_big", 128)
+    } else {
+        ("gemm", "gemm", 64)
+    };
+    let mut constants = vec![("ACT", act_code), ("FMT", fmt)];
+    if coop {
+        constants.push(("TK", ctx.coop_k_step));
+    }
     let key = KernelKey {
-        family: "gemm_coop",
-        entry: "gemm_coop",
+        family,
+        entry,
         act: ctx.act(),
         subgroups: false,
-        constants: vec![("ACT", 0), ("FMT", 0), ("TK", ctx.coop_k_step)],
+        constants,
     };
-    ctx.pipeline(&key, GEMM_BINDINGS)?;
-    Ok(())
+    (key, tile)
 }
 
 /// The tiled path of [`gemv`] (shapes already checked there). A fused RMSNorm runs as its own
@@ -420,7 +442,6 @@ fn gemm_tiled(
 ) -> Result<(), OpError> {
     let ctx = rec.ctx();
     let (m, k) = (w.rows(), w.cols());
-    let act = ctx.act();
     let fmt: u32 = match w {
         Matrix::F16 { .. } => 0,
         Matrix::Q8 { .. } => 1,
@@ -477,24 +498,7 @@ fn gemm_tiled(
             coop_tk,
         );
     }
-    let (family, entry, tile) = if coop {
-        ("gemm_coop", "gemm_coop", 64u32)
-    } else if big {
-        ("gemm", "gemm_big", 128)
-    } else {
-        ("gemm", "gemm", 64)
-    };
-    let mut constants = vec![("ACT", act_code), ("FMT", fmt)];
-    if coop {
-        constants.push(("TK", tk as u32));
-    }
-    let key = KernelKey {
-        family,
-        entry,
-        act,
-        subgroups: false,
-        constants,
-    };
+    let (key, tile) = gemm_key(ctx, coop, big, act_code, fmt);
     let p = ctx.pipeline(&key, GEMM_BINDINGS)?;
     let gx = (m as u32).div_ceil(tile);
     let gy = (n as u32).div_ceil(tile);

@@ -328,26 +328,31 @@ pub fn rvq_encode(
 
     let r = ctx.storage("rvq.residual", x_bytes);
     let n_max = cb.sizes.iter().copied().max().unwrap_or(1);
-    // tensor cores where the adapter has them: f16 scores, then an exact f32 check of the
-    // codewords they cannot rule out (rvq_coop.wgsl; the same codes)
-    let coop = ctx.caps.coop
-        && dq.is_multiple_of(32)
-        && (t * n_max * 4) as u64 <= limit
-        && t.div_ceil(64) <= max_dim;
-    if coop {
-        return encode_coop(rec, (x, &r), t, cb, codes, residuals, n_max);
-    }
-    let partial = ctx.storage("rvq.partial", (t * gx_max * 8) as u64);
+    // tensor cores where the adapter has them (rvq_coop.wgsl): f16 scores (T, n) f32 in the
+    // scratch, then an exact f32 check of the codewords they cannot rule out (the same codes);
+    // else rvq_encode.wgsl, whose scratch holds the per-row-block best (T, GX, 2)
+    let coop = ctx.caps.coop && dq.is_multiple_of(32) && (t * n_max * 4) as u64 <= limit;
+    let (family, dist_entry, pick_entry, scratch_bytes) = if coop {
+        ("rvq_coop", "rvq_coop_dist", "rvq_coop_pick", t * n_max * 4)
+    } else {
+        (
+            "rvq_encode",
+            "rvq_encode_dist",
+            "rvq_encode_pick",
+            t * gx_max * 8,
+        )
+    };
+    let partial = ctx.storage("rvq.partial", scratch_bytes as u64);
     let res_buf = residuals.unwrap_or(&ctx.dummy);
     let key = |entry| KernelKey {
-        family: "rvq_encode",
+        family,
         entry,
         act: ctx.act(),
-        subgroups: false,
-        constants: vec![("WG", WG)],
+        subgroups: coop,
+        constants: if coop { vec![] } else { vec![("WG", WG)] },
     };
-    let dist = ctx.pipeline(&key("rvq_encode_dist"), ENCODE_BINDINGS)?;
-    let pick = ctx.pipeline(&key("rvq_encode_pick"), ENCODE_BINDINGS)?;
+    let dist = ctx.pipeline(&key(dist_entry), ENCODE_BINDINGS)?;
+    let pick = ctx.pipeline(&key(pick_entry), ENCODE_BINDINGS)?;
     for level in 0..RVQ_LEVELS {
         let n = cb.sizes[level];
         let gx = n.div_ceil(ROWS as usize) as u32;
@@ -364,64 +369,15 @@ pub fn rvq_encode(
         let ubuf = rec.params(bytemuck::bytes_of(&params));
         let bufs = crate::binds![x, &r, &cb.buf, &cb.norms, &partial, codes, res_buf, &ubuf];
         let g = rec.bind(&dist, &bufs);
-        rec.dispatch(&dist, &g, [gx, (t as u32).div_ceil(FT), 1])?;
-        let g = rec.bind(&pick, &bufs);
-        rec.dispatch(&pick, &g, [t as u32, 1, 1])?;
-    }
-    Ok(())
-}
-
-/// [`rvq_encode`] on cooperative matrices (`shaders/rvq/rvq_coop.wgsl`), shapes checked.
-fn encode_coop(
-    rec: &mut Recorder,
-    (x, r): (&wgpu::Buffer, &wgpu::Buffer),
-    t: usize,
-    cb: &Codebooks,
-    codes: &wgpu::Buffer,
-    residuals: Option<&wgpu::Buffer>,
-    n_max: usize,
-) -> Result<(), OpError> {
-    let ctx = rec.ctx();
-    let score = ctx.acquire((t * n_max * 4) as u64);
-    let res_buf = residuals.unwrap_or(&ctx.dummy_rw);
-    let key = |entry| KernelKey {
-        family: "rvq_coop",
-        entry,
-        act: ctx.act(),
-        subgroups: true,
-        constants: vec![],
-    };
-    let dist = ctx.pipeline(&key("rvq_coop_dist"), ENCODE_BINDINGS)?;
-    let pick = ctx.pipeline(&key("rvq_coop_pick"), ENCODE_BINDINGS)?;
-    for level in 0..RVQ_LEVELS {
-        let n = cb.sizes[level];
-        let params = EncodeParams {
-            t: t as u32,
-            dq: cb.dim as u32,
-            n: n as u32,
-            row0: cb.row0[level] as u32,
-            level: level as u32,
-            gx: 0,
-            flags: (level == 0) as u32 | (residuals.is_some() as u32) << 1,
-            _pad: 0,
+        let grid = if coop {
+            [n.div_ceil(64) as u32, t.div_ceil(64) as u32, 1]
+        } else {
+            [gx, (t as u32).div_ceil(FT), 1]
         };
-        let ubuf = rec.params(bytemuck::bytes_of(&params));
-        let bufs = crate::binds![
-            x,
-            r,
-            &cb.buf,
-            &cb.norms,
-            &score.buffer,
-            codes,
-            res_buf,
-            &ubuf
-        ];
-        let g = rec.bind(&dist, &bufs);
-        rec.dispatch(&dist, &g, [n.div_ceil(64) as u32, t.div_ceil(64) as u32, 1])?;
+        rec.dispatch(&dist, &g, grid)?;
         let g = rec.bind(&pick, &bufs);
         rec.dispatch(&pick, &g, [t as u32, 1, 1])?;
     }
-    ctx.release(score);
     Ok(())
 }
 

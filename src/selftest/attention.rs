@@ -36,6 +36,17 @@ fn attn_tol(ctx: &GpuContext, d: usize) -> (f32, f32) {
     }
 }
 
+/// q, k, v `(t, hd)` as one fused projection `(t, 3·hd)`: row `[q | k | v]`.
+fn fused_qkv(ctx: &GpuContext, [q, k, v]: [&[f32]; 3], t: usize, hd: usize) -> Tensor {
+    let mut qkv = Vec::with_capacity(3 * t * hd);
+    for r in 0..t {
+        for m in [q, k, v] {
+            qkv.extend_from_slice(&m[r * hd..(r + 1) * hd]);
+        }
+    }
+    Tensor::from_f32(ctx, "qkv", &[t, 3 * hd], &qkv)
+}
+
 fn rand_act(ctx: &GpuContext, rng: &mut Rng, n: usize, scale: f32) -> Vec<f32> {
     round_act(ctx.act(), &rng.normal_vec(n, scale))
 }
@@ -185,14 +196,7 @@ async fn varlen_case(
     let out = Tensor::empty(ctx, "out", &[t, hq, d]);
     let mut rec = Recorder::new(ctx, "attn_varlen test");
     if fused {
-        let hd = hq * d;
-        let mut qkv = Vec::with_capacity(3 * t * hd);
-        for r in 0..t {
-            for m in [&q, &k, &v] {
-                qkv.extend_from_slice(&m[r * hd..(r + 1) * hd]);
-            }
-        }
-        let qkvt = Tensor::from_f32(ctx, "qkv", &[t, 3 * hd], &qkv);
+        let qkvt = fused_qkv(ctx, [&q, &k, &v], t, hq * d);
         ops::attn_varlen_qkv(&mut rec, &qkvt, hq, &cu, scale, &out)?;
     } else {
         let qt = Tensor::from_f32(ctx, "q", &[t, hq, d], &q);
@@ -280,7 +284,6 @@ pub async fn attn_chunk_causal_qkv_case(
     seed: u64,
 ) -> Result<Comparison, OpError> {
     let n = batch * t;
-    let hd = h * d;
     let ChunkCase {
         q,
         k,
@@ -288,13 +291,7 @@ pub async fn attn_chunk_causal_qkv_case(
         scale,
         want,
     } = chunk_causal_inputs(ctx, (h, h, d), (batch, t), c, seed);
-    let mut qkv = Vec::with_capacity(3 * n * hd);
-    for r in 0..n {
-        for m in [&q, &k, &v] {
-            qkv.extend_from_slice(&m[r * hd..(r + 1) * hd]);
-        }
-    }
-    let qkvt = Tensor::from_f32(ctx, "qkv", &[n, 3 * hd], &qkv);
+    let qkvt = fused_qkv(ctx, [&q, &k, &v], n, h * d);
     let out = Tensor::empty(ctx, "out", &[n, h, d]);
     let mut rec = Recorder::new(ctx, "attn_chunk_causal_qkv test");
     ops::attn_chunk_causal_qkv(&mut rec, &qkvt, h, batch, c, scale, &out)?;

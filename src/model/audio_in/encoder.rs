@@ -224,10 +224,6 @@ impl AudioEncoder {
         let mut h = h_emb;
         for (i, l) in self.layers.iter().enumerate() {
             ops::layernorm(rec, &h, &l.ln1.0, &l.ln1.1, LN_EPS, &a)?;
-            let bias = |b| Epilogue {
-                bias: b,
-                ..Default::default()
-            };
             let o3 = view(&att, &h3)?;
             let cu = [0, t2 as u32];
             match &l.qkv {
@@ -235,7 +231,7 @@ impl AudioEncoder {
                 Qkv::Fused(p) => {
                     let qkv =
                         fused.get_or_insert_with(|| Tensor::empty(ctx, "enc.qkv", &[t2, 3 * d]));
-                    ops::gemv(rec, &p.w, &a, qkv, bias(p.b.as_ref()))?;
+                    p.fwd(rec, &a, qkv, Activation::None, None)?;
                     ops::attn_varlen_qkv(rec, qkv, self.heads, &cu, scale, &o3)?;
                 }
                 Qkv::Split(p) => {
@@ -243,9 +239,9 @@ impl AudioEncoder {
                     let [q, k, v] = split.get_or_insert_with(|| {
                         ["enc.q", "enc.k", "enc.v"].map(|n| Tensor::empty(ctx, n, &[t2, d]))
                     });
-                    ops::gemv(rec, &lq.w, &a, q, bias(lq.b.as_ref()))?;
-                    ops::gemv(rec, &lk.w, &a, k, bias(lk.b.as_ref()))?;
-                    ops::gemv(rec, &lv.w, &a, v, bias(lv.b.as_ref()))?;
+                    for (l, y) in [(lq, &*q), (lk, &*k), (lv, &*v)] {
+                        l.fwd(rec, &a, y, Activation::None, None)?;
+                    }
                     let (q3, k3, v3) = (view(q, &h3)?, view(k, &h3)?, view(v, &h3)?);
                     ops::attn_varlen(rec, &q3, &k3, &v3, &cu, scale, &o3)?;
                 }
