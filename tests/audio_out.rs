@@ -598,3 +598,393 @@ fn flow_under_profile_matches_the_normal_path() {
         p.kernels.keys().collect::<Vec<_>>()
     );
 }
+
+// ---- chunked streaming (src/model/audio_out/stream.rs) ----
+
+/// The golden's 30-frame segment (valid codes for the tiny codebooks), its first `n` frames.
+fn long_codes(n: usize) -> Vec<u32> {
+    let all: Vec<u32> = golden()
+        .get("codes_long")
+        .iter()
+        .map(|&x| x as u32)
+        .collect();
+    all[..n * 8].to_vec()
+}
+
+/// Segment samples a prefix decode of n frames lets out: mel frames below 4(n − L), and at
+/// least the 240-sample overlap before the prefix's end (the stream's documented contract).
+fn safe_end(n: usize, l: usize) -> usize {
+    (4 * n.saturating_sub(l) * 480).min((4 * n - 1) * 480 - 240)
+}
+
+#[test]
+fn noise_of_a_prefix_is_the_prefix_of_the_noise() {
+    use audio_out::NoiseStream;
+    let (bins, harm, seed) = (80, 8, 1234);
+    let whole = SegmentNoise::seeded(seed, 51, bins, 51 * 480, harm);
+    for t in [1usize, 3, 7, 50] {
+        let p = SegmentNoise::seeded(seed, t, bins, t * 480, harm);
+        assert_eq!(p.cfm[..], whole.cfm[..t * bins], "cfm noise, {t} frames");
+        assert_eq!(p.source.phases, whole.source.phases, "phases, {t} frames");
+        assert_eq!(
+            p.source.noise[..],
+            whole.source.noise[..t * 480 * (harm + 1)],
+            "source noise, {t} frames"
+        );
+    }
+    // drawn in uneven pieces (as a chunked stream grows it) — the same values
+    let mut g = NoiseStream::new(seed, bins, harm);
+    for t in [3usize, 4, 11, 51] {
+        let p = g.prefix(t, t * 480);
+        assert_eq!(p.cfm[..], whole.cfm[..t * bins]);
+        assert_eq!(p.source.noise[..], whole.source.noise[..t * 480 * 9]);
+    }
+    assert_eq!(g.prefix(51, 51 * 480).source.noise, whole.source.noise);
+    // and another seed is other noise
+    let other = SegmentNoise::seeded(seed + 1, 51, bins, 51 * 480, harm);
+    assert_ne!(other.cfm[..80], whole.cfm[..80]);
+}
+
+/// Chunked against whole-segment decoding for several (N, C, L), ragged ones included (N not
+/// a multiple of C, N < C + L, N = 1, L = 0), on the f32 path. Each segment goes in frame by
+/// frame (`chunked_deviation`): the chunks come when the schedule says (after frames
+/// C + L, 2C + L, … ≤ N, then at the end) with the samples it says, add up to (4N − 1)·480,
+/// and everything after the last cross-fade is the whole-segment output bit for bit (checked
+/// against an independent per-segment stream). The deviation is reported; with the default
+/// lookahead (L = 3) SNR ≥ 40 dB and flow-mel L1 ≤ 1e-3 (measured on this tiny random
+/// checkpoint: 52–58 dB, 0.9–1.7e-4 against a mean |mel| of 0.8; with L = 2 it is 17–32 dB,
+/// HiFT's convolutions reach ~11 mel frames ahead). These are bounds a bug would fail (a
+/// shifted sample, other noise, a missing fade), not an audibility verdict: the tiny
+/// model's weights are random.
+#[test]
+fn chunked_stream_matches_whole_segment_decoding() {
+    use audio_out::{chunked_deviation, ChunkOpts, VocodeStream};
+    let c = ctx(GpuPath::F32);
+    let (_w, v) = model(c);
+    let seed = 11;
+    for &(n, cf, l) in &[
+        (1usize, 1usize, 3usize),
+        (4, 2, 3),
+        (5, 2, 3),
+        (13, 4, 3),
+        (30, 8, 3),
+        (9, 2, 0),
+    ] {
+        let codes = long_codes(n);
+        let opts = ChunkOpts::new(cf, l).unwrap();
+        let d = pollster::block_on(chunked_deviation(&v, c, &codes, seed, opts)).unwrap();
+        let whole = pollster::block_on(VocodeStream::new(&v, seed).push(c, &codes)).unwrap();
+        let total = (4 * n - 1) * 480;
+        assert_eq!(whole.len(), total);
+        assert_eq!(d.chunked.len(), total, "N {n} C {cf} L {l}");
+        assert_eq!(
+            d.whole, whole,
+            "the final decode is the whole-segment decode"
+        );
+        // the schedule: a chunk after frames C + L, 2C + L, … (≤ N), then the end's
+        let mut want = Vec::new();
+        let mut prev = 0;
+        let mut k = cf + l;
+        while k <= n {
+            want.push((k, safe_end(k, l) - prev));
+            prev = safe_end(k, l);
+            k += cf;
+        }
+        want.push((n, total - prev));
+        assert_eq!(
+            d.chunks, want,
+            "N {n} C {cf} L {l}: (frame, samples) per chunk"
+        );
+        assert_eq!(
+            d.chunks.iter().map(|c| c.1).sum::<usize>(),
+            total,
+            "chunk samples add up"
+        );
+        if n >= cf + l {
+            // the first chunk came from a push, not from the end
+            assert!(
+                d.chunks.len() >= 2,
+                "playback starts before the segment ends"
+            );
+        }
+        // after the last hold-back and its cross-fade: the whole-segment output exactly
+        let before = prev;
+        let exact_from = if before == 0 { 0 } else { before + 240 };
+        assert_eq!(
+            d.chunked[exact_from..],
+            whole[exact_from..],
+            "N {n} C {cf} L {l}: the tail from sample {exact_from} on"
+        );
+        eprintln!(
+            "chunked N {n} C {cf} L {l}: {} chunks, {} decodes, SNR {:.2} dB, max |Δ| {:.2e}, \
+             flow mel L1 {:.2e} (mean |mel| {:.2})",
+            d.chunks.len(),
+            d.decodes,
+            d.snr_db,
+            d.max_abs,
+            d.mel_l1,
+            d.mel_mean_abs
+        );
+        if before == 0 {
+            assert_eq!(d.snr_db, f64::INFINITY, "no prefix decode: exact");
+            assert_eq!(d.mel_l1, 0.0);
+        } else if d.decodes == 1 {
+            // the one prefix decode held all N frames and was reused at the end: only the
+            // fade of the overlap with itself rounds
+            assert!(d.snr_db >= 120.0, "N {n} C {cf} L {l}: SNR {}", d.snr_db);
+            assert_eq!(d.mel_l1, 0.0);
+        } else {
+            assert!(d.snr_db.is_finite(), "N {n} C {cf} L {l}: SNR {}", d.snr_db);
+            assert!(d.mel_l1 > 0.0 && d.mel_l1.is_finite());
+        }
+        if l >= ChunkOpts::DEFAULT_LOOKAHEAD {
+            assert!(
+                d.snr_db >= 40.0,
+                "N {n} C {cf} L {l}: SNR {:.2} dB < 40",
+                d.snr_db
+            );
+            assert!(
+                d.mel_l1 <= 1e-3,
+                "N {n} C {cf} L {l}: mel L1 {:.3e}",
+                d.mel_l1
+            );
+        }
+    }
+}
+
+/// How frames are grouped into pushes does not change the output (the decode schedule depends
+/// only on the frame count), and `push` of a whole segment on a chunked stream is the same as
+/// pushing its frames and ending it.
+#[test]
+fn chunked_output_does_not_depend_on_push_grouping() {
+    use audio_out::{ChunkOpts, VocodeStream};
+    let c = ctx(GpuPath::F32);
+    let (_w, v) = model(c);
+    let codes = long_codes(9);
+    let opts = ChunkOpts::new(2, 3).unwrap();
+    let mut one = VocodeStream::chunked(&v, 4, opts).unwrap();
+    let mut by_frame = Vec::new();
+    let mut early = 0;
+    for f in codes.chunks(8) {
+        let out = pollster::block_on(one.push_frames(c, f)).unwrap();
+        early += out.len();
+        by_frame.extend(out);
+    }
+    by_frame.extend(pollster::block_on(one.end_segment(c)).unwrap());
+    assert!(early > 0, "chunks before the end");
+    let mut grouped = VocodeStream::chunked(&v, 4, opts).unwrap();
+    let mut g = Vec::new();
+    for part in [&codes[..3 * 8], &codes[3 * 8..8 * 8], &codes[8 * 8..]] {
+        g.extend(pollster::block_on(grouped.push_frames(c, part)).unwrap());
+    }
+    g.extend(pollster::block_on(grouped.end_segment(c)).unwrap());
+    assert_eq!(g, by_frame, "frames pushed 3 + 5 + 1");
+    let mut whole_push = VocodeStream::chunked(&v, 4, opts).unwrap();
+    let w = pollster::block_on(whole_push.push(c, &codes)).unwrap();
+    assert_eq!(w, by_frame, "push() of the whole segment");
+}
+
+/// Two chunked segments: the second one's first chunk starts with the inserted 240-sample
+/// cross-fade (the previous segment's last 240 samples into this one's first 240), every
+/// segment keeps (4N − 1)·480 samples of its own, and segment 1 uses the same noise seed
+/// (`seed + 0x9E3779B9`) as per-segment streaming: its tail equals the per-segment stream's.
+#[test]
+fn chunked_segments_keep_the_crossfade_and_the_seeds() {
+    use audio_out::{fade, ChunkOpts, VocodeStream};
+    let c = ctx(GpuPath::F32);
+    let (_w, v) = model(c);
+    let all = long_codes(13);
+    let (a, b) = (&all[..6 * 8], &all[6 * 8..]);
+    let opts = ChunkOpts::new(2, 3).unwrap();
+    let mut s = VocodeStream::chunked(&v, 9, opts).unwrap();
+    let mut seg_a = Vec::new();
+    for f in a.chunks(8) {
+        seg_a.extend(pollster::block_on(s.push_frames(c, f)).unwrap());
+    }
+    seg_a.extend(pollster::block_on(s.end_segment(c)).unwrap());
+    assert_eq!(seg_a.len(), 23 * 480);
+    let mut chunks_b = Vec::new();
+    for f in b.chunks(8) {
+        let out = pollster::block_on(s.push_frames(c, f)).unwrap();
+        if !out.is_empty() {
+            chunks_b.push(out);
+        }
+    }
+    assert!(!chunks_b.is_empty(), "segment 1 plays before it ends");
+    chunks_b.push(pollster::block_on(s.end_segment(c)).unwrap());
+    let out_b: Vec<f32> = chunks_b.concat();
+    assert_eq!(out_b.len(), 240 + 27 * 480, "cross-fade + (4·7 − 1)·480");
+    let own_b = &out_b[240..];
+    let want = fade(&seg_a[seg_a.len() - 240..], &own_b[..240]);
+    assert_eq!(out_b[..240], want[..], "the inserted cross-fade");
+    // per-segment streaming of the same two segments and seed
+    let mut w = VocodeStream::new(&v, 9);
+    let wa = pollster::block_on(w.push(c, a)).unwrap();
+    let wb = pollster::block_on(w.push(c, b)).unwrap();
+    assert_eq!(wb.len(), out_b.len());
+    let exact_from = out_b.len() - chunks_b.last().map_or(0, |x| x.len()) + 240;
+    assert_eq!(
+        out_b[exact_from..],
+        wb[exact_from..],
+        "segment 1's tail: the per-segment stream's"
+    );
+    assert_eq!(
+        seg_a[seg_a.len() - 1000..],
+        wa[wa.len() - 1000..],
+        "segment 0's tail"
+    );
+}
+
+#[test]
+fn chunked_stream_rejects_bad_input_clearly() {
+    use audio_out::{ChunkOpts, StreamState, VocodeStream};
+    let c = ctx(GpuPath::F32);
+    let (_w, v) = model(c);
+    let msg = |r: Result<Vec<f32>, bca::model::ModelError>| match r {
+        Ok(x) => panic!("accepted ({} samples)", x.len()),
+        Err(e) => e.to_string(),
+    };
+    let e = ChunkOpts::new(0, 3).unwrap_err().to_string();
+    assert!(e.contains("chunk size 0"), "{e}");
+    let e = StreamState::chunked(
+        0,
+        ChunkOpts {
+            frames: 0,
+            lookahead: 1,
+        },
+    )
+    .err()
+    .map(|e| e.to_string())
+    .unwrap_or_default();
+    assert!(e.contains("chunk size 0"), "{e}");
+    let mut s = VocodeStream::chunked(&v, 0, ChunkOpts::new(2, 3).unwrap()).unwrap();
+    let e = msg(pollster::block_on(s.end_segment(c)));
+    assert!(e.contains("segment is empty"), "{e}");
+    let e = msg(pollster::block_on(s.push_frames(c, &[1, 2, 3])));
+    assert!(e.contains("(N, 8)"), "{e}");
+    let sizes = v.decoder.codebook_sizes();
+    let mut bad = vec![0u32; 8];
+    bad[0] = sizes[0] as u32;
+    let e = msg(pollster::block_on(s.push_frames(c, &bad)));
+    assert!(e.contains("audio EOS"), "{e}");
+    bad[0] = 0;
+    bad[3] = 999;
+    let e = msg(pollster::block_on(s.push_frames(c, &bad)));
+    assert!(e.contains("codebook 3"), "{e}");
+    // nothing was added by the rejected pushes; an empty push is nothing to do
+    assert_eq!(s.state.open_frames(), 0);
+    assert!(pollster::block_on(s.push_frames(c, &[]))
+        .unwrap()
+        .is_empty());
+    // a whole-segment push while frames are pending
+    let mut w = VocodeStream::new(&v, 0);
+    assert!(pollster::block_on(w.push_frames(c, &[0; 8]))
+        .unwrap()
+        .is_empty());
+    let e = msg(pollster::block_on(w.push(c, &[0; 8])));
+    assert!(e.contains("segment is open"), "{e}");
+    // a segment past the positional table's limit, reached one push at a time
+    let max = v.decoder.max_frames();
+    assert!(
+        pollster::block_on(w.push_frames(c, &vec![0; 8 * (max - 1)]))
+            .unwrap()
+            .is_empty()
+    );
+    let e = msg(pollster::block_on(w.push_frames(c, &[0; 16])));
+    assert!(e.contains("limit"), "{e}");
+    assert_eq!(w.state.open_frames(), max);
+}
+
+#[test]
+fn cli_vocode_chunked_writes_chunks_and_reports_the_deviation() {
+    let dir = root().join("cli-chunked");
+    std::fs::create_dir_all(&dir).unwrap();
+    let codes: Vec<i32> = long_codes(11).iter().map(|&c| c as i32).collect();
+    let npy = dir.join("codes.npy");
+    std::fs::write(&npy, bca::util::npy::write_i32(&[11, 8], &codes)).unwrap();
+    let wav = dir.join("out.wav");
+    let out = bca_cmd()
+        .arg("vocode")
+        .arg(tiny())
+        .arg(&npy)
+        .arg("-o")
+        .arg(&wav)
+        .args(["--f32", "--float", "--seed", "2", "--chunk-frames", "3"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // default lookahead 3: chunks after frames 6 and 9, then the end
+    let sizes: Vec<usize> = text
+        .lines()
+        .filter(|l| l.starts_with("chunk "))
+        .map(|l| {
+            l.rsplit(": ")
+                .next()
+                .unwrap()
+                .trim_end_matches(" samples")
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(
+        sizes,
+        vec![12 * 480, 12 * 480, 43 * 480 - 24 * 480],
+        "{text}"
+    );
+    assert!(text.contains("chunk 0: after frame 6:"), "{text}");
+    let r = hound::WavReader::open(&wav).unwrap();
+    assert_eq!(r.len() as usize, 43 * 480);
+    let snr: f64 = text
+        .split("SNR ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no SNR in:\n{text}"));
+    assert!(snr >= 40.0 && snr.is_finite(), "{text}");
+    assert!(text.contains("flow mel L1"), "{text}");
+    // the WAV holds the chunked output: its tail is the whole-segment decode's
+    let whole_wav = dir.join("whole.wav");
+    let st = bca_cmd()
+        .arg("vocode")
+        .arg(tiny())
+        .arg(&npy)
+        .arg("-o")
+        .arg(&whole_wav)
+        .args(["--f32", "--float", "--seed", "2"])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let a: Vec<f32> = r.into_samples::<f32>().map(|s| s.unwrap()).collect();
+    let b: Vec<f32> = hound::WavReader::open(&whole_wav)
+        .unwrap()
+        .into_samples::<f32>()
+        .map(|s| s.unwrap())
+        .collect();
+    assert_eq!(a[24 * 480 + 240..], b[24 * 480 + 240..]);
+    assert_ne!(
+        a[..24 * 480],
+        b[..24 * 480],
+        "chunked and whole differ before"
+    );
+
+    let fail = |args: &[&str]| {
+        let out = bca_cmd()
+            .arg("vocode")
+            .arg(tiny())
+            .arg(&npy)
+            .arg("-o")
+            .arg(dir.join("bad.wav"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?} accepted");
+        String::from_utf8_lossy(&out.stderr).to_string()
+    };
+    assert!(fail(&["--chunk-frames", "0"]).contains("chunk size 0"));
+    assert!(fail(&["--lookahead", "2"]).contains("--lookahead needs --chunk-frames"));
+}

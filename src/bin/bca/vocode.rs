@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use bca::gpu::GpuContext;
-use bca::model::audio_out::{SegmentTrace, Vocoder, SAMPLE_RATE};
+use bca::model::audio_out::{
+    chunked_deviation, ChunkOpts, Deviation, SegmentTrace, Vocoder, SAMPLE_RATE,
+};
 use bca::model::Weights;
 use clap::Args;
 
@@ -32,6 +34,14 @@ pub struct VocodeArgs {
     /// Also write the intermediates (hidden, mu, mel, f0, pcm) to this .safetensors file.
     #[arg(long)]
     trace: Option<PathBuf>,
+    /// Chunked streaming (off by default): feed the frames one by one, re-decoding the prefix
+    /// every C frames so playback could start before the segment ends; writes the chunked
+    /// output and prints its chunks and its deviation from whole-segment decoding.
+    #[arg(long, value_name = "C")]
+    chunk_frames: Option<usize>,
+    /// With --chunk-frames: code frames held back at the end of each prefix (default 3).
+    #[arg(long, value_name = "L")]
+    lookahead: Option<usize>,
     #[command(flatten)]
     gpu: GpuArgs,
 }
@@ -98,6 +108,27 @@ pub fn run(a: VocodeArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let w = Weights::open(&a.model_dir, format)?;
     let voc = Vocoder::load(&w, &ctx)?;
     let n = voc.decoder.check_codes(&codes)?;
+    if a.chunk_frames.is_none() && a.lookahead.is_some() {
+        return Err("--lookahead needs --chunk-frames".into());
+    }
+    if let Some(c) = a.chunk_frames {
+        if a.trace.is_some() {
+            return Err("--trace writes a whole-segment decode; drop --chunk-frames".into());
+        }
+        let opts = ChunkOpts::new(c, a.lookahead.unwrap_or(ChunkOpts::DEFAULT_LOOKAHEAD))?;
+        let d = pollster::block_on(chunked_deviation(&voc, &ctx, &codes, a.seed, opts))?;
+        write_wav(&a.out, &d.chunked, a.float)?;
+        report_chunked(&d);
+        eprintln!(
+            "{} frames → {} samples ({:.2} s at {} Hz), chunked → {}",
+            n,
+            d.chunked.len(),
+            d.chunked.len() as f64 / SAMPLE_RATE as f64,
+            SAMPLE_RATE,
+            a.out.display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     let noise = voc.noise(n, a.seed);
     let pcm = if let Some(tp) = &a.trace {
         let tr = pollster::block_on(voc.segment_traced(&ctx, &codes, &noise))?;
@@ -116,6 +147,31 @@ pub fn run(a: VocodeArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
         a.out.display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Prints the chunks (when each arrived, how long) and the deviation from whole-segment decoding.
+fn report_chunked(d: &Deviation) {
+    println!(
+        "chunked: {} frames per chunk, lookahead {}; {} chunks from {} decodes",
+        d.opts.frames,
+        d.opts.lookahead,
+        d.chunks.len(),
+        d.decodes
+    );
+    let last = d.chunks.len().saturating_sub(1);
+    for (i, (f, s)) in d.chunks.iter().enumerate() {
+        let when = if i == last {
+            "segment end".to_string()
+        } else {
+            format!("frame {f}")
+        };
+        println!("chunk {i}: after {when}: {s} samples");
+    }
+    println!(
+        "deviation from whole-segment decoding: SNR {:.2} dB, max |Δ| {:.3e}, flow mel L1 {:.3e} \
+         (mean |mel| {:.3e})",
+        d.snr_db, d.max_abs, d.mel_l1, d.mel_mean_abs
+    );
 }
 
 #[derive(Args)]

@@ -43,14 +43,25 @@ pub struct SourceNoise {
 impl SourceNoise {
     /// Seeded: phases U(−π, π), noise N(0, 1).
     pub fn seeded(seed: u64, samples: usize, harmonics: usize) -> Self {
+        let (mut s, mut rng) = Self::start(seed, harmonics);
+        s.noise = rng.normal_vec(samples * (harmonics + 1), 1.0);
+        s
+    }
+
+    /// The phases of [`SourceNoise::seeded`] with no noise yet, and the generator that draws
+    /// the noise next (sample-major, so drawing it in pieces gives the same values).
+    pub fn start(seed: u64, harmonics: usize) -> (Self, Rng) {
         let mut rng = Rng::new(seed);
-        let h = harmonics + 1;
-        let mut phases = rng.uniform_vec(h, -std::f32::consts::PI, std::f32::consts::PI);
+        let mut phases =
+            rng.uniform_vec(harmonics + 1, -std::f32::consts::PI, std::f32::consts::PI);
         phases[0] = 0.0;
-        SourceNoise {
-            phases,
-            noise: rng.normal_vec(samples * h, 1.0),
-        }
+        (
+            SourceNoise {
+                phases,
+                noise: Vec::new(),
+            },
+            rng,
+        )
     }
 }
 

@@ -8,10 +8,12 @@ pub mod decoder;
 pub mod flow;
 pub mod hift;
 pub(crate) mod layers;
+pub mod stream;
 
 pub use decoder::{AudioDecoder, Prenet};
 pub use flow::{cfm_sample, CfmParams, Unet};
 pub use hift::{Hift, SourceNoise};
+pub use stream::{chunked_deviation, ChunkOpts, Deviation, StreamState, VocodeStream};
 
 use crate::gpu::{GpuContext, Recorder};
 use crate::model::{ModelError, Weights};
@@ -39,11 +41,61 @@ impl SegmentNoise {
         samples: usize,
         harmonics: usize,
     ) -> Self {
-        let mut rng = Rng::new(seed);
-        let cfm = rng.normal_vec(mel_frames * mel_bins, 1.0);
+        let mut g = NoiseStream::new(seed, mel_bins, harmonics);
+        g.grow(mel_frames, samples);
+        g.noise
+    }
+}
+
+/// [`SegmentNoise::seeded`] drawn as a segment grows: the CFM noise time-major and the source
+/// noise sample-major, each from its own sequential generator, so the noise of a prefix is the
+/// prefix of the whole segment's noise (chunked streaming decodes prefixes and relies on it).
+pub struct NoiseStream {
+    cfm_rng: Rng,
+    src_rng: Rng,
+    bins: usize,
+    /// Harmonics + 1 (source noise values per sample).
+    h: usize,
+    noise: SegmentNoise,
+}
+
+impl NoiseStream {
+    pub fn new(seed: u64, mel_bins: usize, harmonics: usize) -> Self {
+        let (source, src_rng) = SourceNoise::start(seed ^ 0x5EED_50C5, harmonics);
+        NoiseStream {
+            cfm_rng: Rng::new(seed),
+            src_rng,
+            bins: mel_bins,
+            h: harmonics + 1,
+            noise: SegmentNoise {
+                cfm: Vec::new(),
+                source,
+            },
+        }
+    }
+
+    /// Draws until there are at least `mel_frames` CFM rows and `samples` source samples.
+    pub fn grow(&mut self, mel_frames: usize, samples: usize) {
+        let (cfm, src) = (&mut self.noise.cfm, &mut self.noise.source.noise);
+        if cfm.len() < mel_frames * self.bins {
+            let more = mel_frames * self.bins - cfm.len();
+            cfm.extend(self.cfm_rng.normal_vec(more, 1.0));
+        }
+        if src.len() < samples * self.h {
+            let more = samples * self.h - src.len();
+            src.extend(self.src_rng.normal_vec(more, 1.0));
+        }
+    }
+
+    /// The noise of the first `mel_frames` frames / `samples` samples (a copy; drawn if needed).
+    pub fn prefix(&mut self, mel_frames: usize, samples: usize) -> SegmentNoise {
+        self.grow(mel_frames, samples);
         SegmentNoise {
-            cfm,
-            source: SourceNoise::seeded(seed ^ 0x5EED_50C5, samples, harmonics),
+            cfm: self.noise.cfm[..mel_frames * self.bins].to_vec(),
+            source: SourceNoise {
+                phases: self.noise.source.phases.clone(),
+                noise: self.noise.source.noise[..samples * self.h].to_vec(),
+            },
         }
     }
 }
@@ -105,6 +157,11 @@ impl Vocoder {
             self.segment_samples(n),
             self.hift.params.harmonics,
         )
+    }
+
+    /// Seeded noise that grows with a segment ([`Vocoder::noise`]'s values, drawn on demand).
+    pub fn noise_stream(&self, seed: u64) -> NoiseStream {
+        NoiseStream::new(seed, self.unet.mel, self.hift.params.harmonics)
     }
 
     /// codes (N, 8) row-major → mel `(4N−1, 80)` on the GPU (decoder, Pre-Net, CFM).
@@ -200,50 +257,18 @@ pub fn crossfade(prev: &[f32], next: &[f32]) -> Vec<f32> {
     if prev.len() <= n || next.len() <= n {
         return Vec::new();
     }
-    let l = prev.len();
+    fade(&prev[prev.len() - n..], &next[..n])
+}
+
+/// The linear fade from `from` to `to` (equal lengths ≥ 2): `from·(1 − i/(n−1)) + to·i/(n−1)`,
+/// so the first sample is `from`'s and the last is `to`'s.
+pub fn fade(from: &[f32], to: &[f32]) -> Vec<f32> {
+    let n = from.len().min(to.len());
+    let d = n.saturating_sub(1).max(1) as f32;
     (0..n)
         .map(|i| {
-            let up = i as f32 / (n - 1) as f32;
-            prev[l - n + i] * (1.0 - up) + next[i] * up
+            let up = i as f32 / d;
+            from[i] * (1.0 - up) + to[i] * up
         })
         .collect()
-}
-
-/// Streaming by segment: push each segment's codes as its audio EOS arrives; each push returns
-/// the PCM to play now (the cross-fade with the previous segment, then this segment). Unlike
-/// the reference demo, the first segment is not held back until the second arrives.
-pub struct VocodeStream<'a> {
-    voc: &'a Vocoder,
-    seed: u64,
-    index: u64,
-    prev: Option<Vec<f32>>,
-}
-
-impl<'a> VocodeStream<'a> {
-    pub fn new(voc: &'a Vocoder, seed: u64) -> Self {
-        VocodeStream {
-            voc,
-            seed,
-            index: 0,
-            prev: None,
-        }
-    }
-
-    /// Vocodes one segment (N, 8) and returns the samples to emit, in order.
-    pub async fn push(&mut self, ctx: &GpuContext, codes: &[u32]) -> Result<Vec<f32>, ModelError> {
-        let n = self.voc.decoder.check_codes(codes)?;
-        let noise = self.voc.noise(
-            n,
-            self.seed.wrapping_add(self.index.wrapping_mul(0x9E37_79B9)),
-        );
-        let pcm = self.voc.segment(ctx, codes, &noise).await?;
-        self.index += 1;
-        let mut out = match &self.prev {
-            Some(p) => crossfade(p, &pcm),
-            None => Vec::new(),
-        };
-        out.extend_from_slice(&pcm);
-        self.prev = Some(pcm);
-        Ok(out)
-    }
 }
