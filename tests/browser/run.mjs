@@ -5,6 +5,7 @@
 //
 // Usage: node tests/browser/run.mjs [--bca target/debug/bca] [--out artifacts/browser]
 //        [--fake-mic file.wav]   (a WAV played as the microphone, for the audio issues)
+//        [--suites 30-audio,20]  (only the stage suites whose file names contain these)
 import { spawn } from "node:child_process";
 import { mkdirSync, existsSync, writeFileSync, readdirSync } from "node:fs";
 import { pathToFileURL } from "node:url";
@@ -92,7 +93,10 @@ async function main() {
       window.__bca.client.call("call", { method: m, args: a }), [method, args]);
     const loadModel = (url) => page.evaluate((u) => window.__bca.client.call("load-model", { url: u }), url);
     const suitesDir = resolve(root, "tests/browser/suites");
-    const suites = existsSync(suitesDir) ? readdirSync(suitesDir).filter((f) => f.endsWith(".mjs")).sort() : [];
+    // `--suites 30-audio,20` runs only the suites whose file name contains one of the words
+    const only = args.suites ? String(args.suites).split(",") : null;
+    const suites = existsSync(suitesDir) ? readdirSync(suitesDir).filter((f) => f.endsWith(".mjs")).sort()
+      .filter((f) => !only || only.some((w) => f.includes(w))) : [];
     for (const f of suites) {
       try {
         const mod = await import(pathToFileURL(resolve(suitesDir, f)).href);
