@@ -988,3 +988,47 @@ fn cli_vocode_chunked_writes_chunks_and_reports_the_deviation() {
     assert!(fail(&["--chunk-frames", "0"]).contains("chunk size 0"));
     assert!(fail(&["--lookahead", "2"]).contains("--lookahead needs --chunk-frames"));
 }
+
+#[test]
+fn cli_bench_vocode_times_chunked_streaming() {
+    let out = bca_cmd()
+        .args([
+            "bench",
+            "vocode",
+            "--shape",
+            "tiny",
+            "--seconds",
+            "0.4",
+            "--reps",
+            "1",
+            "--chunk-frames",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // 5 frames, C = 1, L = 3: prefixes of 4 and 5 frames, the 5-frame one reused at the end
+    let after = text
+        .split("chunked streaming, 1 frames per chunk, lookahead 3")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no chunked table in:\n{text}"));
+    let row: Vec<&str> = after
+        .lines()
+        .find(|l| l.trim_start().starts_with("0.38"))
+        .unwrap_or_else(|| panic!("no 0.38 s row (19 mel frames) in:\n{text}"))
+        .split_whitespace()
+        .collect();
+    assert_eq!(row[1..3], ["5", "2"], "frames, decodes: {row:?}");
+    let first: f64 = row[3].parse().unwrap();
+    let total: f64 = row[4].parse().unwrap();
+    let rtf: f64 = row[5].parse().unwrap();
+    assert!(
+        first > 0.0 && first <= total && rtf > 0.0 && rtf.is_finite(),
+        "{row:?}"
+    );
+}

@@ -190,13 +190,21 @@ pub struct BenchVocodeArgs {
     /// Timed runs per length (after one warm-up run).
     #[arg(long, default_value_t = 3)]
     reps: usize,
-    /// Also write the results as JSON here.
+    /// Also write the results as JSON here (an array of rows; with --chunk-frames
+    /// `{"whole": rows, "chunked": rows}`).
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Also time chunked streaming with C frames per chunk (frames pushed one by one): its RTF
+    /// and the latency of its first chunk.
+    #[arg(long, value_name = "C")]
+    chunk_frames: Option<usize>,
+    /// With --chunk-frames: code frames held back at the end of each prefix (default 3).
+    #[arg(long, value_name = "L")]
+    lookahead: Option<usize>,
 }
 
 pub fn bench(a: BenchVocodeArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
-    use bca::model::audio_out::bench::{random_weights, time_segment};
+    use bca::model::audio_out::bench::{random_weights, time_chunked, time_segment};
     use bca::weights::tiny::{real_config_value, tiny_config_value, tiny_hift_config, Variant};
     use bca::weights::OmniConfig;
     let (cfg_v, hcfg) = match a.shape.as_str() {
@@ -206,6 +214,14 @@ pub fn bench(a: BenchVocodeArgs) -> Result<ExitCode, Box<dyn std::error::Error>>
         ),
         "tiny" => (tiny_config_value(Variant::Instruct), tiny_hift_config()),
         s => return Err(format!("unknown shape `{s}` (full or tiny)").into()),
+    };
+    let chunk = match (a.chunk_frames, a.lookahead) {
+        (Some(c), l) => Some(ChunkOpts::new(
+            c,
+            l.unwrap_or(ChunkOpts::DEFAULT_LOOKAHEAD),
+        )?),
+        (None, Some(_)) => return Err("--lookahead needs --chunk-frames".into()),
+        (None, None) => None,
     };
     let format = parse_format(&a.quant)?;
     let cfg = OmniConfig::from_value(cfg_v, "config.json")?;
@@ -251,8 +267,45 @@ pub fn bench(a: BenchVocodeArgs) -> Result<ExitCode, Box<dyn std::error::Error>>
             rows.push(t);
         }
     }
+    let Some(opts) = chunk else {
+        if let Some(p) = &a.json {
+            std::fs::write(p, serde_json::to_string_pretty(&rows)?)?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    };
+    println!(
+        "chunked streaming, {} frames per chunk, lookahead {}",
+        opts.frames, opts.lookahead
+    );
+    println!(
+        "{:>8} {:>7} {:>8} {:>14} {:>10} {:>8}",
+        "audio s", "frames", "decodes", "first chunk ms", "total ms", "RTF"
+    );
+    let mut chunked = Vec::new();
+    for &s in &a.seconds {
+        let mut best: Option<bca::model::audio_out::bench::ChunkedTiming> = None;
+        for r in 0..a.reps.max(1) {
+            let t = pollster::block_on(time_chunked(&ctx, &voc, s, r as u64 + 1, opts))?;
+            if best.as_ref().is_none_or(|b| t.total_s < b.total_s) {
+                best = Some(t);
+            }
+        }
+        if let Some(t) = best {
+            println!(
+                "{:>8.2} {:>7} {:>8} {:>14.1} {:>10.1} {:>8.4}",
+                t.seconds,
+                t.frames,
+                t.decodes,
+                t.first_chunk_s * 1e3,
+                t.total_s * 1e3,
+                t.rtf
+            );
+            chunked.push(t);
+        }
+    }
     if let Some(p) = &a.json {
-        std::fs::write(p, serde_json::to_string_pretty(&rows)?)?;
+        let v = serde_json::json!({ "whole": rows, "chunked": chunked });
+        std::fs::write(p, serde_json::to_string_pretty(&v)?)?;
     }
     Ok(ExitCode::SUCCESS)
 }

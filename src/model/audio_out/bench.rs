@@ -119,6 +119,17 @@ fn now() -> f64 {
         .unwrap_or(0.0)
 }
 
+/// Random codes for `seconds` of audio (12.5 code frames per second): (frames, codes).
+fn random_codes(voc: &Vocoder, seconds: f64, seed: u64) -> (usize, Vec<u32>) {
+    let n = ((seconds * 12.5).round() as usize).clamp(1, voc.decoder.max_frames());
+    let mut rng = Rng::new(seed);
+    let sizes = voc.decoder.codebook_sizes();
+    let codes: Vec<u32> = (0..n * 8)
+        .map(|i| rng.below(sizes[i % 8] as u64) as u32)
+        .collect();
+    (n, codes)
+}
+
 /// Times one segment of `seconds` of audio (12.5 code frames per second): decoder + Pre-Net +
 /// CFM (waited for by reading the mel back), then HiFT (which reads back its own results).
 pub async fn time_segment(
@@ -127,12 +138,7 @@ pub async fn time_segment(
     seconds: f64,
     seed: u64,
 ) -> Result<VocodeTiming, ModelError> {
-    let n = ((seconds * 12.5).round() as usize).clamp(1, voc.decoder.max_frames());
-    let mut rng = Rng::new(seed);
-    let sizes = voc.decoder.codebook_sizes();
-    let codes: Vec<u32> = (0..n * 8)
-        .map(|i| rng.below(sizes[i % 8] as u64) as u32)
-        .collect();
+    let (n, codes) = random_codes(voc, seconds, seed);
     let noise = voc.noise(n, seed);
     let t0 = now();
     let (_, _, mel) = voc.mel(ctx, &codes, &noise.cfm)?;
@@ -160,5 +166,62 @@ pub async fn time_segment(
         hift_stages_s: stages,
         total_s: t2 - t0,
         rtf: (t2 - t0) / audio.max(1e-9),
+    })
+}
+
+/// One measurement of chunked streaming.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ChunkedTiming {
+    pub seconds: f64,
+    pub frames: usize,
+    pub chunk_frames: usize,
+    pub lookahead: usize,
+    /// Decodes run (prefixes, and the whole segment at its end unless the last prefix was it).
+    pub decodes: usize,
+    /// The push that returned the first audio: from frame C + L's arrival to its samples (or
+    /// the end's decode, for a segment shorter than C + L).
+    pub first_chunk_s: f64,
+    /// All pushes and the end, frames arriving at once (the decoding cost, no waiting).
+    pub total_s: f64,
+    pub rtf: f64,
+}
+
+/// Times chunked streaming of one segment of `seconds` of audio, frames pushed one by one.
+pub async fn time_chunked(
+    ctx: &GpuContext,
+    voc: &Vocoder,
+    seconds: f64,
+    seed: u64,
+    opts: super::ChunkOpts,
+) -> Result<ChunkedTiming, ModelError> {
+    let (n, codes) = random_codes(voc, seconds, seed);
+    let mut s = super::StreamState::chunked(seed, opts)?;
+    let mut first = None;
+    let mut samples = 0;
+    let t0 = now();
+    for f in codes.chunks(8) {
+        let t = now();
+        let out = s.push_frames(voc, ctx, f).await?;
+        if !out.is_empty() && first.is_none() {
+            first = Some(now() - t);
+        }
+        samples += out.len();
+    }
+    let t = now();
+    samples += s.end_segment(voc, ctx).await?.len();
+    let t1 = now();
+    let (c, l) = (opts.frames, opts.lookahead);
+    let prefixes = if n >= c + l { (n - l) / c } else { 0 };
+    let reused = prefixes > 0 && prefixes * c + l == n;
+    let audio = samples as f64 / super::SAMPLE_RATE as f64;
+    Ok(ChunkedTiming {
+        seconds: audio,
+        frames: n,
+        chunk_frames: c,
+        lookahead: l,
+        decodes: prefixes + usize::from(!reused),
+        first_chunk_s: first.unwrap_or(t1 - t),
+        total_s: t1 - t0,
+        rtf: (t1 - t0) / audio.max(1e-9),
     })
 }
