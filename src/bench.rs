@@ -82,6 +82,35 @@ pub async fn copy_bandwidth(ctx: &GpuContext, bytes: u64, reps: usize) -> Result
     Ok(2.0 * bytes as f64 / best)
 }
 
+/// The tensor-core limit (FLOP/s) of 16×16×16 f16 → f32 cooperative-matrix multiply-adds,
+/// by where the fragments come from: `[registers, storage buffer, workgroup memory]`
+/// (`mma_peak.wgsl`, 16 subgroups per SM-sized batch, best of three).
+pub async fn tensor_peak(ctx: &GpuContext) -> Result<[f64; 3], OpError> {
+    let groups = 132 * 16u32;
+    let reps = 4096u32;
+    let x = ctx.storage("peak.x", 512 * 8);
+    let y = ctx.storage("peak.y", groups as u64 * 8192);
+    let timer = GpuTimer::new(ctx)?;
+    let mut rec = Recorder::new(ctx, "peak.fill");
+    let small = ops::Fill::F16 {
+        lo: (-0.01, 0.01),
+        hi: (-0.01, 0.01),
+    };
+    ops::fill(&mut rec, &x, 1024, 1, small)?;
+    rec.submit()?;
+    let mut out = [0.0; 3];
+    for (mode, o) in out.iter_mut().enumerate() {
+        let run = |r: &mut Recorder| ops::mma_peak(r, &x, &y, (groups, reps, mode as u32));
+        timer.time(ctx, run).await?;
+        let mut best = f64::INFINITY;
+        for _ in 0..3 {
+            best = best.min(timer.time(ctx, run).await?);
+        }
+        *o = groups as f64 * reps as f64 * 8.0 * 2.0 * 4096.0 / best;
+    }
+    Ok(out)
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct ProductResult {
     pub name: String,

@@ -385,15 +385,85 @@ fn gemm_coop_f16() {
         return;
     };
     gemm_cases_on(&c, "coop");
-    // the other K step, and split-K (3 slices, clamped to the steps: ragged last slices)
-    for (tk, split) in [(32, None), (64, Some(3)), (32, Some(3))] {
+    coop_direct_cases(&c, "coop default");
+    // the other K step, and split-K (3 slices, clamped to the steps: ragged last slices), for
+    // each kernel of f16 weights
+    use bca::gpu::CoopF16;
+    for f16k in [CoopF16::Staged, CoopF16::Direct] {
+        for (tk, split) in [(32, None), (64, Some(3)), (32, Some(3))] {
+            let c = pollster::block_on(GpuContext::new(&GpuOptions {
+                coop_k_step: Some(tk),
+                gemm_split: split,
+                coop_f16: Some(f16k),
+                ..opts.clone()
+            }))
+            .expect("GPU adapter");
+            let what = format!("coop {f16k:?} K step {tk} split {split:?}");
+            gemm_cases_on(&c, &what);
+            coop_direct_cases(&c, &what);
+        }
+        // the kernels' own split-K choice with a large target (many slices)
         let c = pollster::block_on(GpuContext::new(&GpuOptions {
-            coop_k_step: Some(tk),
-            gemm_split: split,
+            coopd_target: Some(4000),
+            coop_f16: Some(f16k),
             ..opts.clone()
         }))
         .expect("GPU adapter");
-        gemm_cases_on(&c, &format!("coop K step {tk} split {split:?}"));
+        coop_direct_cases(&c, &format!("coop {f16k:?} target 4000"));
+    }
+    // other direct tiles: 64-row subgroup tiles, 2 × 2 and 1 × 2 subgroups per workgroup (edge
+    // subgroups clamped), with and without split-K
+    for shape in [[4, 2, 2], [2, 1, 2], [4, 1, 1]] {
+        for target in [None, Some(4000)] {
+            let c = pollster::block_on(GpuContext::new(&GpuOptions {
+                coopd_shape: Some(shape),
+                coopd_target: target,
+                coop_f16: Some(CoopF16::Direct),
+                ..opts.clone()
+            }))
+            .expect("GPU adapter");
+            coop_direct_cases(&c, &format!("coop direct {shape:?} target {target:?}"));
+        }
+    }
+}
+
+/// f16-weight shapes for the tensor-core kernels of f16 weights: the direct one's (N ≥ 16·FN,
+/// M ≥ 64, K % 16 == 0) edge tiles clamped inside the matrices (N, M not multiples of the
+/// tile), M % 4 ≠ 0 (no split-K), long K (split-K by default); K % 16 ≠ 0 and N < 16·FN take
+/// the staged tile.
+fn coop_direct_cases(c: &GpuContext, what: &str) {
+    let mut seed = 9500;
+    for &(n, m, k) in &[
+        (32usize, 64usize, 16usize),
+        (33, 66, 48),
+        (67, 130, 160),
+        (200, 136, 320),
+        (45, 256, 1024),
+        (150, 200, 96),
+        (130, 260, 100),
+        (300, 130, 36),
+    ] {
+        for (act, norm, bias, residual) in [
+            (Activation::None, false, false, false),
+            (Activation::Gelu, false, true, true),
+            (Activation::SwiGlu, true, false, true),
+        ] {
+            let case = GemvCase {
+                format: WeightFormat::F16,
+                n,
+                m,
+                k,
+                bias,
+                residual,
+                act,
+                norm,
+            };
+            seed += 1;
+            assert_ok(
+                &format!("{what} {case}"),
+                pollster::block_on(selftest::gemv_case(c, case, seed)),
+            );
+        }
     }
 }
 
@@ -491,6 +561,19 @@ fn coop_shaders_lower_to_spirv() {
             keys.push(("gemm_coop_split", vec![("FMT", fmt), ("TK", tk)]));
         }
     }
+    for (fnr, gn, gm) in [(2, 1, 1), (4, 2, 2), (2, 1, 2)] {
+        let tile = vec![("FN", fnr), ("GN", gn), ("GM", gm)];
+        for act in 0..4u32 {
+            let mut c = tile.clone();
+            c.push(("ACT", act));
+            keys.push(("gemm_coopd", c));
+        }
+        keys.push(("gemm_coopd_split", tile));
+    }
+
+    for mode in 0..3u32 {
+        keys.push(("mma_peak", vec![("MODE", mode)]));
+    }
     for mode in 0..3u32 {
         keys.push(("attn_coop", vec![("MODE", mode), ("D", 64)]));
     }
@@ -499,6 +582,7 @@ fn coop_shaders_lower_to_spirv() {
         match family {
             "rvq_coop" => vec!["rvq_coop_dist", "rvq_coop_pick"],
             "gemm_coop_split" => vec!["gemm_coop_part"],
+            "gemm_coopd_split" => vec!["gemm_coopd_part"],
             f => vec![f],
         }
     };

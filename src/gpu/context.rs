@@ -38,7 +38,32 @@ pub struct GpuOptions {
     /// The tensor-core product's K step, 32 or 64 (a tuning knob; default
     /// [`COOP_K_STEP`]).
     pub coop_k_step: Option<u32>,
+    /// Which tensor-core kernel f16-weight products use (a tuning knob; default
+    /// [`COOP_F16`]).
+    pub coop_f16: Option<CoopF16>,
+    /// Subgroups the direct tensor-core product aims for through split-K (a tuning knob;
+    /// default [`crate::ops::COOPD_SPLIT_TARGET`]).
+    pub coopd_target: Option<usize>,
+    /// The direct tensor-core product's tile `[FN, GN, GM]`: (16·FN) × 64 per subgroup,
+    /// GN × GM subgroups per workgroup (a tuning knob; default [`COOPD_SHAPE`]).
+    pub coopd_shape: Option<[u32; 3]>,
 }
+
+/// The tensor-core kernel of products with f16 weights (q8/q4 always take `gemm_coop.wgsl`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum CoopF16 {
+    /// `gemm_coop.wgsl`: 64 × 64 tiles staged through workgroup memory each K step.
+    Staged,
+    /// `gemm_coopd.wgsl`: fragments loaded straight from the buffers.
+    Direct,
+}
+
+/// The default [`CoopF16`].
+pub const COOP_F16: CoopF16 = CoopF16::Direct;
+
+/// The direct tensor-core product's default tile `[FN, GN, GM]` (see
+/// [`GpuOptions::coopd_shape`]).
+pub const COOPD_SHAPE: [u32; 3] = [4, 2, 2];
 
 /// `coop_tile.wgsl`'s default K step (measured on an H100: 64 and 32 within 3 %, 64 ahead on
 /// 30 s of audio in; fetching a step ahead into registers was 10–15 % slower, and was removed).
@@ -137,6 +162,12 @@ pub struct GpuContext {
     pub attn_splits: Option<u32>,
     /// See [`GpuOptions::coop_k_step`] (resolved).
     pub coop_k_step: u32,
+    /// See [`GpuOptions::coop_f16`] (resolved).
+    pub coop_f16: CoopF16,
+    /// See [`GpuOptions::coopd_target`] (resolved).
+    pub coopd_target: usize,
+    /// See [`GpuOptions::coopd_shape`] (resolved).
+    pub coopd_shape: [u32; 3],
     /// q4/q8 decode products quantise x to int8 and use packed dot products (gemv_i8.wgsl).
     pub int8: bool,
     pub(crate) sink: Arc<Mutex<ErrorSink>>,
@@ -346,6 +377,12 @@ impl GpuContext {
             attn_rows_block: opts.attn_rows_block,
             attn_splits: opts.attn_splits,
             coop_k_step: opts.coop_k_step.unwrap_or(COOP_K_STEP),
+            coop_f16: opts.coop_f16.unwrap_or(COOP_F16),
+            coopd_target: opts
+                .coopd_target
+                .unwrap_or(crate::ops::COOPD_SPLIT_TARGET)
+                .max(1),
+            coopd_shape: opts.coopd_shape.unwrap_or(COOPD_SHAPE),
             int8: !opts.no_int8,
             sink,
             dummy,

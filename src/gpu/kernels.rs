@@ -55,8 +55,20 @@ const SOURCES: &[(&str, &str)] = &[
         include_str!("../../shaders/matmul/gemm_coop_split.wgsl"),
     ),
     (
+        "gemm_coopd",
+        include_str!("../../shaders/matmul/gemm_coopd.wgsl"),
+    ),
+    (
+        "gemm_coopd_split",
+        include_str!("../../shaders/matmul/gemm_coopd_split.wgsl"),
+    ),
+    (
         "gemm_splitk",
         include_str!("../../shaders/matmul/gemm_splitk.wgsl"),
+    ),
+    (
+        "mma_peak",
+        include_str!("../../shaders/matmul/mma_peak.wgsl"),
     ),
     ("gemv_i8", include_str!("../../shaders/matmul/gemv_i8.wgsl")),
     ("gemv_xq", include_str!("../../shaders/matmul/gemv_xq.wgsl")),
@@ -143,6 +155,10 @@ const INCLUDES: &[(&str, &str)] = &[
     (
         "coop_mma",
         include_str!("../../shaders/common/coop_mma.wgsl"),
+    ),
+    (
+        "coopd_mma",
+        include_str!("../../shaders/common/coopd_mma.wgsl"),
     ),
     (
         "attn_common",

@@ -98,3 +98,37 @@ pub fn copy(
     rec.dispatch(&p, &group, g)?;
     Ok(())
 }
+
+/// `mma_peak.wgsl`: `groups` subgroups each run `reps` rounds of 8 tensor-core multiply-adds
+/// (16×16×16) on fragments held in registers (mode 0) or reloaded every round from a storage
+/// buffer (1) or workgroup memory (2). `x` holds ≥ 512 vec4<f16>, `y` ≥ groups · 8 KB.
+/// Native, tensor cores only (Caps::coop); the benchmarks' compute limit.
+pub fn mma_peak(
+    rec: &mut Recorder,
+    x: &wgpu::Buffer,
+    y: &wgpu::Buffer,
+    (groups, reps, mode): (u32, u32, u32),
+) -> Result<(), OpError> {
+    let ctx = rec.ctx();
+    if !ctx.caps.coop {
+        return Err(OpError::Shape {
+            op: "mma_peak",
+            detail: "the adapter has no cooperative matrices".into(),
+        });
+    }
+    check_len("mma_peak", "x", x, 512 * 8)?;
+    check_len("mma_peak", "y", y, groups as u64 * 8192)?;
+    let key = KernelKey {
+        family: "mma_peak",
+        entry: "mma_peak",
+        act: ctx.act(),
+        subgroups: false,
+        constants: vec![("MODE", mode)],
+    };
+    let p = ctx.pipeline(&key, COPY_BINDINGS)?;
+    let params: [u32; 4] = [reps, 0, 0, 0];
+    let u = rec.params(bytemuck::cast_slice(&params));
+    let group = rec.bind(&p, &crate::binds![x, y, &u]);
+    rec.dispatch(&p, &group, [groups, 1, 1])?;
+    Ok(())
+}

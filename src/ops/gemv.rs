@@ -1,4 +1,4 @@
-use crate::gpu::{grid, Binding, KernelKey, Recorder};
+use crate::gpu::{grid, Binding, CoopF16, KernelKey, Recorder};
 use crate::tensor::{Matrix, Tensor};
 
 use super::{check_act, check_len, shape_err, OpError};
@@ -63,6 +63,24 @@ pub const GEMM_SPLIT_MIN_STEPS: usize = 2;
 pub const COOP_SPLIT_MAX_TILES: usize = 264;
 pub const COOP_SPLIT_TARGET: usize = 528;
 pub const COOP_SPLIT_MIN_STEPS: usize = 4;
+
+/// The direct tensor-core product (`gemm_coopd.wgsl`, f16 weights, fragments loaded straight
+/// from the buffers): below this many subgroups, K is cut into slices (`gemm_coopd_split.wgsl`)
+/// of at least [`COOPD_SPLIT_MIN_STEPS`] steps of 16 until subgroups × slices reaches it
+/// (16 per SM of an H100; measured on encode 10 s: 528 / 1056 / 2112 → 29.9 / 28.2 / 26.7 ms).
+pub const COOPD_SPLIT_TARGET: usize = 2112;
+pub const COOPD_SPLIT_MIN_STEPS: usize = 8;
+
+/// Which kernel writes split-K partials.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PartKernel {
+    /// gemm_splitk.wgsl's 64 × 64 FMA tile (K steps of 32).
+    Fma,
+    /// gemm_coop_split.wgsl's staged tensor-core tile (K steps of `tk`).
+    Coop(u32),
+    /// gemm_coopd_split.wgsl's direct tensor-core tiles (K steps of 16), shape (FN, GN, GM).
+    Direct([u32; 3]),
+}
 
 /// Activation fused after the bias.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -455,6 +473,17 @@ fn gemm_tiled(
     };
     // Tensor cores where the adapter has them, unless a knob forces an FMA tile.
     let coop = ctx.caps.coop && ctx.gemm_tile.is_none();
+    // f16 weights on tensor cores load their fragments straight from the buffers where the
+    // clamped direct tile fits inside the matrices
+    if coop
+        && ctx.coop_f16 == CoopF16::Direct
+        && matches!(w, Matrix::F16 { .. })
+        && k % 16 == 0
+        && n >= 16 * ctx.coopd_shape[0] as usize
+        && m >= 64
+    {
+        return gemm_direct(rec, w, xin, y, epi, (n, m, k), act_code);
+    }
     // 128×128 tiles once there are enough of them to fill the GPU twice over (measured on an
     // H200: for the encoder's 1280-row products at N = 512 the 64×64 tiles are 1.7× faster).
     let big_tiles = m.div_ceil(128) * n.div_ceil(128);
@@ -485,7 +514,11 @@ fn gemm_tiled(
         (false, None) => 1,
     };
     if splits > 1 {
-        let coop_tk = coop.then_some(tk as u32);
+        let part = if coop {
+            PartKernel::Coop(tk as u32)
+        } else {
+            PartKernel::Fma
+        };
         return gemm_split(
             rec,
             w,
@@ -495,7 +528,7 @@ fn gemm_tiled(
             (n, m, k),
             (fmt, act_code),
             splits,
-            coop_tk,
+            part,
         );
     }
     let (key, tile) = gemm_key(ctx, coop, big, act_code, fmt);
@@ -524,6 +557,83 @@ fn gemm_tiled(
     let group = rec.bind(
         &p,
         &crate::binds![w.data(), scales, &xin.buf, bias, res, &y.buf, &ubuf],
+    );
+    rec.dispatch(&p, &group, [gx, gy, 1])?;
+    Ok(())
+}
+
+/// The direct tensor-core product of f16 weights (`gemm_coopd.wgsl`; the caller checked
+/// N ≥ 16·FN, M ≥ 64, K % 16 == 0): GN × GM subgroups per workgroup, each on a clamped
+/// (16·FN) × 64 tile; split-K below [`GpuContext::coopd_target`] subgroups (M a multiple of 4:
+/// the partials are written as vec4s).
+fn gemm_direct(
+    rec: &mut Recorder,
+    w: &Matrix,
+    xin: &Tensor,
+    y: &Tensor,
+    epi: Epilogue,
+    (n, m, k): (usize, usize, usize),
+    act_code: u32,
+) -> Result<(), OpError> {
+    let ctx = rec.ctx();
+    let shape = ctx.coopd_shape;
+    let [f, gn, gm] = shape;
+    let gx = (m as u32).div_ceil(64 * gm);
+    let gy = (n as u32).div_ceil(16 * f * gn);
+    let subgroups = (gx * gy * gn * gm) as usize;
+    let steps = k / 16;
+    let splits = match ctx.gemm_split {
+        _ if m % 4 != 0 => 1,
+        Some(s) => s.clamp(1, steps.max(1)),
+        None if subgroups < ctx.coopd_target => ctx
+            .coopd_target
+            .div_ceil(subgroups)
+            .min(steps / COOPD_SPLIT_MIN_STEPS)
+            .max(1),
+        None => 1,
+    };
+    if splits > 1 {
+        return gemm_split(
+            rec,
+            w,
+            xin,
+            y,
+            epi,
+            (n, m, k),
+            (0, act_code),
+            splits,
+            PartKernel::Direct(shape),
+        );
+    }
+    let key = KernelKey {
+        family: "gemm_coopd",
+        entry: "gemm_coopd",
+        act: ctx.act(),
+        subgroups: false,
+        constants: vec![("ACT", act_code), ("FN", f), ("GN", gn), ("GM", gm)],
+    };
+    let p = ctx.pipeline(&key, GEMM_BINDINGS)?;
+    let lim = ctx.limits.max_compute_workgroups_per_dimension;
+    if gx > lim || gy > lim {
+        return Err(shape_err(
+            "gemv",
+            format!("{n}×{m} output needs {gx}×{gy} workgroups, over the limit {lim}"),
+        ));
+    }
+    let params = GemmParams {
+        m: m as u32,
+        k: k as u32,
+        nb: w.blocks_per_row() as u32,
+        flags: epi.bias.is_some() as u32 | (epi.residual.is_some() as u32) << 1,
+        n: n as u32,
+        _pad: [0; 3],
+    };
+    let ubuf = rec.params(bytemuck::bytes_of(&params));
+    let bias = epi.bias.map(|b| &b.buf).unwrap_or(&ctx.dummy);
+    let res = epi.residual.map(|b| &b.buf).unwrap_or(&ctx.dummy);
+    let group = rec.bind(
+        &p,
+        &crate::binds![w.data(), &ctx.dummy, &xin.buf, bias, res, &y.buf, &ubuf],
     );
     rec.dispatch(&p, &group, [gx, gy, 1])?;
     Ok(())
@@ -567,15 +677,20 @@ fn gemm_split(
     (n, m, k): (usize, usize, usize),
     (fmt, act_code): (u32, u32),
     splits: usize,
-    coop_tk: Option<u32>,
+    kernel: PartKernel,
 ) -> Result<(), OpError> {
     let ctx = rec.ctx();
-    let tk = coop_tk.unwrap_or(32) as usize;
+    // K step, and the workgroup's (W rows, x rows)
+    let (tk, cols, rows) = match kernel {
+        PartKernel::Fma => (32, 64, 64),
+        PartKernel::Coop(tk) => (tk as usize, 64, 64),
+        PartKernel::Direct([f, gn, gm]) => (16, 64 * gm, 16 * f * gn),
+    };
     let kslice = k.div_ceil(tk).div_ceil(splits) * tk;
     let splits = k.div_ceil(kslice);
     let part = ctx.acquire((splits * n * m * 4) as u64);
     let lim = ctx.limits.max_compute_workgroups_per_dimension;
-    let (gx, gy) = ((m as u32).div_ceil(64), (n as u32).div_ceil(64));
+    let (gx, gy) = ((m as u32).div_ceil(cols), (n as u32).div_ceil(rows));
     if gx > lim || gy > lim || splits as u32 > lim {
         return Err(shape_err(
             "gemv",
@@ -602,8 +717,8 @@ fn gemm_split(
         subgroups: false,
         constants: vec![("ACT", act_code), ("FMT", fmt)],
     };
-    let pp = match coop_tk {
-        Some(tk) => ctx.pipeline(
+    let pp = match kernel {
+        PartKernel::Coop(tk) => ctx.pipeline(
             &KernelKey {
                 family: "gemm_coop_split",
                 entry: "gemm_coop_part",
@@ -613,7 +728,17 @@ fn gemm_split(
             },
             SPLIT_BINDINGS,
         )?,
-        None => ctx.pipeline(&key("gemm_part"), SPLIT_BINDINGS)?,
+        PartKernel::Direct([f, gn, gm]) => ctx.pipeline(
+            &KernelKey {
+                family: "gemm_coopd_split",
+                entry: "gemm_coopd_part",
+                act: ctx.act(),
+                subgroups: false,
+                constants: vec![("FN", f), ("GN", gn), ("GM", gm)],
+            },
+            SPLIT_BINDINGS,
+        )?,
+        PartKernel::Fma => ctx.pipeline(&key("gemm_part"), SPLIT_BINDINGS)?,
     };
     let scales = w.scales().unwrap_or(&ctx.dummy);
     let d = &ctx.dummy;

@@ -31,9 +31,9 @@ pub use elementwise::{
     binary, cfg_euler, snake, swiglu, swiglu_fused, swiglu_pairs, unary, Binary, Unary,
 };
 pub use embedding::{audio_embed, embedding, CODEBOOKS};
-pub use fill::{copy, fill, Fill};
+pub use fill::{copy, fill, mma_peak, Fill};
 pub(crate) use gemv::probe_coop;
-pub use gemv::{gemv, Activation, Epilogue, GEMM_MIN_N, GEMV_MAX_N};
+pub use gemv::{gemv, Activation, Epilogue, COOPD_SPLIT_TARGET, GEMM_MIN_N, GEMV_MAX_N};
 pub use groupnorm::groupnorm;
 pub use istft::istft_hift;
 pub use layernorm::layernorm;

@@ -65,6 +65,36 @@ struct GpuArgs {
     /// The tensor-core product's K step, 32 or 64 (a tuning knob).
     #[arg(long, value_parser = parse_k_step)]
     coop_k_step: Option<u32>,
+    /// The tensor-core kernel of f16-weight products: staged or direct (a tuning knob).
+    #[arg(long, value_parser = parse_coop_f16)]
+    coop_f16: Option<bca::gpu::CoopF16>,
+    /// Subgroups the direct tensor-core product aims for through split-K (a tuning knob).
+    #[arg(long)]
+    coopd_target: Option<usize>,
+    /// The direct tensor-core tile FNxGNxGM: (16·FN) × 64 per subgroup, GN × GM subgroups per
+    /// workgroup; FN 2 or 4, GN·GM ≤ 4 (a tuning knob).
+    #[arg(long, value_parser = parse_coopd_shape)]
+    coopd_shape: Option<[u32; 3]>,
+}
+
+fn parse_coop_f16(s: &str) -> Result<bca::gpu::CoopF16, String> {
+    use bca::gpu::CoopF16;
+    match s.trim() {
+        "staged" => Ok(CoopF16::Staged),
+        "direct" => Ok(CoopF16::Direct),
+        o => Err(format!("{o:?}: staged or direct")),
+    }
+}
+
+fn parse_coopd_shape(s: &str) -> Result<[u32; 3], String> {
+    let v: Vec<u32> = s
+        .split('x')
+        .map(|p| p.trim().parse::<u32>().map_err(|e| format!("{p:?}: {e}")))
+        .collect::<Result<_, _>>()?;
+    match v[..] {
+        [f, gn, gm] if (f == 2 || f == 4) && gn >= 1 && gm >= 1 && gn * gm <= 4 => Ok([f, gn, gm]),
+        _ => Err(format!("{s:?}: FNxGNxGM with FN 2 or 4 and GN·GM ≤ 4")),
+    }
 }
 
 fn parse_k_step(s: &str) -> Result<u32, String> {
@@ -92,6 +122,9 @@ impl GpuArgs {
             checked_shaders: self.checked_shaders,
             no_coop: self.no_coop,
             coop_k_step: self.coop_k_step,
+            coop_f16: self.coop_f16,
+            coopd_target: self.coopd_target,
+            coopd_shape: self.coopd_shape,
         }
     }
 }
@@ -340,6 +373,16 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             let bw_bytes = (working_set / 2).min(ctx.limits.max_storage_buffer_binding_size);
             let bw = pollster::block_on(bca::bench::copy_bandwidth(&ctx, bw_bytes, 10))?;
             println!("copy kernel bandwidth: {:.1} GB/s (read + write)", bw / 1e9);
+            if ctx.caps.coop {
+                let p = pollster::block_on(bca::bench::tensor_peak(&ctx))?;
+                println!(
+                    "tensor-core multiply-add limit: {:.1} TFLOP/s (fragments in registers), \
+                     {:.1} (reloaded from a buffer), {:.1} (from workgroup memory)",
+                    p[0] / 1e12,
+                    p[1] / 1e12,
+                    p[2] / 1e12
+                );
+            }
             println!(
                 "{:<30} {:>4} {:>7} {:>6} {:>10} {:>9} {:>8} {:>7} {:>7}",
                 "product", "fmt", "rows", "cols", "MB", "us/call", "GB/s", "% copy", "TFLOP/s"
