@@ -389,7 +389,7 @@ fn gemm_coop_f16() {
     // the other K step, and split-K (3 slices, clamped to the steps: ragged last slices), for
     // each kernel of f16 weights
     use bca::gpu::CoopF16;
-    for f16k in [CoopF16::Staged, CoopF16::Direct] {
+    for f16k in [CoopF16::Staged, CoopF16::Direct, CoopF16::Big] {
         for (tk, split) in [(32, None), (64, Some(3)), (32, Some(3))] {
             let c = pollster::block_on(GpuContext::new(&GpuOptions {
                 coop_k_step: Some(tk),
@@ -404,7 +404,7 @@ fn gemm_coop_f16() {
         }
         // the kernels' own split-K choice with a large target (many slices)
         let c = pollster::block_on(GpuContext::new(&GpuOptions {
-            coopd_target: Some(4000),
+            coop_split_target: Some(4000),
             coop_f16: Some(f16k),
             ..opts.clone()
         }))
@@ -417,7 +417,7 @@ fn gemm_coop_f16() {
         for target in [None, Some(4000)] {
             let c = pollster::block_on(GpuContext::new(&GpuOptions {
                 coopd_shape: Some(shape),
-                coopd_target: target,
+                coop_split_target: target,
                 coop_f16: Some(CoopF16::Direct),
                 ..opts.clone()
             }))
@@ -570,6 +570,10 @@ fn coop_shaders_lower_to_spirv() {
         }
         keys.push(("gemm_coopd_split", tile));
     }
+    for act in 0..4u32 {
+        keys.push(("gemm_coopb", vec![("ACT", act)]));
+    }
+    keys.push(("gemm_coopb_split", vec![]));
 
     for mode in 0..3u32 {
         keys.push(("mma_peak", vec![("MODE", mode)]));
@@ -583,6 +587,7 @@ fn coop_shaders_lower_to_spirv() {
             "rvq_coop" => vec!["rvq_coop_dist", "rvq_coop_pick"],
             "gemm_coop_split" => vec!["gemm_coop_part"],
             "gemm_coopd_split" => vec!["gemm_coopd_part"],
+            "gemm_coopb_split" => vec!["gemm_coopb_part"],
             f => vec![f],
         }
     };

@@ -41,9 +41,9 @@ pub struct GpuOptions {
     /// Which tensor-core kernel f16-weight products use (a tuning knob; default
     /// [`COOP_F16`]).
     pub coop_f16: Option<CoopF16>,
-    /// Subgroups the direct tensor-core product aims for through split-K (a tuning knob;
-    /// default [`crate::ops::COOPD_SPLIT_TARGET`]).
-    pub coopd_target: Option<usize>,
+    /// Subgroups the f16-weight tensor-core products aim for through split-K (a tuning knob;
+    /// defaults [`crate::ops::COOPB_SPLIT_TARGET`] and [`crate::ops::COOPD_SPLIT_TARGET`]).
+    pub coop_split_target: Option<usize>,
     /// The direct tensor-core product's tile `[FN, GN, GM]`: (16·FN) × 64 per subgroup,
     /// GN × GM subgroups per workgroup (a tuning knob; default [`COOPD_SHAPE`]).
     pub coopd_shape: Option<[u32; 3]>,
@@ -56,10 +56,12 @@ pub enum CoopF16 {
     Staged,
     /// `gemm_coopd.wgsl`: fragments loaded straight from the buffers.
     Direct,
+    /// `gemm_coopb.wgsl`: 128 × 128 tiles, double-buffered staging.
+    Big,
 }
 
 /// The default [`CoopF16`].
-pub const COOP_F16: CoopF16 = CoopF16::Direct;
+pub const COOP_F16: CoopF16 = CoopF16::Big;
 
 /// The direct tensor-core product's default tile `[FN, GN, GM]` (see
 /// [`GpuOptions::coopd_shape`]).
@@ -99,6 +101,10 @@ pub struct Caps {
 
 /// Workgroup memory the cooperative-matrix product needs (its staging tiles).
 pub(crate) const COOP_WG_STORAGE: u32 = 36864;
+/// Workgroup memory of the 128 × 128 tensor-core tile (`gemm_coopb.wgsl`); adapters with less
+/// take the direct tile instead (a kernel over the limit is not reported as an error by the
+/// driver: its first dispatch never finished on an H100).
+pub const COOPB_WG_STORAGE: u32 = 46080;
 
 /// The adapter offers subgroup-scope 16×16×16 cooperative matrices with f16 A/B and f32 C.
 fn coop_16x16_f16(adapter: &wgpu::Adapter) -> bool {
@@ -164,8 +170,8 @@ pub struct GpuContext {
     pub coop_k_step: u32,
     /// See [`GpuOptions::coop_f16`] (resolved).
     pub coop_f16: CoopF16,
-    /// See [`GpuOptions::coopd_target`] (resolved).
-    pub coopd_target: usize,
+    /// See [`GpuOptions::coop_split_target`].
+    pub coop_split_target: Option<usize>,
     /// See [`GpuOptions::coopd_shape`] (resolved).
     pub coopd_shape: [u32; 3],
     /// q4/q8 decode products quantise x to int8 and use packed dot products (gemv_i8.wgsl).
@@ -295,8 +301,11 @@ impl GpuContext {
                 required_limits: limits.clone(),
                 memory_hints: wgpu::MemoryHints::Performance,
                 // SAFETY: the one experimental feature we may request is cooperative matrices,
-                // used by the *_coop kernels only, whose loads and stores stay inside workgroup
-                // arrays of fixed size (tested against the CPU reference on ragged shapes).
+                // used by the *_coop kernels and the f16 products' gemm_coopd/gemm_coopb only.
+                // Their fragment loads and stores stay inside workgroup arrays of fixed size,
+                // except gemm_coopd's loads from storage buffers, whose tiles are clamped inside
+                // the matrices so that every fragment row lies in bounds. All of them are tested
+                // against the CPU reference on ragged shapes.
                 experimental_features: if coop {
                     unsafe { wgpu::ExperimentalFeatures::enabled() }
                 } else {
@@ -378,10 +387,7 @@ impl GpuContext {
             attn_splits: opts.attn_splits,
             coop_k_step: opts.coop_k_step.unwrap_or(COOP_K_STEP),
             coop_f16: opts.coop_f16.unwrap_or(COOP_F16),
-            coopd_target: opts
-                .coopd_target
-                .unwrap_or(crate::ops::COOPD_SPLIT_TARGET)
-                .max(1),
+            coop_split_target: opts.coop_split_target.map(|t| t.max(1)),
             coopd_shape: opts.coopd_shape.unwrap_or(COOPD_SHAPE),
             int8: !opts.no_int8,
             sink,

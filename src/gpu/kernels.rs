@@ -67,6 +67,14 @@ const SOURCES: &[(&str, &str)] = &[
         include_str!("../../shaders/matmul/gemm_splitk.wgsl"),
     ),
     (
+        "gemm_coopb",
+        include_str!("../../shaders/matmul/gemm_coopb.wgsl"),
+    ),
+    (
+        "gemm_coopb_split",
+        include_str!("../../shaders/matmul/gemm_coopb_split.wgsl"),
+    ),
+    (
         "mma_peak",
         include_str!("../../shaders/matmul/mma_peak.wgsl"),
     ),
@@ -155,6 +163,10 @@ const INCLUDES: &[(&str, &str)] = &[
     (
         "coop_mma",
         include_str!("../../shaders/common/coop_mma.wgsl"),
+    ),
+    (
+        "coopb_mma",
+        include_str!("../../shaders/common/coopb_mma.wgsl"),
     ),
     (
         "coopd_mma",

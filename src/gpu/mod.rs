@@ -12,7 +12,7 @@ mod readback;
 mod recorder;
 
 pub use buffers::{Arena, BufferPool, PooledBuffer};
-pub use context::{Caps, CoopF16, GpuContext, GpuOptions, NegotiatedLimits};
+pub use context::{Caps, CoopF16, GpuContext, GpuOptions, NegotiatedLimits, COOPB_WG_STORAGE};
 pub use kernels::{ActDType, KernelKey};
 pub use pipelines::{Binding, PipelineCache};
 pub use readback::read_buffer;

@@ -70,6 +70,13 @@ pub const COOP_SPLIT_MIN_STEPS: usize = 4;
 /// (16 per SM of an H100; measured on encode 10 s: 528 / 1056 / 2112 → 29.9 / 28.2 / 26.7 ms).
 pub const COOPD_SPLIT_TARGET: usize = 2112;
 pub const COOPD_SPLIT_MIN_STEPS: usize = 8;
+/// The 128 × 128 double-buffered tensor-core product (`gemm_coopb.wgsl`, f16 weights, the
+/// default): below this many subgroups (4 per tile) K is split into slices of at least
+/// [`COOPB_SPLIT_MIN_STEPS`] steps of 32 (`gemm_coopb_split.wgsl`). Measured on encode 10 s /
+/// 30 s: 528 → 29.8 / 73.1 ms, 1056 → 24.6–26.4 / 68.6–71.8, 2112 → 26.5 / 73.6.
+pub const COOPB_SPLIT_TARGET: usize = 1056;
+/// Fewest K steps (of 32) per slice of the 128 × 128 tensor-core tile.
+pub const COOPB_SPLIT_MIN_STEPS: usize = 4;
 
 /// Which kernel writes split-K partials.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -80,6 +87,8 @@ enum PartKernel {
     Coop(u32),
     /// gemm_coopd_split.wgsl's direct tensor-core tiles (K steps of 16), shape (FN, GN, GM).
     Direct([u32; 3]),
+    /// gemm_coopb_split.wgsl's 128 × 128 double-buffered tile (K steps of 32).
+    Big,
 }
 
 /// Activation fused after the bias.
@@ -473,16 +482,22 @@ fn gemm_tiled(
     };
     // Tensor cores where the adapter has them, unless a knob forces an FMA tile.
     let coop = ctx.caps.coop && ctx.gemm_tile.is_none();
-    // f16 weights on tensor cores load their fragments straight from the buffers where the
-    // clamped direct tile fits inside the matrices
-    if coop
-        && ctx.coop_f16 == CoopF16::Direct
-        && matches!(w, Matrix::F16 { .. })
-        && k % 16 == 0
-        && n >= 16 * ctx.coopd_shape[0] as usize
-        && m >= 64
-    {
-        return gemm_direct(rec, w, xin, y, epi, (n, m, k), act_code);
+    // f16 weights on tensor cores: fragments loaded straight from the buffers where the
+    // clamped direct tile fits inside the matrices, or the 128 × 128 double-buffered tile
+    if coop && matches!(w, Matrix::F16 { .. }) && k % 4 == 0 {
+        let big_fits =
+            ctx.limits.max_compute_workgroup_storage_size >= crate::gpu::COOPB_WG_STORAGE;
+        match ctx.coop_f16 {
+            CoopF16::Big if big_fits => {
+                return gemm_big_coop(rec, w, xin, y, epi, (n, m, k), act_code)
+            }
+            CoopF16::Direct | CoopF16::Big
+                if k % 16 == 0 && n >= 16 * ctx.coopd_shape[0] as usize && m >= 64 =>
+            {
+                return gemm_direct(rec, w, xin, y, epi, (n, m, k), act_code)
+            }
+            _ => {}
+        }
     }
     // 128×128 tiles once there are enough of them to fill the GPU twice over (measured on an
     // H200: for the encoder's 1280-row products at N = 512 the 64×64 tiles are 1.7× faster).
@@ -564,7 +579,7 @@ fn gemm_tiled(
 
 /// The direct tensor-core product of f16 weights (`gemm_coopd.wgsl`; the caller checked
 /// N ≥ 16·FN, M ≥ 64, K % 16 == 0): GN × GM subgroups per workgroup, each on a clamped
-/// (16·FN) × 64 tile; split-K below [`GpuContext::coopd_target`] subgroups (M a multiple of 4:
+/// (16·FN) × 64 tile; split-K below [`COOPD_SPLIT_TARGET`] subgroups (M a multiple of 4:
 /// the partials are written as vec4s).
 fn gemm_direct(
     rec: &mut Recorder,
@@ -582,11 +597,11 @@ fn gemm_direct(
     let gy = (n as u32).div_ceil(16 * f * gn);
     let subgroups = (gx * gy * gn * gm) as usize;
     let steps = k / 16;
+    let target = ctx.coop_split_target.unwrap_or(COOPD_SPLIT_TARGET);
     let splits = match ctx.gemm_split {
         _ if m % 4 != 0 => 1,
         Some(s) => s.clamp(1, steps.max(1)),
-        None if subgroups < ctx.coopd_target => ctx
-            .coopd_target
+        None if subgroups < target => target
             .div_ceil(subgroups)
             .min(steps / COOPD_SPLIT_MIN_STEPS)
             .max(1),
@@ -611,6 +626,80 @@ fn gemm_direct(
         act: ctx.act(),
         subgroups: false,
         constants: vec![("ACT", act_code), ("FN", f), ("GN", gn), ("GM", gm)],
+    };
+    let p = ctx.pipeline(&key, GEMM_BINDINGS)?;
+    let lim = ctx.limits.max_compute_workgroups_per_dimension;
+    if gx > lim || gy > lim {
+        return Err(shape_err(
+            "gemv",
+            format!("{n}×{m} output needs {gx}×{gy} workgroups, over the limit {lim}"),
+        ));
+    }
+    let params = GemmParams {
+        m: m as u32,
+        k: k as u32,
+        nb: w.blocks_per_row() as u32,
+        flags: epi.bias.is_some() as u32 | (epi.residual.is_some() as u32) << 1,
+        n: n as u32,
+        _pad: [0; 3],
+    };
+    let ubuf = rec.params(bytemuck::bytes_of(&params));
+    let bias = epi.bias.map(|b| &b.buf).unwrap_or(&ctx.dummy);
+    let res = epi.residual.map(|b| &b.buf).unwrap_or(&ctx.dummy);
+    let group = rec.bind(
+        &p,
+        &crate::binds![w.data(), &ctx.dummy, &xin.buf, bias, res, &y.buf, &ubuf],
+    );
+    rec.dispatch(&p, &group, [gx, gy, 1])?;
+    Ok(())
+}
+
+/// The 128 × 128 double-buffered tensor-core product of f16 weights (`gemm_coopb.wgsl`; the
+/// caller checked K % 4 == 0): split-K below [`COOPB_SPLIT_TARGET`] subgroups (4 per
+/// tile; M a multiple of 4: the partials are written as vec4s).
+fn gemm_big_coop(
+    rec: &mut Recorder,
+    w: &Matrix,
+    xin: &Tensor,
+    y: &Tensor,
+    epi: Epilogue,
+    (n, m, k): (usize, usize, usize),
+    act_code: u32,
+) -> Result<(), OpError> {
+    let ctx = rec.ctx();
+    let gx = (m as u32).div_ceil(128);
+    let gy = (n as u32).div_ceil(128);
+    let subgroups = (gx * gy * 4) as usize;
+    let steps = k.div_ceil(32);
+    let target = ctx.coop_split_target.unwrap_or(COOPB_SPLIT_TARGET);
+    let splits = match ctx.gemm_split {
+        _ if m % 4 != 0 => 1,
+        Some(s) => s.clamp(1, steps.max(1)),
+        None if subgroups < target => target
+            .div_ceil(subgroups)
+            .min(steps / COOPB_SPLIT_MIN_STEPS)
+            .max(1),
+        None => 1,
+    };
+    if splits > 1 {
+        return gemm_split(
+            rec,
+            w,
+            xin,
+            y,
+            epi,
+            (n, m, k),
+            (0, act_code),
+            splits,
+            PartKernel::Big,
+        );
+    }
+    let key = KernelKey {
+        family: "gemm_coopb",
+        entry: "gemm_coopb",
+        act: ctx.act(),
+        subgroups: false,
+        constants: vec![("ACT", act_code)],
     };
     let p = ctx.pipeline(&key, GEMM_BINDINGS)?;
     let lim = ctx.limits.max_compute_workgroups_per_dimension;
@@ -685,6 +774,7 @@ fn gemm_split(
         PartKernel::Fma => (32, 64, 64),
         PartKernel::Coop(tk) => (tk as usize, 64, 64),
         PartKernel::Direct([f, gn, gm]) => (16, 64 * gm, 16 * f * gn),
+        PartKernel::Big => (32, 128, 128),
     };
     let kslice = k.div_ceil(tk).div_ceil(splits) * tk;
     let splits = k.div_ceil(kslice);
@@ -735,6 +825,16 @@ fn gemm_split(
                 act: ctx.act(),
                 subgroups: false,
                 constants: vec![("FN", f), ("GN", gn), ("GM", gm)],
+            },
+            SPLIT_BINDINGS,
+        )?,
+        PartKernel::Big => ctx.pipeline(
+            &KernelKey {
+                family: "gemm_coopb_split",
+                entry: "gemm_coopb_part",
+                act: ctx.act(),
+                subgroups: false,
+                constants: vec![],
             },
             SPLIT_BINDINGS,
         )?,

@@ -65,12 +65,12 @@ struct GpuArgs {
     /// The tensor-core product's K step, 32 or 64 (a tuning knob).
     #[arg(long, value_parser = parse_k_step)]
     coop_k_step: Option<u32>,
-    /// The tensor-core kernel of f16-weight products: staged or direct (a tuning knob).
+    /// The tensor-core kernel of f16-weight products: staged, direct or big (a tuning knob).
     #[arg(long, value_parser = parse_coop_f16)]
     coop_f16: Option<bca::gpu::CoopF16>,
-    /// Subgroups the direct tensor-core product aims for through split-K (a tuning knob).
+    /// Subgroups the f16-weight tensor-core products aim for through split-K (a tuning knob).
     #[arg(long)]
-    coopd_target: Option<usize>,
+    coop_split_target: Option<usize>,
     /// The direct tensor-core tile FNxGNxGM: (16·FN) × 64 per subgroup, GN × GM subgroups per
     /// workgroup; FN 2 or 4, GN·GM ≤ 4 (a tuning knob).
     #[arg(long, value_parser = parse_coopd_shape)]
@@ -82,7 +82,8 @@ fn parse_coop_f16(s: &str) -> Result<bca::gpu::CoopF16, String> {
     match s.trim() {
         "staged" => Ok(CoopF16::Staged),
         "direct" => Ok(CoopF16::Direct),
-        o => Err(format!("{o:?}: staged or direct")),
+        "big" => Ok(CoopF16::Big),
+        o => Err(format!("{o:?}: staged, direct or big")),
     }
 }
 
@@ -123,7 +124,7 @@ impl GpuArgs {
             no_coop: self.no_coop,
             coop_k_step: self.coop_k_step,
             coop_f16: self.coop_f16,
-            coopd_target: self.coopd_target,
+            coop_split_target: self.coop_split_target,
             coopd_shape: self.coopd_shape,
         }
     }
