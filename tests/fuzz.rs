@@ -415,4 +415,26 @@ fn absurd_counts_in_the_config_are_errors() {
             .expect_err("absurd value accepted");
         assert!(e.to_string().contains(key), "{e}");
     }
+    // the two overflows proptest found (max_audio_seconds · sampling_rate, d_model ·
+    // avg_pooler), and a list entry
+    for (block, key) in [
+        ("audio_config", "max_audio_seconds"),
+        ("audio_config", "sampling_rate"),
+        ("audio_config", "avg_pooler"),
+        ("flow_matching_config", "spk_emb_dim"),
+    ] {
+        let mut v = bca::weights::tiny::real_config_value();
+        v[block][key] = serde_json::json!(1u64 << 60);
+        let e = bca::weights::OmniConfig::from_value(v, "config.json")
+            .expect_err("absurd value accepted");
+        assert!(e.to_string().contains(key), "{e}");
+    }
+    {
+        let mut v = bca::weights::tiny::real_config_value();
+        v["audio_config"]["vq_config"]["codebook_sizes"][2] = serde_json::json!(1u64 << 60);
+        let key = "codebook_sizes";
+        let e = bca::weights::OmniConfig::from_value(v, "config.json")
+            .expect_err("absurd value accepted");
+        assert!(e.to_string().contains(key), "{e}");
+    }
 }

@@ -298,9 +298,64 @@ impl OmniConfig {
             ("flow_matching_config.prenet_d_model", f.prenet_d_model),
             ("flow_matching_config.prenet_ffn_dim", f.prenet_ffn_dim),
         ];
-        for (key, v) in widths {
+        // … and the other sizes, rates and list entries that enter products (found by
+        // tests/fuzz.rs as overflows: max_audio_seconds · sampling_rate, d_model · avg_pooler)
+        let more = [
+            ("audio_config.sampling_rate", a.sampling_rate),
+            ("audio_config.n_fft", a.n_fft),
+            ("audio_config.hop_length", a.hop_length),
+            ("audio_config.max_audio_seconds", a.max_audio_seconds),
+            ("flow_matching_config.sampling_rate", f.sampling_rate),
+            ("flow_matching_config.hop_length", f.hop_length),
+            ("flow_matching_config.prenet_in_dim", f.prenet_in_dim),
+            ("flow_matching_config.prenet_out_dim", f.prenet_out_dim),
+            (
+                "flow_matching_config.prenet_max_source_positions",
+                f.prenet_max_source_positions,
+            ),
+            ("flow_matching_config.in_channels", f.in_channels),
+            ("flow_matching_config.spk_emb_dim", f.spk_emb_dim),
+            (
+                "flow_matching_config.attention_head_dim",
+                f.attention_head_dim,
+            ),
+            ("flow_matching_config.num_heads", f.num_heads),
+            ("vocoder_config.num_mel_bins", self.vocoder.num_mel_bins),
+        ];
+        let entries = a
+            .vq_config
+            .codebook_sizes
+            .iter()
+            .map(|&v| ("audio_config.vq_config.codebook_sizes", v))
+            .chain(
+                f.channels
+                    .iter()
+                    .map(|&v| ("flow_matching_config.channels", v)),
+            )
+            .chain(
+                self.vocoder
+                    .channels
+                    .iter()
+                    .map(|&v| ("vocoder_config.channels", v)),
+            );
+        for (key, v) in widths.into_iter().chain(more).chain(entries) {
             if v > MAX_WIDTH {
                 return bad(key, format!("{v} is more than {MAX_WIDTH}"));
+            }
+        }
+        // Kernel sizes, strides and factors: small by nature, bounded like the counts so that a
+        // product of a few of them with widths stays far from overflow.
+        let small = [
+            ("audio_config.kernel_size", a.kernel_size),
+            ("audio_config.stride_size", a.stride_size),
+            ("audio_config.decoder_kernel_size", a.decoder_kernel_size),
+            ("audio_config.decoder_stride_size", a.decoder_stride_size),
+            ("audio_config.avg_pooler", a.avg_pooler),
+            ("flow_matching_config.diffusion_steps", f.diffusion_steps),
+        ];
+        for (key, v) in small {
+            if v > MAX_COUNT {
+                return bad(key, format!("{v} is more than {MAX_COUNT}"));
             }
         }
         let nonzero = [
