@@ -1,5 +1,5 @@
 // gemm_coopb — gemm_coop.wgsl's product for f16 weights on 128 × 128 tiles with
-// double-buffered staging (coopb_mma.wgsl): 4 subgroups of 32, each owning 64 × 64 outputs;
+// double-buffered staging (coopb_mma.wgsl): 8 subgroups of 32, each owning 64 × 32 outputs;
 // each output fragment goes through workgroup memory (f32) to gemm_store's epilogue. Same
 // bindings, params and epilogue as gemm.wgsl, W read as vec4<f16>. Native only (Caps::coop);
 // the host picks it for f16 weights with K a multiple of 4 (`--coop-f16 big`).
@@ -43,7 +43,7 @@ fn emit(g: u32, lane: u32, n: u32, m: u32) {
     }
 }
 
-@compute @workgroup_size(128)
+@compute @workgroup_size(256)
 fn gemm_coopb(
     @builtin(local_invocation_index) t: u32,
     @builtin(workgroup_id) wg: vec3<u32>,

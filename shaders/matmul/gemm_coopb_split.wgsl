@@ -40,7 +40,7 @@ fn emit(g: u32, lane: u32, n: u32, m: u32) {
     }
 }
 
-@compute @workgroup_size(128)
+@compute @workgroup_size(256)
 fn gemm_coopb_part(
     @builtin(local_invocation_index) t: u32,
     @builtin(workgroup_id) wg: vec3<u32>,

@@ -101,10 +101,10 @@ pub struct Caps {
 
 /// Workgroup memory the cooperative-matrix product needs (its staging tiles).
 pub(crate) const COOP_WG_STORAGE: u32 = 36864;
-/// Workgroup memory of the 128 × 128 tensor-core tile (`gemm_coopb.wgsl`); adapters with less
-/// take the direct tile instead (a kernel over the limit is not reported as an error by the
-/// driver: its first dispatch never finished on an H100).
-pub const COOPB_WG_STORAGE: u32 = 46080;
+/// Workgroup memory of the 128 × 128 tensor-core tile (`gemm_coopb.wgsl`, 48 KB); adapters
+/// with less take the direct tile instead (a kernel over the limit is not reported as an error
+/// by the driver: its first dispatch never finished on an H100).
+pub const COOPB_WG_STORAGE: u32 = 49152;
 
 /// The adapter offers subgroup-scope 16×16×16 cooperative matrices with f16 A/B and f32 C.
 fn coop_16x16_f16(adapter: &wgpu::Adapter) -> bool {

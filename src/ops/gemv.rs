@@ -71,10 +71,11 @@ pub const COOP_SPLIT_MIN_STEPS: usize = 4;
 pub const COOPD_SPLIT_TARGET: usize = 2112;
 pub const COOPD_SPLIT_MIN_STEPS: usize = 8;
 /// The 128 × 128 double-buffered tensor-core product (`gemm_coopb.wgsl`, f16 weights, the
-/// default): below this many subgroups (4 per tile) K is split into slices of at least
+/// default): below this many subgroups (8 per tile) K is split into slices of at least
 /// [`COOPB_SPLIT_MIN_STEPS`] steps of 32 (`gemm_coopb_split.wgsl`). Measured on encode 10 s /
-/// 30 s: 528 → 29.8 / 73.1 ms, 1056 → 24.6–26.4 / 68.6–71.8, 2112 → 26.5 / 73.6.
-pub const COOPB_SPLIT_TARGET: usize = 1056;
+/// 30 s: 1584 → 20.7 / 64.0 ms, 2112 → 19.3–20.7 / 52.9–58.1, 3168 → 20.1 / 56.3, 4224 →
+/// 21.5 / 59.5.
+pub const COOPB_SPLIT_TARGET: usize = 2112;
 /// Fewest K steps (of 32) per slice of the 128 × 128 tensor-core tile.
 pub const COOPB_SPLIT_MIN_STEPS: usize = 4;
 
@@ -655,7 +656,7 @@ fn gemm_direct(
 }
 
 /// The 128 × 128 double-buffered tensor-core product of f16 weights (`gemm_coopb.wgsl`; the
-/// caller checked K % 4 == 0): split-K below [`COOPB_SPLIT_TARGET`] subgroups (4 per
+/// caller checked K % 4 == 0): split-K below [`COOPB_SPLIT_TARGET`] subgroups (8 per
 /// tile; M a multiple of 4: the partials are written as vec4s).
 fn gemm_big_coop(
     rec: &mut Recorder,
@@ -669,7 +670,7 @@ fn gemm_big_coop(
     let ctx = rec.ctx();
     let gx = (m as u32).div_ceil(128);
     let gy = (n as u32).div_ceil(128);
-    let subgroups = (gx * gy * 4) as usize;
+    let subgroups = (gx * gy * 8) as usize;
     let steps = k.div_ceil(32);
     let target = ctx.coop_split_target.unwrap_or(COOPB_SPLIT_TARGET);
     let splits = match ctx.gemm_split {
