@@ -342,6 +342,18 @@ fn bca_cmd() -> std::process::Command {
     c
 }
 
+/// Runs `c`, requires success (else fails with its stdout and stderr) and returns its stdout.
+fn run_ok(c: &mut std::process::Command) -> String {
+    let out = c.output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
 #[test]
 fn cli_vocode_writes_wav_and_rejects_bad_codes() {
     let g = golden();
@@ -356,20 +368,15 @@ fn cli_vocode_writes_wav_and_rejects_bad_codes() {
     .unwrap();
     let wav = dir.join("out.wav");
     let trace = dir.join("trace.safetensors");
-    let out = bca_cmd()
-        .arg("vocode")
-        .arg(tiny())
-        .arg(&npy)
-        .arg("-o")
-        .arg(&wav)
-        .args(["--seed", "3", "--f32", "--trace"])
-        .arg(&trace)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    run_ok(
+        bca_cmd()
+            .arg("vocode")
+            .arg(tiny())
+            .arg(&npy)
+            .arg("-o")
+            .arg(&wav)
+            .args(["--seed", "3", "--f32", "--trace"])
+            .arg(&trace),
     );
     let r = hound::WavReader::open(&wav).unwrap();
     assert_eq!(r.spec().sample_rate, 24000);
@@ -414,25 +421,16 @@ fn cli_vocode_writes_wav_and_rejects_bad_codes() {
 
 #[test]
 fn cli_bench_vocode_runs_at_tiny_shape() {
-    let out = bca_cmd()
-        .args([
-            "bench",
-            "vocode",
-            "--shape",
-            "tiny",
-            "--seconds",
-            "0.16",
-            "--reps",
-            "1",
-        ])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = run_ok(bca_cmd().args([
+        "bench",
+        "vocode",
+        "--shape",
+        "tiny",
+        "--seconds",
+        "0.16",
+        "--reps",
+        "1",
+    ]));
     // one row: 2 frames → 7 mel frames → 3360 samples = 0.14 s, and a positive RTF
     let row = text
         .lines()
@@ -903,20 +901,14 @@ fn cli_vocode_chunked_writes_chunks_and_reports_the_deviation() {
     let npy = dir.join("codes.npy");
     std::fs::write(&npy, bca::util::npy::write_i32(&[11, 8], &codes)).unwrap();
     let wav = dir.join("out.wav");
-    let out = bca_cmd()
-        .arg("vocode")
-        .arg(tiny())
-        .arg(&npy)
-        .arg("-o")
-        .arg(&wav)
-        .args(["--f32", "--float", "--seed", "2", "--chunk-frames", "3"])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
+    let text = run_ok(
+        bca_cmd()
+            .arg("vocode")
+            .arg(tiny())
+            .arg(&npy)
+            .arg("-o")
+            .arg(&wav)
+            .args(["--f32", "--float", "--seed", "2", "--chunk-frames", "3"]),
     );
     // default lookahead 3: chunks after frames 6 and 9, then the end
     let sizes: Vec<usize> = text
@@ -991,27 +983,18 @@ fn cli_vocode_chunked_writes_chunks_and_reports_the_deviation() {
 
 #[test]
 fn cli_bench_vocode_times_chunked_streaming() {
-    let out = bca_cmd()
-        .args([
-            "bench",
-            "vocode",
-            "--shape",
-            "tiny",
-            "--seconds",
-            "0.4",
-            "--reps",
-            "1",
-            "--chunk-frames",
-            "1",
-        ])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = run_ok(bca_cmd().args([
+        "bench",
+        "vocode",
+        "--shape",
+        "tiny",
+        "--seconds",
+        "0.4",
+        "--reps",
+        "1",
+        "--chunk-frames",
+        "1",
+    ]));
     // 5 frames, C = 1, L = 3: prefixes of 4 and 5 frames, the 5-frame one reused at the end
     let after = text
         .split("chunked streaming, 1 frames per chunk, lookahead 3")

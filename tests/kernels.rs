@@ -317,22 +317,22 @@ fn gemm_cases(path: Path, tile: u32, split: usize) {
     gemm_cases_on(&owned, &format!("{path:?} tile {tile} split {split}"));
 }
 
-fn gemm_cases_on(c: &GpuContext, what: &str) {
-    let mut seed = 9000;
-    for format in [WeightFormat::F16, WeightFormat::Q8, WeightFormat::Q4] {
-        for &(n, m, k) in &[
-            (ops::GEMM_MIN_N, 34usize, 100usize),
-            (67, 130, 36),
-            (130, 70, 260),
-            (64, 64, 64),
-            (200, 134, 52),
-        ] {
-            for (act, norm, bias, residual) in [
-                (Activation::None, false, false, false),
-                (Activation::Gelu, false, true, true),
-                (Activation::Silu, true, true, false),
-                (Activation::SwiGlu, true, false, true),
-            ] {
+/// Epilogues of the product cases: (activation, fused RMSNorm, bias, residual).
+type Epi = (Activation, bool, bool, bool);
+
+/// Every format × shape × epilogue against the CPU reference, seeds from `seed0` on.
+fn product_cases(
+    c: &GpuContext,
+    what: &str,
+    formats: &[WeightFormat],
+    shapes: &[(usize, usize, usize)],
+    epilogues: &[Epi],
+    seed0: u64,
+) {
+    let mut seed = seed0;
+    for &format in formats {
+        for &(n, m, k) in shapes {
+            for &(act, norm, bias, residual) in epilogues {
                 let case = GemvCase {
                     format,
                     n,
@@ -351,6 +351,28 @@ fn gemm_cases_on(c: &GpuContext, what: &str) {
             }
         }
     }
+}
+
+fn gemm_cases_on(c: &GpuContext, what: &str) {
+    product_cases(
+        c,
+        what,
+        &[WeightFormat::F16, WeightFormat::Q8, WeightFormat::Q4],
+        &[
+            (ops::GEMM_MIN_N, 34, 100),
+            (67, 130, 36),
+            (130, 70, 260),
+            (64, 64, 64),
+            (200, 134, 52),
+        ],
+        &[
+            (Activation::None, false, false, false),
+            (Activation::Gelu, false, true, true),
+            (Activation::Silu, true, true, false),
+            (Activation::SwiGlu, true, false, true),
+        ],
+        9000,
+    );
 }
 
 #[test]
@@ -432,39 +454,27 @@ fn gemm_coop_f16() {
 /// tile), M % 4 ≠ 0 (no split-K), long K (split-K by default); K % 16 ≠ 0 and N < 16·FN take
 /// the staged tile.
 fn coop_direct_cases(c: &GpuContext, what: &str) {
-    let mut seed = 9500;
-    for &(n, m, k) in &[
-        (32usize, 64usize, 16usize),
-        (33, 66, 48),
-        (67, 130, 160),
-        (200, 136, 320),
-        (45, 256, 1024),
-        (150, 200, 96),
-        (130, 260, 100),
-        (300, 130, 36),
-    ] {
-        for (act, norm, bias, residual) in [
+    product_cases(
+        c,
+        what,
+        &[WeightFormat::F16],
+        &[
+            (32, 64, 16),
+            (33, 66, 48),
+            (67, 130, 160),
+            (200, 136, 320),
+            (45, 256, 1024),
+            (150, 200, 96),
+            (130, 260, 100),
+            (300, 130, 36),
+        ],
+        &[
             (Activation::None, false, false, false),
             (Activation::Gelu, false, true, true),
             (Activation::SwiGlu, true, false, true),
-        ] {
-            let case = GemvCase {
-                format: WeightFormat::F16,
-                n,
-                m,
-                k,
-                bias,
-                residual,
-                act,
-                norm,
-            };
-            seed += 1;
-            assert_ok(
-                &format!("{what} {case}"),
-                pollster::block_on(selftest::gemv_case(c, case, seed)),
-            );
-        }
-    }
+        ],
+        9500,
+    );
 }
 
 #[test]

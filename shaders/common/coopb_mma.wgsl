@@ -15,6 +15,7 @@ const BT: u32 = 128u; // tile rows (x) and columns (W rows)
 const XS4: u32 = 10u; // staged row stride in vec4<f16>s (32 halves + padding: 80 bytes)
 const STAGE: u32 = 1280u; // BT × XS4
 const CS4: u32 = 4u; // vec4<f32> row stride of a staged output fragment
+const BAND4: u32 = 4u; // vec4<f32>s of output per staged row (16 W rows)
 
 var<workgroup> xs: array<vec4<f16>, 2560>; // 2 buffers × 128 x rows × XS4
 var<workgroup> ws: array<vec4<f16>, 2560>; // 2 buffers × 128 W rows × XS4

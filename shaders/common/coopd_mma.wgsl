@@ -17,6 +17,7 @@ override GN: u32 = 1u; // subgroups along x rows
 override GM: u32 = 1u; // subgroups along W rows
 
 const CS4: u32 = 17u; // vec4<f32> row stride of the staged output
+const BAND4: u32 = 16u; // vec4<f32>s of output per staged row (64 W rows)
 
 var<workgroup> cs: array<vec4<f32>, 1088>; // per subgroup one 16-row band: 16 × CS4
 

@@ -165,6 +165,14 @@ const INCLUDES: &[(&str, &str)] = &[
         include_str!("../../shaders/common/coop_mma.wgsl"),
     ),
     (
+        "coop_f16_out",
+        include_str!("../../shaders/common/coop_f16_out.wgsl"),
+    ),
+    (
+        "coop_f16_part",
+        include_str!("../../shaders/common/coop_f16_part.wgsl"),
+    ),
+    (
         "coopb_mma",
         include_str!("../../shaders/common/coopb_mma.wgsl"),
     ),

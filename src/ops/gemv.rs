@@ -92,6 +92,35 @@ enum PartKernel {
     Big,
 }
 
+impl PartKernel {
+    /// The K step, and one workgroup's tile: (W rows, x rows).
+    fn tile(self) -> (usize, u32, u32) {
+        match self {
+            PartKernel::Fma => (32, 64, 64),
+            PartKernel::Coop(tk) => (tk as usize, 64, 64),
+            PartKernel::Direct([f, gn, gm]) => (16, 64 * gm, 16 * f * gn),
+            PartKernel::Big => (32, 128, 128),
+        }
+    }
+}
+
+/// K slices for a product of `units` work units (tiles or subgroups) over `steps` K steps: a
+/// forced count clamped to the steps; else, below `below` units, enough slices of at least
+/// `min_steps` steps to bring the units to `target`; else one.
+fn k_splits(
+    forced: Option<usize>,
+    units: usize,
+    (below, target): (usize, usize),
+    steps: usize,
+    min_steps: usize,
+) -> usize {
+    match forced {
+        Some(s) => s.clamp(1, steps.max(1)),
+        None if units < below => target.div_ceil(units).min(steps / min_steps).max(1),
+        None => 1,
+    }
+}
+
 /// Activation fused after the bias.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Activation {
@@ -490,12 +519,14 @@ fn gemm_tiled(
             ctx.limits.max_compute_workgroup_storage_size >= crate::gpu::COOPB_WG_STORAGE;
         match ctx.coop_f16 {
             CoopF16::Big if big_fits => {
-                return gemm_big_coop(rec, w, xin, y, epi, (n, m, k), act_code)
+                let big = PartKernel::Big;
+                return gemm_f16_coop(rec, w, xin, y, epi, (n, m, k), act_code, big);
             }
             CoopF16::Direct | CoopF16::Big
                 if k % 16 == 0 && n >= 16 * ctx.coopd_shape[0] as usize && m >= 64 =>
             {
-                return gemm_direct(rec, w, xin, y, epi, (n, m, k), act_code)
+                let direct = PartKernel::Direct(ctx.coopd_shape);
+                return gemm_f16_coop(rec, w, xin, y, epi, (n, m, k), act_code, direct);
             }
             _ => {}
         }
@@ -523,11 +554,10 @@ fn gemm_tiled(
             GEMM_SPLIT_MIN_STEPS,
         )
     };
-    let splits = match (big && !coop, ctx.gemm_split) {
-        (true, _) => 1,
-        (false, Some(s)) => s.clamp(1, steps.max(1)),
-        (false, None) if tiles < max_tiles => target.div_ceil(tiles).min(steps / min_steps).max(1),
-        (false, None) => 1,
+    let splits = if big && !coop {
+        1
+    } else {
+        k_splits(ctx.gemm_split, tiles, (max_tiles, target), steps, min_steps)
     };
     if splits > 1 {
         let part = if coop {
@@ -548,9 +578,26 @@ fn gemm_tiled(
         );
     }
     let (key, tile) = gemm_key(ctx, coop, big, act_code, fmt);
-    let p = ctx.pipeline(&key, GEMM_BINDINGS)?;
-    let gx = (m as u32).div_ceil(tile);
-    let gy = (n as u32).div_ceil(tile);
+    let grid = [(m as u32).div_ceil(tile), (n as u32).div_ceil(tile)];
+    gemm_one_pass(rec, &key, w, xin, y, epi, n, grid)
+}
+
+/// Records a one-pass product (any kernel with gemm.wgsl's bindings and params) over a grid
+/// of `[W-row tiles, x-row tiles]` workgroups.
+#[allow(clippy::too_many_arguments)]
+fn gemm_one_pass(
+    rec: &mut Recorder,
+    key: &KernelKey,
+    w: &Matrix,
+    xin: &Tensor,
+    y: &Tensor,
+    epi: Epilogue,
+    n: usize,
+    [gx, gy]: [u32; 2],
+) -> Result<(), OpError> {
+    let ctx = rec.ctx();
+    let (m, k) = (w.rows(), w.cols());
+    let p = ctx.pipeline(key, GEMM_BINDINGS)?;
     let lim = ctx.limits.max_compute_workgroups_per_dimension;
     if gx > lim || gy > lim {
         return Err(shape_err(
@@ -578,11 +625,14 @@ fn gemm_tiled(
     Ok(())
 }
 
-/// The direct tensor-core product of f16 weights (`gemm_coopd.wgsl`; the caller checked
-/// N ≥ 16·FN, M ≥ 64, K % 16 == 0): GN × GM subgroups per workgroup, each on a clamped
-/// (16·FN) × 64 tile; split-K below [`COOPD_SPLIT_TARGET`] subgroups (M a multiple of 4:
-/// the partials are written as vec4s).
-fn gemm_direct(
+/// The tensor-core products of f16 weights with their own tiles (the caller checked what
+/// each needs): `PartKernel::Direct` is `gemm_coopd.wgsl` (N ≥ 16·FN, M ≥ 64, K % 16 == 0;
+/// GN × GM subgroups per workgroup, each a clamped (16·FN) × 64 tile), `PartKernel::Big` is
+/// `gemm_coopb.wgsl` (K % 4 == 0; 128 × 128 tiles of 8 subgroups). Split-K below
+/// [`COOPD_SPLIT_TARGET`] / [`COOPB_SPLIT_TARGET`] subgroups, M a multiple of 4 (the
+/// partials are written as vec4s).
+#[allow(clippy::too_many_arguments)]
+fn gemm_f16_coop(
     rec: &mut Recorder,
     w: &Matrix,
     xin: &Tensor,
@@ -590,23 +640,40 @@ fn gemm_direct(
     epi: Epilogue,
     (n, m, k): (usize, usize, usize),
     act_code: u32,
+    kernel: PartKernel,
 ) -> Result<(), OpError> {
     let ctx = rec.ctx();
-    let shape = ctx.coopd_shape;
-    let [f, gn, gm] = shape;
-    let gx = (m as u32).div_ceil(64 * gm);
-    let gy = (n as u32).div_ceil(16 * f * gn);
-    let subgroups = (gx * gy * gn * gm) as usize;
-    let steps = k / 16;
-    let target = ctx.coop_split_target.unwrap_or(COOPD_SPLIT_TARGET);
-    let splits = match ctx.gemm_split {
-        _ if m % 4 != 0 => 1,
-        Some(s) => s.clamp(1, steps.max(1)),
-        None if subgroups < target => target
-            .div_ceil(subgroups)
-            .min(steps / COOPD_SPLIT_MIN_STEPS)
-            .max(1),
-        None => 1,
+    let (tk, cols, rows) = kernel.tile();
+    let gx = (m as u32).div_ceil(cols);
+    let gy = (n as u32).div_ceil(rows);
+    let (family, per_group, min_steps, target, mut constants) = match kernel {
+        PartKernel::Direct([f, gn, gm]) => (
+            "gemm_coopd",
+            gn * gm,
+            COOPD_SPLIT_MIN_STEPS,
+            COOPD_SPLIT_TARGET,
+            vec![("FN", f), ("GN", gn), ("GM", gm)],
+        ),
+        _ => (
+            "gemm_coopb",
+            8,
+            COOPB_SPLIT_MIN_STEPS,
+            COOPB_SPLIT_TARGET,
+            Vec::new(),
+        ),
+    };
+    let target = ctx.coop_split_target.unwrap_or(target);
+    let subgroups = (gx * gy * per_group) as usize;
+    let splits = if m % 4 != 0 {
+        1
+    } else {
+        k_splits(
+            ctx.gemm_split,
+            subgroups,
+            (target, target),
+            k.div_ceil(tk),
+            min_steps,
+        )
     };
     if splits > 1 {
         return gemm_split(
@@ -618,115 +685,18 @@ fn gemm_direct(
             (n, m, k),
             (0, act_code),
             splits,
-            PartKernel::Direct(shape),
+            kernel,
         );
     }
+    constants.insert(0, ("ACT", act_code));
     let key = KernelKey {
-        family: "gemm_coopd",
-        entry: "gemm_coopd",
+        family,
+        entry: family,
         act: ctx.act(),
         subgroups: false,
-        constants: vec![("ACT", act_code), ("FN", f), ("GN", gn), ("GM", gm)],
+        constants,
     };
-    let p = ctx.pipeline(&key, GEMM_BINDINGS)?;
-    let lim = ctx.limits.max_compute_workgroups_per_dimension;
-    if gx > lim || gy > lim {
-        return Err(shape_err(
-            "gemv",
-            format!("{n}×{m} output needs {gx}×{gy} workgroups, over the limit {lim}"),
-        ));
-    }
-    let params = GemmParams {
-        m: m as u32,
-        k: k as u32,
-        nb: w.blocks_per_row() as u32,
-        flags: epi.bias.is_some() as u32 | (epi.residual.is_some() as u32) << 1,
-        n: n as u32,
-        _pad: [0; 3],
-    };
-    let ubuf = rec.params(bytemuck::bytes_of(&params));
-    let bias = epi.bias.map(|b| &b.buf).unwrap_or(&ctx.dummy);
-    let res = epi.residual.map(|b| &b.buf).unwrap_or(&ctx.dummy);
-    let group = rec.bind(
-        &p,
-        &crate::binds![w.data(), &ctx.dummy, &xin.buf, bias, res, &y.buf, &ubuf],
-    );
-    rec.dispatch(&p, &group, [gx, gy, 1])?;
-    Ok(())
-}
-
-/// The 128 × 128 double-buffered tensor-core product of f16 weights (`gemm_coopb.wgsl`; the
-/// caller checked K % 4 == 0): split-K below [`COOPB_SPLIT_TARGET`] subgroups (8 per
-/// tile; M a multiple of 4: the partials are written as vec4s).
-fn gemm_big_coop(
-    rec: &mut Recorder,
-    w: &Matrix,
-    xin: &Tensor,
-    y: &Tensor,
-    epi: Epilogue,
-    (n, m, k): (usize, usize, usize),
-    act_code: u32,
-) -> Result<(), OpError> {
-    let ctx = rec.ctx();
-    let gx = (m as u32).div_ceil(128);
-    let gy = (n as u32).div_ceil(128);
-    let subgroups = (gx * gy * 8) as usize;
-    let steps = k.div_ceil(32);
-    let target = ctx.coop_split_target.unwrap_or(COOPB_SPLIT_TARGET);
-    let splits = match ctx.gemm_split {
-        _ if m % 4 != 0 => 1,
-        Some(s) => s.clamp(1, steps.max(1)),
-        None if subgroups < target => target
-            .div_ceil(subgroups)
-            .min(steps / COOPB_SPLIT_MIN_STEPS)
-            .max(1),
-        None => 1,
-    };
-    if splits > 1 {
-        return gemm_split(
-            rec,
-            w,
-            xin,
-            y,
-            epi,
-            (n, m, k),
-            (0, act_code),
-            splits,
-            PartKernel::Big,
-        );
-    }
-    let key = KernelKey {
-        family: "gemm_coopb",
-        entry: "gemm_coopb",
-        act: ctx.act(),
-        subgroups: false,
-        constants: vec![("ACT", act_code)],
-    };
-    let p = ctx.pipeline(&key, GEMM_BINDINGS)?;
-    let lim = ctx.limits.max_compute_workgroups_per_dimension;
-    if gx > lim || gy > lim {
-        return Err(shape_err(
-            "gemv",
-            format!("{n}×{m} output needs {gx}×{gy} workgroups, over the limit {lim}"),
-        ));
-    }
-    let params = GemmParams {
-        m: m as u32,
-        k: k as u32,
-        nb: w.blocks_per_row() as u32,
-        flags: epi.bias.is_some() as u32 | (epi.residual.is_some() as u32) << 1,
-        n: n as u32,
-        _pad: [0; 3],
-    };
-    let ubuf = rec.params(bytemuck::bytes_of(&params));
-    let bias = epi.bias.map(|b| &b.buf).unwrap_or(&ctx.dummy);
-    let res = epi.residual.map(|b| &b.buf).unwrap_or(&ctx.dummy);
-    let group = rec.bind(
-        &p,
-        &crate::binds![w.data(), &ctx.dummy, &xin.buf, bias, res, &y.buf, &ubuf],
-    );
-    rec.dispatch(&p, &group, [gx, gy, 1])?;
-    Ok(())
+    gemm_one_pass(rec, &key, w, xin, y, epi, n, [gx, gy])
 }
 
 // Mirrors shaders/matmul/gemm_splitk.wgsl: w, s, x, part, params, bias, res, y.
@@ -771,12 +741,7 @@ fn gemm_split(
 ) -> Result<(), OpError> {
     let ctx = rec.ctx();
     // K step, and the workgroup's (W rows, x rows)
-    let (tk, cols, rows) = match kernel {
-        PartKernel::Fma => (32, 64, 64),
-        PartKernel::Coop(tk) => (tk as usize, 64, 64),
-        PartKernel::Direct([f, gn, gm]) => (16, 64 * gm, 16 * f * gn),
-        PartKernel::Big => (32, 128, 128),
-    };
+    let (tk, cols, rows) = kernel.tile();
     let kslice = k.div_ceil(tk).div_ceil(splits) * tk;
     let splits = k.div_ceil(kslice);
     let part = ctx.acquire((splits * n * m * 4) as u64);
