@@ -420,16 +420,21 @@ impl<'a> Recorder<'a> {
     }
 
     /// Submits everything recorded.
-    pub fn submit(mut self) -> Result<(), GpuError> {
+    pub fn submit(self) -> Result<(), GpuError> {
+        self.submit_index().map(|_| ())
+    }
+
+    /// [`Self::submit`], returning the submission's index (to wait for it alone).
+    pub fn submit_index(mut self) -> Result<wgpu::SubmissionIndex, GpuError> {
         let mut enc = self.take_encoder()?;
         let resolved = self.resolve_profile(&mut enc);
         self.write_rings();
-        self.ctx.queue.submit([enc.finish()]);
+        let index = self.ctx.queue.submit([enc.finish()]);
         self.ctx.check()?;
         if let (Some((buf, n)), Some(prof)) = (resolved, self.prof.as_ref()) {
             self.ctx.record_profile(&buf, n, &prof.names)?;
         }
-        Ok(())
+        Ok(index)
     }
 }
 

@@ -142,6 +142,15 @@ pub struct Epilogue<'a> {
     pub norm: Option<(&'a wgpu::Buffer, f32)>,
 }
 
+/// Whether [`Epilogue::norm`] costs no dispatch of its own for this product: q4/q8 weights with
+/// int8 activations (fewer than [`GEMM_MIN_N`] vectors) normalise x in the dispatch that
+/// quantises it. Elsewhere every workgroup of the product would recompute the norm, which
+/// measured slower than a separate RMSNorm (BENCHMARKS.md, 2026-11-25), so callers fold a norm
+/// only where this holds.
+pub fn norm_folds(ctx: &crate::gpu::GpuContext, w: &Matrix, n: usize) -> bool {
+    n < GEMM_MIN_N && ctx.int8 && !matches!(w, Matrix::F16 { .. })
+}
+
 /// `y (N, M) = act(x (N, K) · Wᵀ + bias) + residual`, W (M, K) in any [`Matrix`] format.
 /// Vectors go through in groups of [`GEMV_MAX_N`] per dispatch. For N > 1, K must be a
 /// multiple of 4 (rows of x are read as vec4).

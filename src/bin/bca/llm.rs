@@ -595,7 +595,7 @@ pub fn bench(a: BenchLlmArgs) -> Res {
     let bw = pollster::block_on(bca::bench::copy_bandwidth(&ctx, bw_bytes, 10))?;
     println!("copy kernel bandwidth: {:.1} GB/s (read + write)", bw / 1e9);
     println!(
-        "{:>4} {:>7} {:>12} {:>10} {:>9} {:>7} {:>9} {:>9} {:>7}",
+        "{:>4} {:>7} {:>12} {:>10} {:>9} {:>7} {:>9} {:>9} {:>7} {:>10} {:>8} {:>9}",
         "fmt",
         "prompt",
         "prefill t/s",
@@ -604,7 +604,10 @@ pub fn bench(a: BenchLlmArgs) -> Res {
         "% copy",
         "frames/s",
         "MB/frame",
-        "% copy"
+        "% copy",
+        "serial f/s",
+        "rec ms/f",
+        "wait ms/f"
     );
     let mut all = Vec::new();
     for f in formats {
@@ -613,7 +616,7 @@ pub fn bench(a: BenchLlmArgs) -> Res {
             &ctx, cfg, f, a.prompt, a.tokens, a.frames, bw,
         ))?;
         println!(
-            "{:>4} {:>7} {:>12.1} {:>10.2} {:>9.1} {:>6.1}% {:>9.2} {:>9.1} {:>6.1}%",
+            "{:>4} {:>7} {:>12.1} {:>10.2} {:>9.1} {:>6.1}% {:>9.2} {:>9.1} {:>6.1}% {:>10.2} {:>8.2} {:>9.2}",
             r.format,
             r.prompt,
             r.prefill_tokens_per_s,
@@ -622,7 +625,10 @@ pub fn bench(a: BenchLlmArgs) -> Res {
             r.decode_pct_of_copy,
             r.frames_per_s,
             r.frame_bytes as f64 / 1e6,
-            r.frame_pct_of_copy
+            r.frame_pct_of_copy,
+            r.frames_per_s_serial,
+            r.frame_record_ms,
+            r.frame_wait_ms
         );
         all.push(r);
     }

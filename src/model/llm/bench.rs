@@ -23,7 +23,14 @@ pub struct LlmBench {
     pub decode_tokens_per_s: f64,
     pub decode_bytes: u64,
     pub decode_pct_of_copy: f64,
+    /// Audio frames per second, pipelined as the generator runs them (one frame in flight).
     pub frames_per_s: f64,
+    /// The same, each frame read back before the next is recorded (`pipeline: false`).
+    pub frames_per_s_serial: f64,
+    /// Pipelined, per frame: the CPU's time recording and submitting (the LLM step and the
+    /// next frame), and its time waiting for the frame's codes.
+    pub frame_record_ms: f64,
+    pub frame_wait_ms: f64,
     pub frame_bytes: u64,
     pub frame_pct_of_copy: f64,
 }
@@ -104,6 +111,50 @@ fn matrix_bytes(m: &Matrix) -> u64 {
     m.data_bytes() + m.scale_bytes()
 }
 
+/// `n` frames with one in flight (the generator's pipelined loop, without its bookkeeping). It
+/// keeps going past an audio-end code, which has its own embedding row.
+#[allow(clippy::too_many_arguments)]
+async fn pipelined_frames(
+    ctx: &GpuContext,
+    fp: &FrameSampler,
+    s: &mut Session,
+    hs: &HeadState,
+    head: &AudioHead,
+    llm: &Llm,
+    codes_s: &GpuSampler,
+    n: usize,
+) -> Result<(f64, f64), ModelError> {
+    let audio = SamplingParams::AUDIO;
+    let mut rng = Rng::new(5);
+    let (mut record, mut wait) = (0.0, 0.0);
+    let mut cur = fp.submit(
+        ctx, hs, head, llm, &s.hidden, codes_s, 0, &audio, &mut rng, 0,
+    )?;
+    for k in 0..n {
+        let t0 = now();
+        s.step_codes(ctx, llm, hs.codes())?;
+        let next = fp.submit(
+            ctx,
+            hs,
+            head,
+            llm,
+            &s.hidden,
+            codes_s,
+            k + 1,
+            &audio,
+            &mut rng,
+            (k + 1) % 2,
+        )?;
+        let t1 = now();
+        fp.read(ctx, cur, llm, &mut rng).await?;
+        record += t1 - t0;
+        wait += now() - t1;
+        cur = next;
+    }
+    fp.read(ctx, cur, llm, &mut rng).await?;
+    Ok((record, wait))
+}
+
 pub async fn bench_llm(
     ctx: &GpuContext,
     cfg: OmniConfig,
@@ -152,6 +203,8 @@ pub async fn bench_llm(
 
     let audio = SamplingParams::AUDIO;
     let cbs = llm.dims.codebooks;
+    // both frame loops start from here
+    let pos = s.len;
     let t0 = now();
     // one submission per frame (eight head steps sampled on the GPU), as the generator runs it
     let fs = FrameSampler::new(ctx, 1);
@@ -168,6 +221,19 @@ pub async fn bench_llm(
         s.step(ctx, &llm, Input::Audio(codes))?;
     }
     s.hidden.to_vec(ctx).await?;
+    let fps_serial = frames as f64 / (now() - t0);
+
+    // pipelined, as the generator runs it (`GenConfig::pipeline`): frame k's codes go to the
+    // LLM from the GPU and frame k + 1 is submitted before frame k is read back; the penalty
+    // histories grow on the GPU
+    let fp = FrameSampler::new(ctx, frames + 2);
+    s.truncate(pos);
+    // warm-up (the first use of a pipeline includes the driver's compile), then measured
+    pipelined_frames(ctx, &fp, &mut s, &hs, &head, &llm, &codes_s, 2).await?;
+    s.truncate(pos);
+    let t0 = now();
+    let (record, wait) =
+        pipelined_frames(ctx, &fp, &mut s, &hs, &head, &llm, &codes_s, frames).await?;
     let fps = frames as f64 / (now() - t0);
 
     // bytes one step must read: every LLM matrix but the embedding, plus the KV cache
@@ -203,7 +269,10 @@ pub async fn bench_llm(
     let bpw = format.bits_per_weight() / 8.0;
     let head_step = nl * (3.0 * h * h + h * h + 2.0 * h * h + 2.0 * h * h) * bpw;
     let classifiers: f64 = cbs.iter().map(|c| (*c as f64 + 1.0) * h * bpw).sum();
-    let frame_bytes = decode_bytes + (8.0 * head_step + classifiers) as u64;
+    // the pipelined frame's LLM step skips the LM head (`Session::step_codes`)
+    let lm_bytes: u64 = llm.lm_head.iter().map(|p| matrix_bytes(&p.matrix)).sum();
+    let frame_bytes =
+        decode_bytes - lm_bytes.min(decode_bytes) + (8.0 * head_step + classifiers) as u64;
     Ok(LlmBench {
         format: format.name().to_string(),
         prompt,
@@ -212,6 +281,9 @@ pub async fn bench_llm(
         decode_bytes,
         decode_pct_of_copy: 100.0 * decode_bytes as f64 * decode / copy_bw,
         frames_per_s: fps,
+        frames_per_s_serial: fps_serial,
+        frame_record_ms: 1e3 * record / frames.max(1) as f64,
+        frame_wait_ms: 1e3 * wait / frames.max(1) as f64,
         frame_bytes,
         frame_pct_of_copy: 100.0 * frame_bytes as f64 * fps / copy_bw,
     })

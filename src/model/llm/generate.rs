@@ -8,7 +8,7 @@ use crate::gpu::GpuContext;
 use crate::text::{StreamDecoder, TextTokenizer};
 use crate::util::rng::Rng;
 
-use super::head::{AudioHead, FrameSampler, HeadState};
+use super::head::{AudioHead, FrameInFlight, FrameSampler, HeadState};
 use super::sample::{GpuSampler, SamplingParams};
 use super::{Frame, Input, Llm, Session, CODEBOOKS};
 use crate::model::{ModelError, Weights};
@@ -69,6 +69,12 @@ pub struct GenConfig {
     pub text_only_max: usize,
     pub frames_max: usize,
     pub rounds_max: usize,
+    /// Keep one audio frame in flight: frame k's codes are fed to the LLM straight from the GPU
+    /// and frame k + 1 is submitted before frame k is read back, so the GPU never waits for the
+    /// CPU between frames (an audio-end code is seen one frame late and the extra frame is
+    /// dropped). Same events, codes and RNG stream as `false`, which reads each frame before
+    /// going on (an A/B knob).
+    pub pipeline: bool,
 }
 
 impl Default for GenConfig {
@@ -81,6 +87,7 @@ impl Default for GenConfig {
             text_only_max: 1024,
             frames_max: 500,
             rounds_max: 100,
+            pipeline: true,
         }
     }
 }
@@ -151,6 +158,9 @@ pub struct Generator {
     stream: StreamDecoder,
     /// `fed.len()` when the current (or last) reply began: the end of its prompt.
     turn_start: usize,
+    /// The next audio frame, submitted while the current one was read (`cfg.pipeline`); the
+    /// current frame's codes are then in the cache one position past `fed` until it is read.
+    ahead: Option<FrameInFlight>,
 }
 
 impl Generator {
@@ -190,6 +200,7 @@ impl Generator {
             text_buf: String::new(),
             stream: StreamDecoder::new(),
             turn_start: 0,
+            ahead: None,
         })
     }
 
@@ -353,6 +364,18 @@ impl Generator {
     pub fn interrupt(&mut self) {
         self.pending = None;
         self.phase = Phase::Idle;
+        self.drop_ahead(true);
+    }
+
+    /// Drops the frame in flight, if any: the cache goes back to the fed positions, and with
+    /// `rewind` the RNG to before its draws (the audio-end read has already rewound it).
+    fn drop_ahead(&mut self, rewind: bool) {
+        if let Some(f) = self.ahead.take() {
+            if rewind {
+                self.rng = f.rng_before().clone();
+            }
+        }
+        self.sess.truncate(self.fed.len());
     }
 
     /// One unit of work; returns its events (empty = nothing to do).
@@ -459,25 +482,61 @@ impl Generator {
         }
         let cbs = self.llm.dims.codebooks;
         // the whole frame in one submission where the sampling parameters allow it
-        if let Some(codes) = self
-            .frames
-            .frame(
-                ctx,
-                &self.hs,
-                &self.head,
-                &self.llm,
-                &self.sess.hidden,
-                &self.code_sampler,
-                &self.seg_codes,
-                &self.cfg.audio,
-                &mut self.rng,
-            )
-            .await?
-        {
+        if self.ahead.is_some() || self.frames.gpu_ok(&self.cfg.audio, n) {
+            let cur = match self.ahead.take() {
+                Some(f) => f,
+                None => {
+                    self.frames.load_history(ctx, &self.seg_codes)?;
+                    self.submit_frame(ctx, n)?
+                }
+            };
+            // on an error the step can be retried: nothing past the fed positions is kept and
+            // the RNG goes back to before this frame's draws
+            let retry = cur.rng_before().clone();
+            // feed this frame's codes from the GPU and start the next frame before reading
+            // this one, wherever `push_frame` would feed it
+            let ahead = self.cfg.pipeline
+                && n + 1 < self.cfg.frames_max
+                && self.sess.len + 2 < self.sess.tmax
+                && self.frames.gpu_ok(&self.cfg.audio, n + 1);
+            if ahead {
+                let r = self
+                    .sess
+                    .step_codes(ctx, &self.llm, self.hs.codes())
+                    .and_then(|_| self.submit_frame(ctx, n + 1));
+                match r {
+                    Ok(f) => self.ahead = Some(f),
+                    Err(e) => {
+                        self.drop_ahead(false);
+                        self.rng = retry;
+                        return Err(e);
+                    }
+                }
+            }
+            let codes = match self.frames.read(ctx, cur, &self.llm, &mut self.rng).await {
+                Ok(c) => c,
+                Err(e) => {
+                    self.drop_ahead(false);
+                    self.rng = retry;
+                    return Err(e);
+                }
+            };
             if codes[0] as usize == cbs[0] {
+                // `read` has rewound the RNG past the next frame's draws
+                self.drop_ahead(false);
                 return self.end_segment(ctx, ev, n, last);
             }
-            return self.push_frame(ctx, ev, codes, n, last);
+            if !ahead {
+                return self.push_frame(ctx, ev, codes, n, last);
+            }
+            // already fed: what `push_frame` does after feeding
+            for (i, c) in codes.iter().enumerate() {
+                self.seg_codes[i].push(*c);
+            }
+            ev.push(Event::Frame { codes });
+            self.fed.push(self.llm.dims.audio_pad);
+            self.phase = Phase::Audio { n: n + 1, last };
+            return Ok(ev);
         }
         let mut codes = [0u32; CODEBOOKS];
         for i in 0..CODEBOOKS {
@@ -506,6 +565,23 @@ impl Generator {
             codes[i] = c;
         }
         self.push_frame(ctx, ev, codes, n, last)
+    }
+
+    /// Submits frame `n` of the segment on the current hidden state (its history, `n` codes
+    /// per codebook, already on the GPU).
+    fn submit_frame(&mut self, ctx: &GpuContext, n: usize) -> Result<FrameInFlight, ModelError> {
+        self.frames.submit(
+            ctx,
+            &self.hs,
+            &self.head,
+            &self.llm,
+            &self.sess.hidden,
+            &self.code_sampler,
+            n,
+            &self.cfg.audio,
+            &mut self.rng,
+            n % 2,
+        )
     }
 
     /// A sampled frame (not the audio end): event, segment history, then fed unless the

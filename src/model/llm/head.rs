@@ -336,14 +336,20 @@ impl HeadState {
             dtype: self.a.dtype,
         };
         for (l, cache) in head.layers.iter().zip(&self.caches) {
-            ops::rmsnorm(rec, &s_vec, &l.ln1, head.eps, &self.n)?;
+            // RMSNorm1 only feeds in_proj: folded into its quantisation of x where that is
+            // free (`ops::norm_folds`); RMSNorm2's output is also the FFN's residual, so it stays
+            let fold = ops::norm_folds(ctx, &l.in_proj, 1);
+            if !fold {
+                ops::rmsnorm(rec, &s_vec, &l.ln1, head.eps, &self.n)?;
+            }
             ops::gemv(
                 rec,
                 &l.in_proj,
-                &self.n,
+                if fold { &s_vec } else { &self.n },
                 &self.qkv,
                 Epilogue {
                     bias: Some(&l.in_bias),
+                    norm: fold.then_some((&l.ln1, head.eps)),
                     ..Default::default()
                 },
             )?;
@@ -382,15 +388,19 @@ impl HeadState {
                 },
             )?;
         }
-        ops::rmsnorm(rec, &s_vec, &head.headnorm, head.eps, &self.n)?;
         let (m, b) = &head.heads[i];
+        let fold = ops::norm_folds(ctx, m, 1);
+        if !fold {
+            ops::rmsnorm(rec, &s_vec, &head.headnorm, head.eps, &self.n)?;
+        }
         ops::gemv(
             rec,
             m,
-            &self.n,
+            if fold { &s_vec } else { &self.n },
             &self.logits[i],
             Epilogue {
                 bias: Some(b),
+                norm: fold.then_some((&head.headnorm, head.eps)),
                 ..Default::default()
             },
         )?;
@@ -404,28 +414,216 @@ impl HeadState {
 /// instead of sixteen submissions and eight read-backs. The uniforms are drawn from the RNG in
 /// the order [`GpuSampler::sample`] would draw them, and an audio-end code in codebook 0 gives
 /// back the seven it did not need, so the RNG stream matches the step-by-step path.
+///
+/// A frame's whole state lives on the GPU: its code slots are reset inside its own command
+/// buffer, each drawn code is appended to its codebook's penalty history there, and the codes
+/// are copied to one of two read-back buffers. So the next frame can be recorded and submitted
+/// before this one is read ([`Self::submit`], [`Self::read`]): the generator feeds a frame's
+/// codes to the LLM straight from [`HeadState::codes`] ([`super::Session::step_codes`]) and
+/// starts the next frame while the CPU waits for this one (issue 7's pipelined loop).
 pub struct FrameSampler {
     /// Per-codebook penalty histories.
     hist: Vec<wgpu::Buffer>,
     cap: usize,
+    /// `NO_ID` × 8: what a frame's code slots start from.
+    no_ids: wgpu::Buffer,
+    /// Read-back buffers, one per frame in flight.
+    staging: [wgpu::Buffer; 2],
     binds: BindCache,
+}
+
+/// What reading a recorded frame back needs: the RNG before its draws, and whether codebook
+/// 0's draw used a uniform.
+#[derive(Clone)]
+pub struct FrameDraws {
+    before: Rng,
+    uses0: bool,
+}
+
+/// A frame submitted and not read back yet ([`FrameSampler::submit`]).
+pub struct FrameInFlight {
+    slot: usize,
+    index: wgpu::SubmissionIndex,
+    draws: FrameDraws,
+}
+
+impl FrameInFlight {
+    /// The RNG as it was before this frame's draws (to drop a frame that will not be read).
+    pub fn rng_before(&self) -> &Rng {
+        &self.draws.before
+    }
 }
 
 impl FrameSampler {
     /// For penalty histories of up to `cap` codes per codebook.
     pub fn new(ctx: &GpuContext, cap: usize) -> FrameSampler {
+        let staging = || {
+            ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("frame.codes.read"),
+                size: (CODEBOOKS * 4) as u64,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })
+        };
         FrameSampler {
             hist: (0..CODEBOOKS)
                 .map(|_| ctx.storage("frame.hist", (cap.max(1) * 4) as u64))
                 .collect(),
             cap: cap.max(1),
+            no_ids: ctx.upload("frame.no_ids", bytemuck::cast_slice(&[NO_ID; CODEBOOKS])),
+            staging: [staging(), staging()],
             binds: BindCache::default(),
         }
     }
 
-    /// One frame: codes for codebooks 0..8 (codebook 0 may be the audio-end class
-    /// `codebooks[0]`, after which the other seven are meaningless). `None` where `p` needs the
-    /// CPU sampling path or a history outgrows the buffers (use [`HeadState::step`] then).
+    /// Whether a frame after `n_hist` codes of history can be sampled here (else the
+    /// step-by-step path: `p` needs the CPU processors, or the history outgrows the buffers).
+    pub fn gpu_ok(&self, p: &SamplingParams, n_hist: usize) -> bool {
+        p.gpu_k().is_some() && n_hist < self.cap
+    }
+
+    /// Writes the penalty histories (one list per codebook, as long as each other) from the
+    /// CPU; later frames append on the GPU.
+    pub fn load_history(&self, ctx: &GpuContext, history: &[Vec<u32>]) -> Result<(), ModelError> {
+        let n = history.first().map_or(0, Vec::len);
+        if history.len() > CODEBOOKS || history.iter().any(|h| h.len() != n) || n > self.cap {
+            return Err(ModelError::input(format!(
+                "frame histories of lengths {:?} (at most {} each, all equal)",
+                history.iter().map(Vec::len).collect::<Vec<_>>(),
+                self.cap
+            )));
+        }
+        for (i, h) in history.iter().enumerate() {
+            if !h.is_empty() {
+                ctx.queue
+                    .write_buffer(&self.hist[i], 0, bytemuck::cast_slice(h));
+            }
+        }
+        Ok(())
+    }
+
+    /// Records and submits one frame on the hidden state `hidden`, with `n_hist` codes of
+    /// penalty history per codebook on the GPU ([`Self::load_history`] or earlier frames),
+    /// read back through buffer `slot` (0 or 1; two frames in flight take different slots).
+    #[allow(clippy::too_many_arguments)]
+    pub fn submit(
+        &self,
+        ctx: &GpuContext,
+        hs: &HeadState,
+        head: &AudioHead,
+        llm: &Llm,
+        hidden: &Tensor,
+        sampler: &GpuSampler,
+        n_hist: usize,
+        p: &SamplingParams,
+        rng: &mut Rng,
+        slot: usize,
+    ) -> Result<FrameInFlight, ModelError> {
+        let Some(k) = p.gpu_k() else {
+            return Err(ModelError::input(format!(
+                "top-k {} needs the CPU sampling path",
+                p.top_k
+            )));
+        };
+        if n_hist >= self.cap || slot >= self.staging.len() {
+            return Err(ModelError::input(format!(
+                "frame after {n_hist} codes (history buffers hold {}), read-back slot {slot}",
+                self.cap
+            )));
+        }
+        let cbs = llm.dims.codebooks;
+        let rows = |i: usize| if i == 0 { cbs[0] + 1 } else { cbs[i] };
+        let before = rng.clone();
+        let mut uses = [false; CODEBOOKS];
+        let mut us = [0f64; CODEBOOKS];
+        for (i, (used, u)) in uses.iter_mut().zip(us.iter_mut()).enumerate() {
+            *used = p.temperature != 0.0 && k.min(rows(i)) > 1;
+            if *used {
+                *u = rng.f64();
+            }
+        }
+        let words = (CODEBOOKS * 4) as u64;
+        let mut rec = Recorder::new(ctx, "audio_frame").with_cache(&self.binds);
+        rec.encoder()?
+            .copy_buffer_to_buffer(&self.no_ids, 0, hs.codes(), 0, words);
+        for (i, &u) in us.iter().enumerate() {
+            hs.record(&mut rec, head, llm, hidden, i)?;
+            let t = &hs.logits[i];
+            let view = Tensor {
+                buf: t.buf.clone(),
+                shape: vec![rows(i)],
+                dtype: t.dtype,
+            };
+            sampler.record_draw(&mut rec, &view, &self.hist[i], n_hist, p, u, hs.codes(), i)?;
+        }
+        let enc = rec.encoder()?;
+        for (i, h) in self.hist.iter().enumerate() {
+            enc.copy_buffer_to_buffer(hs.codes(), 4 * i as u64, h, 4 * n_hist as u64, 4);
+        }
+        enc.copy_buffer_to_buffer(hs.codes(), 0, &self.staging[slot], 0, words);
+        let index = rec.submit_index()?;
+        Ok(FrameInFlight {
+            slot,
+            index,
+            draws: FrameDraws {
+                before,
+                uses0: uses[0],
+            },
+        })
+    }
+
+    /// Waits for a submitted frame (only for it: frames submitted after it keep running) and
+    /// reads its codes. Codebook 0 may be the audio-end class `codebooks[0]`, after which the
+    /// other seven are meaningless; then `rng` goes back to what the step-by-step path leaves
+    /// (one uniform past the frame's start), dropping the draws of any later frame.
+    pub async fn read(
+        &self,
+        ctx: &GpuContext,
+        f: FrameInFlight,
+        llm: &Llm,
+        rng: &mut Rng,
+    ) -> Result<[u32; CODEBOOKS], ModelError> {
+        let buf = &self.staging[f.slot];
+        let (tx, rx) = futures_channel::oneshot::channel();
+        buf.map_async(wgpu::MapMode::Read, .., move |r| {
+            let _ = tx.send(r);
+        });
+        #[cfg(not(target_arch = "wasm32"))]
+        ctx.device
+            .poll(wgpu::PollType::Wait {
+                submission_index: Some(f.index),
+                timeout: None,
+            })
+            .map_err(|e| crate::gpu::GpuError::Readback(e.to_string()))?;
+        #[cfg(target_arch = "wasm32")]
+        let _ = f.index;
+        let mapped = rx
+            .await
+            .map_err(|_| crate::gpu::GpuError::Readback("map callback dropped".into()))?;
+        ctx.check()?;
+        mapped.map_err(|e| crate::gpu::GpuError::Readback(e.to_string()))?;
+        let mut codes = [0u32; CODEBOOKS];
+        {
+            let view = buf
+                .get_mapped_range(..)
+                .map_err(|e| crate::gpu::GpuError::Readback(e.to_string()))?;
+            codes.copy_from_slice(&bytemuck::pod_collect_to_vec::<u8, u32>(&view)[..CODEBOOKS]);
+        }
+        buf.unmap();
+        if codes[0] as usize == llm.dims.codebooks[0] {
+            // audio end: the step-by-step path stops after codebook 0's draw
+            *rng = f.draws.before;
+            if f.draws.uses0 {
+                rng.f64();
+            }
+        }
+        Ok(codes)
+    }
+
+    /// One frame, submitted and read at once: codes for codebooks 0..8 (codebook 0 may be the
+    /// audio-end class). `history` is the segment's codes so far, one list per codebook.
+    /// `None` where `p` needs the CPU sampling path or a history outgrows the buffers (use
+    /// [`HeadState::step`] then).
     #[allow(clippy::too_many_arguments)]
     pub async fn frame(
         &self,
@@ -439,55 +637,12 @@ impl FrameSampler {
         p: &SamplingParams,
         rng: &mut Rng,
     ) -> Result<Option<[u32; CODEBOOKS]>, ModelError> {
-        let Some(k) = p.gpu_k() else {
-            return Ok(None);
-        };
-        if history.iter().any(|h| h.len() > self.cap) {
+        let n = history.first().map_or(0, Vec::len);
+        if !self.gpu_ok(p, n) {
             return Ok(None);
         }
-        let cbs = llm.dims.codebooks;
-        let rows = |i: usize| if i == 0 { cbs[0] + 1 } else { cbs[i] };
-        let before = rng.clone();
-        let mut uses = [false; CODEBOOKS];
-        let mut us = [0f64; CODEBOOKS];
-        for (i, (used, u)) in uses.iter_mut().zip(us.iter_mut()).enumerate() {
-            *used = p.temperature != 0.0 && k.min(rows(i)) > 1;
-            if *used {
-                *u = rng.f64();
-            }
-        }
-        ctx.queue
-            .write_buffer(hs.codes(), 0, bytemuck::cast_slice(&[NO_ID; CODEBOOKS]));
-        for (i, h) in history.iter().enumerate().take(CODEBOOKS) {
-            if !h.is_empty() {
-                ctx.queue
-                    .write_buffer(&self.hist[i], 0, bytemuck::cast_slice(h));
-            }
-        }
-        let mut rec = Recorder::new(ctx, "audio_frame").with_cache(&self.binds);
-        for (i, &u) in us.iter().enumerate() {
-            hs.record(&mut rec, head, llm, hidden, i)?;
-            let t = &hs.logits[i];
-            let view = Tensor {
-                buf: t.buf.clone(),
-                shape: vec![rows(i)],
-                dtype: t.dtype,
-            };
-            let n_hist = history.get(i).map_or(0, Vec::len);
-            sampler.record_draw(&mut rec, &view, &self.hist[i], n_hist, p, u, hs.codes(), i)?;
-        }
-        rec.submit()?;
-        let bytes = crate::gpu::read_buffer(ctx, hs.codes(), 0, (CODEBOOKS * 4) as u64).await?;
-        let v: Vec<u32> = bytemuck::pod_collect_to_vec(&bytes);
-        let mut codes = [0u32; CODEBOOKS];
-        codes.copy_from_slice(&v[..CODEBOOKS]);
-        if codes[0] as usize == cbs[0] {
-            // audio end: the step-by-step path stops after codebook 0's draw
-            *rng = before;
-            if uses[0] {
-                rng.f64();
-            }
-        }
-        Ok(Some(codes))
+        self.load_history(ctx, history)?;
+        let f = self.submit(ctx, hs, head, llm, hidden, sampler, n, p, rng, 0)?;
+        Ok(Some(self.read(ctx, f, llm, rng).await?))
     }
 }

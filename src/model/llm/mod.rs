@@ -508,15 +508,22 @@ impl Session {
             sub(&self.mlp, &[n, d.inter]),
         );
         let p0 = self.len;
+        let ctx = rec.ctx();
         for (l, cache) in llm.layers.iter().zip(&self.caches) {
-            ops::rmsnorm(rec, &x, &l.ln1, d.eps, &xn)?;
+            // each RMSNorm that only feeds a product goes into the product's quantisation of x
+            // where that is free (decode with int8 activations: one dispatch fewer)
+            let fold1 = ops::norm_folds(ctx, &l.w_pack, n);
+            if !fold1 {
+                ops::rmsnorm(rec, &x, &l.ln1, d.eps, &xn)?;
+            }
             ops::gemv(
                 rec,
                 &l.w_pack,
-                &xn,
+                if fold1 { &x } else { &xn },
                 &qkv,
                 Epilogue {
                     bias: Some(&l.b_pack),
+                    norm: fold1.then_some((&l.ln1, d.eps)),
                     ..Default::default()
                 },
             )?;
@@ -542,16 +549,20 @@ impl Session {
                     ..Default::default()
                 },
             )?;
-            ops::rmsnorm(rec, &h2, &l.ln2, d.eps, &xn)?;
+            let fold2 = matches!(&l.mlp, Mlp::Fused(gu) if ops::norm_folds(ctx, gu, n));
+            if !fold2 {
+                ops::rmsnorm(rec, &h2, &l.ln2, d.eps, &xn)?;
+            }
             match &l.mlp {
                 // decode: the SwiGLU epilogue of the matrix–vector kernel
                 Mlp::Fused(gu) if n < ops::GEMM_MIN_N => ops::gemv(
                     rec,
                     gu,
-                    &xn,
+                    if fold2 { &h2 } else { &xn },
                     &mlp,
                     Epilogue {
                         act: ops::Activation::SwiGlu,
+                        norm: fold2.then_some((&l.ln2, d.eps)),
                         ..Default::default()
                     },
                 )?,
@@ -615,6 +626,44 @@ impl Session {
         }
         // keep the final hidden state for the audio head
         let bytes = (llm.dims.hidden * ctx.act().size()) as u64;
+        rec.encoder()?
+            .copy_buffer_to_buffer(&self.xn.buf, 0, &self.hidden.buf, 0, bytes);
+        rec.submit()?;
+        self.len += 1;
+        Ok(())
+    }
+
+    /// One decode step whose input is an audio frame already on the GPU: the 8 codes (u32) at
+    /// the start of `codes`, as [`FrameSampler`](head::FrameSampler) leaves them in
+    /// [`HeadState::codes`](head::HeadState::codes). Only the final hidden state is computed:
+    /// the LM head is skipped, since an audio position's text logits are never sampled (the
+    /// next frame reads `hidden`; a segment's end feeds `<audiogen_end_baichuan>`, whose step
+    /// computes them). `logits` keep the previous step's values until then. Codes are not
+    /// checked on the CPU: the sampler draws them within each codebook (codebook 0's audio-end
+    /// class included, which has its own embedding row).
+    pub fn step_codes(
+        &mut self,
+        ctx: &GpuContext,
+        llm: &Llm,
+        codes: &wgpu::Buffer,
+    ) -> Result<(), ModelError> {
+        if self.len + 1 > self.tmax {
+            return Err(ModelError::input(format!(
+                "1 position after the {} in the cache exceeds the context length {}",
+                self.len, self.tmax
+            )));
+        }
+        let h = llm.dims.hidden;
+        let mut rec = Recorder::new(ctx, "llm.decode.audio").with_cache(&self.binds);
+        ops::audio_embed(
+            &mut rec,
+            &llm.audio.stacked,
+            &llm.audio.rows,
+            codes,
+            &sub(&self.x, &[1, h]),
+        )?;
+        self.record_layers(&mut rec, llm, 1)?;
+        let bytes = (h * ctx.act().size()) as u64;
         rec.encoder()?
             .copy_buffer_to_buffer(&self.xn.buf, 0, &self.hidden.buf, 0, bytes);
         rec.submit()?;
