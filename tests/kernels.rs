@@ -53,6 +53,9 @@ fn gemv_epilogues(path: Path) {
                         residual: n > 1,
                         act,
                         norm,
+                        // the normalised x written out too, where the norm folds into x's
+                        // int8 quantisation
+                        norm_out: norm && format != WeightFormat::F16 && c.int8 && n == 3,
                     };
                     seed += 1;
                     assert_ok(
@@ -238,6 +241,43 @@ fn shape_errors_are_typed() {
         ops::gemv(&mut rec, &w, &x, &y3, Epilogue::default()),
         Err(OpError::Shape { op: "gemv", .. })
     ));
+    // the normalised x can only come out of a norm folded into x's int8 quantisation: never
+    // for f16 weights, never without the norm, and it must hold x's shape
+    let g = c.upload("g", bytemuck::cast_slice(&[1.0f32; 8]));
+    let xo = Tensor::empty(c, "xo", &[6]);
+    let y4 = Tensor::empty(c, "y", &[4]);
+    let e = ops::gemv(
+        &mut rec,
+        &w,
+        &x,
+        &y4,
+        Epilogue {
+            norm: Some((&g, 1e-6)),
+            norm_out: Some(&xo),
+            ..Default::default()
+        },
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("folded norm"), "{e}");
+    let wq = Matrix::from_f32(c, "wq", 4, 64, &[0.25; 256], bca::tensor::WeightFormat::Q4);
+    let x64 = Tensor::from_f32(c, "x", &[64], &[0.5; 64]);
+    let gq = c.upload("g", bytemuck::cast_slice(&[1.0f32; 64]));
+    let xo64 = Tensor::empty(c, "xo", &[64]);
+    let no_norm = Epilogue {
+        norm_out: Some(&xo64),
+        ..Default::default()
+    };
+    assert!(
+        ops::gemv(&mut rec, &wq, &x64, &y4, no_norm).is_err(),
+        "norm_out without a norm"
+    );
+    let short = Epilogue {
+        norm: Some((&gq, 1e-6)),
+        norm_out: Some(&xo),
+        ..Default::default()
+    };
+    let e = ops::gemv(&mut rec, &wq, &x64, &y4, short).unwrap_err();
+    assert!(e.to_string().contains("norm_out is [6]"), "{e}");
     let a = Tensor::empty(c, "a", &[2, 8]);
     let b = Tensor::empty(c, "b", &[8, 2]);
     assert!(ops::softmax(&mut rec, &a, &b).is_err());
@@ -342,6 +382,7 @@ fn product_cases(
                     residual,
                     act,
                     norm,
+                    norm_out: false,
                 };
                 seed += 1;
                 assert_ok(
@@ -514,6 +555,7 @@ fn gemv_dequant_path() {
                     residual: true,
                     act,
                     norm,
+                    norm_out: false,
                 };
                 seed += 1;
                 assert_ok(

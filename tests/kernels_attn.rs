@@ -42,7 +42,7 @@ fn attn_decode_all_paths() {
     for path in PATHS {
         let c = ctx(path);
         for (hs, lens) in [
-            (LLM, &[1usize, 7, 100, 1000, 4099][..]),
+            (LLM, &[1usize, 7, 64, 65, 100, 1000, 4099][..]),
             (ENC, &[1, 7, 100, 1000, 4099][..]),
             (ODD, &[1, 255, 256, 257, 513][..]),
             // head dim not a multiple of 4: the per-query-head kernel (attn_decode.wgsl)

@@ -10,7 +10,7 @@ use bca::selftest::rvq::{self as rvq_cases, SMALL_SIZES};
 use bca::selftest::sampling as cases;
 use bca::tensor::Tensor;
 
-const NS: [usize; 5] = [1, 63, 64, 1000, 152064];
+const NS: [usize; 7] = [1, 63, 64, 1000, 2048, 2049, 152064];
 const KS: [usize; 4] = [1, 5, 20, 64];
 
 fn argmax_all(path: Path) {
@@ -44,6 +44,8 @@ fn penalty_all(path: Path) {
         (8193, 700, 1.3),
         (152064, 3000, 1.1),
         (4097, 300, 0.8),
+        // past PENALTY_ONE_MAX: the two-dispatch path
+        (152064, 20000, 1.2),
     ]
     .iter()
     .enumerate()

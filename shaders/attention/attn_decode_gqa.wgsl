@@ -7,7 +7,7 @@
 // @binding(0) q:     (Hq, D) act
 // @binding(1) cache: (2, Hkv, Tmax, D/4) act4
 // @binding(2) part:  f32 scratch  acc (S, Hq, D), then (m, l) (S, Hq, 2)
-// @binding(3) out:   (Hq, D) act  (not written here)
+// @binding(3) out:   (Hq, D) act  (written here only when there is one split: no combine pass)
 // @binding(4) P:     uniform Params
 //
 // Scores: 4 invocations per key, invocation u of a key takes the key's vec4s u, u+4, u+8, …
@@ -175,6 +175,12 @@ fn attn_decode_gqa(
     for (var i = t; i < G * D; i += 256u) {
         let hh = i / D;
         let d = i % D;
-        part[(s * P.hq + kh * G + hh) * D + d] = red[hh * 128u + d] + red[(MAXG + hh) * 128u + d];
+        let a = red[hh * 128u + d] + red[(MAXG + hh) * 128u + d];
+        if (P.nsplit == 1u) {
+            // one split: the combine pass would only divide by the sum, so it is skipped
+            out[(kh * G + hh) * D + d] = act(a / mx[hh * 32u]);
+        } else {
+            part[(s * P.hq + kh * G + hh) * D + d] = a;
+        }
     }
 }

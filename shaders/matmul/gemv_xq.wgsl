@@ -7,6 +7,7 @@
 // @binding(2) xq:  (N, nbq, 8) u32      int8 x, 4 per word, k ascending from the low byte
 // @binding(3) xd:  (N, nbq) vec2<f32>   (scale = max|x| / 127, Σ x over the block's valid k)
 // @binding(4) P:   uniform Params
+// @binding(5) xo:  (N, ⌈K/4⌉) act4     the normalised x (gemv_xq_out only: NORM = 1)
 //
 // One workgroup per vector. xq = ⌊0.5 + 127·clamp(x / max|x|, −1, 1)⌋ (pack4x8snorm), 0 past K.
 
@@ -22,6 +23,7 @@ struct Params {
 @group(0) @binding(2) var<storage, read_write> xq: array<u32>;
 @group(0) @binding(3) var<storage, read_write> xd: array<vec2<f32>>;
 @group(0) @binding(4) var<uniform> P: Params;
+@group(0) @binding(5) var<storage, read_write> xo: array<act4>;
 
 override WG: u32 = 256;
 override NORM: u32 = 0;
@@ -40,55 +42,81 @@ fn xv(n: u32, i: u32) -> vec4<f32> {
     return select(vec4<f32>(0.0), v, k < vec4<u32>(P.k));
 }
 
+// 1 / RMS(x[n]) into inv_rms (every invocation of the workgroup calls it, in uniform control flow).
+fn find_inv_rms(n: u32, lid: u32) {
+    inv_rms = 1.0; // xv reads it below only after the barrier
+    var ss = 0.0;
+    let k4 = (P.k + 3u) / 4u;
+    for (var i = lid; i < k4; i += WG) {
+        let v = vec4<f32>(x[n * P.xs + i]);
+        let kk = vec4<u32>(4u * i) + vec4<u32>(0u, 1u, 2u, 3u);
+        let vm = select(vec4<f32>(0.0), v, kk < vec4<u32>(P.k));
+        ss += dot(vm, vm);
+    }
+    partial[lid] = ss;
+    workgroupBarrier();
+    for (var st = WG / 2u; st > 0u; st >>= 1u) {
+        if (lid < st) {
+            partial[lid] += partial[lid + st];
+        }
+        workgroupBarrier();
+    }
+    if (lid == 0u) {
+        inv_rms = inverseSqrt(partial[0] / f32(P.k) + P.eps);
+    }
+    workgroupBarrier();
+}
+
+// Block c of vector n (its 32 values as 8 vec4s) quantised into xq / xd.
+fn store_block(n: u32, c: u32, a: array<vec4<f32>, 8>) {
+    var m4 = vec4<f32>(0.0);
+    var s4 = vec4<f32>(0.0);
+    for (var j = 0u; j < 8u; j++) {
+        m4 = max(m4, abs(a[j]));
+        s4 += a[j];
+    }
+    let amax = max(max(m4.x, m4.y), max(m4.z, m4.w));
+    let inv = select(0.0, 1.0 / amax, amax > 0.0);
+    let o = (n * P.nbq + c) * 8u;
+    for (var j = 0u; j < 8u; j++) {
+        xq[o + j] = pack4x8snorm(a[j] * inv);
+    }
+    xd[n * P.nbq + c] = vec2<f32>(amax / 127.0, s4.x + s4.y + s4.z + s4.w);
+}
+
+fn load_block(n: u32, c: u32) -> array<vec4<f32>, 8> {
+    var a: array<vec4<f32>, 8>;
+    for (var j = 0u; j < 8u; j++) {
+        a[j] = xv(n, 8u * c + j);
+    }
+    return a;
+}
+
 @compute @workgroup_size(WG)
 fn gemv_xq(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let n = wid.x;
     if (NORM == 1u) {
-        inv_rms = 1.0; // xv reads it below only after the barrier
-        var ss = 0.0;
-        let k4 = (P.k + 3u) / 4u;
-        for (var i = lid; i < k4; i += WG) {
-            let v = vec4<f32>(x[n * P.xs + i]);
-            let kk = vec4<u32>(4u * i) + vec4<u32>(0u, 1u, 2u, 3u);
-            let vm = select(vec4<f32>(0.0), v, kk < vec4<u32>(P.k));
-            ss += dot(vm, vm);
-        }
-        partial[lid] = ss;
-        workgroupBarrier();
-        for (var st = WG / 2u; st > 0u; st >>= 1u) {
-            if (lid < st) {
-                partial[lid] += partial[lid + st];
-            }
-            workgroupBarrier();
-        }
-        if (lid == 0u) {
-            inv_rms = inverseSqrt(partial[0] / f32(P.k) + P.eps);
-        }
-        workgroupBarrier();
+        find_inv_rms(n, lid);
     }
     for (var c = lid; c < P.nbq; c += WG) {
-        let a0 = xv(n, 8u * c);
-        let a1 = xv(n, 8u * c + 1u);
-        let a2 = xv(n, 8u * c + 2u);
-        let a3 = xv(n, 8u * c + 3u);
-        let a4 = xv(n, 8u * c + 4u);
-        let a5 = xv(n, 8u * c + 5u);
-        let a6 = xv(n, 8u * c + 6u);
-        let a7 = xv(n, 8u * c + 7u);
-        let m4 = max(max(max(abs(a0), abs(a1)), max(abs(a2), abs(a3))),
-                     max(max(abs(a4), abs(a5)), max(abs(a6), abs(a7))));
-        let amax = max(max(m4.x, m4.y), max(m4.z, m4.w));
-        let inv = select(0.0, 1.0 / amax, amax > 0.0);
-        let o = (n * P.nbq + c) * 8u;
-        xq[o] = pack4x8snorm(a0 * inv);
-        xq[o + 1u] = pack4x8snorm(a1 * inv);
-        xq[o + 2u] = pack4x8snorm(a2 * inv);
-        xq[o + 3u] = pack4x8snorm(a3 * inv);
-        xq[o + 4u] = pack4x8snorm(a4 * inv);
-        xq[o + 5u] = pack4x8snorm(a5 * inv);
-        xq[o + 6u] = pack4x8snorm(a6 * inv);
-        xq[o + 7u] = pack4x8snorm(a7 * inv);
-        let s4 = a0 + a1 + a2 + a3 + a4 + a5 + a6 + a7;
-        xd[n * P.nbq + c] = vec2<f32>(amax / 127.0, s4.x + s4.y + s4.z + s4.w);
+        store_block(n, c, load_block(n, c));
+    }
+}
+
+// gemv_xq with NORM = 1 that also writes the normalised vector to xo (the audio head's RMSNorm2,
+// whose output is its FFN's residual too): one dispatch instead of an RMSNorm and a gemv_xq.
+@compute @workgroup_size(WG)
+fn gemv_xq_out(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let n = wid.x;
+    find_inv_rms(n, lid);
+    for (var c = lid; c < P.nbq; c += WG) {
+        let a = load_block(n, c);
+        store_block(n, c, a);
+        for (var j = 0u; j < 8u; j++) {
+            let i = 8u * c + j;
+            if (i < P.xs) {
+                xo[n * P.xs + i] = act4(a[j]);
+            }
+        }
     }
 }

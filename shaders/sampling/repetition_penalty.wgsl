@@ -10,7 +10,9 @@
 // once, not compounded. Here one thread per list entry claims its id with atomicOr on the
 // bitmask: only the thread that flips the bit from 0 to 1 writes, so duplicates are race-free.
 // Two dispatches: repetition_penalty_clear zeroes the mask words this list touches, then
-// repetition_penalty applies. The mask therefore needs no initial state.
+// repetition_penalty applies. The mask therefore needs no initial state. Lists of up to
+// ONE_MAX ids take one dispatch instead (repetition_penalty_one: one workgroup clears, then,
+// after a storage barrier, applies).
 
 struct Params {
     n_ids: u32,
@@ -42,12 +44,8 @@ fn repetition_penalty_clear(@builtin(workgroup_id) wid: vec3<u32>, @builtin(loca
     }
 }
 
-@compute @workgroup_size(WG)
-fn repetition_penalty(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let e = list_entry(wid, lid);
-    if (e >= P.n_ids) {
-        return;
-    }
+// Entry e of the list: penalise its id unless another entry claimed it first.
+fn apply(e: u32) {
     let id = ids[e];
     if (id >= P.vocab) {
         return;
@@ -59,4 +57,27 @@ fn repetition_penalty(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invo
     }
     let s = f32(logits[id]);
     logits[id] = act(select(s / P.penalty, s * P.penalty, s < 0.0));
+}
+
+@compute @workgroup_size(WG)
+fn repetition_penalty_one(@builtin(local_invocation_index) lid: u32) {
+    for (var e = lid; e < P.n_ids; e += WG) {
+        let id = ids[e];
+        if (id < P.vocab) {
+            atomicStore(&mask[id / 32u], 0u);
+        }
+    }
+    storageBarrier();
+    for (var e = lid; e < P.n_ids; e += WG) {
+        apply(e);
+    }
+}
+
+@compute @workgroup_size(WG)
+fn repetition_penalty(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let e = list_entry(wid, lid);
+    if (e >= P.n_ids) {
+        return;
+    }
+    apply(e);
 }

@@ -1,6 +1,7 @@
 // topk — the k largest logits (k ≤ 64) and their indices, sorted descending, in two passes:
 // topk_partial takes the local top-k of each SLICE-element slice, topk_merge merges the G·k
-// candidates in one workgroup. Ties go to the lower index (a total order, so the result is
+// candidates in one workgroup. With one slice (G = 1) topk_partial writes the result itself
+// and topk_merge is not dispatched. Ties go to the lower index (a total order, so the result is
 // unique and deterministic).
 //
 // @binding(0) x:    (N,) act       logits
@@ -91,7 +92,8 @@ fn select_k(merge: bool, lo: u32, hi: u32, lid: u32, dst: u32) {
         let win = Cand(rv[0], ri[0]);
         workgroupBarrier(); // everyone has read slot 0 before the next round overwrites it
         if (lid == 0u) {
-            if (merge) {
+            // one slice: stage 1 is the result (the host skips topk_merge)
+            if (merge || P.groups == 1u) {
                 outv[dst + r] = win.v;
                 outi[dst + r] = win.i;
             } else {

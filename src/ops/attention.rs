@@ -352,7 +352,6 @@ pub fn attn_decode(
     };
     let ubuf = rec.params(bytemuck::bytes_of(&params));
     let buffers = crate::binds![&q.buf, &cache.buf, scratch, &out.buf, &ubuf];
-    let g2 = rec.bind(&p2, &buffers);
     if d % 4 == 0 && d <= 128 {
         // one workgroup per (split, KV head): keys and values read once for the whole group
         let pg = ctx.pipeline(
@@ -367,10 +366,15 @@ pub fn attn_decode(
         )?;
         let g1 = rec.bind(&pg, &buffers);
         rec.dispatch(&pg, &g1, [nsplit as u32, cache.heads as u32, 1])?;
+        if nsplit == 1 {
+            // one split (≤ 64 keys: the audio head's depth steps): the kernel wrote `out`
+            return Ok(());
+        }
     } else {
         let g1 = rec.bind(&p1, &buffers);
         rec.dispatch(&p1, &g1, [nsplit as u32, hq as u32, 1])?;
     }
+    let g2 = rec.bind(&p2, &buffers);
     rec.dispatch(&p2, &g2, [hq as u32, 1, 1])?;
     Ok(())
 }

@@ -140,6 +140,10 @@ pub struct Epilogue<'a> {
     pub act: Activation,
     /// Fused RMSNorm of x: (weight (K) f32, eps).
     pub norm: Option<(&'a wgpu::Buffer, f32)>,
+    /// Also write the normalised x here ((N, K), the activation dtype): for a norm whose output
+    /// is needed again (the audio head's RMSNorm2 is its FFN's residual). Only where the norm
+    /// folds into the quantisation of x ([`norm_folds`]); elsewhere an error.
+    pub norm_out: Option<&'a Tensor>,
 }
 
 /// Whether [`Epilogue::norm`] costs no dispatch of its own for this product: q4/q8 weights with
@@ -201,6 +205,23 @@ pub fn gemv(
     if let Some((g, _)) = epi.norm {
         check_len(OP, "norm weight", g, k.div_ceil(4) as u64 * 16)?;
     }
+    if let Some(o) = epi.norm_out {
+        if epi.norm.is_none() || !norm_folds(ctx, w, n) {
+            return Err(shape_err(
+                OP,
+                format!(
+                    "the normalised x can be written out only by a folded norm (q4/q8 weights, int8 activations, fewer than {GEMM_MIN_N} vectors); W is {} {m}×{k}, {n} vectors",
+                    w.format()
+                ),
+            ));
+        }
+        if o.numel() != n * k {
+            return Err(shape_err(
+                OP,
+                format!("norm_out is {:?}, x is {:?}", o.shape, x.shape),
+            ));
+        }
+    }
     if let Some(b) = epi.bias {
         if b.numel() != m {
             return Err(shape_err(
@@ -223,6 +244,7 @@ pub fn gemv(
         ("y", Some(y)),
         ("bias", epi.bias),
         ("residual", epi.residual),
+        ("norm_out", epi.norm_out),
     ]
     .into_iter()
     .filter_map(|(name, t)| t.map(|t| (name, t)))
@@ -318,7 +340,7 @@ pub fn gemv(
     let res = epi.residual.map(|b| &b.buf).unwrap_or(&ctx.dummy);
     // Groups of up to NB vectors, each its own dispatch (params carry the first vector).
     let quantised = if int8 {
-        Some(quantise_x(rec, x, n, k, epi.norm)?)
+        Some(quantise_x(rec, x, n, k, epi.norm, epi.norm_out)?)
     } else {
         None
     };
@@ -376,14 +398,26 @@ const XQ_BINDINGS: &[Binding] = &[
     Binding::Uniform,
 ];
 
-/// Quantises the N vectors of x (RMS-normalised first when `norm` is given) to int8 blocks of
-/// 32: returns pooled (xq, xd) buffers for gemv_i8.wgsl (layout in gemv_xq.wgsl).
+/// `gemv_xq_out`: the same plus the normalised x written out.
+const XQ_OUT_BINDINGS: &[Binding] = &[
+    Binding::Read,
+    Binding::Read,
+    Binding::ReadWrite,
+    Binding::ReadWrite,
+    Binding::Uniform,
+    Binding::ReadWrite,
+];
+
+/// Quantises the N vectors of x (RMS-normalised first when `norm` is given, and that written
+/// to `norm_out` when given) to int8 blocks of 32: returns pooled (xq, xd) buffers for
+/// gemv_i8.wgsl (layout in gemv_xq.wgsl).
 fn quantise_x(
     rec: &mut Recorder,
     x: &Tensor,
     n: usize,
     k: usize,
     norm: Option<(&wgpu::Buffer, f32)>,
+    norm_out: Option<&Tensor>,
 ) -> Result<(crate::gpu::PooledBuffer, crate::gpu::PooledBuffer), OpError> {
     let ctx = rec.ctx();
     let nbq = k.div_ceil(32);
@@ -396,7 +430,17 @@ fn quantise_x(
         subgroups: false,
         constants: vec![("WG", WG), ("NORM", norm.is_some() as u32)],
     };
-    let p = ctx.pipeline(&key, XQ_BINDINGS)?;
+    let (key, bindings) = match norm_out {
+        Some(_) => (
+            KernelKey {
+                entry: "gemv_xq_out",
+                ..key
+            },
+            XQ_OUT_BINDINGS,
+        ),
+        None => (key, XQ_BINDINGS),
+    };
+    let p = ctx.pipeline(&key, bindings)?;
     let (g, eps) = norm.unwrap_or((&ctx.dummy, 0.0));
     let params = XqParams {
         k: k as u32,
@@ -405,7 +449,13 @@ fn quantise_x(
         eps,
     };
     let ubuf = rec.params(bytemuck::bytes_of(&params));
-    let group = rec.bind(&p, &crate::binds![&x.buf, g, &xq.buffer, &xd.buffer, &ubuf]);
+    let group = match norm_out {
+        Some(o) => rec.bind(
+            &p,
+            &crate::binds![&x.buf, g, &xq.buffer, &xd.buffer, &ubuf, &o.buf],
+        ),
+        None => rec.bind(&p, &crate::binds![&x.buf, g, &xq.buffer, &xd.buffer, &ubuf]),
+    };
     rec.dispatch(&p, &group, [n as u32, 1, 1])?;
     Ok((xq, xd))
 }

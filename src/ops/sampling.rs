@@ -232,7 +232,12 @@ pub fn topk(
         groups_x: g[0],
     };
     let ubuf = rec.params(bytemuck::bytes_of(&params));
-    for (entry, wgs) in [("topk_partial", g), ("topk_merge", [1, 1, 1])] {
+    // one slice: topk_partial writes the result (no merge pass)
+    let passes = if groups == 1 { 1 } else { 2 };
+    for (entry, wgs) in [("topk_partial", g), ("topk_merge", [1, 1, 1])]
+        .into_iter()
+        .take(passes)
+    {
         let key = KernelKey {
             family: "topk",
             entry,
@@ -283,7 +288,11 @@ pub fn penalty_mask_bytes(vocab: usize) -> u64 {
 /// the first `n_ids` u32 of `ids`, `s = s·p` if `s < 0` else `s / p`. Duplicates are penalised
 /// once (HF gathers then scatters); the kernel guarantees this itself with an atomic bitmask
 /// in `mask` (≥ [`penalty_mask_bytes`], any contents: the first dispatch clears the words it
-/// uses). Ids ≥ V are ignored (HF would raise). Two dispatches; none when `n_ids == 0`.
+/// uses). Ids ≥ V are ignored (HF would raise). One dispatch up to [`PENALTY_ONE_MAX`] ids
+/// (one workgroup), two above; none when `n_ids == 0`.
+/// The longest history [`repetition_penalty`] handles in one workgroup and one dispatch.
+pub const PENALTY_ONE_MAX: usize = 16384;
+
 pub fn repetition_penalty(
     rec: &mut Recorder,
     logits: &Tensor,
@@ -315,7 +324,13 @@ pub fn repetition_penalty(
         groups_x: g[0],
     };
     let ubuf = rec.params(bytemuck::bytes_of(&params));
-    for entry in ["repetition_penalty_clear", "repetition_penalty"] {
+    // short lists (an audio segment's codes, most text histories): one workgroup, one dispatch
+    let (entries, g): (&[&str], _) = if n_ids <= PENALTY_ONE_MAX {
+        (&["repetition_penalty_one"], [1, 1, 1])
+    } else {
+        (&["repetition_penalty_clear", "repetition_penalty"], g)
+    };
+    for &entry in entries {
         let key = KernelKey {
             family: "repetition_penalty",
             entry,

@@ -171,6 +171,9 @@ pub struct GemvCase {
     pub act: Activation,
     /// Fuse an RMSNorm (random weights, eps 1e-6) of x into the product.
     pub norm: bool,
+    /// Also write the normalised x out ([`Epilogue::norm_out`]; needs `norm` and the int8 path)
+    /// and compare it with the reference RMSNorm.
+    pub norm_out: bool,
 }
 
 impl GemvCase {
@@ -184,6 +187,7 @@ impl GemvCase {
             residual: false,
             act: Activation::None,
             norm: false,
+            norm_out: false,
         }
     }
 }
@@ -205,6 +209,9 @@ impl std::fmt::Display for GemvCase {
         }
         if self.norm {
             write!(f, " +rmsnorm")?;
+        }
+        if self.norm_out {
+            write!(f, " (normed x out)")?;
         }
         Ok(())
     }
@@ -300,16 +307,25 @@ pub async fn gemv_case(ctx: &GpuContext, c: GemvCase, seed: u64) -> Result<Compa
     let yt = Tensor::empty(ctx, "y", &[n, m_out]);
     let gb = ctx.upload("g", bytemuck::cast_slice(&g));
     let mut rec = Recorder::new(ctx, "gemv test");
+    let xo = Tensor::empty(ctx, "xn", &[n, k]);
     let epi = Epilogue {
         bias: c.bias.then_some(&bt),
         residual: c.residual.then_some(&rt),
         act: c.act,
         norm: c.norm.then_some((&gb, eps)),
+        norm_out: c.norm_out.then_some(&xo),
     };
     ops::gemv(&mut rec, &wm, &xt, &yt, epi)?;
     rec.submit()?;
-    let got = yt.to_vec(ctx).await?;
+    let mut got = yt.to_vec(ctx).await?;
     let (atol, rtol) = tol(ctx, (1e-4, 1e-4), (1e-3, 1e-3));
+    let mut want = want;
+    if c.norm_out {
+        // the normalised x follows y in the comparison (its slack: zero)
+        got.extend(xo.to_vec(ctx).await?);
+        want.extend((0..n).flat_map(xn_of));
+        slack.resize(want.len(), 0.0);
+    }
     let mut cmp = compare_slack(&got, &want, &slack, atol, rtol);
     if c.format != WeightFormat::F16 {
         let f16_ref = epi_ref(&Matrix::reference_values(m, k, &w, WeightFormat::F16));
@@ -565,6 +581,7 @@ pub async fn run_all(ctx: &GpuContext) -> Vec<CaseResult> {
             residual: i == 1,
             act: [Activation::Gelu, Activation::SwiGlu, Activation::Silu][i],
             norm: i == 2,
+            norm_out: false,
         };
         out.push(CaseResult::from(
             format!("{c} (gemm) [{act}]"),

@@ -48,6 +48,7 @@ impl Linear {
                 residual,
                 act,
                 norm: None,
+                norm_out: None,
             },
         )
     }

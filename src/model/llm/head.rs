@@ -337,7 +337,7 @@ impl HeadState {
         };
         for (l, cache) in head.layers.iter().zip(&self.caches) {
             // RMSNorm1 only feeds in_proj: folded into its quantisation of x where that is
-            // free (`ops::norm_folds`); RMSNorm2's output is also the FFN's residual, so it stays
+            // free (`ops::norm_folds`)
             let fold = ops::norm_folds(ctx, &l.in_proj, 1);
             if !fold {
                 ops::rmsnorm(rec, &s_vec, &l.ln1, head.eps, &self.n)?;
@@ -366,14 +366,21 @@ impl HeadState {
                     ..Default::default()
                 },
             )?;
-            ops::rmsnorm(rec, &self.s2, &l.ln2, head.eps, &self.r)?;
+            // RMSNorm2 folds into W1's quantisation of x too, which also writes r out for the
+            // residual below (`norm_out`)
+            let fold2 = ops::norm_folds(ctx, &l.w1[i], 1);
+            if !fold2 {
+                ops::rmsnorm(rec, &self.s2, &l.ln2, head.eps, &self.r)?;
+            }
             ops::gemv(
                 rec,
                 &l.w1[i],
-                &self.r,
+                if fold2 { &self.s2 } else { &self.r },
                 &self.y,
                 Epilogue {
                     act: Activation::Gelu,
+                    norm: fold2.then_some((&l.ln2, head.eps)),
+                    norm_out: fold2.then_some(&self.r),
                     ..Default::default()
                 },
             )?;
