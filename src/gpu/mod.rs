@@ -15,7 +15,7 @@ pub use buffers::{Arena, BufferPool, PooledBuffer};
 pub use context::{Caps, CoopF16, GpuContext, GpuOptions, NegotiatedLimits, COOPB_WG_STORAGE};
 pub use kernels::{ActDType, KernelKey};
 pub use pipelines::{Binding, PipelineCache};
-pub use readback::read_buffer;
+pub use readback::{map_read, read_buffer};
 pub use recorder::{grid, Bind, BindCache, Param, Profile, Recorder};
 
 /// Errors of the GPU layer. Each says what happened and, where a user can act, what to do.

@@ -38,16 +38,32 @@ pub async fn read_buffer(
             label: Some("readback"),
         });
     enc.copy_buffer_to_buffer(src, offset, &staging, 0, padded);
-    ctx.queue.submit([enc.finish()]);
+    let index = ctx.queue.submit([enc.finish()]);
+    map_read(ctx, &staging, index, len).await
+}
 
+/// The first `len` bytes of `staging` (MAP_READ) once submission `index`, the last one that
+/// writes it, has run: natively this waits for that submission alone, so later ones keep the
+/// GPU busy (the pipelined audio frames read one frame while the next runs). Unmapped after.
+pub async fn map_read(
+    ctx: &GpuContext,
+    staging: &wgpu::Buffer,
+    index: wgpu::SubmissionIndex,
+    len: u64,
+) -> Result<Vec<u8>, GpuError> {
     let (tx, rx) = futures_channel::oneshot::channel();
     staging.map_async(wgpu::MapMode::Read, .., move |r| {
         let _ = tx.send(r);
     });
     #[cfg(not(target_arch = "wasm32"))]
     ctx.device
-        .poll(wgpu::PollType::wait_indefinitely())
+        .poll(wgpu::PollType::Wait {
+            submission_index: Some(index),
+            timeout: None,
+        })
         .map_err(|e| GpuError::Readback(e.to_string()))?;
+    #[cfg(target_arch = "wasm32")]
+    let _ = index; // the browser's event loop runs the callback
     let mapped = rx
         .await
         .map_err(|_| GpuError::Readback("map callback dropped".into()))?;

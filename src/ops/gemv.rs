@@ -155,6 +155,36 @@ pub fn norm_folds(ctx: &crate::gpu::GpuContext, w: &Matrix, n: usize) -> bool {
     n < GEMM_MIN_N && ctx.int8 && !matches!(w, Matrix::F16 { .. })
 }
 
+/// [`gemv`] of the RMSNorm (weight `g`, `eps`) of x: the norm folds into the product's
+/// quantisation of x where that is free ([`norm_folds`]), else an RMSNorm dispatch writes it to
+/// `xn` (x's shape) first. With `keep`, `xn` holds the normalised x afterwards either way (a
+/// folded norm writes it out, [`Epilogue::norm_out`]); without, it may be left untouched.
+/// `epi.norm` and `epi.norm_out` are this function's to set.
+#[allow(clippy::too_many_arguments)]
+pub fn gemv_rmsnorm(
+    rec: &mut Recorder,
+    w: &Matrix,
+    x: &Tensor,
+    (g, eps): (&wgpu::Buffer, f32),
+    xn: &Tensor,
+    keep: bool,
+    y: &Tensor,
+    epi: Epilogue,
+) -> Result<(), OpError> {
+    let n = x.numel() / w.cols().max(1);
+    if norm_folds(rec.ctx(), w, n) {
+        let epi = Epilogue {
+            norm: Some((g, eps)),
+            norm_out: keep.then_some(xn),
+            ..epi
+        };
+        gemv(rec, w, x, y, epi)
+    } else {
+        super::rmsnorm(rec, x, g, eps, xn)?;
+        gemv(rec, w, xn, y, epi)
+    }
+}
+
 /// `y (N, M) = act(x (N, K) · Wᵀ + bias) + residual`, W (M, K) in any [`Matrix`] format.
 /// Vectors go through in groups of [`GEMV_MAX_N`] per dispatch. For N > 1, K must be a
 /// multiple of 4 (rows of x are read as vec4).

@@ -496,8 +496,7 @@ impl Generator {
             // feed this frame's codes from the GPU and start the next frame before reading
             // this one, wherever `push_frame` would feed it
             let ahead = self.cfg.pipeline
-                && n + 1 < self.cfg.frames_max
-                && self.sess.len + 2 < self.sess.tmax
+                && self.feeds_frame(n)
                 && self.frames.gpu_ok(&self.cfg.audio, n + 1);
             if ahead {
                 let r = self
@@ -526,17 +525,7 @@ impl Generator {
                 self.drop_ahead(false);
                 return self.end_segment(ctx, ev, n, last);
             }
-            if !ahead {
-                return self.push_frame(ctx, ev, codes, n, last);
-            }
-            // already fed: what `push_frame` does after feeding
-            for (i, c) in codes.iter().enumerate() {
-                self.seg_codes[i].push(*c);
-            }
-            ev.push(Event::Frame { codes });
-            self.fed.push(self.llm.dims.audio_pad);
-            self.phase = Phase::Audio { n: n + 1, last };
-            return Ok(ev);
+            return self.push_frame(ctx, ev, codes, n, last, ahead);
         }
         let mut codes = [0u32; CODEBOOKS];
         for i in 0..CODEBOOKS {
@@ -564,7 +553,7 @@ impl Generator {
             }
             codes[i] = c;
         }
-        self.push_frame(ctx, ev, codes, n, last)
+        self.push_frame(ctx, ev, codes, n, last, false)
     }
 
     /// Submits frame `n` of the segment on the current hidden state (its history, `n` codes
@@ -586,6 +575,8 @@ impl Generator {
 
     /// A sampled frame (not the audio end): event, segment history, then fed unless the
     /// segment ends here.
+    /// `fed`: the pipelined loop has already put the frame in the cache (`step_codes`, after
+    /// [`Self::feeds_frame`] held), so only `fed` records it.
     fn push_frame(
         &mut self,
         ctx: &GpuContext,
@@ -593,18 +584,28 @@ impl Generator {
         codes: Frame,
         n: usize,
         last: bool,
+        fed: bool,
     ) -> Result<Vec<Event>, ModelError> {
         for (i, c) in codes.iter().enumerate() {
             self.seg_codes[i].push(*c);
         }
         ev.push(Event::Frame { codes });
-        let n = n + 1;
-        if n >= self.cfg.frames_max || self.sess.len + 2 >= self.sess.tmax {
-            return self.end_segment(ctx, ev, n, last);
+        if fed {
+            self.fed.push(self.llm.dims.audio_pad);
+        } else if self.feeds_frame(n) {
+            self.feed_one(ctx, Input::Audio(codes))?;
+        } else {
+            return self.end_segment(ctx, ev, n + 1, last);
         }
-        self.feed_one(ctx, Input::Audio(codes))?;
-        self.phase = Phase::Audio { n, last };
+        self.phase = Phase::Audio { n: n + 1, last };
         Ok(ev)
+    }
+
+    /// Whether frame `n` of the segment (not an audio end) goes into the cache, or the segment
+    /// ends after it: the frame limit and room in the context for it and what follows.
+    /// Evaluated before the frame is fed.
+    fn feeds_frame(&self, n: usize) -> bool {
+        n + 1 < self.cfg.frames_max && self.sess.len + 2 < self.sess.tmax
     }
 
     fn end_segment(

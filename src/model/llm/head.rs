@@ -336,20 +336,17 @@ impl HeadState {
             dtype: self.a.dtype,
         };
         for (l, cache) in head.layers.iter().zip(&self.caches) {
-            // RMSNorm1 only feeds in_proj: folded into its quantisation of x where that is
-            // free (`ops::norm_folds`)
-            let fold = ops::norm_folds(ctx, &l.in_proj, 1);
-            if !fold {
-                ops::rmsnorm(rec, &s_vec, &l.ln1, head.eps, &self.n)?;
-            }
-            ops::gemv(
+            // RMSNorm1 only feeds in_proj: folded into its quantisation of x where that is free
+            ops::gemv_rmsnorm(
                 rec,
                 &l.in_proj,
-                if fold { &s_vec } else { &self.n },
+                &s_vec,
+                (&l.ln1, head.eps),
+                &self.n,
+                false,
                 &self.qkv,
                 Epilogue {
                     bias: Some(&l.in_bias),
-                    norm: fold.then_some((&l.ln1, head.eps)),
                     ..Default::default()
                 },
             )?;
@@ -366,21 +363,17 @@ impl HeadState {
                     ..Default::default()
                 },
             )?;
-            // RMSNorm2 folds into W1's quantisation of x too, which also writes r out for the
-            // residual below (`norm_out`)
-            let fold2 = ops::norm_folds(ctx, &l.w1[i], 1);
-            if !fold2 {
-                ops::rmsnorm(rec, &self.s2, &l.ln2, head.eps, &self.r)?;
-            }
-            ops::gemv(
+            // RMSNorm2 too; its output r is also the FFN's residual below, so it is kept
+            ops::gemv_rmsnorm(
                 rec,
                 &l.w1[i],
-                if fold2 { &self.s2 } else { &self.r },
+                &self.s2,
+                (&l.ln2, head.eps),
+                &self.r,
+                true,
                 &self.y,
                 Epilogue {
                     act: Activation::Gelu,
-                    norm: fold2.then_some((&l.ln2, head.eps)),
-                    norm_out: fold2.then_some(&self.r),
                     ..Default::default()
                 },
             )?;
@@ -396,18 +389,16 @@ impl HeadState {
             )?;
         }
         let (m, b) = &head.heads[i];
-        let fold = ops::norm_folds(ctx, m, 1);
-        if !fold {
-            ops::rmsnorm(rec, &s_vec, &head.headnorm, head.eps, &self.n)?;
-        }
-        ops::gemv(
+        ops::gemv_rmsnorm(
             rec,
             m,
-            if fold { &s_vec } else { &self.n },
+            &s_vec,
+            (&head.headnorm, head.eps),
+            &self.n,
+            false,
             &self.logits[i],
             Epilogue {
                 bias: Some(b),
-                norm: fold.then_some((&head.headnorm, head.eps)),
                 ..Default::default()
             },
         )?;
@@ -590,33 +581,11 @@ impl FrameSampler {
         llm: &Llm,
         rng: &mut Rng,
     ) -> Result<[u32; CODEBOOKS], ModelError> {
-        let buf = &self.staging[f.slot];
-        let (tx, rx) = futures_channel::oneshot::channel();
-        buf.map_async(wgpu::MapMode::Read, .., move |r| {
-            let _ = tx.send(r);
-        });
-        #[cfg(not(target_arch = "wasm32"))]
-        ctx.device
-            .poll(wgpu::PollType::Wait {
-                submission_index: Some(f.index),
-                timeout: None,
-            })
-            .map_err(|e| crate::gpu::GpuError::Readback(e.to_string()))?;
-        #[cfg(target_arch = "wasm32")]
-        let _ = f.index;
-        let mapped = rx
-            .await
-            .map_err(|_| crate::gpu::GpuError::Readback("map callback dropped".into()))?;
-        ctx.check()?;
-        mapped.map_err(|e| crate::gpu::GpuError::Readback(e.to_string()))?;
+        let bytes =
+            crate::gpu::map_read(ctx, &self.staging[f.slot], f.index, (CODEBOOKS * 4) as u64)
+                .await?;
         let mut codes = [0u32; CODEBOOKS];
-        {
-            let view = buf
-                .get_mapped_range(..)
-                .map_err(|e| crate::gpu::GpuError::Readback(e.to_string()))?;
-            codes.copy_from_slice(&bytemuck::pod_collect_to_vec::<u8, u32>(&view)[..CODEBOOKS]);
-        }
-        buf.unmap();
+        codes.copy_from_slice(&bytemuck::pod_collect_to_vec::<u8, u32>(&bytes));
         if codes[0] as usize == llm.dims.codebooks[0] {
             // audio end: the step-by-step path stops after codebook 0's draw
             *rng = f.draws.before;

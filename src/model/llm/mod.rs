@@ -508,22 +508,19 @@ impl Session {
             sub(&self.mlp, &[n, d.inter]),
         );
         let p0 = self.len;
-        let ctx = rec.ctx();
         for (l, cache) in llm.layers.iter().zip(&self.caches) {
             // each RMSNorm that only feeds a product goes into the product's quantisation of x
             // where that is free (decode with int8 activations: one dispatch fewer)
-            let fold1 = ops::norm_folds(ctx, &l.w_pack, n);
-            if !fold1 {
-                ops::rmsnorm(rec, &x, &l.ln1, d.eps, &xn)?;
-            }
-            ops::gemv(
+            ops::gemv_rmsnorm(
                 rec,
                 &l.w_pack,
-                if fold1 { &x } else { &xn },
+                &x,
+                (&l.ln1, d.eps),
+                &xn,
+                false,
                 &qkv,
                 Epilogue {
                     bias: Some(&l.b_pack),
-                    norm: fold1.then_some((&l.ln1, d.eps)),
                     ..Default::default()
                 },
             )?;
@@ -549,20 +546,18 @@ impl Session {
                     ..Default::default()
                 },
             )?;
-            let fold2 = matches!(&l.mlp, Mlp::Fused(gu) if ops::norm_folds(ctx, gu, n));
-            if !fold2 {
-                ops::rmsnorm(rec, &h2, &l.ln2, d.eps, &xn)?;
-            }
             match &l.mlp {
                 // decode: the SwiGLU epilogue of the matrix–vector kernel
-                Mlp::Fused(gu) if n < ops::GEMM_MIN_N => ops::gemv(
+                Mlp::Fused(gu) if n < ops::GEMM_MIN_N => ops::gemv_rmsnorm(
                     rec,
                     gu,
-                    if fold2 { &h2 } else { &xn },
+                    &h2,
+                    (&l.ln2, d.eps),
+                    &xn,
+                    false,
                     &mlp,
                     Epilogue {
                         act: ops::Activation::SwiGlu,
-                        norm: fold2.then_some((&l.ln2, d.eps)),
                         ..Default::default()
                     },
                 )?,
@@ -570,10 +565,12 @@ impl Session {
                 // on an H100), then SwiGLU over the interleaved pairs
                 Mlp::Fused(gu) => {
                     let gup = sub(&self.gate_up, &[n, 2 * d.inter]);
+                    ops::rmsnorm(rec, &h2, &l.ln2, d.eps, &xn)?;
                     ops::gemv(rec, gu, &xn, &gup, Epilogue::default())?;
                     ops::swiglu_pairs(rec, &gup, &mlp)?;
                 }
                 Mlp::Split { gate: g, up: u } => {
+                    ops::rmsnorm(rec, &h2, &l.ln2, d.eps, &xn)?;
                     ops::gemv(rec, g, &xn, &gate, Epilogue::default())?;
                     ops::gemv(rec, u, &xn, &up, Epilogue::default())?;
                     ops::swiglu(rec, &gate, &up, &mlp)?;
