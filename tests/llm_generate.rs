@@ -395,3 +395,38 @@ fn pipelined_frames_equal_the_serial_loop() {
 
 /// A seed whose segment ends by an audio-end code at frame 9 (found by trying seeds 0..8).
 const SEED_END: u64 = 3;
+
+/// The web page begins a new conversation on the loaded model: a second generator on the same
+/// weight store (the audio head's per-position blocks were re-laid out and their sources evicted
+/// by the first) must load and give the same turn; and the chat prompt builder shared by
+/// `bca chat` and the page equals the hand-written speech prompt.
+#[test]
+fn a_second_generator_on_the_same_weights_agrees() {
+    let c = ctx(GpuPath::F32);
+    let (w, mut g) = generator(Variant::Instruct, 5);
+    let mut p = g
+        .chat_system_inputs("请用【邻家女声】这个声音回答问题。")
+        .unwrap();
+    p.extend(
+        g.chat_user_inputs(Some(&user_frames()), None, false)
+            .unwrap(),
+    );
+    assert_eq!(p, speech_prompt(&g));
+    let err = g.chat_user_inputs(None, Some("  "), false).unwrap_err();
+    assert!(err.to_string().contains("nothing to answer"), "{err}");
+    let text_only = g.chat_user_inputs(None, Some("你好"), true).unwrap();
+    assert_eq!(text_only, g.text_inputs("<C_Q>你好<C_A>").unwrap());
+
+    g.start(c, &p, Mode::Speech).unwrap();
+    let a = pollster::block_on(g.run(c, |_| true)).unwrap();
+    let tok = TextTokenizer::from_json_bytes(
+        &std::fs::read(tiny(Variant::Instruct).join("tokenizer.json")).unwrap(),
+    )
+    .unwrap();
+    let mut g2 = Generator::new(c, &w, tok, 512, 5).expect("a second generator loads");
+    g2.cfg = g.cfg;
+    g2.start(c, &p, Mode::Speech).unwrap();
+    let b = pollster::block_on(g2.run(c, |_| true)).unwrap();
+    assert!(a.iter().any(|e| matches!(e, Event::Frame { .. })), "{a:?}");
+    assert_eq!(a, b);
+}

@@ -1,5 +1,6 @@
 // The page: detects WebGPU, starts the engine worker, shows the adapter and the self-test.
 import { EngineClient, REQUEST, WebGpuUnavailableError } from "./protocol.js";
+import { Talk } from "./talk.js";
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
@@ -49,7 +50,7 @@ function eta(s) {
 }
 
 /** Streams a converted model into the engine with a progress bar; never throws. */
-async function loadModel(client, url) {
+async function loadModel(client, url, talk) {
   $("model-load").disabled = true;
   $("model-cancel").disabled = false;
   $("model-status").textContent = `Loading ${url}…`;
@@ -73,10 +74,12 @@ async function loadModel(client, url) {
       (r.cacheErrors.length ? ` Not cached: ${r.cacheErrors.join("; ")}` : "");
     $("model-status").className = "pass";
     window.__bca.model = { ok: true, url, ...r };
+    await talk.begin(); // a Base model says here that it cannot chat
   } catch (e) {
     $("model-status").textContent = `Could not load ${url}: ${e.message}`;
     $("model-status").className = "fail";
     window.__bca.model = { ok: false, url, error: `${e.name}: ${e.message}` };
+    talk.status("Load a model to talk.", "");
   } finally {
     client.onProgress = null;
     $("model-load").disabled = false;
@@ -106,9 +109,17 @@ async function main() {
   $("rerun").onclick = () => selfTest(client).catch(fail);
   await selfTest(client);
   // the embedded tiny model by default (or ?model=URL); the form loads any converted model
-  $("model-form").onsubmit = (ev) => { ev.preventDefault(); loadModel(client, $("model-url").value.trim()); };
+  const talk = new Talk(client);
+  talk.wire();
+  $("model-form").onsubmit = (ev) => {
+    ev.preventDefault();
+    talk.stopMic(false);
+    talk.ready = false;
+    talk.setControls();
+    loadModel(client, $("model-url").value.trim(), talk);
+  };
   if (params.get("model")) $("model-url").value = params.get("model");
-  await loadModel(client, $("model-url").value.trim());
+  await loadModel(client, $("model-url").value.trim(), talk);
   window.__bca.done = true;
 }
 

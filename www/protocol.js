@@ -17,6 +17,13 @@ export const REQUEST = Object.freeze({
   LOAD_MODEL: "load-model",
   CANCEL: "cancel",     // content: { uuid? } of a load-model request → { cancelled: n }
   CALL: "call",         // content: { method, args } → the engine method's result (stage APIs)
+  // Speech chat (www/chat.js) on the last loaded model:
+  CHAT_BEGIN: "chat-begin",         // content: { options } → { fed, turnStart, busy, context }
+  // content: { pcm?: Float32Array, sampleRate?, text?, textOnly? } → { text, frames, segments,
+  // samples, interrupted, fed, context }, streamed with progress messages (see www/chat.js)
+  CHAT_SAY: "chat-say",
+  CHAT_INTERRUPT: "chat-interrupt", // barge-in: the running turn stops between two steps
+  CHAT_STATE: "chat-state",         // content: { ids? } → { fed, turnStart, busy, context, ids? }
 });
 
 /** One error class per thing a user can act on. */
@@ -50,19 +57,24 @@ export class EngineClient {
       this.pending.clear();
     };
   }
-  /** `onProgress(content, uuid)` gets every progress message; `lastUuid` is the uuid of the
+  /** `onProgress(content, uuid)` gets every progress message (a call's own `onProgress`
+   *  option takes those of that call); `lastUuid` is the uuid of the
    *  latest request (to cancel a load: `call(REQUEST.CANCEL, { uuid })`). */
-  call(kind, content = null) {
+  call(kind, content = null, { onProgress = null, transfer = [] } = {}) {
     const uuid = String(this.next++);
     this.lastUuid = uuid;
     return new Promise((resolve, reject) => {
-      this.pending.set(uuid, { resolve, reject });
-      this.worker.postMessage({ kind, uuid, content });
+      this.pending.set(uuid, { resolve, reject, onProgress });
+      this.worker.postMessage({ kind, uuid, content }, transfer);
     });
   }
   #receive(msg) {
     const p = this.pending.get(msg.uuid);
-    if (msg.kind === "progress") { if (this.onProgress) this.onProgress(msg.content, msg.uuid); return; }
+    if (msg.kind === "progress") {
+      const f = (p && p.onProgress) || this.onProgress;
+      if (f) f(msg.content, msg.uuid);
+      return;
+    }
     if (!p) return;
     this.pending.delete(msg.uuid);
     if (msg.kind === "return") p.resolve(msg.content);

@@ -2,9 +2,12 @@
 import init, { Engine } from "./pkg/bca.js";
 import { REQUEST } from "./protocol.js";
 import { loadModel } from "./loader.js";
+import { ChatRunner } from "./chat.js";
 
 let engine = null;
 let ready = null;
+let modelUrl = null; // the last model loaded
+let chat = null;
 const loads = new Map(); // uuid of a load-model request → its AbortController
 
 function wireError(e) {
@@ -37,11 +40,15 @@ async function handle(kind, content, uuid) {
       const controller = new AbortController();
       loads.set(uuid, controller);
       try {
-        return await loadModel(engine, content.url, {
+        chat = null;
+        modelUrl = null;
+        const r = await loadModel(engine, content.url, {
           ...(content.options || {}),
           signal: controller.signal,
           onProgress: (p) => self.postMessage({ kind: "progress", uuid, content: p }),
         });
+        modelUrl = content.url;
+        return r;
       } finally {
         loads.delete(uuid);
       }
@@ -52,6 +59,25 @@ async function handle(kind, content, uuid) {
       let n = 0;
       for (const id of targets) { const c = loads.get(id); if (c) { c.abort(); n++; } }
       return { cancelled: n };
+    }
+    case REQUEST.CHAT_BEGIN: {
+      if (!engine) throw new Error("engine not initialised");
+      if (!modelUrl) throw new Error("no model loaded: load a converted Instruct model first");
+      chat = new ChatRunner(engine);
+      return await chat.begin(modelUrl, (content && content.options) || {});
+    }
+    case REQUEST.CHAT_SAY: {
+      if (!chat) throw new Error("no conversation: begin one first");
+      return await chat.say(content || {}, (m, transfer = []) =>
+        self.postMessage({ kind: "progress", uuid, content: m }, transfer));
+    }
+    case REQUEST.CHAT_INTERRUPT:
+      if (chat) chat.interrupt();
+      return { interrupted: !!chat };
+    case REQUEST.CHAT_STATE: {
+      if (!chat) throw new Error("no conversation: begin one first");
+      const warning = await chat.settle();
+      return { ...engine.chatState(!!(content && content.ids)), rewrite: chat.lastRewrite || null, warning };
     }
     case REQUEST.CALL: {
       if (!engine) throw new Error("engine not initialised");

@@ -264,6 +264,27 @@ impl Weights {
             .insert(name.to_string(), std::rc::Rc::new(parts));
     }
 
+    /// A matrix a stage derived from checkpoint matrices (re-laid out) and registered with
+    /// [`Weights::insert_derived`]: a second load of the stage (a new conversation on the same
+    /// model) finds it after the sources were evicted.
+    pub fn derived(&self, key: &str) -> Option<Matrix> {
+        self.matrices
+            .borrow()
+            .get(key)
+            .and_then(|p| p.first().map(|p| p.matrix.clone()))
+    }
+
+    /// Registers a derived matrix under `key` (not a checkpoint name).
+    pub fn insert_derived(&self, key: &str, m: Matrix) {
+        self.insert_matrix(
+            key,
+            vec![MatrixPart {
+                row_start: 0,
+                matrix: m,
+            }],
+        );
+    }
+
     /// Drops the store's reference to a matrix (a stage that re-laid it out keeps its own
     /// copy; the GPU memory goes when the last clone does).
     pub fn evict(&self, name: &str) {

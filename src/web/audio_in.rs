@@ -20,7 +20,7 @@ fn js(e: impl std::fmt::Display) -> JsError {
 }
 
 impl Engine {
-    fn audio_in(&self) -> Result<(Rc<Weights>, Rc<AudioIn>), JsError> {
+    pub(super) fn audio_in(&self) -> Result<(Rc<Weights>, Rc<AudioIn>), JsError> {
         let w = self.model()?;
         let key = Rc::as_ptr(&w);
         if let Some(s) = STAGE.with(|s| {

@@ -20,7 +20,7 @@ fn js_err(e: impl std::fmt::Display) -> JsError {
     JsError::new(&e.to_string())
 }
 
-fn tokenizer() -> Result<(Vec<u8>, std::rc::Rc<TextTokenizer>), JsError> {
+pub(super) fn tokenizer() -> Result<(Vec<u8>, std::rc::Rc<TextTokenizer>), JsError> {
     TOKENIZER.with(|t| {
         t.borrow()
             .clone()

@@ -28,6 +28,7 @@ pub struct Engine {
 }
 
 mod audio_in;
+mod chat;
 mod llm;
 mod loader;
 mod model;

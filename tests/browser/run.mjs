@@ -4,10 +4,10 @@
 // "no WebGPU adapter" — a browser test that cannot reach a GPU is a failed test, never a skip.
 //
 // Usage: node tests/browser/run.mjs [--bca target/debug/bca] [--out artifacts/browser]
-//        [--fake-mic file.wav]   (a WAV played as the microphone, for the audio issues)
+//        [--fake-mic file.wav]   (a WAV played as the microphone; default: speech + silence)
 //        [--suites 30-audio,20]  (only the stage suites whose file names contain these)
 import { spawn } from "node:child_process";
-import { mkdirSync, existsSync, writeFileSync, readdirSync } from "node:fs";
+import { mkdirSync, existsSync, writeFileSync, readdirSync, readFileSync } from "node:fs";
 import { pathToFileURL } from "node:url";
 import { resolve, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -29,6 +29,28 @@ function check(name, ok, detail = "") {
   const line = `${ok ? "ok  " : "FAIL"} ${name}${detail ? ": " + detail : ""}`;
   log.push(line);
   console.log(line);
+}
+
+/** tests/goldens/audio_in/wav/en_48k_s16.wav (1.2 s of speech, 48 kHz 16-bit mono) + 1.5 s of
+ *  silence, written to the output folder. */
+function fakeMicWav() {
+  const src = readFileSync(resolve(root, "tests/goldens/audio_in/wav/en_48k_s16.wav"));
+  let o = 12, data = null;
+  while (o + 8 <= src.length) {
+    const id = src.toString("latin1", o, o + 4), len = src.readUInt32LE(o + 4);
+    if (id === "data") { data = src.subarray(o + 8, o + 8 + len); break; }
+    o += 8 + len + (len & 1);
+  }
+  if (!data) throw new Error("en_48k_s16.wav has no data chunk");
+  const body = Buffer.concat([data, Buffer.alloc(48000 * 2 * 3 / 2)]);
+  const h = Buffer.alloc(44);
+  h.write("RIFF", 0, "latin1"); h.writeUInt32LE(36 + body.length, 4); h.write("WAVEfmt ", 8, "latin1");
+  h.writeUInt32LE(16, 16); h.writeUInt16LE(1, 20); h.writeUInt16LE(1, 22); h.writeUInt32LE(48000, 24);
+  h.writeUInt32LE(96000, 28); h.writeUInt16LE(2, 32); h.writeUInt16LE(16, 34);
+  h.write("data", 36, "latin1"); h.writeUInt32LE(body.length, 40);
+  const path = resolve(outDir, "fake-mic.wav");
+  writeFileSync(path, Buffer.concat([h, body]));
+  return path;
 }
 
 async function waitForServer(url, ms) {
@@ -60,7 +82,9 @@ async function main() {
       "--no-first-run", "--disable-quic", "--autoplay-policy=no-user-gesture-required",
       "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
     ];
-    if (args["fake-mic"]) flags.push(`--use-file-for-fake-audio-capture=${resolve(args["fake-mic"])}`);
+    // the microphone: a WAV played (looped) by Chromium's fake capture device; by default speech
+    // then 1.5 s of silence, so the page's voice detector cuts one utterance at the pause
+    flags.push(`--use-file-for-fake-audio-capture=${resolve(args["fake-mic"] || fakeMicWav())}`);
     browser = await chromium.launch({ executablePath: chromePath, headless: true, args: flags });
     const page = await browser.newPage({ viewport: { width: 1100, height: 1400 } });
     const consoleLines = [];

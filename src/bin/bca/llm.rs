@@ -446,7 +446,7 @@ pub fn chat(a: ChatArgs) -> Res {
         let (pcm, _) = crate::audio_in::load_pcm16k(wav)?;
         Ok(pollster::block_on(enc.encode_pcm(&ctx, &pcm))?.frames())
     };
-    let mut inputs = g.text_inputs(&format!("<B_SYS>{}", a.system))?;
+    let mut inputs = g.chat_system_inputs(&a.system)?;
     if let Some(h) = &a.history {
         let s = std::fs::read_to_string(h).map_err(|e| format!("{}: {e}", h.display()))?;
         let v: serde_json::Value =
@@ -513,25 +513,16 @@ pub fn chat(a: ChatArgs) -> Res {
             inputs.len()
         );
     }
-    inputs.extend(g.text_inputs("<C_Q>")?);
-    if let Some(c) = &a.codes {
-        let codes = read_codes(c)?;
-        inputs.extend(g.audio_inputs(&codes)?);
-    }
-    if let Some(wav) = &a.audio {
-        let codes = encode(wav)?;
-        eprintln!("{}: {} frames of speech", wav.display(), codes.len());
-        inputs.extend(g.audio_inputs(&codes)?);
-    }
-    if let Some(t) = &a.text {
-        inputs.extend(g.text_inputs(t)?);
-    }
-    let tail = if a.text_only {
-        "<C_A>"
-    } else {
-        "<audiotext_start_baichuan><C_A>"
+    let user = match (&a.codes, &a.audio) {
+        (Some(c), _) => Some(read_codes(c)?),
+        (None, Some(wav)) => {
+            let codes = encode(wav)?;
+            eprintln!("{}: {} frames of speech", wav.display(), codes.len());
+            Some(codes)
+        }
+        (None, None) => None,
     };
-    inputs.extend(g.text_inputs(tail)?);
+    inputs.extend(g.chat_user_inputs(user.as_deref(), a.text.as_deref(), a.text_only)?);
     let mode = if a.text_only {
         Mode::TextOnly
     } else {

@@ -226,6 +226,43 @@ impl Generator {
         Ok(v)
     }
 
+    /// The start of a speech-chat conversation (spec §10.1): `<B_SYS>` + the system prompt.
+    pub fn chat_system_inputs(&self, system: &str) -> Result<Vec<Input>, ModelError> {
+        self.text_inputs(&format!("<B_SYS>{system}"))
+    }
+
+    /// One user turn of a speech chat (spec §10.1): `<C_Q>`, the user's speech (if any) as
+    /// `<audio_start_baichuan>` pads `<audio_end_baichuan>`, the user's text (if any), then the
+    /// reply's opening: `<audiotext_start_baichuan><C_A>` for a speech reply, `<C_A>` for a
+    /// text-only one. Fails when the turn holds neither speech nor text.
+    pub fn chat_user_inputs(
+        &self,
+        audio: Option<&[Frame]>,
+        text: Option<&str>,
+        text_only: bool,
+    ) -> Result<Vec<Input>, ModelError> {
+        let text = text.filter(|t| !t.trim().is_empty());
+        if audio.is_none() && text.is_none() {
+            return Err(ModelError::input(
+                "nothing to answer: the turn has neither speech nor text",
+            ));
+        }
+        let mut v = self.text_inputs("<C_Q>")?;
+        if let Some(a) = audio {
+            v.extend(self.audio_inputs(a)?);
+        }
+        if let Some(t) = text {
+            v.extend(self.text_inputs(t)?);
+        }
+        let tail = if text_only {
+            "<C_A>"
+        } else {
+            "<audiotext_start_baichuan><C_A>"
+        };
+        v.extend(self.text_inputs(tail)?);
+        Ok(v)
+    }
+
     /// Whether a turn is in progress.
     pub fn busy(&self) -> bool {
         self.phase != Phase::Idle

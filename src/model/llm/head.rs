@@ -150,16 +150,32 @@ impl AudioHead {
             let p = format!("audio_head.transformer_layers.{l}");
             let n1 = format!("{p}.linear1.weight");
             let n2 = format!("{p}.linear2.weight");
-            let lin1 = w.matrix(ctx, &n1)?;
-            let lin2 = w.matrix(ctx, &n2)?;
-            let mut w1 = Vec::with_capacity(CODEBOOKS);
-            let mut w2 = Vec::with_capacity(CODEBOOKS);
-            for i in 0..CODEBOOKS {
-                w1.push(column_block(ctx, &n1, &lin1, i * h, h)?);
-                w2.push(column_block(ctx, &n2, &lin2, i * 2 * h, 2 * h)?);
-            }
-            w.evict(&n1);
-            w.evict(&n2);
+            // the per-position blocks are kept in the store (the sources are evicted), so a
+            // later load of the head (a new conversation) finds them
+            let key = |n: &str, i: usize| format!("{n}#position{i}");
+            let cached: Option<Vec<(Matrix, Matrix)>> = (0..CODEBOOKS)
+                .map(|i| Some((w.derived(&key(&n1, i))?, w.derived(&key(&n2, i))?)))
+                .collect();
+            let (w1, w2): (Vec<Matrix>, Vec<Matrix>) = match cached {
+                Some(c) => c.into_iter().unzip(),
+                None => {
+                    let lin1 = w.matrix(ctx, &n1)?;
+                    let lin2 = w.matrix(ctx, &n2)?;
+                    let mut w1 = Vec::with_capacity(CODEBOOKS);
+                    let mut w2 = Vec::with_capacity(CODEBOOKS);
+                    for i in 0..CODEBOOKS {
+                        let b1 = column_block(ctx, &n1, &lin1, i * h, h)?;
+                        let b2 = column_block(ctx, &n2, &lin2, i * 2 * h, 2 * h)?;
+                        w.insert_derived(&key(&n1, i), b1.clone());
+                        w.insert_derived(&key(&n2, i), b2.clone());
+                        w1.push(b1);
+                        w2.push(b2);
+                    }
+                    w.evict(&n1);
+                    w.evict(&n2);
+                    (w1, w2)
+                }
+            };
             layers.push(DepthLayer {
                 in_proj: w.matrix(ctx, &format!("{p}.self_attention.in_proj_weight"))?,
                 in_bias: w.tensor(ctx, &format!("{p}.self_attention.in_proj_bias"))?,
