@@ -24,8 +24,25 @@ export class ChatRunner {
   constructor(engine) {
     this.engine = engine;
     this.rewrite = null;   // the background rewrite of the last reply
+    this.running = null;   // the turn in progress (a promise)
     this.stopped = false;
     this.turns = 0;
+  }
+
+  /** Stops a running turn and waits for it and for the background rewrite: the generator is
+   *  idle afterwards (chatBegin replaces it only once its options are valid). */
+  async quiesce() {
+    if (this.running) {
+      this.interrupt();
+      await this.running.catch(() => {});
+    }
+    await this.settle();
+  }
+
+  /** Ends the conversation and frees the generator's GPU buffers (before another model loads). */
+  async close() {
+    await this.quiesce();
+    this.engine.chatEnd();
   }
 
   /** Loads the model folder's tokenizer and begins a conversation. `options`: chatBegin's
@@ -56,10 +73,18 @@ export class ChatRunner {
   /** Barge-in: the turn stops between two steps; the rest of its audio is not vocoded. */
   interrupt() {
     this.stopped = true;
-    this.engine.chatInterrupt();
+    try { this.engine.chatInterrupt(); } catch {} // no conversation (closed): nothing to stop
   }
 
-  async say({ pcm = null, sampleRate = 16000, text = "", textOnly = false }, emit) {
+  say(turn, emit) {
+    if (this.running) throw new Error("a turn is already running: interrupt it or wait for its end");
+    // an interrupt from now on (even while the speech is encoded) stops this turn
+    this.stopped = false;
+    this.running = this.#say(turn, emit).finally(() => { this.running = null; });
+    return this.running;
+  }
+
+  async #say({ pcm = null, sampleRate = 16000, text = "", textOnly = false, chunkFrames = null }, emit) {
     const warn = await this.settle();
     if (warn) emit({ type: "warning", message: `the last reply stays in the conversation as generated: ${warn}` });
     let codes;
@@ -71,19 +96,33 @@ export class ChatRunner {
       codes = enc.codes;
       emit({ type: "user", frames: enc.frames, seconds: pcm.length / sampleRate, silent: enc.silent });
     }
-    this.stopped = false;
     this.engine.chatTurn({ codes, text: text || undefined, textOnly });
+    try {
+      if (this.stopped) this.engine.chatInterrupt();
+      return await this.#run(emit, chunkFrames ?? this.chunkFrames);
+    } catch (e) {
+      // leave the conversation idle and usable: the turn ends where it failed
+      try { this.engine.chatInterrupt(); } catch {}
+      throw e;
+    }
+  }
+
+  async #run(emit, chunkFrames) {
     // each turn its own noise stream (segment i of a turn: + i·0x9E3779B9 inside the stream)
-    this.engine.vocodeBegin((this.seed + this.turns * 0x632BE5AB) >>> 0, this.chunkFrames);
+    this.engine.vocodeBegin((this.seed + this.turns * 0x632BE5AB) >>> 0, chunkFrames);
     this.turns++;
     const segs = []; // per segment: { frames, pcm: Float32Array[] (its own samples, for the rewrite) }
     let reply = "", frames = 0, samples = 0, r;
+    let voiced = 0; // segments that reached the stream (it cross-fades into all but the first)
     const play = (arr, segment) => {
-      if (!arr.length) return;
+      // an interrupt that came while this piece was vocoded: it is not played
+      if (!arr.length || this.stopped) return;
       const seg = segs[segment];
-      const own = seg.pcm.length === 0 && segment > 0 ? CROSS_FADE : 0;
+      const own = seg.pcm.length === 0 && voiced > 0 ? CROSS_FADE : 0;
+      if (seg.pcm.length === 0) voiced++;
       const pcm = Float32Array.from(arr);
       if (pcm.length > own) seg.pcm.push(pcm.slice(own));
+      else seg.pcm.push(new Float32Array(0));
       samples += pcm.length;
       emit({ type: "audio", pcm, sampleRate: 24000, segment }, [pcm.buffer]);
     };

@@ -19,7 +19,8 @@ export const REQUEST = Object.freeze({
   CALL: "call",         // content: { method, args } → the engine method's result (stage APIs)
   // Speech chat (www/chat.js) on the last loaded model:
   CHAT_BEGIN: "chat-begin",         // content: { options } → { fed, turnStart, busy, context }
-  // content: { pcm?: Float32Array, sampleRate?, text?, textOnly? } → { text, frames, segments,
+  // content: { pcm?: Float32Array, sampleRate?, text?, textOnly?, chunkFrames? (0: vocode each
+  // segment when it ends; C: every C frames, before it ends) } → { text, frames, segments,
   // samples, interrupted, fed, context }, streamed with progress messages (see www/chat.js)
   CHAT_SAY: "chat-say",
   CHAT_INTERRUPT: "chat-interrupt", // barge-in: the running turn stops between two steps

@@ -8,11 +8,13 @@ import { REQUEST } from "./protocol.js";
 /** Voice detector and limits (seconds, RMS of ~40 ms blocks). */
 export const VAD = Object.freeze({
   minRms: 0.012,        // below this is never speech
-  noiseRatio: 3.5,      // speech is this many times louder than the running noise floor
+  noiseRatio: 3.5,      // speech is this many times louder than the noise floor
+  noiseSeconds: 5,      // the floor: the quietest block of this long a window (minimum tracking)
+  playingRatio: 2,      // while the answer plays, speech must be this much louder again (echo)
   startSeconds: 0.12,   // this much loud audio in a row starts an utterance
   preRollSeconds: 0.3,  // kept from before the start
   endSilenceSeconds: 0.8, // a pause this long ends it
-  minSpeechSeconds: 0.35, // shorter utterances (a click, a cough) are dropped
+  minSpeechSeconds: 0.35, // shorter utterances (a click, a cough) are dropped; barge-in waits for this much
   maxSeconds: 60,       // longer ones are cut and sent (the model hears at most this at once)
 });
 
@@ -65,14 +67,19 @@ export class Talk {
     $("mic").disabled = !this.ready;
     $("mic").textContent = this.listening ? "⏹ Stop listening" : "🎤 Talk";
     $("say-send").disabled = !this.ready;
-    $("new-chat").disabled = !this.ready || this.busy;
+    $("new-chat").disabled = this.busy; // also after a failed begin: it is the way to retry
     $("stop-reply").disabled = !this.busy;
   }
 
   /** The 24 kHz playback worklet, created on the first click (browsers start audio on a gesture). */
-  async ensurePlayer() {
-    if (this.player) return this.player;
+  ensurePlayer() {
+    this.playerStart ??= this.makePlayer().catch((e) => { this.playerStart = null; throw e; });
+    return this.playerStart;
+  }
+
+  async makePlayer() {
     const ctx = new AudioContext({ sampleRate: 24000, latencyHint: "interactive" });
+    this.stats.players = (this.stats.players || 0) + 1;
     await ctx.audioWorklet.addModule(new URL("./player-worklet.js", import.meta.url));
     const node = new AudioWorkletNode(ctx, "pcm-player", { outputChannelCount: [1] });
     node.connect(ctx.destination);
@@ -94,6 +101,7 @@ export class Talk {
   bargeIn() {
     if (!this.speaking()) return;
     this.stats.interrupts++;
+    this.cancelled = true; // audio of this turn still on its way is dropped
     if (this.player) this.player.node.port.postMessage({ flush: true });
     this.stats.queued = 0;
     if (this.busy) this.client.call(REQUEST.CHAT_INTERRUPT).catch(() => {});
@@ -103,6 +111,8 @@ export class Talk {
 
   async toggleMic() {
     if (this.listening) return this.stopMic(true);
+    if (this.micStarting) return; // a second click while the permission prompt is up
+    this.micStarting = true;
     try {
       await this.ensurePlayer();
       await this.startMic();
@@ -119,6 +129,8 @@ export class Talk {
       } else {
         this.error(new Error(`Could not open the microphone: ${e && e.message ? e.message : e}`));
       }
+    } finally {
+      this.micStarting = false;
     }
   }
 
@@ -130,14 +142,23 @@ export class Talk {
     const stream = await navigator.mediaDevices.getUserMedia({
       audio: { channelCount: 1, echoCancellation: true, noiseSuppression: true, autoGainControl: true },
     });
-    const ctx = new AudioContext({ latencyHint: "interactive" });
-    await ctx.audioWorklet.addModule(new URL("./mic-worklet.js", import.meta.url));
+    let ctx;
+    try {
+      ctx = new AudioContext({ latencyHint: "interactive" });
+      await ctx.audioWorklet.addModule(new URL("./mic-worklet.js", import.meta.url));
+      if (ctx.state === "suspended") await ctx.resume();
+    } catch (e) {
+      stream.getTracks().forEach((t) => t.stop()); // never leave the microphone open
+      if (ctx) ctx.close().catch(() => {});
+      throw e;
+    }
     const src = ctx.createMediaStreamSource(stream);
     const node = new AudioWorkletNode(ctx, "mic-capture");
     src.connect(node);
     const rate = ctx.sampleRate;
     this.stats.micRate = rate;
-    this.mic = { stream, ctx, node, rate, noise: VAD.minRms / VAD.noiseRatio, pre: [], utt: null, loud: 0, quiet: 0 };
+    // the floor starts at the quietest speech threshold, so speech right after the click counts
+    this.mic = { stream, ctx, node, rate, levels: [VAD.minRms / VAD.noiseRatio], pre: [], utt: null, loud: 0, quiet: 0 };
     node.port.onmessage = (e) => this.onBlock(e.data.samples, e.data.rms);
     this.listening = true;
     this.setControls();
@@ -164,17 +185,21 @@ export class Talk {
     this.stats.micBlocks++;
     $("level").value = Math.min(1, rms * 8);
     const secs = samples.length / m.rate;
-    const loud = rms >= Math.max(VAD.minRms, m.noise * VAD.noiseRatio);
+    // the noise floor: the quietest block of the last few seconds (it follows a fan or a
+    // louder room up and down; speech has pauses, so it does not lift the floor)
+    m.levels.push(rms);
+    if (m.levels.length * secs > VAD.noiseSeconds) m.levels.shift();
+    const floor = Math.min(...m.levels);
+    const ratio = VAD.noiseRatio * (this.speaking() ? VAD.playingRatio : 1);
+    const loud = rms >= Math.max(VAD.minRms, floor * ratio);
     if (!m.utt) {
-      if (!loud) m.noise = 0.95 * m.noise + 0.05 * rms; // track the room's noise between utterances
       m.pre.push(samples);
       while (m.pre.length * secs > VAD.preRollSeconds + VAD.startSeconds) m.pre.shift();
       m.loud = loud ? m.loud + secs : 0;
       if (m.loud >= VAD.startSeconds) {
-        m.utt = { blocks: m.pre.slice(), speech: m.loud, seconds: m.pre.length * secs };
+        m.utt = { blocks: m.pre.slice(), speech: m.loud, seconds: m.pre.length * secs, barged: false };
         m.pre = [];
         m.quiet = 0;
-        this.bargeIn(); // the user talks over the reply: stop it
         this.status("Hearing you…", "");
       }
       return;
@@ -182,6 +207,10 @@ export class Talk {
     m.utt.blocks.push(samples);
     m.utt.seconds += secs;
     if (loud) { m.utt.speech += secs; m.quiet = 0; } else m.quiet += secs;
+    if (!m.utt.barged && m.utt.speech >= VAD.minSpeechSeconds) {
+      m.utt.barged = true; // the user talks over the reply (not a cough): stop it
+      this.bargeIn();
+    }
     if (m.quiet >= VAD.endSilenceSeconds) this.endUtterance(m, null);
     else if (m.utt.seconds >= VAD.maxSeconds) this.endUtterance(m, `cut at ${VAD.maxSeconds} s, the longest turn`);
   }
@@ -208,17 +237,21 @@ export class Talk {
   /** One user turn (speech and/or text); turns queue up one after another. */
   say({ pcm = null, sampleRate = 16000, text = "", note = null }) {
     const textOnly = $("text-only").checked;
-    this.queue = this.queue.then(() => this.turn({ pcm, sampleRate, text, textOnly, note }));
+    // chunked playback: audio every 4 frames (3 held back), before the segment ends; off by
+    // default, as it is not yet identical to whole-segment decoding (ARCHITECTURE.md)
+    const chunkFrames = $("chunked").checked ? 4 : 0;
+    this.queue = this.queue.then(() => this.turn({ pcm, sampleRate, text, textOnly, chunkFrames, note }));
     return this.queue;
   }
 
-  async turn({ pcm, sampleRate, text, textOnly, note }) {
+  async turn({ pcm, sampleRate, text, textOnly, chunkFrames, note }) {
     if (!this.ready) return;
     await this.ensurePlayer().catch(() => null);
     const user = this.line("user", text || "");
     if (pcm) user.dataset.audio = `🎤 ${(pcm.length / sampleRate).toFixed(1)} s${note ? ` (${note})` : ""}`;
     const reply = this.line("assistant", "");
     this.busy = true;
+    this.cancelled = false;
     this.setControls();
     this.status("Answering…", "");
     if (this.player) this.player.node.port.postMessage({ streaming: true });
@@ -229,6 +262,7 @@ export class Talk {
       else if (m.type === "text") reply.querySelector(".text").textContent += m.delta;
       else if (m.type === "segment_start") reply.dataset.audio = `🔊 speech segment ${m.segment + 1}`;
       else if (m.type === "audio") {
+        if (this.cancelled) return; // interrupted: what was still on its way is not played
         if (firstAudio === null) firstAudio = performance.now() - t0;
         this.stats.samplesQueued += m.pcm.length;
         if (this.player) this.player.node.port.postMessage({ pcm: m.pcm }, [m.pcm.buffer]);
@@ -236,7 +270,7 @@ export class Talk {
     };
     try {
       const r = await this.client.call(REQUEST.CHAT_SAY,
-        { pcm, sampleRate, text, textOnly }, { onProgress, transfer: pcm ? [pcm.buffer] : [] });
+        { pcm, sampleRate, text, textOnly, chunkFrames }, { onProgress, transfer: pcm ? [pcm.buffer] : [] });
       this.stats.turns++;
       this.stats.lastTurn = { ...r, firstAudioMs: firstAudio, ms: performance.now() - t0 };
       reply.dataset.audio = r.segments ? `🔊 ${r.segments} segment(s), ${(r.samples / 24000).toFixed(2)} s` +

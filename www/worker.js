@@ -40,7 +40,8 @@ async function handle(kind, content, uuid) {
       const controller = new AbortController();
       loads.set(uuid, controller);
       try {
-        chat = null;
+        // the conversation holds the old model's weights: end it before the new one loads
+        if (chat) { const c = chat; chat = null; await c.close(); }
         modelUrl = null;
         const r = await loadModel(engine, content.url, {
           ...(content.options || {}),
@@ -63,8 +64,12 @@ async function handle(kind, content, uuid) {
     case REQUEST.CHAT_BEGIN: {
       if (!engine) throw new Error("engine not initialised");
       if (!modelUrl) throw new Error("no model loaded: load a converted Instruct model first");
-      chat = new ChatRunner(engine);
-      return await chat.begin(modelUrl, (content && content.options) || {});
+      // the old conversation stops; it is replaced once the new one's options prove valid
+      if (chat) await chat.quiesce();
+      const next = new ChatRunner(engine);
+      const st = await next.begin(modelUrl, (content && content.options) || {});
+      chat = next;
+      return st;
     }
     case REQUEST.CHAT_SAY: {
       if (!chat) throw new Error("no conversation: begin one first");

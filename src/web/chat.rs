@@ -15,7 +15,8 @@ use crate::model::llm::Frame;
 use crate::model::{ModelError, Weights};
 use crate::text::TextTokenizer;
 
-/// Options of `chatBegin` (all optional): the native `bca chat` flags of the same names.
+/// Options of `chatBegin` (all optional): the native `bca chat` flags of the same names
+/// (`maxText` also caps a text-only reply, as `--max-text` does).
 #[derive(serde::Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 struct ChatOptions {
@@ -193,11 +194,6 @@ impl Engine {
         }
         let (json, _) = super::llm::tokenizer()?;
         let tok = TextTokenizer::from_json_bytes(&json).map_err(js_err)?;
-        let context = o.context.unwrap_or(4096) as usize;
-        // drop the old conversation first: its GPU buffers go before the new ones are made
-        CHAT.with(|c| *c.borrow_mut() = None);
-        let mut g = Generator::new(&self.ctx, &w, tok, context, o.seed.unwrap_or(0) as u64)
-            .map_err(js_err)?;
         let mut cfg = GenConfig::default();
         let apply = |p: SamplingParams| SamplingParams {
             temperature: o.temperature.unwrap_or(p.temperature),
@@ -227,7 +223,19 @@ impl Engine {
                 return Err(JsError::new("maxText must be at least 1"));
             }
             cfg.text_max = t as usize;
+            cfg.text_only_max = t as usize; // a text-only reply is one text round
         }
+        let context = o.context.unwrap_or(4096) as usize;
+        if !(16..=8192).contains(&context) {
+            return Err(JsError::new(&format!(
+                "context {context}: 16 to 8192 positions"
+            )));
+        }
+        // the options are valid: drop the old conversation first (its GPU buffers go before
+        // the new ones are made)
+        CHAT.with(|c| *c.borrow_mut() = None);
+        let mut g = Generator::new(&self.ctx, &w, tok, context, o.seed.unwrap_or(0) as u64)
+            .map_err(js_err)?;
         g.cfg = cfg;
         let st = state(&g);
         CHAT.with(|c| {
@@ -378,8 +386,8 @@ impl Engine {
         pcm: Vec<f32>,
         lengths: Vec<u32>,
     ) -> Result<js_sys::Promise, JsError> {
-        let total: usize = lengths.iter().map(|&l| l as usize).sum();
-        if total != pcm.len() {
+        let total: u64 = lengths.iter().map(|&l| u64::from(l)).sum();
+        if total != pcm.len() as u64 {
             return Err(JsError::new(&format!(
                 "the segment lengths add up to {total} samples but {} were given",
                 pcm.len()

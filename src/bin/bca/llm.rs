@@ -120,7 +120,8 @@ pub struct SampleArgs {
     /// round's speech segment ends the turn.
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
     pub max_rounds: Option<u16>,
-    /// Text tokens per text round at most (default 50 for Instruct, 700 for Base).
+    /// Text tokens per text round at most (default 50 for Instruct, 700 for Base); also the
+    /// length of a text-only or ASR reply (default 1024 / 700).
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
     pub max_text: Option<u16>,
     /// Write every event as JSON lines here.
@@ -155,6 +156,7 @@ impl SampleArgs {
         }
         if let Some(t) = self.max_text {
             c.text_max = t as usize;
+            c.text_only_max = t as usize;
         }
         c
     }

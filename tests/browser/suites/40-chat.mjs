@@ -51,6 +51,8 @@ const expectedSamples = (frames) => frames.filter((n) => n > 0)
   .reduce((a, n, i) => a + (4 * n - 1) * 480 + (i > 0 ? 240 : 0), 0);
 
 export default async function ({ page, root, outDir, bca, check, call, loadModel }) {
+  const start = Date.now();
+  const lap = (what) => console.log(`     [40-chat ${((Date.now() - start) / 1000).toFixed(0)} s] ${what}`);
   const dir = resolve(root, "www/models/tiny-instruct");
   const env = { ...process.env, XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR || "/tmp" };
   const req = (kind, content) => page.evaluate(([k, c]) => window.__bca.client.call(k, c), [kind, content]);
@@ -98,11 +100,13 @@ export default async function ({ page, root, outDir, bca, check, call, loadModel
   await loadModel("models/tiny-instruct/");
   await req("chat-begin", { options: { seed: SEED, ...LIMITS } });
 
+  lap("start");
   // 1. a typed turn
   const t1 = await say({ text: "你好，请介绍一下你自己。" });
   sameEvents("typed turn", t1, native(["--text", "你好，请介绍一下你自己。"], "chat-native-typed.jsonl"));
   audioAdds("typed turn", t1);
 
+  lap("typed turn + native");
   // the reply is rewritten in the background: its text, and each segment's speech re-encoded
   const st = await req("chat-state", { ids: true });
   const reply = st.ids.slice(st.turnStart);
@@ -114,37 +118,56 @@ export default async function ({ page, root, outDir, bca, check, call, loadModel
     st.fed === st.ids.length && !st.busy && (t1.r.segments === 0 || pads > 0),
     `${JSON.stringify(st.rewrite)}, ${starts}/${ends} markers, ${pads} pads, warning ${st.warning}`);
 
-  // 2. a spoken second turn: only the new input is prefilled after the kept history
   const wav = readWav16(readFileSync(resolve(root, "tests/goldens/audio_in/wav/en_48k_s16.wav")));
-  const t2 = await say({ pcm: wav.samples, sampleRate: wav.rate });
-  const user = t2.msgs.find((m) => m.type === "user");
-  const enc = await call("encodePcm", wav.samples, wav.rate);
-  check("spoken turn: the speech is encoded in the worker (the frames of encodePcm)",
-    user && user.frames === enc.frames && enc.frames > 0 && !user.silent, `${JSON.stringify(user)} vs ${enc.frames}`);
-  check("spoken second turn runs to its end after the first", !t2.r.interrupted && t2.msgs.some((m) => m.type === "end_of_turn"),
-    JSON.stringify(t2.r));
+  // (a spoken second turn after a rewritten reply: the page's microphone turn below)
+  // 2b. chunked playback (chunkFrames 1, lookahead 3), one segment: its audio starts before
+  // the segment ends and adds up to the same (4N−1)·480 samples
+  await req("chat-begin", { options: { seed: SEED, ...LIMITS, maxRounds: 1 } });
+  const tc = await say({ text: "你好，请介绍一下你自己。", chunkFrames: 1 });
+  const firstAudio = tc.msgs.findIndex((m) => m.type === "audio");
+  const firstEnd = tc.msgs.findIndex((m) => m.type === "segment_end");
+  const segC = tc.msgs.filter((m) => m.type === "segment_end").map((m) => m.frames);
+  check("chunked turn: audio before the segment ends, (4N−1)·480 samples in all",
+    firstAudio >= 0 && firstAudio < firstEnd && segC[0] >= 4 && tc.r.samples === expectedSamples(segC) &&
+    tc.msgs.filter((m) => m.type === "audio").length > 1,
+    `first audio at message ${firstAudio}, segment end at ${firstEnd}, ${segC} frames, ${tc.r.samples} samples`);
 
+  lap("chunked turn");
   // 3. the same speech as the first turn of a new conversation = native bca chat --audio
   await req("chat-begin", { options: { seed: SEED, ...LIMITS } });
   const t3 = await say({ pcm: wav.samples, sampleRate: wav.rate });
+  const user = t3.msgs.find((m) => m.type === "user");
+  const enc = await call("encodePcm", wav.samples, wav.rate);
+  check("spoken turn: the speech is encoded in the worker (the frames of encodePcm)",
+    user && user.frames === enc.frames && enc.frames > 0 && !user.silent, `${JSON.stringify(user)} vs ${enc.frames}`);
   sameEvents("spoken turn", t3, native(["--audio", resolve(root, "tests/goldens/audio_in/wav/en_48k_s16.wav")], "chat-native-spoken.jsonl"));
   audioAdds("spoken turn", t3);
 
+  lap("spoken turn + native");
   // 4. barge-in: interrupted after the 2nd frame, the next turn goes on after what was fed
   await req("chat-begin", { options: { seed: SEED + 1, maxFrames: 40, maxRounds: 3, maxText: 3, temperature: 1.5 } });
   const before = (await req("chat-state", {})).fed;
   const t4 = await say({ text: "讲个故事" }, 2);
   const s4 = await req("chat-state", { ids: true });
   const frames4 = t4.msgs.filter((m) => m.type === "frame").length;
+  // the same turn left alone is long (deterministic: same seed), so the interrupt, which
+  // reaches the worker a few steps after the page sends it, always lands inside it
+  const ev4 = resolve(outDir, "chat-native-long.jsonl");
+  execFileSync(bca, ["chat", dir, "--text", "讲个故事", "--seed", String(SEED + 1), "--max-frames", "40",
+    "--max-rounds", "3", "--max-text", "3", "--temperature", "1.5", "--f32", "--events", ev4],
+  { env, stdio: ["ignore", "ignore", "inherit"] });
+  const whole4 = readFileSync(ev4, "utf8").trim().split("\n").filter((l) => l.includes('"frame"')).length;
   check("interrupted turn stops between steps, keeps what was fed",
-    t4.r.interrupted && !s4.busy && frames4 >= 2 && frames4 < 40 * 3 && s4.fed > before && s4.fed === s4.ids.length &&
-    !t4.msgs.some((m) => m.type === "end_of_turn"),
-    `${frames4} frames, fed ${before} → ${s4.fed}, ${JSON.stringify(t4.r)}`);
-  const t5 = await say({ text: "继续" });
+    whole4 >= 30 && t4.r.interrupted && !s4.busy && frames4 >= 2 && frames4 < whole4 && s4.fed > before &&
+    s4.fed === s4.ids.length && !t4.msgs.some((m) => m.type === "end_of_turn"),
+    `${frames4} of ${whole4} frames, fed ${before} → ${s4.fed}, ${JSON.stringify(t4.r)}`);
+  // text only (maxText 3 caps it): no long segments to vocode on the CPU
+  const t5 = await say({ text: "继续", textOnly: true });
   const s5 = await req("chat-state", {});
   check("the turn after a barge-in runs to its end", !t5.r.interrupted && s5.fed > s4.fed && t5.msgs.some((m) => m.type === "end_of_turn"),
     `fed ${s4.fed} → ${s5.fed}`);
 
+  lap("barge-in + next turn");
   // 5. errors a user can act on (nothing is fed by a failed turn)
   await req("chat-begin", { options: { context: 256 } });
   const fed5 = (await req("chat-state", {})).fed;
@@ -159,10 +182,15 @@ export default async function ({ page, root, outDir, bca, check, call, loadModel
   check("a bad option is a clear error", /maxFrames 9999/.test(m), m);
   m = await fails("chat-begin", { options: { sead: 1 } });
   check("an unknown option is a clear error", /unknown option `sead`/.test(m), m);
+  m = await fails("chat-begin", { options: { context: 5 } });
+  const kept = await req("chat-state", {});
+  check("a bad context is a clear error, and the conversation is kept", /context 5: 16 to 8192/.test(m) &&
+    kept.context === 256 && kept.fed === fed5, `${m}; ${JSON.stringify(kept)}`);
   await loadModel("models/tiny-base/");
   m = await fails("chat-begin", {});
   check("a Base model cannot chat (clear error)", /Base model/.test(m), m);
 
+  lap("errors");
   // 6. the page: load the Instruct model through the form, shorter turns, a typed message
   await page.evaluate((o) => { window.__bcaTalk.options = o; window.__bcaTalk.handsFree = false; }, { seed: SEED, ...LIMITS });
   await page.fill("#model-url", "models/tiny-instruct/");
@@ -184,6 +212,7 @@ export default async function ({ page, root, outDir, bca, check, call, loadModel
     check("page: the playback worklet plays it (24 kHz AudioContext)", s.played > 0, `${s.played} samples played`);
   }
 
+  lap("page typed turn");
   // the microphone (Chromium's fake device plays a WAV of speech then silence, looped):
   // one utterance, cut at the pause, encoded and answered
   await page.click("#mic");
@@ -197,6 +226,7 @@ export default async function ({ page, root, outDir, bca, check, call, loadModel
   const listening = await page.evaluate(() => window.__bcaTalk.listening);
   check("page: one utterance per click when not hands-free (the mic is closed)", listening === false);
 
+  lap("page mic turn");
   // a denied microphone: a clear message, the page keeps working
   await page.evaluate(() => {
     navigator.mediaDevices.getUserMedia = () => Promise.reject(new DOMException("Permission denied", "NotAllowedError"));
