@@ -196,25 +196,22 @@ export default async function ({ page, root, outDir, bca, check, call, loadModel
   await page.fill("#model-url", "models/tiny-instruct/");
   await page.click("#model-load");
   await page.waitForFunction(() => window.__bcaTalk.ready, null, { timeout: 120000 });
+  await page.check("#text-only");
   await page.fill("#say-text", "你好，请介绍一下你自己。");
   await page.click("#say-send");
   await page.waitForFunction(() => window.__bcaTalk.stats.turns >= 1 || window.__bcaTalk.stats.errors.length, null, { timeout: 180000 });
   let s = await page.evaluate(() => JSON.parse(JSON.stringify(window.__bcaTalk.stats)));
-  const natText = t1.msgs.filter((x) => x.type === "text").map((x) => x.delta).join("");
+  const natOnly = execFileSync(bca, ["chat", dir, "--text", "你好，请介绍一下你自己。", "--text-only", "--seed", String(SEED),
+    ...CLI_LIMITS, "--f32"], { env, stdio: ["ignore", "pipe", "ignore"] }).toString().replace(/\n$/, "");
   const shown = await page.$$eval("#transcript li.assistant .text", (l) => l.map((e) => e.textContent));
-  check("page: a typed message gets the streamed reply (same text as the worker test)",
-    s.turns === 1 && shown[0] === natText && s.errors.length === 0, `${JSON.stringify(shown)} vs ${JSON.stringify(natText)}; ${s.errors}`);
-  check("page: the reply's speech went to the playback worklet",
-    s.samplesQueued === t1.r.samples && s.lastTurn.samples === t1.r.samples, `${s.samplesQueued} queued, ${t1.r.samples} made`);
-  if (t1.r.samples > 0) {
-    await page.waitForFunction(() => window.__bcaTalk.stats.played > 0, null, { timeout: 20000 }).catch(() => {});
-    s = await page.evaluate(() => JSON.parse(JSON.stringify(window.__bcaTalk.stats)));
-    check("page: the playback worklet plays it (24 kHz AudioContext)", s.played > 0, `${s.played} samples played`);
-  }
+  check("page: a typed message (text-only answer) gets the streamed reply of native bca chat --text-only",
+    s.turns === 1 && shown[0] === natOnly && natOnly.length > 0 && s.errors.length === 0 && s.samplesQueued === 0,
+    `${JSON.stringify(shown)} vs ${JSON.stringify(natOnly)}; ${s.errors}`);
 
   lap("page typed turn");
   // the microphone (Chromium's fake device plays a WAV of speech then silence, looped):
-  // one utterance, cut at the pause, encoded and answered
+  // one utterance, cut at the pause, encoded and answered in speech, played
+  await page.uncheck("#text-only");
   await page.click("#mic");
   await page.waitForFunction(() => window.__bcaTalk.stats.turns >= 2 || window.__bcaTalk.stats.errors.length, null, { timeout: 180000 });
   s = await page.evaluate(() => JSON.parse(JSON.stringify(window.__bcaTalk.stats)));
@@ -225,6 +222,12 @@ export default async function ({ page, root, outDir, bca, check, call, loadModel
     `${s.utterances} utterances, ${s.micBlocks} mic blocks at ${s.micRate} Hz, ${JSON.stringify(audioNote)}, ${s.errors}`);
   const listening = await page.evaluate(() => window.__bcaTalk.listening);
   check("page: one utterance per click when not hands-free (the mic is closed)", listening === false);
+  check("page: the reply's speech went to the playback worklet",
+    s.lastTurn.samples > 0 && s.samplesQueued === s.lastTurn.samples && s.lastTurn.segments > 0,
+    `${s.samplesQueued} queued, ${s.lastTurn.samples} made in ${s.lastTurn.segments} segments`);
+  await page.waitForFunction(() => window.__bcaTalk.stats.played > 0, null, { timeout: 20000 }).catch(() => {});
+  s = await page.evaluate(() => JSON.parse(JSON.stringify(window.__bcaTalk.stats)));
+  check("page: the playback worklet plays it (24 kHz AudioContext)", s.played > 0, `${s.played} samples played`);
 
   lap("page mic turn");
   // a denied microphone: a clear message, the page keeps working
