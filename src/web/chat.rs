@@ -9,8 +9,9 @@ use std::rc::{Rc, Weak};
 use wasm_bindgen::prelude::*;
 
 use super::{to_js, Engine};
-use crate::model::llm::generate::{is_base, reencode_speech, Event, GenConfig, Generator, Mode};
-use crate::model::llm::sample::SamplingParams;
+use crate::model::llm::generate::{
+    is_base, reencode_speech, Event, GenConfig, GenOverrides, Generator, Mode,
+};
 use crate::model::llm::Frame;
 use crate::model::{ModelError, Weights};
 use crate::text::TextTokenizer;
@@ -194,37 +195,26 @@ impl Engine {
         }
         let (json, _) = super::llm::tokenizer()?;
         let tok = TextTokenizer::from_json_bytes(&json).map_err(js_err)?;
-        let mut cfg = GenConfig::default();
-        let apply = |p: SamplingParams| SamplingParams {
-            temperature: o.temperature.unwrap_or(p.temperature),
-            top_k: o.top_k.map_or(p.top_k, |k| k as usize),
-            top_p: o.top_p.unwrap_or(p.top_p),
-            repetition_penalty: o.repetition_penalty.unwrap_or(p.repetition_penalty),
-        };
-        cfg.text_first = apply(cfg.text_first);
-        cfg.text_next = apply(cfg.text_next);
-        cfg.audio = apply(cfg.audio);
-        if let Some(f) = o.max_frames {
-            if !(1..=500).contains(&f) {
-                return Err(JsError::new(&format!(
-                    "maxFrames {f}: 1 to 500 frames per segment"
-                )));
-            }
-            cfg.frames_max = f as usize;
+        if let Some(f) = o.max_frames.filter(|f| !(1..=500).contains(f)) {
+            return Err(JsError::new(&format!(
+                "maxFrames {f}: 1 to 500 frames per segment"
+            )));
         }
-        if let Some(r) = o.max_rounds {
-            if r == 0 {
-                return Err(JsError::new("maxRounds must be at least 1"));
-            }
-            cfg.rounds_max = r as usize - 1; // the rounds before the last one, as `bca chat`
+        if o.max_rounds == Some(0) {
+            return Err(JsError::new("maxRounds must be at least 1"));
         }
-        if let Some(t) = o.max_text {
-            if t == 0 {
-                return Err(JsError::new("maxText must be at least 1"));
-            }
-            cfg.text_max = t as usize;
-            cfg.text_only_max = t as usize; // a text-only reply is one text round
+        if o.max_text == Some(0) {
+            return Err(JsError::new("maxText must be at least 1"));
         }
+        let cfg = GenConfig::default().with(&GenOverrides {
+            temperature: o.temperature,
+            top_k: o.top_k.map(|k| k as usize),
+            top_p: o.top_p,
+            repetition_penalty: o.repetition_penalty,
+            max_frames: o.max_frames.map(|f| f as usize),
+            max_rounds: o.max_rounds.map(|r| r as usize),
+            max_text: o.max_text.map(|t| t as usize),
+        });
         let context = o.context.unwrap_or(4096) as usize;
         if !(16..=8192).contains(&context) {
             return Err(JsError::new(&format!(

@@ -87,8 +87,9 @@ pub fn logits(a: LogitsArgs) -> Res {
     Ok(ExitCode::SUCCESS)
 }
 
-use bca::model::llm::generate::{is_base, tts_clauses, Event, GenConfig, Generator, Mode};
-use bca::model::llm::sample::SamplingParams;
+use bca::model::llm::generate::{
+    is_base, tts_clauses, Event, GenConfig, GenOverrides, Generator, Mode,
+};
 use bca::model::llm::Frame;
 
 /// Sampling overrides shared by the generation commands (unset = the mode's defaults).
@@ -132,33 +133,21 @@ pub struct SampleArgs {
 }
 
 impl SampleArgs {
-    fn apply(&self, p: SamplingParams) -> SamplingParams {
-        SamplingParams {
-            temperature: self.temperature.unwrap_or(p.temperature),
-            top_k: self.top_k.unwrap_or(p.top_k),
-            top_p: self.top_p.unwrap_or(p.top_p),
-            repetition_penalty: self.repetition_penalty.unwrap_or(p.repetition_penalty),
-        }
-    }
     fn config(&self, base: bool) -> GenConfig {
-        let mut c = if base {
+        let c = if base {
             GenConfig::base(self.do_sample)
         } else {
             GenConfig::default()
         };
-        c.text_first = self.apply(c.text_first);
-        c.text_next = self.apply(c.text_next);
-        c.audio = self.apply(c.audio);
-        c.frames_max = self.max_frames as usize;
-        // rounds_max counts the rounds before the last one
-        if let Some(r) = self.max_rounds {
-            c.rounds_max = r as usize - 1;
-        }
-        if let Some(t) = self.max_text {
-            c.text_max = t as usize;
-            c.text_only_max = t as usize;
-        }
-        c
+        c.with(&GenOverrides {
+            temperature: self.temperature,
+            top_k: self.top_k,
+            top_p: self.top_p,
+            repetition_penalty: self.repetition_penalty,
+            max_frames: Some(self.max_frames as usize),
+            max_rounds: self.max_rounds.map(usize::from),
+            max_text: self.max_text.map(usize::from),
+        })
     }
 }
 

@@ -92,7 +92,49 @@ impl Default for GenConfig {
     }
 }
 
+/// Sampling and limit overrides over a [`GenConfig`]: the flags of `bca chat`/`generate` and
+/// the page's chat options (each caller validates its own ranges).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct GenOverrides {
+    pub temperature: Option<f32>,
+    pub top_k: Option<usize>,
+    pub top_p: Option<f32>,
+    pub repetition_penalty: Option<f32>,
+    /// Audio frames per segment at most.
+    pub max_frames: Option<usize>,
+    /// Text + speech rounds per turn at most (≥ 1; the last round's segment ends the turn).
+    pub max_rounds: Option<usize>,
+    /// Text tokens per text round at most, and of a text-only or ASR reply (one text round).
+    pub max_text: Option<usize>,
+}
+
 impl GenConfig {
+    /// This configuration with `o` applied: the sampling overrides to every regime (first
+    /// text step, later text steps, audio), then the limits.
+    pub fn with(mut self, o: &GenOverrides) -> Self {
+        let apply = |p: SamplingParams| SamplingParams {
+            temperature: o.temperature.unwrap_or(p.temperature),
+            top_k: o.top_k.unwrap_or(p.top_k),
+            top_p: o.top_p.unwrap_or(p.top_p),
+            repetition_penalty: o.repetition_penalty.unwrap_or(p.repetition_penalty),
+        };
+        self.text_first = apply(self.text_first);
+        self.text_next = apply(self.text_next);
+        self.audio = apply(self.audio);
+        if let Some(f) = o.max_frames {
+            self.frames_max = f;
+        }
+        if let Some(r) = o.max_rounds {
+            // rounds_max counts the rounds before the last one
+            self.rounds_max = r.saturating_sub(1);
+        }
+        if let Some(t) = o.max_text {
+            self.text_max = t;
+            self.text_only_max = t;
+        }
+        self
+    }
+
     /// The Base demos: greedy after repetition penalty 1.3 unless sampling is asked for.
     pub fn base(do_sample: bool) -> Self {
         let p = if do_sample {

@@ -9,29 +9,12 @@
 import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
+import { readWav16 } from "../wav.mjs";
 
 const SEED = 7;
 const LIMITS = { maxFrames: 5, maxRounds: 2, maxText: 5 };
 const CLI_LIMITS = ["--max-frames", "5", "--max-rounds", "2", "--max-text", "5"];
 const AUDIOGEN_START = 151700, AUDIOGEN_END = 151701, AUDIO_PAD = 151678; // tiny config's audio_pad_token_id
-
-// 16-bit PCM mono WAV → { rate, samples }
-function readWav16(bytes) {
-  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  let o = 12, rate = 0;
-  while (o + 8 <= bytes.length) {
-    const id = String.fromCharCode(...bytes.subarray(o, o + 4));
-    const len = dv.getUint32(o + 4, true);
-    if (id === "fmt ") rate = dv.getUint32(o + 12, true);
-    if (id === "data") {
-      const samples = [];
-      for (let i = 0; i < len / 2; i++) samples.push(dv.getInt16(o + 8 + 2 * i, true) / 32768);
-      return { rate, samples };
-    }
-    o += 8 + len + (len & 1);
-  }
-  throw new Error("no data chunk");
-}
 
 /** A progress message of CHAT_SAY → the event of `bca chat --events` it reports, or null. */
 function asEvent(m) {
