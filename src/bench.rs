@@ -82,6 +82,28 @@ pub async fn copy_bandwidth(ctx: &GpuContext, bytes: u64, reps: usize) -> Result
     Ok(2.0 * bytes as f64 / best)
 }
 
+/// The cost of one dependent dispatch: seconds per dispatch of a chain of `count` tiny copies
+/// (256 bytes, each reading what the one before it wrote) in one pass, best of three. The
+/// floor under any kernel of a decode step, whose dispatches depend on each other in turn.
+pub async fn dispatch_latency(ctx: &GpuContext, count: usize) -> Result<f64, OpError> {
+    let a = ctx.storage("lat.a", 256);
+    let b = ctx.storage("lat.b", 256);
+    let timer = GpuTimer::new(ctx)?;
+    let chain = |r: &mut Recorder| -> Result<(), OpError> {
+        for i in 0..count {
+            let (src, dst) = if i % 2 == 0 { (&a, &b) } else { (&b, &a) };
+            ops::copy(r, src, dst, 256)?;
+        }
+        Ok(())
+    };
+    timer.time(ctx, chain).await?;
+    let mut best = f64::INFINITY;
+    for _ in 0..3 {
+        best = best.min(timer.time(ctx, chain).await? / count.max(1) as f64);
+    }
+    Ok(best)
+}
+
 /// The tensor-core limit (FLOP/s) of 16×16×16 f16 → f32 cooperative-matrix multiply-adds,
 /// by where the fragments come from: `[registers, storage buffer, workgroup memory]`
 /// (`mma_peak.wgsl`, 16 subgroups per SM-sized batch, best of three).

@@ -44,30 +44,55 @@ override TPR: u32 = 32;
 override NB: u32 = 1;
 override R: u32 = 1;
 override ACT: u32 = 0;
+// Blocks per lane per round in the q4 kernels (1, 2 or 4; R·U ≤ 16).
+override U: u32 = 1;
 
 const MAX_WG: u32 = 256u;
 var<workgroup> partial: array<vec4<f32>, MAX_WG>;
 
+// One q4 block (c) of row b's lane against vector block xb, accumulated into acc[r·NB + n].
+fn q4_block(wv: vec4<u32>, sw: u32, xa: vec4<u32>, xc: vec4<u32>, d: vec2<f32>) -> f32 {
+    let mask = vec4<u32>(0x0F0F0F0Fu);
+    let sm = unpack2x16float(sw);
+    let lo = wv & mask;
+    let hi = (wv >> vec4<u32>(4u)) & mask;
+    let i = dot4I8Packed(lo.x, xa.x) + dot4I8Packed(hi.x, xa.y)
+          + dot4I8Packed(lo.y, xa.z) + dot4I8Packed(hi.y, xa.w)
+          + dot4I8Packed(lo.z, xc.x) + dot4I8Packed(hi.z, xc.y)
+          + dot4I8Packed(lo.w, xc.z) + dot4I8Packed(hi.w, xc.w);
+    return sm.x * d.x * f32(i) + sm.y * d.y;
+}
+
+const MAX_U: u32 = 4u;
+
 fn group_partial_q4(row0: u32, lane: u32) -> vec4<f32> {
     var acc = vec4<f32>(0.0);
-    let mask = vec4<u32>(0x0F0F0F0Fu);
-    for (var c = lane; c < P.nb; c += TPR) {
-        for (var n = 0u; n < NB; n++) {
-            let xb = (P.n0 + n) * P.xs + c;
-            let xa = xq[2u * xb];
-            let xc = xq[2u * xb + 1u];
-            let d = xd[xb];
-            for (var r = 0u; r < R; r++) {
-                let b = min(row0 + r, P.m - 1u) * P.nb + c;
-                let sm = unpack2x16float(s[b]);
-                let wv = w[b];
-                let lo = wv & mask;
-                let hi = (wv >> vec4<u32>(4u)) & mask;
-                let i = dot4I8Packed(lo.x, xa.x) + dot4I8Packed(hi.x, xa.y)
-                      + dot4I8Packed(lo.y, xa.z) + dot4I8Packed(hi.y, xa.w)
-                      + dot4I8Packed(lo.z, xc.x) + dot4I8Packed(hi.z, xc.y)
-                      + dot4I8Packed(lo.w, xc.z) + dot4I8Packed(hi.w, xc.w);
-                acc[r * NB + n] += sm.x * d.x * f32(i) + sm.y * d.y;
+    // U blocks per lane per round, every weight load of the round issued before any is used
+    // (more bytes in flight per lane); past the row's end the loads repeat its last block
+    // (in bounds, cached) and their products are skipped.
+    for (var c = lane; c < P.nb; c += TPR * U) {
+        var wv: array<vec4<u32>, 16>;
+        var sw: array<u32, 16>;
+        for (var r = 0u; r < R; r++) {
+            let rb = min(row0 + r, P.m - 1u) * P.nb;
+            for (var u = 0u; u < U; u++) {
+                let cu = min(c + u * TPR, P.nb - 1u);
+                wv[r * MAX_U + u] = w[rb + cu];
+                sw[r * MAX_U + u] = s[rb + cu];
+            }
+        }
+        for (var u = 0u; u < U; u++) {
+            let cu = c + u * TPR;
+            if (cu < P.nb) {
+                for (var n = 0u; n < NB; n++) {
+                    let xb = (P.n0 + n) * P.xs + cu;
+                    let xa = xq[2u * xb];
+                    let xc = xq[2u * xb + 1u];
+                    let d = xd[xb];
+                    for (var r = 0u; r < R; r++) {
+                        acc[r * NB + n] += q4_block(wv[r * MAX_U + u], sw[r * MAX_U + u], xa, xc, d);
+                    }
+                }
             }
         }
     }
@@ -150,5 +175,47 @@ fn gemv_q4_i8_sg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocatio
     if (sid == 0u) {
         finish(row0, sum);
     }
+}
+// #endif
+
+// #if subgroups
+// Lane groups of several subgroups (TPR a multiple of the subgroup size: long rows spread over
+// more invocations, so short-and-wide products fill the GPU): each subgroup sums its lanes,
+// and the group's first invocation adds the subgroups' sums.
+fn reduce_subgroups_and_finish(row0: u32, lid: u32, sid: u32, sgs: u32, acc: vec4<f32>) {
+    let sum = subgroupAdd(acc);
+    if (sid == 0u) {
+        partial[lid / sgs] = sum;
+    }
+    workgroupBarrier();
+    if (lid % TPR == 0u) {
+        var total = vec4<f32>(0.0);
+        for (var j = 0u; j < TPR / sgs; j++) {
+            total += partial[lid / sgs + j];
+        }
+        finish(row0, total);
+    }
+}
+
+@compute @workgroup_size(WG)
+fn gemv_q4_i8_sgk(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
+                  @builtin(subgroup_invocation_id) sid: u32, @builtin(subgroup_size) sgs: u32) {
+    let row0 = row0_of(wid, lid);
+    var acc = vec4<f32>(0.0);
+    if (row0 < P.m) {
+        acc = group_partial_q4(row0, lid % TPR);
+    }
+    reduce_subgroups_and_finish(row0, lid, sid, sgs, acc);
+}
+
+@compute @workgroup_size(WG)
+fn gemv_q8_i8_sgk(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
+                  @builtin(subgroup_invocation_id) sid: u32, @builtin(subgroup_size) sgs: u32) {
+    let row0 = row0_of(wid, lid);
+    var acc = vec4<f32>(0.0);
+    if (row0 < P.m) {
+        acc = group_partial_q8(row0, lid % TPR);
+    }
+    reduce_subgroups_and_finish(row0, lid, sid, sgs, acc);
 }
 // #endif

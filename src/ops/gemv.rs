@@ -310,10 +310,18 @@ pub fn gemv(
 
     let sg = ctx.caps.subgroup_size;
     let use_sg = ctx.caps.subgroups && sg >= 4 && WG.is_multiple_of(sg);
-    let tpr = if use_sg { sg } else { TPR };
     // q4/q8 with int8 activations: x is quantised (and normalised) once by gemv_xq.
     let int8 = ctx.int8 && !matches!(w, Matrix::F16 { .. });
+    let base_tpr = if use_sg { sg } else { TPR };
+    // the int8 kernels may spread a row over several subgroups (`gemv_*_i8_sgk`)
+    let tpr = if int8 {
+        gemv_tpr(ctx.gemv_tpr, base_tpr, m, k)
+    } else {
+        base_tpr
+    };
     let (family, entry): (&'static str, &'static str) = match (w, int8, use_sg) {
+        (Matrix::Q8 { .. }, true, true) if tpr > sg => ("gemv_i8", "gemv_q8_i8_sgk"),
+        (Matrix::Q4 { .. }, true, true) if tpr > sg => ("gemv_i8", "gemv_q4_i8_sgk"),
         (Matrix::F16 { .. }, _, false) => ("gemv", "gemv_f16"),
         (Matrix::F16 { .. }, _, true) => ("gemv", "gemv_f16_sg"),
         (Matrix::Q8 { .. }, false, false) => ("gemv", "gemv_q8"),
@@ -353,6 +361,8 @@ pub fn gemv(
     ];
     if !int8 {
         constants.push(("NORM", epi.norm.is_some() as u32));
+    } else if matches!(w, Matrix::Q4 { .. }) {
+        constants.push(("U", gemv_unroll(ctx.gemv_unroll, rows_per_group)));
     }
     let key = KernelKey {
         family,
@@ -409,6 +419,24 @@ pub fn gemv(
         ctx.release(xd);
     }
     Ok(())
+}
+
+/// Invocations per row of the int8 kernels: the knob where it is a power of two from the
+/// subgroup (or portable lane group) size up to the workgroup, else the base size.
+fn gemv_tpr(knob: Option<u32>, base: u32, _m: usize, _k: usize) -> u32 {
+    match knob {
+        Some(t) if t.is_power_of_two() && t >= base && t <= WG => t,
+        _ => base,
+    }
+}
+
+/// q4 blocks each lane loads per round in `gemv_q4_i8` (its U): the knob when given (R·U ≤ 16
+/// holds for every R ≤ 4), else 1.
+fn gemv_unroll(knob: Option<u32>, _rows: u32) -> u32 {
+    match knob {
+        Some(u @ (1 | 2 | 4)) => u,
+        _ => 1,
+    }
 }
 
 #[repr(C)]

@@ -37,6 +37,14 @@ struct GpuArgs {
     /// Rows per lane group in the matrix–vector kernels (a tuning knob for benchmarks).
     #[arg(long)]
     gemv_rows: Option<u32>,
+    /// q4 blocks per lane per round in the int8 matrix–vector kernel, 1, 2 or 4 (a tuning
+    /// knob; default by shape).
+    #[arg(long, value_parser = parse_unroll)]
+    gemv_unroll: Option<u32>,
+    /// Invocations per row in the int8 matrix–vector kernel, 32, 64, 128 or 256 (a tuning
+    /// knob; default by shape).
+    #[arg(long, value_parser = parse_tpr)]
+    gemv_tpr: Option<u32>,
     /// Tile of the matrix–matrix kernel, 64 or 128 (a tuning knob; default by shape).
     #[arg(long)]
     gemm_tile: Option<u32>,
@@ -98,6 +106,22 @@ fn parse_coopd_shape(s: &str) -> Result<[u32; 3], String> {
     }
 }
 
+fn parse_unroll(s: &str) -> Result<u32, String> {
+    match s.trim() {
+        "1" => Ok(1),
+        "2" => Ok(2),
+        "4" => Ok(4),
+        o => Err(format!("unroll {o:?}: 1, 2 or 4")),
+    }
+}
+
+fn parse_tpr(s: &str) -> Result<u32, String> {
+    match s.trim().parse::<u32>() {
+        Ok(t @ (32 | 64 | 128 | 256)) => Ok(t),
+        _ => Err(format!("invocations per row {s:?}: 32, 64, 128 or 256")),
+    }
+}
+
 fn parse_k_step(s: &str) -> Result<u32, String> {
     match s.trim() {
         "32" => Ok(32),
@@ -114,6 +138,8 @@ impl GpuArgs {
             low_power: false,
             require_f16: self.require_f16,
             gemv_rows: self.gemv_rows,
+            gemv_unroll: self.gemv_unroll,
+            gemv_tpr: self.gemv_tpr,
             gemm_tile: self.gemm_tile,
             gemm_split: self.gemm_split,
             attn_rows_block: self.attn_rows_block,
@@ -374,6 +400,11 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             let bw_bytes = (working_set / 2).min(ctx.limits.max_storage_buffer_binding_size);
             let bw = pollster::block_on(bca::bench::copy_bandwidth(&ctx, bw_bytes, 10))?;
             println!("copy kernel bandwidth: {:.1} GB/s (read + write)", bw / 1e9);
+            let lat = pollster::block_on(bca::bench::dispatch_latency(&ctx, 512))?;
+            println!(
+                "dependent dispatch: {:.2} us each (a chain of 512 tiny copies in one pass)",
+                lat * 1e6
+            );
             if ctx.caps.coop {
                 let p = pollster::block_on(bca::bench::tensor_peak(&ctx))?;
                 println!(
@@ -419,6 +450,7 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 let doc = serde_json::json!({
                     "adapter": ctx.report(),
                     "copy_bandwidth_bytes_per_s": bw,
+                    "dependent_dispatch_s": lat,
                     "products": all,
                 });
                 std::fs::write(&p, serde_json::to_string_pretty(&doc)?)?;
