@@ -688,43 +688,35 @@ fn coop_shaders_lower_to_spirv() {
     }
 }
 
-/// The int8 kernels' tuning variants: q4 with U = 2 and 4 blocks per lane per round
-/// (`--gemv-unroll`), rows spread over 64 to 256 invocations (`--gemv-tpr`: several subgroups
-/// per row, or the portable tree), with one, two and four rows per lane group. Block counts
-/// under one round, whole rounds and ragged remainders (K = 3584 → 112 blocks, 18944 → 592,
-/// 1000 → 32 with a partial last block), one and several vectors, SwiGLU, norms, bias and
-/// residual; q8 with the wider rows too.
+/// The int8 kernels' tuning variants: rows spread over 32 to 256 invocations (`--gemv-tpr`:
+/// one or several subgroups per row, or the portable tree), with one, two and four rows per
+/// lane group, x quantised by either kernel (`--xq-loop`). Block counts under one round, whole
+/// rounds and ragged remainders (K = 3584 → 112 blocks, 18944 → 592, 1000 → 32 with a partial
+/// last block), one and several vectors, SwiGLU, norms, bias and residual, q4 and q8.
 #[test]
 fn gemv_int8_variants() {
     let mut seed = 8800;
-    let combos: &[(u32, Option<u32>, Option<u32>, bool)] = &[
-        (2, None, None, false),
-        (4, None, None, false),
-        (2, Some(2), None, false),
-        (4, Some(4), None, false),
-        (1, None, Some(64), false),
-        (2, Some(2), Some(128), false),
-        (4, None, Some(256), false),
-        (2, None, Some(64), true),
-        (1, Some(2), Some(128), true),
+    let combos: &[(Option<u32>, Option<u32>, bool, bool)] = &[
+        (None, Some(32), false, false),
+        (Some(2), Some(64), false, true),
+        (Some(4), None, false, false),
+        (None, Some(256), false, false),
+        (None, Some(64), true, false),
+        (Some(2), Some(128), true, true),
     ];
-    for &(u, rows, tpr, no_sg) in combos {
+    for &(rows, tpr, no_sg, xq_loop) in combos {
         let c = pollster::block_on(GpuContext::new(&GpuOptions {
             require_f16: true,
             no_subgroups: no_sg,
-            gemv_unroll: Some(u),
             gemv_rows: rows,
             gemv_tpr: tpr,
+            xq_loop,
             ..Default::default()
         }))
         .expect("GPU adapter");
-        let formats: &[WeightFormat] = if tpr.is_some() {
-            &[WeightFormat::Q4, WeightFormat::Q8]
-        } else {
-            &[WeightFormat::Q4]
-        };
-        for &format in formats {
-            for &(m, k) in &[(38usize, 3584usize), (10, 18944), (70, 1024), (6, 200), (66, 4224)] {
+        let formats = [WeightFormat::Q4, WeightFormat::Q8];
+        for format in formats {
+            for &(m, k) in &[(38usize, 3584usize), (10, 18944), (70, 1024), (6, 200), (66, 9600)] {
                 for (n, act, norm) in [
                     (1, Activation::None, false),
                     (1, Activation::SwiGlu, true),
@@ -747,7 +739,7 @@ fn gemv_int8_variants() {
                     };
                     seed += 1;
                     assert_ok(
-                        &format!("U {u} rows {rows:?} tpr {tpr:?} no-sg {no_sg} {case}"),
+                        &format!("rows {rows:?} tpr {tpr:?} no-sg {no_sg} xq-loop {xq_loop} {case}"),
                         pollster::block_on(selftest::gemv_case(&c, case, seed)),
                     );
                 }

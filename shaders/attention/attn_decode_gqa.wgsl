@@ -153,11 +153,17 @@ fn attn_decode_gqa(
     var a0 = vec4<f32>(0.0); // heads 0..3
     var a1 = vec4<f32>(0.0); // heads 4..7
     if (dd < D) {
+        // all 32 value loads issued before any is used (a fixed trip count the compiler
+        // unrolls): keys past the end load the last key again, and their weights are 0
         let vb = ((P.hkv + kh) * P.tmax + s * CH) * D + dd;
-        let j1 = min(half * 32u + 32u, nk);
-        for (var jj = half * 32u; jj < j1; jj++) {
-            let e = vb + jj * D;
-            let v = f32(cache[e / 4u][e % 4u]);
+        var vv: array<f32, 32>;
+        for (var i = 0u; i < 32u; i++) {
+            let e = vb + min(half * 32u + i, nk - 1u) * D;
+            vv[i] = f32(cache[e / 4u][e % 4u]);
+        }
+        for (var i = 0u; i < 32u; i++) {
+            let jj = half * 32u + i;
+            let v = vv[i];
             a0 += vec4<f32>(sc[jj], sc[CH + jj], sc[2u * CH + jj], sc[3u * CH + jj]) * v;
             if (G > 4u) {
                 a1 += vec4<f32>(sc[4u * CH + jj], sc[5u * CH + jj], sc[6u * CH + jj], sc[7u * CH + jj]) * v;

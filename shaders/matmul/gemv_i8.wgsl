@@ -44,13 +44,11 @@ override TPR: u32 = 32;
 override NB: u32 = 1;
 override R: u32 = 1;
 override ACT: u32 = 0;
-// Blocks per lane per round in the q4 kernels (1, 2 or 4; R·U ≤ 16).
-override U: u32 = 1;
 
 const MAX_WG: u32 = 256u;
 var<workgroup> partial: array<vec4<f32>, MAX_WG>;
 
-// One q4 block (c) of row b's lane against vector block xb, accumulated into acc[r·NB + n].
+// One q4 block (16 bytes of nibbles, its (scale, min) word) against an int8 x block (xa, xc; d).
 fn q4_block(wv: vec4<u32>, sw: u32, xa: vec4<u32>, xc: vec4<u32>, d: vec2<f32>) -> f32 {
     let mask = vec4<u32>(0x0F0F0F0Fu);
     let sm = unpack2x16float(sw);
@@ -63,36 +61,17 @@ fn q4_block(wv: vec4<u32>, sw: u32, xa: vec4<u32>, xc: vec4<u32>, d: vec2<f32>) 
     return sm.x * d.x * f32(i) + sm.y * d.y;
 }
 
-const MAX_U: u32 = 4u;
-
 fn group_partial_q4(row0: u32, lane: u32) -> vec4<f32> {
     var acc = vec4<f32>(0.0);
-    // U blocks per lane per round, every weight load of the round issued before any is used
-    // (more bytes in flight per lane); past the row's end the loads repeat its last block
-    // (in bounds, cached) and their products are skipped.
-    for (var c = lane; c < P.nb; c += TPR * U) {
-        var wv: array<vec4<u32>, 16>;
-        var sw: array<u32, 16>;
-        for (var r = 0u; r < R; r++) {
-            let rb = min(row0 + r, P.m - 1u) * P.nb;
-            for (var u = 0u; u < U; u++) {
-                let cu = min(c + u * TPR, P.nb - 1u);
-                wv[r * MAX_U + u] = w[rb + cu];
-                sw[r * MAX_U + u] = s[rb + cu];
-            }
-        }
-        for (var u = 0u; u < U; u++) {
-            let cu = c + u * TPR;
-            if (cu < P.nb) {
-                for (var n = 0u; n < NB; n++) {
-                    let xb = (P.n0 + n) * P.xs + cu;
-                    let xa = xq[2u * xb];
-                    let xc = xq[2u * xb + 1u];
-                    let d = xd[xb];
-                    for (var r = 0u; r < R; r++) {
-                        acc[r * NB + n] += q4_block(wv[r * MAX_U + u], sw[r * MAX_U + u], xa, xc, d);
-                    }
-                }
+    for (var c = lane; c < P.nb; c += TPR) {
+        for (var n = 0u; n < NB; n++) {
+            let xb = (P.n0 + n) * P.xs + c;
+            let xa = xq[2u * xb];
+            let xc = xq[2u * xb + 1u];
+            let d = xd[xb];
+            for (var r = 0u; r < R; r++) {
+                let b = min(row0 + r, P.m - 1u) * P.nb + c;
+                acc[r * NB + n] += q4_block(w[b], s[b], xa, xc, d);
             }
         }
     }

@@ -120,3 +120,76 @@ fn gemv_xq_out(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
         }
     }
 }
+
+// ---- One block per invocation (the decode path) ----------------------------------------------
+// gemv_xq loops over blocks and, with NORM = 1, reads x twice (for the RMS, then to quantise);
+// a decode step waits on it four times per layer. Here invocation i of workgroup w takes block
+// w·WG + i: its 8 x vectors (and norm weights) are loaded once, all together, and kept in
+// registers across the RMS reduction. Grid (⌈nbq / WG⌉, N); with NORM = 1 one workgroup must
+// hold the whole vector (nbq ≤ WG), which the caller checks.
+
+// x[n][4i .. 4i+4) as f32, zero past K.
+fn xraw(n: u32, i: u32) -> vec4<f32> {
+    let v = vec4<f32>(x[n * P.xs + min(i, P.xs - 1u)]);
+    let k = vec4<u32>(4u * i) + vec4<u32>(0u, 1u, 2u, 3u);
+    return select(vec4<f32>(0.0), v, k < vec4<u32>(P.k));
+}
+
+// Block c of vector n, RMS-normalised (NORM = 1) across the workgroup; every invocation calls
+// it (uniform control flow: the barriers).
+fn block_normed(n: u32, c: u32, lid: u32) -> array<vec4<f32>, 8> {
+    var a: array<vec4<f32>, 8>;
+    var gw: array<vec4<f32>, 8>;
+    let k4 = (P.k + 3u) / 4u;
+    for (var j = 0u; j < 8u; j++) {
+        a[j] = xraw(n, 8u * c + j);
+        if (NORM == 1u) {
+            gw[j] = g[min(8u * c + j, k4 - 1u)];
+        }
+    }
+    if (NORM == 1u) {
+        var ss = 0.0;
+        for (var j = 0u; j < 8u; j++) {
+            ss += dot(a[j], a[j]);
+        }
+        partial[lid] = ss;
+        workgroupBarrier();
+        for (var st = WG / 2u; st > 0u; st >>= 1u) {
+            if (lid < st) {
+                partial[lid] += partial[lid + st];
+            }
+            workgroupBarrier();
+        }
+        let r = inverseSqrt(partial[0] / f32(P.k) + P.eps);
+        for (var j = 0u; j < 8u; j++) {
+            a[j] *= gw[j] * r;
+        }
+    }
+    return a;
+}
+
+@compute @workgroup_size(WG)
+fn gemv_xq1(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let n = wid.y;
+    let c = wid.x * WG + lid;
+    let a = block_normed(n, c, lid);
+    if (c < P.nbq) {
+        store_block(n, c, a);
+    }
+}
+
+@compute @workgroup_size(WG)
+fn gemv_xq1_out(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let n = wid.y;
+    let c = wid.x * WG + lid;
+    let a = block_normed(n, c, lid);
+    if (c < P.nbq) {
+        store_block(n, c, a);
+        for (var j = 0u; j < 8u; j++) {
+            let i = 8u * c + j;
+            if (i < P.xs) {
+                xo[n * P.xs + i] = act4(a[j]);
+            }
+        }
+    }
+}

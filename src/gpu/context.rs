@@ -15,12 +15,12 @@ pub struct GpuOptions {
     pub require_f16: bool,
     /// Rows per lane group in the matrix–vector kernels (tuning knob; default 1, SwiGLU 2).
     pub gemv_rows: Option<u32>,
-    /// q4 blocks each lane loads per round in the int8 matrix–vector kernel, 1, 2 or 4
-    /// (tuning knob; default by shape, see `ops::gemv`).
-    pub gemv_unroll: Option<u32>,
     /// Invocations per row in the int8 matrix–vector kernels (32 … 256, a power of two and a
     /// multiple of the subgroup size; tuning knob; default by shape, see `ops::gemv`).
     pub gemv_tpr: Option<u32>,
+    /// Quantise x for the int8 products with the looping one-workgroup kernel (`gemv_xq`)
+    /// instead of one block per invocation (`gemv_xq1`; for comparisons and tests).
+    pub xq_loop: bool,
     /// Force the tile of the matrix–matrix kernel (64 or 128; default: chosen by shape).
     pub gemm_tile: Option<u32>,
     /// Force the K slices of the 64-tile matrix–matrix kernel (1: never split; default:
@@ -164,10 +164,10 @@ pub struct GpuContext {
     pub pool: BufferPool,
     /// See [`GpuOptions::gemv_rows`].
     pub gemv_rows: Option<u32>,
-    /// See [`GpuOptions::gemv_unroll`].
-    pub gemv_unroll: Option<u32>,
     /// See [`GpuOptions::gemv_tpr`].
     pub gemv_tpr: Option<u32>,
+    /// See [`GpuOptions::xq_loop`].
+    pub xq_loop: bool,
     /// See [`GpuOptions::gemm_tile`].
     pub gemm_tile: Option<u32>,
     /// See [`GpuOptions::gemm_split`].
@@ -391,8 +391,8 @@ impl GpuContext {
             pipelines: PipelineCache::default(),
             pool: BufferPool::default(),
             gemv_rows: opts.gemv_rows,
-            gemv_unroll: opts.gemv_unroll,
             gemv_tpr: opts.gemv_tpr,
+            xq_loop: opts.xq_loop,
             gemm_tile: opts.gemm_tile,
             gemm_split: opts.gemm_split,
             attn_rows_block: opts.attn_rows_block,

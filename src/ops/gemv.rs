@@ -315,7 +315,7 @@ pub fn gemv(
     let base_tpr = if use_sg { sg } else { TPR };
     // the int8 kernels may spread a row over several subgroups (`gemv_*_i8_sgk`)
     let tpr = if int8 {
-        gemv_tpr(ctx.gemv_tpr, base_tpr, m, k)
+        gemv_tpr(ctx.gemv_tpr, base_tpr, use_sg)
     } else {
         base_tpr
     };
@@ -361,8 +361,6 @@ pub fn gemv(
     ];
     if !int8 {
         constants.push(("NORM", epi.norm.is_some() as u32));
-    } else if matches!(w, Matrix::Q4 { .. }) {
-        constants.push(("U", gemv_unroll(ctx.gemv_unroll, rows_per_group)));
     }
     let key = KernelKey {
         family,
@@ -422,20 +420,14 @@ pub fn gemv(
 }
 
 /// Invocations per row of the int8 kernels: the knob where it is a power of two from the
-/// subgroup (or portable lane group) size up to the workgroup, else the base size.
-fn gemv_tpr(knob: Option<u32>, base: u32, _m: usize, _k: usize) -> u32 {
+/// subgroup (or portable lane group) size up to the workgroup; else 128 with subgroups (four
+/// subgroups per row: +2–4 % on every q4/q8 decode product on an H100, BENCHMARKS.md), and the
+/// portable lane group without.
+fn gemv_tpr(knob: Option<u32>, base: u32, subgroups: bool) -> u32 {
     match knob {
         Some(t) if t.is_power_of_two() && t >= base && t <= WG => t,
+        _ if subgroups && base <= 128 => 128,
         _ => base,
-    }
-}
-
-/// q4 blocks each lane loads per round in `gemv_q4_i8` (its U): the knob when given (R·U ≤ 16
-/// holds for every R ≤ 4), else 1.
-fn gemv_unroll(knob: Option<u32>, _rows: u32) -> u32 {
-    match knob {
-        Some(u @ (1 | 2 | 4)) => u,
-        _ => 1,
     }
 }
 
@@ -481,17 +473,26 @@ fn quantise_x(
     let nbq = k.div_ceil(32);
     let xq = ctx.acquire((n * nbq * 32) as u64);
     let xd = ctx.acquire((n * nbq * 8) as u64);
+    // One block per invocation (`gemv_xq1`) unless a norm needs more blocks than one
+    // workgroup holds; then the looping kernel. A norm takes one workgroup of the smallest
+    // power of two ≥ the blocks, else workgroups of 64 spread the blocks over the GPU.
+    let one = !ctx.xq_loop && (norm.is_none() || nbq <= WG as usize);
+    let (wg, groups) = match (one, norm.is_some()) {
+        (false, _) => (WG, 1),
+        (true, true) => ((nbq as u32).next_power_of_two().clamp(64, WG), 1),
+        (true, false) => (64, nbq.div_ceil(64) as u32),
+    };
     let key = KernelKey {
         family: "gemv_xq",
-        entry: "gemv_xq",
+        entry: if one { "gemv_xq1" } else { "gemv_xq" },
         act: ctx.act(),
         subgroups: false,
-        constants: vec![("WG", WG), ("NORM", norm.is_some() as u32)],
+        constants: vec![("WG", wg), ("NORM", norm.is_some() as u32)],
     };
     let (key, bindings) = match norm_out {
         Some(_) => (
             KernelKey {
-                entry: "gemv_xq_out",
+                entry: if one { "gemv_xq1_out" } else { "gemv_xq_out" },
                 ..key
             },
             XQ_OUT_BINDINGS,
@@ -514,7 +515,12 @@ fn quantise_x(
         ),
         None => rec.bind(&p, &crate::binds![&x.buf, g, &xq.buffer, &xd.buffer, &ubuf]),
     };
-    rec.dispatch(&p, &group, [n as u32, 1, 1])?;
+    let grid = if one {
+        [groups, n as u32, 1]
+    } else {
+        [n as u32, 1, 1]
+    };
+    rec.dispatch(&p, &group, grid)?;
     Ok((xq, xd))
 }
 

@@ -37,14 +37,14 @@ struct GpuArgs {
     /// Rows per lane group in the matrix–vector kernels (a tuning knob for benchmarks).
     #[arg(long)]
     gemv_rows: Option<u32>,
-    /// q4 blocks per lane per round in the int8 matrix–vector kernel, 1, 2 or 4 (a tuning
-    /// knob; default by shape).
-    #[arg(long, value_parser = parse_unroll)]
-    gemv_unroll: Option<u32>,
     /// Invocations per row in the int8 matrix–vector kernel, 32, 64, 128 or 256 (a tuning
     /// knob; default by shape).
     #[arg(long, value_parser = parse_tpr)]
     gemv_tpr: Option<u32>,
+    /// Quantise the int8 products' x with the old looping one-workgroup kernel (a tuning
+    /// knob for comparisons).
+    #[arg(long)]
+    xq_loop: bool,
     /// Tile of the matrix–matrix kernel, 64 or 128 (a tuning knob; default by shape).
     #[arg(long)]
     gemm_tile: Option<u32>,
@@ -106,15 +106,6 @@ fn parse_coopd_shape(s: &str) -> Result<[u32; 3], String> {
     }
 }
 
-fn parse_unroll(s: &str) -> Result<u32, String> {
-    match s.trim() {
-        "1" => Ok(1),
-        "2" => Ok(2),
-        "4" => Ok(4),
-        o => Err(format!("unroll {o:?}: 1, 2 or 4")),
-    }
-}
-
 fn parse_tpr(s: &str) -> Result<u32, String> {
     match s.trim().parse::<u32>() {
         Ok(t @ (32 | 64 | 128 | 256)) => Ok(t),
@@ -138,8 +129,8 @@ impl GpuArgs {
             low_power: false,
             require_f16: self.require_f16,
             gemv_rows: self.gemv_rows,
-            gemv_unroll: self.gemv_unroll,
             gemv_tpr: self.gemv_tpr,
+            xq_loop: self.xq_loop,
             gemm_tile: self.gemm_tile,
             gemm_split: self.gemm_split,
             attn_rows_block: self.attn_rows_block,
