@@ -348,10 +348,10 @@ pub fn attn_decode_rope(
 /// Whether `attn_decode_gqa` serves these shapes: head dims a multiple of 4 up to 128, at
 /// most [`MAX_GQA_GROUP`] query heads per KV head.
 fn gqa_kernel(d: usize, hq: usize, cache: &KvCache) -> bool {
-    d.is_multiple_of(4)
+    d % 4 == 0
         && d <= 128
         && cache.heads > 0
-        && hq.is_multiple_of(cache.heads)
+        && hq % cache.heads == 0
         && hq / cache.heads <= MAX_GQA_GROUP
 }
 
