@@ -457,18 +457,11 @@ pub async fn bench_decode(
                     ops::gemv(rec, &l.qkv, &h_n, &qkv, epi)?;
                 }
             }
-            // RoPE goes into the attention's dispatch unless `--rope-unfused`
-            if on(1) && ctx.rope_unfused {
+            if on(1) {
                 ops::rope_kv(rec, &qkv, &inv, pos, &q, &l.cache)?;
             }
             if on(2) {
-                if ctx.rope_unfused {
-                    ops::attn_decode(rec, &q, &l.cache, pos + 1, scale, &scratch, &attn)?;
-                } else {
-                    ops::attn_decode_rope(
-                        rec, &qkv, &inv, pos, &q, &l.cache, scale, &scratch, &attn,
-                    )?;
-                }
+                ops::attn_decode(rec, &q, &l.cache, pos + 1, scale, &scratch, &attn)?;
             }
             if on(3) {
                 let epi = Epilogue {

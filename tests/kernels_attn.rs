@@ -58,39 +58,6 @@ fn attn_decode_all_paths() {
     }
 }
 
-/// RoPE folded into the decode attention (`attn_decode_rope`): positions at the first key, the
-/// last key of a split, the first of a new one, ragged lengths and a long cache; the Qwen2.5
-/// shape, the audio head's (7 query heads per KV head… 8 here), head dim 64, and head dims the
-/// fused kernel does not take (not a multiple of 4: rope_kv + attn_decode), on both paths and
-/// with `--rope-unfused`.
-#[test]
-fn attn_decode_rope_all_paths() {
-    let unfused = pollster::block_on(GpuContext::new(&GpuOptions {
-        rope_unfused: true,
-        ..Default::default()
-    }))
-    .expect("GPU adapter");
-    for (what, c) in PATHS
-        .iter()
-        .map(|&p| (format!("{p:?}"), ctx(p)))
-        .chain(std::iter::once(("unfused".to_string(), &unfused)))
-    {
-        for (hs, poss) in [
-            (LLM, &[0usize, 63, 64, 100, 1000, 4098][..]),
-            ((16, 2, 128), &[0, 7][..]),
-            (ENC, &[5, 130][..]),
-            ((6, 3, 18), &[0, 70][..]),
-        ] {
-            for (i, &pos) in poss.iter().enumerate() {
-                assert_ok(
-                    &format!("{what} attn_decode_rope heads {hs:?} pos={pos}"),
-                    pollster::block_on(st::attn_decode_rope_case(c, hs, pos, 700 + i as u64)),
-                );
-            }
-        }
-    }
-}
-
 #[test]
 fn attn_prefill_all_paths() {
     for path in PATHS {

@@ -4,18 +4,11 @@
 // dependent steps is short (one round of key loads, one of value loads). Same bindings, params,
 // scratch layout and combine pass (`attn_decode_combine` in attn_decode.wgsl).
 //
-// @binding(0) q:     (Hq, D) act; with ROPE = 1 the fused W_pack output ((Hq + 2·Hkv)·D) act
+// @binding(0) q:     (Hq, D) act
 // @binding(1) cache: (2, Hkv, Tmax, D/4) act4
 // @binding(2) part:  f32 scratch  acc (S, Hq, D), then (m, l) (S, Hq, 2)
 // @binding(3) out:   (Hq, D) act  (written here only when there is one split: no combine pass)
 // @binding(4) P:     uniform Params
-// @binding(5) inv_freq: (D/2,) f32  (ROPE = 1)
-//
-// ROPE = 1 is rope_kv.wgsl folded in (one token at position len − 1): q and the new key are
-// rotated as they are loaded from the W_pack output, and the workgroup whose split holds the
-// new position uses its key from there, writes key and value to the cache, and reads the value
-// back after a storage barrier; no other workgroup reads that position, so one dispatch does
-// what rope_kv + this pass did.
 //
 // Scores: 4 invocations per key, invocation u of a key takes the key's vec4s u, u+4, u+8, …
 // (neighbours read neighbouring vec4s), dots them with all G queries, and the 4 partials meet
@@ -34,15 +27,13 @@ struct Params {
 }
 
 @group(0) @binding(0) var<storage, read> q: array<act>;
-@group(0) @binding(1) var<storage, read_write> cache: array<act4>;
+@group(0) @binding(1) var<storage, read> cache: array<act4>;
 @group(0) @binding(2) var<storage, read_write> part: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<act>;
 @group(0) @binding(4) var<uniform> P: Params;
-@group(0) @binding(5) var<storage, read> inv_freq: array<f32>;
 
 override G: u32 = 7u;   // query heads per kv head, ≤ 8
 override D: u32 = 128u; // head dim, a multiple of 4, ≤ 128
-override ROPE: u32 = 0u;
 
 const CH: u32 = 64u;    // keys per split (DECODE_SPLIT)
 const MAXG: u32 = 8u;
@@ -59,36 +50,6 @@ fn kload(base: u32, i: u32, ok: bool) -> vec4<f32> {
         return vec4<f32>(cache[base + i]);
     }
     return vec4<f32>(0.0);
-}
-
-// #include trig
-
-// Element e of the head whose D values start at q[off], rotated to position len − 1 (Qwen2's
-// rotate-half RoPE, angles in f32 as rope_kv.wgsl).
-fn roped(off: u32, e: u32) -> f32 {
-    let half = D / 2u;
-    let i = e % half;
-    let cs = cos_sin(f32(P.len - 1u) * inv_freq[i]);
-    let x0 = f32(q[off + i]);
-    let x1 = f32(q[off + i + half]);
-    return select(x1 * cs.x + x0 * cs.y, x0 * cs.x - x1 * cs.y, e < half);
-}
-
-// vec4 i (elements 4i .. 4i+3) of that head, rotated.
-fn roped4(off: u32, i: u32) -> vec4<f32> {
-    if (i >= D / 4u) {
-        return vec4<f32>(0.0);
-    }
-    let e = 4u * i;
-    return vec4<f32>(roped(off, e), roped(off, e + 1u), roped(off, e + 2u), roped(off, e + 3u));
-}
-
-// The new key's vec4 i (rotated) or the cache's, for key j of split s.
-fn key4(kb: u32, s: u32, j: u32, i: u32, ok: bool, kh: u32) -> vec4<f32> {
-    if (ROPE == 1u && s * CH + j == P.len - 1u) {
-        return roped4((P.hq + kh) * D, i);
-    }
-    return kload(kb, i, ok);
 }
 
 fn qdot(h: u32, i: u32, k: vec4<f32>) -> f32 {
@@ -112,11 +73,7 @@ fn attn_decode_gqa(
         var v = vec4<f32>(0.0);
         if (c < d4) {
             let b = ((kh * G + h) * D) + 4u * c;
-            if (ROPE == 1u) {
-                v = roped4((kh * G + h) * D, c);
-            } else {
-                v = vec4<f32>(f32(q[b]), f32(q[b + 1u]), f32(q[b + 2u]), f32(q[b + 3u]));
-            }
+            v = vec4<f32>(f32(q[b]), f32(q[b + 1u]), f32(q[b + 2u]), f32(q[b + 3u]));
         }
         qs[i] = v;
     }
@@ -125,32 +82,14 @@ fn attn_decode_gqa(
     let u = t % 4u;
     let ok = s * CH + j < P.len;
     let kb = (kh * P.tmax + s * CH + j) * d4;
-    let k0 = key4(kb, s, j, u, ok, kh);
-    let k1 = key4(kb, s, j, u + 4u, ok, kh);
-    let k2 = key4(kb, s, j, u + 8u, ok, kh);
-    let k3 = key4(kb, s, j, u + 12u, ok, kh);
-    let k4 = key4(kb, s, j, u + 16u, ok, kh);
-    let k5 = key4(kb, s, j, u + 20u, ok, kh);
-    let k6 = key4(kb, s, j, u + 24u, ok, kh);
-    let k7 = key4(kb, s, j, u + 28u, ok, kh);
-    if (ROPE == 1u && s * CH + j == P.len - 1u) {
-        // the new position: its rotated key and its value go to the cache
-        let ks = array<vec4<f32>, 8>(k0, k1, k2, k3, k4, k5, k6, k7);
-        let vb = (P.hkv + kh) * P.tmax * d4 + (P.len - 1u) * d4;
-        let vsrc = (P.hq + P.hkv + kh) * D;
-        for (var r = 0u; r < 8u; r++) {
-            let i = u + 4u * r;
-            if (i < d4) {
-                cache[kb + i] = act4(ks[r]);
-                let e = vsrc + 4u * i;
-                cache[vb + i] = act4(vec4<f32>(f32(q[e]), f32(q[e + 1u]), f32(q[e + 2u]), f32(q[e + 3u])));
-            }
-        }
-    }
-    if (ROPE == 1u) {
-        // the new value is read back from the cache below, by other invocations
-        storageBarrier();
-    }
+    let k0 = kload(kb, u, ok);
+    let k1 = kload(kb, u + 4u, ok);
+    let k2 = kload(kb, u + 8u, ok);
+    let k3 = kload(kb, u + 12u, ok);
+    let k4 = kload(kb, u + 16u, ok);
+    let k5 = kload(kb, u + 20u, ok);
+    let k6 = kload(kb, u + 24u, ok);
+    let k7 = kload(kb, u + 28u, ok);
     workgroupBarrier();
     for (var h = 0u; h < G; h++) {
         var a = qdot(h, u, k0) + qdot(h, u + 4u, k1) + qdot(h, u + 8u, k2) + qdot(h, u + 12u, k3);

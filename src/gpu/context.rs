@@ -21,9 +21,6 @@ pub struct GpuOptions {
     /// Quantise x for the int8 products with the looping one-workgroup kernel (`gemv_xq`)
     /// instead of one block per invocation (`gemv_xq1`; for comparisons and tests).
     pub xq_loop: bool,
-    /// Run RoPE and the decode attention as two dispatches (`rope_kv`, then the attention)
-    /// instead of `attn_decode_rope`'s one (for comparisons).
-    pub rope_unfused: bool,
     /// Force the tile of the matrix–matrix kernel (64 or 128; default: chosen by shape).
     pub gemm_tile: Option<u32>,
     /// Force the K slices of the 64-tile matrix–matrix kernel (1: never split; default:
@@ -171,8 +168,6 @@ pub struct GpuContext {
     pub gemv_tpr: Option<u32>,
     /// See [`GpuOptions::xq_loop`].
     pub xq_loop: bool,
-    /// See [`GpuOptions::rope_unfused`].
-    pub rope_unfused: bool,
     /// See [`GpuOptions::gemm_tile`].
     pub gemm_tile: Option<u32>,
     /// See [`GpuOptions::gemm_split`].
@@ -398,7 +393,6 @@ impl GpuContext {
             gemv_rows: opts.gemv_rows,
             gemv_tpr: opts.gemv_tpr,
             xq_loop: opts.xq_loop,
-            rope_unfused: opts.rope_unfused,
             gemm_tile: opts.gemm_tile,
             gemm_split: opts.gemm_split,
             attn_rows_block: opts.attn_rows_block,

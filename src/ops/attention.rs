@@ -261,105 +261,12 @@ pub fn decode_scratch_bytes(hq: usize, dim: usize, tmax: usize) -> u64 {
     (tmax.div_ceil(DECODE_SPLIT).max(1) * hq * (dim + 2) * 4) as u64
 }
 
-/// Mirrors shaders/attention/attn_decode_gqa.wgsl: q (or qkv), cache (written with ROPE = 1),
-/// part, out, params, inv_freq.
-const GQA_BINDINGS: &[Binding] = &[
-    Binding::Read,
-    Binding::ReadWrite,
-    Binding::ReadWrite,
-    Binding::ReadWrite,
-    Binding::Uniform,
-    Binding::Read,
-];
-
 /// `out (Hq, D) = softmax(scale · q kᵀ) v` of one query token `q (Hq, D)` over cache positions
 /// `[0, len)`. Two dispatches: ⌈len/64⌉ splits × Hq workgroups write f32 partials to
 /// `scratch` (see [`decode_scratch_bytes`]), then one workgroup per head combines them.
 pub fn attn_decode(
     rec: &mut Recorder,
     q: &Tensor,
-    cache: &KvCache,
-    len: usize,
-    scale: f32,
-    scratch: &wgpu::Buffer,
-    out: &Tensor,
-) -> Result<(), OpError> {
-    decode(rec, q, None, cache, len, scale, scratch, out)
-}
-
-/// [`rope_kv`](super::rope_kv) of one token at `pos` followed by [`attn_decode`] over
-/// `[0, pos]`, in one dispatch fewer where the head dim allows (`attn_decode_gqa` with ROPE = 1:
-/// q and the new key are rotated as the attention loads them, and the new key and value are
-/// written to the cache by the workgroup that reads them). `qkv` is the W_pack output
-/// `((Hq + 2·Hkv)·D)`; `q (Hq, D)` gives the head count and is written only where the two ops
-/// run separately (head dims not a multiple of 4 or over 128, or `GpuOptions::rope_unfused`).
-#[allow(clippy::too_many_arguments)]
-pub fn attn_decode_rope(
-    rec: &mut Recorder,
-    qkv: &Tensor,
-    inv_freq: &wgpu::Buffer,
-    pos: usize,
-    q: &Tensor,
-    cache: &KvCache,
-    scale: f32,
-    scratch: &wgpu::Buffer,
-    out: &Tensor,
-) -> Result<(), OpError> {
-    const OP: &str = "attn_decode_rope";
-    let ctx = rec.ctx();
-    let (hq, d) = match q.shape[..] {
-        [a, b] if a > 0 && b > 0 => (a, b),
-        _ => {
-            return Err(shape_err(
-                OP,
-                format!("q is {:?}, expected (Hq, D)", q.shape),
-            ))
-        }
-    };
-    if !gqa_kernel(d, hq, cache) || ctx.rope_unfused {
-        super::rope_kv(rec, qkv, inv_freq, pos, q, cache)?;
-        return attn_decode(rec, q, cache, pos + 1, scale, scratch, out);
-    }
-    let want = (hq + 2 * cache.heads) * d;
-    if qkv.numel() != want {
-        return Err(shape_err(
-            OP,
-            format!(
-                "qkv is {:?}, expected ({want}) for q {:?}",
-                qkv.shape, q.shape
-            ),
-        ));
-    }
-    check_act(OP, ctx, &[("qkv", qkv)])?;
-    check_len(OP, "qkv", &qkv.buf, (want * qkv.dtype.size()) as u64)?;
-    check_len(OP, "inv_freq", inv_freq, (d / 2 * 4) as u64)?;
-    decode(
-        rec,
-        q,
-        Some((qkv, inv_freq)),
-        cache,
-        pos + 1,
-        scale,
-        scratch,
-        out,
-    )
-}
-
-/// Whether `attn_decode_gqa` serves these shapes: head dims a multiple of 4 up to 128, at
-/// most [`MAX_GQA_GROUP`] query heads per KV head.
-fn gqa_kernel(d: usize, hq: usize, cache: &KvCache) -> bool {
-    d % 4 == 0
-        && d <= 128
-        && cache.heads > 0
-        && hq % cache.heads == 0
-        && hq / cache.heads <= MAX_GQA_GROUP
-}
-
-#[allow(clippy::too_many_arguments)]
-fn decode(
-    rec: &mut Recorder,
-    q: &Tensor,
-    rope: Option<(&Tensor, &wgpu::Buffer)>,
     cache: &KvCache,
     len: usize,
     scale: f32,
@@ -444,27 +351,20 @@ fn decode(
         _pad: [0; 2],
     };
     let ubuf = rec.params(bytemuck::bytes_of(&params));
-    let qbuf = rope.map(|(qkv, _)| &qkv.buf).unwrap_or(&q.buf);
-    let buffers = crate::binds![qbuf, &cache.buf, scratch, &out.buf, &ubuf];
-    if gqa_kernel(d, hq, cache) {
+    let buffers = crate::binds![&q.buf, &cache.buf, scratch, &out.buf, &ubuf];
+    if d % 4 == 0 && d <= 128 {
         // one workgroup per (split, KV head): keys and values read once for the whole group
-        let mut constants = consts;
-        constants.push(("ROPE", rope.is_some() as u32));
         let pg = ctx.pipeline(
             &KernelKey {
                 family: "attn_decode_gqa",
                 entry: "attn_decode_gqa",
                 act: ctx.act(),
                 subgroups: false,
-                constants,
+                constants: consts,
             },
-            GQA_BINDINGS,
+            DECODE_BINDINGS,
         )?;
-        let inv = rope.map(|(_, f)| f).unwrap_or(&ctx.dummy);
-        let g1 = rec.bind(
-            &pg,
-            &crate::binds![qbuf, &cache.buf, scratch, &out.buf, &ubuf, inv],
-        );
+        let g1 = rec.bind(&pg, &buffers);
         rec.dispatch(&pg, &g1, [nsplit as u32, cache.heads as u32, 1])?;
         if nsplit == 1 {
             // one split (≤ 64 keys: the audio head's depth steps): the kernel wrote `out`

@@ -120,59 +120,6 @@ pub async fn attn_decode_case(
     Ok(compare(&got, &want, atol, rtol))
 }
 
-/// [`ops::attn_decode_rope`]: one token at `pos` given as the fused W_pack output, over a cache
-/// holding positions `[0, pos)` (NaN from `pos` on, so a read of the new slot before it is
-/// written shows). Compared: the output against RoPE + attention on the CPU, and the cache row
-/// written at `pos` (the rotated key and the value). Tolerance as `rope_kv`'s on the f16 path
-/// (2e-3): the kernel keeps the rotated q and k in f32 where `rope_kv` rounds them to f16.
-pub async fn attn_decode_rope_case(
-    ctx: &GpuContext,
-    (hq, hkv, d): (usize, usize, usize),
-    pos: usize,
-    seed: u64,
-) -> Result<Comparison, OpError> {
-    let mut rng = Rng::new(seed);
-    let tmax = pos + 3;
-    let k = rand_act(ctx, &mut rng, pos * hkv * d, 1.0);
-    let v = rand_act(ctx, &mut rng, pos * hkv * d, 1.0);
-    let qkv = rand_act(ctx, &mut rng, (hq + 2 * hkv) * d, 1.5);
-    let inv = ops::rope_inv_freq(1e6, d);
-    let scale = 1.0 / (d as f32).sqrt();
-    let qr = crate::reference::rope::rope(&qkv[..hq * d], 1, hq, d, &inv, pos);
-    let kr = crate::reference::rope::rope(&qkv[hq * d..(hq + hkv) * d], 1, hkv, d, &inv, pos);
-    let vnew = &qkv[(hq + hkv) * d..];
-    let (mut kf, mut vf) = (k.clone(), v.clone());
-    kf.extend_from_slice(&kr);
-    vf.extend_from_slice(vnew);
-    let mut want = refa::attention(&qr, &kf, &vf, (1, pos + 1), (hq, hkv, d), scale, |_, _| {
-        true
-    });
-    want.extend(round_act(ctx.act(), &kr));
-    want.extend_from_slice(vnew);
-
-    let cache = cache_with(ctx, &k, &v, (pos, hkv, d), tmax)?;
-    let qkv_t = Tensor::from_f32(ctx, "qkv", &[qkv.len()], &qkv);
-    let q_t = Tensor::empty(ctx, "q", &[hq, d]);
-    let out = Tensor::empty(ctx, "out", &[hq, d]);
-    let invb = ctx.upload("inv_freq", bytemuck::cast_slice(&inv));
-    let scratch = ctx.storage("scratch", ops::decode_scratch_bytes(hq, d, tmax));
-    let mut rec = Recorder::new(ctx, "attn_decode_rope test");
-    ops::attn_decode_rope(
-        &mut rec, &qkv_t, &invb, pos, &q_t, &cache, scale, &scratch, &out,
-    )?;
-    rec.submit()?;
-    let mut got = out.to_vec(ctx).await?;
-    let all = ctx.read_act(&cache.buf, 2 * hkv * tmax * d).await?;
-    for kind in 0..2 {
-        for h in 0..hkv {
-            let o = ((kind * hkv + h) * tmax + pos) * d;
-            got.extend_from_slice(&all[o..o + d]);
-        }
-    }
-    let (atol, rtol) = tol(ctx, (2e-5, 2e-5), (2e-3, 2e-3));
-    Ok(compare(&got, &want, atol, rtol))
-}
-
 /// Chunked prefill: `tq` queries at positions p0.. against a cache holding p0 + tq positions
 /// (and NaN after them).
 pub async fn attn_prefill_case(

@@ -45,10 +45,6 @@ struct GpuArgs {
     /// knob for comparisons).
     #[arg(long)]
     xq_loop: bool,
-    /// RoPE and the decode attention as two dispatches instead of one (a knob for
-    /// comparisons).
-    #[arg(long)]
-    rope_unfused: bool,
     /// Tile of the matrix–matrix kernel, 64 or 128 (a tuning knob; default by shape).
     #[arg(long)]
     gemm_tile: Option<u32>,
@@ -135,7 +131,6 @@ impl GpuArgs {
             gemv_rows: self.gemv_rows,
             gemv_tpr: self.gemv_tpr,
             xq_loop: self.xq_loop,
-            rope_unfused: self.rope_unfused,
             gemm_tile: self.gemm_tile,
             gemm_split: self.gemm_split,
             attn_rows_block: self.attn_rows_block,

@@ -366,17 +366,8 @@ impl HeadState {
                     ..Default::default()
                 },
             )?;
-            ops::attn_decode_rope(
-                rec,
-                &self.qkv,
-                &head.zero_freq,
-                i,
-                &self.q,
-                cache,
-                scale,
-                &self.scratch,
-                &a_heads,
-            )?;
+            ops::rope_kv(rec, &self.qkv, &head.zero_freq, i, &self.q, cache)?;
+            ops::attn_decode(rec, &self.q, cache, i + 1, scale, &self.scratch, &a_heads)?;
             ops::gemv(
                 rec,
                 &l.out_proj,

@@ -527,17 +527,8 @@ impl Session {
             if n == 1 {
                 let q = sub(&self.q, &[d.heads, hd]);
                 let attn = sub(&self.attn, &[d.heads, hd]);
-                ops::attn_decode_rope(
-                    rec,
-                    &qkv,
-                    &llm.inv_freq,
-                    p0,
-                    &q,
-                    cache,
-                    scale,
-                    &self.scratch,
-                    &attn,
-                )?;
+                ops::rope_kv(rec, &qkv, &llm.inv_freq, p0, &q, cache)?;
+                ops::attn_decode(rec, &q, cache, p0 + 1, scale, &self.scratch, &attn)?;
             } else {
                 let q = sub(&self.q, &[n, d.heads, hd]);
                 let attn = sub(&self.attn, &[n, d.heads, hd]);
