@@ -716,7 +716,13 @@ fn gemv_int8_variants() {
         .expect("GPU adapter");
         let formats = [WeightFormat::Q4, WeightFormat::Q8];
         for format in formats {
-            for &(m, k) in &[(38usize, 3584usize), (10, 18944), (70, 1024), (6, 200), (66, 9600)] {
+            for &(m, k) in &[
+                (38usize, 3584usize),
+                (10, 18944),
+                (70, 1024),
+                (6, 200),
+                (66, 9600),
+            ] {
                 for (n, act, norm) in [
                     (1, Activation::None, false),
                     (1, Activation::SwiGlu, true),
@@ -725,7 +731,11 @@ fn gemv_int8_variants() {
                     // SwiGLU needs an even row count; the others take an odd one (ragged groups)
                     let m = if act == Activation::SwiGlu { m } else { m + 1 };
                     // q8's packed scales want an even block count per row
-                    let k = if format == WeightFormat::Q8 { k } else { k - 24 };
+                    let k = if format == WeightFormat::Q8 {
+                        k
+                    } else {
+                        k - 24
+                    };
                     let case = GemvCase {
                         format,
                         n,
@@ -739,7 +749,9 @@ fn gemv_int8_variants() {
                     };
                     seed += 1;
                     assert_ok(
-                        &format!("rows {rows:?} tpr {tpr:?} no-sg {no_sg} xq-loop {xq_loop} {case}"),
+                        &format!(
+                            "rows {rows:?} tpr {tpr:?} no-sg {no_sg} xq-loop {xq_loop} {case}"
+                        ),
                         pollster::block_on(selftest::gemv_case(&c, case, seed)),
                     );
                 }

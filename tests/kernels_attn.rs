@@ -58,6 +58,35 @@ fn attn_decode_all_paths() {
     }
 }
 
+/// The GQA decode kernel with 32-key splits (`--attn-decode-keys 32`: 8 invocations per key,
+/// twice the workgroups): lengths inside one split, at and past its end, ragged and long, head
+/// dims 128 and 64 and 20, on both numeric paths.
+#[test]
+fn attn_decode_32_key_splits() {
+    for f32 in [false, true] {
+        let c = pollster::block_on(GpuContext::new(&GpuOptions {
+            attn_decode_keys: Some(32),
+            force_f32: f32,
+            no_subgroups: f32,
+            ..Default::default()
+        }))
+        .expect("GPU adapter");
+        for (hs, lens) in [
+            (LLM, &[1usize, 31, 32, 33, 100, 1000, 4099][..]),
+            (ENC, &[7, 65][..]),
+            (ODD, &[1, 257][..]),
+            ((16, 2, 128), &[8][..]),
+        ] {
+            for (i, &len) in lens.iter().enumerate() {
+                assert_ok(
+                    &format!("f32 {f32} 32-key splits heads {hs:?} L={len}"),
+                    pollster::block_on(st::attn_decode_case(&c, hs, len, 900 + i as u64)),
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn attn_prefill_all_paths() {
     for path in PATHS {

@@ -10,10 +10,10 @@
 // @binding(3) out:   (Hq, D) act  (written here only when there is one split: no combine pass)
 // @binding(4) P:     uniform Params
 //
-// Scores: 4 invocations per key, invocation u of a key takes the key's vec4s u, u+4, u+8, …
-// (neighbours read neighbouring vec4s), dots them with all G queries, and the 4 partials meet
-// in workgroup memory. Softmax: 32 invocations per head. Values: invocation t takes dim t % 128
-// over half of the keys and accumulates all G heads (two vec4 accumulators).
+// Scores: 256/CH invocations per key (4 or 8), invocation u of a key takes the key's vec4s u,
+// u+4, u+8, … (neighbours read neighbouring vec4s), dots them with all G queries, and the
+// partials meet in workgroup memory. Softmax: 32 invocations per head. Values: invocation t
+// takes dim t % 128 over half of the keys and accumulates all G heads (two vec4 accumulators).
 
 struct Params {
     hq: u32,
@@ -35,7 +35,9 @@ struct Params {
 override G: u32 = 7u;   // query heads per kv head, ≤ 8
 override D: u32 = 128u; // head dim, a multiple of 4, ≤ 128
 
-const CH: u32 = 64u;    // keys per split (DECODE_SPLIT)
+override CH: u32 = 64u; // keys per split, 32 or 64 (the split length of ops::attn_decode)
+override KPI: u32 = 256u / CH; // invocations per key: 4 or 8
+override NL: u32 = 32u / KPI;  // vec4 loads per invocation for a 128-dim key: 8 or 4
 const MAXG: u32 = 8u;
 const D4MAX: u32 = 32u;
 const LOWEST: f32 = -1e30;
@@ -78,22 +80,20 @@ fn attn_decode_gqa(
         qs[i] = v;
     }
     // keys: all loads of an invocation issued together
-    let j = t / 4u;
-    let u = t % 4u;
+    let j = t / KPI;
+    let u = t % KPI;
     let ok = s * CH + j < P.len;
     let kb = (kh * P.tmax + s * CH + j) * d4;
-    let k0 = kload(kb, u, ok);
-    let k1 = kload(kb, u + 4u, ok);
-    let k2 = kload(kb, u + 8u, ok);
-    let k3 = kload(kb, u + 12u, ok);
-    let k4 = kload(kb, u + 16u, ok);
-    let k5 = kload(kb, u + 20u, ok);
-    let k6 = kload(kb, u + 24u, ok);
-    let k7 = kload(kb, u + 28u, ok);
+    var kv: array<vec4<f32>, 8>;
+    for (var r = 0u; r < NL; r++) {
+        kv[r] = kload(kb, u + KPI * r, ok);
+    }
     workgroupBarrier();
     for (var h = 0u; h < G; h++) {
-        var a = qdot(h, u, k0) + qdot(h, u + 4u, k1) + qdot(h, u + 8u, k2) + qdot(h, u + 12u, k3);
-        a += qdot(h, u + 16u, k4) + qdot(h, u + 20u, k5) + qdot(h, u + 24u, k6) + qdot(h, u + 28u, k7);
+        var a = 0.0;
+        for (var r = 0u; r < NL; r++) {
+            a += qdot(h, u + KPI * r, kv[r]);
+        }
         red[(u * G + h) * CH + j] = a;
     }
     workgroupBarrier();
@@ -101,12 +101,16 @@ fn attn_decode_gqa(
         let jj = i % CH;
         var v = LOWEST;
         if (s * CH + jj < P.len) {
-            v = (red[i] + red[G * CH + i] + red[2u * G * CH + i] + red[3u * G * CH + i]) * P.scale;
+            var a = 0.0;
+            for (var uu = 0u; uu < KPI; uu++) {
+                a += red[uu * G * CH + i];
+            }
+            v = a * P.scale;
         }
         sc[i] = v;
     }
     workgroupBarrier();
-    // softmax per head: invocations 32h .. 32h+31 take keys lane and lane + 32
+    // softmax per head: invocations 32h .. 32h+31 take keys lane and (CH = 64) lane + 32
     let h = t / 32u;
     let lane = t % 32u;
     let hv = h < G;
@@ -114,7 +118,9 @@ fn attn_decode_gqa(
     var v1 = LOWEST;
     if (hv) {
         v0 = sc[h * CH + lane];
-        v1 = sc[h * CH + lane + 32u];
+        if (CH == 64u) {
+            v1 = sc[h * CH + lane + 32u];
+        }
     }
     mx[t] = max(v0, v1);
     workgroupBarrier();
@@ -130,7 +136,9 @@ fn attn_decode_gqa(
     let e1 = select(0.0, exp(v1 - m), v1 > LOWEST);
     if (hv) {
         sc[h * CH + lane] = e0;
-        sc[h * CH + lane + 32u] = e1;
+        if (CH == 64u) {
+            sc[h * CH + lane + 32u] = e1;
+        }
     }
     mx[t] = e0 + e1;
     workgroupBarrier();
@@ -153,16 +161,17 @@ fn attn_decode_gqa(
     var a0 = vec4<f32>(0.0); // heads 0..3
     var a1 = vec4<f32>(0.0); // heads 4..7
     if (dd < D) {
-        // all 32 value loads issued before any is used (a fixed trip count the compiler
+        // all CH/2 value loads issued before any is used (a fixed trip count the compiler
         // unrolls): keys past the end load the last key again, and their weights are 0
         let vb = ((P.hkv + kh) * P.tmax + s * CH) * D + dd;
+        let hk = CH / 2u;
         var vv: array<f32, 32>;
-        for (var i = 0u; i < 32u; i++) {
-            let e = vb + min(half * 32u + i, nk - 1u) * D;
+        for (var i = 0u; i < hk; i++) {
+            let e = vb + min(half * hk + i, nk - 1u) * D;
             vv[i] = f32(cache[e / 4u][e % 4u]);
         }
-        for (var i = 0u; i < 32u; i++) {
-            let jj = half * 32u + i;
+        for (var i = 0u; i < hk; i++) {
+            let jj = half * hk + i;
             let v = vv[i];
             a0 += vec4<f32>(sc[jj], sc[CH + jj], sc[2u * CH + jj], sc[3u * CH + jj]) * v;
             if (G > 4u) {

@@ -21,6 +21,9 @@ pub struct GpuOptions {
     /// Quantise x for the int8 products with the looping one-workgroup kernel (`gemv_xq`)
     /// instead of one block per invocation (`gemv_xq1`; for comparisons and tests).
     pub xq_loop: bool,
+    /// Keys per split of the decode attention with head dims a multiple of 4 (32 or 64;
+    /// tuning knob; default 64).
+    pub attn_decode_keys: Option<u32>,
     /// Force the tile of the matrix–matrix kernel (64 or 128; default: chosen by shape).
     pub gemm_tile: Option<u32>,
     /// Force the K slices of the 64-tile matrix–matrix kernel (1: never split; default:
@@ -168,6 +171,8 @@ pub struct GpuContext {
     pub gemv_tpr: Option<u32>,
     /// See [`GpuOptions::xq_loop`].
     pub xq_loop: bool,
+    /// See [`GpuOptions::attn_decode_keys`].
+    pub attn_decode_keys: Option<u32>,
     /// See [`GpuOptions::gemm_tile`].
     pub gemm_tile: Option<u32>,
     /// See [`GpuOptions::gemm_split`].
@@ -393,6 +398,7 @@ impl GpuContext {
             gemv_rows: opts.gemv_rows,
             gemv_tpr: opts.gemv_tpr,
             xq_loop: opts.xq_loop,
+            attn_decode_keys: opts.attn_decode_keys,
             gemm_tile: opts.gemm_tile,
             gemm_split: opts.gemm_split,
             attn_rows_block: opts.attn_rows_block,

@@ -14,8 +14,11 @@ use super::{check_act, check_len, shape_err, OpError};
 pub const MAX_HEAD_DIM: usize = 128;
 /// Largest number of query heads per kv head `attn_decode` serves in one workgroup.
 pub const MAX_GQA_GROUP: usize = 8;
-/// Keys per split of `attn_decode` (its workgroup size).
+/// Keys per split of `attn_decode.wgsl` (its workgroup size), and the default of
+/// `attn_decode_gqa.wgsl` (see [`GpuOptions::attn_decode_keys`](crate::gpu::GpuOptions)).
 const DECODE_SPLIT: usize = 64;
+/// The shortest split any decode kernel takes (sizes the scratch).
+const DECODE_SPLIT_MIN: usize = 32;
 /// Queries per workgroup of `attn_tiled`.
 const TILE_Q: usize = 8;
 /// Query rows per workgroup of `attn_rows` (head dims ≤ [`ROWS_MAX_D`], multiples of 4): the
@@ -258,7 +261,7 @@ struct DecodeParams {
 /// of `tmax` positions: per split of 64 keys, an accumulator per head and dim plus (max, sum).
 /// Allocate it once per session (it can be shared by all layers).
 pub fn decode_scratch_bytes(hq: usize, dim: usize, tmax: usize) -> u64 {
-    (tmax.div_ceil(DECODE_SPLIT).max(1) * hq * (dim + 2) * 4) as u64
+    (tmax.div_ceil(DECODE_SPLIT_MIN).max(1) * hq * (dim + 2) * 4) as u64
 }
 
 /// `out (Hq, D) = softmax(scale · q kᵀ) v` of one query token `q (Hq, D)` over cache positions
@@ -324,7 +327,12 @@ pub fn attn_decode(
     check_len(OP, "out", &out.buf, (hq * d * out.dtype.size()) as u64)?;
     check_len(OP, "scratch", scratch, decode_scratch_bytes(hq, d, len))?;
 
-    let nsplit = len.div_ceil(DECODE_SPLIT);
+    let gqa = d % 4 == 0 && d <= 128;
+    let split = match ctx.attn_decode_keys {
+        Some(k @ (32 | 64)) if gqa => k as usize,
+        _ => DECODE_SPLIT,
+    };
+    let nsplit = len.div_ceil(split);
     let consts = vec![("G", group as u32), ("D", d as u32)];
     let key = KernelKey {
         family: "attn_decode",
@@ -352,22 +360,24 @@ pub fn attn_decode(
     };
     let ubuf = rec.params(bytemuck::bytes_of(&params));
     let buffers = crate::binds![&q.buf, &cache.buf, scratch, &out.buf, &ubuf];
-    if d % 4 == 0 && d <= 128 {
+    if gqa {
         // one workgroup per (split, KV head): keys and values read once for the whole group
+        let mut constants = consts;
+        constants.push(("CH", split as u32));
         let pg = ctx.pipeline(
             &KernelKey {
                 family: "attn_decode_gqa",
                 entry: "attn_decode_gqa",
                 act: ctx.act(),
                 subgroups: false,
-                constants: consts,
+                constants,
             },
             DECODE_BINDINGS,
         )?;
         let g1 = rec.bind(&pg, &buffers);
         rec.dispatch(&pg, &g1, [nsplit as u32, cache.heads as u32, 1])?;
         if nsplit == 1 {
-            // one split (≤ 64 keys: the audio head's depth steps): the kernel wrote `out`
+            // one split (the audio head's depth steps have ≤ 8 keys): the kernel wrote `out`
             return Ok(());
         }
     } else {

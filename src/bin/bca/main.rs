@@ -45,6 +45,9 @@ struct GpuArgs {
     /// knob for comparisons).
     #[arg(long)]
     xq_loop: bool,
+    /// Keys per split of the decode attention, 32 or 64 (a tuning knob; default 64).
+    #[arg(long, value_parser = parse_decode_keys)]
+    attn_decode_keys: Option<u32>,
     /// Tile of the matrix–matrix kernel, 64 or 128 (a tuning knob; default by shape).
     #[arg(long)]
     gemm_tile: Option<u32>,
@@ -113,6 +116,14 @@ fn parse_tpr(s: &str) -> Result<u32, String> {
     }
 }
 
+fn parse_decode_keys(s: &str) -> Result<u32, String> {
+    match s.trim() {
+        "32" => Ok(32),
+        "64" => Ok(64),
+        o => Err(format!("keys per split {o:?}: 32 or 64")),
+    }
+}
+
 fn parse_k_step(s: &str) -> Result<u32, String> {
     match s.trim() {
         "32" => Ok(32),
@@ -131,6 +142,7 @@ impl GpuArgs {
             gemv_rows: self.gemv_rows,
             gemv_tpr: self.gemv_tpr,
             xq_loop: self.xq_loop,
+            attn_decode_keys: self.attn_decode_keys,
             gemm_tile: self.gemm_tile,
             gemm_split: self.gemm_split,
             attn_rows_block: self.attn_rows_block,
