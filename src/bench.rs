@@ -433,6 +433,7 @@ pub async fn bench_decode(
         bytemuck::cast_slice(&ops::rope_inv_freq(1e6, d)),
     );
     let scratch = ctx.storage("attn.scratch", ops::decode_scratch_bytes(s.heads, d, tmax));
+    let attn_xq = crate::model::llm::xq_buffers(ctx, "attn", s.heads * d);
     let am_scratch = ops::ArgmaxScratch::new(ctx, s.vocab);
     let am_out = ctx.storage("argmax.out", 16);
     let scale = 1.0 / (d as f32).sqrt();
@@ -460,12 +461,20 @@ pub async fn bench_decode(
             if on(1) {
                 ops::rope_kv(rec, &qkv, &inv, pos, &q, &l.cache)?;
             }
+            // the attention writes o_proj's int8 x itself, as the engine's decode does
+            let feeds = ops::attn_feeds_int8(ctx, &l.o, d);
             if on(2) {
-                ops::attn_decode(rec, &q, &l.cache, pos + 1, scale, &scratch, &attn)?;
+                if feeds {
+                    let xq = (&attn_xq.0, &attn_xq.1);
+                    ops::attn_decode_xq(rec, &q, &l.cache, pos + 1, scale, &scratch, &attn, xq)?;
+                } else {
+                    ops::attn_decode(rec, &q, &l.cache, pos + 1, scale, &scratch, &attn)?;
+                }
             }
             if on(3) {
                 let epi = Epilogue {
                     residual: Some(&h_a),
+                    prequantised: feeds.then_some((&attn_xq.0, &attn_xq.1)),
                     ..Default::default()
                 };
                 ops::gemv(rec, &l.o, &attn_flat, &h_b, epi)?;

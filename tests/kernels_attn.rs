@@ -87,6 +87,29 @@ fn attn_decode_32_key_splits() {
     }
 }
 
+/// The decode attention's int8 output (`attn_decode_xq`): one split (written by the GQA pass)
+/// and several (by the combine pass), 32- and 64-key splits, G = 7 and 1, on the f16 path
+/// and the f32 path; the next product must not tell it from quantising the output itself.
+#[test]
+fn attn_decode_int8_output() {
+    for path in PATHS {
+        let c = ctx(path);
+        assert!(c.int8);
+        for (hs, lens) in [
+            (LLM, &[1usize, 7, 32, 33, 100, 600][..]),
+            ((4, 4, 128), &[3, 70][..]),
+            ((8, 4, 64), &[1, 65][..]),
+        ] {
+            for (i, &len) in lens.iter().enumerate() {
+                assert_ok(
+                    &format!("{path:?} attn_decode_xq heads {hs:?} L={len}"),
+                    pollster::block_on(st::attn_decode_xq_case(c, hs, len, 1200 + i as u64)),
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn attn_prefill_all_paths() {
     for path in PATHS {

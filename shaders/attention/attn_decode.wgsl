@@ -32,9 +32,14 @@ struct Params {
 @group(0) @binding(2) var<storage, read_write> part: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<act>;
 @group(0) @binding(4) var<uniform> P: Params;
+// combine with XQ = 1: out also as gemv_i8's int8 x (xq_block.wgsl), so the next product
+// skips gemv_xq
+@group(0) @binding(5) var<storage, read_write> xq: array<u32>;
+@group(0) @binding(6) var<storage, read_write> xd: array<vec2<f32>>;
 
 override G: u32 = 7u;   // query heads per kv head
-override D: u32 = 128u; // head dim, ≤ MAXD
+override D: u32 = 128u; // head dim, ≤ MAXD (a multiple of 32 with XQ = 1)
+override XQ: u32 = 0u;
 
 const CH: u32 = 64u;    // keys per split
 const WGS: u32 = 256u;  // invocations per workgroup: 4 per key for scores, 2 per dim for values
@@ -223,7 +228,28 @@ fn attn_decode_combine(
             }
         }
     }
+    let o = act(a / l);
     if (t < D) {
-        out[h * D + t] = act(a / l);
+        out[h * D + t] = o;
+    }
+    if (XQ == 1u) {
+        workgroupBarrier(); // wsplit's last weights are read above
+        wsplit[t] = f32(o);
+        workgroupBarrier();
+        if (t < D / 32u) {
+            var v: array<vec4<f32>, 8>;
+            for (var j = 0u; j < 8u; j++) {
+                let e = 32u * t + 4u * j;
+                v[j] = vec4<f32>(wsplit[e], wsplit[e + 1u], wsplit[e + 2u], wsplit[e + 3u]);
+            }
+            let b = xq_block(v);
+            let blk = h * (D / 32u) + t;
+            for (var j = 0u; j < 8u; j++) {
+                xq[blk * 8u + j] = b.q[j];
+            }
+            xd[blk] = b.d;
+        }
     }
 }
+
+// #include xq_block

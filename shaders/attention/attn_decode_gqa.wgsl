@@ -9,6 +9,8 @@
 // @binding(2) part:  f32 scratch  acc (S, Hq, D), then (m, l) (S, Hq, 2)
 // @binding(3) out:   (Hq, D) act  (written here only when there is one split: no combine pass)
 // @binding(4) P:     uniform Params
+// @binding(5) xq:    (Hq·D/32, 8) u32      with XQ = 1 and one split: out as gemv_i8's int8 x
+// @binding(6) xd:    (Hq·D/32) vec2<f32>   (xq_block.wgsl), so the next product skips gemv_xq
 //
 // Scores: 256/CH invocations per key (4 or 8), invocation u of a key takes the key's vec4s u,
 // u+4, u+8, … (neighbours read neighbouring vec4s), dots them with all G queries, and the
@@ -31,9 +33,12 @@ struct Params {
 @group(0) @binding(2) var<storage, read_write> part: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<act>;
 @group(0) @binding(4) var<uniform> P: Params;
+@group(0) @binding(5) var<storage, read_write> xq: array<u32>;
+@group(0) @binding(6) var<storage, read_write> xd: array<vec2<f32>>;
 
 override G: u32 = 7u;   // query heads per kv head, ≤ 8
-override D: u32 = 128u; // head dim, a multiple of 4, ≤ 128
+override D: u32 = 128u; // head dim, a multiple of 4, ≤ 128 (of 32 with XQ = 1)
+override XQ: u32 = 0u;
 
 override CH: u32 = 64u; // keys per split, 32 or 64 (the split length of ops::attn_decode)
 override KPI: u32 = 256u / CH; // invocations per key: 4 or 8
@@ -46,6 +51,8 @@ var<workgroup> qs: array<vec4<f32>, 256>;  // [G][D/4]
 var<workgroup> red: array<f32, 2048>;      // score partials [4][G][CH]; later values [2][G][128]
 var<workgroup> sc: array<f32, 512>;        // [G][CH] scores, then exp(score − m)
 var<workgroup> mx: array<f32, 256>;        // softmax reductions, 32 per head
+
+// #include xq_block
 
 fn kload(base: u32, i: u32, ok: bool) -> vec4<f32> {
     if (ok && i < D / 4u) {
@@ -193,9 +200,30 @@ fn attn_decode_gqa(
         let a = red[hh * 128u + d] + red[(MAXG + hh) * 128u + d];
         if (P.nsplit == 1u) {
             // one split: the combine pass would only divide by the sum, so it is skipped
-            out[(kh * G + hh) * D + d] = act(a / mx[hh * 32u]);
+            let o = act(a / mx[hh * 32u]);
+            out[(kh * G + hh) * D + d] = o;
+            if (XQ == 1u) {
+                qs[i / 4u][i % 4u] = f32(o); // qs is dead since the scores
+            }
         } else {
             part[(s * P.hq + kh * G + hh) * D + d] = a;
+        }
+    }
+    if (XQ == 1u && P.nsplit == 1u) {
+        // the group's G·D outputs, as rounded to act, quantised in blocks of 32
+        workgroupBarrier();
+        let nb = G * D / 32u;
+        if (t < nb) {
+            var a: array<vec4<f32>, 8>;
+            for (var j = 0u; j < 8u; j++) {
+                a[j] = qs[8u * t + j];
+            }
+            let b = xq_block(a);
+            let blk = kh * nb + t;
+            for (var j = 0u; j < 8u; j++) {
+                xq[blk * 8u + j] = b.q[j];
+            }
+            xd[blk] = b.d;
         }
     }
 }

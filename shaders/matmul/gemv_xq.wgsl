@@ -67,21 +67,16 @@ fn find_inv_rms(n: u32, lid: u32) {
     workgroupBarrier();
 }
 
+// #include xq_block
+
 // Block c of vector n (its 32 values as 8 vec4s) quantised into xq / xd.
 fn store_block(n: u32, c: u32, a: array<vec4<f32>, 8>) {
-    var m4 = vec4<f32>(0.0);
-    var s4 = vec4<f32>(0.0);
-    for (var j = 0u; j < 8u; j++) {
-        m4 = max(m4, abs(a[j]));
-        s4 += a[j];
-    }
-    let amax = max(max(m4.x, m4.y), max(m4.z, m4.w));
-    let inv = select(0.0, 1.0 / amax, amax > 0.0);
+    let b = xq_block(a);
     let o = (n * P.nbq + c) * 8u;
     for (var j = 0u; j < 8u; j++) {
-        xq[o + j] = pack4x8snorm(a[j] * inv);
+        xq[o + j] = b.q[j];
     }
-    xd[n * P.nbq + c] = vec2<f32>(amax / 127.0, s4.x + s4.y + s4.z + s4.w);
+    xd[n * P.nbq + c] = b.d;
 }
 
 fn load_block(n: u32, c: u32) -> array<vec4<f32>, 8> {

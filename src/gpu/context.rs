@@ -21,8 +21,11 @@ pub struct GpuOptions {
     /// Quantise x for the int8 products with the looping one-workgroup kernel (`gemv_xq`)
     /// instead of one block per invocation (`gemv_xq1`; for comparisons and tests).
     pub xq_loop: bool,
+    /// The decode attention leaves the int8 quantisation of its output to the product after it
+    /// (`gemv_xq`) instead of writing it itself (`ops::attn_decode_xq`; for comparisons).
+    pub no_attn_xq: bool,
     /// Keys per split of the decode attention with head dims a multiple of 4 (32 or 64;
-    /// tuning knob; default 64).
+    /// tuning knob; default 32 up to 512 keys, 64 beyond).
     pub attn_decode_keys: Option<u32>,
     /// Force the tile of the matrix–matrix kernel (64 or 128; default: chosen by shape).
     pub gemm_tile: Option<u32>,
@@ -171,6 +174,8 @@ pub struct GpuContext {
     pub gemv_tpr: Option<u32>,
     /// See [`GpuOptions::xq_loop`].
     pub xq_loop: bool,
+    /// See [`GpuOptions::no_attn_xq`].
+    pub no_attn_xq: bool,
     /// See [`GpuOptions::attn_decode_keys`].
     pub attn_decode_keys: Option<u32>,
     /// See [`GpuOptions::gemm_tile`].
@@ -197,6 +202,8 @@ pub struct GpuContext {
     /// A second small buffer for unused *writable* bindings: browsers reject a dispatch that
     /// binds one buffer writable twice, or writable and read-only at once.
     pub(crate) dummy_rw: wgpu::Buffer,
+    /// A third, for kernels with two optional writable outputs.
+    pub(crate) dummy_rw2: wgpu::Buffer,
     /// Idle param rings of recorders without a bind cache (see [`super::Recorder::params`]).
     pub(crate) rings: Mutex<Vec<wgpu::Buffer>>,
     /// Offset alignment of a params slot in a ring (uniform and storage alignment, whichever
@@ -387,6 +394,12 @@ impl GpuContext {
             usage: wgpu::BufferUsages::STORAGE,
             mapped_at_creation: false,
         });
+        let dummy_rw2 = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("dummy_rw2"),
+            size: 16,
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        });
         let mut ctx = GpuContext {
             device,
             queue,
@@ -398,6 +411,7 @@ impl GpuContext {
             gemv_rows: opts.gemv_rows,
             gemv_tpr: opts.gemv_tpr,
             xq_loop: opts.xq_loop,
+            no_attn_xq: opts.no_attn_xq,
             attn_decode_keys: opts.attn_decode_keys,
             gemm_tile: opts.gemm_tile,
             gemm_split: opts.gemm_split,
@@ -411,6 +425,7 @@ impl GpuContext {
             sink,
             dummy,
             dummy_rw,
+            dummy_rw2,
             rings: Mutex::new(Vec::new()),
             profile: Mutex::new(None),
             param_align: u64::from(

@@ -153,6 +153,10 @@ const INCLUDES: &[(&str, &str)] = &[
     ("trig", include_str!("../../shaders/common/trig.wgsl")),
     ("act_fns", include_str!("../../shaders/common/act_fns.wgsl")),
     (
+        "xq_block",
+        include_str!("../../shaders/common/xq_block.wgsl"),
+    ),
+    (
         "gemv_tail",
         include_str!("../../shaders/common/gemv_tail.wgsl"),
     ),

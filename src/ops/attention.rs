@@ -245,6 +245,29 @@ const DECODE_BINDINGS: &[Binding] = &[
     Binding::Uniform,
 ];
 
+/// The GQA pass and the combine pass: the same plus the int8 x they write with XQ = 1.
+const DECODE_XQ_BINDINGS: &[Binding] = &[
+    Binding::Read,
+    Binding::Read,
+    Binding::ReadWrite,
+    Binding::ReadWrite,
+    Binding::Uniform,
+    Binding::ReadWrite,
+    Binding::ReadWrite,
+];
+
+/// Whether [`attn_decode_xq`] can write its output as int8 x for these head dims.
+pub fn decode_quantises(d: usize) -> bool {
+    d.is_multiple_of(32) && d <= 128
+}
+
+/// Whether a decode step should have its attention (head dim `d`) write the int8 x of the
+/// product `w` after it: that product takes int8 x ([`super::norm_folds`]), the head dim
+/// allows it, and `GpuOptions::no_attn_xq` is off.
+pub fn attn_feeds_int8(ctx: &GpuContext, w: &crate::tensor::Matrix, d: usize) -> bool {
+    super::norm_folds(ctx, w, 1) && decode_quantises(d) && !ctx.no_attn_xq
+}
+
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct DecodeParams {
@@ -275,6 +298,39 @@ pub fn attn_decode(
     scale: f32,
     scratch: &wgpu::Buffer,
     out: &Tensor,
+) -> Result<(), OpError> {
+    decode(rec, q, cache, len, scale, scratch, out, None)
+}
+
+/// [`attn_decode`] that also writes `out` as the int8 x of a q4/q8 product (`xq`
+/// `(Hq·D/32, 8)` u32, `xd` `(Hq·D/32)` vec2<f32>, the layout of `gemv_xq.wgsl`), from the
+/// dispatch that writes `out`: the product after it takes them through
+/// [`Epilogue::prequantised`](super::Epilogue) and skips its own quantisation dispatch. Head
+/// dims must allow it ([`decode_quantises`]).
+#[allow(clippy::too_many_arguments)]
+pub fn attn_decode_xq(
+    rec: &mut Recorder,
+    q: &Tensor,
+    cache: &KvCache,
+    len: usize,
+    scale: f32,
+    scratch: &wgpu::Buffer,
+    out: &Tensor,
+    (xq, xd): (&wgpu::Buffer, &wgpu::Buffer),
+) -> Result<(), OpError> {
+    decode(rec, q, cache, len, scale, scratch, out, Some((xq, xd)))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn decode(
+    rec: &mut Recorder,
+    q: &Tensor,
+    cache: &KvCache,
+    len: usize,
+    scale: f32,
+    scratch: &wgpu::Buffer,
+    out: &Tensor,
+    quant: Option<(&wgpu::Buffer, &wgpu::Buffer)>,
 ) -> Result<(), OpError> {
     const OP: &str = "attn_decode";
     let ctx = rec.ctx();
@@ -326,10 +382,28 @@ pub fn attn_decode(
     check_len(OP, "q", &q.buf, (hq * d * q.dtype.size()) as u64)?;
     check_len(OP, "out", &out.buf, (hq * d * out.dtype.size()) as u64)?;
     check_len(OP, "scratch", scratch, decode_scratch_bytes(hq, d, len))?;
+    if let Some((xq, xd)) = quant {
+        if !decode_quantises(d) {
+            return Err(shape_err(
+                OP,
+                format!(
+                    "int8 output needs a head dim that is a multiple of 32 up to 128, q is {:?}",
+                    q.shape
+                ),
+            ));
+        }
+        check_len(OP, "xq", xq, (hq * d) as u64)?;
+        check_len(OP, "xd", xd, (hq * d / 32 * 8) as u64)?;
+    }
+    let xq_flag = quant.is_some() as u32;
+    let (xqb, xdb) = quant.unwrap_or((&ctx.dummy_rw, &ctx.dummy_rw2));
 
     let gqa = d % 4 == 0 && d <= 128;
+    // 32-key splits up to 512 keys (twice the workgroups: 282 → 260 µs per q4 token at 256 on
+    // an H100), 64 beyond (at 4096 the combine pass over twice the splits cost 485 → 690 µs)
     let split = match ctx.attn_decode_keys {
         Some(k @ (32 | 64)) if gqa => k as usize,
+        _ if gqa && len <= 512 => DECODE_SPLIT_MIN,
         _ => DECODE_SPLIT,
     };
     let nsplit = len.div_ceil(split);
@@ -342,12 +416,15 @@ pub fn attn_decode(
         constants: consts.clone(),
     };
     let p1 = ctx.pipeline(&key, DECODE_BINDINGS)?;
+    let mut combine_consts = consts.clone();
+    combine_consts.push(("XQ", xq_flag));
     let p2 = ctx.pipeline(
         &KernelKey {
             entry: "attn_decode_combine",
+            constants: combine_consts,
             ..key
         },
-        DECODE_BINDINGS,
+        DECODE_XQ_BINDINGS,
     )?;
     let params = DecodeParams {
         hq: hq as u32,
@@ -364,6 +441,7 @@ pub fn attn_decode(
         // one workgroup per (split, KV head): keys and values read once for the whole group
         let mut constants = consts;
         constants.push(("CH", split as u32));
+        constants.push(("XQ", xq_flag));
         let pg = ctx.pipeline(
             &KernelKey {
                 family: "attn_decode_gqa",
@@ -372,9 +450,12 @@ pub fn attn_decode(
                 subgroups: false,
                 constants,
             },
-            DECODE_BINDINGS,
+            DECODE_XQ_BINDINGS,
         )?;
-        let g1 = rec.bind(&pg, &buffers);
+        let g1 = rec.bind(
+            &pg,
+            &crate::binds![&q.buf, &cache.buf, scratch, &out.buf, &ubuf, xqb, xdb],
+        );
         rec.dispatch(&pg, &g1, [nsplit as u32, cache.heads as u32, 1])?;
         if nsplit == 1 {
             // one split (the audio head's depth steps have ≤ 8 keys): the kernel wrote `out`
@@ -384,7 +465,10 @@ pub fn attn_decode(
         let g1 = rec.bind(&p1, &buffers);
         rec.dispatch(&p1, &g1, [nsplit as u32, hq as u32, 1])?;
     }
-    let g2 = rec.bind(&p2, &buffers);
+    let g2 = rec.bind(
+        &p2,
+        &crate::binds![&q.buf, &cache.buf, scratch, &out.buf, &ubuf, xqb, xdb],
+    );
     rec.dispatch(&p2, &g2, [hq as u32, 1, 1])?;
     Ok(())
 }

@@ -144,6 +144,12 @@ pub struct Epilogue<'a> {
     /// is needed again (the audio head's RMSNorm2 is its FFN's residual). Only where the norm
     /// folds into the quantisation of x ([`norm_folds`]); elsewhere an error.
     pub norm_out: Option<&'a Tensor>,
+    /// x already quantised to int8 by the kernel that wrote it (`(xq, xd)`, the layout of
+    /// `gemv_xq.wgsl`; e.g. [`attn_decode_xq`](super::attn_decode_xq)): a q4/q8 product with
+    /// int8 activations reads them and skips its quantisation dispatch. One vector only, no
+    /// norm. Other paths (f16 weights, `--no-int8`) read x as usual, which must hold the same
+    /// values.
+    pub prequantised: Option<(&'a wgpu::Buffer, &'a wgpu::Buffer)>,
 }
 
 /// Whether [`Epilogue::norm`] costs no dispatch of its own for this product: q4/q8 weights with
@@ -377,15 +383,34 @@ pub fn gemv(
     let bias = epi.bias.map(|b| &b.buf).unwrap_or(&ctx.dummy);
     let res = epi.residual.map(|b| &b.buf).unwrap_or(&ctx.dummy);
     // Groups of up to NB vectors, each its own dispatch (params carry the first vector).
-    let quantised = if int8 {
+    let given = match epi.prequantised {
+        Some((xq, xd)) if int8 => {
+            if n != 1 || epi.norm.is_some() {
+                return Err(shape_err(
+                    OP,
+                    format!(
+                        "a prequantised x is one vector without a norm (x is {:?})",
+                        x.shape
+                    ),
+                ));
+            }
+            let nbq = k.div_ceil(32) as u64;
+            check_len(OP, "xq", xq, nbq * 32)?;
+            check_len(OP, "xd", xd, nbq * 8)?;
+            Some((xq, xd))
+        }
+        _ => None,
+    };
+    let quantised = if int8 && given.is_none() {
         Some(quantise_x(rec, x, n, k, epi.norm, epi.norm_out)?)
     } else {
         None
     };
-    let (xbuf, gbuf, eps, x_stride) = match &quantised {
+    let (xbuf, gbuf, eps, x_stride) = match (&quantised, given) {
         // binding 7 carries the per-block x scales instead of the norm weight
-        Some((xq, xd)) => (&xq.buffer, &xd.buffer, 0.0, k.div_ceil(32) as u32),
-        None => {
+        (Some((xq, xd)), _) => (&xq.buffer, &xd.buffer, 0.0, k.div_ceil(32) as u32),
+        (None, Some((xq, xd))) => (xq, xd, 0.0, k.div_ceil(32) as u32),
+        (None, None) => {
             let (g, eps) = epi.norm.unwrap_or((&ctx.dummy, 0.0));
             (&x.buf, g, eps, xs as u32)
         }

@@ -120,6 +120,76 @@ pub async fn attn_decode_case(
     Ok(compare(&got, &want, atol, rtol))
 }
 
+/// [`ops::attn_decode_xq`]: the output as by [`attn_decode_case`], and its int8 form fed to a
+/// q4 product (`o_proj`'s place) must give exactly the product of the output quantised by the
+/// product itself (`gemv_xq`): same values, same quantisation code (`xq_block.wgsl`), so equal
+/// to the bit. One split (the head's depth steps: the GQA pass writes it) and several (the
+/// combine pass writes it). Needs int8 activations (q4 on a context without `no_int8`).
+pub async fn attn_decode_xq_case(
+    ctx: &GpuContext,
+    (hq, hkv, d): (usize, usize, usize),
+    len: usize,
+    seed: u64,
+) -> Result<Comparison, OpError> {
+    let mut rng = Rng::new(seed);
+    let tmax = len + 3;
+    let k = rand_act(ctx, &mut rng, len * hkv * d, 1.0);
+    let v = rand_act(ctx, &mut rng, len * hkv * d, 1.0);
+    let q = rand_act(ctx, &mut rng, hq * d, 2.0);
+    let scale = 1.0 / (d as f32).sqrt();
+    let want = refa::attention(&q, &k, &v, (1, len), (hq, hkv, d), scale, |_, _| true);
+
+    let cache = cache_with(ctx, &k, &v, (len, hkv, d), tmax)?;
+    let qt = Tensor::from_f32(ctx, "q", &[hq, d], &q);
+    let out = Tensor::empty(ctx, "out", &[hq, d]);
+    let flat = Tensor {
+        buf: out.buf.clone(),
+        shape: vec![hq * d],
+        dtype: out.dtype,
+    };
+    let scratch = ctx.storage("scratch", ops::decode_scratch_bytes(hq, d, tmax));
+    let nb = (hq * d / 32) as u64;
+    let (xq, xd) = (ctx.storage("xq", nb * 32), ctx.storage("xd", nb * 8));
+    let m = 72;
+    let mut rec = Recorder::new(ctx, "attn_decode_xq test");
+    let w = crate::tensor::Matrix::random(&mut rec, m, hq * d, crate::tensor::WeightFormat::Q4, 9)?;
+    let (y_own, y_pre) = (
+        Tensor::empty(ctx, "y1", &[m]),
+        Tensor::empty(ctx, "y2", &[m]),
+    );
+    ops::attn_decode_xq(
+        &mut rec,
+        &qt,
+        &cache,
+        len,
+        scale,
+        &scratch,
+        &out,
+        (&xq, &xd),
+    )?;
+    ops::gemv(&mut rec, &w, &flat, &y_own, ops::Epilogue::default())?;
+    let epi = ops::Epilogue {
+        prequantised: Some((&xq, &xd)),
+        ..Default::default()
+    };
+    ops::gemv(&mut rec, &w, &flat, &y_pre, epi)?;
+    rec.submit()?;
+    let got = out.to_vec(ctx).await?;
+    let (atol, rtol) = tol(ctx, F32_TOL, F16_TOL);
+    let c = compare(&got, &want, atol, rtol);
+    if !c.ok() {
+        return Ok(c);
+    }
+    let mut c = compare(
+        &y_pre.to_vec(ctx).await?,
+        &y_own.to_vec(ctx).await?,
+        0.0,
+        0.0,
+    );
+    c.note = Some("product of the attention's int8 x vs of its own quantisation".into());
+    Ok(c)
+}
+
 /// Chunked prefill: `tq` queries at positions p0.. against a cache holding p0 + tq positions
 /// (and NaN after them).
 pub async fn attn_prefill_case(

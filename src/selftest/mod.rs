@@ -314,6 +314,7 @@ pub async fn gemv_case(ctx: &GpuContext, c: GemvCase, seed: u64) -> Result<Compa
         act: c.act,
         norm: c.norm.then_some((&gb, eps)),
         norm_out: c.norm_out.then_some(&xo),
+        prequantised: None,
     };
     ops::gemv(&mut rec, &wm, &xt, &yt, epi)?;
     rec.submit()?;

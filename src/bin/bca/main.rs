@@ -45,7 +45,12 @@ struct GpuArgs {
     /// knob for comparisons).
     #[arg(long)]
     xq_loop: bool,
-    /// Keys per split of the decode attention, 32 or 64 (a tuning knob; default 64).
+    /// The decode attention does not write its output as int8 x for the product after it (a
+    /// knob for comparisons).
+    #[arg(long)]
+    no_attn_xq: bool,
+    /// Keys per split of the decode attention, 32 or 64 (a tuning knob; default 32 up to 512
+    /// keys, 64 beyond).
     #[arg(long, value_parser = parse_decode_keys)]
     attn_decode_keys: Option<u32>,
     /// Tile of the matrix–matrix kernel, 64 or 128 (a tuning knob; default by shape).
@@ -142,6 +147,7 @@ impl GpuArgs {
             gemv_rows: self.gemv_rows,
             gemv_tpr: self.gemv_tpr,
             xq_loop: self.xq_loop,
+            no_attn_xq: self.no_attn_xq,
             attn_decode_keys: self.attn_decode_keys,
             gemm_tile: self.gemm_tile,
             gemm_split: self.gemm_split,

@@ -49,6 +49,7 @@ impl Linear {
                 act,
                 norm: None,
                 norm_out: None,
+                prequantised: None,
             },
         )
     }

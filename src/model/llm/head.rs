@@ -223,6 +223,8 @@ pub struct HeadState {
     y: Tensor,
     codes: wgpu::Buffer,
     scratch: wgpu::Buffer,
+    /// The depth attention's output as int8 x for `out_proj` (`ops::attn_decode_xq`).
+    a_xq: (wgpu::Buffer, wgpu::Buffer),
     /// Logits of codebook i after step i (cb_i + 1 values; the last is "audio end").
     pub logits: Vec<Tensor>,
     binds: BindCache,
@@ -258,6 +260,7 @@ impl HeadState {
                 "head.scratch",
                 ops::decode_scratch_bytes(head.nheads, head.head_dim, CODEBOOKS),
             ),
+            a_xq: super::xq_buffers(ctx, "head.a", h),
             logits: head
                 .heads
                 .iter()
@@ -367,7 +370,23 @@ impl HeadState {
                 },
             )?;
             ops::rope_kv(rec, &self.qkv, &head.zero_freq, i, &self.q, cache)?;
-            ops::attn_decode(rec, &self.q, cache, i + 1, scale, &self.scratch, &a_heads)?;
+            // into an int8 out_proj the attention writes its output as int8 x too
+            let xq = ops::attn_feeds_int8(ctx, &l.out_proj, head.head_dim);
+            let (axq, axd) = (&self.a_xq.0, &self.a_xq.1);
+            if xq {
+                ops::attn_decode_xq(
+                    rec,
+                    &self.q,
+                    cache,
+                    i + 1,
+                    scale,
+                    &self.scratch,
+                    &a_heads,
+                    (axq, axd),
+                )?;
+            } else {
+                ops::attn_decode(rec, &self.q, cache, i + 1, scale, &self.scratch, &a_heads)?;
+            }
             ops::gemv(
                 rec,
                 &l.out_proj,
@@ -376,6 +395,7 @@ impl HeadState {
                 Epilogue {
                     bias: Some(&l.out_bias),
                     residual: Some(&s_vec),
+                    prequantised: xq.then_some((axq, axd)),
                     ..Default::default()
                 },
             )?;

@@ -282,6 +282,15 @@ pub enum Input {
     Audio(Frame),
 }
 
+/// Buffers for a vector of `k` values as int8 x (`gemv_xq.wgsl`'s layout): (xq, xd).
+pub(crate) fn xq_buffers(ctx: &GpuContext, name: &str, k: usize) -> (wgpu::Buffer, wgpu::Buffer) {
+    let nb = k.div_ceil(32) as u64;
+    (
+        ctx.storage(&format!("{name}.xq"), nb * 32),
+        ctx.storage(&format!("{name}.xd"), nb * 8),
+    )
+}
+
 /// Per-session state: KV cache, activations, logits. Decoding allocates no buffers (the ops'
 /// small uniform blocks aside).
 pub struct Session {
@@ -306,6 +315,8 @@ pub struct Session {
     ids: wgpu::Buffer,
     codes: wgpu::Buffer,
     scratch: wgpu::Buffer,
+    /// The decode attention's output as int8 x for `o_proj` (`ops::attn_decode_xq`).
+    attn_xq: (wgpu::Buffer, wgpu::Buffer),
     /// Final-norm hidden state of the last position (`audios_emb_for_infer`), (H).
     pub hidden: Tensor,
     /// Logits of the last position, one tensor per LM-head part.
@@ -360,6 +371,7 @@ impl Session {
                 "llm.attn_scratch",
                 ops::decode_scratch_bytes(d.heads, d.head_dim, tmax),
             ),
+            attn_xq: xq_buffers(ctx, "llm.attn", d.heads * d.head_dim),
             hidden: t("llm.hidden", &[d.hidden]),
             binds: BindCache::default(),
             logits: llm
@@ -524,11 +536,27 @@ impl Session {
                     ..Default::default()
                 },
             )?;
+            // decode into an int8 o_proj: the attention writes its output as int8 x too
+            let xq_attn = n == 1 && ops::attn_feeds_int8(rec.ctx(), &l.o, hd);
             if n == 1 {
                 let q = sub(&self.q, &[d.heads, hd]);
                 let attn = sub(&self.attn, &[d.heads, hd]);
                 ops::rope_kv(rec, &qkv, &llm.inv_freq, p0, &q, cache)?;
-                ops::attn_decode(rec, &q, cache, p0 + 1, scale, &self.scratch, &attn)?;
+                if xq_attn {
+                    let (xq, xd) = (&self.attn_xq.0, &self.attn_xq.1);
+                    ops::attn_decode_xq(
+                        rec,
+                        &q,
+                        cache,
+                        p0 + 1,
+                        scale,
+                        &self.scratch,
+                        &attn,
+                        (xq, xd),
+                    )?;
+                } else {
+                    ops::attn_decode(rec, &q, cache, p0 + 1, scale, &self.scratch, &attn)?;
+                }
             } else {
                 let q = sub(&self.q, &[n, d.heads, hd]);
                 let attn = sub(&self.attn, &[n, d.heads, hd]);
@@ -543,6 +571,7 @@ impl Session {
                 &h2,
                 Epilogue {
                     residual: Some(&x),
+                    prequantised: xq_attn.then_some((&self.attn_xq.0, &self.attn_xq.1)),
                     ..Default::default()
                 },
             )?;
