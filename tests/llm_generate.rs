@@ -430,3 +430,54 @@ fn a_second_generator_on_the_same_weights_agrees() {
     assert!(a.iter().any(|e| matches!(e, Event::Frame { .. })), "{a:?}");
     assert_eq!(a, b);
 }
+
+/// The decode attention writing the next product's int8 x itself (`attn_decode_xq`: the LLM's
+/// `o_proj`, the depth transformer's `out_proj`) must not change a q4 speech turn by a bit
+/// against quantising in the product (`GpuOptions::no_attn_xq`). The tiny model's heads are 16
+/// wide, which that path does not take, so the test rewrites its config to 2 heads of 32 and 1
+/// KV head: the same tensor shapes, another (still valid) attention.
+#[test]
+fn attention_int8_output_leaves_a_q4_turn_unchanged() {
+    use bca::gpu::{GpuContext, GpuOptions};
+    let src = tiny(Variant::Instruct);
+    let dir = common::temp_root("bca-llmgen-test-hd32-").join("instruct-hd32");
+    std::fs::create_dir_all(&dir).unwrap();
+    for e in std::fs::read_dir(&src).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_file() {
+            std::fs::copy(&p, dir.join(p.file_name().unwrap())).unwrap();
+        }
+    }
+    let cfg_path = dir.join("config.json");
+    let mut cfg: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&cfg_path).unwrap()).unwrap();
+    cfg["num_attention_heads"] = 2.into();
+    cfg["num_key_value_heads"] = 1.into();
+    cfg["head_dim"] = 32.into();
+    std::fs::write(&cfg_path, serde_json::to_vec(&cfg).unwrap()).unwrap();
+
+    let run = |no_attn_xq: bool| -> Vec<Event> {
+        let c = pollster::block_on(GpuContext::new(&GpuOptions {
+            require_f16: true,
+            no_attn_xq,
+            ..Default::default()
+        }))
+        .expect("GPU adapter");
+        assert!(c.int8);
+        let w = Weights::open(&dir, WeightFormat::Q4).expect("open");
+        let tok =
+            TextTokenizer::from_json_bytes(&std::fs::read(dir.join("tokenizer.json")).unwrap())
+                .unwrap();
+        let mut g = Generator::new(&c, &w, tok, 512, 11).expect("generator");
+        g.cfg.text_max = 6;
+        g.cfg.frames_max = 6;
+        g.cfg.rounds_max = 2;
+        let p = speech_prompt(&g);
+        g.start(&c, &p, Mode::Speech).unwrap();
+        pollster::block_on(g.run(&c, |_| true)).unwrap()
+    };
+    let a = run(false);
+    let b = run(true);
+    assert!(a.iter().any(|e| matches!(e, Event::Frame { .. })), "{a:?}");
+    assert_eq!(a, b);
+}
