@@ -321,7 +321,7 @@ pub fn gemv(
     let base_tpr = if use_sg { sg } else { TPR };
     // the int8 kernels may spread a row over several subgroups (`gemv_*_i8_sgk`)
     let tpr = if int8 {
-        gemv_tpr(ctx.gemv_tpr, base_tpr, use_sg)
+        gemv_tpr(ctx.gemv_tpr, base_tpr, use_sg, m, k)
     } else {
         base_tpr
     };
@@ -446,12 +446,15 @@ pub fn gemv(
 
 /// Invocations per row of the int8 kernels: the knob where it is a power of two from the
 /// subgroup (or portable lane group) size up to the workgroup; else 128 with subgroups (four
-/// subgroups per row: +2–4 % on every q4/q8 decode product on an H100, BENCHMARKS.md), and the
-/// portable lane group without.
-fn gemv_tpr(knob: Option<u32>, base: u32, subgroups: bool) -> u32 {
+/// subgroups per row: +2–4 % on every q4/q8 decode product on an H100). Without subgroups
+/// (browsers) 64 for long rows or tall matrices (K > 4096 or M ≥ 16384: down 23.9 → 21.8 µs,
+/// gate/up 24.2 → 23.1, lm_head 126.9 → 121.6 on an H100 with `--no-subgroups`) and 32 for
+/// the rest, which lose with more (BENCHMARKS.md, ninth session).
+fn gemv_tpr(knob: Option<u32>, base: u32, subgroups: bool, m: usize, k: usize) -> u32 {
     match knob {
         Some(t) if t.is_power_of_two() && t >= base && t <= WG => t,
         _ if subgroups && base <= 128 => 128,
+        _ if !subgroups && base <= 64 && (k > 4096 || m >= 16384) => 64,
         _ => base,
     }
 }
