@@ -461,7 +461,9 @@ pub async fn bench_decode(
             if on(1) {
                 ops::rope_kv(rec, &qkv, &inv, pos, &q, &l.cache)?;
             }
-            // the attention writes o_proj's int8 x itself, as the engine's decode does
+            // the attention writes o_proj's int8 x itself, as the engine's decode does (so in
+            // the per-stage breakdown that quantisation counts in "attention", and o_proj
+            // alone reads the x left by earlier runs: its cost in the step)
             let feeds = ops::attn_feeds_int8(ctx, &l.o, d);
             if on(2) {
                 if feeds {

@@ -690,7 +690,7 @@ fn coop_shaders_lower_to_spirv() {
 
 /// The int8 kernels' tuning variants: rows spread over 32 to 256 invocations (`--gemv-tpr`:
 /// one or several subgroups per row, or the portable tree), with one, two and four rows per
-/// lane group, x quantised by either kernel (`--xq-loop`). Block counts under one round, whole
+/// lane group, x quantised by either kernel (`--xq-loop`), and one subgroup per row. Block counts under one round, whole
 /// rounds and ragged remainders (K = 3584 → 112 blocks, 18944 → 592, 1000 → 32 with a partial
 /// last block), one and several vectors, SwiGLU, norms, bias and residual, q4 and q8.
 #[test]
@@ -704,7 +704,16 @@ fn gemv_int8_variants() {
         (None, Some(64), true, false),
         (Some(2), Some(128), true, true),
     ];
-    for &(rows, tpr, no_sg, xq_loop) in combos {
+    // one subgroup per row (the `_sg` kernels: the default only where the subgroup is 128 wide)
+    let (has_sg, sg) = (
+        ctx(Path::F16).caps.subgroups,
+        ctx(Path::F16).caps.subgroup_size,
+    );
+    let mut combos = combos.to_vec();
+    if has_sg && sg > 0 {
+        combos.push((None, Some(sg), false, false));
+    }
+    for (rows, tpr, no_sg, xq_loop) in combos {
         let c = pollster::block_on(GpuContext::new(&GpuOptions {
             require_f16: true,
             no_subgroups: no_sg,
@@ -714,6 +723,8 @@ fn gemv_int8_variants() {
             ..Default::default()
         }))
         .expect("GPU adapter");
+        assert!(c.int8, "int8 activations");
+        assert_eq!(c.caps.subgroups, has_sg && !no_sg, "subgroups as asked");
         let formats = [WeightFormat::Q4, WeightFormat::Q8];
         for format in formats {
             for &(m, k) in &[

@@ -58,14 +58,15 @@ fn attn_decode_all_paths() {
     }
 }
 
-/// The GQA decode kernel with 32-key splits (`--attn-decode-keys 32`: 8 invocations per key,
-/// twice the workgroups): lengths inside one split, at and past its end, ragged and long, head
+/// The GQA decode kernel with either split forced (`--attn-decode-keys`; by default 32 keys up
+/// to 512, 64 beyond): 32-key splits (8 invocations per key, twice the workgroups) and 64-key
+/// ones at short lengths; lengths inside one split, at and past its end, ragged and long, head
 /// dims 128 and 64 and 20, on both numeric paths.
 #[test]
-fn attn_decode_32_key_splits() {
-    for f32 in [false, true] {
+fn attn_decode_forced_splits() {
+    for (keys, f32) in [(32, false), (32, true), (64, false), (64, true)] {
         let c = pollster::block_on(GpuContext::new(&GpuOptions {
-            attn_decode_keys: Some(32),
+            attn_decode_keys: Some(keys),
             force_f32: f32,
             no_subgroups: f32,
             ..Default::default()
@@ -79,7 +80,7 @@ fn attn_decode_32_key_splits() {
         ] {
             for (i, &len) in lens.iter().enumerate() {
                 assert_ok(
-                    &format!("f32 {f32} 32-key splits heads {hs:?} L={len}"),
+                    &format!("f32 {f32} {keys}-key splits heads {hs:?} L={len}"),
                     pollster::block_on(st::attn_decode_case(&c, hs, len, 900 + i as u64)),
                 );
             }
@@ -88,12 +89,20 @@ fn attn_decode_32_key_splits() {
 }
 
 /// The decode attention's int8 output (`attn_decode_xq`): one split (written by the GQA pass)
-/// and several (by the combine pass), 32- and 64-key splits, G = 7 and 1, on the f16 path
-/// and the f32 path; the next product must not tell it from quantising the output itself.
+/// and several (by the combine pass), 32- and 64-key splits (the latter forced, so short
+/// lengths take it too), G = 7, 1 and 2, on the f16 path and the f32 path; the next product must not tell it from quantising the output itself.
 #[test]
 fn attn_decode_int8_output() {
-    for path in PATHS {
-        let c = ctx(path);
+    let long = pollster::block_on(GpuContext::new(&GpuOptions {
+        attn_decode_keys: Some(64),
+        ..Default::default()
+    }))
+    .expect("GPU adapter");
+    let contexts = PATHS
+        .iter()
+        .map(|&p| (format!("{p:?}"), ctx(p)))
+        .chain(std::iter::once(("64-key splits".to_string(), &long)));
+    for (path, c) in contexts {
         assert!(c.int8);
         for (hs, lens) in [
             (LLM, &[1usize, 7, 32, 33, 100, 600][..]),
@@ -102,7 +111,7 @@ fn attn_decode_int8_output() {
         ] {
             for (i, &len) in lens.iter().enumerate() {
                 assert_ok(
-                    &format!("{path:?} attn_decode_xq heads {hs:?} L={len}"),
+                    &format!("{path} attn_decode_xq heads {hs:?} L={len}"),
                     pollster::block_on(st::attn_decode_xq_case(c, hs, len, 1200 + i as u64)),
                 );
             }

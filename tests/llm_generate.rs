@@ -456,7 +456,7 @@ fn attention_int8_output_leaves_a_q4_turn_unchanged() {
     cfg["head_dim"] = 32.into();
     std::fs::write(&cfg_path, serde_json::to_vec(&cfg).unwrap()).unwrap();
 
-    let run = |no_attn_xq: bool| -> Vec<Event> {
+    let run = |no_attn_xq: bool| -> (Vec<Event>, Vec<u32>) {
         let c = pollster::block_on(GpuContext::new(&GpuOptions {
             require_f16: true,
             no_attn_xq,
@@ -474,10 +474,14 @@ fn attention_int8_output_leaves_a_q4_turn_unchanged() {
         g.cfg.rounds_max = 2;
         let p = speech_prompt(&g);
         g.start(&c, &p, Mode::Speech).unwrap();
-        pollster::block_on(g.run(&c, |_| true)).unwrap()
+        let ev = pollster::block_on(g.run(&c, |_| true)).unwrap();
+        // the logits after the turn, as bits: every decode step's attention fed o_proj
+        let lg = pollster::block_on(g.sess.read_logits(&c, &g.llm)).unwrap();
+        (ev, lg.iter().map(|v| v.to_bits()).collect())
     };
-    let a = run(false);
-    let b = run(true);
+    let (a, la) = run(false);
+    let (b, lb) = run(true);
     assert!(a.iter().any(|e| matches!(e, Event::Frame { .. })), "{a:?}");
     assert_eq!(a, b);
+    assert!(la == lb, "the logits differ in their bits");
 }

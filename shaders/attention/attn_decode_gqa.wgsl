@@ -194,19 +194,32 @@ fn attn_decode_gqa(
         }
     }
     workgroupBarrier();
-    for (var i = t; i < G * D; i += 256u) {
+    // four consecutive outputs of one head per invocation (D is a multiple of 4)
+    for (var i4 = t; i4 < G * D / 4u; i4 += 256u) {
+        let i = 4u * i4;
         let hh = i / D;
         let d = i % D;
-        let a = red[hh * 128u + d] + red[(MAXG + hh) * 128u + d];
+        let r0 = hh * 128u + d;
+        let r1 = (MAXG + hh) * 128u + d;
+        let a = vec4<f32>(red[r0], red[r0 + 1u], red[r0 + 2u], red[r0 + 3u])
+              + vec4<f32>(red[r1], red[r1 + 1u], red[r1 + 2u], red[r1 + 3u]);
+        let o = (kh * G + hh) * D + d;
         if (P.nsplit == 1u) {
             // one split: the combine pass would only divide by the sum, so it is skipped
-            let o = act(a / mx[hh * 32u]);
-            out[(kh * G + hh) * D + d] = o;
+            let v = vec4<f32>(act4(a / mx[hh * 32u]));
+            out[o] = act(v.x);
+            out[o + 1u] = act(v.y);
+            out[o + 2u] = act(v.z);
+            out[o + 3u] = act(v.w);
             if (XQ == 1u) {
-                qs[i / 4u][i % 4u] = f32(o); // qs is dead since the scores
+                qs[i4] = v; // qs is dead since the scores; a whole vec4 per invocation
             }
         } else {
-            part[(s * P.hq + kh * G + hh) * D + d] = a;
+            let po = (s * P.hq + kh * G + hh) * D + d;
+            part[po] = a.x;
+            part[po + 1u] = a.y;
+            part[po + 2u] = a.z;
+            part[po + 3u] = a.w;
         }
     }
     if (XQ == 1u && P.nsplit == 1u) {

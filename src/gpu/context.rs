@@ -19,7 +19,9 @@ pub struct GpuOptions {
     /// multiple of the subgroup size; tuning knob; default by shape, see `ops::gemv`).
     pub gemv_tpr: Option<u32>,
     /// Quantise x for the int8 products with the looping one-workgroup kernel (`gemv_xq`)
-    /// instead of one block per invocation (`gemv_xq1`; for comparisons and tests).
+    /// instead of one block per invocation (`gemv_xq1`; for comparisons and tests). With a
+    /// folded norm the two sum the squares in different orders, so results differ in the
+    /// last bits.
     pub xq_loop: bool,
     /// The decode attention leaves the int8 quantisation of its output to the product after it
     /// (`gemv_xq`) instead of writing it itself (`ops::attn_decode_xq`; for comparisons).

@@ -281,7 +281,8 @@ struct DecodeParams {
 }
 
 /// Bytes of f32 scratch `attn_decode` needs for `hq` query heads of dim `dim` over a cache
-/// of `tmax` positions: per split of 64 keys, an accumulator per head and dim plus (max, sum).
+/// of `tmax` positions: per split (sized for the shortest, 32 keys), an accumulator per head
+/// and dim plus (max, sum).
 /// Allocate it once per session (it can be shared by all layers).
 pub fn decode_scratch_bytes(hq: usize, dim: usize, tmax: usize) -> u64 {
     (tmax.div_ceil(DECODE_SPLIT_MIN).max(1) * hq * (dim + 2) * 4) as u64
