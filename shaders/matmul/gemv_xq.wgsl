@@ -30,30 +30,39 @@ override NORM: u32 = 0;
 
 const MAX_WG: u32 = 256u;
 var<workgroup> partial: array<f32, MAX_WG>;
-var<workgroup> inv_rms: f32;
+var<private> inv_rms: f32 = 1.0;
 
-// x[n][4i .. 4i+4), normalised when NORM = 1, zero past K.
-fn xv(n: u32, i: u32) -> vec4<f32> {
-    var v = vec4<f32>(x[n * P.xs + min(i, P.xs - 1u)]);
-    if (NORM == 1u) {
-        v *= g[min(i, (P.k + 3u) / 4u - 1u)] * inv_rms;
-    }
-    let k = vec4<u32>(4u * i) + vec4<u32>(0u, 1u, 2u, 3u);
-    return select(vec4<f32>(0.0), v, k < vec4<u32>(P.k));
+// x[n][4i .. 4i+4) as stored (past K: padding), and which of the four are inside K.
+fn xload(n: u32, i: u32) -> vec4<f32> {
+    return vec4<f32>(x[n * P.xs + min(i, P.xs - 1u)]);
 }
 
-// 1 / RMS(x[n]) into inv_rms (every invocation of the workgroup calls it, in uniform control flow).
-fn find_inv_rms(n: u32, lid: u32) {
-    inv_rms = 1.0; // xv reads it below only after the barrier
-    var ss = 0.0;
-    let k4 = (P.k + 3u) / 4u;
-    for (var i = lid; i < k4; i += WG) {
-        let v = vec4<f32>(x[n * P.xs + i]);
-        let kk = vec4<u32>(4u * i) + vec4<u32>(0u, 1u, 2u, 3u);
-        let vm = select(vec4<f32>(0.0), v, kk < vec4<u32>(P.k));
-        ss += dot(vm, vm);
+fn inside(i: u32) -> vec4<bool> {
+    return vec4<u32>(4u * i) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(P.k);
+}
+
+// x[n][4i .. 4i+4) as f32, zero past K.
+fn xraw(n: u32, i: u32) -> vec4<f32> {
+    return select(vec4<f32>(0.0), xload(n, i), inside(i));
+}
+
+// The norm weights g[4i .. 4i+4) (NORM = 1).
+fn gv(i: u32) -> vec4<f32> {
+    return g[min(i, (P.k + 3u) / 4u - 1u)];
+}
+
+// x[n][4i .. 4i+4), normalised when NORM = 1 (after find_inv_rms), zero past K.
+fn xv(n: u32, i: u32) -> vec4<f32> {
+    var v = xload(n, i);
+    if (NORM == 1u) {
+        v *= gv(i) * inv_rms;
     }
-    partial[lid] = ss;
+    return select(vec4<f32>(0.0), v, inside(i));
+}
+
+// The sum of every invocation's v, returned to all (uniform control flow: the barriers).
+fn wg_sum(lid: u32, v: f32) -> f32 {
+    partial[lid] = v;
     workgroupBarrier();
     for (var st = WG / 2u; st > 0u; st >>= 1u) {
         if (lid < st) {
@@ -61,10 +70,22 @@ fn find_inv_rms(n: u32, lid: u32) {
         }
         workgroupBarrier();
     }
-    if (lid == 0u) {
-        inv_rms = inverseSqrt(partial[0] / f32(P.k) + P.eps);
+    return partial[0];
+}
+
+// 1 / RMS of the sum of squares ss over the vector's K values.
+fn rms_inv(ss: f32) -> f32 {
+    return inverseSqrt(ss / f32(P.k) + P.eps);
+}
+
+// 1 / RMS(x[n]) into inv_rms (every invocation of the workgroup calls it, in uniform control flow).
+fn find_inv_rms(n: u32, lid: u32) {
+    var ss = 0.0;
+    for (var i = lid; i < (P.k + 3u) / 4u; i += WG) {
+        let v = xraw(n, i);
+        ss += dot(v, v);
     }
-    workgroupBarrier();
+    inv_rms = rms_inv(wg_sum(lid, ss));
 }
 
 // #include xq_block
@@ -107,11 +128,16 @@ fn gemv_xq_out(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
     for (var c = lid; c < P.nbq; c += WG) {
         let a = load_block(n, c);
         store_block(n, c, a);
-        for (var j = 0u; j < 8u; j++) {
-            let i = 8u * c + j;
-            if (i < P.xs) {
-                xo[n * P.xs + i] = act4(a[j]);
-            }
+        store_xo(n, c, a);
+    }
+}
+
+// Block c of vector n written out as act values (the normalised x of the `_out` entries).
+fn store_xo(n: u32, c: u32, a: array<vec4<f32>, 8>) {
+    for (var j = 0u; j < 8u; j++) {
+        let i = 8u * c + j;
+        if (i < P.xs) {
+            xo[n * P.xs + i] = act4(a[j]);
         }
     }
 }
@@ -123,23 +149,15 @@ fn gemv_xq_out(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
 // registers across the RMS reduction. Grid (⌈nbq / WG⌉, N); with NORM = 1 one workgroup must
 // hold the whole vector (nbq ≤ WG), which the caller checks.
 
-// x[n][4i .. 4i+4) as f32, zero past K.
-fn xraw(n: u32, i: u32) -> vec4<f32> {
-    let v = vec4<f32>(x[n * P.xs + min(i, P.xs - 1u)]);
-    let k = vec4<u32>(4u * i) + vec4<u32>(0u, 1u, 2u, 3u);
-    return select(vec4<f32>(0.0), v, k < vec4<u32>(P.k));
-}
-
 // Block c of vector n, RMS-normalised (NORM = 1) across the workgroup; every invocation calls
 // it (uniform control flow: the barriers).
 fn block_normed(n: u32, c: u32, lid: u32) -> array<vec4<f32>, 8> {
     var a: array<vec4<f32>, 8>;
     var gw: array<vec4<f32>, 8>;
-    let k4 = (P.k + 3u) / 4u;
     for (var j = 0u; j < 8u; j++) {
         a[j] = xraw(n, 8u * c + j);
         if (NORM == 1u) {
-            gw[j] = g[min(8u * c + j, k4 - 1u)];
+            gw[j] = gv(8u * c + j);
         }
     }
     if (NORM == 1u) {
@@ -147,15 +165,7 @@ fn block_normed(n: u32, c: u32, lid: u32) -> array<vec4<f32>, 8> {
         for (var j = 0u; j < 8u; j++) {
             ss += dot(a[j], a[j]);
         }
-        partial[lid] = ss;
-        workgroupBarrier();
-        for (var st = WG / 2u; st > 0u; st >>= 1u) {
-            if (lid < st) {
-                partial[lid] += partial[lid + st];
-            }
-            workgroupBarrier();
-        }
-        let r = inverseSqrt(partial[0] / f32(P.k) + P.eps);
+        let r = rms_inv(wg_sum(lid, ss));
         for (var j = 0u; j < 8u; j++) {
             a[j] *= gw[j] * r;
         }
@@ -180,11 +190,6 @@ fn gemv_xq1_out(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
     let a = block_normed(n, c, lid);
     if (c < P.nbq) {
         store_block(n, c, a);
-        for (var j = 0u; j < 8u; j++) {
-            let i = 8u * c + j;
-            if (i < P.xs) {
-                xo[n * P.xs + i] = act4(a[j]);
-            }
-        }
+        store_xo(n, c, a);
     }
 }

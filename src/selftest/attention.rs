@@ -93,31 +93,53 @@ pub async fn kv_append_case(
     Ok(compare(&got, &want, 0.0, 0.0))
 }
 
-/// One query token over cache positions [0, len) of a cache with a few spare (NaN) positions.
-pub async fn attn_decode_case(
+/// A decode case's inputs: `len` random cache positions (NaN in the few spare ones after), one
+/// query token, the output tensor, scratch, and the reference output.
+struct DecodeInputs {
+    cache: KvCache,
+    q: Tensor,
+    out: Tensor,
+    scratch: wgpu::Buffer,
+    scale: f32,
+    want: Vec<f32>,
+}
+
+fn decode_inputs(
     ctx: &GpuContext,
     (hq, hkv, d): (usize, usize, usize),
     len: usize,
     seed: u64,
-) -> Result<Comparison, OpError> {
+) -> Result<DecodeInputs, OpError> {
     let mut rng = Rng::new(seed);
     let tmax = len + 3;
     let k = rand_act(ctx, &mut rng, len * hkv * d, 1.0);
     let v = rand_act(ctx, &mut rng, len * hkv * d, 1.0);
     let q = rand_act(ctx, &mut rng, hq * d, 2.0);
     let scale = 1.0 / (d as f32).sqrt();
-    let want = refa::attention(&q, &k, &v, (1, len), (hq, hkv, d), scale, |_, _| true);
+    Ok(DecodeInputs {
+        want: refa::attention(&q, &k, &v, (1, len), (hq, hkv, d), scale, |_, _| true),
+        cache: cache_with(ctx, &k, &v, (len, hkv, d), tmax)?,
+        q: Tensor::from_f32(ctx, "q", &[hq, d], &q),
+        out: Tensor::empty(ctx, "out", &[hq, d]),
+        scratch: ctx.storage("scratch", ops::decode_scratch_bytes(hq, d, tmax)),
+        scale,
+    })
+}
 
-    let cache = cache_with(ctx, &k, &v, (len, hkv, d), tmax)?;
-    let qt = Tensor::from_f32(ctx, "q", &[hq, d], &q);
-    let out = Tensor::empty(ctx, "out", &[hq, d]);
-    let scratch = ctx.storage("scratch", ops::decode_scratch_bytes(hq, d, tmax));
+/// One query token over cache positions [0, len) of a cache with a few spare (NaN) positions.
+pub async fn attn_decode_case(
+    ctx: &GpuContext,
+    heads: (usize, usize, usize),
+    len: usize,
+    seed: u64,
+) -> Result<Comparison, OpError> {
+    let t = decode_inputs(ctx, heads, len, seed)?;
     let mut rec = Recorder::new(ctx, "attn_decode test");
-    ops::attn_decode(&mut rec, &qt, &cache, len, scale, &scratch, &out)?;
+    ops::attn_decode(&mut rec, &t.q, &t.cache, len, t.scale, &t.scratch, &t.out)?;
     rec.submit()?;
-    let got = out.to_vec(ctx).await?;
+    let got = t.out.to_vec(ctx).await?;
     let (atol, rtol) = tol(ctx, F32_TOL, F16_TOL);
-    Ok(compare(&got, &want, atol, rtol))
+    Ok(compare(&got, &t.want, atol, rtol))
 }
 
 /// [`ops::attn_decode_xq`]: the output as by [`attn_decode_case`], and its int8 form fed to a
@@ -131,23 +153,11 @@ pub async fn attn_decode_xq_case(
     len: usize,
     seed: u64,
 ) -> Result<Comparison, OpError> {
-    let mut rng = Rng::new(seed);
-    let tmax = len + 3;
-    let k = rand_act(ctx, &mut rng, len * hkv * d, 1.0);
-    let v = rand_act(ctx, &mut rng, len * hkv * d, 1.0);
-    let q = rand_act(ctx, &mut rng, hq * d, 2.0);
-    let scale = 1.0 / (d as f32).sqrt();
-    let want = refa::attention(&q, &k, &v, (1, len), (hq, hkv, d), scale, |_, _| true);
-
-    let cache = cache_with(ctx, &k, &v, (len, hkv, d), tmax)?;
-    let qt = Tensor::from_f32(ctx, "q", &[hq, d], &q);
-    let out = Tensor::empty(ctx, "out", &[hq, d]);
-    let flat = Tensor {
-        buf: out.buf.clone(),
-        shape: vec![hq * d],
-        dtype: out.dtype,
-    };
-    let scratch = ctx.storage("scratch", ops::decode_scratch_bytes(hq, d, tmax));
+    let t = decode_inputs(ctx, (hq, hkv, d), len, seed)?;
+    let flat = t.out.view(&[hq * d]).ok_or_else(|| OpError::Shape {
+        op: "attn_decode_xq test",
+        detail: "out view".into(),
+    })?;
     let nb = (hq * d / 32) as u64;
     let (xq, xd) = (ctx.storage("xq", nb * 32), ctx.storage("xd", nb * 8));
     let m = 72;
@@ -159,12 +169,12 @@ pub async fn attn_decode_xq_case(
     );
     ops::attn_decode_xq(
         &mut rec,
-        &qt,
-        &cache,
+        &t.q,
+        &t.cache,
         len,
-        scale,
-        &scratch,
-        &out,
+        t.scale,
+        &t.scratch,
+        &t.out,
         (&xq, &xd),
     )?;
     ops::gemv(&mut rec, &w, &flat, &y_own, ops::Epilogue::default())?;
@@ -174,9 +184,9 @@ pub async fn attn_decode_xq_case(
     };
     ops::gemv(&mut rec, &w, &flat, &y_pre, epi)?;
     rec.submit()?;
-    let got = out.to_vec(ctx).await?;
+    let got = t.out.to_vec(ctx).await?;
     let (atol, rtol) = tol(ctx, F32_TOL, F16_TOL);
-    let c = compare(&got, &want, atol, rtol);
+    let c = compare(&got, &t.want, atol, rtol);
     if !c.ok() {
         return Ok(c);
     }
