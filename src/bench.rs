@@ -464,19 +464,14 @@ pub async fn bench_decode(
             // the attention writes o_proj's int8 x itself, as the engine's decode does (so in
             // the per-stage breakdown that quantisation counts in "attention", and o_proj
             // alone reads the x left by earlier runs: its cost in the step)
-            let feeds = ops::attn_feeds_int8(ctx, &l.o, d);
+            let xq = ops::attn_feeds_int8(ctx, &l.o, d).then_some((&attn_xq.0, &attn_xq.1));
             if on(2) {
-                if feeds {
-                    let xq = (&attn_xq.0, &attn_xq.1);
-                    ops::attn_decode_xq(rec, &q, &l.cache, pos + 1, scale, &scratch, &attn, xq)?;
-                } else {
-                    ops::attn_decode(rec, &q, &l.cache, pos + 1, scale, &scratch, &attn)?;
-                }
+                ops::attn_decode_xq(rec, &q, &l.cache, pos + 1, scale, &scratch, &attn, xq)?;
             }
             if on(3) {
                 let epi = Epilogue {
                     residual: Some(&h_a),
-                    prequantised: feeds.then_some((&attn_xq.0, &attn_xq.1)),
+                    prequantised: xq,
                     ..Default::default()
                 };
                 ops::gemv(rec, &l.o, &attn_flat, &h_b, epi)?;

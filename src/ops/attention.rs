@@ -303,11 +303,11 @@ pub fn attn_decode(
     decode(rec, q, cache, len, scale, scratch, out, None)
 }
 
-/// [`attn_decode`] that also writes `out` as the int8 x of a q4/q8 product (`xq`
-/// `(Hq·D/32, 8)` u32, `xd` `(Hq·D/32)` vec2<f32>, the layout of `gemv_xq.wgsl`), from the
-/// dispatch that writes `out`: the product after it takes them through
-/// [`Epilogue::prequantised`](super::Epilogue) and skips its own quantisation dispatch. Head
-/// dims must allow it ([`decode_quantises`]).
+/// [`attn_decode`] that, given `Some((xq, xd))`, also writes `out` as the int8 x of a q4/q8
+/// product (`xq` `(Hq·D/32, 8)` u32, `xd` `(Hq·D/32)` vec2<f32>, the layout of
+/// `gemv_xq.wgsl`) from the dispatch that writes `out`: the product after it takes the same
+/// pair as [`Epilogue::prequantised`](super::Epilogue) and skips its own quantisation
+/// dispatch. Head dims must allow it ([`decode_quantises`]; callers ask [`attn_feeds_int8`]).
 #[allow(clippy::too_many_arguments)]
 pub fn attn_decode_xq(
     rec: &mut Recorder,
@@ -317,9 +317,9 @@ pub fn attn_decode_xq(
     scale: f32,
     scratch: &wgpu::Buffer,
     out: &Tensor,
-    (xq, xd): (&wgpu::Buffer, &wgpu::Buffer),
+    quant: Option<(&wgpu::Buffer, &wgpu::Buffer)>,
 ) -> Result<(), OpError> {
-    decode(rec, q, cache, len, scale, scratch, out, Some((xq, xd)))
+    decode(rec, q, cache, len, scale, scratch, out, quant)
 }
 
 #[allow(clippy::too_many_arguments)]

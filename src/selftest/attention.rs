@@ -175,7 +175,7 @@ pub async fn attn_decode_xq_case(
         t.scale,
         &t.scratch,
         &t.out,
-        (&xq, &xd),
+        Some((&xq, &xd)),
     )?;
     ops::gemv(&mut rec, &w, &flat, &y_own, ops::Epilogue::default())?;
     let epi = ops::Epilogue {

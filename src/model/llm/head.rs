@@ -371,22 +371,10 @@ impl HeadState {
             )?;
             ops::rope_kv(rec, &self.qkv, &head.zero_freq, i, &self.q, cache)?;
             // into an int8 out_proj the attention writes its output as int8 x too
-            let xq = ops::attn_feeds_int8(ctx, &l.out_proj, head.head_dim);
-            let (axq, axd) = (&self.a_xq.0, &self.a_xq.1);
-            if xq {
-                ops::attn_decode_xq(
-                    rec,
-                    &self.q,
-                    cache,
-                    i + 1,
-                    scale,
-                    &self.scratch,
-                    &a_heads,
-                    (axq, axd),
-                )?;
-            } else {
-                ops::attn_decode(rec, &self.q, cache, i + 1, scale, &self.scratch, &a_heads)?;
-            }
+            let xq = ops::attn_feeds_int8(ctx, &l.out_proj, head.head_dim)
+                .then_some((&self.a_xq.0, &self.a_xq.1));
+            let s = &self.scratch;
+            ops::attn_decode_xq(rec, &self.q, cache, i + 1, scale, s, &a_heads, xq)?;
             ops::gemv(
                 rec,
                 &l.out_proj,
@@ -395,7 +383,7 @@ impl HeadState {
                 Epilogue {
                     bias: Some(&l.out_bias),
                     residual: Some(&s_vec),
-                    prequantised: xq.then_some((axq, axd)),
+                    prequantised: xq,
                     ..Default::default()
                 },
             )?;

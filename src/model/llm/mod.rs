@@ -537,26 +537,14 @@ impl Session {
                 },
             )?;
             // decode into an int8 o_proj: the attention writes its output as int8 x too
-            let xq_attn = n == 1 && ops::attn_feeds_int8(rec.ctx(), &l.o, hd);
+            let xq = (n == 1 && ops::attn_feeds_int8(rec.ctx(), &l.o, hd))
+                .then_some((&self.attn_xq.0, &self.attn_xq.1));
             if n == 1 {
                 let q = sub(&self.q, &[d.heads, hd]);
                 let attn = sub(&self.attn, &[d.heads, hd]);
                 ops::rope_kv(rec, &qkv, &llm.inv_freq, p0, &q, cache)?;
-                if xq_attn {
-                    let (xq, xd) = (&self.attn_xq.0, &self.attn_xq.1);
-                    ops::attn_decode_xq(
-                        rec,
-                        &q,
-                        cache,
-                        p0 + 1,
-                        scale,
-                        &self.scratch,
-                        &attn,
-                        (xq, xd),
-                    )?;
-                } else {
-                    ops::attn_decode(rec, &q, cache, p0 + 1, scale, &self.scratch, &attn)?;
-                }
+                let s = &self.scratch;
+                ops::attn_decode_xq(rec, &q, cache, p0 + 1, scale, s, &attn, xq)?;
             } else {
                 let q = sub(&self.q, &[n, d.heads, hd]);
                 let attn = sub(&self.attn, &[n, d.heads, hd]);
@@ -571,7 +559,7 @@ impl Session {
                 &h2,
                 Epilogue {
                     residual: Some(&x),
-                    prequantised: xq_attn.then_some((&self.attn_xq.0, &self.attn_xq.1)),
+                    prequantised: xq,
                     ..Default::default()
                 },
             )?;
