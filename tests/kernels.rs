@@ -770,3 +770,75 @@ fn gemv_int8_variants() {
         }
     }
 }
+
+/// A decode product leaving its output quantised (and RMS-normalised) to int8 for the next
+/// product (`Epilogue::quantise_out`): the `_tq` kernels' last-workgroup tail, bit-equal to the
+/// consumer quantising y itself, on a second run too (the ticket resets). Shapes: y of 3584
+/// (112 blocks, the LLM's hidden), 18944 via SwiGLU (592 blocks, the down product's x, more
+/// than one workgroup's worth of blocks), ragged (200: a partial last block); q4 and q8; with
+/// subgroups (four per row), the portable kernels, the f32 path, and `--no-tail-xq` (the
+/// gemv_xq dispatch after the product instead).
+#[test]
+fn gemv_quantise_out() {
+    let mut seed = 9900;
+    for (opts, want_tail) in [
+        (
+            GpuOptions {
+                require_f16: true,
+                ..Default::default()
+            },
+            true,
+        ),
+        (
+            GpuOptions {
+                require_f16: true,
+                no_subgroups: true,
+                ..Default::default()
+            },
+            true,
+        ),
+        (
+            GpuOptions {
+                force_f32: true,
+                no_subgroups: true,
+                ..Default::default()
+            },
+            true,
+        ),
+        (
+            GpuOptions {
+                require_f16: true,
+                no_tail_xq: true,
+                ..Default::default()
+            },
+            false,
+        ),
+    ] {
+        let c = pollster::block_on(GpuContext::new(&opts)).expect("GPU adapter");
+        assert!(c.int8, "int8 activations");
+        for format in [WeightFormat::Q4, WeightFormat::Q8] {
+            for (m, k, act, residual, norm) in [
+                (3584, 512, Activation::None, true, true),
+                (2 * 18944, 256, Activation::SwiGlu, false, false),
+                (200, 320, Activation::Gelu, false, false),
+                (200, 320, Activation::None, true, true),
+                (96, 1024, Activation::None, false, true),
+            ] {
+                seed += 1;
+                assert_ok(
+                    &format!("{opts:?} {format:?} {m}×{k} {act:?} res {residual} norm {norm}"),
+                    pollster::block_on(selftest::gemv_quantise_out_case(
+                        &c,
+                        format,
+                        (m, k),
+                        act,
+                        residual,
+                        norm,
+                        want_tail,
+                        seed,
+                    )),
+                );
+            }
+        }
+    }
+}

@@ -198,3 +198,146 @@ fn gemv_q8_i8_sgk(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocati
     reduce_subgroups_and_finish(row0, lid, sid, sgs, acc);
 }
 // #endif
+
+// ---- Tail quantisation (`_tq` entries, one vector) ------------------------------------------
+// The product also leaves its output y quantised to int8 for the next product (the layout of
+// gemv_xq.wgsl), RMS-normalised by tg first when T_NORM = 1, so that product needs no gemv_xq
+// dispatch of its own. Every workgroup stores its rows of y, then takes a ticket; the last one
+// to finish (it sees every other workgroup's stores: a device-scope release barrier before the
+// ticket, an acquire barrier after) quantises the whole vector and puts the ticket back to 0.
+// The values are those of gemv_xq1 to the bit: the same per-block loads and arithmetic, and
+// the RMS's tree reduction over WG invocations adds zeros first and then the same pairs as
+// gemv_xq1's smaller power-of-two workgroup (the caller keeps the blocks ≤ WG with a norm).
+//
+// @binding(8)  tq: (nbq, 8) u32          int8 y
+// @binding(9)  td: (nbq) (scale, Σ) f32 bits, then the ticket at [2·nbq] (zero between uses)
+// @binding(10) tg: (⌈m_out/4⌉) vec4<f32> RMSNorm weight (T_NORM = 1)
+// P.eps is the norm's epsilon.
+
+@group(0) @binding(8) var<storage, read_write> tq: array<u32>;
+@group(0) @binding(9) var<storage, read_write> td: array<atomic<u32>>;
+@group(0) @binding(10) var<storage, read> tg: array<vec4<f32>>;
+
+override T_NORM: u32 = 0;
+var<workgroup> t_last: u32;
+
+// y[4i .. 4i+4) as f32, zero past m_out.
+fn t_y(i: u32, m_out: u32) -> vec4<f32> {
+    var v = vec4<f32>(0.0);
+    for (var c = 0u; c < 4u; c++) {
+        let e = 4u * i + c;
+        if (e < m_out) {
+            v[c] = f32(y[e]);
+        }
+    }
+    return v;
+}
+
+fn tail_quantise(lid: u32, groups: u32) {
+    storageBarrier();
+    let m_out = select(P.m, P.m / 2u, ACT == 3u);
+    let nbq = (m_out + 31u) / 32u;
+    if (lid == 0u) {
+        t_last = select(0u, 1u, atomicAdd(&td[2u * nbq], 1u) == groups - 1u);
+    }
+    if (workgroupUniformLoad(&t_last) == 0u) {
+        return;
+    }
+    storageBarrier();
+    var r = 1.0;
+    if (T_NORM == 1u) {
+        // one block per invocation (nbq ≤ WG), loaded once and kept across the reduction
+        var a: array<vec4<f32>, 8>;
+        var ss = 0.0;
+        for (var j = 0u; j < 8u; j++) {
+            a[j] = t_y(8u * lid + j, m_out);
+            ss += dot(a[j], a[j]);
+        }
+        partial[lid] = vec4<f32>(ss, 0.0, 0.0, 0.0);
+        workgroupBarrier();
+        for (var st = WG / 2u; st > 0u; st >>= 1u) {
+            if (lid < st) {
+                partial[lid].x += partial[lid + st].x;
+            }
+            workgroupBarrier();
+        }
+        r = inverseSqrt(partial[0].x / f32(m_out) + P.eps);
+    }
+    for (var c = lid; c < nbq; c += WG) {
+        var a: array<vec4<f32>, 8>;
+        for (var j = 0u; j < 8u; j++) {
+            let i = 8u * c + j;
+            a[j] = t_y(i, m_out);
+            if (T_NORM == 1u) {
+                a[j] *= tg[min(i, (m_out + 3u) / 4u - 1u)] * r;
+            }
+        }
+        let b = xq_block(a);
+        for (var j = 0u; j < 8u; j++) {
+            tq[8u * c + j] = b.q[j];
+        }
+        atomicStore(&td[2u * c], bitcast<u32>(b.d.x));
+        atomicStore(&td[2u * c + 1u], bitcast<u32>(b.d.y));
+    }
+    if (lid == 0u) {
+        atomicStore(&td[2u * nbq], 0u);
+    }
+}
+
+// #include xq_block
+
+@compute @workgroup_size(WG)
+fn gemv_q8_i8_tq(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
+                 @builtin(num_workgroups) nwg: vec3<u32>) {
+    let row0 = row0_of(wid, lid);
+    var acc = vec4<f32>(0.0);
+    if (row0 < P.m) {
+        acc = group_partial_q8(row0, lid % TPR);
+    }
+    reduce_and_finish(row0, lid % TPR, lid, acc);
+    tail_quantise(lid, nwg.x * nwg.y);
+}
+
+@compute @workgroup_size(WG)
+fn gemv_q4_i8_tq(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32,
+                 @builtin(num_workgroups) nwg: vec3<u32>) {
+    let row0 = row0_of(wid, lid);
+    var acc = vec4<f32>(0.0);
+    if (row0 < P.m) {
+        acc = group_partial_q4(row0, lid % TPR);
+    }
+    reduce_and_finish(row0, lid % TPR, lid, acc);
+    tail_quantise(lid, nwg.x * nwg.y);
+}
+
+// #if subgroups
+@compute @workgroup_size(WG)
+fn gemv_q4_i8_sgk_tq(@builtin(workgroup_id) wid: vec3<u32>,
+                     @builtin(local_invocation_index) lid: u32,
+                     @builtin(subgroup_invocation_id) sid: u32,
+                     @builtin(subgroup_size) sgs: u32,
+                     @builtin(num_workgroups) nwg: vec3<u32>) {
+    let row0 = row0_of(wid, lid);
+    var acc = vec4<f32>(0.0);
+    if (row0 < P.m) {
+        acc = group_partial_q4(row0, lid % TPR);
+    }
+    reduce_subgroups_and_finish(row0, lid, sid, sgs, acc);
+    tail_quantise(lid, nwg.x * nwg.y);
+}
+
+@compute @workgroup_size(WG)
+fn gemv_q8_i8_sgk_tq(@builtin(workgroup_id) wid: vec3<u32>,
+                     @builtin(local_invocation_index) lid: u32,
+                     @builtin(subgroup_invocation_id) sid: u32,
+                     @builtin(subgroup_size) sgs: u32,
+                     @builtin(num_workgroups) nwg: vec3<u32>) {
+    let row0 = row0_of(wid, lid);
+    var acc = vec4<f32>(0.0);
+    if (row0 < P.m) {
+        acc = group_partial_q8(row0, lid % TPR);
+    }
+    reduce_subgroups_and_finish(row0, lid, sid, sgs, acc);
+    tail_quantise(lid, nwg.x * nwg.y);
+}
+// #endif
