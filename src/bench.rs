@@ -434,12 +434,6 @@ pub async fn bench_decode(
     );
     let scratch = ctx.storage("attn.scratch", ops::decode_scratch_bytes(s.heads, d, tmax));
     let attn_xq = crate::model::llm::xq_buffers(ctx, "attn", s.heads * d);
-    // int8 x handed from product to product (`Epilogue::quantise_out`), as the engine does
-    let x_qkv = ops::xq_out_buffers(ctx, "x.qkv", s.hidden);
-    let x_gu = ops::xq_out_buffers(ctx, "x.gate_up", s.hidden);
-    let x_down = ops::xq_out_buffers(ctx, "x.down", s.inter);
-    let x_lm = ops::xq_out_buffers(ctx, "x.lm_head", s.hidden);
-    let chain = fuse_norm && ops::norm_folds(ctx, &lm_head, 1);
     let am_scratch = ops::ArgmaxScratch::new(ctx, s.vocab);
     let am_out = ctx.storage("argmax.out", 16);
     let scale = 1.0 / (d as f32).sqrt();
@@ -447,19 +441,13 @@ pub async fn bench_decode(
     // `only`: record just one stage (for the per-stage breakdown); None = the whole token.
     let stage = |rec: &mut Recorder, pos: usize, only: Option<usize>| -> Result<(), OpError> {
         let on = |i: usize| only.is_none_or(|o| o == i);
-        for (li, l) in layers.iter().enumerate() {
+        for l in &layers {
             if on(0) {
                 let epi = Epilogue {
                     bias: Some(&l.qkv_bias),
                     ..Default::default()
                 };
-                if chain && li > 0 {
-                    let epi = Epilogue {
-                        prequantised: pq(&x_qkv),
-                        ..epi
-                    };
-                    ops::gemv(rec, &l.qkv, &h_a, &qkv, epi)?;
-                } else if fuse_norm {
+                if fuse_norm {
                     let epi = Epilogue {
                         norm: Some((&l.ln1, 1e-6)),
                         ..epi
@@ -484,7 +472,6 @@ pub async fn bench_decode(
                 let epi = Epilogue {
                     residual: Some(&h_a),
                     prequantised: xq,
-                    quantise_out: feed(chain, &x_gu, Some((&l.ln2, 1e-6))),
                     ..Default::default()
                 };
                 ops::gemv(rec, &l.o, &attn_flat, &h_b, epi)?;
@@ -492,16 +479,9 @@ pub async fn bench_decode(
             if on(4) {
                 let epi = Epilogue {
                     act: Activation::SwiGlu,
-                    quantise_out: feed(chain, &x_down, None),
                     ..Default::default()
                 };
-                if chain {
-                    let epi = Epilogue {
-                        prequantised: pq(&x_gu),
-                        ..epi
-                    };
-                    ops::gemv(rec, &l.gate_up, &h_b, &mlp, epi)?;
-                } else if fuse_norm {
+                if fuse_norm {
                     let epi = Epilogue {
                         norm: Some((&l.ln2, 1e-6)),
                         ..epi
@@ -513,27 +493,15 @@ pub async fn bench_decode(
                 }
             }
             if on(5) {
-                let next = match layers.get(li + 1) {
-                    Some(n) => feed(chain, &x_qkv, Some((&n.ln1, 1e-6))),
-                    None => feed(chain, &x_lm, Some((&final_norm, 1e-6))),
-                };
                 let epi = Epilogue {
                     residual: Some(&h_b),
-                    prequantised: if chain { pq(&x_down) } else { None },
-                    quantise_out: next,
                     ..Default::default()
                 };
                 ops::gemv(rec, &l.down, &mlp, &h_a, epi)?;
             }
         }
         if on(6) {
-            if chain {
-                let epi = Epilogue {
-                    prequantised: pq(&x_lm),
-                    ..Default::default()
-                };
-                ops::gemv(rec, &lm_head, &h_a, &logits, epi)?;
-            } else if fuse_norm {
+            if fuse_norm {
                 let epi = Epilogue {
                     norm: Some((&final_norm, 1e-6)),
                     ..Default::default()
@@ -638,21 +606,4 @@ fn web_time_now() -> f64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0)
-}
-
-fn pq(b: &(wgpu::Buffer, wgpu::Buffer)) -> Option<(&wgpu::Buffer, &wgpu::Buffer)> {
-    Some((&b.0, &b.1))
-}
-
-/// With `on`, the next product's int8 x (normalised by `norm`) left in `b` by this product.
-fn feed<'a>(
-    on: bool,
-    b: &'a (wgpu::Buffer, wgpu::Buffer),
-    norm: Option<(&'a wgpu::Buffer, f32)>,
-) -> Option<ops::XqOut<'a>> {
-    on.then_some(ops::XqOut {
-        xq: &b.0,
-        xd: &b.1,
-        norm,
-    })
 }

@@ -26,10 +26,6 @@ pub struct GpuOptions {
     /// The decode attention leaves the int8 quantisation of its output to the product after it
     /// (`gemv_xq`) instead of writing it itself (`ops::attn_decode_xq`; for comparisons).
     pub no_attn_xq: bool,
-    /// A decode product whose output feeds another int8 product leaves that quantisation to a
-    /// `gemv_xq` dispatch instead of doing it in its last workgroup (`Epilogue::quantise_out`;
-    /// for comparisons).
-    pub no_tail_xq: bool,
     /// Keys per split of the decode attention with head dims a multiple of 4 (32 or 64;
     /// tuning knob; default 32 up to 512 keys, 64 beyond).
     pub attn_decode_keys: Option<u32>,
@@ -182,8 +178,6 @@ pub struct GpuContext {
     pub xq_loop: bool,
     /// See [`GpuOptions::no_attn_xq`].
     pub no_attn_xq: bool,
-    /// See [`GpuOptions::no_tail_xq`].
-    pub no_tail_xq: bool,
     /// See [`GpuOptions::attn_decode_keys`].
     pub attn_decode_keys: Option<u32>,
     /// See [`GpuOptions::gemm_tile`].
@@ -420,7 +414,6 @@ impl GpuContext {
             gemv_tpr: opts.gemv_tpr,
             xq_loop: opts.xq_loop,
             no_attn_xq: opts.no_attn_xq,
-            no_tail_xq: opts.no_tail_xq,
             attn_decode_keys: opts.attn_decode_keys,
             gemm_tile: opts.gemm_tile,
             gemm_split: opts.gemm_split,

@@ -150,50 +150,7 @@ pub struct Epilogue<'a> {
     /// norm. Other paths (f16 weights, `--no-int8`) read x as usual, which must hold the same
     /// values.
     pub prequantised: Option<(&'a wgpu::Buffer, &'a wgpu::Buffer)>,
-    /// Also leave y (one vector) quantised to int8 for the next product ([`XqOut`]).
-    pub quantise_out: Option<XqOut<'a>>,
 }
-
-/// Where a decode product leaves its output y quantised to int8 (the layout of `gemv_xq.wgsl`,
-/// RMS-normalised by `norm` first), for the next q4/q8 product to read as
-/// [`Epilogue::prequantised`]. Where it can, the product does it in its own last workgroup
-/// (`gemv_i8.wgsl`'s `_tq` entries: one dispatch fewer); elsewhere a `gemv_xq` dispatch follows
-/// it. Either way the values are `gemv_xq1`'s to the bit. `xd` holds one more word after the
-/// (scale, Σ) pairs: the workgroups' ticket, zero between uses ([`xq_out_buffers`] sizes them).
-#[derive(Clone, Copy)]
-pub struct XqOut<'a> {
-    pub xq: &'a wgpu::Buffer,
-    pub xd: &'a wgpu::Buffer,
-    pub norm: Option<(&'a wgpu::Buffer, f32)>,
-}
-
-/// Buffers for [`XqOut`] (and [`Epilogue::prequantised`]) of a K-long vector.
-pub fn xq_out_buffers(
-    ctx: &crate::gpu::GpuContext,
-    name: &str,
-    k: usize,
-) -> (wgpu::Buffer, wgpu::Buffer) {
-    let nb = k.div_ceil(32) as u64;
-    (
-        ctx.storage(&format!("{name}.xq"), nb * 32),
-        ctx.storage(&format!("{name}.xd"), nb * 8 + 16),
-    )
-}
-
-/// The `_tq` kernels' bindings: [`BINDINGS`], then int8 y, its scales and ticket, the norm weight.
-const TQ_BINDINGS: &[Binding] = &[
-    Binding::Read,
-    Binding::Read,
-    Binding::Read,
-    Binding::Read,
-    Binding::Read,
-    Binding::ReadWrite,
-    Binding::Uniform,
-    Binding::Read,
-    Binding::ReadWrite,
-    Binding::ReadWrite,
-    Binding::Read,
-];
 
 /// Whether [`Epilogue::norm`] costs no dispatch of its own for this product: q4/q8 weights with
 /// int8 activations (fewer than [`GEMM_MIN_N`] vectors) normalise x in the dispatch that
@@ -353,26 +310,6 @@ pub fn gemv(
     )?;
     check_len(OP, "y", &y.buf, (n * m_out * act.size()) as u64)?;
 
-    if let Some(o) = &epi.quantise_out {
-        if n != 1 {
-            return Err(shape_err(
-                OP,
-                format!("quantise_out takes one vector (x is {:?})", x.shape),
-            ));
-        }
-        let nbq = m_out.div_ceil(32) as u64;
-        check_len(OP, "quantise_out xq", o.xq, nbq * 32)?;
-        check_len(OP, "quantise_out xd (with its ticket)", o.xd, nbq * 8 + 4)?;
-        if let Some((g, _)) = o.norm {
-            check_len(
-                OP,
-                "quantise_out norm weight",
-                g,
-                m_out.div_ceil(4) as u64 * 16,
-            )?;
-        }
-    }
-
     if n >= GEMM_MIN_N && k % 4 == 0 {
         return gemm(rec, w, x, y, epi, n);
     }
@@ -421,25 +358,6 @@ pub fn gemv(
         _ if m >= 65536 && nb_vec == 1 => 4,
         _ => 1,
     };
-    // The next product's quantisation in this one's last workgroup (`_tq`), where the kernel
-    // has such an entry, the device binds 11 storage buffers and a norm's blocks fit one
-    // workgroup; else a gemv_xq dispatch after it (below).
-    let tail = epi.quantise_out.filter(|o| {
-        int8 && !ctx.no_tail_xq
-            && ctx.limits.max_storage_buffers_per_shader_stage >= 10
-            && (o.norm.is_none() || m_out.div_ceil(32) <= WG as usize)
-            && matches!(
-                entry,
-                "gemv_q4_i8" | "gemv_q8_i8" | "gemv_q4_i8_sgk" | "gemv_q8_i8_sgk"
-            )
-    });
-    let entry = match (tail.is_some(), entry) {
-        (true, "gemv_q4_i8") => "gemv_q4_i8_tq",
-        (true, "gemv_q8_i8") => "gemv_q8_i8_tq",
-        (true, "gemv_q4_i8_sgk") => "gemv_q4_i8_sgk_tq",
-        (true, "gemv_q8_i8_sgk") => "gemv_q8_i8_sgk_tq",
-        (_, e) => e,
-    };
     let mut constants = vec![
         ("WG", WG),
         ("TPR", tpr),
@@ -450,9 +368,6 @@ pub fn gemv(
     if !int8 {
         constants.push(("NORM", epi.norm.is_some() as u32));
     }
-    if let Some(o) = &tail {
-        constants.push(("T_NORM", o.norm.is_some() as u32));
-    }
     let key = KernelKey {
         family,
         entry,
@@ -460,14 +375,7 @@ pub fn gemv(
         subgroups: use_sg,
         constants,
     };
-    let p = ctx.pipeline(
-        &key,
-        if tail.is_some() {
-            TQ_BINDINGS
-        } else {
-            BINDINGS
-        },
-    )?;
+    let p = ctx.pipeline(&key, BINDINGS)?;
     let groups = (m as u32).div_ceil(WG / tpr * rows_per_group);
     let g = grid(groups, ctx.limits.max_compute_workgroups_per_dimension);
     let flags = epi.bias.is_some() as u32 | (epi.residual.is_some() as u32) << 1;
@@ -498,7 +406,7 @@ pub fn gemv(
     } else {
         None
     };
-    let (xbuf, gbuf, mut eps, x_stride) = match (&quantised, given) {
+    let (xbuf, gbuf, eps, x_stride) = match (&quantised, given) {
         // binding 7 carries the per-block x scales instead of the norm weight
         (Some((xq, xd)), _) => (&xq.buffer, &xd.buffer, 0.0, k.div_ceil(32) as u32),
         (None, Some((xq, xd))) => (xq, xd, 0.0, k.div_ceil(32) as u32),
@@ -507,13 +415,6 @@ pub fn gemv(
             (&x.buf, g, eps, xs as u32)
         }
     };
-    if let Some(XqOut {
-        norm: Some((_, e)), ..
-    }) = tail
-    {
-        // the int8 kernels read P.eps only as the tail's norm epsilon
-        eps = e;
-    }
     let group_buffers = [w.data(), scales, xbuf, bias, res, &y.buf];
     let mut start = 0;
     while start < n {
@@ -532,30 +433,13 @@ pub fn gemv(
         };
         let ubuf = rec.params(bytemuck::bytes_of(&params));
         let [b0, b1, b2, b3, b4, b5] = group_buffers;
-        let group = match &tail {
-            Some(o) => {
-                let tg = o.norm.map(|(g, _)| g).unwrap_or(&ctx.dummy);
-                rec.bind(
-                    &p,
-                    &crate::binds![b0, b1, b2, b3, b4, b5, &ubuf, gbuf, o.xq, o.xd, tg],
-                )
-            }
-            None => rec.bind(&p, &crate::binds![b0, b1, b2, b3, b4, b5, &ubuf, gbuf]),
-        };
+        let group = rec.bind(&p, &crate::binds![b0, b1, b2, b3, b4, b5, &ubuf, gbuf]);
         rec.dispatch(&p, &group, g)?;
         start += cnt;
     }
     if let Some((xq, xd)) = quantised {
         ctx.release(xq);
         ctx.release(xd);
-    }
-    if let (Some(o), None) = (epi.quantise_out, tail) {
-        let yv = Tensor {
-            buf: y.buf.clone(),
-            shape: vec![1, m_out],
-            dtype: y.dtype,
-        };
-        quantise_into(rec, &yv, 1, m_out, o.norm, None, (o.xq, o.xd))?;
     }
     Ok(())
 }
@@ -617,22 +501,6 @@ fn quantise_x(
     let nbq = k.div_ceil(32);
     let xq = ctx.acquire((n * nbq * 32) as u64);
     let xd = ctx.acquire((n * nbq * 8) as u64);
-    quantise_into(rec, x, n, k, norm, norm_out, (&xq.buffer, &xd.buffer))?;
-    Ok((xq, xd))
-}
-
-/// [`quantise_x`] into the given (xq, xd).
-fn quantise_into(
-    rec: &mut Recorder,
-    x: &Tensor,
-    n: usize,
-    k: usize,
-    norm: Option<(&wgpu::Buffer, f32)>,
-    norm_out: Option<&Tensor>,
-    (xq, xd): (&wgpu::Buffer, &wgpu::Buffer),
-) -> Result<(), OpError> {
-    let ctx = rec.ctx();
-    let nbq = k.div_ceil(32);
     // One block per invocation (`gemv_xq1`) unless a norm needs more blocks than one
     // workgroup holds; then the looping kernel. A norm takes one workgroup of the smallest
     // power of two ≥ the blocks, else workgroups of 64 spread the blocks over the GPU.
@@ -669,8 +537,11 @@ fn quantise_into(
     };
     let ubuf = rec.params(bytemuck::bytes_of(&params));
     let group = match norm_out {
-        Some(o) => rec.bind(&p, &crate::binds![&x.buf, g, xq, xd, &ubuf, &o.buf]),
-        None => rec.bind(&p, &crate::binds![&x.buf, g, xq, xd, &ubuf]),
+        Some(o) => rec.bind(
+            &p,
+            &crate::binds![&x.buf, g, &xq.buffer, &xd.buffer, &ubuf, &o.buf],
+        ),
+        None => rec.bind(&p, &crate::binds![&x.buf, g, &xq.buffer, &xd.buffer, &ubuf]),
     };
     let grid = if one {
         [groups, n as u32, 1]
@@ -678,7 +549,7 @@ fn quantise_into(
         [n as u32, 1, 1]
     };
     rec.dispatch(&p, &group, grid)?;
-    Ok(())
+    Ok((xq, xd))
 }
 
 #[repr(C)]

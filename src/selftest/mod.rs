@@ -315,7 +315,6 @@ pub async fn gemv_case(ctx: &GpuContext, c: GemvCase, seed: u64) -> Result<Compa
         norm: c.norm.then_some((&gb, eps)),
         norm_out: c.norm_out.then_some(&xo),
         prequantised: None,
-        quantise_out: None,
     };
     ops::gemv(&mut rec, &wm, &xt, &yt, epi)?;
     rec.submit()?;
@@ -349,119 +348,6 @@ pub async fn gemv_case(ctx: &GpuContext, c: GemvCase, seed: u64) -> Result<Compa
         });
     }
     Ok(cmp)
-}
-
-/// A decode product that leaves its output quantised for the next product
-/// ([`ops::XqOut`]): the producer `y = act(W₁x) (+ r)` (W₁ `m × k`, `format`), then a q4
-/// consumer of 40 rows reading y as prequantised int8, RMS-normalised first with `norm`.
-/// Compared to the bit with the same two products where the consumer quantises (and
-/// normalises) y itself: y, the consumer's output, the same again on a second run (the
-/// workgroups' ticket must be back at zero: checked too). With `want_tail`, the producer must
-/// have done it in its own last workgroup (one dispatch, `_tq`); without, where the device
-/// cannot, a `gemv_xq` dispatch after it. The note says which ran.
-#[allow(clippy::too_many_arguments)]
-pub async fn gemv_quantise_out_case(
-    ctx: &GpuContext,
-    format: WeightFormat,
-    (m, k): (usize, usize),
-    act: Activation,
-    residual: bool,
-    norm: bool,
-    want_tail: bool,
-    seed: u64,
-) -> Result<Comparison, OpError> {
-    let mut rng = Rng::new(seed);
-    let m_out = if act == Activation::SwiGlu { m / 2 } else { m };
-    let w1 = rng.normal_vec(m * k, 0.02);
-    let x = round_act(ctx.act(), &rng.normal_vec(k, 1.0));
-    let r = round_act(ctx.act(), &rng.uniform_vec(m_out, -1.0, 1.0));
-    let g = rng.uniform_vec(m_out, 0.5, 1.5);
-    let m2 = 40;
-    let w2 = rng.normal_vec(m2 * m_out, 0.02);
-    let eps = 1e-6;
-    let wm1 = Matrix::from_f32(ctx, "W1", m, k, &w1, format);
-    let wm2 = Matrix::from_f32(ctx, "W2", m2, m_out, &w2, WeightFormat::Q4);
-    let xt = Tensor::from_f32(ctx, "x", &[k], &x);
-    let rt = Tensor::from_f32(ctx, "r", &[m_out], &r);
-    let gb = ctx.upload("g", bytemuck::cast_slice(&g));
-    let (xq, xd) = ops::xq_out_buffers(ctx, "y", m_out);
-    let t = |name: &str, n: usize| Tensor::empty(ctx, name, &[n]);
-    let (y_own, z_own) = (t("y_own", m_out), t("z_own", m2));
-    let outs: Vec<(Tensor, Tensor)> = (0..2).map(|_| (t("y", m_out), t("z", m2))).collect();
-    let producer = Epilogue {
-        residual: residual.then_some(&rt),
-        act,
-        ..Default::default()
-    };
-    let mut rec = Recorder::new(ctx, "gemv quantise_out test");
-    ops::gemv(&mut rec, &wm1, &xt, &y_own, producer)?;
-    let base = rec.dispatches();
-    let epi = Epilogue {
-        norm: norm.then_some((&gb, eps)),
-        ..Default::default()
-    };
-    ops::gemv(&mut rec, &wm2, &y_own, &z_own, epi)?;
-    let mut counts = Vec::new();
-    for (y, z) in &outs {
-        let before = rec.dispatches();
-        let q = ops::XqOut {
-            xq: &xq,
-            xd: &xd,
-            norm: norm.then_some((&gb, eps)),
-        };
-        let epi = Epilogue {
-            quantise_out: Some(q),
-            ..producer
-        };
-        ops::gemv(&mut rec, &wm1, &xt, y, epi)?;
-        counts.push(rec.dispatches() - before);
-        let epi = Epilogue {
-            prequantised: Some((&xq, &xd)),
-            ..Default::default()
-        };
-        ops::gemv(&mut rec, &wm2, y, z, epi)?;
-    }
-    rec.submit()?;
-    let mut got = Vec::new();
-    let mut want = Vec::new();
-    let (yo, zo) = (y_own.to_vec(ctx).await?, z_own.to_vec(ctx).await?);
-    for (y, z) in &outs {
-        got.extend(y.to_vec(ctx).await?);
-        got.extend(z.to_vec(ctx).await?);
-        want.extend(&yo);
-        want.extend(&zo);
-    }
-    // the ticket after the (scale, Σ) pairs is zero again
-    let nbq = m_out.div_ceil(32);
-    let words: Vec<u32> = crate::gpu::read_buffer(ctx, &xd, 0, (nbq * 8 + 4) as u64)
-        .await?
-        .chunks_exact(4)
-        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect();
-    got.push(words[2 * nbq] as f32);
-    want.push(0.0);
-    let mut c = compare(&got, &want, 0.0, 0.0);
-    // the producer's dispatches: as many as without quantise_out with the tail, one more
-    // (the gemv_xq after it) without
-    let mode = if counts.iter().all(|&n| n == base) {
-        "tail"
-    } else if counts.iter().all(|&n| n == base + 1) {
-        "gemv_xq after the product"
-    } else {
-        c.bad += 1;
-        "unexpected dispatch count"
-    };
-    c.note = Some(format!(
-        "int8 y left by the producer ({mode}; dispatches {counts:?}) vs the consumer's own quantisation"
-    ));
-    if want_tail && mode != "tail" {
-        c.bad += 1;
-        c.note = Some(format!(
-            "expected the tail: {}",
-            c.note.take().unwrap_or_default()
-        ));
-    }
-    Ok(c)
 }
 
 /// GPU quantisation (f16 → q8/q4) against the CPU quantiser of the same f16 values. Codes
@@ -701,23 +587,6 @@ pub async fn run_all(ctx: &GpuContext) -> Vec<CaseResult> {
         out.push(CaseResult::from(
             format!("{c} (gemm) [{act}]"),
             gemv_case(ctx, c, 700 + i as u64).await,
-        ));
-    }
-    // a decode product leaving the next one's int8 x (in its last workgroup where it can)
-    for (i, (format, m, a, norm)) in [
-        (WeightFormat::Q4, 3584, Activation::None, true),
-        (WeightFormat::Q8, 2 * 9000, Activation::SwiGlu, false),
-    ]
-    .into_iter()
-    .enumerate()
-    {
-        out.push(CaseResult::from(
-            format!(
-                "gemv quantise_out {} {m}x320 {a:?} norm {norm} [{act}]",
-                format.name()
-            ),
-            gemv_quantise_out_case(ctx, format, (m, 320), a, !norm, norm, false, 720 + i as u64)
-                .await,
         ));
     }
     for (i, (format, r, c)) in [(WeightFormat::Q8, 5, 70), (WeightFormat::Q4, 9, 33)]

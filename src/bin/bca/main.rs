@@ -49,10 +49,6 @@ struct GpuArgs {
     /// knob for comparisons).
     #[arg(long)]
     no_attn_xq: bool,
-    /// Decode products leave the next product's int8 quantisation to a dispatch of its own
-    /// instead of doing it in their last workgroup (a knob for comparisons).
-    #[arg(long)]
-    no_tail_xq: bool,
     /// Keys per split of the decode attention, 32 or 64 (a tuning knob; default 32 up to 512
     /// keys, 64 beyond).
     #[arg(long, value_parser = parse_decode_keys)]
@@ -152,7 +148,6 @@ impl GpuArgs {
             gemv_tpr: self.gemv_tpr,
             xq_loop: self.xq_loop,
             no_attn_xq: self.no_attn_xq,
-            no_tail_xq: self.no_tail_xq,
             attn_decode_keys: self.attn_decode_keys,
             gemm_tile: self.gemm_tile,
             gemm_split: self.gemm_split,

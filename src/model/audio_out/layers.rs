@@ -50,7 +50,6 @@ impl Linear {
                 norm: None,
                 norm_out: None,
                 prequantised: None,
-                quantise_out: None,
             },
         )
     }
