@@ -770,3 +770,88 @@ fn gemv_int8_variants() {
         }
     }
 }
+
+/// The W_pack product with RoPE and the KV-cache append in its epilogue (`Epilogue::rope`),
+/// bit-equal to the product followed by `rope_kv`: q and the whole cache. The LLM's shape
+/// (28/4 heads of 128, θ = 1e6, at a late position), the audio head's (28 heads of 128 all
+/// kinds, zero frequencies: θ = ∞ gives 1/θ = 0) and a tiny one (2/1 heads of 32, ragged K);
+/// q4 and q8; subgroups (four per row: one rotate-half pair per workgroup), the portable
+/// kernels (four or eight lane groups: several pairs per workgroup), the f32 path, and
+/// `--no-fused-rope` (rope_kv after the product).
+#[test]
+fn gemv_rope_epilogue() {
+    let mut seed = 9950;
+    for (opts, want_fused) in [
+        (
+            GpuOptions {
+                require_f16: true,
+                ..Default::default()
+            },
+            true,
+        ),
+        (
+            GpuOptions {
+                require_f16: true,
+                no_subgroups: true,
+                ..Default::default()
+            },
+            true,
+        ),
+        (
+            GpuOptions {
+                require_f16: true,
+                no_subgroups: true,
+                gemv_tpr: Some(64),
+                ..Default::default()
+            },
+            true,
+        ),
+        (
+            GpuOptions {
+                force_f32: true,
+                no_subgroups: true,
+                ..Default::default()
+            },
+            true,
+        ),
+        (
+            GpuOptions {
+                require_f16: true,
+                no_fused_rope: true,
+                ..Default::default()
+            },
+            false,
+        ),
+    ] {
+        let c = pollster::block_on(GpuContext::new(&opts)).expect("GPU adapter");
+        for format in [WeightFormat::Q4, WeightFormat::Q8] {
+            for (heads, k, pos, tmax, theta) in [
+                // θ = ∞: zero frequencies
+                ((28, 4, 128), 512usize, 3000, 3001, 1e6),
+                ((28, 28, 128), 256, 5, 8, f64::INFINITY),
+                ((2, 1, 32), 200, 7, 9, 1e4),
+            ] {
+                // q8's packed scales want an even block count per row
+                let k = if format == WeightFormat::Q8 {
+                    k.next_multiple_of(64)
+                } else {
+                    k
+                };
+                seed += 1;
+                assert_ok(
+                    &format!("{opts:?} {format:?} heads {heads:?} K {k} pos {pos}"),
+                    pollster::block_on(selftest::gemv_rope_case(
+                        &c,
+                        format,
+                        heads,
+                        k,
+                        (pos, tmax),
+                        theta,
+                        want_fused,
+                        seed,
+                    )),
+                );
+            }
+        }
+    }
+}

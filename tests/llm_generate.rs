@@ -431,13 +431,15 @@ fn a_second_generator_on_the_same_weights_agrees() {
     assert_eq!(a, b);
 }
 
-/// The decode attention writing the next product's int8 x itself (`attn_decode_xq`: the LLM's
-/// `o_proj`, the depth transformer's `out_proj`) must not change a q4 speech turn by a bit
-/// against quantising in the product (`GpuOptions::no_attn_xq`). The tiny model's heads are 16
-/// wide, which that path does not take, so the test rewrites its config to 2 heads of 32 and 1
+/// The decode fusions must not change a q4 speech turn by a bit: the decode attention writing
+/// the next product's int8 x itself (`attn_decode_xq`: the LLM's `o_proj`, the depth
+/// transformer's `out_proj`) against quantising in the product (`GpuOptions::no_attn_xq`), and
+/// RoPE with the KV-cache append in the W_pack / in_proj product's epilogue against a
+/// `rope_kv` dispatch (`GpuOptions::no_fused_rope`). The tiny model's heads are 16 wide, which
+/// the attention path does not take, so the test rewrites its config to 2 heads of 32 and 1
 /// KV head: the same tensor shapes, another (still valid) attention.
 #[test]
-fn attention_int8_output_leaves_a_q4_turn_unchanged() {
+fn decode_fusions_leave_a_q4_turn_unchanged() {
     use bca::gpu::{GpuContext, GpuOptions};
     let src = tiny(Variant::Instruct);
     let dir = common::temp_root("bca-llmgen-test-hd32-").join("instruct-hd32");
@@ -456,10 +458,11 @@ fn attention_int8_output_leaves_a_q4_turn_unchanged() {
     cfg["head_dim"] = 32.into();
     std::fs::write(&cfg_path, serde_json::to_vec(&cfg).unwrap()).unwrap();
 
-    let run = |no_attn_xq: bool| -> (Vec<Event>, Vec<u32>) {
+    let run = |no_attn_xq: bool, no_fused_rope: bool| -> (Vec<Event>, Vec<u32>) {
         let c = pollster::block_on(GpuContext::new(&GpuOptions {
             require_f16: true,
             no_attn_xq,
+            no_fused_rope,
             ..Default::default()
         }))
         .expect("GPU adapter");
@@ -479,9 +482,14 @@ fn attention_int8_output_leaves_a_q4_turn_unchanged() {
         let lg = pollster::block_on(g.sess.read_logits(&c, &g.llm)).unwrap();
         (ev, lg.iter().map(|v| v.to_bits()).collect())
     };
-    let (a, la) = run(false);
-    let (b, lb) = run(true);
+    let (a, la) = run(false, false);
     assert!(a.iter().any(|e| matches!(e, Event::Frame { .. })), "{a:?}");
-    assert_eq!(a, b);
-    assert!(la == lb, "the logits differ in their bits");
+    for (no_attn_xq, no_fused_rope) in [(true, false), (false, true)] {
+        let (b, lb) = run(no_attn_xq, no_fused_rope);
+        assert_eq!(
+            a, b,
+            "no_attn_xq {no_attn_xq} no_fused_rope {no_fused_rope}"
+        );
+        assert!(la == lb, "the logits differ in their bits (no_attn_xq {no_attn_xq} no_fused_rope {no_fused_rope})");
+    }
 }

@@ -37,7 +37,8 @@ fn finish(row0: u32, sums: vec4<f32>) {
     }
 }
 
-fn reduce_and_finish(row0: u32, lane: u32, lid: u32, acc: vec4<f32>) {
+// The lane group's sums (tree over `partial`), valid in its first invocation (lane 0).
+fn reduce_tree(lane: u32, lid: u32, acc: vec4<f32>) -> vec4<f32> {
     partial[lid] = acc;
     workgroupBarrier();
     for (var st = TPR / 2u; st > 0u; st >>= 1u) {
@@ -46,8 +47,13 @@ fn reduce_and_finish(row0: u32, lane: u32, lid: u32, acc: vec4<f32>) {
         }
         workgroupBarrier();
     }
+    return partial[lid];
+}
+
+fn reduce_and_finish(row0: u32, lane: u32, lid: u32, acc: vec4<f32>) {
+    let sums = reduce_tree(lane, lid, acc);
     if (lane == 0u) {
-        finish(row0, partial[lid]);
+        finish(row0, sums);
     }
 }
 

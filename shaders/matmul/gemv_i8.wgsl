@@ -25,9 +25,9 @@ struct Params {
     n: u32,
     n0: u32,
     eps: f32,
-    _p0: u32,
-    _p1: u32,
-    _p2: u32,
+    _p0: u32, // `_rope` entries: query heads
+    _p1: u32, //                  position
+    _p2: u32, //                  cache positions (Tmax)
 }
 
 @group(0) @binding(0) var<storage, read> w: array<vec4<u32>>;
@@ -161,17 +161,25 @@ fn gemv_q4_i8_sg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocatio
 // Lane groups of several subgroups (TPR a multiple of the subgroup size: long rows spread over
 // more invocations, so short-and-wide products fill the GPU): each subgroup sums its lanes,
 // and the group's first invocation adds the subgroups' sums.
-fn reduce_subgroups_and_finish(row0: u32, lid: u32, sid: u32, sgs: u32, acc: vec4<f32>) {
+// The lane group's sums, valid in its first invocation (lid % TPR == 0).
+fn reduce_subgroups(lid: u32, sid: u32, sgs: u32, acc: vec4<f32>) -> vec4<f32> {
     let sum = subgroupAdd(acc);
     if (sid == 0u) {
         partial[lid / sgs] = sum;
     }
     workgroupBarrier();
+    var total = vec4<f32>(0.0);
     if (lid % TPR == 0u) {
-        var total = vec4<f32>(0.0);
         for (var j = 0u; j < TPR / sgs; j++) {
             total += partial[lid / sgs + j];
         }
+    }
+    return total;
+}
+
+fn reduce_subgroups_and_finish(row0: u32, lid: u32, sid: u32, sgs: u32, acc: vec4<f32>) {
+    let total = reduce_subgroups(lid, sid, sgs, acc);
+    if (lid % TPR == 0u) {
         finish(row0, total);
     }
 }
@@ -196,5 +204,143 @@ fn gemv_q8_i8_sgk(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocati
         acc = group_partial_q8(row0, lid % TPR);
     }
     reduce_subgroups_and_finish(row0, lid, sid, sgs, acc);
+}
+// #endif
+
+// ---- The fused QKV product with RoPE and the cache append (`_rope` entries) ----------------
+// One vector, R = NB = 1. The rows are the W_pack product's [q | k | v] heads of D; lane groups
+// 2p and 2p + 1 of a workgroup take rows i and i + D/2 of one head (the rotate-half pair), so
+// the workgroup rotates the pair itself and writes q (binding 5), or appends k / v to the cache
+// at the position P._p1: rope_kv.wgsl's work without its dispatch. Each value is rounded to the
+// activation dtype before the rotation, as rope_kv reads it from the stored product, so the
+// results are rope_kv's to the bit.
+//
+// @binding(8) kv:       (2, Hkv, Tmax, D) act  keys (index 0) and values (index 1)
+// @binding(9) inv_freq: (D/2,) f32
+
+@group(0) @binding(8) var<storage, read_write> kv: array<act>;
+@group(0) @binding(9) var<storage, read> inv_freq: array<f32>;
+
+override D: u32 = 128;
+const MAX_GROUPS: u32 = 8u; // lane groups per workgroup: WG / TPR with TPR ≥ 32
+var<workgroup> pair_sums: array<f32, MAX_GROUPS>;
+
+// #include trig
+
+// Row of lane group `lg` of workgroup `w` (linear).
+fn rope_row(w: u32, lg: u32) -> u32 {
+    let pair = w * (WG / TPR / 2u) + lg / 2u;
+    let half = D / 2u;
+    return (pair / half) * D + pair % half + (lg % 2u) * half;
+}
+
+fn kv_index(kind: u32, head: u32, i: u32) -> u32 {
+    let hkv = (P.m / D - P._p0) / 2u;
+    return ((kind * hkv + head) * P._p2 + P._p1) * D + i;
+}
+
+// Lane-group leaders have left their row's sum in pair_sums; invocation p < WG/TPR/2 finishes
+// pair p of workgroup w.
+fn rope_finish(w: u32, p: u32) {
+    let r0 = rope_row(w, 2u * p);
+    if (r0 >= P.m) {
+        return;
+    }
+    let half = D / 2u;
+    let r1 = r0 + half;
+    var v0 = pair_sums[2u * p];
+    var v1 = pair_sums[2u * p + 1u];
+    if ((P.flags & 1u) != 0u) {
+        v0 += f32(bias[r0]);
+        v1 += f32(bias[r1]);
+    }
+    let x0 = f32(act(v0));
+    let x1 = f32(act(v1));
+    let head = r0 / D;
+    let i = r0 % D;
+    let hq = P._p0;
+    let hkv = (P.m / D - hq) / 2u;
+    if (head < hq + hkv) {
+        let cs = cos_sin(f32(P._p1) * inv_freq[i]);
+        let y0 = x0 * cs.x - x1 * cs.y;
+        let y1 = x1 * cs.x + x0 * cs.y;
+        if (head < hq) {
+            y[r0] = act(y0);
+            y[r1] = act(y1);
+        } else {
+            kv[kv_index(0u, head - hq, i)] = act(y0);
+            kv[kv_index(0u, head - hq, i + half)] = act(y1);
+        }
+    } else {
+        kv[kv_index(1u, head - hq - hkv, i)] = act(x0);
+        kv[kv_index(1u, head - hq - hkv, i + half)] = act(x1);
+    }
+}
+
+fn rope_epilogue(w: u32, lid: u32, total: vec4<f32>) {
+    if (lid % TPR == 0u) {
+        pair_sums[lid / TPR] = total.x;
+    }
+    workgroupBarrier();
+    if (lid < WG / TPR / 2u) {
+        rope_finish(w, lid);
+    }
+}
+
+fn wg_linear(wid: vec3<u32>) -> u32 {
+    return wid.y * P.groups_x + wid.x;
+}
+
+@compute @workgroup_size(WG)
+fn gemv_q8_i8_rope(@builtin(workgroup_id) wid: vec3<u32>,
+                   @builtin(local_invocation_index) lid: u32) {
+    let w = wg_linear(wid);
+    let row = rope_row(w, lid / TPR);
+    var acc = vec4<f32>(0.0);
+    if (row < P.m) {
+        acc = group_partial_q8(row, lid % TPR);
+    }
+    rope_epilogue(w, lid, reduce_tree(lid % TPR, lid, acc));
+}
+
+@compute @workgroup_size(WG)
+fn gemv_q4_i8_rope(@builtin(workgroup_id) wid: vec3<u32>,
+                   @builtin(local_invocation_index) lid: u32) {
+    let w = wg_linear(wid);
+    let row = rope_row(w, lid / TPR);
+    var acc = vec4<f32>(0.0);
+    if (row < P.m) {
+        acc = group_partial_q4(row, lid % TPR);
+    }
+    rope_epilogue(w, lid, reduce_tree(lid % TPR, lid, acc));
+}
+
+// #if subgroups
+@compute @workgroup_size(WG)
+fn gemv_q4_i8_sgk_rope(@builtin(workgroup_id) wid: vec3<u32>,
+                       @builtin(local_invocation_index) lid: u32,
+                       @builtin(subgroup_invocation_id) sid: u32,
+                       @builtin(subgroup_size) sgs: u32) {
+    let w = wg_linear(wid);
+    let row = rope_row(w, lid / TPR);
+    var acc = vec4<f32>(0.0);
+    if (row < P.m) {
+        acc = group_partial_q4(row, lid % TPR);
+    }
+    rope_epilogue(w, lid, reduce_subgroups(lid, sid, sgs, acc));
+}
+
+@compute @workgroup_size(WG)
+fn gemv_q8_i8_sgk_rope(@builtin(workgroup_id) wid: vec3<u32>,
+                       @builtin(local_invocation_index) lid: u32,
+                       @builtin(subgroup_invocation_id) sid: u32,
+                       @builtin(subgroup_size) sgs: u32) {
+    let w = wg_linear(wid);
+    let row = rope_row(w, lid / TPR);
+    var acc = vec4<f32>(0.0);
+    if (row < P.m) {
+        acc = group_partial_q8(row, lid % TPR);
+    }
+    rope_epilogue(w, lid, reduce_subgroups(lid, sid, sgs, acc));
 }
 // #endif

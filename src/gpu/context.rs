@@ -26,6 +26,9 @@ pub struct GpuOptions {
     /// The decode attention leaves the int8 quantisation of its output to the product after it
     /// (`gemv_xq`) instead of writing it itself (`ops::attn_decode_xq`; for comparisons).
     pub no_attn_xq: bool,
+    /// The W_pack product leaves RoPE and the KV-cache append to a `rope_kv` dispatch after it
+    /// instead of doing them in its own epilogue (`Epilogue::rope`; for comparisons).
+    pub no_fused_rope: bool,
     /// Keys per split of the decode attention with head dims a multiple of 4 (32 or 64;
     /// tuning knob; default 32 up to 512 keys, 64 beyond).
     pub attn_decode_keys: Option<u32>,
@@ -178,6 +181,8 @@ pub struct GpuContext {
     pub xq_loop: bool,
     /// See [`GpuOptions::no_attn_xq`].
     pub no_attn_xq: bool,
+    /// See [`GpuOptions::no_fused_rope`].
+    pub no_fused_rope: bool,
     /// See [`GpuOptions::attn_decode_keys`].
     pub attn_decode_keys: Option<u32>,
     /// See [`GpuOptions::gemm_tile`].
@@ -414,6 +419,7 @@ impl GpuContext {
             gemv_tpr: opts.gemv_tpr,
             xq_loop: opts.xq_loop,
             no_attn_xq: opts.no_attn_xq,
+            no_fused_rope: opts.no_fused_rope,
             attn_decode_keys: opts.attn_decode_keys,
             gemm_tile: opts.gemm_tile,
             gemm_split: opts.gemm_split,

@@ -150,7 +150,35 @@ pub struct Epilogue<'a> {
     /// norm. Other paths (f16 weights, `--no-int8`) read x as usual, which must hold the same
     /// values.
     pub prequantised: Option<(&'a wgpu::Buffer, &'a wgpu::Buffer)>,
+    /// y is a W_pack output `[q | k | v]`: RoPE it and append k, v to the cache
+    /// ([`super::rope_kv`]'s work). A one-vector q4/q8 product with int8 activations does it in
+    /// its own epilogue (no `rope_kv` dispatch, and y is left unwritten); elsewhere `rope_kv`
+    /// runs after the product. No activation or residual with it.
+    pub rope: Option<RopeOut<'a>>,
 }
+
+/// See [`Epilogue::rope`]: `q` is `(Hq, D)` (or `(T, Hq, D)` for T vectors), position `pos`.
+#[derive(Clone, Copy)]
+pub struct RopeOut<'a> {
+    pub inv_freq: &'a wgpu::Buffer,
+    pub pos: usize,
+    pub q: &'a Tensor,
+    pub cache: &'a super::KvCache,
+}
+
+/// The `_rope` kernels' bindings: [`BINDINGS`], then the KV cache and the RoPE frequencies.
+const ROPE_BINDINGS: &[Binding] = &[
+    Binding::Read,
+    Binding::Read,
+    Binding::Read,
+    Binding::Read,
+    Binding::Read,
+    Binding::ReadWrite,
+    Binding::Uniform,
+    Binding::Read,
+    Binding::ReadWrite,
+    Binding::Read,
+];
 
 /// Whether [`Epilogue::norm`] costs no dispatch of its own for this product: q4/q8 weights with
 /// int8 activations (fewer than [`GEMM_MIN_N`] vectors) normalise x in the dispatch that
@@ -201,6 +229,31 @@ pub fn gemv(
     y: &Tensor,
     epi: Epilogue,
 ) -> Result<(), OpError> {
+    if let Some(r) = &epi.rope {
+        if epi.act != Activation::None || epi.residual.is_some() || epi.norm_out.is_some() {
+            return Err(shape_err(
+                "gemv",
+                "RoPE after the product takes no activation, residual or norm_out",
+            ));
+        }
+        super::rope_kv::rope_kv_check(rec.ctx(), y, r.inv_freq, r.pos, r.q, r.cache)?;
+    }
+    if !gemv_inner(rec, w, x, y, epi)? {
+        if let Some(r) = epi.rope {
+            super::rope_kv(rec, y, r.inv_freq, r.pos, r.q, r.cache)?;
+        }
+    }
+    Ok(())
+}
+
+/// [`gemv`] but for a RoPE it cannot fuse; returns whether it did [`Epilogue::rope`].
+fn gemv_inner(
+    rec: &mut Recorder,
+    w: &Matrix,
+    x: &Tensor,
+    y: &Tensor,
+    epi: Epilogue,
+) -> Result<bool, OpError> {
     const OP: &str = "gemv";
     let ctx = rec.ctx();
     let (m, k) = (w.rows(), w.cols());
@@ -311,7 +364,8 @@ pub fn gemv(
     check_len(OP, "y", &y.buf, (n * m_out * act.size()) as u64)?;
 
     if n >= GEMM_MIN_N && k % 4 == 0 {
-        return gemm(rec, w, x, y, epi, n);
+        gemm(rec, w, x, y, epi, n)?;
+        return Ok(false);
     }
 
     let sg = ctx.caps.subgroup_size;
@@ -358,6 +412,28 @@ pub fn gemv(
         _ if m >= 65536 && nb_vec == 1 => 4,
         _ => 1,
     };
+    // RoPE and the cache append in the epilogue (`_rope`): workgroups of at least two lane
+    // groups (the rotate-half pair), one row each, and a device that binds 9 storage buffers
+    let rope = epi.rope.filter(|r| {
+        let d = r.cache.dim;
+        int8 && n == 1
+            && !ctx.no_fused_rope
+            && rows_per_group == 1
+            && (2..=8).contains(&(WG / tpr))
+            && ctx.limits.max_storage_buffers_per_shader_stage >= 9
+            && m.is_multiple_of(d)
+            && matches!(
+                entry,
+                "gemv_q4_i8" | "gemv_q8_i8" | "gemv_q4_i8_sgk" | "gemv_q8_i8_sgk"
+            )
+    });
+    let entry = match (rope.is_some(), entry) {
+        (true, "gemv_q4_i8") => "gemv_q4_i8_rope",
+        (true, "gemv_q8_i8") => "gemv_q8_i8_rope",
+        (true, "gemv_q4_i8_sgk") => "gemv_q4_i8_sgk_rope",
+        (true, "gemv_q8_i8_sgk") => "gemv_q8_i8_sgk_rope",
+        (_, e) => e,
+    };
     let mut constants = vec![
         ("WG", WG),
         ("TPR", tpr),
@@ -368,6 +444,9 @@ pub fn gemv(
     if !int8 {
         constants.push(("NORM", epi.norm.is_some() as u32));
     }
+    if let Some(r) = &rope {
+        constants.push(("D", r.cache.dim as u32));
+    }
     let key = KernelKey {
         family,
         entry,
@@ -375,7 +454,12 @@ pub fn gemv(
         subgroups: use_sg,
         constants,
     };
-    let p = ctx.pipeline(&key, BINDINGS)?;
+    let bindings = if rope.is_some() {
+        ROPE_BINDINGS
+    } else {
+        BINDINGS
+    };
+    let p = ctx.pipeline(&key, bindings)?;
     let groups = (m as u32).div_ceil(WG / tpr * rows_per_group);
     let g = grid(groups, ctx.limits.max_compute_workgroups_per_dimension);
     let flags = epi.bias.is_some() as u32 | (epi.residual.is_some() as u32) << 1;
@@ -429,11 +513,36 @@ pub fn gemv(
             n: cnt as u32,
             n0: start as u32,
             eps,
-            _pad: [0; 3],
+            _pad: match &rope {
+                Some(r) => [
+                    (r.q.numel() / r.cache.dim) as u32,
+                    r.pos as u32,
+                    r.cache.tmax as u32,
+                ],
+                None => [0; 3],
+            },
         };
         let ubuf = rec.params(bytemuck::bytes_of(&params));
         let [b0, b1, b2, b3, b4, b5] = group_buffers;
-        let group = rec.bind(&p, &crate::binds![b0, b1, b2, b3, b4, b5, &ubuf, gbuf]);
+        let group = match &rope {
+            // q takes y's place
+            Some(r) => rec.bind(
+                &p,
+                &crate::binds![
+                    b0,
+                    b1,
+                    b2,
+                    b3,
+                    b4,
+                    &r.q.buf,
+                    &ubuf,
+                    gbuf,
+                    &r.cache.buf,
+                    r.inv_freq
+                ],
+            ),
+            None => rec.bind(&p, &crate::binds![b0, b1, b2, b3, b4, b5, &ubuf, gbuf]),
+        };
         rec.dispatch(&p, &group, g)?;
         start += cnt;
     }
@@ -441,7 +550,7 @@ pub fn gemv(
         ctx.release(xq);
         ctx.release(xd);
     }
-    Ok(())
+    Ok(rope.is_some())
 }
 
 /// Invocations per row of the int8 kernels: the knob where it is a power of two from the

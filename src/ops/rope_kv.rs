@@ -14,20 +14,16 @@ const BINDINGS: &[Binding] = &[
 
 const WG: u32 = 256;
 
-/// The QKV epilogue: `qkv ((Hq + 2·Hkv)·D)` = [q | k | v] → RoPE'd `q (Hq, D)`, and RoPE'd k
-/// plus v appended to `cache` at position `pos`. `inv_freq` is f32 (D/2). For a chunk of T
-/// tokens (prefill) pass `qkv (T, (Hq + 2·Hkv)·D)` and `q (T, Hq, D)`: token t goes to
-/// position `pos + t`.
-pub fn rope_kv(
-    rec: &mut Recorder,
+/// [`rope_kv`]'s argument checks: (tokens, Hq, D).
+pub(crate) fn rope_kv_check(
+    ctx: &crate::gpu::GpuContext,
     qkv: &Tensor,
     inv_freq: &wgpu::Buffer,
     pos: usize,
     q: &Tensor,
     cache: &KvCache,
-) -> Result<(), OpError> {
+) -> Result<(usize, usize, usize), OpError> {
     const OP: &str = "rope_kv";
-    let ctx = rec.ctx();
     let (tokens, hq, d) = match q.shape[..] {
         [hq, d] => (1, hq, d),
         [t, hq, d] if t > 0 => (t, hq, d),
@@ -79,6 +75,24 @@ pub fn rope_kv(
     let sz = ctx.act().size() as u64;
     check_len(OP, "qkv", &qkv.buf, qkv.numel() as u64 * sz)?;
     check_len(OP, "q", &q.buf, q.numel() as u64 * sz)?;
+    Ok((tokens, hq, d))
+}
+
+/// The QKV epilogue: `qkv ((Hq + 2·Hkv)·D)` = [q | k | v] → RoPE'd `q (Hq, D)`, and RoPE'd k
+/// plus v appended to `cache` at position `pos`. `inv_freq` is f32 (D/2). For a chunk of T
+/// tokens (prefill) pass `qkv (T, (Hq + 2·Hkv)·D)` and `q (T, Hq, D)`: token t goes to
+/// position `pos + t`.
+pub fn rope_kv(
+    rec: &mut Recorder,
+    qkv: &Tensor,
+    inv_freq: &wgpu::Buffer,
+    pos: usize,
+    q: &Tensor,
+    cache: &KvCache,
+) -> Result<(), OpError> {
+    let ctx = rec.ctx();
+    let (tokens, hq, d) = rope_kv_check(ctx, qkv, inv_freq, pos, q, cache)?;
+    let hkv = cache.heads;
     let key = KernelKey {
         family: "rope_kv",
         entry: "rope_kv",

@@ -315,6 +315,7 @@ pub async fn gemv_case(ctx: &GpuContext, c: GemvCase, seed: u64) -> Result<Compa
         norm: c.norm.then_some((&gb, eps)),
         norm_out: c.norm_out.then_some(&xo),
         prequantised: None,
+        rope: None,
     };
     ops::gemv(&mut rec, &wm, &xt, &yt, epi)?;
     rec.submit()?;
@@ -348,6 +349,97 @@ pub async fn gemv_case(ctx: &GpuContext, c: GemvCase, seed: u64) -> Result<Compa
         });
     }
     Ok(cmp)
+}
+
+/// The W_pack product with RoPE and the cache append in its epilogue ([`ops::RopeOut`]):
+/// `(Hq + 2·Hkv)·D` rows of `format` over K, with a bias, at position `pos` of a cache of
+/// `tmax` filled with random values. Compared to the bit with the product followed by
+/// `rope_kv`: q and the whole cache (so nothing else was written). With `want_fused` the
+/// product must have done it itself (one dispatch fewer); the note says which ran.
+#[allow(clippy::too_many_arguments)]
+pub async fn gemv_rope_case(
+    ctx: &GpuContext,
+    format: WeightFormat,
+    (hq, hkv, d): (usize, usize, usize),
+    k: usize,
+    (pos, tmax): (usize, usize),
+    theta: f64,
+    want_fused: bool,
+    seed: u64,
+) -> Result<Comparison, OpError> {
+    let mut rng = Rng::new(seed);
+    let m = (hq + 2 * hkv) * d;
+    let w = rng.normal_vec(m * k, 0.02);
+    let x = round_act(ctx.act(), &rng.normal_vec(k, 1.0));
+    let b = round_act(ctx.act(), &rng.uniform_vec(m, -1.0, 1.0));
+    let fill = round_act(ctx.act(), &rng.uniform_vec(2 * hkv * tmax * d, -1.0, 1.0));
+    let wm = Matrix::from_f32(ctx, "W", m, k, &w, format);
+    let xt = Tensor::from_f32(ctx, "x", &[k], &x);
+    let bt = Tensor::from_f32(ctx, "b", &[m], &b);
+    // θ = ∞: zero frequencies (the audio head's identity rotation)
+    let freqs = if theta.is_finite() {
+        ops::rope_inv_freq(theta, d)
+    } else {
+        vec![0.0; d / 2]
+    };
+    let inv = ctx.upload("inv_freq", bytemuck::cast_slice(&freqs));
+    let mut caches = Vec::new();
+    for _ in 0..2 {
+        let c = ops::KvCache::new(ctx, "cache", hkv, tmax, d)?;
+        let t = Tensor::from_f32(ctx, "fill", &[fill.len()], &fill);
+        let mut rec = Recorder::new(ctx, "cache fill");
+        rec.encoder()?
+            .copy_buffer_to_buffer(&t.buf, 0, &c.buf, 0, t.buf.size());
+        rec.submit()?;
+        caches.push(c);
+    }
+    let qs: Vec<Tensor> = (0..2).map(|_| Tensor::empty(ctx, "q", &[hq, d])).collect();
+    let y = Tensor::empty(ctx, "qkv", &[m]);
+    let mut rec = Recorder::new(ctx, "gemv rope test");
+    let epi = Epilogue {
+        bias: Some(&bt),
+        ..Default::default()
+    };
+    ops::gemv(&mut rec, &wm, &xt, &y, epi)?;
+    ops::rope_kv(&mut rec, &y, &inv, pos, &qs[0], &caches[0])?;
+    let separate = rec.dispatches();
+    let r = ops::RopeOut {
+        inv_freq: &inv,
+        pos,
+        q: &qs[1],
+        cache: &caches[1],
+    };
+    ops::gemv(
+        &mut rec,
+        &wm,
+        &xt,
+        &y,
+        Epilogue {
+            rope: Some(r),
+            ..epi
+        },
+    )?;
+    let together = rec.dispatches() - separate;
+    rec.submit()?;
+    let mut want = qs[0].to_vec(ctx).await?;
+    let mut got = qs[1].to_vec(ctx).await?;
+    let n = 2 * hkv * tmax * d;
+    want.extend(ctx.read_act(&caches[0].buf, n).await?);
+    got.extend(ctx.read_act(&caches[1].buf, n).await?);
+    let mut c = compare(&got, &want, 0.0, 0.0);
+    let fused = together + 1 == separate;
+    c.note = Some(format!(
+        "{} vs the product then rope_kv (dispatches {together} / {separate})",
+        if fused {
+            "fused"
+        } else {
+            "rope_kv after the product"
+        }
+    ));
+    if want_fused && !fused {
+        c.bad += 1;
+    }
+    Ok(c)
 }
 
 /// GPU quantisation (f16 → q8/q4) against the CPU quantiser of the same f16 values. Codes
@@ -587,6 +679,32 @@ pub async fn run_all(ctx: &GpuContext) -> Vec<CaseResult> {
         out.push(CaseResult::from(
             format!("{c} (gemm) [{act}]"),
             gemv_case(ctx, c, 700 + i as u64).await,
+        ));
+    }
+    // the W_pack product with RoPE and the cache append in its epilogue (where it can)
+    for (i, (format, heads, pos)) in [
+        (WeightFormat::Q4, (28, 4, 128), 700),
+        (WeightFormat::Q8, (2, 1, 32), 6),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        out.push(CaseResult::from(
+            format!(
+                "gemv + rope_kv {} heads {heads:?} pos={pos} [{act}]",
+                format.name()
+            ),
+            gemv_rope_case(
+                ctx,
+                format,
+                heads,
+                256,
+                (pos, pos + 3),
+                1e6,
+                false,
+                740 + i as u64,
+            )
+            .await,
         ));
     }
     for (i, (format, r, c)) in [(WeightFormat::Q8, 5, 70), (WeightFormat::Q4, 9, 33)]

@@ -49,6 +49,10 @@ struct GpuArgs {
     /// knob for comparisons).
     #[arg(long)]
     no_attn_xq: bool,
+    /// The W_pack product leaves RoPE and the cache append to a dispatch of their own (a knob
+    /// for comparisons).
+    #[arg(long)]
+    no_fused_rope: bool,
     /// Keys per split of the decode attention, 32 or 64 (a tuning knob; default 32 up to 512
     /// keys, 64 beyond).
     #[arg(long, value_parser = parse_decode_keys)]
@@ -148,6 +152,7 @@ impl GpuArgs {
             gemv_tpr: self.gemv_tpr,
             xq_loop: self.xq_loop,
             no_attn_xq: self.no_attn_xq,
+            no_fused_rope: self.no_fused_rope,
             attn_decode_keys: self.attn_decode_keys,
             gemm_tile: self.gemm_tile,
             gemm_split: self.gemm_split,

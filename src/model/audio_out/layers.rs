@@ -50,6 +50,7 @@ impl Linear {
                 norm: None,
                 norm_out: None,
                 prequantised: None,
+                rope: None,
             },
         )
     }

@@ -2,9 +2,9 @@
 //! 80 ms frame, run incrementally — step i computes only depth position i against a small
 //! per-frame depth KV cache (mathematically the reference's full 8-position recompute, §6).
 //!
-//! Per step and layer: RMSNorm1 → in_proj (+bias) → split (+ depth-cache append, `rope_kv`
-//! with zero frequencies = identity rotation) → attention over positions 0..=i → out_proj
-//! (+bias, + S residual) → RMSNorm2 (the residual stream is replaced by its norm) →
+//! Per step and layer: RMSNorm1 → in_proj (+bias) → split (+ depth-cache append: `rope_kv`'s
+//! work with zero frequencies = identity rotation, in in_proj's epilogue where it can) →
+//! attention over positions 0..=i → out_proj (+bias, + S residual) → RMSNorm2 (the residual stream is replaced by its norm) →
 //! per-position FFN `r + W2_i·GELU(W1_i·r)` (linear biases unused). Then headnorm and the
 //! classifier of codebook i. The per-position FFN blocks are column slices of `linear1`/
 //! `linear2`; they are re-laid out once at load into 8 matrices each (row-wise copies of whole
@@ -366,10 +366,17 @@ impl HeadState {
                 &self.qkv,
                 Epilogue {
                     bias: Some(&l.in_bias),
+                    // the split and the depth-cache append (zero frequencies: no rotation) in
+                    // the product's epilogue where it can, else a rope_kv dispatch after it
+                    rope: Some(ops::RopeOut {
+                        inv_freq: &head.zero_freq,
+                        pos: i,
+                        q: &self.q,
+                        cache,
+                    }),
                     ..Default::default()
                 },
             )?;
-            ops::rope_kv(rec, &self.qkv, &head.zero_freq, i, &self.q, cache)?;
             // into an int8 out_proj the attention writes its output as int8 x too
             let xq = ops::attn_feeds_int8(ctx, &l.out_proj, head.head_dim)
                 .then_some((&self.a_xq.0, &self.a_xq.1));

@@ -520,9 +520,21 @@ impl Session {
             sub(&self.mlp, &[n, d.inter]),
         );
         let p0 = self.len;
+        let (q, attn_heads) = if n == 1 {
+            (
+                sub(&self.q, &[d.heads, hd]),
+                sub(&self.attn, &[d.heads, hd]),
+            )
+        } else {
+            (
+                sub(&self.q, &[n, d.heads, hd]),
+                sub(&self.attn, &[n, d.heads, hd]),
+            )
+        };
         for (l, cache) in llm.layers.iter().zip(&self.caches) {
             // each RMSNorm that only feeds a product goes into the product's quantisation of x
-            // where that is free (decode with int8 activations: one dispatch fewer)
+            // where that is free (decode with int8 activations: one dispatch fewer), and RoPE
+            // with the cache append into its epilogue (decode: one more)
             ops::gemv_rmsnorm(
                 rec,
                 &l.w_pack,
@@ -533,6 +545,12 @@ impl Session {
                 &qkv,
                 Epilogue {
                     bias: Some(&l.b_pack),
+                    rope: Some(ops::RopeOut {
+                        inv_freq: &llm.inv_freq,
+                        pos: p0,
+                        q: &q,
+                        cache,
+                    }),
                     ..Default::default()
                 },
             )?;
@@ -540,16 +558,10 @@ impl Session {
             let xq = (n == 1 && ops::attn_feeds_int8(rec.ctx(), &l.o, hd))
                 .then_some((&self.attn_xq.0, &self.attn_xq.1));
             if n == 1 {
-                let q = sub(&self.q, &[d.heads, hd]);
-                let attn = sub(&self.attn, &[d.heads, hd]);
-                ops::rope_kv(rec, &qkv, &llm.inv_freq, p0, &q, cache)?;
                 let s = &self.scratch;
-                ops::attn_decode_xq(rec, &q, cache, p0 + 1, scale, s, &attn, xq)?;
+                ops::attn_decode_xq(rec, &q, cache, p0 + 1, scale, s, &attn_heads, xq)?;
             } else {
-                let q = sub(&self.q, &[n, d.heads, hd]);
-                let attn = sub(&self.attn, &[n, d.heads, hd]);
-                ops::rope_kv(rec, &qkv, &llm.inv_freq, p0, &q, cache)?;
-                ops::attn_prefill(rec, &q, cache, p0, scale, &attn)?;
+                ops::attn_prefill(rec, &q, cache, p0, scale, &attn_heads)?;
             }
             let attn = sub(&self.attn, &[n, d.heads * hd]);
             ops::gemv(
