@@ -772,7 +772,8 @@ fn gemv_int8_variants() {
 }
 
 /// The W_pack product with RoPE and the KV-cache append in its epilogue (`Epilogue::rope`),
-/// bit-equal to the product followed by `rope_kv`: q and the whole cache. The LLM's shape
+/// against the product followed by `rope_kv`: q and the whole cache, within one rounding of
+/// the activation dtype (same bits on lavapipe; see `selftest::gemv_rope_case`). The LLM's shape
 /// (28/4 heads of 128, θ = 1e6, at a late position), the audio head's (28 heads of 128 all
 /// kinds, zero frequencies: θ = ∞ gives 1/θ = 0) and a tiny one (2/1 heads of 32, ragged K);
 /// q4 and q8; subgroups (four per row: one rotate-half pair per workgroup), the portable

@@ -212,8 +212,9 @@ fn gemv_q8_i8_sgk(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocati
 // 2p and 2p + 1 of a workgroup take rows i and i + D/2 of one head (the rotate-half pair), so
 // the workgroup rotates the pair itself and writes q (binding 5), or appends k / v to the cache
 // at the position P._p1: rope_kv.wgsl's work without its dispatch. Each value is rounded to the
-// activation dtype before the rotation, as rope_kv reads it from the stored product, so the
-// results are rope_kv's to the bit.
+// activation dtype before the rotation, as rope_kv reads it from the stored product, and
+// rotated by the same arithmetic: the same bits where the compiler contracts the multiply-adds
+// alike (lavapipe), one rounding step apart in a few values where it does not (an H100).
 //
 // @binding(8) kv:       (2, Hkv, Tmax, D) act  keys (index 0) and values (index 1)
 // @binding(9) inv_freq: (D/2,) f32
