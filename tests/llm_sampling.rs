@@ -227,3 +227,96 @@ fn gpu_draw_matches_cpu_candidates() {
         bca::ops::sample_draw(&mut rec, &vals_buf, &idx_buf, 5, (0.5, 1.0, 0.5), &out, 8).is_err()
     );
 }
+
+/// `topk_draw` (the draw in the pass that finishes the top-k) against `topk` then
+/// `sample_draw`: the same id, the same top-k left in the buffers, one dispatch fewer. Logits
+/// of one slice (300, 2048) and of several (2049, 8193, 152064: the merge pass draws), k 1–64,
+/// greedy and sampled, top-p on and off, f16 and f32 activations.
+#[test]
+fn gpu_topk_draw_matches_topk_then_draw() {
+    for path in [GpuPath::F16, GpuPath::F32] {
+        let c = ctx(path);
+        let mut rng = Rng::new(91);
+        let scratch = bca::ops::TopkScratch::new(c, 152064);
+        let (v1, i1, v2, i2) = (
+            c.storage("v1", 256),
+            c.storage("i1", 256),
+            c.storage("v2", 256),
+            c.storage("i2", 256),
+        );
+        let out = c.storage("out", 4 * 4);
+        let mut n = 0;
+        for &len in &[300usize, 2048, 2049, 8193, 152064] {
+            let x: Vec<f32> = (0..len).map(|_| rng.normal() * 2.0).collect();
+            let xt = bca::tensor::Tensor::from_f32(c, "logits", &[len], &x);
+            for &(k, t, top_p) in &[
+                (1usize, 0.7f32, 1.0f32),
+                (5, 0.0, 1.0),
+                (20, 0.8, 0.85),
+                (64, 1.2, 0.5),
+            ] {
+                let u = rng.f64();
+                let mut rec = bca::gpu::Recorder::new(c, "topk+draw");
+                bca::ops::topk(&mut rec, &xt, k, &scratch, &v1, &i1).unwrap();
+                bca::ops::sample_draw(&mut rec, &v1, &i1, k, (t, top_p, u), &out, 1).unwrap();
+                let separate = rec.dispatches();
+                bca::ops::topk_draw(
+                    &mut rec,
+                    &xt,
+                    k,
+                    &scratch,
+                    (&v2, &i2),
+                    (t, top_p, u),
+                    &out,
+                    2,
+                )
+                .unwrap();
+                assert_eq!(
+                    rec.dispatches() - separate + 1,
+                    separate,
+                    "one dispatch fewer"
+                );
+                rec.submit().unwrap();
+                let read = |b: &bca::wgpu::Buffer, off: u64, len: u64| {
+                    pollster::block_on(bca::gpu::read_buffer(c, b, off, len)).unwrap()
+                };
+                let ids = read(&out, 4, 8);
+                assert_eq!(
+                    ids[..4],
+                    ids[4..],
+                    "{path:?} N {len} k {k} T {t} top-p {top_p} u {u}"
+                );
+                let kb = (k * 4) as u64;
+                assert_eq!(read(&v1, 0, kb), read(&v2, 0, kb));
+                assert_eq!(read(&i1, 0, kb), read(&i2, 0, kb));
+                n += 1;
+            }
+        }
+        assert_eq!(n, 20);
+        // bad draw parameters are typed errors
+        let xt = bca::tensor::Tensor::from_f32(c, "logits", &[10], &[0.5; 10]);
+        let mut rec = bca::gpu::Recorder::new(c, "bad");
+        assert!(bca::ops::topk_draw(
+            &mut rec,
+            &xt,
+            5,
+            &scratch,
+            (&v2, &i2),
+            (0.5, 0.0, 0.5),
+            &out,
+            0
+        )
+        .is_err());
+        assert!(bca::ops::topk_draw(
+            &mut rec,
+            &xt,
+            5,
+            &scratch,
+            (&v2, &i2),
+            (0.5, 1.0, 0.5),
+            &out,
+            4
+        )
+        .is_err());
+    }
+}

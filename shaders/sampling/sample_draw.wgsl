@@ -29,47 +29,17 @@ struct Params {
 @group(0) @binding(2) var<storage, read_write> out: array<u32>;
 @group(0) @binding(3) var<uniform> P: Params;
 
-const KMAX: u32 = 64u;
+fn dv(j: u32) -> f32 {
+    return vals[j];
+}
+
+fn di(j: u32) -> u32 {
+    return idx[j];
+}
+
+// #include draw
 
 @compute @workgroup_size(1)
 fn sample_draw() {
-    let k = min(P.k, KMAX);
-    if (P.temperature == 0.0 || k <= 1u) {
-        out[P.slot] = idx[0];
-        return;
-    }
-    var s: array<f32, KMAX>;
-    for (var j = 0u; j < k; j++) {
-        s[j] = vals[j] / P.temperature;
-    }
-    // top-p: from the smallest, remove while the cumulative probability ≤ 1 − top_p
-    var kept = k;
-    if (P.top_p < 1.0) {
-        var z = 0.0;
-        for (var j = 0u; j < k; j++) {
-            z += exp(s[j] - s[0]);
-        }
-        var cum = 0.0;
-        for (var r = k - 1u; r >= 1u; r--) {
-            cum += exp(s[r] - s[0]) / z;
-            if (cum <= 1.0 - P.top_p) {
-                kept = r;
-            } else {
-                break;
-            }
-        }
-    }
-    var z = 0.0;
-    for (var j = 0u; j < kept; j++) {
-        z += exp(s[j] - s[0]);
-    }
-    var cum = 0.0;
-    for (var j = 0u; j < kept; j++) {
-        cum += exp(s[j] - s[0]) / z;
-        if (P.u < cum) {
-            out[P.slot] = idx[j];
-            return;
-        }
-    }
-    out[P.slot] = idx[kept - 1u];
+    out[P.slot] = draw_candidates(P.k, P.temperature, P.top_p, P.u);
 }

@@ -10,6 +10,7 @@
 // @binding(3) outv: (k,) f32       result values, descending
 // @binding(4) outi: (k,) u32       result indices
 // @binding(5) P:    uniform Params
+// @binding(6) dout: (…,) u32       `_draw` entries: dout[P.slot] = the id drawn from the result
 //
 // Order: a beats b when a.value > b.value, or the values are equal and a.index < b.index.
 // Round r selects the best element below the round r−1 winner. Each thread keeps its best
@@ -22,6 +23,11 @@ struct Params {
     k: u32,        // 1..=64
     groups: u32,   // G: slices (stage-1 workgroups)
     groups_x: u32, // stage-1 workgroups along x (2-D grid)
+    // `_draw` entries: sample_draw.wgsl's parameters
+    slot: u32,
+    temperature: f32,
+    top_p: f32,
+    u: f32,
 }
 
 @group(0) @binding(0) var<storage, read> x: array<act>;
@@ -122,4 +128,36 @@ fn topk_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
 @compute @workgroup_size(WG)
 fn topk_merge(@builtin(local_invocation_index) lid: u32) {
     select_k(true, 0u, P.groups * P.k, lid, 0u);
+}
+
+// ---- `_draw`: the pass that finishes the top-k also draws from it --------------------------
+
+@group(0) @binding(6) var<storage, read_write> dout: array<u32>;
+
+fn dv(j: u32) -> f32 {
+    return outv[j];
+}
+
+fn di(j: u32) -> u32 {
+    return outi[j];
+}
+
+// #include draw
+
+@compute @workgroup_size(WG)
+fn topk_partial_draw(@builtin(local_invocation_index) lid: u32) {
+    // one slice (the host dispatches this entry only then): the result is final here
+    select_k(false, 0u, P.n, lid, 0u);
+    if (lid == 0u) {
+        // invocation 0 wrote every slot of the result itself
+        dout[P.slot] = draw_candidates(P.k, P.temperature, P.top_p, P.u);
+    }
+}
+
+@compute @workgroup_size(WG)
+fn topk_merge_draw(@builtin(local_invocation_index) lid: u32) {
+    select_k(true, 0u, P.groups * P.k, lid, 0u);
+    if (lid == 0u) {
+        dout[P.slot] = draw_candidates(P.k, P.temperature, P.top_p, P.u);
+    }
 }

@@ -156,6 +156,7 @@ const INCLUDES: &[(&str, &str)] = &[
         "xq_block",
         include_str!("../../shaders/common/xq_block.wgsl"),
     ),
+    ("draw", include_str!("../../shaders/common/draw.wgsl")),
     (
         "gemv_tail",
         include_str!("../../shaders/common/gemv_tail.wgsl"),

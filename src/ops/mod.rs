@@ -48,8 +48,8 @@ pub use rope::{rope, rope_inv_freq};
 pub use rope_kv::rope_kv;
 pub use rvq::{rvq_decode, rvq_encode, rvq_norms, Codebooks, RVQ_LEVELS};
 pub use sampling::{
-    argmax, penalty_mask_bytes, read_argmax, repetition_penalty, sample_draw, topk, ArgmaxScratch,
-    TopkScratch, TOPK_MAX,
+    argmax, penalty_mask_bytes, read_argmax, repetition_penalty, sample_draw, topk, topk_draw,
+    ArgmaxScratch, TopkScratch, TOPK_MAX,
 };
 pub use softmax::softmax;
 

@@ -162,6 +162,30 @@ struct TopkParams {
     k: u32,
     groups: u32,
     groups_x: u32,
+    slot: u32,
+    temperature: f32,
+    top_p: f32,
+    u: f32,
+}
+
+/// The `_draw` entries' bindings: [`TOPK_BINDINGS`], then where the drawn id goes.
+const TOPK_DRAW_BINDINGS: &[Binding] = &[
+    Binding::Read,
+    Binding::ReadWrite,
+    Binding::ReadWrite,
+    Binding::ReadWrite,
+    Binding::ReadWrite,
+    Binding::Uniform,
+    Binding::ReadWrite,
+];
+
+/// A draw in the pass that finishes the top-k ([`topk_draw`]).
+struct Draw<'a> {
+    temperature: f32,
+    top_p: f32,
+    u: f64,
+    out: &'a wgpu::Buffer,
+    slot: usize,
 }
 
 /// Scratch for [`topk`] over up to `n_max` logits with `k ≤ TOPK_MAX`.
@@ -192,6 +216,59 @@ pub fn topk(
     scratch: &TopkScratch,
     values: &wgpu::Buffer,
     indices: &wgpu::Buffer,
+) -> Result<(), OpError> {
+    topk_impl(rec, logits, k, scratch, values, indices, None)
+}
+
+/// [`topk`] then [`sample_draw`] over its result, with the draw done by the pass that finishes
+/// the top-k (`topk.wgsl`'s `_draw` entries): one dispatch fewer, the same id. `values` and
+/// `indices` hold the top-k afterwards as with [`topk`].
+#[allow(clippy::too_many_arguments)]
+pub fn topk_draw(
+    rec: &mut Recorder,
+    logits: &Tensor,
+    k: usize,
+    scratch: &TopkScratch,
+    (values, indices): (&wgpu::Buffer, &wgpu::Buffer),
+    (temperature, top_p, u): (f32, f32, f64),
+    out: &wgpu::Buffer,
+    slot: usize,
+) -> Result<(), OpError> {
+    check_draw("topk_draw", temperature, top_p, out, slot)?;
+    let draw = Draw {
+        temperature,
+        top_p,
+        u,
+        out,
+        slot,
+    };
+    topk_impl(rec, logits, k, scratch, values, indices, Some(draw))
+}
+
+fn check_draw(
+    op: &'static str,
+    temperature: f32,
+    top_p: f32,
+    out: &wgpu::Buffer,
+    slot: usize,
+) -> Result<(), OpError> {
+    if !(temperature >= 0.0 && temperature.is_finite() && top_p > 0.0 && top_p <= 1.0) {
+        return Err(shape_err(
+            op,
+            format!("temperature {temperature} / top-p {top_p} out of range"),
+        ));
+    }
+    check_len(op, "out", out, (slot as u64 + 1) * 4)
+}
+
+fn topk_impl(
+    rec: &mut Recorder,
+    logits: &Tensor,
+    k: usize,
+    scratch: &TopkScratch,
+    values: &wgpu::Buffer,
+    indices: &wgpu::Buffer,
+    draw: Option<Draw>,
 ) -> Result<(), OpError> {
     const OP: &str = "topk";
     let ctx = rec.ctx();
@@ -230,14 +307,26 @@ pub fn topk(
         k: k as u32,
         groups,
         groups_x: g[0],
+        slot: draw.as_ref().map_or(0, |d| d.slot as u32),
+        temperature: draw.as_ref().map_or(0.0, |d| d.temperature),
+        top_p: draw.as_ref().map_or(1.0, |d| d.top_p),
+        u: draw.as_ref().map_or(0.0, |d| d.u as f32),
     };
     let ubuf = rec.params(bytemuck::bytes_of(&params));
     // one slice: topk_partial writes the result (no merge pass)
     let passes = if groups == 1 { 1 } else { 2 };
-    for (entry, wgs) in [("topk_partial", g), ("topk_merge", [1, 1, 1])]
+    for (pass, (entry, wgs)) in [("topk_partial", g), ("topk_merge", [1, 1, 1])]
         .into_iter()
         .take(passes)
+        .enumerate()
     {
+        // the last pass draws too when asked (`_draw`)
+        let d = draw.as_ref().filter(|_| pass + 1 == passes);
+        let entry = match (d.is_some(), entry) {
+            (true, "topk_partial") => "topk_partial_draw",
+            (true, _) => "topk_merge_draw",
+            (false, e) => e,
+        };
         let key = KernelKey {
             family: "topk",
             entry,
@@ -245,18 +334,26 @@ pub fn topk(
             subgroups: false,
             constants: vec![("WG", WG), ("ITEMS", TOPK_ITEMS)],
         };
-        let p = ctx.pipeline(&key, TOPK_BINDINGS)?;
-        let group = rec.bind(
-            &p,
-            &crate::binds![
-                &logits.buf,
-                &scratch.values,
-                &scratch.indices,
-                values,
-                indices,
-                &ubuf,
-            ],
-        );
+        let bufs = [
+            &logits.buf,
+            &scratch.values,
+            &scratch.indices,
+            values,
+            indices,
+        ];
+        let [b0, b1, b2, b3, b4] = bufs;
+        let (p, group) = match d {
+            Some(d) => {
+                let p = ctx.pipeline(&key, TOPK_DRAW_BINDINGS)?;
+                let group = rec.bind(&p, &crate::binds![b0, b1, b2, b3, b4, &ubuf, d.out]);
+                (p, group)
+            }
+            None => {
+                let p = ctx.pipeline(&key, TOPK_BINDINGS)?;
+                let group = rec.bind(&p, &crate::binds![b0, b1, b2, b3, b4, &ubuf]);
+                (p, group)
+            }
+        };
         rec.dispatch(&p, &group, wgs)?;
     }
     Ok(())
@@ -385,15 +482,9 @@ pub fn sample_draw(
     if k == 0 || k > TOPK_MAX {
         return Err(shape_err(OP, format!("k = {k} must be in 1..={TOPK_MAX}")));
     }
-    if !(temperature >= 0.0 && temperature.is_finite() && top_p > 0.0 && top_p <= 1.0) {
-        return Err(shape_err(
-            OP,
-            format!("temperature {temperature} / top-p {top_p} out of range"),
-        ));
-    }
+    check_draw(OP, temperature, top_p, out, slot)?;
     check_len(OP, "values", values, (k * 4) as u64)?;
     check_len(OP, "indices", indices, (k * 4) as u64)?;
-    check_len(OP, "out", out, (slot as u64 + 1) * 4)?;
     let key = KernelKey {
         family: "sample_draw",
         entry: "sample_draw",

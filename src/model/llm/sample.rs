@@ -236,7 +236,8 @@ impl GpuSampler {
     }
 
     /// Records the sampling of one id from `logits` into `out[slot]` entirely on the GPU:
-    /// penalty over the first `n_hist` ids of `hist`, top-k, then [`ops::sample_draw`] with the
+    /// penalty over the first `n_hist` ids of `hist`, then top-k and [`ops::sample_draw`]'s draw (one
+    /// pass: [`ops::topk_draw`]) with the
     /// uniform `u`. Parameters that need the CPU path (k = 0 or > TOPK_MAX) are an error here:
     /// callers check [`SamplingParams::gpu_k`] first.
     #[allow(clippy::too_many_arguments)]
@@ -262,12 +263,14 @@ impl GpuSampler {
             ops::repetition_penalty(rec, logits, hist, n_hist, p.repetition_penalty, &self.mask)?;
         }
         let kp = k.min(logits.numel());
-        ops::topk(rec, logits, kp, &self.scratch, &self.vals, &self.idx)?;
-        ops::sample_draw(
+        // the draw in the pass that finishes the top-k (one dispatch fewer than topk +
+        // sample_draw, the same id)
+        ops::topk_draw(
             rec,
-            &self.vals,
-            &self.idx,
+            logits,
             kp,
+            &self.scratch,
+            (&self.vals, &self.idx),
             (p.temperature, p.top_p, u),
             out,
             slot,
