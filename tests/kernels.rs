@@ -6,7 +6,7 @@ mod common;
 use common::{assert_ok, ctx, Path, PATHS};
 
 use bca::gpu::{GpuContext, GpuError, GpuOptions, Recorder};
-use bca::ops::{self, OpError};
+use bca::ops::{self, KvCache, OpError};
 use bca::ops::{Activation, Epilogue};
 use bca::selftest::{self, GemvCase, GEMV_SHAPES, ROW_SHAPES};
 use bca::tensor::WeightFormat;
@@ -775,7 +775,8 @@ fn gemv_int8_variants() {
 /// against the product followed by `rope_kv`: q and the whole cache, within one rounding of
 /// the activation dtype (same bits on lavapipe; see `selftest::gemv_rope_case`). The LLM's shape
 /// (28/4 heads of 128, θ = 1e6, at a late position), the audio head's (28 heads of 128 all
-/// kinds, zero frequencies: θ = ∞ gives 1/θ = 0) and a tiny one (2/1 heads of 32, ragged K);
+/// kinds, zero frequencies) and a tiny one (2/1 heads of 32, no bias, ragged K for q4; q8's
+/// packed scales need K a multiple of 64), and a RoPE of more tokens than vectors refused;
 /// q4 and q8; subgroups (four per row: one rotate-half pair per workgroup), the portable
 /// kernels (four or eight lane groups: several pairs per workgroup), the f32 path, and
 /// `--no-fused-rope` (rope_kv after the product).
@@ -826,11 +827,11 @@ fn gemv_rope_epilogue() {
     ] {
         let c = pollster::block_on(GpuContext::new(&opts)).expect("GPU adapter");
         for format in [WeightFormat::Q4, WeightFormat::Q8] {
-            for (heads, k, pos, tmax, theta) in [
+            for (heads, k, pos, tmax, theta, bias) in [
+                ((28, 4, 128), 256usize, 700, 701, 1e6, true),
                 // θ = ∞: zero frequencies
-                ((28, 4, 128), 256usize, 700, 701, 1e6),
-                ((28, 28, 128), 256, 5, 8, f64::INFINITY),
-                ((2, 1, 32), 200, 7, 9, 1e4),
+                ((28, 28, 128), 256, 5, 8, f64::INFINITY, true),
+                ((2, 1, 32), 200, 7, 9, 1e4, false),
             ] {
                 // q8's packed scales want an even block count per row
                 let k = if format == WeightFormat::Q8 {
@@ -847,7 +848,7 @@ fn gemv_rope_epilogue() {
                         heads,
                         k,
                         (pos, tmax),
-                        theta,
+                        (theta, bias),
                         want_fused,
                         seed,
                     )),
@@ -855,4 +856,28 @@ fn gemv_rope_epilogue() {
             }
         }
     }
+    // q for two tokens after a product of one vector: a clear error, nothing recorded
+    let c = ctx(Path::F16);
+    let (hq, hkv, d) = (2usize, 1usize, 32usize);
+    let m = (hq + 2 * hkv) * d;
+    let mut rec = Recorder::new(c, "rope refusal");
+    let w = Matrix::random(&mut rec, m, 64, WeightFormat::Q4, 5).unwrap();
+    let x = Tensor::empty(c, "x", &[64]);
+    let y = Tensor::empty(c, "y", &[2 * m]);
+    let q = Tensor::empty(c, "q", &[2, hq, d]);
+    let cache = KvCache::new(c, "cache", hkv, 8, d).unwrap();
+    let inv = c.upload("inv", bytemuck::cast_slice(&ops::rope_inv_freq(1e4, d)));
+    let before = rec.dispatches();
+    let epi = Epilogue {
+        rope: Some(ops::RopeOut {
+            inv_freq: &inv,
+            pos: 0,
+            q: &q,
+            cache: &cache,
+        }),
+        ..Default::default()
+    };
+    let err = ops::gemv(&mut rec, &w, &x, &y, epi).expect_err("more tokens than vectors");
+    assert!(err.to_string().contains("tokens"), "{err}");
+    assert_eq!(rec.dispatches(), before);
 }

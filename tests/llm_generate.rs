@@ -470,6 +470,22 @@ fn decode_fusions_leave_a_q4_turn_unchanged() {
         }))
         .expect("GPU adapter");
         assert!(c.int8);
+        if !no_fused_rope {
+            // the fused RoPE is taken for this model's attention shape (2 / 1 heads of 32)
+            let hidden = cfg["hidden_size"].as_u64().unwrap() as usize;
+            let case = bca::selftest::gemv_rope_case(
+                &c,
+                WeightFormat::Q4,
+                (2, 1, 32),
+                hidden,
+                (3, 8),
+                (1e6, true),
+                true,
+                5,
+            );
+            let r = pollster::block_on(case).unwrap();
+            assert!(r.ok(), "{r}");
+        }
         let w = Weights::open(&dir, WeightFormat::Q4).expect("open");
         let tok =
             TextTokenizer::from_json_bytes(&std::fs::read(dir.join("tokenizer.json")).unwrap())

@@ -153,7 +153,8 @@ pub struct Epilogue<'a> {
     /// y is a W_pack output `[q | k | v]`: RoPE it and append k, v to the cache
     /// ([`super::rope_kv`]'s work). A one-vector q4/q8 product with int8 activations does it in
     /// its own epilogue (no `rope_kv` dispatch, and y is left unwritten); elsewhere `rope_kv`
-    /// runs after the product. No activation or residual with it.
+    /// runs after the product. No activation or residual with it; `q` must hold as many
+    /// tokens as x has vectors.
     pub rope: Option<RopeOut<'a>>,
 }
 
@@ -230,13 +231,24 @@ pub fn gemv(
     epi: Epilogue,
 ) -> Result<(), OpError> {
     if let Some(r) = &epi.rope {
-        if epi.act != Activation::None || epi.residual.is_some() || epi.norm_out.is_some() {
+        if epi.act != Activation::None || epi.residual.is_some() {
             return Err(shape_err(
                 "gemv",
-                "RoPE after the product takes no activation, residual or norm_out",
+                "RoPE after the product takes no activation or residual",
             ));
         }
-        super::rope_kv::rope_kv_check(rec.ctx(), y, r.inv_freq, r.pos, r.q, r.cache)?;
+        let (tokens, _, _) =
+            super::rope_kv::rope_kv_check(rec.ctx(), y, r.inv_freq, r.pos, r.q, r.cache)?;
+        let n = x.numel() / w.cols().max(1);
+        if tokens != n {
+            return Err(shape_err(
+                "gemv",
+                format!(
+                    "RoPE of {tokens} tokens (q {:?}) after a product of {n} vectors",
+                    r.q.shape
+                ),
+            ));
+        }
     }
     if !gemv_inner(rec, w, x, y, epi)? {
         if let Some(r) = epi.rope {
@@ -420,7 +432,9 @@ fn gemv_inner(
             && !ctx.no_fused_rope
             && rows_per_group == 1
             && (2..=8).contains(&(WG / tpr))
-            && ctx.limits.max_storage_buffers_per_shader_stage >= 9
+            // (the params too where they live in a storage buffer: CPU adapters)
+            && ctx.limits.max_storage_buffers_per_shader_stage
+                >= 9 + ctx.caps.params_in_storage as u32
             && m.is_multiple_of(d)
             && matches!(
                 entry,

@@ -352,7 +352,7 @@ pub async fn gemv_case(ctx: &GpuContext, c: GemvCase, seed: u64) -> Result<Compa
 }
 
 /// The W_pack product with RoPE and the cache append in its epilogue ([`ops::RopeOut`]):
-/// `(Hq + 2·Hkv)·D` rows of `format` over K, with a bias, at position `pos` of a cache of
+/// `(Hq + 2·Hkv)·D` rows of `format` over K, with or without a bias, at position `pos` of a cache of
 /// `tmax` filled with random values. Compared with the product followed by `rope_kv`: q and
 /// the whole cache (so nothing else was written), within one rounding of the activation dtype
 /// (values in the rotation's range are rounded alike, but a GPU compiler may contract its
@@ -366,7 +366,7 @@ pub async fn gemv_rope_case(
     (hq, hkv, d): (usize, usize, usize),
     k: usize,
     (pos, tmax): (usize, usize),
-    theta: f64,
+    (theta, bias): (f64, bool),
     want_fused: bool,
     seed: u64,
 ) -> Result<Comparison, OpError> {
@@ -400,7 +400,7 @@ pub async fn gemv_rope_case(
     let y = Tensor::empty(ctx, "qkv", &[m]);
     let mut rec = Recorder::new(ctx, "gemv rope test");
     let epi = Epilogue {
-        bias: Some(&bt),
+        bias: bias.then_some(&bt),
         ..Default::default()
     };
     ops::gemv(&mut rec, &wm, &xt, &y, epi)?;
@@ -704,7 +704,7 @@ pub async fn run_all(ctx: &GpuContext) -> Vec<CaseResult> {
                 heads,
                 256,
                 (pos, pos + 3),
-                1e6,
+                (1e6, i == 0),
                 false,
                 740 + i as u64,
             )
