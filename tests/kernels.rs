@@ -881,3 +881,51 @@ fn gemv_rope_epilogue() {
     assert!(err.to_string().contains("tokens"), "{err}");
     assert_eq!(rec.dispatches(), before);
 }
+
+/// A split-K product with its LayerNorm in the reduce pass (`Epilogue::layernorm`,
+/// `gemm_reduce_ln.wgsl`): y and the normalised rows bit-equal to the product followed by
+/// `layernorm`, and the norm within f16/f32 tolerance of the CPU's. The flow U-Net's o_proj
+/// shape (200 rows: 2 s of mel with the CFG pair, 256 outputs over 512), a ragged one (37 rows,
+/// 300 outputs: more than one round per invocation, not a multiple of 4 or of the workgroup),
+/// and 1280 outputs (the audio decoder's width); f16, q8 and q4 weights; the f32 path; and
+/// `--no-fused-ln` (a layernorm dispatch after the product).
+#[test]
+fn gemm_layernorm_epilogue() {
+    let mut seed = 9990;
+    for (opts, want_fused) in [
+        (
+            GpuOptions {
+                require_f16: true,
+                ..Default::default()
+            },
+            true,
+        ),
+        (
+            GpuOptions {
+                force_f32: true,
+                no_subgroups: true,
+                ..Default::default()
+            },
+            true,
+        ),
+        (
+            GpuOptions {
+                require_f16: true,
+                no_fused_ln: true,
+                ..Default::default()
+            },
+            false,
+        ),
+    ] {
+        let c = pollster::block_on(GpuContext::new(&opts)).expect("GPU adapter");
+        for format in [WeightFormat::F16, WeightFormat::Q8, WeightFormat::Q4] {
+            for shape in [(200, 256, 512), (37, 300, 256), (24, 1280, 320)] {
+                seed += 1;
+                assert_ok(
+                    &format!("{opts:?} {format:?} {shape:?}"),
+                    pollster::block_on(selftest::gemm_ln_case(&c, format, shape, want_fused, seed)),
+                );
+            }
+        }
+    }
+}

@@ -29,6 +29,9 @@ pub struct GpuOptions {
     /// The W_pack product leaves RoPE and the KV-cache append to a `rope_kv` dispatch after it
     /// instead of doing them in its own epilogue (`Epilogue::rope`; for comparisons).
     pub no_fused_rope: bool,
+    /// A split-K product followed by a LayerNorm leaves the norm to a `layernorm` dispatch
+    /// instead of its reduce pass (`Epilogue::layernorm`; for comparisons).
+    pub no_fused_ln: bool,
     /// Keys per split of the decode attention with head dims a multiple of 4 (32 or 64;
     /// tuning knob; default 32 up to 512 keys, 64 beyond).
     pub attn_decode_keys: Option<u32>,
@@ -183,6 +186,8 @@ pub struct GpuContext {
     pub no_attn_xq: bool,
     /// See [`GpuOptions::no_fused_rope`].
     pub no_fused_rope: bool,
+    /// See [`GpuOptions::no_fused_ln`].
+    pub no_fused_ln: bool,
     /// See [`GpuOptions::attn_decode_keys`].
     pub attn_decode_keys: Option<u32>,
     /// See [`GpuOptions::gemm_tile`].
@@ -420,6 +425,7 @@ impl GpuContext {
             xq_loop: opts.xq_loop,
             no_attn_xq: opts.no_attn_xq,
             no_fused_rope: opts.no_fused_rope,
+            no_fused_ln: opts.no_fused_ln,
             attn_decode_keys: opts.attn_decode_keys,
             gemm_tile: opts.gemm_tile,
             gemm_split: opts.gemm_split,

@@ -79,6 +79,10 @@ const SOURCES: &[(&str, &str)] = &[
         include_str!("../../shaders/matmul/mma_peak.wgsl"),
     ),
     ("gemv_i8", include_str!("../../shaders/matmul/gemv_i8.wgsl")),
+    (
+        "gemm_reduce_ln",
+        include_str!("../../shaders/matmul/gemm_reduce_ln.wgsl"),
+    ),
     ("gemv_xq", include_str!("../../shaders/matmul/gemv_xq.wgsl")),
     ("rmsnorm", include_str!("../../shaders/norm/rmsnorm.wgsl")),
     (

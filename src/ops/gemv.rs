@@ -156,6 +156,20 @@ pub struct Epilogue<'a> {
     /// runs after the product. No activation or residual with it; `q` must hold as many
     /// tokens as x has vectors.
     pub rope: Option<RopeOut<'a>>,
+    /// Also write the LayerNorm of y (each row; weight, bias f32 (M), eps) to `out` ((N, M),
+    /// not y). The split-K product does it in its reduce pass (`gemm_reduce_ln.wgsl`: one
+    /// dispatch fewer); elsewhere a `layernorm` dispatch follows. The same values either way.
+    /// No activation with it.
+    pub layernorm: Option<LnOut<'a>>,
+}
+
+/// See [`Epilogue::layernorm`].
+#[derive(Clone, Copy)]
+pub struct LnOut<'a> {
+    pub w: &'a wgpu::Buffer,
+    pub b: &'a wgpu::Buffer,
+    pub eps: f32,
+    pub out: &'a Tensor,
 }
 
 /// See [`Epilogue::rope`]: `q` is `(Hq, D)` (or `(T, Hq, D)` for T vectors), position `pos`.
@@ -250,22 +264,66 @@ pub fn gemv(
             ));
         }
     }
-    if !gemv_inner(rec, w, x, y, epi)? {
+    if let Some(l) = &epi.layernorm {
+        if epi.act != Activation::None || epi.rope.is_some() {
+            return Err(shape_err(
+                "gemv",
+                "a LayerNorm after the product takes no activation or RoPE",
+            ));
+        }
+        let cols = (w.rows() * 4) as u64;
+        check_len("gemv", "LayerNorm weight", l.w, cols)?;
+        check_len("gemv", "LayerNorm bias", l.b, cols)?;
+        if l.out.buf == y.buf || l.out.shape.iter().product::<usize>() != y.numel() {
+            return Err(shape_err(
+                "gemv",
+                format!(
+                    "the LayerNorm's output {:?} must be y's shape {:?} in another buffer",
+                    l.out.shape, y.shape
+                ),
+            ));
+        }
+    }
+    let done = gemv_inner(rec, w, x, y, epi)?;
+    if !done.rope {
         if let Some(r) = epi.rope {
             super::rope_kv(rec, y, r.inv_freq, r.pos, r.q, r.cache)?;
+        }
+    }
+    if !done.ln {
+        if let Some(l) = epi.layernorm {
+            let rows = y.numel() / w.rows().max(1);
+            let yv = Tensor {
+                buf: y.buf.clone(),
+                shape: vec![rows, w.rows()],
+                dtype: y.dtype,
+            };
+            let ov = Tensor {
+                buf: l.out.buf.clone(),
+                shape: vec![rows, w.rows()],
+                dtype: l.out.dtype,
+            };
+            super::layernorm(rec, &yv, l.w, l.b, l.eps, &ov)?;
         }
     }
     Ok(())
 }
 
-/// [`gemv`] but for a RoPE it cannot fuse; returns whether it did [`Epilogue::rope`].
+/// Which of [`Epilogue::rope`] and [`Epilogue::layernorm`] the product did itself.
+#[derive(Default)]
+struct Done {
+    rope: bool,
+    ln: bool,
+}
+
+/// [`gemv`] but for a RoPE or LayerNorm it cannot fuse; says which it did.
 fn gemv_inner(
     rec: &mut Recorder,
     w: &Matrix,
     x: &Tensor,
     y: &Tensor,
     epi: Epilogue,
-) -> Result<bool, OpError> {
+) -> Result<Done, OpError> {
     const OP: &str = "gemv";
     let ctx = rec.ctx();
     let (m, k) = (w.rows(), w.cols());
@@ -376,8 +434,8 @@ fn gemv_inner(
     check_len(OP, "y", &y.buf, (n * m_out * act.size()) as u64)?;
 
     if n >= GEMM_MIN_N && k % 4 == 0 {
-        gemm(rec, w, x, y, epi, n)?;
-        return Ok(false);
+        let ln = gemm(rec, w, x, y, epi, n)?;
+        return Ok(Done { rope: false, ln });
     }
 
     let sg = ctx.caps.subgroup_size;
@@ -564,7 +622,10 @@ fn gemv_inner(
         ctx.release(xq);
         ctx.release(xd);
     }
-    Ok(rope.is_some())
+    Ok(Done {
+        rope: rope.is_some(),
+        ln: false,
+    })
 }
 
 /// Invocations per row of the int8 kernels: the knob where it is a power of two from the
@@ -741,7 +802,7 @@ fn gemm(
     y: &Tensor,
     epi: Epilogue,
     n: usize,
-) -> Result<(), OpError> {
+) -> Result<bool, OpError> {
     let ctx = rec.ctx();
     match epi.norm {
         Some((g, eps)) => {
@@ -770,7 +831,7 @@ fn gemm_tiled(
     y: &Tensor,
     epi: Epilogue,
     n: usize,
-) -> Result<(), OpError> {
+) -> Result<bool, OpError> {
     let ctx = rec.ctx();
     let (m, k) = (w.rows(), w.cols());
     let fmt: u32 = match w {
@@ -868,7 +929,7 @@ fn gemm_one_pass(
     epi: Epilogue,
     n: usize,
     [gx, gy]: [u32; 2],
-) -> Result<(), OpError> {
+) -> Result<bool, OpError> {
     let ctx = rec.ctx();
     let (m, k) = (w.rows(), w.cols());
     let p = ctx.pipeline(key, GEMM_BINDINGS)?;
@@ -896,7 +957,7 @@ fn gemm_one_pass(
         &crate::binds![w.data(), scales, &xin.buf, bias, res, &y.buf, &ubuf],
     );
     rec.dispatch(&p, &group, [gx, gy, 1])?;
-    Ok(())
+    Ok(false)
 }
 
 /// The tensor-core products of f16 weights with their own tiles (the caller checked what
@@ -915,7 +976,7 @@ fn gemm_f16_coop(
     (n, m, k): (usize, usize, usize),
     act_code: u32,
     kernel: PartKernel,
-) -> Result<(), OpError> {
+) -> Result<bool, OpError> {
     let ctx = rec.ctx();
     let (tk, cols, rows) = kernel.tile();
     let gx = (m as u32).div_ceil(cols);
@@ -1012,7 +1073,7 @@ fn gemm_split(
     (fmt, act_code): (u32, u32),
     splits: usize,
     kernel: PartKernel,
-) -> Result<(), OpError> {
+) -> Result<bool, OpError> {
     let ctx = rec.ctx();
     // K step, and the workgroup's (W rows, x rows)
     let (tk, cols, rows) = kernel.tile();
@@ -1096,14 +1157,68 @@ fn gemm_split(
         ],
     );
     rec.dispatch(&pp, &group, [gx, gy, splits as u32])?;
-    let pr = ctx.pipeline(&key("gemm_reduce"), SPLIT_BINDINGS)?;
     let bias = epi.bias.map(|b| &b.buf).unwrap_or(d);
     let res = epi.residual.map(|b| &b.buf).unwrap_or(d);
-    let group = rec.bind(
-        &pr,
-        &crate::binds![d, d, d, &part.buffer, &ubuf, bias, res, &y.buf],
-    );
-    rec.dispatch(&pr, &group, rg)?;
+    // with a LayerNorm after the product (no activation): one workgroup per row sums the
+    // partials, stores y, and normalises the row (gemm_reduce_ln.wgsl)
+    let ln = epi.layernorm.filter(|_| act_code == 0 && !ctx.no_fused_ln);
+    if let Some(l) = ln {
+        let g = grid(n as u32, lim);
+        let params = ReduceLnParams {
+            m: m as u32,
+            n: n as u32,
+            flags: epi.bias.is_some() as u32 | (epi.residual.is_some() as u32) << 1,
+            splits: splits as u32,
+            eps: l.eps,
+            groups_x: g[0],
+            _pad: [0; 2],
+        };
+        let lbuf = rec.params(bytemuck::bytes_of(&params));
+        let key = KernelKey {
+            family: "gemm_reduce_ln",
+            entry: "gemm_reduce_ln",
+            act: ctx.act(),
+            subgroups: false,
+            constants: vec![],
+        };
+        let pr = ctx.pipeline(&key, REDUCE_LN_BINDINGS)?;
+        let group = rec.bind(
+            &pr,
+            &crate::binds![&part.buffer, &lbuf, bias, res, &y.buf, l.w, l.b, &l.out.buf],
+        );
+        rec.dispatch(&pr, &group, g)?;
+    } else {
+        let pr = ctx.pipeline(&key("gemm_reduce"), SPLIT_BINDINGS)?;
+        let group = rec.bind(
+            &pr,
+            &crate::binds![d, d, d, &part.buffer, &ubuf, bias, res, &y.buf],
+        );
+        rec.dispatch(&pr, &group, rg)?;
+    }
     ctx.release(part);
-    Ok(())
+    Ok(ln.is_some())
 }
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct ReduceLnParams {
+    m: u32,
+    n: u32,
+    flags: u32,
+    splits: u32,
+    eps: f32,
+    groups_x: u32,
+    _pad: [u32; 2],
+}
+
+// Mirrors shaders/matmul/gemm_reduce_ln.wgsl: part, params, bias, res, y, w, b, out.
+const REDUCE_LN_BINDINGS: &[Binding] = &[
+    Binding::Read,
+    Binding::Uniform,
+    Binding::Read,
+    Binding::Read,
+    Binding::ReadWrite,
+    Binding::Read,
+    Binding::Read,
+    Binding::ReadWrite,
+];

@@ -35,7 +35,7 @@ pub use embedding::{audio_embed, embedding, CODEBOOKS};
 pub use fill::{copy, fill, mma_peak, Fill};
 pub(crate) use gemv::probe_coop;
 pub use gemv::{
-    gemv, gemv_rmsnorm, norm_folds, Activation, Epilogue, RopeOut, COOPB_SPLIT_TARGET,
+    gemv, gemv_rmsnorm, norm_folds, Activation, Epilogue, LnOut, RopeOut, COOPB_SPLIT_TARGET,
     COOPD_SPLIT_TARGET, GEMM_MIN_N, GEMV_MAX_N,
 };
 pub use groupnorm::groupnorm;

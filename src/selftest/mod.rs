@@ -316,6 +316,7 @@ pub async fn gemv_case(ctx: &GpuContext, c: GemvCase, seed: u64) -> Result<Compa
         norm_out: c.norm_out.then_some(&xo),
         prequantised: None,
         rope: None,
+        layernorm: None,
     };
     ops::gemv(&mut rec, &wm, &xt, &yt, epi)?;
     rec.submit()?;
@@ -438,6 +439,95 @@ pub async fn gemv_rope_case(
             "fused"
         } else {
             "rope_kv after the product"
+        }
+    ));
+    if want_fused && !fused {
+        c.bad += 1;
+    }
+    Ok(c)
+}
+
+/// A many-row product followed by a LayerNorm ([`ops::LnOut`]): `y = x·Wᵀ + b + r` over
+/// `rows` rows, then LayerNorm(y). Compared to the bit with the product and a separate
+/// `layernorm`, y and the normalised rows; with `want_fused` the norm must have gone into the
+/// split-K reduce (one dispatch fewer). The note says which ran. Also checked against the CPU
+/// LayerNorm of the GPU's y (f16/f32 tolerances).
+pub async fn gemm_ln_case(
+    ctx: &GpuContext,
+    format: WeightFormat,
+    (rows, m, k): (usize, usize, usize),
+    want_fused: bool,
+    seed: u64,
+) -> Result<Comparison, OpError> {
+    let mut rng = Rng::new(seed);
+    let w = rng.normal_vec(m * k, 0.05);
+    let x = round_act(ctx.act(), &rng.normal_vec(rows * k, 1.0));
+    let b = round_act(ctx.act(), &rng.uniform_vec(m, -1.0, 1.0));
+    let r = round_act(ctx.act(), &rng.uniform_vec(rows * m, -1.0, 1.0));
+    let g = rng.uniform_vec(m, 0.5, 1.5);
+    let beta = rng.uniform_vec(m, -0.5, 0.5);
+    let eps = 1e-5;
+    let wm = Matrix::from_f32(ctx, "W", m, k, &w, format);
+    let xt = Tensor::from_f32(ctx, "x", &[rows, k], &x);
+    let bt = Tensor::from_f32(ctx, "b", &[m], &b);
+    let rt = Tensor::from_f32(ctx, "r", &[rows, m], &r);
+    let gb = ctx.upload("ln.w", bytemuck::cast_slice(&g));
+    let bb = ctx.upload("ln.b", bytemuck::cast_slice(&beta));
+    let t = |name: &str| Tensor::empty(ctx, name, &[rows, m]);
+    let (y1, o1, y2, o2) = (t("y1"), t("o1"), t("y2"), t("o2"));
+    let epi = Epilogue {
+        bias: Some(&bt),
+        residual: Some(&rt),
+        ..Default::default()
+    };
+    let mut rec = Recorder::new(ctx, "gemm + layernorm test");
+    ops::gemv(&mut rec, &wm, &xt, &y1, epi)?;
+    ops::layernorm(&mut rec, &y1, &gb, &bb, eps, &o1)?;
+    let separate = rec.dispatches();
+    let ln = ops::LnOut {
+        w: &gb,
+        b: &bb,
+        eps,
+        out: &o2,
+    };
+    let epi = Epilogue {
+        layernorm: Some(ln),
+        ..epi
+    };
+    ops::gemv(&mut rec, &wm, &xt, &y2, epi)?;
+    let together = rec.dispatches() - separate;
+    rec.submit()?;
+    let (y1v, o1v) = (y1.to_vec(ctx).await?, o1.to_vec(ctx).await?);
+    let (y2v, o2v) = (y2.to_vec(ctx).await?, o2.to_vec(ctx).await?);
+    // the CPU LayerNorm of the GPU's y
+    let mut want_norm = Vec::with_capacity(rows * m);
+    for row in y1v.chunks(m) {
+        let mean = row.iter().map(|&v| v as f64).sum::<f64>() / m as f64;
+        let var = row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / m as f64;
+        let inv = 1.0 / (var + eps as f64).sqrt();
+        want_norm.extend(
+            row.iter()
+                .enumerate()
+                .map(|(j, &v)| ((v as f64 - mean) * inv * g[j] as f64 + beta[j] as f64) as f32),
+        );
+    }
+    let (atol, rtol) = tol(ctx, (1e-5, 1e-4), (4e-3, 4e-3));
+    let cpu = compare(&o1v, &want_norm, atol, rtol);
+    if !cpu.ok() {
+        return Ok(cpu);
+    }
+    let mut got = y2v;
+    got.extend(o2v);
+    let mut want = y1v;
+    want.extend(o1v);
+    let mut c = compare(&got, &want, 0.0, 0.0);
+    let fused = together + 1 == separate;
+    c.note = Some(format!(
+        "{} vs the product then layernorm (dispatches {together} / {separate})",
+        if fused {
+            "fused"
+        } else {
+            "layernorm after the product"
         }
     ));
     if want_fused && !fused {
@@ -711,6 +801,10 @@ pub async fn run_all(ctx: &GpuContext) -> Vec<CaseResult> {
             .await,
         ));
     }
+    out.push(CaseResult::from(
+        format!("gemm + layernorm f16 200x256x512 [{act}]"),
+        gemm_ln_case(ctx, WeightFormat::F16, (200, 256, 512), false, 760).await,
+    ));
     for (i, (format, r, c)) in [(WeightFormat::Q8, 5, 70), (WeightFormat::Q4, 9, 33)]
         .into_iter()
         .enumerate()

@@ -53,6 +53,10 @@ struct GpuArgs {
     /// for comparisons).
     #[arg(long)]
     no_fused_rope: bool,
+    /// Split-K products leave a LayerNorm after them to a dispatch of its own (a knob for
+    /// comparisons).
+    #[arg(long)]
+    no_fused_ln: bool,
     /// Keys per split of the decode attention, 32 or 64 (a tuning knob; default 32 up to 512
     /// keys, 64 beyond).
     #[arg(long, value_parser = parse_decode_keys)]
@@ -153,6 +157,7 @@ impl GpuArgs {
             xq_loop: self.xq_loop,
             no_attn_xq: self.no_attn_xq,
             no_fused_rope: self.no_fused_rope,
+            no_fused_ln: self.no_fused_ln,
             attn_decode_keys: self.attn_decode_keys,
             gemm_tile: self.gemm_tile,
             gemm_split: self.gemm_split,

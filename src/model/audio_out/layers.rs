@@ -51,8 +51,45 @@ impl Linear {
                 norm_out: None,
                 prequantised: None,
                 rope: None,
+                layernorm: None,
             },
         )
+    }
+
+    /// `(y, norm(y))` for `y = x·Wᵀ + b + residual`: a LayerNorm goes into the product's
+    /// split-K reduce where it runs one (`Epilogue::layernorm`), else after it.
+    pub fn apply_norm(
+        &self,
+        rec: &mut Recorder,
+        x: &Tensor,
+        residual: Option<&Tensor>,
+        norm: &Norm,
+    ) -> Result<(Tensor, Tensor), OpError> {
+        let rows = x.numel() / self.w.cols().max(1);
+        let y = rec.scratch("linear.y", &[rows, self.out_dim()]);
+        match norm {
+            Norm::Layer { w, b, eps } => {
+                let out = rec.scratch("norm.y", &y.shape);
+                let epi = Epilogue {
+                    bias: self.b.as_ref(),
+                    residual,
+                    layernorm: Some(ops::LnOut {
+                        w,
+                        b,
+                        eps: *eps,
+                        out: &out,
+                    }),
+                    ..Default::default()
+                };
+                ops::gemv(rec, &self.w, x, &y, epi)?;
+                Ok((y, out))
+            }
+            Norm::Rms { .. } => {
+                self.fwd(rec, x, &y, Activation::None, residual)?;
+                let out = norm.apply(rec, &y)?;
+                Ok((y, out))
+            }
+        }
     }
 
     /// A new (rows, M) tensor holding `act(x·Wᵀ + b) + residual`.
@@ -248,8 +285,8 @@ impl WhisperLayer {
                 )?;
             }
         }
-        let h2 = self.o.apply(rec, &att, Activation::None, Some(h))?;
-        let f = self.ln2.apply(rec, &h2)?;
+        // o_proj + residual, and LayerNorm2 in the product's reduce pass where it has one
+        let (h2, f) = self.o.apply_norm(rec, &att, Some(h), &self.ln2)?;
         let g = self.fc1.apply(rec, &f, Activation::Gelu, None)?;
         self.fc2.apply(rec, &g, Activation::None, Some(&h2))
     }
