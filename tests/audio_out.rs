@@ -597,30 +597,6 @@ fn flow_under_profile_matches_the_normal_path() {
     );
 }
 
-/// The Euler steps recorded on two threads (the native default) give the mel of one thread
-/// (`GpuOptions::serial_flow`) to the bit: the same work, submitted in the same order.
-#[test]
-fn flow_recorded_on_two_threads_matches_one() {
-    use bca::gpu::GpuOptions;
-    let run = |serial_flow: bool| {
-        let opts = GpuOptions {
-            require_f16: true,
-            serial_flow,
-            ..Default::default()
-        };
-        let c = pollster::block_on(GpuContext::new(&opts)).expect("GPU adapter");
-        let (mel, steps) = golden_cfm(&c);
-        assert!(steps >= 2, "{steps} steps");
-        mel
-    };
-    let (two, one) = (run(false), run(true));
-    assert_eq!(two.len(), one.len());
-    assert!(two
-        .iter()
-        .zip(&one)
-        .all(|(a, b)| a.to_bits() == b.to_bits()));
-}
-
 // ---- chunked streaming (src/model/audio_out/stream.rs) ----
 
 /// The golden's 30-frame segment (valid codes for the tiny codebooks), its first `n` frames.

@@ -32,8 +32,6 @@ pub struct GpuOptions {
     /// A split-K product followed by a LayerNorm leaves the norm to a `layernorm` dispatch
     /// instead of its reduce pass (`Epilogue::layernorm`; for comparisons).
     pub no_fused_ln: bool,
-    /// Record the flow's Euler steps on one thread instead of two (native; for comparisons).
-    pub serial_flow: bool,
     /// Keys per split of the decode attention with head dims a multiple of 4 (32 or 64;
     /// tuning knob; default 32 up to 512 keys, 64 beyond).
     pub attn_decode_keys: Option<u32>,
@@ -190,8 +188,6 @@ pub struct GpuContext {
     pub no_fused_rope: bool,
     /// See [`GpuOptions::no_fused_ln`].
     pub no_fused_ln: bool,
-    /// See [`GpuOptions::serial_flow`].
-    pub serial_flow: bool,
     /// See [`GpuOptions::attn_decode_keys`].
     pub attn_decode_keys: Option<u32>,
     /// See [`GpuOptions::gemm_tile`].
@@ -430,7 +426,6 @@ impl GpuContext {
             no_attn_xq: opts.no_attn_xq,
             no_fused_rope: opts.no_fused_rope,
             no_fused_ln: opts.no_fused_ln,
-            serial_flow: opts.serial_flow,
             attn_decode_keys: opts.attn_decode_keys,
             gemm_tile: opts.gemm_tile,
             gemm_split: opts.gemm_split,

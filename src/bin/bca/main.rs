@@ -57,9 +57,6 @@ struct GpuArgs {
     /// comparisons).
     #[arg(long)]
     no_fused_ln: bool,
-    /// Record the flow's Euler steps on one thread (a knob for comparisons).
-    #[arg(long)]
-    serial_flow: bool,
     /// Keys per split of the decode attention, 32 or 64 (a tuning knob; default 32 up to 512
     /// keys, 64 beyond).
     #[arg(long, value_parser = parse_decode_keys)]
@@ -161,7 +158,6 @@ impl GpuArgs {
             no_attn_xq: self.no_attn_xq,
             no_fused_rope: self.no_fused_rope,
             no_fused_ln: self.no_fused_ln,
-            serial_flow: self.serial_flow,
             attn_decode_keys: self.attn_decode_keys,
             gemm_tile: self.gemm_tile,
             gemm_split: self.gemm_split,

@@ -442,15 +442,6 @@ pub fn cfm_sample(
     if !profiling {
         rec.flush()?;
     }
-    #[cfg(not(target_arch = "wasm32"))]
-    if !profiling && p.steps >= 2 && !ctx.serial_flow {
-        record_steps_in_parallel(ctx, &grid, p.steps, &step)?;
-        return Ok(Tensor {
-            buf: x2.buf.clone(),
-            shape: vec![t, c],
-            dtype: x2.dtype,
-        });
-    }
     let arena = Arena::default();
     let cache = BindCache::default();
     let mut tt = grid[0];
@@ -476,79 +467,5 @@ pub fn cfm_sample(
         buf: x2.buf.clone(),
         shape: vec![t, c],
         dtype: x2.dtype,
-    })
-}
-
-/// The Euler steps recorded on two threads (native): thread 1 records steps 1, 3, 5, …, thread
-/// 0 steps 2, 4, …, each with its own [`Arena`] and [`BindCache`] (the same buffers and bind
-/// groups every other step), and each submits its step when the one before has been
-/// submitted, so the queue sees them in order. A step's ~950 dispatches take about as long to
-/// record as to run (BENCHMARKS.md, tenth session), so one recording thread left the GPU
-/// waiting. The same work in the same order as the one-thread loop: the same mel.
-#[cfg(not(target_arch = "wasm32"))]
-fn record_steps_in_parallel(
-    ctx: &GpuContext,
-    grid: &[f32],
-    steps: usize,
-    step: &(dyn Fn(&mut Recorder, f32, f32) -> Result<(), OpError> + Sync),
-) -> Result<(), OpError> {
-    use std::sync::{Condvar, Mutex};
-    // (t, dt) of step k = 1..=steps, as the one-thread loop accumulates them
-    let mut sched = Vec::with_capacity(steps);
-    let mut tt = grid[0];
-    let mut dt = grid[1] - grid[0];
-    for k in 1..=steps {
-        sched.push((tt, dt));
-        tt += dt;
-        if k < steps {
-            dt = grid[k + 1] - tt;
-        }
-    }
-    let arenas = [Arena::default(), Arena::default()];
-    let caches = [BindCache::default(), BindCache::default()];
-    // the step whose turn it is to submit; a failed step still passes the turn on
-    let turn = (Mutex::new(1usize), Condvar::new());
-    let lane = |odd: usize| -> Result<(), OpError> {
-        let (arena, cache) = (&arenas[odd], &caches[odd]);
-        let mut first_err = None;
-        for k in (1..=steps).filter(|k| k % 2 == odd) {
-            let mut rec = Recorder::new(ctx, "cfm.step")
-                .with_cache(cache)
-                .with_arena(arena);
-            let (tt, dt) = sched[k - 1];
-            let recorded = step(&mut rec, tt, dt);
-            let mut g = turn
-                .0
-                .lock()
-                .map_err(|_| OpError::Gpu(crate::gpu::GpuError::Internal("flow turn".into())))?;
-            while *g != k {
-                g = turn.1.wait(g).map_err(|_| {
-                    OpError::Gpu(crate::gpu::GpuError::Internal("flow turn".into()))
-                })?;
-            }
-            // submit consumes the recorder (its rings go back to the cache's pool)
-            let done = match recorded {
-                Ok(()) => rec.submit().map_err(OpError::from),
-                Err(e) => Err(e),
-            };
-            arena.reset();
-            *g += 1;
-            turn.1.notify_all();
-            drop(g);
-            if let Err(e) = done {
-                first_err.get_or_insert(e);
-            }
-        }
-        first_err.map_or(Ok(()), Err)
-    };
-    std::thread::scope(|s| {
-        let other = s.spawn(|| lane(0));
-        let mine = lane(1);
-        let theirs = other.join().unwrap_or_else(|_| {
-            Err(OpError::Gpu(crate::gpu::GpuError::Internal(
-                "flow thread panicked".into(),
-            )))
-        });
-        mine.and(theirs)
     })
 }
