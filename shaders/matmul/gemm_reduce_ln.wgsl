@@ -2,7 +2,7 @@
 // product (the flow U-Net's and the audio decoder's o_proj → norm): one workgroup per row n sums
 // the split-K partials of its M outputs (in slice order, as gemm_reduce), applies gemm's
 // epilogue (bias → residual; no activation) and stores y, then normalises the row as stored
-// (rounded to act) with layernorm.wgsl's arithmetic in the same order: the same y and the same
+// (rounded to act) with layernorm.wgsl's code (common/layernorm_row.wgsl): the same y and the same
 // normalised row, one dispatch instead of two.
 //
 // @binding(0) part: (S, N, M) f32     split-K partials
@@ -34,24 +34,20 @@ struct Params {
 @group(0) @binding(6) var<storage, read> b: array<f32>;
 @group(0) @binding(7) var<storage, read_write> out: array<act>;
 
-// layernorm.wgsl's workgroup (WG = 256) and reduction
+// layernorm.wgsl's workgroup size (layernorm_row's reduction)
 const WG: u32 = 256u;
 const ACT: u32 = 0u; // gemm_store's activation: none
 var<workgroup> red: array<f32, WG>;
 
-fn wg_sum(lid: u32, v: f32) -> f32 {
-    red[lid] = v;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s >>= 1u) {
-        if (lid < s) {
-            red[lid] += red[lid + s];
-        }
-        workgroupBarrier();
-    }
-    let total = red[0];
-    workgroupBarrier();
-    return total;
+fn ln_in(i: u32) -> f32 {
+    return f32(y[i]);
 }
+
+fn ln_out(i: u32, v: f32) {
+    out[i] = act(v);
+}
+
+// #include layernorm_row
 
 fn summed(n: u32, m: u32) -> f32 {
     var acc = 0.0;
@@ -83,20 +79,5 @@ fn gemm_reduce_ln(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocati
     }
     // every invocation's stores of the row, visible to the workgroup
     storageBarrier();
-    let base = n * P.m;
-    let cols = f32(P.m);
-    var s = 0.0;
-    for (var c = lid; c < P.m; c += WG) {
-        s += f32(y[base + c]);
-    }
-    let mean = wg_sum(lid, s) / cols;
-    var ss = 0.0;
-    for (var c = lid; c < P.m; c += WG) {
-        let d = f32(y[base + c]) - mean;
-        ss += d * d;
-    }
-    let inv = inverseSqrt(wg_sum(lid, ss) / cols + P.eps);
-    for (var c = lid; c < P.m; c += WG) {
-        out[base + c] = act((f32(y[base + c]) - mean) * inv * w[c] + b[c]);
-    }
+    layernorm_row(lid, n * P.m, P.m, P.eps);
 }

@@ -26,20 +26,15 @@ override WG: u32 = 256; // a power of two ≤ 256
 const MAX_WG: u32 = 256u;
 var<workgroup> red: array<f32, MAX_WG>;
 
-// Sum of `v` over the workgroup (every thread reaches every barrier).
-fn wg_sum(lid: u32, v: f32) -> f32 {
-    red[lid] = v;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s >>= 1u) {
-        if (lid < s) {
-            red[lid] += red[lid + s];
-        }
-        workgroupBarrier();
-    }
-    let total = red[0];
-    workgroupBarrier(); // red is reused by the next call
-    return total;
+fn ln_in(i: u32) -> f32 {
+    return f32(x[i]);
 }
+
+fn ln_out(i: u32, v: f32) {
+    y[i] = act(v);
+}
+
+// #include layernorm_row
 
 @compute @workgroup_size(WG)
 fn layernorm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -47,20 +42,5 @@ fn layernorm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_in
     if (row >= P.rows) {
         return; // uniform per workgroup
     }
-    let base = row * P.cols;
-    let n = f32(P.cols);
-    var s = 0.0;
-    for (var c = lid; c < P.cols; c += WG) {
-        s += f32(x[base + c]);
-    }
-    let mean = wg_sum(lid, s) / n;
-    var ss = 0.0;
-    for (var c = lid; c < P.cols; c += WG) {
-        let d = f32(x[base + c]) - mean;
-        ss += d * d;
-    }
-    let inv = inverseSqrt(wg_sum(lid, ss) / n + P.eps);
-    for (var c = lid; c < P.cols; c += WG) {
-        y[base + c] = act((f32(x[base + c]) - mean) * inv * w[c] + b[c]);
-    }
+    layernorm_row(lid, row * P.cols, P.cols, P.eps);
 }

@@ -162,6 +162,10 @@ const INCLUDES: &[(&str, &str)] = &[
     ),
     ("draw", include_str!("../../shaders/common/draw.wgsl")),
     (
+        "layernorm_row",
+        include_str!("../../shaders/common/layernorm_row.wgsl"),
+    ),
+    (
         "gemv_tail",
         include_str!("../../shaders/common/gemv_tail.wgsl"),
     ),
