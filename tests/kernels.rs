@@ -783,49 +783,26 @@ fn gemv_int8_variants() {
 #[test]
 fn gemv_rope_epilogue() {
     let mut seed = 9950;
-    for (opts, want_fused) in [
-        (
-            GpuOptions {
-                require_f16: true,
-                ..Default::default()
-            },
-            true,
-        ),
-        (
-            GpuOptions {
-                require_f16: true,
-                no_subgroups: true,
-                ..Default::default()
-            },
-            true,
-        ),
-        (
-            GpuOptions {
-                require_f16: true,
-                no_subgroups: true,
-                gemv_tpr: Some(64),
-                ..Default::default()
-            },
-            true,
-        ),
-        (
-            GpuOptions {
-                force_f32: true,
-                no_subgroups: true,
-                ..Default::default()
-            },
-            true,
-        ),
-        (
-            GpuOptions {
-                require_f16: true,
-                no_fused_rope: true,
-                ..Default::default()
-            },
-            false,
-        ),
+    // the shared f16, portable and f32 contexts, and two with knobs
+    let knob = |o: GpuOptions| pollster::block_on(GpuContext::new(&o)).expect("GPU adapter");
+    let tpr64 = knob(GpuOptions {
+        require_f16: true,
+        no_subgroups: true,
+        gemv_tpr: Some(64),
+        ..Default::default()
+    });
+    let unfused = knob(GpuOptions {
+        require_f16: true,
+        no_fused_rope: true,
+        ..Default::default()
+    });
+    for (label, c, want_fused) in [
+        ("f16", ctx(Path::F16), true),
+        ("f16 portable", ctx(Path::F16Portable), true),
+        ("f16 portable, 64 per row", &tpr64, true),
+        ("f32", ctx(Path::F32), true),
+        ("--no-fused-rope", &unfused, false),
     ] {
-        let c = pollster::block_on(GpuContext::new(&opts)).expect("GPU adapter");
         for format in [WeightFormat::Q4, WeightFormat::Q8] {
             for (heads, k, pos, tmax, theta, bias) in [
                 ((28, 4, 128), 256usize, 700, 701, 1e6, true),
@@ -841,9 +818,9 @@ fn gemv_rope_epilogue() {
                 };
                 seed += 1;
                 assert_ok(
-                    &format!("{opts:?} {format:?} heads {heads:?} K {k} pos {pos}"),
+                    &format!("{label} {format:?} heads {heads:?} K {k} pos {pos}"),
                     pollster::block_on(selftest::gemv_rope_case(
-                        &c,
+                        c,
                         format,
                         heads,
                         k,
@@ -892,38 +869,23 @@ fn gemv_rope_epilogue() {
 #[test]
 fn gemm_layernorm_epilogue() {
     let mut seed = 9990;
-    for (opts, want_fused) in [
-        (
-            GpuOptions {
-                require_f16: true,
-                ..Default::default()
-            },
-            true,
-        ),
-        (
-            GpuOptions {
-                force_f32: true,
-                no_subgroups: true,
-                ..Default::default()
-            },
-            true,
-        ),
-        (
-            GpuOptions {
-                require_f16: true,
-                no_fused_ln: true,
-                ..Default::default()
-            },
-            false,
-        ),
+    let unfused = pollster::block_on(GpuContext::new(&GpuOptions {
+        require_f16: true,
+        no_fused_ln: true,
+        ..Default::default()
+    }))
+    .expect("GPU adapter");
+    for (label, c, want_fused) in [
+        ("f16", ctx(Path::F16), true),
+        ("f32", ctx(Path::F32), true),
+        ("--no-fused-ln", &unfused, false),
     ] {
-        let c = pollster::block_on(GpuContext::new(&opts)).expect("GPU adapter");
         for format in [WeightFormat::F16, WeightFormat::Q8, WeightFormat::Q4] {
             for shape in [(200, 256, 512), (37, 300, 256), (24, 1280, 320)] {
                 seed += 1;
                 assert_ok(
-                    &format!("{opts:?} {format:?} {shape:?}"),
-                    pollster::block_on(selftest::gemm_ln_case(&c, format, shape, want_fused, seed)),
+                    &format!("{label} {format:?} {shape:?}"),
+                    pollster::block_on(selftest::gemm_ln_case(c, format, shape, want_fused, seed)),
                 );
             }
         }

@@ -57,6 +57,11 @@ fn reduce_and_finish(row0: u32, lane: u32, lid: u32, acc: vec4<f32>) {
     }
 }
 
+// The workgroup's index in the (possibly 2-D) grid.
+fn wg_linear(wid: vec3<u32>) -> u32 {
+    return wid.y * P.groups_x + wid.x;
+}
+
 fn row0_of(wid: vec3<u32>, lid: u32) -> u32 {
-    return ((wid.y * P.groups_x + wid.x) * (WG / TPR) + lid / TPR) * R;
+    return (wg_linear(wid) * (WG / TPR) + lid / TPR) * R;
 }

@@ -288,10 +288,6 @@ fn rope_epilogue(w: u32, lid: u32, total: vec4<f32>) {
     }
 }
 
-fn wg_linear(wid: vec3<u32>) -> u32 {
-    return wid.y * P.groups_x + wid.x;
-}
-
 @compute @workgroup_size(WG)
 fn gemv_q8_i8_rope(@builtin(workgroup_id) wid: vec3<u32>,
                    @builtin(local_invocation_index) lid: u32) {

@@ -300,7 +300,7 @@ pub fn attn_decode(
     scratch: &wgpu::Buffer,
     out: &Tensor,
 ) -> Result<(), OpError> {
-    decode(rec, q, cache, len, scale, scratch, out, None)
+    attn_decode_xq(rec, q, cache, len, scale, scratch, out, None)
 }
 
 /// [`attn_decode`] that, given `Some((xq, xd))`, also writes `out` as the int8 x of a q4/q8
@@ -310,20 +310,6 @@ pub fn attn_decode(
 /// dispatch. Head dims must allow it ([`decode_quantises`]; callers ask [`attn_feeds_int8`]).
 #[allow(clippy::too_many_arguments)]
 pub fn attn_decode_xq(
-    rec: &mut Recorder,
-    q: &Tensor,
-    cache: &KvCache,
-    len: usize,
-    scale: f32,
-    scratch: &wgpu::Buffer,
-    out: &Tensor,
-    quant: Option<(&wgpu::Buffer, &wgpu::Buffer)>,
-) -> Result<(), OpError> {
-    decode(rec, q, cache, len, scale, scratch, out, quant)
-}
-
-#[allow(clippy::too_many_arguments)]
-fn decode(
     rec: &mut Recorder,
     q: &Tensor,
     cache: &KvCache,
