@@ -500,17 +500,7 @@ pub async fn gemm_ln_case(
     let (y1v, o1v) = (y1.to_vec(ctx).await?, o1.to_vec(ctx).await?);
     let (y2v, o2v) = (y2.to_vec(ctx).await?, o2.to_vec(ctx).await?);
     // the CPU LayerNorm of the GPU's y
-    let mut want_norm = Vec::with_capacity(rows * m);
-    for row in y1v.chunks(m) {
-        let mean = row.iter().map(|&v| v as f64).sum::<f64>() / m as f64;
-        let var = row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / m as f64;
-        let inv = 1.0 / (var + eps as f64).sqrt();
-        want_norm.extend(
-            row.iter()
-                .enumerate()
-                .map(|(j, &v)| ((v as f64 - mean) * inv * g[j] as f64 + beta[j] as f64) as f32),
-        );
-    }
+    let want_norm = reference::norm::layernorm(&y1v, m, &g, &beta, eps);
     let (atol, rtol) = tol(ctx, (1e-5, 1e-4), (4e-3, 4e-3));
     let cpu = compare(&o1v, &want_norm, atol, rtol);
     if !cpu.ok() {
