@@ -432,19 +432,31 @@ pub async fn gemv_rope_case(
     got.extend(ctx.read_act(&caches[1].buf, n).await?);
     let (atol, rtol) = tol(ctx, (1e-6, 1e-6), (1e-3, 1e-3));
     let mut c = compare(&got, &want, atol, rtol);
+    note_fusion(&mut c, "rope_kv", (together, separate), want_fused);
+    Ok(c)
+}
+
+/// Notes on `c` whether a product did `op` in its own epilogue (`together`, one dispatch fewer
+/// than the product then `op`, `separate`) or left it to `op` after it; with `want_fused`, the
+/// latter is a failure.
+fn note_fusion(
+    c: &mut Comparison,
+    op: &str,
+    (together, separate): (usize, usize),
+    want_fused: bool,
+) {
     let fused = together + 1 == separate;
+    let how = if fused {
+        "fused".to_string()
+    } else {
+        format!("{op} after the product")
+    };
     c.note = Some(format!(
-        "{} vs the product then rope_kv (dispatches {together} / {separate})",
-        if fused {
-            "fused"
-        } else {
-            "rope_kv after the product"
-        }
+        "{how} vs the product then {op} (dispatches {together} / {separate})"
     ));
     if want_fused && !fused {
         c.bad += 1;
     }
-    Ok(c)
 }
 
 /// A many-row product followed by a LayerNorm ([`ops::LnOut`]): `y = x·Wᵀ + b + r` over
@@ -511,18 +523,7 @@ pub async fn gemm_ln_case(
     let mut want = y1v;
     want.extend(o1v);
     let mut c = compare(&got, &want, 0.0, 0.0);
-    let fused = together + 1 == separate;
-    c.note = Some(format!(
-        "{} vs the product then layernorm (dispatches {together} / {separate})",
-        if fused {
-            "fused"
-        } else {
-            "layernorm after the product"
-        }
-    ));
-    if want_fused && !fused {
-        c.bad += 1;
-    }
+    note_fusion(&mut c, "layernorm", (together, separate), want_fused);
     Ok(c)
 }
 
