@@ -434,6 +434,7 @@ pub async fn bench_decode(
     );
     let scratch = ctx.storage("attn.scratch", ops::decode_scratch_bytes(s.heads, d, tmax));
     let attn_xq = crate::model::llm::xq_buffers(ctx, "attn", s.heads * d);
+    let mlp_xq = crate::model::llm::xq_buffers(ctx, "mlp", s.inter);
     let am_scratch = ops::ArgmaxScratch::new(ctx, s.vocab);
     let am_out = ctx.storage("argmax.out", 16);
     let scale = 1.0 / (d as f32).sqrt();
@@ -481,9 +482,13 @@ pub async fn bench_decode(
                 };
                 ops::gemv(rec, &l.o, &attn_flat, &h_b, epi)?;
             }
+            // gate/up writes down's int8 x itself, as the engine's decode does (so in the
+            // per-stage breakdown that quantisation counts in "norm+gate_up+swiglu")
+            let mxq = ops::feeds_int8(ctx, &l.down).then_some((&mlp_xq.0, &mlp_xq.1));
             if on(3) {
                 let epi = Epilogue {
                     act: Activation::SwiGlu,
+                    xq_out: mxq,
                     ..Default::default()
                 };
                 if fuse_norm {
@@ -500,6 +505,7 @@ pub async fn bench_decode(
             if on(4) {
                 let epi = Epilogue {
                     residual: Some(&h_b),
+                    prequantised: mxq,
                     ..Default::default()
                 };
                 ops::gemv(rec, &l.down, &mlp, &h_a, epi)?;

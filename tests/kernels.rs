@@ -891,3 +891,81 @@ fn gemm_layernorm_epilogue() {
         }
     }
 }
+
+/// A one-vector product that also writes its output as the next product's int8 x
+/// (`Epilogue::xq_out`, `gemv_i8_xqo.wgsl`): y within a rounding step of the product alone, the
+/// int8 y to the bit against quantising the y it wrote, and one dispatch fewer than the product
+/// and `quantise_vector`. SwiGLU (the LLM's gate/up), GELU with a bias (the audio head's
+/// linear1) and none; output counts that are and are not multiples of the 32-value block, and
+/// K ragged against the block. Subgroup (1024, 512 and 256 invocations), portable and f32
+/// paths; `--no-fused-xqo` quantises in a dispatch after the product.
+#[test]
+fn gemv_xq_out_epilogue() {
+    let mut seed = 10100;
+    let knob = |o: GpuOptions| pollster::block_on(GpuContext::new(&o)).expect("GPU adapter");
+    let wg = |w: u32| {
+        knob(GpuOptions {
+            require_f16: true,
+            xqo_wg: Some(w),
+            ..Default::default()
+        })
+    };
+    let (wg256, wg512) = (wg(256), wg(512));
+    let unfused = knob(GpuOptions {
+        require_f16: true,
+        no_fused_xqo: true,
+        ..Default::default()
+    });
+    for (label, c, want_fused) in [
+        ("f16", ctx(Path::F16), true),
+        ("f16, 256 invocations", &wg256, true),
+        ("f16, 512 invocations", &wg512, true),
+        ("f16 portable", ctx(Path::F16Portable), true),
+        ("f32", ctx(Path::F32), true),
+        ("--no-fused-xqo", &unfused, false),
+    ] {
+        for format in [WeightFormat::Q4, WeightFormat::Q8] {
+            for (shape, act, bias) in [
+                ((96usize, 256usize), Activation::SwiGlu, false),
+                ((200, 320), Activation::Gelu, true),
+                ((1000, 200), Activation::None, false),
+                ((37, 96), Activation::SwiGlu, false),
+            ] {
+                // q8's packed scales want an even block count per row
+                let k = if format == WeightFormat::Q8 {
+                    shape.1.next_multiple_of(64)
+                } else {
+                    shape.1
+                };
+                seed += 1;
+                assert_ok(
+                    &format!("{label} {format:?} {shape:?} {act:?}"),
+                    pollster::block_on(selftest::gemv_xqo_case(
+                        c,
+                        format,
+                        (shape.0, k),
+                        (act, bias),
+                        want_fused,
+                        seed,
+                    )),
+                );
+            }
+        }
+    }
+    // two vectors: a clear error, nothing recorded
+    let c = ctx(Path::F16);
+    let mut rec = Recorder::new(c, "xq_out refusal");
+    let w = Matrix::random(&mut rec, 64, 64, WeightFormat::Q4, 5).unwrap();
+    let x = Tensor::empty(c, "x", &[2, 64]);
+    let y = Tensor::empty(c, "y", &[2, 64]);
+    let (lq, ld) = ops::xq_buffers_len(64);
+    let (q, d) = (c.storage("q", 2 * lq), c.storage("d", 2 * ld));
+    let before = rec.dispatches();
+    let epi = Epilogue {
+        xq_out: Some((&q, &d)),
+        ..Default::default()
+    };
+    let err = ops::gemv(&mut rec, &w, &x, &y, epi).expect_err("two vectors");
+    assert!(err.to_string().contains("one vector"), "{err}");
+    assert_eq!(rec.dispatches(), before);
+}

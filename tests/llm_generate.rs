@@ -435,10 +435,13 @@ fn a_second_generator_on_the_same_weights_agrees() {
 /// the next product's int8 x itself (`attn_decode_xq`: the LLM's `o_proj`, the depth
 /// transformer's `out_proj`; off: `GpuOptions::no_attn_xq`), and RoPE with the KV-cache append
 /// in the W_pack / in_proj product's epilogue (off: `GpuOptions::no_fused_rope`, a `rope_kv`
-/// dispatch). Both on against both off; each alone is tested against its separate kernel in
-/// kernels.rs / kernels_attn.rs. (Bit-equal on lavapipe, where CI runs it;
-/// a GPU compiler may contract the rotation's multiply-adds differently in the two kernels, so
-/// there rotated values can differ by one f16 step.) The tiny model's heads are 16 wide, which
+/// dispatch); gate/up and the audio head's linear1 writing the next product's int8 x (off:
+/// `GpuOptions::no_fused_xqo`, a `gemv_xq` dispatch). All on against all off; each alone is
+/// tested against its separate kernel in kernels.rs / kernels_attn.rs. (Bit-equal on lavapipe,
+/// where CI runs it: the tiny rows are two or three blocks long, so the fused products' other
+/// summation order adds the same terms alike. A GPU compiler may contract the rotation's
+/// multiply-adds differently in the two kernels, so there rotated values can differ by one f16
+/// step, and full-size rows sum in another order.) The tiny model's heads are 16 wide, which
 /// the attention path does not take, so the test rewrites its config to 2 heads of 32 and 1
 /// KV head: the same tensor shapes, another (still valid) attention.
 #[test]
@@ -461,49 +464,66 @@ fn decode_fusions_leave_a_q4_turn_unchanged() {
     cfg["head_dim"] = 32.into();
     std::fs::write(&cfg_path, serde_json::to_vec(&cfg).unwrap()).unwrap();
 
-    let run = |no_attn_xq: bool, no_fused_rope: bool| -> (Vec<Event>, Vec<u32>) {
-        let c = pollster::block_on(GpuContext::new(&GpuOptions {
-            require_f16: true,
-            no_attn_xq,
-            no_fused_rope,
-            ..Default::default()
-        }))
-        .expect("GPU adapter");
-        assert!(c.int8);
-        if !no_fused_rope {
-            // the fused RoPE is taken for this model's attention shape (2 / 1 heads of 32)
-            let hidden = cfg["hidden_size"].as_u64().unwrap() as usize;
-            let case = bca::selftest::gemv_rope_case(
-                &c,
-                WeightFormat::Q4,
-                (2, 1, 32),
-                hidden,
-                (3, 8),
-                (1e6, true),
-                true,
-                5,
-            );
-            let r = pollster::block_on(case).unwrap();
-            assert!(r.ok(), "{r}");
-        }
-        let w = Weights::open(&dir, WeightFormat::Q4).expect("open");
-        let tok =
-            TextTokenizer::from_json_bytes(&std::fs::read(dir.join("tokenizer.json")).unwrap())
-                .unwrap();
-        let mut g = Generator::new(&c, &w, tok, 512, 11).expect("generator");
-        g.cfg.text_max = 6;
-        g.cfg.frames_max = 6;
-        g.cfg.rounds_max = 2;
-        let p = speech_prompt(&g);
-        g.start(&c, &p, Mode::Speech).unwrap();
-        let ev = pollster::block_on(g.run(&c, |_| true)).unwrap();
-        // the logits after the turn, as bits: every decode step's attention fed o_proj
-        let lg = pollster::block_on(g.sess.read_logits(&c, &g.llm)).unwrap();
-        (ev, lg.iter().map(|v| v.to_bits()).collect())
-    };
+    let run =
+        |no_attn_xq: bool, no_fused_rope: bool, no_fused_xqo: bool| -> (Vec<Event>, Vec<u32>) {
+            let c = pollster::block_on(GpuContext::new(&GpuOptions {
+                require_f16: true,
+                no_attn_xq,
+                no_fused_rope,
+                no_fused_xqo,
+                ..Default::default()
+            }))
+            .expect("GPU adapter");
+            assert!(c.int8);
+            if !no_fused_rope {
+                // the fused RoPE is taken for this model's attention shape (2 / 1 heads of 32)
+                let hidden = cfg["hidden_size"].as_u64().unwrap() as usize;
+                let case = bca::selftest::gemv_rope_case(
+                    &c,
+                    WeightFormat::Q4,
+                    (2, 1, 32),
+                    hidden,
+                    (3, 8),
+                    (1e6, true),
+                    true,
+                    5,
+                );
+                let r = pollster::block_on(case).unwrap();
+                assert!(r.ok(), "{r}");
+            }
+            if !no_fused_xqo {
+                // gate/up writes down's int8 x itself at this model's MLP shape
+                let hidden = cfg["hidden_size"].as_u64().unwrap() as usize;
+                let inter = cfg["intermediate_size"].as_u64().unwrap() as usize;
+                let case = bca::selftest::gemv_xqo_case(
+                    &c,
+                    WeightFormat::Q4,
+                    (inter, hidden),
+                    (bca::ops::Activation::SwiGlu, false),
+                    true,
+                    6,
+                );
+                let r = pollster::block_on(case).unwrap();
+                assert!(r.ok(), "{r}");
+            }
+            let w = Weights::open(&dir, WeightFormat::Q4).expect("open");
+            let tok =
+                TextTokenizer::from_json_bytes(&std::fs::read(dir.join("tokenizer.json")).unwrap())
+                    .unwrap();
+            let mut g = Generator::new(&c, &w, tok, 512, 11).expect("generator");
+            g.cfg.text_max = 6;
+            g.cfg.frames_max = 6;
+            g.cfg.rounds_max = 2;
+            let p = speech_prompt(&g);
+            g.start(&c, &p, Mode::Speech).unwrap();
+            let ev = pollster::block_on(g.run(&c, |_| true)).unwrap();
+            // the logits after the turn, as bits: every decode step's attention fed o_proj
+            let lg = pollster::block_on(g.sess.read_logits(&c, &g.llm)).unwrap();
+            (ev, lg.iter().map(|v| v.to_bits()).collect())
+        };
     // both fusions on against both off (two turns, not three: CI time)
-    let (a, la) = run(false, false);
-    let (b, lb) = run(true, true);
+    let (a, la) = run(false, false, false);
+    let (b, lb) = run(true, true, true);
     assert!(a.iter().any(|e| matches!(e, Event::Frame { .. })), "{a:?}");
     assert_eq!(a, b);
     assert!(la == lb, "the logits differ in their bits");

@@ -2,6 +2,37 @@
 // epilogue (bias → activation → residual → store). Expects the including file to declare
 // P (with m, n, n0, flags, groups_x), bias, res, y, WG, TPR, R, NB, ACT and `partial`.
 
+// The epilogue of row `row0 + r` for vector n: bias → activation → residual (SwiGLU: the
+// output of the pair r, r + 1, for even r). Its output index is `out_index`.
+fn out_value(row0: u32, r: u32, n: u32, sums: vec4<f32>) -> f32 {
+    let m_out = select(P.m, P.m / 2u, ACT == 3u);
+    let row = row0 + r;
+    var v = sums[r * NB + n];
+    var o = row;
+    if (ACT == 3u) {
+        v = silu(v) * sums[(r + 1u) * NB + n];
+        o = row / 2u;
+    } else {
+        if ((P.flags & 1u) != 0u) {
+            v += f32(bias[row]);
+        }
+        if (ACT == 1u) {
+            v = silu(v);
+        } else if (ACT == 2u) {
+            v = 0.5 * v * (1.0 + erf_approx(v * 0.70710678118654752));
+        }
+    }
+    if ((P.flags & 2u) != 0u) {
+        v += f32(res[(P.n0 + n) * m_out + o]);
+    }
+    return v;
+}
+
+// Where row `row`'s output goes within its vector (SwiGLU: pairs of rows make one output).
+fn out_index(row: u32) -> u32 {
+    return select(row, row / 2u, ACT == 3u);
+}
+
 // Epilogue for a whole group: bias → activation → residual → store.
 fn finish(row0: u32, sums: vec4<f32>) {
     let m_out = select(P.m, P.m / 2u, ACT == 3u);
@@ -14,25 +45,7 @@ fn finish(row0: u32, sums: vec4<f32>) {
             if (n >= P.n) {
                 break;
             }
-            var v = sums[r * NB + n];
-            var o = row;
-            if (ACT == 3u) {
-                v = silu(v) * sums[(r + 1u) * NB + n];
-                o = row / 2u;
-            } else {
-                if ((P.flags & 1u) != 0u) {
-                    v += f32(bias[row]);
-                }
-                if (ACT == 1u) {
-                    v = silu(v);
-                } else if (ACT == 2u) {
-                    v = 0.5 * v * (1.0 + erf_approx(v * 0.70710678118654752));
-                }
-            }
-            if ((P.flags & 2u) != 0u) {
-                v += f32(res[(P.n0 + n) * m_out + o]);
-            }
-            y[(P.n0 + n) * m_out + o] = act(v);
+            y[(P.n0 + n) * m_out + out_index(row)] = act(out_value(row0, r, n, sums));
         }
     }
 }

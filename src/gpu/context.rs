@@ -32,6 +32,12 @@ pub struct GpuOptions {
     /// A split-K product followed by a LayerNorm leaves the norm to a `layernorm` dispatch
     /// instead of its reduce pass (`Epilogue::layernorm`; for comparisons).
     pub no_fused_ln: bool,
+    /// A q4/q8 product whose output feeds another one leaves its int8 quantisation to a
+    /// `gemv_xq` dispatch instead of writing it itself (`Epilogue::xq_out`; for comparisons).
+    pub no_fused_xqo: bool,
+    /// Invocations per workgroup of the products that write their output as int8 x (256, 512
+    /// or 1024; a tuning knob).
+    pub xqo_wg: Option<u32>,
     /// Keys per split of the decode attention with head dims a multiple of 4 (32 or 64;
     /// tuning knob; default 32 up to 512 keys, 64 beyond).
     pub attn_decode_keys: Option<u32>,
@@ -188,6 +194,10 @@ pub struct GpuContext {
     pub no_fused_rope: bool,
     /// See [`GpuOptions::no_fused_ln`].
     pub no_fused_ln: bool,
+    /// See [`GpuOptions::no_fused_xqo`].
+    pub no_fused_xqo: bool,
+    /// See [`GpuOptions::xqo_wg`].
+    pub xqo_wg: Option<u32>,
     /// See [`GpuOptions::attn_decode_keys`].
     pub attn_decode_keys: Option<u32>,
     /// See [`GpuOptions::gemm_tile`].
@@ -426,6 +436,8 @@ impl GpuContext {
             no_attn_xq: opts.no_attn_xq,
             no_fused_rope: opts.no_fused_rope,
             no_fused_ln: opts.no_fused_ln,
+            no_fused_xqo: opts.no_fused_xqo,
+            xqo_wg: opts.xqo_wg,
             attn_decode_keys: opts.attn_decode_keys,
             gemm_tile: opts.gemm_tile,
             gemm_split: opts.gemm_split,

@@ -80,6 +80,10 @@ const SOURCES: &[(&str, &str)] = &[
     ),
     ("gemv_i8", include_str!("../../shaders/matmul/gemv_i8.wgsl")),
     (
+        "gemv_i8_xqo",
+        include_str!("../../shaders/matmul/gemv_i8_xqo.wgsl"),
+    ),
+    (
         "gemm_reduce_ln",
         include_str!("../../shaders/matmul/gemm_reduce_ln.wgsl"),
     ),
@@ -168,6 +172,10 @@ const INCLUDES: &[(&str, &str)] = &[
     (
         "gemv_tail",
         include_str!("../../shaders/common/gemv_tail.wgsl"),
+    ),
+    (
+        "gemv_i8_core",
+        include_str!("../../shaders/common/gemv_i8_core.wgsl"),
     ),
     (
         "coop_tile",

@@ -161,6 +161,26 @@ pub struct Epilogue<'a> {
     /// dispatch fewer); elsewhere a `layernorm` dispatch follows. The same values either way.
     /// No activation with it.
     pub layernorm: Option<LnOut<'a>>,
+    /// Also write y as the next product's int8 x, `(xq, xd)` in `gemv_xq.wgsl`'s layout (what
+    /// [`Self::prequantised`] takes; [`xq_buffers_len`] bytes each). One vector only, no RoPE
+    /// or LayerNorm with it. A one-vector q4/q8 product with int8 activations writes it in its
+    /// own epilogue (`gemv_i8_xqo.wgsl`: workgroups own whole 32-output blocks); elsewhere a
+    /// `gemv_xq` dispatch quantises y after the product. Either way they are the bits that
+    /// quantising the y written gives.
+    pub xq_out: Option<(&'a wgpu::Buffer, &'a wgpu::Buffer)>,
+}
+
+/// Whether a one-vector product that feeds `next` should write its output as `next`'s int8 x
+/// ([`Epilogue::xq_out`]): `next` takes int8 x ([`norm_folds`]) and
+/// `GpuOptions::no_fused_xqo` is off.
+pub fn feeds_int8(ctx: &crate::gpu::GpuContext, next: &Matrix) -> bool {
+    norm_folds(ctx, next, 1) && !ctx.no_fused_xqo
+}
+
+/// Bytes of the `(xq, xd)` buffers holding a vector of `k` values as int8 x.
+pub fn xq_buffers_len(k: usize) -> (u64, u64) {
+    let nbq = k.div_ceil(32) as u64;
+    (nbq * 32, nbq * 8)
 }
 
 /// See [`Epilogue::layernorm`].
@@ -180,6 +200,20 @@ pub struct RopeOut<'a> {
     pub q: &'a Tensor,
     pub cache: &'a super::KvCache,
 }
+
+/// The `gemv_i8_xqo` kernels' bindings: [`BINDINGS`], then the int8 y and its block scales.
+const XQO_BINDINGS: &[Binding] = &[
+    Binding::Read,
+    Binding::Read,
+    Binding::Read,
+    Binding::Read,
+    Binding::Read,
+    Binding::ReadWrite,
+    Binding::Uniform,
+    Binding::Read,
+    Binding::ReadWrite,
+    Binding::ReadWrite,
+];
 
 /// The `_rope` kernels' bindings: [`BINDINGS`], then the KV cache and the RoPE frequencies.
 const ROPE_BINDINGS: &[Binding] = &[
@@ -284,7 +318,38 @@ pub fn gemv(
             ));
         }
     }
+    if let Some((xq, xd)) = epi.xq_out {
+        let n = x.numel() / w.cols().max(1);
+        if n != 1 || epi.rope.is_some() || epi.layernorm.is_some() {
+            return Err(shape_err(
+                "gemv",
+                format!(
+                    "y as int8 x is for one vector without RoPE or LayerNorm (x is {:?})",
+                    x.shape
+                ),
+            ));
+        }
+        let m_out = if epi.act == Activation::SwiGlu {
+            w.rows() / 2
+        } else {
+            w.rows()
+        };
+        let (lq, ld) = xq_buffers_len(m_out);
+        check_len("gemv", "int8 y", xq, lq)?;
+        check_len("gemv", "int8 y scales", xd, ld)?;
+    }
     let done = gemv_inner(rec, w, x, y, epi)?;
+    if !done.xq {
+        if let Some((xq, xd)) = epi.xq_out {
+            let m_out = y.numel();
+            let yv = Tensor {
+                buf: y.buf.clone(),
+                shape: vec![m_out],
+                dtype: y.dtype,
+            };
+            quantise_vector(rec, &yv, (xq, xd))?;
+        }
+    }
     if !done.rope {
         if let Some(r) = epi.rope {
             super::rope_kv(rec, y, r.inv_freq, r.pos, r.q, r.cache)?;
@@ -309,11 +374,13 @@ pub fn gemv(
     Ok(())
 }
 
-/// Which of [`Epilogue::rope`] and [`Epilogue::layernorm`] the product did itself.
+/// Which of [`Epilogue::rope`], [`Epilogue::layernorm`] and [`Epilogue::xq_out`] the product
+/// did itself.
 #[derive(Default)]
 struct Done {
     rope: bool,
     ln: bool,
+    xq: bool,
 }
 
 /// [`gemv`] but for a RoPE or LayerNorm it cannot fuse; says which it did.
@@ -435,7 +502,10 @@ fn gemv_inner(
 
     if n >= GEMM_MIN_N && k % 4 == 0 {
         let ln = gemm(rec, w, x, y, epi, n)?;
-        return Ok(Done { rope: false, ln });
+        return Ok(Done {
+            ln,
+            ..Done::default()
+        });
     }
 
     let sg = ctx.caps.subgroup_size;
@@ -506,8 +576,45 @@ fn gemv_inner(
         (true, "gemv_q8_i8_sgk") => "gemv_q8_i8_sgk_rope",
         (_, e) => e,
     };
+    // y as the next product's int8 x in the epilogue (`gemv_i8_xqo`): workgroups of 32 lane
+    // groups, each one output (R = 2 rows with SwiGLU, else 1), so a workgroup owns a block
+    let xqo = epi
+        .xq_out
+        .filter(|_| {
+            int8 && n == 1
+                && rope.is_none()
+                && !ctx.no_fused_xqo
+                && ctx.limits.max_storage_buffers_per_shader_stage
+                    >= 9 + ctx.caps.params_in_storage as u32
+        })
+        .and_then(|bufs| xqo_shape(ctx, use_sg).map(|(wg, sgx)| (bufs, wg, sgx)));
+    let (family, entry, wg, tpr, rows_per_group) = match (&xqo, w) {
+        (Some((_, wg, sgx)), Matrix::Q4 { .. }) => (
+            "gemv_i8_xqo",
+            if *sgx {
+                "gemv_q4_i8_sgx_xqo"
+            } else {
+                "gemv_q4_i8_xqo"
+            },
+            *wg,
+            wg / 32,
+            if swiglu { 2 } else { 1 },
+        ),
+        (Some((_, wg, sgx)), _) => (
+            "gemv_i8_xqo",
+            if *sgx {
+                "gemv_q8_i8_sgx_xqo"
+            } else {
+                "gemv_q8_i8_xqo"
+            },
+            *wg,
+            wg / 32,
+            if swiglu { 2 } else { 1 },
+        ),
+        (None, _) => (family, entry, WG, tpr, rows_per_group),
+    };
     let mut constants = vec![
-        ("WG", WG),
+        ("WG", wg),
         ("TPR", tpr),
         ("NB", nb_vec),
         ("R", rows_per_group),
@@ -528,11 +635,13 @@ fn gemv_inner(
     };
     let bindings = if rope.is_some() {
         ROPE_BINDINGS
+    } else if xqo.is_some() {
+        XQO_BINDINGS
     } else {
         BINDINGS
     };
     let p = ctx.pipeline(&key, bindings)?;
-    let groups = (m as u32).div_ceil(WG / tpr * rows_per_group);
+    let groups = (m as u32).div_ceil(wg / tpr * rows_per_group);
     let g = grid(groups, ctx.limits.max_compute_workgroups_per_dimension);
     let flags = epi.bias.is_some() as u32 | (epi.residual.is_some() as u32) << 1;
     let scales = w.scales().unwrap_or(&ctx.dummy);
@@ -596,9 +705,13 @@ fn gemv_inner(
         };
         let ubuf = rec.params(bytemuck::bytes_of(&params));
         let [b0, b1, b2, b3, b4, b5] = group_buffers;
-        let group = match &rope {
+        let group = match (&rope, &xqo) {
+            (_, Some(((oq, od), _, _))) => rec.bind(
+                &p,
+                &crate::binds![b0, b1, b2, b3, b4, b5, &ubuf, gbuf, *oq, *od],
+            ),
             // q takes y's place
-            Some(r) => rec.bind(
+            (Some(r), None) => rec.bind(
                 &p,
                 &crate::binds![
                     b0,
@@ -613,7 +726,7 @@ fn gemv_inner(
                     r.inv_freq
                 ],
             ),
-            None => rec.bind(&p, &crate::binds![b0, b1, b2, b3, b4, b5, &ubuf, gbuf]),
+            (None, None) => rec.bind(&p, &crate::binds![b0, b1, b2, b3, b4, b5, &ubuf, gbuf]),
         };
         rec.dispatch(&p, &group, g)?;
         start += cnt;
@@ -625,7 +738,38 @@ fn gemv_inner(
     Ok(Done {
         rope: rope.is_some(),
         ln: false,
+        xq: xqo.is_some(),
     })
+}
+
+/// The workgroup of the `gemv_i8_xqo` kernels (32 lane groups of `wg / 32` invocations) and
+/// whether its lane groups reduce by subgroup shuffles (`_sgx_`: lane groups within one
+/// subgroup, any workgroup size) or through workgroup memory (at most 256 invocations). The
+/// knob where the device allows it; else 1024 with subgroups, 256 without. None where neither
+/// fits the device.
+fn xqo_shape(ctx: &crate::gpu::GpuContext, use_sg: bool) -> Option<(u32, bool)> {
+    let l = &ctx.limits;
+    let max = l
+        .max_compute_invocations_per_workgroup
+        .min(l.max_compute_workgroup_size_x);
+    let sg = ctx.caps.subgroup_size;
+    let fits_sg = |wg: u32| use_sg && wg <= max && (wg / 32) <= sg && sg % (wg / 32) == 0;
+    let want = match ctx.xqo_wg {
+        Some(w @ (256 | 512 | 1024)) => w,
+        _ if use_sg => 1024,
+        _ => 256,
+    };
+    if fits_sg(want) {
+        Some((want, true))
+    } else if want == 256 && 256 <= max {
+        Some((256, false))
+    } else if fits_sg(256) {
+        Some((256, true))
+    } else if 256 <= max {
+        Some((256, false))
+    } else {
+        None
+    }
 }
 
 /// Invocations per row of the int8 kernels: the knob where it is a power of two from the
@@ -685,6 +829,47 @@ fn quantise_x(
     let nbq = k.div_ceil(32);
     let xq = ctx.acquire((n * nbq * 32) as u64);
     let xd = ctx.acquire((n * nbq * 8) as u64);
+    quantise_into(rec, x, n, k, norm, norm_out, (&xq.buffer, &xd.buffer))?;
+    Ok((xq, xd))
+}
+
+/// Quantises the vector `x` (K values) to int8 x for a q4/q8 product with int8 activations,
+/// into `(xq, xd)` ([`xq_buffers_len`] bytes; the layout of `gemv_xq.wgsl`, what
+/// [`Epilogue::prequantised`] takes): one `gemv_xq1` dispatch.
+pub fn quantise_vector(
+    rec: &mut Recorder,
+    x: &Tensor,
+    (xq, xd): (&wgpu::Buffer, &wgpu::Buffer),
+) -> Result<(), OpError> {
+    let k = x.numel();
+    if k == 0 {
+        return Err(shape_err("quantise_vector", "x is empty"));
+    }
+    check_act("quantise_vector", rec.ctx(), &[("x", x)])?;
+    check_len(
+        "quantise_vector",
+        "x",
+        &x.buf,
+        (k * rec.ctx().act().size()) as u64,
+    )?;
+    let (lq, ld) = xq_buffers_len(k);
+    check_len("quantise_vector", "xq", xq, lq)?;
+    check_len("quantise_vector", "xd", xd, ld)?;
+    quantise_into(rec, x, 1, k, None, None, (xq, xd))
+}
+
+/// [`quantise_x`] into the given `(xq, xd)` buffers.
+fn quantise_into(
+    rec: &mut Recorder,
+    x: &Tensor,
+    n: usize,
+    k: usize,
+    norm: Option<(&wgpu::Buffer, f32)>,
+    norm_out: Option<&Tensor>,
+    (xq, xd): (&wgpu::Buffer, &wgpu::Buffer),
+) -> Result<(), OpError> {
+    let ctx = rec.ctx();
+    let nbq = k.div_ceil(32);
     // One block per invocation (`gemv_xq1`) unless a norm needs more blocks than one
     // workgroup holds; then the looping kernel. A norm takes one workgroup of the smallest
     // power of two ≥ the blocks, else workgroups of 64 spread the blocks over the GPU.
@@ -721,11 +906,8 @@ fn quantise_x(
     };
     let ubuf = rec.params(bytemuck::bytes_of(&params));
     let group = match norm_out {
-        Some(o) => rec.bind(
-            &p,
-            &crate::binds![&x.buf, g, &xq.buffer, &xd.buffer, &ubuf, &o.buf],
-        ),
-        None => rec.bind(&p, &crate::binds![&x.buf, g, &xq.buffer, &xd.buffer, &ubuf]),
+        Some(o) => rec.bind(&p, &crate::binds![&x.buf, g, xq, xd, &ubuf, &o.buf]),
+        None => rec.bind(&p, &crate::binds![&x.buf, g, xq, xd, &ubuf]),
     };
     let grid = if one {
         [groups, n as u32, 1]
@@ -733,7 +915,7 @@ fn quantise_x(
         [n as u32, 1, 1]
     };
     rec.dispatch(&p, &group, grid)?;
-    Ok((xq, xd))
+    Ok(())
 }
 
 #[repr(C)]

@@ -317,6 +317,7 @@ pub async fn gemv_case(ctx: &GpuContext, c: GemvCase, seed: u64) -> Result<Compa
         prequantised: None,
         rope: None,
         layernorm: None,
+        xq_out: None,
     };
     ops::gemv(&mut rec, &wm, &xt, &yt, epi)?;
     rec.submit()?;
@@ -433,6 +434,88 @@ pub async fn gemv_rope_case(
     let (atol, rtol) = tol(ctx, (1e-6, 1e-6), (1e-3, 1e-3));
     let mut c = compare(&got, &want, atol, rtol);
     note_fusion(&mut c, "rope_kv", (together, separate), want_fused);
+    Ok(c)
+}
+
+/// A one-vector product that also writes its output as the next product's int8 x
+/// ([`Epilogue::xq_out`]): `y = act(W·x + bias)` (`act` SwiGLU over row pairs, GELU or none) of
+/// `m_out` outputs over `k`. Checked against the product then `quantise_vector` of its y: y
+/// within one rounding step (the fused kernel sums a row in another order), and the int8 x to
+/// the bit against `quantise_vector` of the fused kernel's own y. With `want_fused` the product
+/// must have quantised y itself (one dispatch fewer); the note says which ran.
+pub async fn gemv_xqo_case(
+    ctx: &GpuContext,
+    format: WeightFormat,
+    (m_out, k): (usize, usize),
+    (act, bias): (Activation, bool),
+    want_fused: bool,
+    seed: u64,
+) -> Result<Comparison, OpError> {
+    let mut rng = Rng::new(seed);
+    let m = if act == Activation::SwiGlu {
+        2 * m_out
+    } else {
+        m_out
+    };
+    let w = rng.normal_vec(m * k, 0.05);
+    let x = round_act(ctx.act(), &rng.normal_vec(k, 1.0));
+    let b = round_act(ctx.act(), &rng.uniform_vec(m, -1.0, 1.0));
+    let wm = Matrix::from_f32(ctx, "W", m, k, &w, format);
+    let xt = Tensor::from_f32(ctx, "x", &[k], &x);
+    let bt = Tensor::from_f32(ctx, "b", &[m], &b);
+    let (lq, ld) = ops::xq_buffers_len(m_out);
+    let bufs = |name: &str| (ctx.storage(name, lq), ctx.storage(name, ld));
+    let (sep, fused, check) = (bufs("sep"), bufs("fused"), bufs("check"));
+    let y1 = Tensor::empty(ctx, "y1", &[m_out]);
+    let y2 = Tensor::empty(ctx, "y2", &[m_out]);
+    let epi = Epilogue {
+        bias: bias.then_some(&bt),
+        act,
+        ..Default::default()
+    };
+    let mut rec = Recorder::new(ctx, "gemv xq_out test");
+    ops::gemv(&mut rec, &wm, &xt, &y1, epi)?;
+    ops::quantise_vector(&mut rec, &y1, (&sep.0, &sep.1))?;
+    let separate = rec.dispatches();
+    ops::gemv(
+        &mut rec,
+        &wm,
+        &xt,
+        &y2,
+        Epilogue {
+            xq_out: Some((&fused.0, &fused.1)),
+            ..epi
+        },
+    )?;
+    let together = rec.dispatches() - separate;
+    ops::quantise_vector(&mut rec, &y2, (&check.0, &check.1))?;
+    rec.submit()?;
+    let want = y1.to_vec(ctx).await?;
+    let got = y2.to_vec(ctx).await?;
+    let (atol, rtol) = tol(ctx, (1e-5, 1e-5), (2e-3, 2e-3));
+    let mut c = compare(&got, &want, atol, rtol);
+    // the int8 x (and its scales) to the bit: the fused kernel's against its own y quantised
+    let words = |b: &wgpu::Buffer, len: u64| {
+        let b = b.clone();
+        async move {
+            crate::gpu::read_buffer(ctx, &b, 0, len)
+                .await
+                .map(|v| bytemuck::pod_collect_to_vec::<u8, u32>(&v))
+        }
+    };
+    let mut differ = 0;
+    for ((a, b), len) in [((&fused.0, &check.0), lq), ((&fused.1, &check.1), ld)] {
+        let (wa, wb) = (words(a, len).await?, words(b, len).await?);
+        differ += wa.iter().zip(&wb).filter(|(p, q)| p != q).count();
+    }
+    note_fusion(&mut c, "gemv_xq", (together, separate), want_fused);
+    if differ > 0 {
+        c.bad += differ;
+        c.note = Some(format!(
+            "{}; {differ} words of the int8 y differ from quantising the y written",
+            c.note.take().unwrap_or_default()
+        ));
+    }
     Ok(c)
 }
 
@@ -790,6 +873,20 @@ pub async fn run_all(ctx: &GpuContext) -> Vec<CaseResult> {
                 740 + i as u64,
             )
             .await,
+        ));
+    }
+    // products that write their output as the next product's int8 x (the LLM's gate/up with
+    // SwiGLU, the audio head's linear1 with GELU)
+    for (i, (format, shape, a)) in [
+        (WeightFormat::Q4, (18944, 3584), Activation::SwiGlu),
+        (WeightFormat::Q8, (7168 + 13, 512), Activation::Gelu),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        out.push(CaseResult::from(
+            format!("gemv + int8 y {} {shape:?} {a:?} [{act}]", format.name()),
+            gemv_xqo_case(ctx, format, shape, (a, i == 1), false, 770 + i as u64).await,
         ));
     }
     out.push(CaseResult::from(

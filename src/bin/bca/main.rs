@@ -57,6 +57,14 @@ struct GpuArgs {
     /// comparisons).
     #[arg(long)]
     no_fused_ln: bool,
+    /// Products whose output feeds a q4/q8 product leave its int8 quantisation to a dispatch
+    /// of its own (a knob for comparisons).
+    #[arg(long)]
+    no_fused_xqo: bool,
+    /// Invocations per workgroup of the products that write their output as int8 x: 256, 512
+    /// or 1024 (a tuning knob).
+    #[arg(long)]
+    xqo_wg: Option<u32>,
     /// Keys per split of the decode attention, 32 or 64 (a tuning knob; default 32 up to 512
     /// keys, 64 beyond).
     #[arg(long, value_parser = parse_decode_keys)]
@@ -158,6 +166,8 @@ impl GpuArgs {
             no_attn_xq: self.no_attn_xq,
             no_fused_rope: self.no_fused_rope,
             no_fused_ln: self.no_fused_ln,
+            no_fused_xqo: self.no_fused_xqo,
+            xqo_wg: self.xqo_wg,
             attn_decode_keys: self.attn_decode_keys,
             gemm_tile: self.gemm_tile,
             gemm_split: self.gemm_split,

@@ -52,6 +52,7 @@ impl Linear {
                 prequantised: None,
                 rope: None,
                 layernorm: None,
+                xq_out: None,
             },
         )
     }

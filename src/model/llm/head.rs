@@ -225,6 +225,8 @@ pub struct HeadState {
     scratch: wgpu::Buffer,
     /// The depth attention's output as int8 x for `out_proj` (`ops::attn_decode_xq`).
     a_xq: (wgpu::Buffer, wgpu::Buffer),
+    /// linear1's output as int8 x for linear2, written by linear1 (`Epilogue::xq_out`).
+    y_xq: (wgpu::Buffer, wgpu::Buffer),
     /// Logits of codebook i after step i (cb_i + 1 values; the last is "audio end").
     pub logits: Vec<Tensor>,
     binds: BindCache,
@@ -261,6 +263,7 @@ impl HeadState {
                 ops::decode_scratch_bytes(head.nheads, head.head_dim, CODEBOOKS),
             ),
             a_xq: super::xq_buffers(ctx, "head.a", h),
+            y_xq: super::xq_buffers(ctx, "head.y", 2 * h),
             logits: head
                 .heads
                 .iter()
@@ -394,6 +397,8 @@ impl HeadState {
                     ..Default::default()
                 },
             )?;
+            // linear1 writes linear2's int8 x itself
+            let yxq = ops::feeds_int8(ctx, &l.w2[i]).then_some((&self.y_xq.0, &self.y_xq.1));
             // RMSNorm2 too; its output r is also the FFN's residual below, so it is kept
             ops::gemv_rmsnorm(
                 rec,
@@ -405,6 +410,7 @@ impl HeadState {
                 &self.y,
                 Epilogue {
                     act: Activation::Gelu,
+                    xq_out: yxq,
                     ..Default::default()
                 },
             )?;
@@ -415,6 +421,7 @@ impl HeadState {
                 &s_vec,
                 Epilogue {
                     residual: Some(&self.r),
+                    prequantised: yxq,
                     ..Default::default()
                 },
             )?;

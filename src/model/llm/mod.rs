@@ -317,6 +317,8 @@ pub struct Session {
     scratch: wgpu::Buffer,
     /// The decode attention's output as int8 x for `o_proj` (`ops::attn_decode_xq`).
     attn_xq: (wgpu::Buffer, wgpu::Buffer),
+    /// The MLP's SwiGLU output as int8 x for `down`, written by gate/up (`Epilogue::xq_out`).
+    mlp_xq: (wgpu::Buffer, wgpu::Buffer),
     /// Final-norm hidden state of the last position (`audios_emb_for_infer`), (H).
     pub hidden: Tensor,
     /// Logits of the last position, one tensor per LM-head part.
@@ -372,6 +374,7 @@ impl Session {
                 ops::decode_scratch_bytes(d.heads, d.head_dim, tmax),
             ),
             attn_xq: xq_buffers(ctx, "llm.attn", d.heads * d.head_dim),
+            mlp_xq: xq_buffers(ctx, "llm.mlp", d.inter),
             hidden: t("llm.hidden", &[d.hidden]),
             binds: BindCache::default(),
             logits: llm
@@ -575,6 +578,10 @@ impl Session {
                     ..Default::default()
                 },
             )?;
+            // a decode step's gate/up writes down's int8 x itself
+            let mxq =
+                (n == 1 && matches!(l.mlp, Mlp::Fused(_)) && ops::feeds_int8(rec.ctx(), &l.down))
+                    .then_some((&self.mlp_xq.0, &self.mlp_xq.1));
             match &l.mlp {
                 // decode: the SwiGLU epilogue of the matrix–vector kernel
                 Mlp::Fused(gu) if n < ops::GEMM_MIN_N => ops::gemv_rmsnorm(
@@ -587,6 +594,7 @@ impl Session {
                     &mlp,
                     Epilogue {
                         act: ops::Activation::SwiGlu,
+                        xq_out: mxq,
                         ..Default::default()
                     },
                 )?,
@@ -612,6 +620,7 @@ impl Session {
                 &x,
                 Epilogue {
                     residual: Some(&h2),
+                    prequantised: mxq,
                     ..Default::default()
                 },
             )?;

@@ -1,0 +1,128 @@
+// gemv_i8_xqo — gemv_i8.wgsl's q4/q8 product of one vector that also writes y as the next
+// product's int8 x (gemv_xq.wgsl's layout), so that product skips its quantisation dispatch.
+// Each workgroup owns whole 32-output blocks of y: (WG / TPR) lane groups × R rows make 32
+// outputs (64 rows with SwiGLU, whose row pairs make one output). Its lane-group leaders store
+// their outputs in y as usual and, rounded to the activation dtype as y holds them, in `blk`;
+// then one invocation quantises the block with xq_block.wgsl: the same bits as a gemv_xq1
+// dispatch reading y. Outputs past M are zero, as gemv_xq pads past K.
+//
+// Bindings 0–7 as gemv_i8.wgsl (NB = 1), and
+// @binding(8) oq: (⌈M_out/32⌉, 8) u32      int8 y, 4 per word, ascending from the low byte
+// @binding(9) od: (⌈M_out/32⌉,) vec2<f32>  (scale = max|y| / 127, Σ y) per block
+
+// #include gemv_i8_core
+
+// #include act_fns
+
+// #include gemv_tail
+
+// #include xq_block
+
+@group(0) @binding(8) var<storage, read_write> oq: array<u32>;
+@group(0) @binding(9) var<storage, read_write> od: array<vec2<f32>>;
+
+var<workgroup> blk: array<f32, 32>;
+
+// A lane-group leader's rows: y, and each output as stored into blk (zero past M).
+fn xqo_rows(row0: u32, sums: vec4<f32>) {
+    let m_out = select(P.m, P.m / 2u, ACT == 3u);
+    let step = select(1u, 2u, ACT == 3u);
+    for (var r = 0u; r < R; r += step) {
+        let row = row0 + r;
+        var v = 0.0;
+        if (row < P.m) {
+            let stored = act(out_value(row0, r, 0u, sums));
+            y[P.n0 * m_out + out_index(row)] = stored;
+            v = f32(stored);
+        }
+        blk[out_index(row) % 32u] = v;
+    }
+}
+
+// After every leader has stored its rows: invocation 0 quantises the workgroup's block `b`.
+fn xqo_block(b: u32, lid: u32) {
+    workgroupBarrier();
+    if (lid == 0u) {
+        var a: array<vec4<f32>, 8>;
+        for (var j = 0u; j < 8u; j++) {
+            a[j] = vec4<f32>(blk[4u * j], blk[4u * j + 1u], blk[4u * j + 2u], blk[4u * j + 3u]);
+        }
+        let q = xq_block(a);
+        for (var j = 0u; j < 8u; j++) {
+            oq[8u * b + j] = q.q[j];
+        }
+        od[b] = q.d;
+    }
+}
+
+@compute @workgroup_size(WG)
+fn gemv_q4_i8_xqo(@builtin(workgroup_id) wid: vec3<u32>,
+                  @builtin(local_invocation_index) lid: u32) {
+    let row0 = row0_of(wid, lid);
+    var acc = vec4<f32>(0.0);
+    if (row0 < P.m) {
+        acc = group_partial_q4(row0, lid % TPR);
+    }
+    let sums = reduce_tree(lid % TPR, lid, acc);
+    if (lid % TPR == 0u) {
+        xqo_rows(row0, sums);
+    }
+    xqo_block(wg_linear(wid), lid);
+}
+
+@compute @workgroup_size(WG)
+fn gemv_q8_i8_xqo(@builtin(workgroup_id) wid: vec3<u32>,
+                  @builtin(local_invocation_index) lid: u32) {
+    let row0 = row0_of(wid, lid);
+    var acc = vec4<f32>(0.0);
+    if (row0 < P.m) {
+        acc = group_partial_q8(row0, lid % TPR);
+    }
+    let sums = reduce_tree(lid % TPR, lid, acc);
+    if (lid % TPR == 0u) {
+        xqo_rows(row0, sums);
+    }
+    xqo_block(wg_linear(wid), lid);
+}
+
+// #if subgroups
+// Lane groups within one subgroup (TPR divides the subgroup size): a butterfly over the lane
+// group instead of the workgroup tree, so workgroups may exceed `partial`'s 256 invocations.
+fn reduce_lanes(acc: vec4<f32>) -> vec4<f32> {
+    var a = acc;
+    for (var o = TPR / 2u; o > 0u; o >>= 1u) {
+        a += subgroupShuffleXor(a, o);
+    }
+    return a;
+}
+
+@compute @workgroup_size(WG)
+fn gemv_q4_i8_sgx_xqo(@builtin(workgroup_id) wid: vec3<u32>,
+                      @builtin(local_invocation_index) lid: u32) {
+    let row0 = row0_of(wid, lid);
+    var acc = vec4<f32>(0.0);
+    if (row0 < P.m) {
+        acc = group_partial_q4(row0, lid % TPR);
+    }
+    let sums = reduce_lanes(acc);
+    if (lid % TPR == 0u) {
+        xqo_rows(row0, sums);
+    }
+    xqo_block(wg_linear(wid), lid);
+}
+
+@compute @workgroup_size(WG)
+fn gemv_q8_i8_sgx_xqo(@builtin(workgroup_id) wid: vec3<u32>,
+                      @builtin(local_invocation_index) lid: u32) {
+    let row0 = row0_of(wid, lid);
+    var acc = vec4<f32>(0.0);
+    if (row0 < P.m) {
+        acc = group_partial_q8(row0, lid % TPR);
+    }
+    let sums = reduce_lanes(acc);
+    if (lid % TPR == 0u) {
+        xqo_rows(row0, sums);
+    }
+    xqo_block(wg_linear(wid), lid);
+}
+// #endif
