@@ -897,20 +897,22 @@ fn gemm_layernorm_epilogue() {
 /// int8 y to the bit against quantising the y it wrote, and one dispatch fewer than the product
 /// and `quantise_vector`. SwiGLU (the LLM's gate/up), GELU with a bias (the audio head's
 /// linear1) and none; output counts that are and are not multiples of the 32-value block, and
-/// K ragged against the block. Subgroup (1024, 512 and 256 invocations), portable and f32
-/// paths; `--no-fused-xqo` quantises in a dispatch after the product.
+/// K ragged against the block. Subgroup (the default, 256 and 1024 invocations: the last too
+/// many for lavapipe's subgroups of 8, so it falls back to 256) and two outputs per lane group,
+/// portable and f32 paths; `--no-fused-xqo` quantises in a dispatch after the product.
 #[test]
 fn gemv_xq_out_epilogue() {
     let mut seed = 10100;
     let knob = |o: GpuOptions| pollster::block_on(GpuContext::new(&o)).expect("GPU adapter");
-    let wg = |w: u32| {
+    let wg = |w: u32, outs: Option<u32>| {
         knob(GpuOptions {
             require_f16: true,
             xqo_wg: Some(w),
+            xqo_outs: outs,
             ..Default::default()
         })
     };
-    let (wg256, wg512) = (wg(256), wg(512));
+    let (wg256, wg1024, two) = (wg(256, None), wg(1024, None), wg(256, Some(2)));
     let unfused = knob(GpuOptions {
         require_f16: true,
         no_fused_xqo: true,
@@ -919,7 +921,8 @@ fn gemv_xq_out_epilogue() {
     for (label, c, want_fused) in [
         ("f16", ctx(Path::F16), true),
         ("f16, 256 invocations", &wg256, true),
-        ("f16, 512 invocations", &wg512, true),
+        ("f16, 1024 invocations", &wg1024, true),
+        ("f16, two outputs per lane group", &two, true),
         ("f16 portable", ctx(Path::F16Portable), true),
         ("f32", ctx(Path::F32), true),
         ("--no-fused-xqo", &unfused, false),

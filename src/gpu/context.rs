@@ -38,6 +38,8 @@ pub struct GpuOptions {
     /// Invocations per workgroup of the products that write their output as int8 x (256, 512
     /// or 1024; a tuning knob).
     pub xqo_wg: Option<u32>,
+    /// Outputs per lane group of those products, 1 or 2 (a tuning knob).
+    pub xqo_outs: Option<u32>,
     /// Keys per split of the decode attention with head dims a multiple of 4 (32 or 64;
     /// tuning knob; default 32 up to 512 keys, 64 beyond).
     pub attn_decode_keys: Option<u32>,
@@ -198,6 +200,8 @@ pub struct GpuContext {
     pub no_fused_xqo: bool,
     /// See [`GpuOptions::xqo_wg`].
     pub xqo_wg: Option<u32>,
+    /// See [`GpuOptions::xqo_outs`].
+    pub xqo_outs: Option<u32>,
     /// See [`GpuOptions::attn_decode_keys`].
     pub attn_decode_keys: Option<u32>,
     /// See [`GpuOptions::gemm_tile`].
@@ -438,6 +442,7 @@ impl GpuContext {
             no_fused_ln: opts.no_fused_ln,
             no_fused_xqo: opts.no_fused_xqo,
             xqo_wg: opts.xqo_wg,
+            xqo_outs: opts.xqo_outs,
             attn_decode_keys: opts.attn_decode_keys,
             gemm_tile: opts.gemm_tile,
             gemm_split: opts.gemm_split,

@@ -576,8 +576,8 @@ fn gemv_inner(
         (true, "gemv_q8_i8_sgk") => "gemv_q8_i8_sgk_rope",
         (_, e) => e,
     };
-    // y as the next product's int8 x in the epilogue (`gemv_i8_xqo`): workgroups of 32 lane
-    // groups, each one output (R = 2 rows with SwiGLU, else 1), so a workgroup owns a block
+    // y as the next product's int8 x in the epilogue (`gemv_i8_xqo`): a workgroup owns a
+    // block of 32 outputs (see [`xqo_shape`])
     let xqo = epi
         .xq_out
         .filter(|_| {
@@ -587,29 +587,29 @@ fn gemv_inner(
                 && ctx.limits.max_storage_buffers_per_shader_stage
                     >= 9 + ctx.caps.params_in_storage as u32
         })
-        .and_then(|bufs| xqo_shape(ctx, use_sg).map(|(wg, sgx)| (bufs, wg, sgx)));
+        .and_then(|bufs| xqo_shape(ctx, use_sg, swiglu).map(|shape| (bufs, shape)));
     let (family, entry, wg, tpr, rows_per_group) = match (&xqo, w) {
-        (Some((_, wg, sgx)), Matrix::Q4 { .. }) => (
+        (Some((_, x)), Matrix::Q4 { .. }) => (
             "gemv_i8_xqo",
-            if *sgx {
+            if x.sgx {
                 "gemv_q4_i8_sgx_xqo"
             } else {
                 "gemv_q4_i8_xqo"
             },
-            *wg,
-            wg / 32,
-            if swiglu { 2 } else { 1 },
+            x.wg,
+            x.tpr,
+            x.rows,
         ),
-        (Some((_, wg, sgx)), _) => (
+        (Some((_, x)), _) => (
             "gemv_i8_xqo",
-            if *sgx {
+            if x.sgx {
                 "gemv_q8_i8_sgx_xqo"
             } else {
                 "gemv_q8_i8_xqo"
             },
-            *wg,
-            wg / 32,
-            if swiglu { 2 } else { 1 },
+            x.wg,
+            x.tpr,
+            x.rows,
         ),
         (None, _) => (family, entry, WG, tpr, rows_per_group),
     };
@@ -706,7 +706,7 @@ fn gemv_inner(
         let ubuf = rec.params(bytemuck::bytes_of(&params));
         let [b0, b1, b2, b3, b4, b5] = group_buffers;
         let group = match (&rope, &xqo) {
-            (_, Some(((oq, od), _, _))) => rec.bind(
+            (_, Some(((oq, od), _))) => rec.bind(
                 &p,
                 &crate::binds![b0, b1, b2, b3, b4, b5, &ubuf, gbuf, *oq, *od],
             ),
@@ -742,34 +742,47 @@ fn gemv_inner(
     })
 }
 
-/// The workgroup of the `gemv_i8_xqo` kernels (32 lane groups of `wg / 32` invocations) and
-/// whether its lane groups reduce by subgroup shuffles (`_sgx_`: lane groups within one
-/// subgroup, any workgroup size) or through workgroup memory (at most 256 invocations). The
-/// knob where the device allows it; else 1024 with subgroups, 256 without. None where neither
-/// fits the device.
-fn xqo_shape(ctx: &crate::gpu::GpuContext, use_sg: bool) -> Option<(u32, bool)> {
+/// The launch shape of a `gemv_i8_xqo` kernel: 32 / `outs` lane groups of `tpr` invocations,
+/// each `outs` outputs (`rows` rows: twice that with SwiGLU), so that a workgroup owns a block.
+struct XqoShape {
+    wg: u32,
+    tpr: u32,
+    rows: u32,
+    /// Lane groups reduce by subgroup shuffles (`_sgx_`: each within one subgroup, any
+    /// workgroup size), else through workgroup memory (at most 256 invocations).
+    sgx: bool,
+}
+
+/// The knobs' shape where the device allows it; else 512 invocations (1024 without subgroups:
+/// 256), one output per lane group. None where nothing fits the device.
+fn xqo_shape(ctx: &crate::gpu::GpuContext, use_sg: bool, swiglu: bool) -> Option<XqoShape> {
     let l = &ctx.limits;
     let max = l
         .max_compute_invocations_per_workgroup
         .min(l.max_compute_workgroup_size_x);
     let sg = ctx.caps.subgroup_size;
-    let fits_sg = |wg: u32| use_sg && wg <= max && (wg / 32) <= sg && sg % (wg / 32) == 0;
-    let want = match ctx.xqo_wg {
+    let shape = |wg: u32, outs: u32| {
+        let tpr = wg * outs / 32;
+        let sgx = use_sg && tpr <= sg && sg.is_multiple_of(tpr);
+        (wg <= max && tpr >= 1 && (sgx || wg <= 256)).then_some(XqoShape {
+            wg,
+            tpr,
+            rows: outs * if swiglu { 2 } else { 1 },
+            sgx,
+        })
+    };
+    let wg = match ctx.xqo_wg {
         Some(w @ (256 | 512 | 1024)) => w,
-        _ if use_sg => 1024,
+        _ if use_sg => 512,
         _ => 256,
     };
-    if fits_sg(want) {
-        Some((want, true))
-    } else if want == 256 && 256 <= max {
-        Some((256, false))
-    } else if fits_sg(256) {
-        Some((256, true))
-    } else if 256 <= max {
-        Some((256, false))
-    } else {
-        None
-    }
+    let outs = match ctx.xqo_outs {
+        Some(o @ (1 | 2)) => o,
+        _ => 1,
+    };
+    shape(wg, outs)
+        .or_else(|| shape(256, 1))
+        .or_else(|| shape(128, 1))
 }
 
 /// Invocations per row of the int8 kernels: the knob where it is a power of two from the

@@ -440,8 +440,10 @@ pub async fn gemv_rope_case(
 /// A one-vector product that also writes its output as the next product's int8 x
 /// ([`Epilogue::xq_out`]): `y = act(W·x + bias)` (`act` SwiGLU over row pairs, GELU or none) of
 /// `m_out` outputs over `k`. Checked against the product then `quantise_vector` of its y: y
-/// within one rounding step (the fused kernel sums a row in another order), and the int8 x to
-/// the bit against `quantise_vector` of the fused kernel's own y. With `want_fused` the product
+/// within one rounding step (the fused kernel sums a row in another order), and the int8 x
+/// against `quantise_vector` of the fused kernel's own y: the same bits on lavapipe, int8 values
+/// within one step and scales within f32 rounding where a compiler treats the two kernels'
+/// quantisation differently (an H100); the note counts what differs. With `want_fused` the product
 /// must have quantised y itself (one dispatch fewer); the note says which ran.
 pub async fn gemv_xqo_case(
     ctx: &GpuContext,
@@ -494,26 +496,40 @@ pub async fn gemv_xqo_case(
     let got = y2.to_vec(ctx).await?;
     let (atol, rtol) = tol(ctx, (1e-5, 1e-5), (2e-3, 2e-3));
     let mut c = compare(&got, &want, atol, rtol);
-    // the int8 x (and its scales) to the bit: the fused kernel's against its own y quantised
-    let words = |b: &wgpu::Buffer, len: u64| {
+    // the int8 x and its (scale, Σ) against quantising the fused kernel's own y: the same bits
+    // where the compiler treats the two kernels' quantisation alike (lavapipe); an H100's
+    // compiler differs in the last bit of a few (int8 values one step apart, scales and sums
+    // within f32 rounding), which is all this allows
+    let bytes = |b: &wgpu::Buffer, len: u64| {
         let b = b.clone();
-        async move {
-            crate::gpu::read_buffer(ctx, &b, 0, len)
-                .await
-                .map(|v| bytemuck::pod_collect_to_vec::<u8, u32>(&v))
-        }
+        async move { crate::gpu::read_buffer(ctx, &b, 0, len).await }
     };
-    let mut differ = 0;
-    for ((a, b), len) in [((&fused.0, &check.0), lq), ((&fused.1, &check.1), ld)] {
-        let (wa, wb) = (words(a, len).await?, words(b, len).await?);
-        differ += wa.iter().zip(&wb).filter(|(p, q)| p != q).count();
-    }
+    let (qa, qb) = (bytes(&fused.0, lq).await?, bytes(&check.0, lq).await?);
+    let (da, db) = (bytes(&fused.1, ld).await?, bytes(&check.1, ld).await?);
+    let (da, db): (Vec<f32>, Vec<f32>) = (
+        bytemuck::pod_collect_to_vec(&da),
+        bytemuck::pod_collect_to_vec(&db),
+    );
+    let q_diff = qa.iter().zip(&qb).filter(|(p, q)| p != q).count();
+    let q_far = qa
+        .iter()
+        .zip(&qb)
+        .filter(|(p, q)| (**p as i8 as i32 - **q as i8 as i32).abs() > 1)
+        .count();
+    let d_diff = da.iter().zip(&db).filter(|(p, q)| p != q).count();
+    let d_far = da
+        .iter()
+        .zip(&db)
+        .filter(|(p, q)| (*p - *q).abs() > 1e-6 * (1.0 + q.abs()))
+        .count();
     note_fusion(&mut c, "gemv_xq", (together, separate), want_fused);
-    if differ > 0 {
-        c.bad += differ;
+    c.bad += q_far + d_far;
+    if q_diff + d_diff > 0 {
         c.note = Some(format!(
-            "{}; {differ} words of the int8 y differ from quantising the y written",
-            c.note.take().unwrap_or_default()
+            "{}; against quantising the y written: {q_diff} of {} int8 values differ ({q_far} by more than one step), {d_diff} of {} scales and sums ({d_far} beyond 1e-6)",
+            c.note.take().unwrap_or_default(),
+            qa.len(),
+            da.len()
         ));
     }
     Ok(c)

@@ -65,6 +65,9 @@ struct GpuArgs {
     /// or 1024 (a tuning knob).
     #[arg(long)]
     xqo_wg: Option<u32>,
+    /// Outputs per lane group of those products: 1 or 2 (a tuning knob).
+    #[arg(long)]
+    xqo_outs: Option<u32>,
     /// Keys per split of the decode attention, 32 or 64 (a tuning knob; default 32 up to 512
     /// keys, 64 beyond).
     #[arg(long, value_parser = parse_decode_keys)]
@@ -168,6 +171,7 @@ impl GpuArgs {
             no_fused_ln: self.no_fused_ln,
             no_fused_xqo: self.no_fused_xqo,
             xqo_wg: self.xqo_wg,
+            xqo_outs: self.xqo_outs,
             attn_decode_keys: self.attn_decode_keys,
             gemm_tile: self.gemm_tile,
             gemm_split: self.gemm_split,
