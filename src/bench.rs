@@ -230,6 +230,7 @@ pub async fn bench_product(
     working_set: u64,
     scale: usize,
     n: usize,
+    xq_out: bool,
 ) -> Result<ProductResult, OpError> {
     let n = n.max(1);
     let (rows, cols) = (shape.rows / scale.max(1), shape.cols / scale.max(1));
@@ -258,11 +259,18 @@ pub async fn bench_product(
         },
     )?;
     let y = Tensor::empty(ctx, "y", &[n * rows]);
+    // `xq_out`: the product also writes y as the next product's int8 x
+    let (lq, ld) = ops::xq_buffers_len(rows);
+    let yq = (ctx.storage("yq", lq), ctx.storage("yd", ld));
+    let epi = Epilogue {
+        xq_out: (xq_out && n == 1).then_some((&yq.0, &yq.1)),
+        ..Default::default()
+    };
     rec.submit()?;
     let reps = copies.max(8).div_ceil(copies) * copies;
     let run = |r: &mut Recorder| -> Result<(), OpError> {
         for i in 0..reps {
-            ops::gemv(r, &ws[i % copies], &x, &y, Epilogue::default())?;
+            ops::gemv(r, &ws[i % copies], &x, &y, epi)?;
         }
         Ok(())
     };

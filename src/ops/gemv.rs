@@ -587,7 +587,7 @@ fn gemv_inner(
                 && ctx.limits.max_storage_buffers_per_shader_stage
                     >= 9 + ctx.caps.params_in_storage as u32
         })
-        .and_then(|bufs| xqo_shape(ctx, use_sg, swiglu).map(|shape| (bufs, shape)));
+        .and_then(|bufs| xqo_shape(ctx, use_sg, swiglu, m_out).map(|shape| (bufs, shape)));
     let (family, entry, wg, tpr, rows_per_group) = match (&xqo, w) {
         (Some((_, x)), Matrix::Q4 { .. }) => (
             "gemv_i8_xqo",
@@ -753,9 +753,15 @@ struct XqoShape {
     sgx: bool,
 }
 
-/// The knobs' shape where the device allows it; else 512 invocations (1024 without subgroups:
-/// 256), one output per lane group. None where nothing fits the device.
-fn xqo_shape(ctx: &crate::gpu::GpuContext, use_sg: bool, swiglu: bool) -> Option<XqoShape> {
+/// The knobs' shape where the device allows it; else with subgroups 1024 invocations for up
+/// to 4096 outputs and 512 above, without 256; one output per lane group. None where nothing
+/// fits the device.
+fn xqo_shape(
+    ctx: &crate::gpu::GpuContext,
+    use_sg: bool,
+    swiglu: bool,
+    m_out: usize,
+) -> Option<XqoShape> {
     let l = &ctx.limits;
     let max = l
         .max_compute_invocations_per_workgroup
@@ -771,8 +777,11 @@ fn xqo_shape(ctx: &crate::gpu::GpuContext, use_sg: bool, swiglu: bool) -> Option
             sgx,
         })
     };
+    // few blocks (3584 outputs: o_proj, down, the head's linear2) spread best over workgroups
+    // of 1024; the taller products over 512 (H100, `bench kernels --xq-out`)
     let wg = match ctx.xqo_wg {
         Some(w @ (256 | 512 | 1024)) => w,
+        _ if use_sg && m_out <= 4096 => 1024,
         _ if use_sg => 512,
         _ => 256,
     };

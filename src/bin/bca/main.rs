@@ -304,6 +304,10 @@ enum BenchCmd {
         /// Bytes of distinct weights cycled through per shape (defeats the GPU's L2 cache).
         #[arg(long, default_value_t = 512 << 20)]
         working_set: u64,
+        /// Each product also writes its output as the next product's int8 x
+        /// (`Epilogue::xq_out`; one vector).
+        #[arg(long)]
+        xq_out: bool,
         /// Also write the results as JSON here.
         #[arg(long)]
         json: Option<PathBuf>,
@@ -413,6 +417,7 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                     scale,
                     n,
                     working_set,
+                    xq_out,
                     json,
                 },
         } => {
@@ -463,6 +468,7 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                         working_set,
                         scale,
                         n,
+                        xq_out,
                     ))?;
                     println!(
                         "{:<30} {:>4} {:>7} {:>6} {:>10.2} {:>9.2} {:>8.1} {:>6.1}% {:>7.2}",
