@@ -443,6 +443,8 @@ pub async fn bench_decode(
     let scratch = ctx.storage("attn.scratch", ops::decode_scratch_bytes(s.heads, d, tmax));
     let attn_xq = crate::model::llm::xq_buffers(ctx, "attn", s.heads * d);
     let mlp_xq = crate::model::llm::xq_buffers(ctx, "mlp", s.inter);
+    let a_xq = crate::model::llm::xq_norm_buffers(ctx, "h.a", s.hidden);
+    let b_xq = crate::model::llm::xq_norm_buffers(ctx, "h.b", s.hidden);
     let am_scratch = ops::ArgmaxScratch::new(ctx, s.vocab);
     let am_out = ctx.storage("argmax.out", 16);
     let scale = 1.0 / (d as f32).sqrt();
@@ -450,7 +452,12 @@ pub async fn bench_decode(
     // `only`: record just one stage (for the per-stage breakdown); None = the whole token.
     let stage = |rec: &mut Recorder, pos: usize, only: Option<usize>| -> Result<(), OpError> {
         let on = |i: usize| only.is_none_or(|o| o == i);
-        for l in &layers {
+        // as the engine's decode does, the RMSNorms of layers after the first are deferred
+        // into the products after them where the device can (o_proj / down write h·g as int8
+        // x); in the per-stage breakdown each product reads what the last full step left
+        let defers = |a: &Matrix, b: &Matrix| fuse_norm && ops::norm_defers(ctx, a, b);
+        for (li, l) in layers.iter().enumerate() {
+            let qkv_deferred = li > 0 && defers(&layers[li - 1].down, &l.qkv);
             if on(0) {
                 // RoPE and the cache append in the product's epilogue where it can (else a
                 // rope_kv dispatch after it, inside gemv), as the engine's decode does
@@ -464,7 +471,14 @@ pub async fn bench_decode(
                     }),
                     ..Default::default()
                 };
-                if fuse_norm {
+                if qkv_deferred {
+                    let epi = Epilogue {
+                        prequantised: Some((&a_xq.0, &a_xq.1)),
+                        deferred_norm: Some((&a_xq.2, 1e-6)),
+                        ..epi
+                    };
+                    ops::gemv(rec, &l.qkv, &h_a, &qkv, epi)?;
+                } else if fuse_norm {
                     let epi = Epilogue {
                         norm: Some((&l.ln1, 1e-6)),
                         ..epi
@@ -482,10 +496,13 @@ pub async fn bench_decode(
             if on(1) {
                 ops::attn_decode_xq(rec, &q, &l.cache, pos + 1, scale, &scratch, &attn, xq)?;
             }
+            let gu_deferred = defers(&l.o, &l.gate_up);
             if on(2) {
                 let epi = Epilogue {
                     residual: Some(&h_a),
                     prequantised: xq,
+                    xq_out: gu_deferred.then_some((&b_xq.0, &b_xq.1)),
+                    xq_out_norm: gu_deferred.then_some((&l.ln2, &b_xq.2)),
                     ..Default::default()
                 };
                 ops::gemv(rec, &l.o, &attn_flat, &h_b, epi)?;
@@ -499,7 +516,14 @@ pub async fn bench_decode(
                     xq_out: mxq,
                     ..Default::default()
                 };
-                if fuse_norm {
+                if gu_deferred {
+                    let epi = Epilogue {
+                        prequantised: Some((&b_xq.0, &b_xq.1)),
+                        deferred_norm: Some((&b_xq.2, 1e-6)),
+                        ..epi
+                    };
+                    ops::gemv(rec, &l.gate_up, &h_b, &mlp, epi)?;
+                } else if fuse_norm {
                     let epi = Epilogue {
                         norm: Some((&l.ln2, 1e-6)),
                         ..epi
@@ -510,10 +534,14 @@ pub async fn bench_decode(
                     ops::gemv(rec, &l.gate_up, &h_n, &mlp, epi)?;
                 }
             }
+            let next = layers.get(li + 1);
+            let next_deferred = next.is_some_and(|nx| defers(&l.down, &nx.qkv));
             if on(4) {
                 let epi = Epilogue {
                     residual: Some(&h_b),
                     prequantised: mxq,
+                    xq_out: next_deferred.then_some((&a_xq.0, &a_xq.1)),
+                    xq_out_norm: next.filter(|_| next_deferred).map(|nx| (&nx.ln1, &a_xq.2)),
                     ..Default::default()
                 };
                 ops::gemv(rec, &l.down, &mlp, &h_a, epi)?;

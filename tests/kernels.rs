@@ -972,3 +972,46 @@ fn gemv_xq_out_epilogue() {
     assert!(err.to_string().contains("one vector"), "{err}");
     assert_eq!(rec.dispatches(), before);
 }
+
+/// An RMSNorm deferred across two q4/q8 products (`Epilogue::xq_out_norm` →
+/// `Epilogue::deferred_norm`, `defer_norm.wgsl`): the producer (o_proj / down-like, with a
+/// residual) writes its output times the norm's g as int8 x and Σ y² per block, and the next
+/// product scales by the norm it computes from them. Against the norm in its own quantisation
+/// dispatch, for the three products that follow the LLM's norms: a plain product with a bias,
+/// gate/up with SwiGLU writing int8 x itself, and W_pack with RoPE and the cache append.
+/// Output counts that are and are not multiples of the 32-value block. The subgroup path must
+/// defer it (one dispatch fewer); the portable and f32 paths and `--no-defer-norm` keep it.
+#[test]
+fn gemv_deferred_norm() {
+    use bca::selftest::DeferNext;
+    let mut seed = 10300;
+    let off = pollster::block_on(GpuContext::new(&GpuOptions {
+        require_f16: true,
+        no_defer_norm: true,
+        ..Default::default()
+    }))
+    .expect("GPU adapter");
+    for (label, c, want_fused) in [
+        ("f16", ctx(Path::F16), true),
+        ("f16 portable", ctx(Path::F16Portable), false),
+        ("f32", ctx(Path::F32), false),
+        ("--no-defer-norm", &off, false),
+    ] {
+        for format in [WeightFormat::Q4, WeightFormat::Q8] {
+            for (shape, next) in [
+                ((256usize, 192usize, 96usize), DeferNext::Plain),
+                ((320, 256, 200), DeferNext::SwiGluXq),
+                ((256, 128, 0), DeferNext::Rope(2, 1, 32)),
+                ((200, 64, 37), DeferNext::Plain),
+            ] {
+                seed += 1;
+                assert_ok(
+                    &format!("{label} {format:?} {shape:?} {next:?}"),
+                    pollster::block_on(selftest::gemv_defer_case(
+                        c, format, shape, next, want_fused, seed,
+                    )),
+                );
+            }
+        }
+    }
+}

@@ -130,14 +130,19 @@ fn logits_match_transformers_f32() {
 /// f16 activations (with and without subgroups) and quantised weights: stated bounds.
 #[test]
 fn logits_bounds_f16_q8_q4() {
-    for (path, format, bound) in [
-        (GpuPath::F16, WeightFormat::F16, 5e-3),
-        (GpuPath::F16, WeightFormat::Q8, 2e-2),
-        (GpuPath::F16, WeightFormat::Q4, 1.5e-1),
+    // chunks of 16 (prefill products), and of 1: every position a decode step, whose RMSNorms
+    // are deferred into the products after them where the device can (see
+    // decode_steps_defer_their_norms)
+    for (path, format, bound, chunk) in [
+        (GpuPath::F16, WeightFormat::F16, 5e-3, 16),
+        (GpuPath::F16, WeightFormat::Q8, 2e-2, 16),
+        (GpuPath::F16, WeightFormat::Q4, 1.5e-1, 16),
+        (GpuPath::F16, WeightFormat::Q8, 2e-2, 1),
+        (GpuPath::F16, WeightFormat::Q4, 1.5e-1, 1),
     ] {
-        for (name, ev, _, t1) in run_path(path, format, 16) {
+        for (name, ev, _, t1) in run_path(path, format, chunk) {
             eprintln!(
-                "{path:?} {} {name}: max |Δlogit| {ev:.2e}, top-1 differs at {t1}",
+                "{path:?} {} chunk {chunk} {name}: max |Δlogit| {ev:.2e}, top-1 differs at {t1}",
                 format.name()
             );
             assert!(
@@ -146,6 +151,29 @@ fn logits_bounds_f16_q8_q4() {
                 format.name()
             );
         }
+    }
+}
+
+/// A decode step defers its RMSNorms into the products after them on this device (o_proj →
+/// gate/up, down → the next W_pack; the audio head's linear2 → in_proj and the classifier):
+/// the shapes of the tiny checkpoint take the deferred kernels (one dispatch fewer each), whose
+/// values logits_bounds_f16_q8_q4 (chunk 1) and audio_head_matches_numpy_reference (q8) check
+/// against the goldens.
+#[test]
+fn decode_steps_defer_their_norms() {
+    use bca::selftest::{gemv_defer_case, DeferNext};
+    let c = ctx(GpuPath::F16);
+    let w = Weights::open(&tiny(Variant::Instruct), WeightFormat::Q4).expect("open");
+    let llm = Llm::load(c, &w).expect("load");
+    let (h, inter) = (llm.dims.hidden, llm.dims.inter);
+    for (shape, next) in [
+        ((h, h, inter), DeferNext::SwiGluXq),
+        ((h, inter, 0), DeferNext::Rope(2, 1, 32)),
+        ((h, 2 * h, 96), DeferNext::Plain),
+    ] {
+        let r = pollster::block_on(gemv_defer_case(c, WeightFormat::Q4, shape, next, true, 3))
+            .expect("case");
+        assert!(r.ok(), "{shape:?} {next:?}: {r}");
     }
 }
 

@@ -471,6 +471,9 @@ fn decode_fusions_leave_a_q4_turn_unchanged() {
                 no_attn_xq,
                 no_fused_rope,
                 no_fused_xqo,
+                // (deferred norms quantise x·g instead of the normalised x: not the same bits,
+                // so they are off on both sides here; llm.rs checks them against the goldens)
+                no_defer_norm: true,
                 ..Default::default()
             }))
             .expect("GPU adapter");

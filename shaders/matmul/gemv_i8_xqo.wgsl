@@ -7,8 +7,13 @@
 // dispatch reading y. Outputs past M are zero, as gemv_xq pads past K.
 //
 // Bindings 0–7 as gemv_i8.wgsl (NB = 1), and
-// @binding(8) oq: (⌈M_out/32⌉, 8) u32      int8 y, 4 per word, ascending from the low byte
-// @binding(9) od: (⌈M_out/32⌉,) vec2<f32>  (scale = max|y| / 127, Σ y) per block
+// @binding(8)  oq:  (⌈M_out/32⌉, 8) u32      int8 y, 4 per word, ascending from the low byte
+// @binding(9)  od:  (⌈M_out/32⌉,) vec2<f32>  (scale = max|y| / 127, Σ y) per block
+// `_defer` entries (x's RMSNorm deferred to this product, defer_norm.wgsl):
+// @binding(10) aux: (nbq,) f32              Σ x² per block of x
+// `_norm` entries (y is the input of an RMSNorm whose g is known: the next product defers it):
+// @binding(10) aux: (M_out,) f32            that norm's g; oq, od then hold y·g as int8 x
+// @binding(11) oss: (⌈M_out/32⌉,) f32       Σ y² per block
 
 // #include gemv_i8_core
 
@@ -96,6 +101,33 @@ fn reduce_lanes(acc: vec4<f32>) -> vec4<f32> {
     return a;
 }
 
+// #include defer_norm
+
+@group(0) @binding(11) var<storage, read_write> oss: array<f32>;
+
+// xqo_block for the `_norm` entries: the block of y·g (g = aux) and Σ y² of the block.
+fn xqo_block_norm(b: u32, lid: u32) {
+    workgroupBarrier();
+    if (lid == 0u) {
+        let m_out = select(P.m, P.m / 2u, ACT == 3u);
+        var a: array<vec4<f32>, 8>;
+        var ss = 0.0;
+        for (var j = 0u; j < 8u; j++) {
+            for (var e = 0u; e < 4u; e++) {
+                let v = blk[4u * j + e];
+                a[j][e] = v * aux[min(32u * b + 4u * j + e, m_out - 1u)];
+                ss += v * v;
+            }
+        }
+        let q = xq_block(a);
+        for (var j = 0u; j < 8u; j++) {
+            oq[8u * b + j] = q.q[j];
+        }
+        od[b] = q.d;
+        oss[b] = ss;
+    }
+}
+
 @compute @workgroup_size(WG)
 fn gemv_q4_i8_sgx_xqo(@builtin(workgroup_id) wid: vec3<u32>,
                       @builtin(local_invocation_index) lid: u32) {
@@ -124,5 +156,73 @@ fn gemv_q8_i8_sgx_xqo(@builtin(workgroup_id) wid: vec3<u32>,
         xqo_rows(row0, sums);
     }
     xqo_block(wg_linear(wid), lid);
+}
+
+@compute @workgroup_size(WG)
+fn gemv_q4_i8_sgx_xqo_defer(@builtin(workgroup_id) wid: vec3<u32>,
+                            @builtin(local_invocation_index) lid: u32,
+                            @builtin(subgroup_invocation_id) sid: u32,
+                            @builtin(subgroup_size) sgs: u32) {
+    let row0 = row0_of(wid, lid);
+    let part = defer_load(lid);
+    var acc = vec4<f32>(0.0);
+    if (row0 < P.m) {
+        acc = group_partial_q4(row0, lid % TPR);
+    }
+    let inv = defer_inv_rms(part, lid, sid, sgs);
+    let sums = reduce_lanes(acc) * inv;
+    if (lid % TPR == 0u) {
+        xqo_rows(row0, sums);
+    }
+    xqo_block(wg_linear(wid), lid);
+}
+
+@compute @workgroup_size(WG)
+fn gemv_q8_i8_sgx_xqo_defer(@builtin(workgroup_id) wid: vec3<u32>,
+                            @builtin(local_invocation_index) lid: u32,
+                            @builtin(subgroup_invocation_id) sid: u32,
+                            @builtin(subgroup_size) sgs: u32) {
+    let row0 = row0_of(wid, lid);
+    let part = defer_load(lid);
+    var acc = vec4<f32>(0.0);
+    if (row0 < P.m) {
+        acc = group_partial_q8(row0, lid % TPR);
+    }
+    let inv = defer_inv_rms(part, lid, sid, sgs);
+    let sums = reduce_lanes(acc) * inv;
+    if (lid % TPR == 0u) {
+        xqo_rows(row0, sums);
+    }
+    xqo_block(wg_linear(wid), lid);
+}
+
+@compute @workgroup_size(WG)
+fn gemv_q4_i8_sgx_xqo_norm(@builtin(workgroup_id) wid: vec3<u32>,
+                           @builtin(local_invocation_index) lid: u32) {
+    let row0 = row0_of(wid, lid);
+    var acc = vec4<f32>(0.0);
+    if (row0 < P.m) {
+        acc = group_partial_q4(row0, lid % TPR);
+    }
+    let sums = reduce_lanes(acc);
+    if (lid % TPR == 0u) {
+        xqo_rows(row0, sums);
+    }
+    xqo_block_norm(wg_linear(wid), lid);
+}
+
+@compute @workgroup_size(WG)
+fn gemv_q8_i8_sgx_xqo_norm(@builtin(workgroup_id) wid: vec3<u32>,
+                           @builtin(local_invocation_index) lid: u32) {
+    let row0 = row0_of(wid, lid);
+    var acc = vec4<f32>(0.0);
+    if (row0 < P.m) {
+        acc = group_partial_q8(row0, lid % TPR);
+    }
+    let sums = reduce_lanes(acc);
+    if (lid % TPR == 0u) {
+        xqo_rows(row0, sums);
+    }
+    xqo_block_norm(wg_linear(wid), lid);
 }
 // #endif

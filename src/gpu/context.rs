@@ -38,6 +38,9 @@ pub struct GpuOptions {
     /// Invocations per workgroup of the products that write their output as int8 x (256, 512
     /// or 1024; a tuning knob).
     pub xqo_wg: Option<u32>,
+    /// RMSNorms stay a quantisation dispatch of their own before the product they feed instead
+    /// of being deferred into it (`Epilogue::deferred_norm`; for comparisons).
+    pub no_defer_norm: bool,
     /// Outputs per lane group of those products, 1 or 2 (a tuning knob).
     pub xqo_outs: Option<u32>,
     /// Keys per split of the decode attention with head dims a multiple of 4 (32 or 64;
@@ -200,6 +203,8 @@ pub struct GpuContext {
     pub no_fused_xqo: bool,
     /// See [`GpuOptions::xqo_wg`].
     pub xqo_wg: Option<u32>,
+    /// See [`GpuOptions::no_defer_norm`].
+    pub no_defer_norm: bool,
     /// See [`GpuOptions::xqo_outs`].
     pub xqo_outs: Option<u32>,
     /// See [`GpuOptions::attn_decode_keys`].
@@ -442,6 +447,7 @@ impl GpuContext {
             no_fused_ln: opts.no_fused_ln,
             no_fused_xqo: opts.no_fused_xqo,
             xqo_wg: opts.xqo_wg,
+            no_defer_norm: opts.no_defer_norm,
             xqo_outs: opts.xqo_outs,
             attn_decode_keys: opts.attn_decode_keys,
             gemm_tile: opts.gemm_tile,

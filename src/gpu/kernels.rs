@@ -178,6 +178,10 @@ const INCLUDES: &[(&str, &str)] = &[
         include_str!("../../shaders/common/gemv_i8_core.wgsl"),
     ),
     (
+        "defer_norm",
+        include_str!("../../shaders/common/defer_norm.wgsl"),
+    ),
+    (
         "coop_tile",
         include_str!("../../shaders/common/coop_tile.wgsl"),
     ),
@@ -286,6 +290,11 @@ pub fn source(key: &KernelKey) -> Result<String, GpuError> {
             continue;
         }
         if let Some(name) = t.strip_prefix("// #include ") {
+            if !keep {
+                // (inside an `#if subgroups` block of a portable variant)
+                out.push('\n');
+                continue;
+            }
             let snippet = INCLUDES
                 .iter()
                 .find(|(n, _)| *n == name.trim())

@@ -168,6 +168,36 @@ pub struct Epilogue<'a> {
     /// `gemv_xq` dispatch quantises y after the product. Either way they are the bits that
     /// quantising the y written gives.
     pub xq_out: Option<(&'a wgpu::Buffer, &'a wgpu::Buffer)>,
+    /// With [`Self::xq_out`]: y is the input of an RMSNorm of weight `g` (f32, M_out) that the
+    /// next product defers ([`Self::deferred_norm`]). `xq_out` then holds y·g as int8 x, and
+    /// `ss` (⌈M_out/32⌉ f32) Σ y² per 32-value block. Only where the fused epilogue runs (the
+    /// caller asks [`norm_defers`]); elsewhere an error, before anything is recorded.
+    pub xq_out_norm: Option<(&'a wgpu::Buffer, &'a wgpu::Buffer)>,
+    /// x's RMSNorm deferred to this product: x comes [`Self::prequantised`] from a product with
+    /// [`Self::xq_out_norm`] (int8 x·g), `(ss, eps)` its block sums of squares and the norm's
+    /// epsilon; the product scales its sums by 1/√(Σ x²/K + ε) (`defer_norm.wgsl`). Only where
+    /// [`norm_defers`] says so; elsewhere an error, before anything is recorded.
+    pub deferred_norm: Option<(&'a wgpu::Buffer, f32)>,
+}
+
+/// Whether the product `producer` (no SwiGLU) can feed the RMSNorm before `next` deferred
+/// ([`Epilogue::xq_out_norm`] → [`Epilogue::deferred_norm`]): both take int8 x, the
+/// producer's fused epilogue reduces by subgroups, the device binds 11 storage buffers (12
+/// where params live in one), and no knob turns a piece of it off.
+pub fn norm_defers(ctx: &crate::gpu::GpuContext, producer: &Matrix, next: &Matrix) -> bool {
+    let sg = ctx.caps.subgroup_size;
+    let use_sg = ctx.caps.subgroups && sg >= 4 && WG.is_multiple_of(sg);
+    let producer_m_out = producer.rows();
+    norm_folds(ctx, producer, 1)
+        && norm_folds(ctx, next, 1)
+        && use_sg
+        && sg < 128
+        && !ctx.no_defer_norm
+        && !ctx.no_fused_xqo
+        && ctx.gemv_tpr.is_none()
+        && ctx.gemv_rows.is_none()
+        && ctx.limits.max_storage_buffers_per_shader_stage >= 11 + ctx.caps.params_in_storage as u32
+        && xqo_shape(ctx, use_sg, false, producer_m_out).is_some_and(|s| s.sgx)
 }
 
 /// Whether a one-vector product that feeds `next` should write its output as `next`'s int8 x
@@ -337,6 +367,26 @@ pub fn gemv(
         let (lq, ld) = xq_buffers_len(m_out);
         check_len("gemv", "int8 y", xq, lq)?;
         check_len("gemv", "int8 y scales", xd, ld)?;
+        if let Some((g, ss)) = epi.xq_out_norm {
+            check_len("gemv", "next norm weight", g, m_out as u64 * 4)?;
+            check_len("gemv", "int8 y sums of squares", ss, ld / 2)?;
+        }
+    } else if epi.xq_out_norm.is_some() {
+        return Err(shape_err("gemv", "xq_out_norm without xq_out"));
+    }
+    if let Some((ss, _)) = epi.deferred_norm {
+        if epi.prequantised.is_none() || epi.norm.is_some() {
+            return Err(shape_err(
+                "gemv",
+                "a deferred norm takes its x prequantised, without a norm of its own",
+            ));
+        }
+        check_len(
+            "gemv",
+            "x sums of squares",
+            ss,
+            w.cols().div_ceil(32) as u64 * 4,
+        )?;
     }
     let done = gemv_inner(rec, w, x, y, epi)?;
     if !done.xq {
@@ -613,6 +663,46 @@ fn gemv_inner(
         ),
         (None, _) => (family, entry, WG, tpr, rows_per_group),
     };
+    // the deferred-norm variants: x's norm into this product (`_defer`), or y·g for the next
+    // one's (`_norm`); only these entries have them (`norm_defers` is the callers' check)
+    let defer = epi.deferred_norm.filter(|_| int8);
+    let norm_mode = epi.xq_out_norm.filter(|_| xqo.is_some());
+    if epi.xq_out_norm.is_some() && norm_mode.is_none() {
+        return Err(shape_err(
+            OP,
+            format!(
+                "y·g for a deferred norm needs the fused int8 epilogue, which this product ({} {m}×{k}) does not take here (callers ask ops::norm_defers)",
+                w.format()
+            ),
+        ));
+    }
+    if epi.deferred_norm.is_some() && defer.is_none() {
+        return Err(shape_err(
+            OP,
+            "a deferred norm needs q4/q8 weights with int8 activations (callers ask ops::norm_defers)",
+        ));
+    }
+    let entry = match (defer.is_some(), norm_mode.is_some(), entry) {
+        (false, false, e) => e,
+        (true, false, "gemv_q4_i8_sgk") => "gemv_q4_i8_sgk_defer",
+        (true, false, "gemv_q8_i8_sgk") => "gemv_q8_i8_sgk_defer",
+        (true, false, "gemv_q4_i8_sgk_rope") => "gemv_q4_i8_sgk_rope_defer",
+        (true, false, "gemv_q8_i8_sgk_rope") => "gemv_q8_i8_sgk_rope_defer",
+        (true, false, "gemv_q4_i8_sgx_xqo") => "gemv_q4_i8_sgx_xqo_defer",
+        (true, false, "gemv_q8_i8_sgx_xqo") => "gemv_q8_i8_sgx_xqo_defer",
+        (false, true, "gemv_q4_i8_sgx_xqo") => "gemv_q4_i8_sgx_xqo_norm",
+        (false, true, "gemv_q8_i8_sgx_xqo") => "gemv_q8_i8_sgx_xqo_norm",
+        (d, _, e) => {
+            return Err(shape_err(
+                OP,
+                format!(
+                    "{} has no {} variant (callers ask ops::norm_defers)",
+                    e,
+                    if d { "deferred-norm" } else { "y·g" }
+                ),
+            ))
+        }
+    };
     let mut constants = vec![
         ("WG", wg),
         ("TPR", tpr),
@@ -633,14 +723,27 @@ fn gemv_inner(
         subgroups: use_sg,
         constants,
     };
-    let bindings = if rope.is_some() {
+    let mut bindings = if rope.is_some() {
         ROPE_BINDINGS
     } else if xqo.is_some() {
         XQO_BINDINGS
+    } else if defer.is_some() {
+        // bindings 8 and 9 unused (dummies) before the deferred norm's 10
+        &ROPE_BINDINGS[..8]
     } else {
         BINDINGS
-    };
-    let p = ctx.pipeline(&key, bindings)?;
+    }
+    .to_vec();
+    if defer.is_some() {
+        if bindings.len() == 8 {
+            bindings.extend([Binding::Read, Binding::Read]);
+        }
+        bindings.push(Binding::Read);
+    }
+    if norm_mode.is_some() {
+        bindings.extend([Binding::Read, Binding::ReadWrite]);
+    }
+    let p = ctx.pipeline(&key, &bindings)?;
     let groups = (m as u32).div_ceil(wg / tpr * rows_per_group);
     let g = grid(groups, ctx.limits.max_compute_workgroups_per_dimension);
     let flags = epi.bias.is_some() as u32 | (epi.residual.is_some() as u32) << 1;
@@ -674,7 +777,12 @@ fn gemv_inner(
     let (xbuf, gbuf, eps, x_stride) = match (&quantised, given) {
         // binding 7 carries the per-block x scales instead of the norm weight
         (Some((xq, xd)), _) => (&xq.buffer, &xd.buffer, 0.0, k.div_ceil(32) as u32),
-        (None, Some((xq, xd))) => (xq, xd, 0.0, k.div_ceil(32) as u32),
+        (None, Some((xq, xd))) => (
+            xq,
+            xd,
+            defer.map(|(_, e)| e).unwrap_or(0.0),
+            k.div_ceil(32) as u32,
+        ),
         (None, None) => {
             let (g, eps) = epi.norm.unwrap_or((&ctx.dummy, 0.0));
             (&x.buf, g, eps, xs as u32)
@@ -705,29 +813,36 @@ fn gemv_inner(
         };
         let ubuf = rec.params(bytemuck::bytes_of(&params));
         let [b0, b1, b2, b3, b4, b5] = group_buffers;
-        let group = match (&rope, &xqo) {
-            (_, Some(((oq, od), _))) => rec.bind(
-                &p,
-                &crate::binds![b0, b1, b2, b3, b4, b5, &ubuf, gbuf, *oq, *od],
-            ),
+        let mut list: Vec<crate::gpu::Bind> = match (&rope, &xqo) {
+            (_, Some(((oq, od), _))) => {
+                crate::binds![b0, b1, b2, b3, b4, b5, &ubuf, gbuf, *oq, *od].to_vec()
+            }
             // q takes y's place
-            (Some(r), None) => rec.bind(
-                &p,
-                &crate::binds![
-                    b0,
-                    b1,
-                    b2,
-                    b3,
-                    b4,
-                    &r.q.buf,
-                    &ubuf,
-                    gbuf,
-                    &r.cache.buf,
-                    r.inv_freq
-                ],
-            ),
-            (None, None) => rec.bind(&p, &crate::binds![b0, b1, b2, b3, b4, b5, &ubuf, gbuf]),
+            (Some(r), None) => crate::binds![
+                b0,
+                b1,
+                b2,
+                b3,
+                b4,
+                &r.q.buf,
+                &ubuf,
+                gbuf,
+                &r.cache.buf,
+                r.inv_freq
+            ]
+            .to_vec(),
+            (None, None) => crate::binds![b0, b1, b2, b3, b4, b5, &ubuf, gbuf].to_vec(),
         };
+        if let Some((ss, _)) = defer {
+            if list.len() == 8 {
+                list.extend(crate::binds![&ctx.dummy, &ctx.dummy]);
+            }
+            list.push(ss.into());
+        }
+        if let Some((gn, oss)) = norm_mode {
+            list.extend(crate::binds![gn, oss]);
+        }
+        let group = rec.bind(&p, &list);
         rec.dispatch(&p, &group, g)?;
         start += cnt;
     }

@@ -318,6 +318,8 @@ pub async fn gemv_case(ctx: &GpuContext, c: GemvCase, seed: u64) -> Result<Compa
         rope: None,
         layernorm: None,
         xq_out: None,
+        xq_out_norm: None,
+        deferred_norm: None,
     };
     ops::gemv(&mut rec, &wm, &xt, &yt, epi)?;
     rec.submit()?;
@@ -531,6 +533,181 @@ pub async fn gemv_xqo_case(
             qa.len(),
             da.len()
         ));
+    }
+    Ok(c)
+}
+
+/// The product after a deferred RMSNorm in [`gemv_defer_case`].
+#[derive(Clone, Copy, Debug)]
+pub enum DeferNext {
+    /// A plain product with a bias (the LM head, a classifier).
+    Plain,
+    /// Gate/up with SwiGLU, itself writing its output as int8 x (`_xqo_defer`).
+    SwiGluXq,
+    /// W_pack with RoPE and the cache append, `(Hq, Hkv, D)` (`_rope_defer`).
+    Rope(usize, usize, usize),
+}
+
+/// An RMSNorm deferred across two products ([`Epilogue::xq_out_norm`] →
+/// [`Epilogue::deferred_norm`]): `h = W1·x + r` (`m_mid` outputs over `k`: the LLM's down or
+/// o_proj) writes h·g as int8 x with its block sums of squares, and the next product (`next`,
+/// `m2` outputs) scales by the norm it computes from them. Against the same two products with
+/// the norm in its own quantisation dispatch: h within a rounding step, the next product's
+/// output within the int8 quantisation's difference (x·g quantised instead of RMSNorm(x)·g:
+/// the same up to rounding, so a value one step apart here and there). Where
+/// [`ops::norm_defers`] says the device cannot, both sides keep the norm's dispatch.
+/// `want_fused`: one dispatch fewer (the norm's quantisation).
+pub async fn gemv_defer_case(
+    ctx: &GpuContext,
+    format: WeightFormat,
+    (m_mid, k, m2): (usize, usize, usize),
+    next: DeferNext,
+    want_fused: bool,
+    seed: u64,
+) -> Result<Comparison, OpError> {
+    let mut rng = Rng::new(seed);
+    let eps = 1e-6;
+    let m2_rows = match next {
+        DeferNext::SwiGluXq => 2 * m2,
+        DeferNext::Rope(hq, hkv, d) => (hq + 2 * hkv) * d,
+        DeferNext::Plain => m2,
+    };
+    let w1 = Matrix::from_f32(
+        ctx,
+        "W1",
+        m_mid,
+        k,
+        &rng.normal_vec(m_mid * k, 0.05),
+        format,
+    );
+    let w2 = Matrix::from_f32(
+        ctx,
+        "W2",
+        m2_rows,
+        m_mid,
+        &rng.normal_vec(m2_rows * m_mid, 0.05),
+        format,
+    );
+    let xt = Tensor::from_f32(
+        ctx,
+        "x",
+        &[k],
+        &round_act(ctx.act(), &rng.normal_vec(k, 1.0)),
+    );
+    let rt = Tensor::from_f32(
+        ctx,
+        "r",
+        &[m_mid],
+        &round_act(ctx.act(), &rng.normal_vec(m_mid, 1.0)),
+    );
+    let b2 = Tensor::from_f32(
+        ctx,
+        "b2",
+        &[m2_rows],
+        &round_act(ctx.act(), &rng.uniform_vec(m2_rows, -1.0, 1.0)),
+    );
+    let g = ctx.upload("g", bytemuck::cast_slice(&rng.uniform_vec(m_mid, 0.5, 1.5)));
+    let (lq, ld) = ops::xq_buffers_len(m_mid);
+    let hq_bufs = (ctx.storage("hq", lq), ctx.storage("hd", ld));
+    let ss = ctx.storage("ss", ld / 2);
+    let m2_out = match next {
+        DeferNext::Rope(hq, _, d) => hq * d,
+        _ => m2,
+    };
+    let (lq2, ld2) = ops::xq_buffers_len(m2);
+    let yq_bufs = (ctx.storage("yq", lq2), ctx.storage("yd", ld2));
+    let h = [0, 1].map(|_| Tensor::empty(ctx, "h", &[m_mid]));
+    let hn = Tensor::empty(ctx, "hn", &[m_mid]);
+    let y_shape = match next {
+        DeferNext::Rope(hq, _, d) => vec![hq, d],
+        _ => vec![m2_out],
+    };
+    let y = [0, 1].map(|_| Tensor::empty(ctx, "y", &y_shape));
+    let caches = match next {
+        DeferNext::Rope(_, hkv, d) => {
+            let mut v = Vec::new();
+            for _ in 0..2 {
+                v.push(ops::KvCache::new(ctx, "cache", hkv, 4, d)?);
+            }
+            v
+        }
+        _ => Vec::new(),
+    };
+    let dh = match next {
+        DeferNext::Rope(_, _, d) => d,
+        _ => 2,
+    };
+    let inv = ctx.upload("inv", bytemuck::cast_slice(&ops::rope_inv_freq(1e4, dh)));
+    let mut rec = Recorder::new(ctx, "deferred norm test");
+    let record = |rec: &mut Recorder, i: usize, fused: bool| -> Result<usize, OpError> {
+        let start = rec.dispatches();
+        let p_epi = Epilogue {
+            residual: Some(&rt),
+            xq_out: fused.then_some((&hq_bufs.0, &hq_bufs.1)),
+            xq_out_norm: fused.then_some((&g, &ss)),
+            ..Default::default()
+        };
+        ops::gemv(rec, &w1, &xt, &h[i], p_epi)?;
+        let mut n_epi = Epilogue {
+            prequantised: fused.then_some((&hq_bufs.0, &hq_bufs.1)),
+            deferred_norm: fused.then_some((&ss, eps)),
+            ..Default::default()
+        };
+        match next {
+            DeferNext::Plain => n_epi.bias = Some(&b2),
+            DeferNext::SwiGluXq => {
+                n_epi.act = Activation::SwiGlu;
+                n_epi.xq_out = Some((&yq_bufs.0, &yq_bufs.1));
+            }
+            DeferNext::Rope(..) => {
+                n_epi.bias = Some(&b2);
+                n_epi.rope = Some(ops::RopeOut {
+                    inv_freq: &inv,
+                    pos: 2,
+                    q: &y[i],
+                    cache: &caches[i],
+                });
+            }
+        }
+        // the rope epilogue writes q, not y: give it a scratch y of the full width
+        let ybig = Tensor::empty(ctx, "qkv", &[m2_rows]);
+        let yout = match next {
+            DeferNext::Rope(..) => &ybig,
+            _ => &y[i],
+        };
+        if fused {
+            ops::gemv(rec, &w2, &h[i], yout, n_epi)?;
+        } else {
+            ops::gemv_rmsnorm(rec, &w2, &h[i], (&g, eps), &hn, false, yout, n_epi)?;
+        }
+        Ok(rec.dispatches() - start)
+    };
+    let separate = record(&mut rec, 0, false)?;
+    // where the device cannot defer it, the norm keeps its dispatch on both sides
+    let together = record(&mut rec, 1, ops::norm_defers(ctx, &w1, &w2))?;
+    rec.submit()?;
+    let mut want = h[0].to_vec(ctx).await?;
+    let mut got = h[1].to_vec(ctx).await?;
+    want.extend(y[0].to_vec(ctx).await?);
+    got.extend(y[1].to_vec(ctx).await?);
+    if let DeferNext::Rope(_, hkv, d) = next {
+        let n = 2 * hkv * 4 * d;
+        want.extend(ctx.read_act(&caches[0].buf, n).await?);
+        got.extend(ctx.read_act(&caches[1].buf, n).await?);
+    }
+    let (atol, rtol) = tol(ctx, (1e-2, 1e-2), (1e-2, 1e-2));
+    let mut c = compare(&got, &want, atol, rtol);
+    let fused = together + 1 == separate;
+    c.note = Some(format!(
+        "{} (dispatches {together} / {separate})",
+        if fused {
+            "norm deferred"
+        } else {
+            "norm in its own dispatch"
+        }
+    ));
+    if want_fused && !fused {
+        c.bad += 1;
     }
     Ok(c)
 }
@@ -903,6 +1080,27 @@ pub async fn run_all(ctx: &GpuContext) -> Vec<CaseResult> {
         out.push(CaseResult::from(
             format!("gemv + int8 y {} {shape:?} {a:?} [{act}]", format.name()),
             gemv_xqo_case(ctx, format, shape, (a, i == 1), false, 770 + i as u64).await,
+        ));
+    }
+    // an RMSNorm deferred from the product before it into the one after (down → W_pack with
+    // RoPE, o_proj → gate/up with SwiGLU)
+    for (i, (format, shape, next)) in [
+        (
+            WeightFormat::Q4,
+            (3584, 1024, 0),
+            DeferNext::Rope(4, 2, 128),
+        ),
+        (WeightFormat::Q8, (512, 3584, 1024), DeferNext::SwiGluXq),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        out.push(CaseResult::from(
+            format!(
+                "gemv → deferred rmsnorm → gemv {} {shape:?} {next:?} [{act}]",
+                format.name()
+            ),
+            gemv_defer_case(ctx, format, shape, next, false, 780 + i as u64).await,
         ));
     }
     out.push(CaseResult::from(

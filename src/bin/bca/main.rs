@@ -65,6 +65,10 @@ struct GpuArgs {
     /// or 1024 (a tuning knob).
     #[arg(long)]
     xqo_wg: Option<u32>,
+    /// RMSNorms before q4/q8 products keep a quantisation dispatch of their own instead of
+    /// being deferred into the product (a knob for comparisons).
+    #[arg(long)]
+    no_defer_norm: bool,
     /// Outputs per lane group of those products: 1 or 2 (a tuning knob).
     #[arg(long)]
     xqo_outs: Option<u32>,
@@ -171,6 +175,7 @@ impl GpuArgs {
             no_fused_ln: self.no_fused_ln,
             no_fused_xqo: self.no_fused_xqo,
             xqo_wg: self.xqo_wg,
+            no_defer_norm: self.no_defer_norm,
             xqo_outs: self.xqo_outs,
             attn_decode_keys: self.attn_decode_keys,
             gemm_tile: self.gemm_tile,

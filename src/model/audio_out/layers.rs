@@ -53,6 +53,8 @@ impl Linear {
                 rope: None,
                 layernorm: None,
                 xq_out: None,
+                xq_out_norm: None,
+                deferred_norm: None,
             },
         )
     }

@@ -227,6 +227,10 @@ pub struct HeadState {
     a_xq: (wgpu::Buffer, wgpu::Buffer),
     /// linear1's output as int8 x for linear2, written by linear1 (`Epilogue::xq_out`).
     y_xq: (wgpu::Buffer, wgpu::Buffer),
+    /// s before the next RMSNorm (the next layer's RMSNorm1, or the head norm) as int8 x·g with
+    /// its block sums of squares, written by linear2 for the product after the norm
+    /// (`Epilogue::xq_out_norm` → `Epilogue::deferred_norm`).
+    s_xq: (wgpu::Buffer, wgpu::Buffer, wgpu::Buffer),
     /// Logits of codebook i after step i (cb_i + 1 values; the last is "audio end").
     pub logits: Vec<Tensor>,
     binds: BindCache,
@@ -264,6 +268,7 @@ impl HeadState {
             ),
             a_xq: super::xq_buffers(ctx, "head.a", h),
             y_xq: super::xq_buffers(ctx, "head.y", 2 * h),
+            s_xq: super::xq_norm_buffers(ctx, "head.s", h),
             logits: head
                 .heads
                 .iter()
@@ -357,29 +362,44 @@ impl HeadState {
             shape: vec![head.nheads, head.head_dim],
             dtype: self.a.dtype,
         };
-        for (l, cache) in head.layers.iter().zip(&self.caches) {
-            // RMSNorm1 only feeds in_proj: folded into its quantisation of x where that is free
-            ops::gemv_rmsnorm(
-                rec,
-                &l.in_proj,
-                &s_vec,
-                (&l.ln1, head.eps),
-                &self.n,
-                false,
-                &self.qkv,
-                Epilogue {
-                    bias: Some(&l.in_bias),
-                    // the split and the depth-cache append (zero frequencies: no rotation) in
-                    // the product's epilogue where it can, else a rope_kv dispatch after it
-                    rope: Some(ops::RopeOut {
-                        inv_freq: &head.zero_freq,
-                        pos: i,
-                        q: &self.q,
-                        cache,
-                    }),
-                    ..Default::default()
-                },
-            )?;
+        let (m_cls, b_cls) = &head.heads[i];
+        // whether s arrives as the previous linear2 wrote it for this norm (deferred into the
+        // product after the norm where the device can)
+        let mut s_deferred = false;
+        let (sq, sd, sss) = &self.s_xq;
+        for (li, (l, cache)) in head.layers.iter().zip(&self.caches).enumerate() {
+            let in_epi = Epilogue {
+                bias: Some(&l.in_bias),
+                // the split and the depth-cache append (zero frequencies: no rotation) in the
+                // product's epilogue where it can, else a rope_kv dispatch after it
+                rope: Some(ops::RopeOut {
+                    inv_freq: &head.zero_freq,
+                    pos: i,
+                    q: &self.q,
+                    cache,
+                }),
+                ..Default::default()
+            };
+            if s_deferred {
+                let epi = Epilogue {
+                    prequantised: Some((sq, sd)),
+                    deferred_norm: Some((sss, head.eps)),
+                    ..in_epi
+                };
+                ops::gemv(rec, &l.in_proj, &s_vec, &self.qkv, epi)?;
+            } else {
+                // RMSNorm1 only feeds in_proj: folded into its quantisation of x where free
+                ops::gemv_rmsnorm(
+                    rec,
+                    &l.in_proj,
+                    &s_vec,
+                    (&l.ln1, head.eps),
+                    &self.n,
+                    false,
+                    &self.qkv,
+                    in_epi,
+                )?;
+            }
             // into an int8 out_proj the attention writes its output as int8 x too
             let xq = ops::attn_feeds_int8(ctx, &l.out_proj, head.head_dim)
                 .then_some((&self.a_xq.0, &self.a_xq.1));
@@ -414,6 +434,13 @@ impl HeadState {
                     ..Default::default()
                 },
             )?;
+            // linear2 writes s·g of the norm after it (the next layer's RMSNorm1, else the
+            // head norm) for the product after that norm, where the device can defer it
+            let (next_g, next_m) = match head.layers.get(li + 1) {
+                Some(nx) => (&nx.ln1, &nx.in_proj),
+                None => (&head.headnorm, m_cls),
+            };
+            let deferred = ops::norm_defers(ctx, &l.w2[i], next_m);
             ops::gemv(
                 rec,
                 &l.w2[i],
@@ -422,24 +449,36 @@ impl HeadState {
                 Epilogue {
                     residual: Some(&self.r),
                     prequantised: yxq,
+                    xq_out: deferred.then_some((sq, sd)),
+                    xq_out_norm: deferred.then_some((next_g, sss)),
                     ..Default::default()
                 },
             )?;
+            s_deferred = deferred;
         }
-        let (m, b) = &head.heads[i];
-        ops::gemv_rmsnorm(
-            rec,
-            m,
-            &s_vec,
-            (&head.headnorm, head.eps),
-            &self.n,
-            false,
-            &self.logits[i],
-            Epilogue {
-                bias: Some(b),
-                ..Default::default()
-            },
-        )?;
+        let cls_epi = Epilogue {
+            bias: Some(b_cls),
+            ..Default::default()
+        };
+        if s_deferred {
+            let epi = Epilogue {
+                prequantised: Some((sq, sd)),
+                deferred_norm: Some((sss, head.eps)),
+                ..cls_epi
+            };
+            ops::gemv(rec, m_cls, &s_vec, &self.logits[i], epi)?;
+        } else {
+            ops::gemv_rmsnorm(
+                rec,
+                m_cls,
+                &s_vec,
+                (&head.headnorm, head.eps),
+                &self.n,
+                false,
+                &self.logits[i],
+                cls_epi,
+            )?;
+        }
         Ok(())
     }
 }

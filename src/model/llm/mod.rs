@@ -291,6 +291,17 @@ pub(crate) fn xq_buffers(ctx: &GpuContext, name: &str, k: usize) -> (wgpu::Buffe
     )
 }
 
+/// [`xq_buffers`] and the block sums of squares of a deferred RMSNorm's input.
+pub(crate) fn xq_norm_buffers(
+    ctx: &GpuContext,
+    name: &str,
+    k: usize,
+) -> (wgpu::Buffer, wgpu::Buffer, wgpu::Buffer) {
+    let (q, d) = xq_buffers(ctx, name, k);
+    let ss = ctx.storage(&format!("{name}.ss"), k.div_ceil(32) as u64 * 4);
+    (q, d, ss)
+}
+
 /// Per-session state: KV cache, activations, logits. Decoding allocates no buffers (the ops'
 /// small uniform blocks aside).
 pub struct Session {
@@ -319,6 +330,12 @@ pub struct Session {
     attn_xq: (wgpu::Buffer, wgpu::Buffer),
     /// The MLP's SwiGLU output as int8 x for `down`, written by gate/up (`Epilogue::xq_out`).
     mlp_xq: (wgpu::Buffer, wgpu::Buffer),
+    /// A decode step's residual stream before each RMSNorm as int8 x·g with its block sums of
+    /// squares, written by the product before the norm for the product after it
+    /// (`Epilogue::xq_out_norm` → `Epilogue::deferred_norm`): after o_proj (for gate/up) and
+    /// after down (for the next layer's W_pack).
+    h2_xq: (wgpu::Buffer, wgpu::Buffer, wgpu::Buffer),
+    x_xq: (wgpu::Buffer, wgpu::Buffer, wgpu::Buffer),
     /// Final-norm hidden state of the last position (`audios_emb_for_infer`), (H).
     pub hidden: Tensor,
     /// Logits of the last position, one tensor per LM-head part.
@@ -375,6 +392,8 @@ impl Session {
             ),
             attn_xq: xq_buffers(ctx, "llm.attn", d.heads * d.head_dim),
             mlp_xq: xq_buffers(ctx, "llm.mlp", d.inter),
+            h2_xq: xq_norm_buffers(ctx, "llm.h2", d.hidden),
+            x_xq: xq_norm_buffers(ctx, "llm.x", d.hidden),
             hidden: t("llm.hidden", &[d.hidden]),
             binds: BindCache::default(),
             logits: llm
@@ -534,29 +553,49 @@ impl Session {
                 sub(&self.attn, &[n, d.heads, hd]),
             )
         };
-        for (l, cache) in llm.layers.iter().zip(&self.caches) {
-            // each RMSNorm that only feeds a product goes into the product's quantisation of x
-            // where that is free (decode with int8 activations: one dispatch fewer), and RoPE
-            // with the cache append into its epilogue (decode: one more)
-            ops::gemv_rmsnorm(
-                rec,
-                &l.w_pack,
-                &x,
-                (&l.ln1, d.eps),
-                &xn,
-                false,
-                &qkv,
-                Epilogue {
-                    bias: Some(&l.b_pack),
-                    rope: Some(ops::RopeOut {
-                        inv_freq: &llm.inv_freq,
-                        pos: p0,
-                        q: &q,
-                        cache,
-                    }),
-                    ..Default::default()
-                },
-            )?;
+        let ctx = rec.ctx();
+        // a decode step defers each RMSNorm into the product after it where the device can: the
+        // product before the norm writes x·g as int8 x (see `h2_xq`)
+        let defers = |a: &crate::tensor::Matrix, b: &crate::tensor::Matrix| {
+            n == 1 && ops::norm_defers(ctx, a, b)
+        };
+        let nl = llm.layers.len();
+        // whether x arrives as the previous layer's down wrote it for this layer's norm
+        let mut x_deferred = false;
+        for (li, (l, cache)) in llm.layers.iter().zip(&self.caches).enumerate() {
+            let qkv_epi = Epilogue {
+                bias: Some(&l.b_pack),
+                rope: Some(ops::RopeOut {
+                    inv_freq: &llm.inv_freq,
+                    pos: p0,
+                    q: &q,
+                    cache,
+                }),
+                ..Default::default()
+            };
+            if x_deferred {
+                let (xq, xd, ss) = &self.x_xq;
+                let epi = Epilogue {
+                    prequantised: Some((xq, xd)),
+                    deferred_norm: Some((ss, d.eps)),
+                    ..qkv_epi
+                };
+                ops::gemv(rec, &l.w_pack, &x, &qkv, epi)?;
+            } else {
+                // each RMSNorm that only feeds a product goes into the product's quantisation
+                // of x where that is free (decode with int8 activations: one dispatch fewer),
+                // and RoPE with the cache append into its epilogue (decode: one more)
+                ops::gemv_rmsnorm(
+                    rec,
+                    &l.w_pack,
+                    &x,
+                    (&l.ln1, d.eps),
+                    &xn,
+                    false,
+                    &qkv,
+                    qkv_epi,
+                )?;
+            }
             // decode into an int8 o_proj: the attention writes its output as int8 x too
             let xq = (n == 1 && ops::attn_feeds_int8(rec.ctx(), &l.o, hd))
                 .then_some((&self.attn_xq.0, &self.attn_xq.1));
@@ -567,6 +606,12 @@ impl Session {
                 ops::attn_prefill(rec, &q, cache, p0, scale, &attn_heads)?;
             }
             let attn = sub(&self.attn, &[n, d.heads * hd]);
+            // o_proj writes h2·ln2 for gate/up's deferred norm where it can
+            let h2_deferred = match &l.mlp {
+                Mlp::Fused(gu) => defers(&l.o, gu),
+                Mlp::Split { .. } => false,
+            };
+            let (hq, hd2, hss) = &self.h2_xq;
             ops::gemv(
                 rec,
                 &l.o,
@@ -575,6 +620,8 @@ impl Session {
                 Epilogue {
                     residual: Some(&x),
                     prequantised: xq,
+                    xq_out: h2_deferred.then_some((hq, hd2)),
+                    xq_out_norm: h2_deferred.then_some((&l.ln2, hss)),
                     ..Default::default()
                 },
             )?;
@@ -583,6 +630,19 @@ impl Session {
                 (n == 1 && matches!(l.mlp, Mlp::Fused(_)) && ops::feeds_int8(rec.ctx(), &l.down))
                     .then_some((&self.mlp_xq.0, &self.mlp_xq.1));
             match &l.mlp {
+                Mlp::Fused(gu) if h2_deferred => ops::gemv(
+                    rec,
+                    gu,
+                    &h2,
+                    &mlp,
+                    Epilogue {
+                        act: ops::Activation::SwiGlu,
+                        xq_out: mxq,
+                        prequantised: Some((hq, hd2)),
+                        deferred_norm: Some((hss, d.eps)),
+                        ..Default::default()
+                    },
+                )?,
                 // decode: the SwiGLU epilogue of the matrix–vector kernel
                 Mlp::Fused(gu) if n < ops::GEMM_MIN_N => ops::gemv_rmsnorm(
                     rec,
@@ -613,6 +673,11 @@ impl Session {
                     ops::swiglu(rec, &gate, &up, &mlp)?;
                 }
             }
+            // down writes x·ln1 of the next layer for its W_pack's deferred norm where it can
+            let next = llm.layers.get(li + 1);
+            let next_deferred = next.is_some_and(|nx| li + 1 < nl && defers(&l.down, &nx.w_pack));
+            let next_ln = next.map(|nx| &nx.ln1);
+            let (xq, xd, ss) = &self.x_xq;
             ops::gemv(
                 rec,
                 &l.down,
@@ -621,9 +686,12 @@ impl Session {
                 Epilogue {
                     residual: Some(&h2),
                     prequantised: mxq,
+                    xq_out: next_deferred.then_some((xq, xd)),
+                    xq_out_norm: next_ln.filter(|_| next_deferred).map(|g| (g, ss)),
                     ..Default::default()
                 },
             )?;
+            x_deferred = next_deferred;
         }
         ops::rmsnorm(rec, &x, &llm.norm, d.eps, &xn)?;
         Ok(())
