@@ -26,7 +26,10 @@
 @group(0) @binding(8) var<storage, read_write> oq: array<u32>;
 @group(0) @binding(9) var<storage, read_write> od: array<vec2<f32>>;
 
-var<workgroup> blk: array<f32, 32>;
+// The block as y holds it: in the activation dtype, so each value is rounded as stored (a
+// compiler may keep an f32 → f16 → f32 round trip in registers at f32 precision; an H100's
+// did, and its int8 y then differed from quantising the y written)
+var<workgroup> blk: array<act, 32>;
 
 // A lane-group leader's rows: y, and each output as stored into blk (zero past M).
 fn xqo_rows(row0: u32, sums: vec4<f32>) {
@@ -34,11 +37,10 @@ fn xqo_rows(row0: u32, sums: vec4<f32>) {
     let step = select(1u, 2u, ACT == 3u);
     for (var r = 0u; r < R; r += step) {
         let row = row0 + r;
-        var v = 0.0;
+        var v = act(0.0);
         if (row < P.m) {
-            let stored = act(out_value(row0, r, 0u, sums));
-            y[P.n0 * m_out + out_index(row)] = stored;
-            v = f32(stored);
+            v = act(out_value(row0, r, 0u, sums));
+            y[P.n0 * m_out + out_index(row)] = v;
         }
         blk[out_index(row) % 32u] = v;
     }
@@ -50,7 +52,8 @@ fn xqo_block(b: u32, lid: u32) {
     if (lid == 0u) {
         var a: array<vec4<f32>, 8>;
         for (var j = 0u; j < 8u; j++) {
-            a[j] = vec4<f32>(blk[4u * j], blk[4u * j + 1u], blk[4u * j + 2u], blk[4u * j + 3u]);
+            a[j] = vec4<f32>(f32(blk[4u * j]), f32(blk[4u * j + 1u]), f32(blk[4u * j + 2u]),
+                             f32(blk[4u * j + 3u]));
         }
         let q = xq_block(a);
         for (var j = 0u; j < 8u; j++) {
@@ -114,7 +117,7 @@ fn xqo_block_norm(b: u32, lid: u32) {
         var ss = 0.0;
         for (var j = 0u; j < 8u; j++) {
             for (var e = 0u; e < 4u; e++) {
-                let v = blk[4u * j + e];
+                let v = f32(blk[4u * j + e]);
                 a[j][e] = v * aux[min(32u * b + 4u * j + e, m_out - 1u)];
                 ss += v * v;
             }
