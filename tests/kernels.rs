@@ -933,6 +933,9 @@ fn gemv_xq_out_epilogue() {
                 ((200, 320), Activation::Gelu, true),
                 ((1000, 200), Activation::None, false),
                 ((37, 96), Activation::SwiGlu, false),
+                // rows long enough for the four-blocks-in-flight loop and its tail
+                ((64, 2080), Activation::SwiGlu, false),
+                ((70, 2080), Activation::Gelu, true),
             ] {
                 // q8's packed scales want an even block count per row
                 let k = if format == WeightFormat::Q8 {
@@ -1003,6 +1006,8 @@ fn gemv_deferred_norm() {
                 ((320, 256, 200), DeferNext::SwiGluXq),
                 ((256, 128, 0), DeferNext::Rope(2, 1, 32)),
                 ((200, 64, 37), DeferNext::Plain),
+                // a long producer row (the four-blocks-in-flight loop and its tail)
+                ((96, 2112, 64), DeferNext::SwiGluXq),
             ] {
                 seed += 1;
                 assert_ok(

@@ -31,6 +31,111 @@
 // did, and its int8 y then differed from quantising the y written)
 var<workgroup> blk: array<act, 32>;
 
+// gemv_i8_core's lane partials (one vector) with XU blocks per lane in flight: a workgroup that
+// owns 32 outputs gives each lane many blocks of a long row (down: 18.5 per lane), and one
+// block's loads at a time would leave the memory idle between them. The same blocks summed in
+// the same order as group_partial_q4 / _q8.
+const XU: u32 = 4u;
+const XR: u32 = 4u; // rows per lane group at most (R)
+
+fn xqo_partial_q4(row0: u32, lane: u32) -> vec4<f32> {
+    var acc = vec4<f32>(0.0);
+    var c = lane;
+    for (; c + (XU - 1u) * TPR < P.nb; c += XU * TPR) {
+        var wv: array<vec4<u32>, 16>;
+        var sw: array<u32, 16>;
+        var xa: array<vec4<u32>, XU>;
+        var xc: array<vec4<u32>, XU>;
+        var d: array<vec2<f32>, XU>;
+        for (var u = 0u; u < XU; u++) {
+            let cb = c + u * TPR;
+            xa[u] = xq[2u * cb];
+            xc[u] = xq[2u * cb + 1u];
+            d[u] = xd[cb];
+            for (var r = 0u; r < R; r++) {
+                let b = min(row0 + r, P.m - 1u) * P.nb + cb;
+                wv[u * XR + r] = w[b];
+                sw[u * XR + r] = s[b];
+            }
+        }
+        for (var u = 0u; u < XU; u++) {
+            for (var r = 0u; r < R; r++) {
+                acc[r] += q4_block(wv[u * XR + r], sw[u * XR + r], xa[u], xc[u], d[u]);
+            }
+        }
+    }
+    for (; c < P.nb; c += TPR) {
+        let xa = xq[2u * c];
+        let xc = xq[2u * c + 1u];
+        let d = xd[c];
+        for (var r = 0u; r < R; r++) {
+            let b = min(row0 + r, P.m - 1u) * P.nb + c;
+            acc[r] += q4_block(w[b], s[b], xa, xc, d);
+        }
+    }
+    return acc;
+}
+
+fn q8_block(b: u32, xa: vec4<u32>, xc: vec4<u32>) -> i32 {
+    let w0 = w[2u * b];
+    let w1 = w[2u * b + 1u];
+    return dot4I8Packed(w0.x, xa.x) + dot4I8Packed(w0.y, xa.y)
+         + dot4I8Packed(w0.z, xa.z) + dot4I8Packed(w0.w, xa.w)
+         + dot4I8Packed(w1.x, xc.x) + dot4I8Packed(w1.y, xc.y)
+         + dot4I8Packed(w1.z, xc.z) + dot4I8Packed(w1.w, xc.w);
+}
+
+fn q8_scale(b: u32) -> f32 {
+    let sw = unpack2x16float(s[b / 2u]);
+    return select(sw.x, sw.y, (b & 1u) == 1u);
+}
+
+fn xqo_partial_q8(row0: u32, lane: u32) -> vec4<f32> {
+    var acc = vec4<f32>(0.0);
+    var c = lane;
+    for (; c + (XU - 1u) * TPR < P.nb; c += XU * TPR) {
+        var w0: array<vec4<u32>, 16>;
+        var w1: array<vec4<u32>, 16>;
+        var sc: array<f32, 16>;
+        var xa: array<vec4<u32>, XU>;
+        var xc: array<vec4<u32>, XU>;
+        var d: array<vec2<f32>, XU>;
+        for (var u = 0u; u < XU; u++) {
+            let cb = c + u * TPR;
+            xa[u] = xq[2u * cb];
+            xc[u] = xq[2u * cb + 1u];
+            d[u] = xd[cb];
+            for (var r = 0u; r < R; r++) {
+                let b = min(row0 + r, P.m - 1u) * P.nb + cb;
+                w0[u * XR + r] = w[2u * b];
+                w1[u * XR + r] = w[2u * b + 1u];
+                sc[u * XR + r] = q8_scale(b);
+            }
+        }
+        for (var u = 0u; u < XU; u++) {
+            for (var r = 0u; r < R; r++) {
+                let a = w0[u * XR + r];
+                let e = w1[u * XR + r];
+                let i = dot4I8Packed(a.x, xa[u].x) + dot4I8Packed(a.y, xa[u].y)
+                      + dot4I8Packed(a.z, xa[u].z) + dot4I8Packed(a.w, xa[u].w)
+                      + dot4I8Packed(e.x, xc[u].x) + dot4I8Packed(e.y, xc[u].y)
+                      + dot4I8Packed(e.z, xc[u].z) + dot4I8Packed(e.w, xc[u].w);
+                acc[r] += sc[u * XR + r] * d[u].x * f32(i);
+            }
+        }
+    }
+    for (; c < P.nb; c += TPR) {
+        let xa = xq[2u * c];
+        let xc = xq[2u * c + 1u];
+        let d = xd[c];
+        for (var r = 0u; r < R; r++) {
+            let b = min(row0 + r, P.m - 1u) * P.nb + c;
+            acc[r] += q8_scale(b) * d.x * f32(q8_block(b, xa, xc));
+        }
+    }
+    return acc;
+}
+
 // A lane-group leader's rows: y, and each output as stored into blk (zero past M).
 fn xqo_rows(row0: u32, sums: vec4<f32>) {
     let m_out = select(P.m, P.m / 2u, ACT == 3u);
@@ -69,7 +174,7 @@ fn gemv_q4_i8_xqo(@builtin(workgroup_id) wid: vec3<u32>,
     let row0 = row0_of(wid, lid);
     var acc = vec4<f32>(0.0);
     if (row0 < P.m) {
-        acc = group_partial_q4(row0, lid % TPR);
+        acc = xqo_partial_q4(row0, lid % TPR);
     }
     let sums = reduce_tree(lid % TPR, lid, acc);
     if (lid % TPR == 0u) {
@@ -84,7 +189,7 @@ fn gemv_q8_i8_xqo(@builtin(workgroup_id) wid: vec3<u32>,
     let row0 = row0_of(wid, lid);
     var acc = vec4<f32>(0.0);
     if (row0 < P.m) {
-        acc = group_partial_q8(row0, lid % TPR);
+        acc = xqo_partial_q8(row0, lid % TPR);
     }
     let sums = reduce_tree(lid % TPR, lid, acc);
     if (lid % TPR == 0u) {
@@ -137,7 +242,7 @@ fn gemv_q4_i8_sgx_xqo(@builtin(workgroup_id) wid: vec3<u32>,
     let row0 = row0_of(wid, lid);
     var acc = vec4<f32>(0.0);
     if (row0 < P.m) {
-        acc = group_partial_q4(row0, lid % TPR);
+        acc = xqo_partial_q4(row0, lid % TPR);
     }
     let sums = reduce_lanes(acc);
     if (lid % TPR == 0u) {
@@ -152,7 +257,7 @@ fn gemv_q8_i8_sgx_xqo(@builtin(workgroup_id) wid: vec3<u32>,
     let row0 = row0_of(wid, lid);
     var acc = vec4<f32>(0.0);
     if (row0 < P.m) {
-        acc = group_partial_q8(row0, lid % TPR);
+        acc = xqo_partial_q8(row0, lid % TPR);
     }
     let sums = reduce_lanes(acc);
     if (lid % TPR == 0u) {
@@ -170,7 +275,7 @@ fn gemv_q4_i8_sgx_xqo_defer(@builtin(workgroup_id) wid: vec3<u32>,
     let part = defer_load(lid);
     var acc = vec4<f32>(0.0);
     if (row0 < P.m) {
-        acc = group_partial_q4(row0, lid % TPR);
+        acc = xqo_partial_q4(row0, lid % TPR);
     }
     let inv = defer_inv_rms(part, lid, sid, sgs);
     let sums = reduce_lanes(acc) * inv;
@@ -189,7 +294,7 @@ fn gemv_q8_i8_sgx_xqo_defer(@builtin(workgroup_id) wid: vec3<u32>,
     let part = defer_load(lid);
     var acc = vec4<f32>(0.0);
     if (row0 < P.m) {
-        acc = group_partial_q8(row0, lid % TPR);
+        acc = xqo_partial_q8(row0, lid % TPR);
     }
     let inv = defer_inv_rms(part, lid, sid, sgs);
     let sums = reduce_lanes(acc) * inv;
@@ -205,7 +310,7 @@ fn gemv_q4_i8_sgx_xqo_norm(@builtin(workgroup_id) wid: vec3<u32>,
     let row0 = row0_of(wid, lid);
     var acc = vec4<f32>(0.0);
     if (row0 < P.m) {
-        acc = group_partial_q4(row0, lid % TPR);
+        acc = xqo_partial_q4(row0, lid % TPR);
     }
     let sums = reduce_lanes(acc);
     if (lid % TPR == 0u) {
@@ -220,7 +325,7 @@ fn gemv_q8_i8_sgx_xqo_norm(@builtin(workgroup_id) wid: vec3<u32>,
     let row0 = row0_of(wid, lid);
     var acc = vec4<f32>(0.0);
     if (row0 < P.m) {
-        acc = group_partial_q8(row0, lid % TPR);
+        acc = xqo_partial_q8(row0, lid % TPR);
     }
     let sums = reduce_lanes(acc);
     if (lid % TPR == 0u) {
