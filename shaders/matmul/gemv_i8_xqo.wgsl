@@ -31,11 +31,12 @@
 // did, and its int8 y then differed from quantising the y written)
 var<workgroup> blk: array<act, 32>;
 
-// gemv_i8_core's lane partials (one vector) with XU blocks per lane in flight: a workgroup that
-// owns 32 outputs gives each lane many blocks of a long row (down: 18.5 per lane), and one
-// block's loads at a time would leave the memory idle between them. The same blocks summed in
-// the same order as group_partial_q4 / _q8.
-const XU: u32 = 4u;
+// gemv_i8_core's lane partials (one vector) with XU blocks per lane in flight (1 to 4): a
+// workgroup that owns 32 outputs gives each lane many blocks of a long row (down: 18.5 per
+// lane), and one block's loads at a time would leave the memory idle between them. Rows of a
+// few blocks per lane lose by it (their loop is mostly the tail), so the host sets XU by
+// shape. The same blocks summed in the same order as group_partial_q4 / _q8.
+override XU: u32 = 1u;
 const XR: u32 = 4u; // rows per lane group at most (R)
 
 fn xqo_partial_q4(row0: u32, lane: u32) -> vec4<f32> {
@@ -44,9 +45,9 @@ fn xqo_partial_q4(row0: u32, lane: u32) -> vec4<f32> {
     for (; c + (XU - 1u) * TPR < P.nb; c += XU * TPR) {
         var wv: array<vec4<u32>, 16>;
         var sw: array<u32, 16>;
-        var xa: array<vec4<u32>, XU>;
-        var xc: array<vec4<u32>, XU>;
-        var d: array<vec2<f32>, XU>;
+        var xa: array<vec4<u32>, 4>;
+        var xc: array<vec4<u32>, 4>;
+        var d: array<vec2<f32>, 4>;
         for (var u = 0u; u < XU; u++) {
             let cb = c + u * TPR;
             xa[u] = xq[2u * cb];
@@ -97,9 +98,9 @@ fn xqo_partial_q8(row0: u32, lane: u32) -> vec4<f32> {
         var w0: array<vec4<u32>, 16>;
         var w1: array<vec4<u32>, 16>;
         var sc: array<f32, 16>;
-        var xa: array<vec4<u32>, XU>;
-        var xc: array<vec4<u32>, XU>;
-        var d: array<vec2<f32>, XU>;
+        var xa: array<vec4<u32>, 4>;
+        var xc: array<vec4<u32>, 4>;
+        var d: array<vec2<f32>, 4>;
         for (var u = 0u; u < XU; u++) {
             let cb = c + u * TPR;
             xa[u] = xq[2u * cb];
