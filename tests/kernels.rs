@@ -1020,3 +1020,32 @@ fn gemv_deferred_norm() {
         }
     }
 }
+
+/// The audio head's linear2 adding its normalised input as the residual
+/// (`Epilogue::residual_norm`, the `_norm_rn` entries): against `rmsnorm` then a plain
+/// residual, q4 and q8, output counts that are and are not multiples of the 32-value block,
+/// short and long rows. Where the device cannot defer norms (the portable path), the case says
+/// so and both sides take the plain residual.
+#[test]
+fn gemv_normalised_residual() {
+    let mut seed = 10500;
+    for (label, c) in [
+        ("f16", ctx(Path::F16)),
+        ("f16 portable", ctx(Path::F16Portable)),
+    ] {
+        for format in [WeightFormat::Q4, WeightFormat::Q8] {
+            for shape in [
+                (96usize, 128usize, 256usize),
+                (200, 64, 2112),
+                (37, 64, 128),
+            ] {
+                seed += 1;
+                let r = pollster::block_on(selftest::gemv_rn_case(c, format, shape, seed))
+                    .expect("case");
+                let fused = r.note.as_deref() == Some("residual normalised in the epilogue");
+                assert_eq!(fused, label == "f16", "{label}: {r}");
+                assert!(r.ok(), "{label} {format:?} {shape:?}: {r}");
+            }
+        }
+    }
+}

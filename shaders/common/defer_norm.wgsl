@@ -22,8 +22,8 @@ fn defer_load(lid: u32) -> f32 {
     return s;
 }
 
-// inv_rms from every invocation's share (uniform control flow: a barrier).
-fn defer_inv_rms(part: f32, lid: u32, sid: u32, sgs: u32) -> f32 {
+// 1/√(Σ/n + ε) from every invocation's share of Σ (uniform control flow: a barrier).
+fn defer_inv_rms(part: f32, lid: u32, sid: u32, sgs: u32, n: f32) -> f32 {
     let t = subgroupAdd(part);
     if (sid == 0u) {
         wss[lid / sgs] = t;
@@ -33,5 +33,5 @@ fn defer_inv_rms(part: f32, lid: u32, sid: u32, sgs: u32) -> f32 {
     for (var j = 0u; j < WG / sgs; j++) {
         total += wss[j];
     }
-    return inverseSqrt(total / f32(P.k) + P.eps);
+    return inverseSqrt(total / n + P.eps);
 }

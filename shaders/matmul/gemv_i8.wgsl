@@ -274,7 +274,7 @@ fn gemv_q4_i8_sgk_defer(@builtin(workgroup_id) wid: vec3<u32>,
     if (row0 < P.m) {
         acc = group_partial_q4(row0, lid % TPR);
     }
-    let inv = defer_inv_rms(part, lid, sid, sgs);
+    let inv = defer_inv_rms(part, lid, sid, sgs, f32(P.k));
     let total = reduce_subgroups(lid, sid, sgs, acc) * inv;
     if (lid % TPR == 0u) {
         finish(row0, total);
@@ -292,7 +292,7 @@ fn gemv_q8_i8_sgk_defer(@builtin(workgroup_id) wid: vec3<u32>,
     if (row0 < P.m) {
         acc = group_partial_q8(row0, lid % TPR);
     }
-    let inv = defer_inv_rms(part, lid, sid, sgs);
+    let inv = defer_inv_rms(part, lid, sid, sgs, f32(P.k));
     let total = reduce_subgroups(lid, sid, sgs, acc) * inv;
     if (lid % TPR == 0u) {
         finish(row0, total);
@@ -311,7 +311,7 @@ fn gemv_q4_i8_sgk_rope_defer(@builtin(workgroup_id) wid: vec3<u32>,
     if (row < P.m) {
         acc = group_partial_q4(row, lid % TPR);
     }
-    let inv = defer_inv_rms(part, lid, sid, sgs);
+    let inv = defer_inv_rms(part, lid, sid, sgs, f32(P.k));
     rope_epilogue(w, lid, reduce_subgroups(lid, sid, sgs, acc) * inv);
 }
 
@@ -327,7 +327,7 @@ fn gemv_q8_i8_sgk_rope_defer(@builtin(workgroup_id) wid: vec3<u32>,
     if (row < P.m) {
         acc = group_partial_q8(row, lid % TPR);
     }
-    let inv = defer_inv_rms(part, lid, sid, sgs);
+    let inv = defer_inv_rms(part, lid, sid, sgs, f32(P.k));
     rope_epilogue(w, lid, reduce_subgroups(lid, sid, sgs, acc) * inv);
 }
 // #endif

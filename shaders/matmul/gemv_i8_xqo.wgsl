@@ -14,6 +14,11 @@
 // `_norm` entries (y is the input of an RMSNorm whose g is known: the next product defers it):
 // @binding(10) aux: (M_out,) f32            that norm's g; oq, od then hold y·g as int8 x
 // @binding(11) oss: (⌈M_out/32⌉,) f32       Σ y² per block
+// `_norm_rn` entries (`_norm` whose residual is RMSNorm(res)·g, normalised here: the audio
+// head's FFN adds its normalised input, whose norm the products before were deferring):
+// @binding(12) rg:  (M_out,) f32            that norm's g
+// @binding(13) rss: (⌈M_out/32⌉,) f32       Σ res² per block (what the `_norm` product that
+//                                           wrote res left)
 
 // #include gemv_i8_core
 
@@ -278,7 +283,7 @@ fn gemv_q4_i8_sgx_xqo_defer(@builtin(workgroup_id) wid: vec3<u32>,
     if (row0 < P.m) {
         acc = xqo_partial_q4(row0, lid % TPR);
     }
-    let inv = defer_inv_rms(part, lid, sid, sgs);
+    let inv = defer_inv_rms(part, lid, sid, sgs, f32(P.k));
     let sums = reduce_lanes(acc) * inv;
     if (lid % TPR == 0u) {
         xqo_rows(row0, sums);
@@ -297,7 +302,7 @@ fn gemv_q8_i8_sgx_xqo_defer(@builtin(workgroup_id) wid: vec3<u32>,
     if (row0 < P.m) {
         acc = xqo_partial_q8(row0, lid % TPR);
     }
-    let inv = defer_inv_rms(part, lid, sid, sgs);
+    let inv = defer_inv_rms(part, lid, sid, sgs, f32(P.k));
     let sums = reduce_lanes(acc) * inv;
     if (lid % TPR == 0u) {
         xqo_rows(row0, sums);
@@ -331,6 +336,75 @@ fn gemv_q8_i8_sgx_xqo_norm(@builtin(workgroup_id) wid: vec3<u32>,
     let sums = reduce_lanes(acc);
     if (lid % TPR == 0u) {
         xqo_rows(row0, sums);
+    }
+    xqo_block_norm(wg_linear(wid), lid);
+}
+
+@group(0) @binding(12) var<storage, read> rg: array<f32>;
+@group(0) @binding(13) var<storage, read> rss: array<f32>;
+
+// This invocation's share of Σ res² (blocks lid, lid + WG, …).
+fn rn_load(lid: u32) -> f32 {
+    let m_out = select(P.m, P.m / 2u, ACT == 3u);
+    var s = 0.0;
+    for (var i = lid; i < (m_out + 31u) / 32u; i += WG) {
+        s += rss[i];
+    }
+    return s;
+}
+
+// xqo_rows with the residual normalised: res·g·inv (the host leaves the residual flag off).
+fn xqo_rows_rn(row0: u32, sums: vec4<f32>, inv: f32) {
+    let m_out = select(P.m, P.m / 2u, ACT == 3u);
+    let step = select(1u, 2u, ACT == 3u);
+    for (var r = 0u; r < R; r += step) {
+        let row = row0 + r;
+        let o = out_index(row);
+        var v = act(0.0);
+        if (row < P.m) {
+            v = act(out_value(row0, r, 0u, sums) + f32(res[o]) * rg[o] * inv);
+            y[P.n0 * m_out + o] = v;
+        }
+        blk[o % 32u] = v;
+    }
+}
+
+@compute @workgroup_size(WG)
+fn gemv_q4_i8_sgx_xqo_norm_rn(@builtin(workgroup_id) wid: vec3<u32>,
+                              @builtin(local_invocation_index) lid: u32,
+                              @builtin(subgroup_invocation_id) sid: u32,
+                              @builtin(subgroup_size) sgs: u32) {
+    let row0 = row0_of(wid, lid);
+    let part = rn_load(lid);
+    var acc = vec4<f32>(0.0);
+    if (row0 < P.m) {
+        acc = xqo_partial_q4(row0, lid % TPR);
+    }
+    let m_out = select(P.m, P.m / 2u, ACT == 3u);
+    let inv = defer_inv_rms(part, lid, sid, sgs, f32(m_out));
+    let sums = reduce_lanes(acc);
+    if (lid % TPR == 0u) {
+        xqo_rows_rn(row0, sums, inv);
+    }
+    xqo_block_norm(wg_linear(wid), lid);
+}
+
+@compute @workgroup_size(WG)
+fn gemv_q8_i8_sgx_xqo_norm_rn(@builtin(workgroup_id) wid: vec3<u32>,
+                              @builtin(local_invocation_index) lid: u32,
+                              @builtin(subgroup_invocation_id) sid: u32,
+                              @builtin(subgroup_size) sgs: u32) {
+    let row0 = row0_of(wid, lid);
+    let part = rn_load(lid);
+    var acc = vec4<f32>(0.0);
+    if (row0 < P.m) {
+        acc = xqo_partial_q8(row0, lid % TPR);
+    }
+    let m_out = select(P.m, P.m / 2u, ACT == 3u);
+    let inv = defer_inv_rms(part, lid, sid, sgs, f32(m_out));
+    let sums = reduce_lanes(acc);
+    if (lid % TPR == 0u) {
+        xqo_rows_rn(row0, sums, inv);
     }
     xqo_block_norm(wg_linear(wid), lid);
 }

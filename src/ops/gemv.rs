@@ -178,12 +178,18 @@ pub struct Epilogue<'a> {
     /// epsilon; the product scales its sums by 1/√(Σ x²/K + ε) (`defer_norm.wgsl`). Only where
     /// [`norm_defers`] says so; elsewhere an error, before anything is recorded.
     pub deferred_norm: Option<(&'a wgpu::Buffer, f32)>,
+    /// `(g, ss, eps)`: add RMSNorm([`Self::residual`])·g instead of the residual, normalised
+    /// in the epilogue from `ss`, its block sums of squares (what the [`Self::xq_out_norm`]
+    /// product that wrote it left): the audio head's FFN adds its normalised input, whose norm
+    /// the products around it defer. Only with `xq_out_norm` on the fused path (the callers
+    /// ask [`norm_defers`]); elsewhere an error, before anything is recorded.
+    pub residual_norm: Option<(&'a wgpu::Buffer, &'a wgpu::Buffer, f32)>,
 }
 
 /// Whether the product `producer` (no SwiGLU) can feed the RMSNorm before `next` deferred
 /// ([`Epilogue::xq_out_norm`] → [`Epilogue::deferred_norm`]): both take int8 x, the
-/// producer's fused epilogue reduces by subgroups, the device binds 11 storage buffers (12
-/// where params live in one), and no knob turns a piece of it off.
+/// producer's fused epilogue reduces by subgroups, the device binds 13 storage buffers (14
+/// where params live in one: the `_norm_rn` entries), and no knob turns a piece of it off.
 pub fn norm_defers(ctx: &crate::gpu::GpuContext, producer: &Matrix, next: &Matrix) -> bool {
     let sg = ctx.caps.subgroup_size;
     let use_sg = ctx.caps.subgroups && sg >= 4 && WG.is_multiple_of(sg);
@@ -373,6 +379,24 @@ pub fn gemv(
         }
     } else if epi.xq_out_norm.is_some() {
         return Err(shape_err("gemv", "xq_out_norm without xq_out"));
+    }
+    if let Some((g, ss, _)) = epi.residual_norm {
+        let m_out = match (epi.residual, epi.xq_out_norm) {
+            (Some(r), Some(_)) => r.numel(),
+            _ => {
+                return Err(shape_err(
+                    "gemv",
+                    "a normalised residual needs the residual and xq_out_norm",
+                ))
+            }
+        };
+        check_len("gemv", "residual norm weight", g, m_out as u64 * 4)?;
+        check_len(
+            "gemv",
+            "residual sums of squares",
+            ss,
+            m_out.div_ceil(32) as u64 * 4,
+        )?;
     }
     if let Some((ss, _)) = epi.deferred_norm {
         if epi.prequantised.is_none() || epi.norm.is_some() {
@@ -682,7 +706,16 @@ fn gemv_inner(
             "a deferred norm needs q4/q8 weights with int8 activations (callers ask ops::norm_defers)",
         ));
     }
+    let rn = epi.residual_norm.filter(|_| norm_mode.is_some());
+    if epi.residual_norm.is_some() && (rn.is_none() || defer.is_some()) {
+        return Err(shape_err(
+            OP,
+            "a normalised residual needs the fused y·g epilogue and no deferred norm of x (callers ask ops::norm_defers)",
+        ));
+    }
     let entry = match (defer.is_some(), norm_mode.is_some(), entry) {
+        (false, true, "gemv_q4_i8_sgx_xqo") if rn.is_some() => "gemv_q4_i8_sgx_xqo_norm_rn",
+        (false, true, "gemv_q8_i8_sgx_xqo") if rn.is_some() => "gemv_q8_i8_sgx_xqo_norm_rn",
         (false, false, e) => e,
         (true, false, "gemv_q4_i8_sgk") => "gemv_q4_i8_sgk_defer",
         (true, false, "gemv_q8_i8_sgk") => "gemv_q8_i8_sgk_defer",
@@ -749,10 +782,14 @@ fn gemv_inner(
     if norm_mode.is_some() {
         bindings.extend([Binding::Read, Binding::ReadWrite]);
     }
+    if rn.is_some() {
+        bindings.extend([Binding::Read, Binding::Read]);
+    }
     let p = ctx.pipeline(&key, &bindings)?;
     let groups = (m as u32).div_ceil(wg / tpr * rows_per_group);
     let g = grid(groups, ctx.limits.max_compute_workgroups_per_dimension);
-    let flags = epi.bias.is_some() as u32 | (epi.residual.is_some() as u32) << 1;
+    // (a normalised residual is added by the `_rn` epilogue itself, not as a plain one)
+    let flags = epi.bias.is_some() as u32 | ((epi.residual.is_some() && rn.is_none()) as u32) << 1;
     let scales = w.scales().unwrap_or(&ctx.dummy);
     let bias = epi.bias.map(|b| &b.buf).unwrap_or(&ctx.dummy);
     let res = epi.residual.map(|b| &b.buf).unwrap_or(&ctx.dummy);
@@ -786,7 +823,10 @@ fn gemv_inner(
         (None, Some((xq, xd))) => (
             xq,
             xd,
-            defer.map(|(_, e)| e).unwrap_or(0.0),
+            defer
+                .map(|(_, e)| e)
+                .or(rn.map(|(_, _, e)| e))
+                .unwrap_or(0.0),
             k.div_ceil(32) as u32,
         ),
         (None, None) => {
@@ -847,6 +887,9 @@ fn gemv_inner(
         }
         if let Some((gn, oss)) = norm_mode {
             list.extend(crate::binds![gn, oss]);
+        }
+        if let Some((rg, rss, _)) = rn {
+            list.extend(crate::binds![rg, rss]);
         }
         let group = rec.bind(&p, &list);
         rec.dispatch(&p, &group, g)?;

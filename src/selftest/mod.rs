@@ -320,6 +320,7 @@ pub async fn gemv_case(ctx: &GpuContext, c: GemvCase, seed: u64) -> Result<Compa
         xq_out: None,
         xq_out_norm: None,
         deferred_norm: None,
+        residual_norm: None,
     };
     ops::gemv(&mut rec, &wm, &xt, &yt, epi)?;
     rec.submit()?;
@@ -709,6 +710,97 @@ pub async fn gemv_defer_case(
     if want_fused && !fused {
         c.bad += 1;
     }
+    Ok(c)
+}
+
+/// A product adding a normalised residual ([`Epilogue::residual_norm`], the audio head's
+/// linear2): `h = W1·x1 + r1` (`m` outputs over `k1`) writes h·g with its block sums of squares
+/// ([`Epilogue::xq_out_norm`]), then `z = W2·x2 + RMSNorm(h)·g` (`m` outputs over `k2`, itself
+/// writing z·g2) normalises h in its epilogue from those sums. Against the same with
+/// RMSNorm(h)·g computed by `rmsnorm` and added as a plain residual: z within the f16 rounding
+/// of the normalised residual (the fused one is not rounded to f16 first). Where
+/// [`ops::norm_defers`] says the device cannot, both sides take the plain residual.
+pub async fn gemv_rn_case(
+    ctx: &GpuContext,
+    format: WeightFormat,
+    (m, k1, k2): (usize, usize, usize),
+    seed: u64,
+) -> Result<Comparison, OpError> {
+    let mut rng = Rng::new(seed);
+    let eps = 1e-6;
+    let w1 = Matrix::from_f32(ctx, "W1", m, k1, &rng.normal_vec(m * k1, 0.05), format);
+    let w2 = Matrix::from_f32(ctx, "W2", m, k2, &rng.normal_vec(m * k2, 0.05), format);
+    let t = |rng: &mut Rng, name: &str, n: usize| {
+        Tensor::from_f32(
+            ctx,
+            name,
+            &[n],
+            &round_act(ctx.act(), &rng.normal_vec(n, 1.0)),
+        )
+    };
+    let (x1, r1, x2) = (
+        t(&mut rng, "x1", k1),
+        t(&mut rng, "r1", m),
+        t(&mut rng, "x2", k2),
+    );
+    let g = ctx.upload("g", bytemuck::cast_slice(&rng.uniform_vec(m, 0.5, 1.5)));
+    let g2 = ctx.upload("g2", bytemuck::cast_slice(&rng.uniform_vec(m, 0.5, 1.5)));
+    let (lq, ld) = ops::xq_buffers_len(m);
+    let bufs = |name: &str| {
+        (
+            ctx.storage(name, lq),
+            ctx.storage(name, ld),
+            ctx.storage(name, ld / 2),
+        )
+    };
+    let (hb, zb) = (bufs("h"), bufs("z"));
+    let h = Tensor::empty(ctx, "h", &[m]);
+    let hn = Tensor::empty(ctx, "hn", &[m]);
+    let z = [0, 1].map(|_| Tensor::empty(ctx, "z", &[m]));
+    let fused = ops::norm_defers(ctx, &w1, &w2);
+    let mut rec = Recorder::new(ctx, "normalised residual test");
+    ops::gemv(
+        &mut rec,
+        &w1,
+        &x1,
+        &h,
+        Epilogue {
+            residual: Some(&r1),
+            xq_out: fused.then_some((&hb.0, &hb.1)),
+            xq_out_norm: fused.then_some((&g, &hb.2)),
+            ..Default::default()
+        },
+    )?;
+    ops::rmsnorm(&mut rec, &h, &g, eps, &hn)?;
+    let z_epi = Epilogue {
+        xq_out: fused.then_some((&zb.0, &zb.1)),
+        xq_out_norm: fused.then_some((&g2, &zb.2)),
+        ..Default::default()
+    };
+    let plain = Epilogue {
+        residual: Some(&hn),
+        ..z_epi
+    };
+    ops::gemv(&mut rec, &w2, &x2, &z[0], plain)?;
+    let normed = Epilogue {
+        residual: Some(if fused { &h } else { &hn }),
+        residual_norm: fused.then_some((&g, &hb.2, eps)),
+        ..z_epi
+    };
+    ops::gemv(&mut rec, &w2, &x2, &z[1], normed)?;
+    rec.submit()?;
+    let want = z[0].to_vec(ctx).await?;
+    let got = z[1].to_vec(ctx).await?;
+    let (atol, rtol) = tol(ctx, (1e-5, 1e-5), (4e-3, 4e-3));
+    let mut c = compare(&got, &want, atol, rtol);
+    c.note = Some(
+        if fused {
+            "residual normalised in the epilogue"
+        } else {
+            "plain residual (the device cannot defer norms)"
+        }
+        .into(),
+    );
     Ok(c)
 }
 
@@ -1103,6 +1195,10 @@ pub async fn run_all(ctx: &GpuContext) -> Vec<CaseResult> {
             gemv_defer_case(ctx, format, shape, next, false, 780 + i as u64).await,
         ));
     }
+    out.push(CaseResult::from(
+        format!("gemv + normalised residual q4 (512, 256, 2048) [{act}]"),
+        gemv_rn_case(ctx, WeightFormat::Q4, (512, 256, 2048), 790).await,
+    ));
     out.push(CaseResult::from(
         format!("gemm + layernorm f16 200x256x512 [{act}]"),
         gemm_ln_case(ctx, WeightFormat::F16, (200, 256, 512), false, 760).await,

@@ -55,6 +55,7 @@ impl Linear {
                 xq_out: None,
                 xq_out_norm: None,
                 deferred_norm: None,
+                residual_norm: None,
             },
         )
     }

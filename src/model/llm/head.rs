@@ -231,6 +231,9 @@ pub struct HeadState {
     /// its block sums of squares, written by linear2 for the product after the norm
     /// (`Epilogue::xq_out_norm` → `Epilogue::deferred_norm`).
     s_xq: (wgpu::Buffer, wgpu::Buffer, wgpu::Buffer),
+    /// s2 (after the attention) the same way for RMSNorm2, written by out_proj: linear1 defers
+    /// the norm, and linear2 adds the normalised s2 as its residual from these block sums.
+    s2_xq: (wgpu::Buffer, wgpu::Buffer, wgpu::Buffer),
     /// Logits of codebook i after step i (cb_i + 1 values; the last is "audio end").
     pub logits: Vec<Tensor>,
     binds: BindCache,
@@ -269,6 +272,7 @@ impl HeadState {
             a_xq: super::xq_buffers(ctx, "head.a", h),
             y_xq: super::xq_buffers(ctx, "head.y", 2 * h),
             s_xq: super::xq_norm_buffers(ctx, "head.s", h),
+            s2_xq: super::xq_norm_buffers(ctx, "head.s2", h),
             logits: head
                 .heads
                 .iter()
@@ -405,6 +409,20 @@ impl HeadState {
                 .then_some((&self.a_xq.0, &self.a_xq.1));
             let s = &self.scratch;
             ops::attn_decode_xq(rec, &self.q, cache, i + 1, scale, s, &a_heads, xq)?;
+            // linear2 writes s·g of the norm after it (the next layer's RMSNorm1, else the
+            // head norm) for the product after that norm, where the device can defer it
+            let (next_g, next_m) = match head.layers.get(li + 1) {
+                Some(nx) => (&nx.ln1, &nx.in_proj),
+                None => (&head.headnorm, m_cls),
+            };
+            let deferred = ops::norm_defers(ctx, &l.w2[i], next_m);
+            // linear1 writes linear2's int8 x itself
+            let yxq = ops::feeds_int8(ctx, &l.w2[i]).then_some((&self.y_xq.0, &self.y_xq.1));
+            // RMSNorm2 deferred too where it can be: out_proj writes s2·g, linear1 scales by
+            // the norm, and linear2 adds the normalised s2 (the FFN's residual) itself
+            let ffn_deferred =
+                deferred && yxq.is_some() && ops::norm_defers(ctx, &l.out_proj, &l.w1[i]);
+            let (s2q, s2d, s2ss) = &self.s2_xq;
             ops::gemv(
                 rec,
                 &l.out_proj,
@@ -414,40 +432,45 @@ impl HeadState {
                     bias: Some(&l.out_bias),
                     residual: Some(&s_vec),
                     prequantised: xq,
+                    xq_out: ffn_deferred.then_some((s2q, s2d)),
+                    xq_out_norm: ffn_deferred.then_some((&l.ln2, s2ss)),
                     ..Default::default()
                 },
             )?;
-            // linear1 writes linear2's int8 x itself
-            let yxq = ops::feeds_int8(ctx, &l.w2[i]).then_some((&self.y_xq.0, &self.y_xq.1));
-            // RMSNorm2 too; its output r is also the FFN's residual below, so it is kept
-            ops::gemv_rmsnorm(
-                rec,
-                &l.w1[i],
-                &self.s2,
-                (&l.ln2, head.eps),
-                &self.r,
-                true,
-                &self.y,
-                Epilogue {
-                    act: Activation::Gelu,
-                    xq_out: yxq,
-                    ..Default::default()
-                },
-            )?;
-            // linear2 writes s·g of the norm after it (the next layer's RMSNorm1, else the
-            // head norm) for the product after that norm, where the device can defer it
-            let (next_g, next_m) = match head.layers.get(li + 1) {
-                Some(nx) => (&nx.ln1, &nx.in_proj),
-                None => (&head.headnorm, m_cls),
+            let w1_epi = Epilogue {
+                act: Activation::Gelu,
+                xq_out: yxq,
+                ..Default::default()
             };
-            let deferred = ops::norm_defers(ctx, &l.w2[i], next_m);
+            if ffn_deferred {
+                let epi = Epilogue {
+                    prequantised: Some((s2q, s2d)),
+                    deferred_norm: Some((s2ss, head.eps)),
+                    ..w1_epi
+                };
+                ops::gemv(rec, &l.w1[i], &self.s2, &self.y, epi)?;
+            } else {
+                // RMSNorm2 folded into linear1's quantisation of x; its output r is also the
+                // FFN's residual below, so it is kept
+                ops::gemv_rmsnorm(
+                    rec,
+                    &l.w1[i],
+                    &self.s2,
+                    (&l.ln2, head.eps),
+                    &self.r,
+                    true,
+                    &self.y,
+                    w1_epi,
+                )?;
+            }
             ops::gemv(
                 rec,
                 &l.w2[i],
                 &self.y,
                 &s_vec,
                 Epilogue {
-                    residual: Some(&self.r),
+                    residual: Some(if ffn_deferred { &self.s2 } else { &self.r }),
+                    residual_norm: ffn_deferred.then_some((&l.ln2, s2ss, head.eps)),
                     prequantised: yxq,
                     xq_out: deferred.then_some((sq, sd)),
                     xq_out_norm: deferred.then_some((next_g, sss)),
