@@ -222,6 +222,7 @@ pub const PRODUCT_SHAPES: &[Shape] = &[
 
 /// Times `y = W x` for one shape and format, cycling over enough distinct copies of W that
 /// the working set exceeds the GPU's last-level cache (so the figure is DRAM bandwidth).
+#[allow(clippy::too_many_arguments)]
 pub async fn bench_product(
     ctx: &GpuContext,
     shape: &Shape,

@@ -949,10 +949,7 @@ fn xqo_shape(
         _ if use_sg => 512,
         _ => 256,
     };
-    let outs = match ctx.xqo_outs {
-        Some(o @ (1 | 2)) => o,
-        _ => 1,
-    };
+    let outs = ctx.xqo_outs.filter(|o| matches!(o, 1 | 2)).unwrap_or(1);
     shape(wg, outs)
         .or_else(|| shape(256, 1))
         .or_else(|| shape(128, 1))
