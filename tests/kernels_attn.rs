@@ -61,23 +61,14 @@ fn attn_decode_all_paths() {
 /// The GQA decode kernel with either split forced (`--attn-decode-keys`; by default 32 keys up
 /// to 512, 64 beyond): 32-key splits (8 invocations per key, twice the workgroups) and 64-key
 /// ones at short lengths; lengths inside one split, at and past its end, ragged and long, head
-/// dims 128 and 64 and 20, on both numeric paths; the splits combined by the last workgroup of
-/// each KV head (the default) and by a combine pass (`--no-fused-combine`).
+/// dims 128 and 64 and 20, on both numeric paths.
 #[test]
 fn attn_decode_forced_splits() {
-    for (keys, f32, unfused) in [
-        (32, false, false),
-        (32, true, false),
-        (64, false, false),
-        (64, true, false),
-        (32, false, true),
-        (64, true, true),
-    ] {
+    for (keys, f32) in [(32, false), (32, true), (64, false), (64, true)] {
         let c = pollster::block_on(GpuContext::new(&GpuOptions {
             attn_decode_keys: Some(keys),
             force_f32: f32,
             no_subgroups: f32,
-            no_fused_combine: unfused,
             ..Default::default()
         }))
         .expect("GPU adapter");
@@ -89,9 +80,7 @@ fn attn_decode_forced_splits() {
         ] {
             for (i, &len) in lens.iter().enumerate() {
                 assert_ok(
-                    &format!(
-                        "f32 {f32} {keys}-key splits, combine pass {unfused}, heads {hs:?} L={len}"
-                    ),
+                    &format!("f32 {f32} {keys}-key splits heads {hs:?} L={len}"),
                     pollster::block_on(st::attn_decode_case(&c, hs, len, 900 + i as u64)),
                 );
             }
@@ -109,16 +98,10 @@ fn attn_decode_int8_output() {
         ..Default::default()
     }))
     .expect("GPU adapter");
-    let unfused = pollster::block_on(GpuContext::new(&GpuOptions {
-        no_fused_combine: true,
-        ..Default::default()
-    }))
-    .expect("GPU adapter");
     let contexts = PATHS
         .iter()
         .map(|&p| (format!("{p:?}"), ctx(p)))
-        .chain(std::iter::once(("64-key splits".to_string(), &long)))
-        .chain(std::iter::once(("combine pass".to_string(), &unfused)));
+        .chain(std::iter::once(("64-key splits".to_string(), &long)));
     for (path, c) in contexts {
         assert!(c.int8);
         for (hs, lens) in [
@@ -295,26 +278,16 @@ fn attn_rows_every_block() {
     }
 }
 
-/// A decode attention over several splits is one dispatch (the last split of each KV head
-/// combines them), two with `--no-fused-combine` (a combine pass).
 #[test]
-fn decode_is_one_dispatch() {
-    let unfused = pollster::block_on(GpuContext::new(&GpuOptions {
-        force_f32: true,
-        no_subgroups: true,
-        no_fused_combine: true,
-        ..Default::default()
-    }))
-    .expect("GPU adapter");
-    for (c, want) in [(ctx(Path::F32), 1), (&unfused, 2)] {
-        let cache = KvCache::new(c, "cache", 4, 8192, 128).unwrap();
-        let q = Tensor::empty(c, "q", &[28, 128]);
-        let out = Tensor::empty(c, "out", &[28, 128]);
-        let scratch = c.storage("s", ops::decode_scratch_bytes(28, 128, 8192));
-        let mut rec = Recorder::new(c, "t");
-        ops::attn_decode(&mut rec, &q, &cache, 8192, 0.1, &scratch, &out).unwrap();
-        assert_eq!(rec.dispatches(), want);
-    }
+fn decode_is_two_dispatches() {
+    let c = ctx(Path::F32);
+    let cache = KvCache::new(c, "cache", 4, 8192, 128).unwrap();
+    let q = Tensor::empty(c, "q", &[28, 128]);
+    let out = Tensor::empty(c, "out", &[28, 128]);
+    let scratch = c.storage("s", ops::decode_scratch_bytes(28, 128, 8192));
+    let mut rec = Recorder::new(c, "t");
+    ops::attn_decode(&mut rec, &q, &cache, 8192, 0.1, &scratch, &out).unwrap();
+    assert_eq!(rec.dispatches(), 2);
 }
 
 fn shape_err(r: Result<(), OpError>, op: &str, needles: &[&str]) {

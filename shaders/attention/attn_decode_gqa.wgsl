@@ -11,14 +11,6 @@
 // @binding(4) P:     uniform Params
 // @binding(5) xq:    (Hq·D/32, 8) u32      with XQ = 1 and one split: out as gemv_i8's int8 x
 // @binding(6) xd:    (Hq·D/32) vec2<f32>   (xq_block.wgsl), so the next product skips gemv_xq
-// @binding(7) cnt:   (Hkv,) atomic u32     with FUSE = 1: splits of each KV head done (0 between
-//                                          dispatches: the last one resets it)
-//
-// FUSE = 1 (several splits): the last workgroup of a KV head to finish does the combine pass
-// for the group's G heads itself (`combine_group`, attn_decode_combine's arithmetic in the
-// same order), so there is no combine dispatch. Each workgroup stores its partials, releases
-// them (storageBarrier: naga emits it at device scope) and takes a ticket from its head's
-// counter; the one that draws the last ticket acquires, resets the counter and combines.
 //
 // Scores: 256/CH invocations per key (4 or 8), invocation u of a key takes the key's vec4s u,
 // u+4, u+8, … (neighbours read neighbouring vec4s), dots them with all G queries, and the
@@ -43,13 +35,10 @@ struct Params {
 @group(0) @binding(4) var<uniform> P: Params;
 @group(0) @binding(5) var<storage, read_write> xq: array<u32>;
 @group(0) @binding(6) var<storage, read_write> xd: array<vec2<f32>>;
-@group(0) @binding(7) var<storage, read_write> cnt: array<atomic<u32>>;
 
 override G: u32 = 7u;   // query heads per kv head, ≤ 8
 override D: u32 = 128u; // head dim, a multiple of 4, ≤ 128 (of 32 with XQ = 1)
 override XQ: u32 = 0u;
-override FUSE: u32 = 0u;
-const FMAXS: u32 = 896u; // splits the fused combine holds in workgroup memory (the host checks)
 
 override CH: u32 = 64u; // keys per split, 32 or 64 (the split length of ops::attn_decode)
 override KPI: u32 = 256u / CH; // invocations per key: 4 or 8
@@ -62,7 +51,6 @@ var<workgroup> qs: array<vec4<f32>, 256>;  // [G][D/4]
 var<workgroup> red: array<f32, 2048>;      // score partials [4][G][CH]; later values [2][G][128]
 var<workgroup> sc: array<f32, 512>;        // [G][CH] scores, then exp(score − m)
 var<workgroup> mx: array<f32, 256>;        // softmax reductions, 32 per head
-var<workgroup> wlast: u32;                  // FUSE: this workgroup drew its head's last ticket
 
 // #include xq_block
 
@@ -249,104 +237,6 @@ fn attn_decode_gqa(
                 xq[blk * 8u + j] = b.q[j];
             }
             xd[blk] = b.d;
-        }
-    }
-    if (FUSE == 1u && P.nsplit > 1u) {
-        storageBarrier(); // release this workgroup's partials before its ticket
-        if (t == 0u) {
-            wlast = u32(atomicAdd(&cnt[kh], 1u) == P.nsplit - 1u);
-        }
-        if (workgroupUniformLoad(&wlast) == 1u) {
-            storageBarrier(); // acquire every split's partials
-            if (t == 0u) {
-                atomicStore(&cnt[kh], 0u);
-            }
-            combine_group(kh, t);
-        }
-    }
-}
-
-// attn_decode_combine (attn_decode.wgsl) for the G heads of KV head kh, two heads at a time
-// (invocations 0–127 and 128–255), with `red` for its reductions (128 slots per head) and its
-// split weights (FMAXS per head). The same arithmetic in the same order.
-fn combine_group(kh: u32, t: u32) {
-    let ml = P.nsplit * P.hq * D;
-    let sub = t / 128u;
-    let tt = t % 128u;
-    let cr = sub * 128u;
-    let ws = 256u + sub * FMAXS;
-    for (var h0 = 0u; h0 < G; h0 += 2u) {
-        let hv = h0 + sub < G;
-        let h = kh * G + min(h0 + sub, G - 1u);
-        workgroupBarrier(); // red's previous use is over
-        var m = LOWEST;
-        for (var s = tt; s < P.nsplit; s += 128u) {
-            m = max(m, part[ml + (s * P.hq + h) * 2u]);
-        }
-        red[cr + tt] = m;
-        workgroupBarrier();
-        for (var st = 64u; st > 0u; st >>= 1u) {
-            if (tt < st) {
-                red[cr + tt] = max(red[cr + tt], red[cr + tt + st]);
-            }
-            workgroupBarrier();
-        }
-        m = red[cr];
-        workgroupBarrier();
-        var l = 0.0;
-        for (var s = tt; s < P.nsplit; s += 128u) {
-            let i = ml + (s * P.hq + h) * 2u;
-            l += exp(part[i] - m) * part[i + 1u];
-        }
-        red[cr + tt] = l;
-        workgroupBarrier();
-        for (var st = 64u; st > 0u; st >>= 1u) {
-            if (tt < st) {
-                red[cr + tt] += red[cr + tt + st];
-            }
-            workgroupBarrier();
-        }
-        l = red[cr];
-        var a = 0.0;
-        workgroupBarrier();
-        for (var s = tt; s < P.nsplit; s += 128u) {
-            red[ws + s] = exp(part[ml + (s * P.hq + h) * 2u] - m);
-        }
-        workgroupBarrier();
-        if (tt < D) {
-            let ns = P.nsplit;
-            var s = 0u;
-            for (; s + 4u <= ns; s += 4u) {
-                let b = (s * P.hq + h) * D + tt;
-                let st = P.hq * D;
-                a += red[ws + s] * part[b] + red[ws + s + 1u] * part[b + st]
-                   + red[ws + s + 2u] * part[b + 2u * st] + red[ws + s + 3u] * part[b + 3u * st];
-            }
-            for (; s < ns; s++) {
-                a += red[ws + s] * part[(s * P.hq + h) * D + tt];
-            }
-        }
-        let o = act(a / l);
-        if (hv && tt < D) {
-            out[h * D + tt] = o;
-        }
-        if (XQ == 1u) {
-            workgroupBarrier(); // the split weights are read above
-            red[ws + tt] = f32(o);
-            workgroupBarrier();
-            if (hv && tt < D / 32u) {
-                var v: array<vec4<f32>, 8>;
-                for (var j = 0u; j < 8u; j++) {
-                    let e = ws + 32u * tt + 4u * j;
-                    v[j] = vec4<f32>(red[e], red[e + 1u], red[e + 2u], red[e + 3u]);
-                }
-                let b = xq_block(v);
-                let blk = h * (D / 32u) + tt;
-                for (var j = 0u; j < 8u; j++) {
-                    xq[blk * 8u + j] = b.q[j];
-                }
-                xd[blk] = b.d;
-            }
         }
     }
 }

@@ -32,9 +32,6 @@ pub struct GpuOptions {
     /// A split-K product followed by a LayerNorm leaves the norm to a `layernorm` dispatch
     /// instead of its reduce pass (`Epilogue::layernorm`; for comparisons).
     pub no_fused_ln: bool,
-    /// The decode attention combines its splits in a pass of its own instead of in the last
-    /// split's workgroup of each KV head (for comparisons).
-    pub no_fused_combine: bool,
     /// A q4/q8 product whose output feeds another one leaves its int8 quantisation to a
     /// `gemv_xq` dispatch instead of writing it itself (`Epilogue::xq_out`; for comparisons).
     pub no_fused_xqo: bool,
@@ -182,9 +179,6 @@ pub(crate) struct ErrorSink {
     pub lost: Option<String>,
 }
 
-/// KV heads the decode attention's split counters serve ([`GpuContext::decode_counters`]).
-pub const DECODE_COUNTERS: usize = 256;
-
 pub struct GpuContext {
     pub device: wgpu::Device,
     pub queue: wgpu::Queue,
@@ -205,8 +199,6 @@ pub struct GpuContext {
     pub no_fused_rope: bool,
     /// See [`GpuOptions::no_fused_ln`].
     pub no_fused_ln: bool,
-    /// See [`GpuOptions::no_fused_combine`].
-    pub no_fused_combine: bool,
     /// See [`GpuOptions::no_fused_xqo`].
     pub no_fused_xqo: bool,
     /// See [`GpuOptions::xqo_wg`].
@@ -243,9 +235,6 @@ pub struct GpuContext {
     pub(crate) dummy_rw: wgpu::Buffer,
     /// A third, for kernels with two optional writable outputs.
     pub(crate) dummy_rw2: wgpu::Buffer,
-    /// Arrival counters of the decode attention's splits, one per KV head (zero between
-    /// dispatches: the last split's workgroup resets its head's; `ops::attn_decode_xq`).
-    pub(crate) decode_counters: wgpu::Buffer,
     /// Idle param rings of recorders without a bind cache (see [`super::Recorder::params`]).
     pub(crate) rings: Mutex<Vec<wgpu::Buffer>>,
     /// Offset alignment of a params slot in a ring (uniform and storage alignment, whichever
@@ -442,12 +431,6 @@ impl GpuContext {
             usage: wgpu::BufferUsages::STORAGE,
             mapped_at_creation: false,
         });
-        let decode_counters = device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("attn.decode.counters"),
-            size: 4 * DECODE_COUNTERS as u64,
-            usage: wgpu::BufferUsages::STORAGE,
-            mapped_at_creation: false,
-        });
         let mut ctx = GpuContext {
             device,
             queue,
@@ -462,7 +445,6 @@ impl GpuContext {
             no_attn_xq: opts.no_attn_xq,
             no_fused_rope: opts.no_fused_rope,
             no_fused_ln: opts.no_fused_ln,
-            no_fused_combine: opts.no_fused_combine,
             no_fused_xqo: opts.no_fused_xqo,
             xqo_wg: opts.xqo_wg,
             no_defer_norm: opts.no_defer_norm,
@@ -481,7 +463,6 @@ impl GpuContext {
             dummy,
             dummy_rw,
             dummy_rw2,
-            decode_counters,
             rings: Mutex::new(Vec::new()),
             profile: Mutex::new(None),
             param_align: u64::from(

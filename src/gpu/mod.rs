@@ -12,9 +12,7 @@ mod readback;
 mod recorder;
 
 pub use buffers::{Arena, BufferPool, PooledBuffer};
-pub use context::{
-    Caps, CoopF16, GpuContext, GpuOptions, NegotiatedLimits, COOPB_WG_STORAGE, DECODE_COUNTERS,
-};
+pub use context::{Caps, CoopF16, GpuContext, GpuOptions, NegotiatedLimits, COOPB_WG_STORAGE};
 pub use kernels::{ActDType, KernelKey};
 pub use pipelines::{Binding, PipelineCache};
 pub use readback::{map_read, read_buffer};

@@ -256,22 +256,6 @@ const DECODE_XQ_BINDINGS: &[Binding] = &[
     Binding::ReadWrite,
 ];
 
-/// The GQA decode kernel's bindings: [`DECODE_XQ_BINDINGS`], then its splits' counters.
-const DECODE_GQA_BINDINGS: &[Binding] = &[
-    Binding::Read,
-    Binding::Read,
-    Binding::ReadWrite,
-    Binding::ReadWrite,
-    Binding::Uniform,
-    Binding::ReadWrite,
-    Binding::ReadWrite,
-    Binding::ReadWrite,
-];
-
-/// Splits whose combine the GQA kernel's last workgroup can do (`FMAXS` in
-/// attn_decode_gqa.wgsl: 28 672 keys at 32 per split).
-const FUSED_COMBINE_MAX_SPLITS: usize = 896;
-
 /// Whether [`attn_decode_xq`] can write its output as int8 x for these head dims.
 pub fn decode_quantises(d: usize) -> bool {
     d.is_multiple_of(32) && d <= 128
@@ -441,17 +425,10 @@ pub fn attn_decode_xq(
     let ubuf = rec.params(bytemuck::bytes_of(&params));
     let buffers = crate::binds![&q.buf, &cache.buf, scratch, &out.buf, &ubuf];
     if gqa {
-        // one workgroup per (split, KV head): keys and values read once for the whole group;
-        // with several splits the last one of each KV head to finish combines them (no
-        // combine dispatch) where the counters and workgroup memory allow
-        let fuse = nsplit > 1
-            && !ctx.no_fused_combine
-            && nsplit <= FUSED_COMBINE_MAX_SPLITS
-            && cache.heads <= crate::gpu::DECODE_COUNTERS;
+        // one workgroup per (split, KV head): keys and values read once for the whole group
         let mut constants = consts;
         constants.push(("CH", split as u32));
         constants.push(("XQ", xq_flag));
-        constants.push(("FUSE", fuse as u32));
         let pg = ctx.pipeline(
             &KernelKey {
                 family: "attn_decode_gqa",
@@ -460,25 +437,15 @@ pub fn attn_decode_xq(
                 subgroups: false,
                 constants,
             },
-            DECODE_GQA_BINDINGS,
+            DECODE_XQ_BINDINGS,
         )?;
         let g1 = rec.bind(
             &pg,
-            &crate::binds![
-                &q.buf,
-                &cache.buf,
-                scratch,
-                &out.buf,
-                &ubuf,
-                xqb,
-                xdb,
-                &ctx.decode_counters
-            ],
+            &crate::binds![&q.buf, &cache.buf, scratch, &out.buf, &ubuf, xqb, xdb],
         );
         rec.dispatch(&pg, &g1, [nsplit as u32, cache.heads as u32, 1])?;
-        if nsplit == 1 || fuse {
-            // one split (the audio head's depth steps have ≤ 8 keys), or combined by the last
-            // split's workgroups: the kernel wrote `out`
+        if nsplit == 1 {
+            // one split (the audio head's depth steps have ≤ 8 keys): the kernel wrote `out`
             return Ok(());
         }
     } else {

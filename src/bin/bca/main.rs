@@ -57,10 +57,6 @@ struct GpuArgs {
     /// comparisons).
     #[arg(long)]
     no_fused_ln: bool,
-    /// The decode attention combines its splits in a dispatch of its own (a knob for
-    /// comparisons).
-    #[arg(long)]
-    no_fused_combine: bool,
     /// Products whose output feeds a q4/q8 product leave its int8 quantisation to a dispatch
     /// of its own (a knob for comparisons).
     #[arg(long)]
@@ -177,7 +173,6 @@ impl GpuArgs {
             no_attn_xq: self.no_attn_xq,
             no_fused_rope: self.no_fused_rope,
             no_fused_ln: self.no_fused_ln,
-            no_fused_combine: self.no_fused_combine,
             no_fused_xqo: self.no_fused_xqo,
             xqo_wg: self.xqo_wg,
             no_defer_norm: self.no_defer_norm,
