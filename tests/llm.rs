@@ -130,14 +130,13 @@ fn logits_match_transformers_f32() {
 /// f16 activations (with and without subgroups) and quantised weights: stated bounds.
 #[test]
 fn logits_bounds_f16_q8_q4() {
-    // chunks of 16 (prefill products), and of 1: every position a decode step, whose RMSNorms
-    // are deferred into the products after them where the device can (see
-    // decode_steps_defer_their_norms)
+    // chunks of 16 (prefill products), and of 1 at q4: every position a decode step, whose
+    // RMSNorms are deferred into the products after them where the device can (see
+    // decode_steps_defer_their_norms; q8's deferral is checked by the audio head's golden)
     for (path, format, bound, chunk) in [
         (GpuPath::F16, WeightFormat::F16, 5e-3, 16),
         (GpuPath::F16, WeightFormat::Q8, 2e-2, 16),
         (GpuPath::F16, WeightFormat::Q4, 1.5e-1, 16),
-        (GpuPath::F16, WeightFormat::Q8, 2e-2, 1),
         (GpuPath::F16, WeightFormat::Q4, 1.5e-1, 1),
     ] {
         for (name, ev, _, t1) in run_path(path, format, chunk) {

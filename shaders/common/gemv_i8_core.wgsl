@@ -31,6 +31,7 @@ override TPR: u32 = 32;
 override NB: u32 = 1;
 override R: u32 = 1;
 override ACT: u32 = 0;
+override Q8: u32 = 0; // entries for either format: 1 for q8 weights, 0 for q4
 
 const MAX_WG: u32 = 256u;
 var<workgroup> partial: array<vec4<f32>, MAX_WG>;
@@ -88,4 +89,12 @@ fn group_partial_q8(row0: u32, lane: u32) -> vec4<f32> {
         }
     }
     return acc;
+}
+
+// group_partial_q4 or _q8 as Q8 says (the entries that serve both formats).
+fn group_partial(row0: u32, lane: u32) -> vec4<f32> {
+    if (Q8 == 1u) {
+        return group_partial_q8(row0, lane);
+    }
+    return group_partial_q4(row0, lane);
 }

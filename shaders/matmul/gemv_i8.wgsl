@@ -259,20 +259,20 @@ fn gemv_q8_i8_sgk_rope(@builtin(workgroup_id) wid: vec3<u32>,
 // #if subgroups
 // ---- The RMSNorm of x deferred to the product (`_defer` entries; defer_norm.wgsl) -----------
 // x arrives as int8 x·g with Σ x² per block (binding 10); the lane groups' sums are scaled by
-// inv_rms before the epilogue. The plain and the RoPE epilogues.
+// inv_rms before the epilogue. The plain and the RoPE epilogues; either weight format (Q8).
 
 // #include defer_norm
 
 @compute @workgroup_size(WG)
-fn gemv_q4_i8_sgk_defer(@builtin(workgroup_id) wid: vec3<u32>,
-                        @builtin(local_invocation_index) lid: u32,
-                        @builtin(subgroup_invocation_id) sid: u32,
-                        @builtin(subgroup_size) sgs: u32) {
+fn gemv_i8_sgk_defer(@builtin(workgroup_id) wid: vec3<u32>,
+                     @builtin(local_invocation_index) lid: u32,
+                     @builtin(subgroup_invocation_id) sid: u32,
+                     @builtin(subgroup_size) sgs: u32) {
     let row0 = row0_of(wid, lid);
     let part = defer_load(lid);
     var acc = vec4<f32>(0.0);
     if (row0 < P.m) {
-        acc = group_partial_q4(row0, lid % TPR);
+        acc = group_partial(row0, lid % TPR);
     }
     let inv = defer_inv_rms(part, lid, sid, sgs, f32(P.k));
     let total = reduce_subgroups(lid, sid, sgs, acc) * inv;
@@ -282,50 +282,16 @@ fn gemv_q4_i8_sgk_defer(@builtin(workgroup_id) wid: vec3<u32>,
 }
 
 @compute @workgroup_size(WG)
-fn gemv_q8_i8_sgk_defer(@builtin(workgroup_id) wid: vec3<u32>,
-                        @builtin(local_invocation_index) lid: u32,
-                        @builtin(subgroup_invocation_id) sid: u32,
-                        @builtin(subgroup_size) sgs: u32) {
-    let row0 = row0_of(wid, lid);
-    let part = defer_load(lid);
-    var acc = vec4<f32>(0.0);
-    if (row0 < P.m) {
-        acc = group_partial_q8(row0, lid % TPR);
-    }
-    let inv = defer_inv_rms(part, lid, sid, sgs, f32(P.k));
-    let total = reduce_subgroups(lid, sid, sgs, acc) * inv;
-    if (lid % TPR == 0u) {
-        finish(row0, total);
-    }
-}
-
-@compute @workgroup_size(WG)
-fn gemv_q4_i8_sgk_rope_defer(@builtin(workgroup_id) wid: vec3<u32>,
-                             @builtin(local_invocation_index) lid: u32,
-                             @builtin(subgroup_invocation_id) sid: u32,
-                             @builtin(subgroup_size) sgs: u32) {
+fn gemv_i8_sgk_rope_defer(@builtin(workgroup_id) wid: vec3<u32>,
+                          @builtin(local_invocation_index) lid: u32,
+                          @builtin(subgroup_invocation_id) sid: u32,
+                          @builtin(subgroup_size) sgs: u32) {
     let w = wg_linear(wid);
     let row = rope_row(w, lid / TPR);
     let part = defer_load(lid);
     var acc = vec4<f32>(0.0);
     if (row < P.m) {
-        acc = group_partial_q4(row, lid % TPR);
-    }
-    let inv = defer_inv_rms(part, lid, sid, sgs, f32(P.k));
-    rope_epilogue(w, lid, reduce_subgroups(lid, sid, sgs, acc) * inv);
-}
-
-@compute @workgroup_size(WG)
-fn gemv_q8_i8_sgk_rope_defer(@builtin(workgroup_id) wid: vec3<u32>,
-                             @builtin(local_invocation_index) lid: u32,
-                             @builtin(subgroup_invocation_id) sid: u32,
-                             @builtin(subgroup_size) sgs: u32) {
-    let w = wg_linear(wid);
-    let row = rope_row(w, lid / TPR);
-    let part = defer_load(lid);
-    var acc = vec4<f32>(0.0);
-    if (row < P.m) {
-        acc = group_partial_q8(row, lid % TPR);
+        acc = group_partial(row, lid % TPR);
     }
     let inv = defer_inv_rms(part, lid, sid, sgs, f32(P.k));
     rope_epilogue(w, lid, reduce_subgroups(lid, sid, sgs, acc) * inv);

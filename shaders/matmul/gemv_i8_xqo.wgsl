@@ -142,6 +142,14 @@ fn xqo_partial_q8(row0: u32, lane: u32) -> vec4<f32> {
     return acc;
 }
 
+// xqo_partial_q4 or _q8 as Q8 says.
+fn xqo_partial(row0: u32, lane: u32) -> vec4<f32> {
+    if (Q8 == 1u) {
+        return xqo_partial_q8(row0, lane);
+    }
+    return xqo_partial_q4(row0, lane);
+}
+
 // A lane-group leader's rows: y, and each output as stored into blk (zero past M).
 fn xqo_rows(row0: u32, sums: vec4<f32>) {
     let m_out = select(P.m, P.m / 2u, ACT == 3u);
@@ -175,27 +183,12 @@ fn xqo_block(b: u32, lid: u32) {
 }
 
 @compute @workgroup_size(WG)
-fn gemv_q4_i8_xqo(@builtin(workgroup_id) wid: vec3<u32>,
+fn gemv_i8_xqo(@builtin(workgroup_id) wid: vec3<u32>,
                   @builtin(local_invocation_index) lid: u32) {
     let row0 = row0_of(wid, lid);
     var acc = vec4<f32>(0.0);
     if (row0 < P.m) {
-        acc = xqo_partial_q4(row0, lid % TPR);
-    }
-    let sums = reduce_tree(lid % TPR, lid, acc);
-    if (lid % TPR == 0u) {
-        xqo_rows(row0, sums);
-    }
-    xqo_block(wg_linear(wid), lid);
-}
-
-@compute @workgroup_size(WG)
-fn gemv_q8_i8_xqo(@builtin(workgroup_id) wid: vec3<u32>,
-                  @builtin(local_invocation_index) lid: u32) {
-    let row0 = row0_of(wid, lid);
-    var acc = vec4<f32>(0.0);
-    if (row0 < P.m) {
-        acc = xqo_partial_q8(row0, lid % TPR);
+        acc = xqo_partial(row0, lid % TPR);
     }
     let sums = reduce_tree(lid % TPR, lid, acc);
     if (lid % TPR == 0u) {
@@ -243,12 +236,12 @@ fn xqo_block_norm(b: u32, lid: u32) {
 }
 
 @compute @workgroup_size(WG)
-fn gemv_q4_i8_sgx_xqo(@builtin(workgroup_id) wid: vec3<u32>,
+fn gemv_i8_sgx_xqo(@builtin(workgroup_id) wid: vec3<u32>,
                       @builtin(local_invocation_index) lid: u32) {
     let row0 = row0_of(wid, lid);
     var acc = vec4<f32>(0.0);
     if (row0 < P.m) {
-        acc = xqo_partial_q4(row0, lid % TPR);
+        acc = xqo_partial(row0, lid % TPR);
     }
     let sums = reduce_lanes(acc);
     if (lid % TPR == 0u) {
@@ -258,22 +251,7 @@ fn gemv_q4_i8_sgx_xqo(@builtin(workgroup_id) wid: vec3<u32>,
 }
 
 @compute @workgroup_size(WG)
-fn gemv_q8_i8_sgx_xqo(@builtin(workgroup_id) wid: vec3<u32>,
-                      @builtin(local_invocation_index) lid: u32) {
-    let row0 = row0_of(wid, lid);
-    var acc = vec4<f32>(0.0);
-    if (row0 < P.m) {
-        acc = xqo_partial_q8(row0, lid % TPR);
-    }
-    let sums = reduce_lanes(acc);
-    if (lid % TPR == 0u) {
-        xqo_rows(row0, sums);
-    }
-    xqo_block(wg_linear(wid), lid);
-}
-
-@compute @workgroup_size(WG)
-fn gemv_q4_i8_sgx_xqo_defer(@builtin(workgroup_id) wid: vec3<u32>,
+fn gemv_i8_sgx_xqo_defer(@builtin(workgroup_id) wid: vec3<u32>,
                             @builtin(local_invocation_index) lid: u32,
                             @builtin(subgroup_invocation_id) sid: u32,
                             @builtin(subgroup_size) sgs: u32) {
@@ -281,7 +259,7 @@ fn gemv_q4_i8_sgx_xqo_defer(@builtin(workgroup_id) wid: vec3<u32>,
     let part = defer_load(lid);
     var acc = vec4<f32>(0.0);
     if (row0 < P.m) {
-        acc = xqo_partial_q4(row0, lid % TPR);
+        acc = xqo_partial(row0, lid % TPR);
     }
     let inv = defer_inv_rms(part, lid, sid, sgs, f32(P.k));
     let sums = reduce_lanes(acc) * inv;
@@ -292,46 +270,12 @@ fn gemv_q4_i8_sgx_xqo_defer(@builtin(workgroup_id) wid: vec3<u32>,
 }
 
 @compute @workgroup_size(WG)
-fn gemv_q8_i8_sgx_xqo_defer(@builtin(workgroup_id) wid: vec3<u32>,
-                            @builtin(local_invocation_index) lid: u32,
-                            @builtin(subgroup_invocation_id) sid: u32,
-                            @builtin(subgroup_size) sgs: u32) {
-    let row0 = row0_of(wid, lid);
-    let part = defer_load(lid);
-    var acc = vec4<f32>(0.0);
-    if (row0 < P.m) {
-        acc = xqo_partial_q8(row0, lid % TPR);
-    }
-    let inv = defer_inv_rms(part, lid, sid, sgs, f32(P.k));
-    let sums = reduce_lanes(acc) * inv;
-    if (lid % TPR == 0u) {
-        xqo_rows(row0, sums);
-    }
-    xqo_block(wg_linear(wid), lid);
-}
-
-@compute @workgroup_size(WG)
-fn gemv_q4_i8_sgx_xqo_norm(@builtin(workgroup_id) wid: vec3<u32>,
+fn gemv_i8_sgx_xqo_norm(@builtin(workgroup_id) wid: vec3<u32>,
                            @builtin(local_invocation_index) lid: u32) {
     let row0 = row0_of(wid, lid);
     var acc = vec4<f32>(0.0);
     if (row0 < P.m) {
-        acc = xqo_partial_q4(row0, lid % TPR);
-    }
-    let sums = reduce_lanes(acc);
-    if (lid % TPR == 0u) {
-        xqo_rows(row0, sums);
-    }
-    xqo_block_norm(wg_linear(wid), lid);
-}
-
-@compute @workgroup_size(WG)
-fn gemv_q8_i8_sgx_xqo_norm(@builtin(workgroup_id) wid: vec3<u32>,
-                           @builtin(local_invocation_index) lid: u32) {
-    let row0 = row0_of(wid, lid);
-    var acc = vec4<f32>(0.0);
-    if (row0 < P.m) {
-        acc = xqo_partial_q8(row0, lid % TPR);
+        acc = xqo_partial(row0, lid % TPR);
     }
     let sums = reduce_lanes(acc);
     if (lid % TPR == 0u) {
@@ -370,7 +314,7 @@ fn xqo_rows_rn(row0: u32, sums: vec4<f32>, inv: f32) {
 }
 
 @compute @workgroup_size(WG)
-fn gemv_q4_i8_sgx_xqo_norm_rn(@builtin(workgroup_id) wid: vec3<u32>,
+fn gemv_i8_sgx_xqo_norm_rn(@builtin(workgroup_id) wid: vec3<u32>,
                               @builtin(local_invocation_index) lid: u32,
                               @builtin(subgroup_invocation_id) sid: u32,
                               @builtin(subgroup_size) sgs: u32) {
@@ -378,7 +322,7 @@ fn gemv_q4_i8_sgx_xqo_norm_rn(@builtin(workgroup_id) wid: vec3<u32>,
     let part = rn_load(lid);
     var acc = vec4<f32>(0.0);
     if (row0 < P.m) {
-        acc = xqo_partial_q4(row0, lid % TPR);
+        acc = xqo_partial(row0, lid % TPR);
     }
     let m_out = select(P.m, P.m / 2u, ACT == 3u);
     let inv = defer_inv_rms(part, lid, sid, sgs, f32(m_out));
@@ -389,23 +333,4 @@ fn gemv_q4_i8_sgx_xqo_norm_rn(@builtin(workgroup_id) wid: vec3<u32>,
     xqo_block_norm(wg_linear(wid), lid);
 }
 
-@compute @workgroup_size(WG)
-fn gemv_q8_i8_sgx_xqo_norm_rn(@builtin(workgroup_id) wid: vec3<u32>,
-                              @builtin(local_invocation_index) lid: u32,
-                              @builtin(subgroup_invocation_id) sid: u32,
-                              @builtin(subgroup_size) sgs: u32) {
-    let row0 = row0_of(wid, lid);
-    let part = rn_load(lid);
-    var acc = vec4<f32>(0.0);
-    if (row0 < P.m) {
-        acc = xqo_partial_q8(row0, lid % TPR);
-    }
-    let m_out = select(P.m, P.m / 2u, ACT == 3u);
-    let inv = defer_inv_rms(part, lid, sid, sgs, f32(m_out));
-    let sums = reduce_lanes(acc);
-    if (lid % TPR == 0u) {
-        xqo_rows_rn(row0, sums, inv);
-    }
-    xqo_block_norm(wg_linear(wid), lid);
-}
 // #endif

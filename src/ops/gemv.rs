@@ -662,30 +662,19 @@ fn gemv_inner(
                     >= 9 + ctx.caps.params_in_storage as u32
         })
         .and_then(|bufs| xqo_shape(ctx, use_sg, swiglu, m_out).map(|shape| (bufs, shape)));
-    let (family, entry, wg, tpr, rows_per_group) = match (&xqo, w) {
-        (Some((_, x)), Matrix::Q4 { .. }) => (
+    let (family, entry, wg, tpr, rows_per_group) = match &xqo {
+        Some((_, x)) => (
             "gemv_i8_xqo",
             if x.sgx {
-                "gemv_q4_i8_sgx_xqo"
+                "gemv_i8_sgx_xqo"
             } else {
-                "gemv_q4_i8_xqo"
+                "gemv_i8_xqo"
             },
             x.wg,
             x.tpr,
             x.rows,
         ),
-        (Some((_, x)), _) => (
-            "gemv_i8_xqo",
-            if x.sgx {
-                "gemv_q8_i8_sgx_xqo"
-            } else {
-                "gemv_q8_i8_xqo"
-            },
-            x.wg,
-            x.tpr,
-            x.rows,
-        ),
-        (None, _) => (family, entry, WG, tpr, rows_per_group),
+        None => (family, entry, WG, tpr, rows_per_group),
     };
     // the deferred-norm variants: x's norm into this product (`_defer`), or y·g for the next
     // one's (`_norm`); only these entries have them (`norm_defers` is the callers' check)
@@ -714,17 +703,12 @@ fn gemv_inner(
         ));
     }
     let entry = match (defer.is_some(), norm_mode.is_some(), entry) {
-        (false, true, "gemv_q4_i8_sgx_xqo") if rn.is_some() => "gemv_q4_i8_sgx_xqo_norm_rn",
-        (false, true, "gemv_q8_i8_sgx_xqo") if rn.is_some() => "gemv_q8_i8_sgx_xqo_norm_rn",
+        (false, true, "gemv_i8_sgx_xqo") if rn.is_some() => "gemv_i8_sgx_xqo_norm_rn",
         (false, false, e) => e,
-        (true, false, "gemv_q4_i8_sgk") => "gemv_q4_i8_sgk_defer",
-        (true, false, "gemv_q8_i8_sgk") => "gemv_q8_i8_sgk_defer",
-        (true, false, "gemv_q4_i8_sgk_rope") => "gemv_q4_i8_sgk_rope_defer",
-        (true, false, "gemv_q8_i8_sgk_rope") => "gemv_q8_i8_sgk_rope_defer",
-        (true, false, "gemv_q4_i8_sgx_xqo") => "gemv_q4_i8_sgx_xqo_defer",
-        (true, false, "gemv_q8_i8_sgx_xqo") => "gemv_q8_i8_sgx_xqo_defer",
-        (false, true, "gemv_q4_i8_sgx_xqo") => "gemv_q4_i8_sgx_xqo_norm",
-        (false, true, "gemv_q8_i8_sgx_xqo") => "gemv_q8_i8_sgx_xqo_norm",
+        (true, false, "gemv_q4_i8_sgk" | "gemv_q8_i8_sgk") => "gemv_i8_sgk_defer",
+        (true, false, "gemv_q4_i8_sgk_rope" | "gemv_q8_i8_sgk_rope") => "gemv_i8_sgk_rope_defer",
+        (true, false, "gemv_i8_sgx_xqo") => "gemv_i8_sgx_xqo_defer",
+        (false, true, "gemv_i8_sgx_xqo") => "gemv_i8_sgx_xqo_norm",
         (d, _, e) => {
             return Err(shape_err(
                 OP,
@@ -748,6 +732,10 @@ fn gemv_inner(
     }
     if let Some(r) = &rope {
         constants.push(("D", r.cache.dim as u32));
+    }
+    // the entries that serve both weight formats
+    if xqo.is_some() || defer.is_some() {
+        constants.push(("Q8", matches!(w, Matrix::Q8 { .. }) as u32));
     }
     if xqo.is_some() {
         // four blocks in flight per lane where a lane has at least 8 of a row (down: +40 µs
