@@ -202,8 +202,14 @@ pub fn norm_defers(ctx: &crate::gpu::GpuContext, producer: &Matrix, next: &Matri
         && !ctx.no_fused_xqo
         && ctx.gemv_tpr.is_none()
         && ctx.gemv_rows.is_none()
-        && ctx.limits.max_storage_buffers_per_shader_stage >= 11 + ctx.caps.params_in_storage as u32
+        && binds_storage(ctx, 13)
         && xqo_shape(ctx, use_sg, false, producer_m_out).is_some_and(|s| s.sgx)
+}
+
+/// Whether the device binds `n` storage buffers to a kernel, and its params too where they
+/// live in a storage buffer (`Caps::params_in_storage`: CPU adapters).
+fn binds_storage(ctx: &crate::gpu::GpuContext, n: u32) -> bool {
+    ctx.limits.max_storage_buffers_per_shader_stage >= n + ctx.caps.params_in_storage as u32
 }
 
 /// Whether a one-vector product that feeds `next` should write its output as `next`'s int8 x
@@ -634,9 +640,7 @@ fn gemv_inner(
             && !ctx.no_fused_rope
             && rows_per_group == 1
             && (2..=8).contains(&(WG / tpr))
-            // (the params too where they live in a storage buffer: CPU adapters)
-            && ctx.limits.max_storage_buffers_per_shader_stage
-                >= 9 + ctx.caps.params_in_storage as u32
+            && binds_storage(ctx, 9)
             && m.is_multiple_of(d)
             && matches!(
                 entry,
@@ -654,13 +658,7 @@ fn gemv_inner(
     // block of 32 outputs (see [`xqo_shape`])
     let xqo = epi
         .xq_out
-        .filter(|_| {
-            int8 && n == 1
-                && rope.is_none()
-                && !ctx.no_fused_xqo
-                && ctx.limits.max_storage_buffers_per_shader_stage
-                    >= 9 + ctx.caps.params_in_storage as u32
-        })
+        .filter(|_| int8 && n == 1 && rope.is_none() && !ctx.no_fused_xqo && binds_storage(ctx, 9))
         .and_then(|bufs| xqo_shape(ctx, use_sg, swiglu, m_out).map(|shape| (bufs, shape)));
     let (family, entry, wg, tpr, rows_per_group) = match &xqo {
         Some((_, x)) => (
