@@ -535,14 +535,13 @@ pub async fn bench_decode(
                     ops::gemv(rec, &l.gate_up, &h_n, &mlp, epi)?;
                 }
             }
-            let next = layers.get(li + 1);
-            let next_deferred = next.is_some_and(|nx| defers(&l.down, &nx.qkv));
+            let next = layers.get(li + 1).filter(|nx| defers(&l.down, &nx.qkv));
             if on(4) {
                 let epi = Epilogue {
                     residual: Some(&h_b),
                     prequantised: mxq,
-                    xq_out: next_deferred.then_some((&a_xq.0, &a_xq.1)),
-                    xq_out_norm: next.filter(|_| next_deferred).map(|nx| (&nx.ln1, &a_xq.2)),
+                    xq_out: next.map(|_| (&a_xq.0, &a_xq.1)),
+                    xq_out_norm: next.map(|nx| (&nx.ln1, &a_xq.2)),
                     ..Default::default()
                 };
                 ops::gemv(rec, &l.down, &mlp, &h_a, epi)?;

@@ -49,9 +49,24 @@ fn q4_block(wv: vec4<u32>, sw: u32, xa: vec4<u32>, xc: vec4<u32>, d: vec2<f32>) 
     return sm.x * d.x * f32(i) + sm.y * d.y;
 }
 
-fn group_partial_q4(row0: u32, lane: u32) -> vec4<f32> {
-    var acc = vec4<f32>(0.0);
-    for (var c = lane; c < P.nb; c += TPR) {
+// One q8 block (32 int8 weights as two vec4<u32>) against an int8 x block: the integer dot.
+fn q8_dot(w0: vec4<u32>, w1: vec4<u32>, xa: vec4<u32>, xc: vec4<u32>) -> i32 {
+    return dot4I8Packed(w0.x, xa.x) + dot4I8Packed(w0.y, xa.y)
+         + dot4I8Packed(w0.z, xa.z) + dot4I8Packed(w0.w, xa.w)
+         + dot4I8Packed(w1.x, xc.x) + dot4I8Packed(w1.y, xc.y)
+         + dot4I8Packed(w1.z, xc.z) + dot4I8Packed(w1.w, xc.w);
+}
+
+// The f16 scale of q8 block b (two per u32).
+fn q8_scale(b: u32) -> f32 {
+    let sw = unpack2x16float(s[b / 2u]);
+    return select(sw.x, sw.y, (b & 1u) == 1u);
+}
+
+// A lane's partial sums over blocks c0, c0 + TPR, … of its rows, added to `acc` in that order.
+fn group_partial_q4_from(row0: u32, c0: u32, acc0: vec4<f32>) -> vec4<f32> {
+    var acc = acc0;
+    for (var c = c0; c < P.nb; c += TPR) {
         for (var n = 0u; n < NB; n++) {
             let xb = (P.n0 + n) * P.xs + c;
             let xa = xq[2u * xb];
@@ -66,9 +81,9 @@ fn group_partial_q4(row0: u32, lane: u32) -> vec4<f32> {
     return acc;
 }
 
-fn group_partial_q8(row0: u32, lane: u32) -> vec4<f32> {
-    var acc = vec4<f32>(0.0);
-    for (var c = lane; c < P.nb; c += TPR) {
+fn group_partial_q8_from(row0: u32, c0: u32, acc0: vec4<f32>) -> vec4<f32> {
+    var acc = acc0;
+    for (var c = c0; c < P.nb; c += TPR) {
         for (var n = 0u; n < NB; n++) {
             let xb = (P.n0 + n) * P.xs + c;
             let xa = xq[2u * xb];
@@ -76,19 +91,20 @@ fn group_partial_q8(row0: u32, lane: u32) -> vec4<f32> {
             let d = xd[xb];
             for (var r = 0u; r < R; r++) {
                 let b = min(row0 + r, P.m - 1u) * P.nb + c;
-                let sw = unpack2x16float(s[b / 2u]);
-                let sc = select(sw.x, sw.y, (b & 1u) == 1u);
-                let w0 = w[2u * b];
-                let w1 = w[2u * b + 1u];
-                let i = dot4I8Packed(w0.x, xa.x) + dot4I8Packed(w0.y, xa.y)
-                      + dot4I8Packed(w0.z, xa.z) + dot4I8Packed(w0.w, xa.w)
-                      + dot4I8Packed(w1.x, xc.x) + dot4I8Packed(w1.y, xc.y)
-                      + dot4I8Packed(w1.z, xc.z) + dot4I8Packed(w1.w, xc.w);
-                acc[r * NB + n] += sc * d.x * f32(i);
+                let i = q8_dot(w[2u * b], w[2u * b + 1u], xa, xc);
+                acc[r * NB + n] += q8_scale(b) * d.x * f32(i);
             }
         }
     }
     return acc;
+}
+
+fn group_partial_q4(row0: u32, lane: u32) -> vec4<f32> {
+    return group_partial_q4_from(row0, lane, vec4<f32>(0.0));
+}
+
+fn group_partial_q8(row0: u32, lane: u32) -> vec4<f32> {
+    return group_partial_q8_from(row0, lane, vec4<f32>(0.0));
 }
 
 // group_partial_q4 or _q8 as Q8 says (the entries that serve both formats).

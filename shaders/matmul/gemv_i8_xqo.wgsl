@@ -70,30 +70,8 @@ fn xqo_partial_q4(row0: u32, lane: u32) -> vec4<f32> {
             }
         }
     }
-    for (; c < P.nb; c += TPR) {
-        let xa = xq[2u * c];
-        let xc = xq[2u * c + 1u];
-        let d = xd[c];
-        for (var r = 0u; r < R; r++) {
-            let b = min(row0 + r, P.m - 1u) * P.nb + c;
-            acc[r] += q4_block(w[b], s[b], xa, xc, d);
-        }
-    }
-    return acc;
-}
-
-fn q8_block(b: u32, xa: vec4<u32>, xc: vec4<u32>) -> i32 {
-    let w0 = w[2u * b];
-    let w1 = w[2u * b + 1u];
-    return dot4I8Packed(w0.x, xa.x) + dot4I8Packed(w0.y, xa.y)
-         + dot4I8Packed(w0.z, xa.z) + dot4I8Packed(w0.w, xa.w)
-         + dot4I8Packed(w1.x, xc.x) + dot4I8Packed(w1.y, xc.y)
-         + dot4I8Packed(w1.z, xc.z) + dot4I8Packed(w1.w, xc.w);
-}
-
-fn q8_scale(b: u32) -> f32 {
-    let sw = unpack2x16float(s[b / 2u]);
-    return select(sw.x, sw.y, (b & 1u) == 1u);
+    // the blocks left, one at a time (NB = 1)
+    return group_partial_q4_from(row0, c, acc);
 }
 
 fn xqo_partial_q8(row0: u32, lane: u32) -> vec4<f32> {
@@ -120,26 +98,13 @@ fn xqo_partial_q8(row0: u32, lane: u32) -> vec4<f32> {
         }
         for (var u = 0u; u < XU; u++) {
             for (var r = 0u; r < R; r++) {
-                let a = w0[u * XR + r];
-                let e = w1[u * XR + r];
-                let i = dot4I8Packed(a.x, xa[u].x) + dot4I8Packed(a.y, xa[u].y)
-                      + dot4I8Packed(a.z, xa[u].z) + dot4I8Packed(a.w, xa[u].w)
-                      + dot4I8Packed(e.x, xc[u].x) + dot4I8Packed(e.y, xc[u].y)
-                      + dot4I8Packed(e.z, xc[u].z) + dot4I8Packed(e.w, xc[u].w);
+                let i = q8_dot(w0[u * XR + r], w1[u * XR + r], xa[u], xc[u]);
                 acc[r] += sc[u * XR + r] * d[u].x * f32(i);
             }
         }
     }
-    for (; c < P.nb; c += TPR) {
-        let xa = xq[2u * c];
-        let xc = xq[2u * c + 1u];
-        let d = xd[c];
-        for (var r = 0u; r < R; r++) {
-            let b = min(row0 + r, P.m - 1u) * P.nb + c;
-            acc[r] += q8_scale(b) * d.x * f32(q8_block(b, xa, xc));
-        }
-    }
-    return acc;
+    // the blocks left, one at a time (NB = 1)
+    return group_partial_q8_from(row0, c, acc);
 }
 
 // xqo_partial_q4 or _q8 as Q8 says.

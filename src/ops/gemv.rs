@@ -752,14 +752,12 @@ fn gemv_inner(
         ROPE_BINDINGS
     } else if xqo.is_some() {
         XQO_BINDINGS
-    } else if defer.is_some() {
-        // bindings 8 and 9 unused (dummies) before the deferred norm's 10
-        &ROPE_BINDINGS[..8]
     } else {
         BINDINGS
     }
     .to_vec();
     if defer.is_some() {
+        // the plain product's bindings 8 and 9 unused (dummies) before the deferred norm's 10
         if bindings.len() == 8 {
             bindings.extend([Binding::Read, Binding::Read]);
         }

@@ -559,7 +559,6 @@ impl Session {
         let defers = |a: &crate::tensor::Matrix, b: &crate::tensor::Matrix| {
             n == 1 && ops::norm_defers(ctx, a, b)
         };
-        let nl = llm.layers.len();
         // whether x arrives as the previous layer's down wrote it for this layer's norm
         let mut x_deferred = false;
         for (li, (l, cache)) in llm.layers.iter().zip(&self.caches).enumerate() {
@@ -674,9 +673,10 @@ impl Session {
                 }
             }
             // down writes x·ln1 of the next layer for its W_pack's deferred norm where it can
-            let next = llm.layers.get(li + 1);
-            let next_deferred = next.is_some_and(|nx| li + 1 < nl && defers(&l.down, &nx.w_pack));
-            let next_ln = next.map(|nx| &nx.ln1);
+            let next = llm
+                .layers
+                .get(li + 1)
+                .filter(|nx| defers(&l.down, &nx.w_pack));
             let (xq, xd, ss) = &self.x_xq;
             ops::gemv(
                 rec,
@@ -686,12 +686,12 @@ impl Session {
                 Epilogue {
                     residual: Some(&h2),
                     prequantised: mxq,
-                    xq_out: next_deferred.then_some((xq, xd)),
-                    xq_out_norm: next_ln.filter(|_| next_deferred).map(|g| (g, ss)),
+                    xq_out: next.map(|_| (xq, xd)),
+                    xq_out_norm: next.map(|nx| (&nx.ln1, ss)),
                     ..Default::default()
                 },
             )?;
-            x_deferred = next_deferred;
+            x_deferred = next.is_some();
         }
         ops::rmsnorm(rec, &x, &llm.norm, d.eps, &xn)?;
         Ok(())
