@@ -444,6 +444,26 @@ fn gemm_coop_f16() {
         require_f16: true,
         ..Default::default()
     };
+    // the one-pass chunked kernel for few vectors (`gemm_coops.wgsl`) in each of its shapes,
+    // over every shape below (N up to 300)
+    if common::coop_ctx("gemm_coop_f16", &opts).is_some() {
+        for shape in [(4, 1), (2, 2), (1, 4), (2, 1), (1, 1)] {
+            let c = pollster::block_on(GpuContext::new(&GpuOptions {
+                coops_max_n: Some(1024),
+                coops_shape: Some(shape),
+                ..opts.clone()
+            }))
+            .expect("GPU adapter");
+            let what = format!("coops {shape:?}");
+            gemm_cases_on(&c, &what);
+            coop_direct_cases(&c, &what);
+        }
+    }
+    // the other tensor-core kernels below: never the chunked one
+    let opts = GpuOptions {
+        coops_max_n: Some(0),
+        ..opts
+    };
     let Some(c) = common::coop_ctx("gemm_coop_f16", &opts) else {
         return;
     };
@@ -626,12 +646,19 @@ fn coop_shaders_lower_to_spirv() {
         keys.push(("gemm_coopb", vec![("ACT", act)]));
     }
     keys.push(("gemm_coopb_split", vec![]));
+    for sg in [1, 2, 4] {
+        for act in 0..4u32 {
+            keys.push(("gemm_coops", vec![("ACT", act), ("SG", sg)]));
+        }
+    }
 
     for mode in 0..3u32 {
         keys.push(("mma_peak", vec![("MODE", mode)]));
     }
     for mode in 0..3u32 {
-        keys.push(("attn_coop", vec![("MODE", mode), ("D", 64)]));
+        for nsg in [1, 2, 4] {
+            keys.push(("attn_coop", vec![("MODE", mode), ("D", 64), ("NSG", nsg)]));
+        }
     }
     keys.push(("rvq_coop", vec![]));
     let entries = |family: &'static str| -> Vec<&'static str> {

@@ -442,6 +442,19 @@ fn attn_coop_f16() {
     let Some(c) = common::coop_ctx("attn_coop_f16", &opts) else {
         return;
     };
+    attn_coop_cases(&c);
+    // 16 and 32 query rows per workgroup (`--attn-coop-sg`)
+    for sg in [1, 2] {
+        let c = pollster::block_on(GpuContext::new(&GpuOptions {
+            attn_coop_sg: Some(sg),
+            ..opts.clone()
+        }))
+        .expect("GPU adapter");
+        attn_coop_cases(&c);
+    }
+}
+
+fn attn_coop_cases(c: &GpuContext) {
     for (i, (hs, lens)) in [
         (ENC, &[500usize][..]),
         (ENC, &[3, 50, 1][..]),

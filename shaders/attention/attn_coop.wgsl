@@ -3,9 +3,11 @@
 // Native only, the f16 path with 32-wide subgroups (Caps::coop). Every offset and stride of
 // q, k, v is a multiple of 4 (D = 64; the host checks the fused and cache layouts too).
 //
-// A workgroup of 128 invocations (4 subgroups) takes 64 query rows of one head; subgroup g
-// owns rows 16g .. 16g+15. Its four Q fragments (16 rows × 64 dims) stay in registers. Per
-// tile of 32 keys the workgroup stages K and V (f16, `[key][d]`), then each subgroup
+// A workgroup of NSG subgroups (1, 2 or 4; 32·NSG invocations) takes 16·NSG query rows of
+// one head; subgroup g owns rows 16g .. 16g+15. Its four Q fragments (16 rows × 64 dims) stay
+// in registers. Per tile of 32 keys the workgroup stages K and V (f16, `[key][d]`; the next
+// tile's loads are already in flight in registers while this one is worked on), then each
+// subgroup
 //   1. scores its rows against the tile: S (16 × 32) = Q·Kᵀ, two f32 fragments → `ss`;
 //   2. updates the online softmax: lane l of the subgroup takes row l / 2, keys 16·(l % 2) ..
 //      +15 (masked keys get no weight), shares max and sum with its partner lane by a subgroup
@@ -28,7 +30,10 @@ enable wgpu_cooperative_matrix;
 @group(0) @binding(4) var<storage, read_write> out: array<vec4<act>>;
 @group(0) @binding(5) var<uniform> P: Params;
 
-const BQ: u32 = 64u; // query rows per workgroup
+override NSG: u32 = 4u; // subgroups per workgroup
+override WGS: u32 = 32u * NSG;
+override BQ: u32 = 16u * NSG; // query rows per workgroup
+override NL: u32 = 16u / NSG; // K (and V) vec4s each invocation loads per tile
 const BK: u32 = 32u; // keys per tile
 const KS4: u32 = 18u; // vec4<f16> row stride of the K / V tiles (72 halves)
 const SS4: u32 = 9u;  // vec4<f32> row stride of the scores (36 floats)
@@ -37,13 +42,13 @@ const OS4: u32 = 17u; // vec4<f32> row stride of the output accumulators (68 flo
 
 var<workgroup> kt: array<vec4<f16>, 576>; // BK × KS4
 var<workgroup> vt: array<vec4<f16>, 576>;
-var<workgroup> ss: array<vec4<f32>, 576>; // BQ × SS4
-var<workgroup> ps: array<vec4<f16>, 640>; // BQ × PS4
-var<workgroup> os: array<vec4<f32>, 1088>; // BQ × OS4
+var<workgroup> ss: array<vec4<f32>, 576>; // up to 64 rows × SS4
+var<workgroup> ps: array<vec4<f16>, 640>; // up to 64 rows × PS4
+var<workgroup> os: array<vec4<f32>, 1088>; // up to 64 rows × OS4
 
 // Q rows [q0, q0+64) × dims [d0, d0+32) of head h into ps (zeros past Tq).
 fn stage_q(t: u32, q0: u32, h: u32, d0: u32) {
-    for (var i = t; i < BQ * 8u; i += 128u) {
+    for (var i = t; i < BQ * 8u; i += WGS) {
         let r = i / 8u;
         let d4 = i % 8u;
         var x = vec4<f16>(0.0);
@@ -54,7 +59,22 @@ fn stage_q(t: u32, q0: u32, h: u32, d0: u32) {
     }
 }
 
-@compute @workgroup_size(128)
+// Key j's vec4 d4 of K or V (zeros from khi on).
+fn key_k(j: u32, d4: u32, kvh: u32, khi: u32) -> vec4<f16> {
+    if (j >= khi) {
+        return vec4<f16>(0.0);
+    }
+    return vec4<f16>(k[(P.k_off + j * P.k_st + kvh * P.k_sh) / 4u + d4]);
+}
+
+fn key_v(j: u32, d4: u32, kvh: u32, khi: u32) -> vec4<f16> {
+    if (j >= khi) {
+        return vec4<f16>(0.0);
+    }
+    return vec4<f16>(v[(P.v_off + j * P.v_st + kvh * P.v_sh) / 4u + d4]);
+}
+
+@compute @workgroup_size(WGS)
 fn attn_coop(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(local_invocation_index) t: u32,
@@ -84,7 +104,7 @@ fn attn_coop(
     workgroupBarrier();
     let qa2 = coopLoadT<coop_mat16x16<f16, A>>(&ps[rs * PS4], PS4);
     let qa3 = coopLoadT<coop_mat16x16<f16, A>>(&ps[rs * PS4 + 4u], PS4);
-    for (var i = t; i < BQ * OS4; i += 128u) {
+    for (var i = t; i < BQ * OS4; i += WGS) {
         os[i] = vec4<f32>(0.0);
     }
 
@@ -96,21 +116,29 @@ fn attn_coop(
     var zc: coop_mat16x16<f32, C>; // zero, never written
     var m = LOWEST;
     var l = 0.0;
+    // this invocation's share of a tile: vec4 i = t + j·WGS is key i / 16, dims 4·(i % 16)..
+    var kr: array<vec4<f16>, 16>;
+    var vr: array<vec4<f16>, 16>;
+    for (var j = 0u; j < NL; j++) {
+        let i = t + j * WGS;
+        kr[j] = key_k(klo + i / 16u, i % 16u, kvh, khi);
+        vr[j] = key_v(klo + i / 16u, i % 16u, kvh, khi);
+    }
     for (var k0 = klo; k0 < khi; k0 += BK) {
         workgroupBarrier(); // the previous tile's readers are done (and Q's staging)
-        for (var i = t; i < BK * 16u; i += 128u) {
-            let j = k0 + i / 16u;
-            let d4 = i % 16u;
-            var kx = vec4<f16>(0.0);
-            var vx = vec4<f16>(0.0);
-            if (j < khi) {
-                kx = vec4<f16>(k[(P.k_off + j * P.k_st + kvh * P.k_sh) / 4u + d4]);
-                vx = vec4<f16>(v[(P.v_off + j * P.v_st + kvh * P.v_sh) / 4u + d4]);
-            }
-            kt[(i / 16u) * KS4 + d4] = kx;
-            vt[(i / 16u) * KS4 + d4] = vx;
+        for (var j = 0u; j < NL; j++) {
+            let i = t + j * WGS;
+            kt[(i / 16u) * KS4 + i % 16u] = kr[j];
+            vt[(i / 16u) * KS4 + i % 16u] = vr[j];
         }
         workgroupBarrier();
+        if (k0 + BK < khi) {
+            for (var j = 0u; j < NL; j++) {
+                let i = t + j * WGS;
+                kr[j] = key_k(k0 + BK + i / 16u, i % 16u, kvh, khi);
+                vr[j] = key_v(k0 + BK + i / 16u, i % 16u, kvh, khi);
+            }
+        }
 
         // 1. S = Q·Kᵀ: B (d × key) is K's tile read column-major
         var s0 = coopMultiplyAdd(qa0, coopLoad<coop_mat16x16<f16, B>>(&kt[0u], KS4), zc);

@@ -45,6 +45,8 @@ struct Params {
 override WG: u32 = 256;
 override OP: u32 = 0;
 
+// #include act_fns
+
 // erfc(z) for z ≥ 0 (Numerical Recipes `erfcc`, Chebyshev fit: relative error < 1.2e-7 over the
 // whole range, so also accurate in GELU's negative tail where erfc is tiny).
 fn erfc_pos(z: f32) -> f32 {
@@ -83,17 +85,6 @@ fn sigmoid(x: f32) -> f32 {
 // tanh guarded against the overflow to NaN some stacks show for |x| > ~44 (tanh(15) = 1 in f32).
 fn tanh_safe(x: f32) -> f32 {
     return tanh(clamp(x, -15.0, 15.0));
-}
-
-// Mish(x) = x · tanh(softplus(x)) = x · n / (n + 2), n = eˣ(eˣ + 2): exact, and stable for
-// negative x (no log(1 + tiny)); for x ≥ 20, tanh(softplus(x)) = 1 in f32.
-fn mish(x: f32) -> f32 {
-    if (x >= 20.0) {
-        return x;
-    }
-    let e = exp(x);
-    let n = e * (e + 2.0);
-    return x * n / (n + 2.0);
 }
 
 // ELU(α = 1); a short series near 0 where exp(x) − 1 would cancel.

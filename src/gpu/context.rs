@@ -78,6 +78,16 @@ pub struct GpuOptions {
     /// The direct tensor-core product's tile `[FN, GN, GM]`: (16·FN) × 64 per subgroup,
     /// GN × GM subgroups per workgroup (a tuning knob; default [`COOPD_SHAPE`]).
     pub coopd_shape: Option<[u32; 3]>,
+    /// f16-weight tensor-core products of at most this many vectors (and convolutions with
+    /// that many output frames) take the one-pass chunked kernel (`gemm_coops.wgsl`) instead
+    /// of the split-K tile; 0 never (a knob; default [`COOPS_MAX_N`]).
+    pub coops_max_n: Option<usize>,
+    /// That kernel's `(SG, KS)`: 16·SG W rows per workgroup, KS subgroups sharing each
+    /// block's K steps, SG·KS ≤ 4 (a tuning knob).
+    pub coops_shape: Option<(u32, u32)>,
+    /// Subgroups per workgroup of the tensor-core attention (`attn_coop.wgsl`), 1, 2 or 4:
+    /// 16 query rows each (a tuning knob; default 4).
+    pub attn_coop_sg: Option<u32>,
 }
 
 /// The tensor-core kernel of products with f16 weights (q8/q4 always take `gemm_coop.wgsl`).
@@ -90,6 +100,11 @@ pub enum CoopF16 {
     /// `gemm_coopb.wgsl`: 128 × 128 tiles, double-buffered staging.
     Big,
 }
+
+/// The default of [`GpuOptions::coops_max_n`]: the flow U-Net's CFG pair at 2 s (200 rows)
+/// takes it; at 10 s (1000 rows) the split-K 128 × 128 tile is faster (BENCHMARKS.md, twelfth
+/// session).
+pub const COOPS_MAX_N: usize = 256;
 
 /// The default [`CoopF16`].
 pub const COOP_F16: CoopF16 = CoopF16::Big;
@@ -225,6 +240,12 @@ pub struct GpuContext {
     pub coop_split_target: Option<usize>,
     /// See [`GpuOptions::coopd_shape`] (resolved).
     pub coopd_shape: [u32; 3],
+    /// See [`GpuOptions::coops_max_n`] (resolved).
+    pub coops_max_n: usize,
+    /// See [`GpuOptions::coops_shape`].
+    pub coops_shape: Option<(u32, u32)>,
+    /// See [`GpuOptions::attn_coop_sg`].
+    pub attn_coop_sg: Option<u32>,
     /// q4/q8 decode products quantise x to int8 and use packed dot products (gemv_i8.wgsl).
     pub int8: bool,
     pub(crate) sink: Arc<Mutex<ErrorSink>>,
@@ -458,6 +479,9 @@ impl GpuContext {
             coop_f16: opts.coop_f16.unwrap_or(COOP_F16),
             coop_split_target: opts.coop_split_target.map(|t| t.max(1)),
             coopd_shape: opts.coopd_shape.unwrap_or(COOPD_SHAPE),
+            coops_max_n: opts.coops_max_n.unwrap_or(COOPS_MAX_N),
+            coops_shape: opts.coops_shape,
+            attn_coop_sg: opts.attn_coop_sg,
             int8: !opts.no_int8,
             sink,
             dummy,

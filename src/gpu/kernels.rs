@@ -75,6 +75,10 @@ const SOURCES: &[(&str, &str)] = &[
         include_str!("../../shaders/matmul/gemm_coopb_split.wgsl"),
     ),
     (
+        "gemm_coops",
+        include_str!("../../shaders/matmul/gemm_coops.wgsl"),
+    ),
+    (
         "mma_peak",
         include_str!("../../shaders/matmul/mma_peak.wgsl"),
     ),

@@ -499,7 +499,8 @@ struct TiledParams {
 
 /// `attn_coop.wgsl`: its head dim, query rows per workgroup and workgroup memory.
 const COOP_D: usize = 64;
-const COOP_BQ: usize = 64;
+/// Subgroups per workgroup of the tensor-core attention (16 query rows each).
+const ATTN_COOP_SG: u32 = 4;
 const COOP_WG_BYTES: u32 = (2 * 576 * 4 + 640 * 4) * 2 + (576 + 1088) * 16;
 
 /// The three masks of `attn_tiled` (its MODE override).
@@ -556,8 +557,11 @@ fn tiled(
             ))
         }
     };
+    // tensor cores: 16 query rows per subgroup, 4 subgroups per workgroup (fewer, for more
+    // workgroups over short sequences, were slower on an H100 at 2 s and 10 s of flow)
+    let nsg = ctx.attn_coop_sg.unwrap_or(ATTN_COOP_SG);
     let blocks = tq.div_ceil(if coop {
-        COOP_BQ
+        16 * nsg as usize
     } else if rows {
         rb
     } else {
@@ -595,7 +599,7 @@ fn tiled(
             entry: "attn_coop",
             act: ctx.act(),
             subgroups: true,
-            constants: vec![("MODE", mask as u32), ("D", d as u32)],
+            constants: vec![("MODE", mask as u32), ("D", d as u32), ("NSG", nsg)],
         }
     } else {
         KernelKey {

@@ -337,6 +337,7 @@ fn conv_common(
     w: &ConvWeight,
     bias: Option<&ConvBias>,
     y: &Tensor,
+    residual: Option<&Tensor>,
     batch: usize,
     tout: Option<usize>,
     (stride, pad, dil): (usize, usize, usize),
@@ -405,8 +406,21 @@ fn conv_common(
     if x.buf == y.buf {
         return Err(shape_err(op, "y aliases x"));
     }
+    if let Some(r) = residual {
+        if r.shape != y.shape || r.buf == y.buf || r.buf == x.buf {
+            return Err(shape_err(
+                op,
+                format!(
+                    "the residual {:?} must be y's shape {:?} in a buffer of its own",
+                    r.shape, y.shape
+                ),
+            ));
+        }
+        check_act(op, ctx, &[("residual", r)])?;
+    }
     if entry == "conv1d" && gemm_fits(ctx, w, batch * tout) {
-        return conv1d_gemm(rec, x, w, bias, y, (batch, tin, tout), (stride, pad, dil));
+        let dims = (batch, tin, tout);
+        return conv1d_gemm(rec, x, w, bias, y, residual, dims, (stride, pad, dil));
     }
     conv_dispatch(
         rec,
@@ -415,7 +429,11 @@ fn conv_common(
         batch * tout * w.cout,
         (batch, tin, tout),
         (stride, pad, dil),
-    )
+    )?;
+    match residual {
+        Some(r) => super::binary(rec, super::Binary::Add, y, r, y),
+        None => Ok(()),
+    }
 }
 
 /// Records `entry` of conv1d.wgsl over `threads` invocations with `w`'s shape and the
@@ -493,12 +511,14 @@ fn gemm_fits(ctx: &GpuContext, w: &ConvWeight, tout: usize) -> bool {
 /// (taps outside a sequence read zeros, so the padding is never materialised), then the
 /// tiled [`super::gemv`] with the weight `(Cout, K, Cin)` read as a `(Cout, K·Cin)` f16
 /// matrix. A 1×1 convolution with stride 1 and no padding is the product on `x` itself.
+#[allow(clippy::too_many_arguments)]
 fn conv1d_gemm(
     rec: &mut Recorder,
     x: &Tensor,
     w: &ConvWeight,
     bias: Option<&ConvBias>,
     y: &Tensor,
+    residual: Option<&Tensor>,
     (batch, tin, tout): (usize, usize, usize),
     (stride, pad, dil): (usize, usize, usize),
 ) -> Result<(), OpError> {
@@ -513,10 +533,25 @@ fn conv1d_gemm(
     };
     let epi = super::Epilogue {
         bias: bias.map(|b| &b.act),
+        residual,
         ..Default::default()
     };
     if k == 1 && stride == 1 && pad == 0 && tout == tin {
         return super::gemv(rec, &wm, x, y, epi);
+    }
+    // few frames on tensor cores: the product reads x as its im2col rows (no gather pass)
+    if cin.is_multiple_of(8) && super::gemv::coops_fits(ctx, &wm, batch * tout) {
+        let geom = super::gemv::ConvGeom {
+            cin: cin as u32,
+            tin: tin as u32,
+            tout: tout as u32,
+            stride: stride as u32,
+            pad: pad as u32,
+            dil: dil as u32,
+        };
+        let dims = (batch * tout, w.cout, k * cin);
+        super::gemv::gemm_coops(rec, &wm, &x.buf, y, epi, dims, epi.act, Some(geom))?;
+        return Ok(());
     }
     let cols = ctx.acquire((batch * tout * k * cin * act.size()) as u64);
     conv_dispatch(
@@ -560,6 +595,22 @@ pub fn conv1d_batch(
     batch: usize,
     y: &Tensor,
 ) -> Result<(), OpError> {
+    conv1d_batch_res(rec, x, w, bias, spec, batch, y, None)
+}
+
+/// [`conv1d_batch`] plus `residual` (y's shape, another buffer) added to the output: in the
+/// product's epilogue where the convolution is a matrix product, else by an add after it.
+#[allow(clippy::too_many_arguments)]
+pub fn conv1d_batch_res(
+    rec: &mut Recorder,
+    x: &Tensor,
+    w: &ConvWeight,
+    bias: Option<&ConvBias>,
+    spec: Conv1dSpec,
+    batch: usize,
+    y: &Tensor,
+    residual: Option<&Tensor>,
+) -> Result<(), OpError> {
     let tin = x.shape.first().copied().unwrap_or(0) / batch.max(1);
     let tout = if w.k == 0 || spec.dilation == 0 {
         None
@@ -574,6 +625,7 @@ pub fn conv1d_batch(
         w,
         bias,
         y,
+        residual,
         batch,
         tout,
         (spec.stride, spec.pad_left, spec.dilation),
@@ -603,6 +655,7 @@ pub fn conv_transpose1d(
         w,
         bias,
         y,
+        None,
         1,
         tout,
         (spec.stride, spec.padding, spec.dilation),

@@ -1198,6 +1198,10 @@ fn gemm_tiled(
     let coop = ctx.caps.coop && ctx.gemm_tile.is_none();
     // f16 weights on tensor cores: fragments loaded straight from the buffers where the
     // clamped direct tile fits inside the matrices, or the 128 × 128 double-buffered tile
+    // few vectors (the flow U-Net): one pass, K in chunks of 256 loaded at once
+    if coops_fits(ctx, w, n) {
+        return gemm_coops(rec, w, &xin.buf, y, epi, (n, m, k), epi.act, None);
+    }
     if coop && matches!(w, Matrix::F16 { .. }) && k % 4 == 0 {
         let big_fits =
             ctx.limits.max_compute_workgroup_storage_size >= crate::gpu::COOPB_WG_STORAGE;
@@ -1381,6 +1385,131 @@ fn gemm_f16_coop(
         constants,
     };
     gemm_one_pass(rec, &key, w, xin, y, epi, n, [gx, gy])
+}
+
+/// Workgroup memory of `gemm_coops.wgsl` (x and W chunks staged, the results).
+const COOPS_WG_BYTES: u32 = (1056 + 4224) * 8 + 256 * 16;
+
+/// A convolution's geometry for [`gemm_coops`]'s implicit im2col: x is the input
+/// `(B·tin, cin)`, the product's rows are the `B·tout` output frames, its K = taps·cin.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ConvGeom {
+    pub cin: u32,
+    pub tin: u32,
+    pub tout: u32,
+    pub stride: u32,
+    pub pad: u32,
+    pub dil: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct CoopsParams {
+    m: u32,
+    k: u32,
+    nb: u32,
+    flags: u32,
+    n: u32,
+    cin: u32,
+    tin: u32,
+    tout: u32,
+    stride: u32,
+    pad: u32,
+    dil: u32,
+    _pad: u32,
+}
+
+/// Whether `gemm_coops.wgsl` takes a product of `n` vectors with W: tensor cores, f16
+/// weights, K a multiple of 8 (its 16-byte loads), at most [`GpuContext::coops_max_n`]
+/// vectors, and its workgroup memory.
+pub(crate) fn coops_fits(ctx: &crate::gpu::GpuContext, w: &Matrix, n: usize) -> bool {
+    ctx.caps.coop
+        && ctx.gemm_tile.is_none()
+        && matches!(w, Matrix::F16 { .. })
+        && w.cols() % 8 == 0
+        && (1..=ctx.coops_max_n).contains(&n)
+        && ctx.limits.max_compute_workgroup_storage_size >= COOPS_WG_BYTES
+}
+
+/// `gemm_coops`'s (W-row blocks, K shares) per workgroup (a knob, else [`COOPS_SHAPE`]).
+fn coops_shape(ctx: &crate::gpu::GpuContext) -> (u32, u32) {
+    ctx.coops_shape.unwrap_or(COOPS_SHAPE)
+}
+
+/// The default of [`coops_shape`], measured on the flow U-Net at 2 s on an H100 (BENCHMARKS.md,
+/// twelfth session).
+const COOPS_SHAPE: (u32, u32) = (4, 1);
+
+/// The one-pass chunked tensor-core product (`gemm_coops.wgsl`, the caller checked
+/// [`coops_fits`]): `x` (N, K), or with `conv` a convolution's input read as its im2col rows.
+/// A LayerNorm in the epilogue is left to the caller (returns false).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gemm_coops(
+    rec: &mut Recorder,
+    w: &Matrix,
+    x: &wgpu::Buffer,
+    y: &Tensor,
+    epi: Epilogue,
+    (n, m, k): (usize, usize, usize),
+    act: Activation,
+    conv: Option<ConvGeom>,
+) -> Result<bool, OpError> {
+    let ctx = rec.ctx();
+    let act_code = match act {
+        Activation::None => 0,
+        Activation::Silu => 1,
+        Activation::Gelu => 2,
+        Activation::SwiGlu => 3,
+    };
+    let (sg, ks) = coops_shape(ctx);
+    let gx = m.div_ceil(16 * sg as usize) as u32;
+    let gy = n.div_ceil(16) as u32;
+    let lim = ctx.limits.max_compute_workgroups_per_dimension;
+    if gx > lim || gy > lim {
+        return Err(shape_err(
+            "gemv",
+            format!("{n}×{m} output needs {gx}×{gy} workgroups, over the limit {lim}"),
+        ));
+    }
+    let c = conv.unwrap_or(ConvGeom {
+        cin: 0,
+        tin: 0,
+        tout: 1,
+        stride: 0,
+        pad: 0,
+        dil: 0,
+    });
+    let params = CoopsParams {
+        m: m as u32,
+        k: k as u32,
+        nb: w.blocks_per_row() as u32,
+        flags: epi.bias.is_some() as u32 | (epi.residual.is_some() as u32) << 1,
+        n: n as u32,
+        cin: c.cin,
+        tin: c.tin,
+        tout: c.tout.max(1),
+        stride: c.stride,
+        pad: c.pad,
+        dil: c.dil,
+        _pad: 0,
+    };
+    let key = KernelKey {
+        family: "gemm_coops",
+        entry: "gemm_coops",
+        act: ctx.act(),
+        subgroups: false,
+        constants: vec![("ACT", act_code), ("SG", sg), ("KS", ks)],
+    };
+    let p = ctx.pipeline(&key, GEMM_BINDINGS)?;
+    let ubuf = rec.params(bytemuck::bytes_of(&params));
+    let bias = epi.bias.map(|b| &b.buf).unwrap_or(&ctx.dummy);
+    let res = epi.residual.map(|b| &b.buf).unwrap_or(&ctx.dummy);
+    let group = rec.bind(
+        &p,
+        &crate::binds![w.data(), &ctx.dummy, x, bias, res, &y.buf, &ubuf],
+    );
+    rec.dispatch(&p, &group, [gx, gy, 1])?;
+    Ok(false)
 }
 
 // Mirrors shaders/matmul/gemm_splitk.wgsl: w, s, x, part, params, bias, res, y.

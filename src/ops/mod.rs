@@ -25,8 +25,8 @@ pub use attention::{
     decode_scratch_bytes, kv_append, KvCache,
 };
 pub use conv::{
-    avgpool1d, conv1d, conv1d_batch, conv_transpose1d, Conv1dSpec, ConvBias, ConvTranspose1dSpec,
-    ConvWeight,
+    avgpool1d, conv1d, conv1d_batch, conv1d_batch_res, conv_transpose1d, Conv1dSpec, ConvBias,
+    ConvTranspose1dSpec, ConvWeight,
 };
 pub use elementwise::{
     binary, cfg_euler, snake, swiglu, swiglu_fused, swiglu_pairs, unary, Binary, Unary,
@@ -41,7 +41,7 @@ pub use gemv::{
 };
 pub use groupnorm::groupnorm;
 pub use istft::istft_hift;
-pub use layernorm::layernorm;
+pub use layernorm::{layernorm, layernorm_post, LnPost};
 pub use norm::rmsnorm;
 pub use quantize::quantize;
 pub use relayout::{concat_rows, f32_to_act, interleave_rows, relayout, relayout_words, Strided};

@@ -1134,6 +1134,33 @@ pub async fn run_all(ctx: &GpuContext) -> Vec<CaseResult> {
             gemv_case(ctx, c, 700 + i as u64).await,
         ));
     }
+    // few vectors with K a multiple of 8: the one-pass chunked tensor-core kernel where the
+    // adapter has tensor cores (gemm_coops.wgsl: one chunk and a ragged tail, two chunks and a
+    // tail, two whole chunks; SwiGLU; 4, 2 and 1 subgroups per workgroup by grid size)
+    for (i, (n, m, k, a, bias, residual)) in [
+        (200, 1536, 264, Activation::Gelu, true, false),
+        (200, 1024, 520, Activation::SwiGlu, false, true),
+        (200, 200, 512, Activation::None, true, true),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let c = GemvCase {
+            format: WeightFormat::F16,
+            n,
+            m,
+            k,
+            bias,
+            residual,
+            act: a,
+            norm: false,
+            norm_out: false,
+        };
+        out.push(CaseResult::from(
+            format!("{c} (gemm, few rows) [{act}]"),
+            gemv_case(ctx, c, 710 + i as u64).await,
+        ));
+    }
     // the W_pack product with RoPE and the cache append in its epilogue (where it can)
     for (i, (format, heads, pos)) in [
         (WeightFormat::Q4, (28, 4, 128), 700),
@@ -1299,6 +1326,14 @@ async fn run_elem(ctx: &GpuContext, out: &mut Vec<CaseResult>) {
         norm::layernorm_case(ctx, 3, 1000, 400).await,
     );
     push(
+        "layernorm + mish 3x256".into(),
+        norm::layernorm_post_case(ctx, 3, 256, false, 405).await,
+    );
+    push(
+        "layernorm + mish + row 5x77".into(),
+        norm::layernorm_post_case(ctx, 5, 77, true, 406).await,
+    );
+    push(
         "groupnorm 33x64 G8".into(),
         norm::groupnorm_case(ctx, 33, 64, 8, 401).await,
     );
@@ -1369,6 +1404,55 @@ async fn run_elem(ctx: &GpuContext, out: &mut Vec<CaseResult>) {
         "conv1d 2x13x16→24 k3 s2".into(),
         conv::conv1d_case(ctx, s, spec, 425).await,
     );
+    // convolutions the tensor-core product reads as im2col rows (Cin a multiple of 8): the
+    // flow U-Net's causal k3 over the CFG pair, and a strided, dilated, ragged one
+    for (i, (s, spec)) in [
+        (
+            conv::ConvShape {
+                batch: 2,
+                tin: 100,
+                cin: 80,
+                cout: 256,
+                k: 3,
+                groups: 1,
+                bias: true,
+            },
+            Conv1dSpec {
+                stride: 1,
+                pad_left: 2,
+                pad_right: 0,
+                dilation: 1,
+            },
+        ),
+        (
+            conv::ConvShape {
+                batch: 3,
+                tin: 37,
+                cin: 96,
+                cout: 40,
+                k: 5,
+                groups: 1,
+                bias: false,
+            },
+            Conv1dSpec {
+                stride: 2,
+                pad_left: 3,
+                pad_right: 1,
+                dilation: 2,
+            },
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        push(
+            format!(
+                "conv1d {}x{}x{}→{} k{} s{} d{}",
+                s.batch, s.tin, s.cin, s.cout, s.k, spec.stride, spec.dilation
+            ),
+            conv::conv1d_case(ctx, s, spec, 428 + i as u64).await,
+        );
+    }
     let spec = ConvTranspose1dSpec {
         stride: 4,
         padding: 0,

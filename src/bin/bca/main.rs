@@ -114,6 +114,36 @@ struct GpuArgs {
     /// workgroup; FN 2 or 4, GN·GM ≤ 4 (a tuning knob).
     #[arg(long, value_parser = parse_coopd_shape)]
     coopd_shape: Option<[u32; 3]>,
+    /// f16-weight tensor-core products of at most this many vectors take the one-pass
+    /// chunked kernel instead of the split-K tile; 0 never (a tuning knob; default 256).
+    #[arg(long)]
+    coops_max_n: Option<usize>,
+    /// That kernel's shape SGxKS: 16·SG W rows per workgroup, KS subgroups sharing each
+    /// block's K steps; SG·KS ≤ 4, KS 1, 2 or 4 (a tuning knob; default 4x1).
+    #[arg(long, value_parser = parse_coops_shape)]
+    coops_shape: Option<(u32, u32)>,
+    /// Subgroups per workgroup of the tensor-core attention, 1, 2 or 4 (16 query rows each; a
+    /// tuning knob; default 4).
+    #[arg(long, value_parser = parse_sg)]
+    attn_coop_sg: Option<u32>,
+}
+
+fn parse_coops_shape(s: &str) -> Result<(u32, u32), String> {
+    let bad = || format!("{s:?}: SGxKS, each 1, 2 or 4, SG·KS ≤ 4 (e.g. 4x1, 2x2)");
+    let (a, b) = s.trim().split_once('x').ok_or_else(bad)?;
+    let sg = a.parse::<u32>().map_err(|_| bad())?;
+    let ks = b.parse::<u32>().map_err(|_| bad())?;
+    if !matches!(sg, 1 | 2 | 4) || !matches!(ks, 1 | 2 | 4) || sg * ks > 4 {
+        return Err(bad());
+    }
+    Ok((sg, ks))
+}
+
+fn parse_sg(s: &str) -> Result<u32, String> {
+    match s.trim().parse::<u32>() {
+        Ok(v @ (1 | 2 | 4)) => Ok(v),
+        _ => Err(format!("{s:?}: 1, 2 or 4")),
+    }
 }
 
 fn parse_coop_f16(s: &str) -> Result<bca::gpu::CoopF16, String> {
@@ -190,6 +220,9 @@ impl GpuArgs {
             coop_f16: self.coop_f16,
             coop_split_target: self.coop_split_target,
             coopd_shape: self.coopd_shape,
+            coops_max_n: self.coops_max_n,
+            coops_shape: self.coops_shape,
+            attn_coop_sg: self.attn_coop_sg,
         }
     }
 }

@@ -67,12 +67,14 @@ impl SplitConv {
     }
 
     /// Inputs `(B·T, C_i)` (`batch` sequences of T frames, padded each on its own); a `None`
-    /// part is all zeros (the unconditional `mu`) and is skipped.
+    /// part is all zeros (the unconditional `mu`) and is skipped. `residual` (the output's
+    /// shape) is added in the first part's product.
     fn fwd(
         &self,
         rec: &mut Recorder,
         xs: &[Option<&Tensor>],
         batch: usize,
+        residual: Option<&Tensor>,
     ) -> Result<Tensor, OpError> {
         let t = xs.iter().flatten().next().map(|x| x.shape[0]).unwrap_or(0);
         let y = rec.scratch("conv.y", &[t, self.cout]);
@@ -80,7 +82,8 @@ impl SplitConv {
         for (x, wgt) in xs.iter().zip(&self.parts) {
             let Some(x) = x else { continue };
             if first {
-                ops::conv1d_batch(rec, x, wgt, Some(&self.bias), self.spec, batch, &y)?;
+                let (b, spec) = (Some(&self.bias), self.spec);
+                ops::conv1d_batch_res(rec, x, wgt, b, spec, batch, &y, residual)?;
                 first = false;
             } else {
                 let tmp = rec.scratch("conv.part", &[t, self.cout]);
@@ -106,15 +109,25 @@ impl CausalBlock {
         })
     }
 
+    /// `add` (C): a row added after the Mish (the ResBlock's time-embedding projection), in
+    /// the LayerNorm's dispatch.
     fn fwd(
         &self,
         rec: &mut Recorder,
         xs: &[Option<&Tensor>],
         batch: usize,
+        add: Option<&Tensor>,
     ) -> Result<Tensor, OpError> {
-        let c = self.conv.fwd(rec, xs, batch)?;
-        let y = self.ln.apply(rec, &c)?;
-        ops::unary(rec, Unary::Mish, &y, &y)?;
+        let c = self.conv.fwd(rec, xs, batch, None)?;
+        let Norm::Layer { w, b, eps } = &self.ln else {
+            return Err(ops_shape("CausalBlock1D's norm is a LayerNorm", &c));
+        };
+        let y = rec.scratch("norm.y", &c.shape);
+        let post = match add {
+            Some(a) => ops::LnPost::MishAdd(a),
+            None => ops::LnPost::Mish,
+        };
+        ops::layernorm_post(rec, &c, w, b, *eps, &y, post)?;
         Ok(y)
     }
 }
@@ -149,15 +162,13 @@ impl ResBlock {
         temb_mish: &Tensor,
         batch: usize,
     ) -> Result<Tensor, OpError> {
-        let a = self.block1.fwd(rec, xs, batch)?;
         let tproj = self.mlp.apply(rec, temb_mish, Activation::None, None)?;
         let c = tproj.numel();
         let tv = tproj.view(&[c]).ok_or_else(|| ops_shape("temb", &tproj))?;
-        ops::binary(rec, Binary::Add, &a, &tv, &a)?;
-        let b = self.block2.fwd(rec, &[Some(&a)], batch)?;
-        let r = self.res.fwd(rec, xs, batch)?;
-        ops::binary(rec, Binary::Add, &b, &r, &b)?;
-        Ok(b)
+        let a = self.block1.fwd(rec, xs, batch, Some(&tv))?;
+        let b = self.block2.fwd(rec, &[Some(&a)], batch, None)?;
+        // block2's output + the 1×1 residual conv, added in the conv's epilogue
+        self.res.fwd(rec, xs, batch, Some(&b))
     }
 }
 
@@ -214,7 +225,7 @@ impl Stage {
             h = b.fwd(rec, &h, batch)?;
         }
         let out = match &self.conv {
-            Some(c) => c.fwd(rec, &[Some(&h)], batch)?,
+            Some(c) => c.fwd(rec, &[Some(&h)], batch, None)?,
             None => h.view(&h.shape).ok_or_else(|| ops_shape("view", &h))?,
         };
         Ok((h, out))
@@ -339,8 +350,8 @@ impl Unet {
         let (_, h) = self
             .up
             .fwd(rec, &[Some(&h), Some(&skip)], temb_mish, batch)?;
-        let h = self.final_block.fwd(rec, &[Some(&h)], batch)?;
-        self.final_proj.fwd(rec, &[Some(&h)], batch)
+        let h = self.final_block.fwd(rec, &[Some(&h)], batch, None)?;
+        self.final_proj.fwd(rec, &[Some(&h)], batch, None)
     }
 }
 
