@@ -657,7 +657,12 @@ fn coop_shaders_lower_to_spirv() {
     }
     for mode in 0..3u32 {
         for nsg in [1, 2, 4] {
-            keys.push(("attn_coop", vec![("MODE", mode), ("D", 64), ("NSG", nsg)]));
+            for pf in [0, 1] {
+                keys.push((
+                    "attn_coop",
+                    vec![("MODE", mode), ("D", 64), ("NSG", nsg), ("PF", pf)],
+                ));
+            }
         }
     }
     keys.push(("rvq_coop", vec![]));

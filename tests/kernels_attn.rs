@@ -443,10 +443,11 @@ fn attn_coop_f16() {
         return;
     };
     attn_coop_cases(&c);
-    // 16 and 32 query rows per workgroup (`--attn-coop-sg`)
-    for sg in [1, 2] {
+    // 16 and 32 query rows per workgroup (`--attn-coop-sg`), and no prefetch
+    for (sg, pf) in [(Some(1), true), (Some(2), true), (None, false)] {
         let c = pollster::block_on(GpuContext::new(&GpuOptions {
-            attn_coop_sg: Some(sg),
+            attn_coop_sg: sg,
+            no_attn_prefetch: !pf,
             ..opts.clone()
         }))
         .expect("GPU adapter");

@@ -34,6 +34,7 @@ override NSG: u32 = 4u; // subgroups per workgroup
 override WGS: u32 = 32u * NSG;
 override BQ: u32 = 16u * NSG; // query rows per workgroup
 override NL: u32 = 16u / NSG; // K (and V) vec4s each invocation loads per tile
+override PF: u32 = 1u; // 1: the next tile's loads in flight during this one (0: not; a knob)
 const BK: u32 = 32u; // keys per tile
 const KS4: u32 = 18u; // vec4<f16> row stride of the K / V tiles (72 halves)
 const SS4: u32 = 9u;  // vec4<f32> row stride of the scores (36 floats)
@@ -46,13 +47,13 @@ var<workgroup> ss: array<vec4<f32>, 576>; // up to 64 rows × SS4
 var<workgroup> ps: array<vec4<f16>, 640>; // up to 64 rows × PS4
 var<workgroup> os: array<vec4<f32>, 1088>; // up to 64 rows × OS4
 
-// Q rows [q0, q0+64) × dims [d0, d0+32) of head h into ps (zeros past Tq).
-fn stage_q(t: u32, q0: u32, h: u32, d0: u32) {
+// Q rows [q0, q0+BQ) × dims [d0, d0+32) of head h into ps (zeros from row qend on).
+fn stage_q(t: u32, q0: u32, qend: u32, h: u32, d0: u32) {
     for (var i = t; i < BQ * 8u; i += WGS) {
         let r = i / 8u;
         let d4 = i % 8u;
         var x = vec4<f16>(0.0);
-        if (q0 + r < P.tq) {
+        if (q0 + r < qend) {
             x = vec4<f16>(q[((q0 + r) * P.q_st + h * D + d0) / 4u + d4]);
         }
         ps[r * PS4 + d4] = x;
@@ -81,26 +82,35 @@ fn attn_coop(
 ) {
     let h = wid.y;
     let kvh = h / P.group;
-    let q0 = wid.x * BQ;
+    // the block's rows [q0, qend): under the chunk-causal mask each sequence (P.seq rows) has
+    // blocks of its own, so no block spans two sequences' key ranges
+    var q0 = wid.x * BQ;
+    var qend = P.tq;
+    if (MODE == 2u) {
+        let bps = (P.seq + BQ - 1u) / BQ;
+        let sq = wid.x / bps;
+        q0 = sq * P.seq + (wid.x % bps) * BQ;
+        qend = min((sq + 1u) * P.seq, P.tq);
+    }
     let g = t / 32u;
     let lane = t % 32u;
     let rs = g * 16u;           // the subgroup's first row in the block
     let r = rs + lane / 2u;     // this lane's row in the block
     let half = lane % 2u;       // its half of the keys (softmax) and of the dims (output)
     let row = q0 + r;
-    let live = row < P.tq;
+    let live = row < qend;
     var rg = vec2<u32>(0u, 0u);
     if (live) {
         rg = key_range(row);
     }
 
     // Q fragments, staged 32 dims at a time through ps
-    stage_q(t, q0, h, 0u);
+    stage_q(t, q0, qend, h, 0u);
     workgroupBarrier();
     let qa0 = coopLoadT<coop_mat16x16<f16, A>>(&ps[rs * PS4], PS4);
     let qa1 = coopLoadT<coop_mat16x16<f16, A>>(&ps[rs * PS4 + 4u], PS4);
     workgroupBarrier();
-    stage_q(t, q0, h, 32u);
+    stage_q(t, q0, qend, h, 32u);
     workgroupBarrier();
     let qa2 = coopLoadT<coop_mat16x16<f16, A>>(&ps[rs * PS4], PS4);
     let qa3 = coopLoadT<coop_mat16x16<f16, A>>(&ps[rs * PS4 + 4u], PS4);
@@ -109,7 +119,7 @@ fn attn_coop(
     }
 
     // union of the block's key ranges (ranges never move backwards under the masks)
-    let last = min(q0 + BQ, P.tq) - 1u;
+    let last = min(q0 + BQ, qend) - 1u;
     let klo = key_range(q0).x;
     let khi = key_range(last).y;
 
@@ -119,20 +129,26 @@ fn attn_coop(
     // this invocation's share of a tile: vec4 i = t + j·WGS is key i / 16, dims 4·(i % 16)..
     var kr: array<vec4<f16>, 16>;
     var vr: array<vec4<f16>, 16>;
-    for (var j = 0u; j < NL; j++) {
+    for (var j = 0u; j < NL * PF; j++) {
         let i = t + j * WGS;
         kr[j] = key_k(klo + i / 16u, i % 16u, kvh, khi);
         vr[j] = key_v(klo + i / 16u, i % 16u, kvh, khi);
     }
     for (var k0 = klo; k0 < khi; k0 += BK) {
         workgroupBarrier(); // the previous tile's readers are done (and Q's staging)
+        // without prefetch (PF 0), this tile's loads now
+        for (var j = 0u; j < NL * (1u - PF); j++) {
+            let i = t + j * WGS;
+            kr[j] = key_k(k0 + i / 16u, i % 16u, kvh, khi);
+            vr[j] = key_v(k0 + i / 16u, i % 16u, kvh, khi);
+        }
         for (var j = 0u; j < NL; j++) {
             let i = t + j * WGS;
             kt[(i / 16u) * KS4 + i % 16u] = kr[j];
             vt[(i / 16u) * KS4 + i % 16u] = vr[j];
         }
         workgroupBarrier();
-        if (k0 + BK < khi) {
+        if (PF == 1u && k0 + BK < khi) {
             for (var j = 0u; j < NL; j++) {
                 let i = t + j * WGS;
                 kr[j] = key_k(k0 + BK + i / 16u, i % 16u, kvh, khi);

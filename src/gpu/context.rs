@@ -88,6 +88,9 @@ pub struct GpuOptions {
     /// Subgroups per workgroup of the tensor-core attention (`attn_coop.wgsl`), 1, 2 or 4:
     /// 16 query rows each (a tuning knob; default 4).
     pub attn_coop_sg: Option<u32>,
+    /// The tensor-core attention loads each K/V tile when it starts on it instead of during
+    /// the previous one (a knob for comparisons).
+    pub no_attn_prefetch: bool,
 }
 
 /// The tensor-core kernel of products with f16 weights (q8/q4 always take `gemm_coop.wgsl`).
@@ -101,10 +104,10 @@ pub enum CoopF16 {
     Big,
 }
 
-/// The default of [`GpuOptions::coops_max_n`]: the flow U-Net's CFG pair at 2 s (200 rows)
-/// takes it; at 10 s (1000 rows) the split-K 128 × 128 tile is faster (BENCHMARKS.md, twelfth
-/// session).
-pub const COOPS_MAX_N: usize = 256;
+/// The default of [`GpuOptions::coops_max_n`]: the flow U-Net's CFG pair at 2 s and 5 s (200
+/// and 500 rows) takes it; at 10 s (1000 rows) the split-K 128 × 128 tile is faster
+/// (BENCHMARKS.md, twelfth session).
+pub const COOPS_MAX_N: usize = 512;
 
 /// The default [`CoopF16`].
 pub const COOP_F16: CoopF16 = CoopF16::Big;
@@ -246,6 +249,8 @@ pub struct GpuContext {
     pub coops_shape: Option<(u32, u32)>,
     /// See [`GpuOptions::attn_coop_sg`].
     pub attn_coop_sg: Option<u32>,
+    /// See [`GpuOptions::no_attn_prefetch`].
+    pub no_attn_prefetch: bool,
     /// q4/q8 decode products quantise x to int8 and use packed dot products (gemv_i8.wgsl).
     pub int8: bool,
     pub(crate) sink: Arc<Mutex<ErrorSink>>,
@@ -482,6 +487,7 @@ impl GpuContext {
             coops_max_n: opts.coops_max_n.unwrap_or(COOPS_MAX_N),
             coops_shape: opts.coops_shape,
             attn_coop_sg: opts.attn_coop_sg,
+            no_attn_prefetch: opts.no_attn_prefetch,
             int8: !opts.no_int8,
             sink,
             dummy,

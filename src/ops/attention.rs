@@ -504,7 +504,7 @@ const ATTN_COOP_SG: u32 = 4;
 const COOP_WG_BYTES: u32 = (2 * 576 * 4 + 640 * 4) * 2 + (576 + 1088) * 16;
 
 /// The three masks of `attn_tiled` (its MODE override).
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Mask {
     CausalPrefix = 0,
     Varlen = 1,
@@ -560,13 +560,19 @@ fn tiled(
     // tensor cores: 16 query rows per subgroup, 4 subgroups per workgroup (fewer, for more
     // workgroups over short sequences, were slower on an H100 at 2 s and 10 s of flow)
     let nsg = ctx.attn_coop_sg.unwrap_or(ATTN_COOP_SG);
-    let blocks = tq.div_ceil(if coop {
-        16 * nsg as usize
-    } else if rows {
-        rb
+    let seq = params.seq as usize;
+    let blocks = if coop && mask == Mask::ChunkCausal && seq > 0 {
+        // attn_coop gives each sequence blocks of its own under this mask
+        tq.div_ceil(seq) * seq.div_ceil(16 * nsg as usize)
     } else {
-        TILE_Q
-    });
+        tq.div_ceil(if coop {
+            16 * nsg as usize
+        } else if rows {
+            rb
+        } else {
+            TILE_Q
+        })
+    };
     let max_groups = ctx.limits.max_compute_workgroups_per_dimension as usize;
     if blocks > max_groups || params.hq as usize > max_groups {
         return Err(shape_err(
@@ -599,7 +605,12 @@ fn tiled(
             entry: "attn_coop",
             act: ctx.act(),
             subgroups: true,
-            constants: vec![("MODE", mask as u32), ("D", d as u32), ("NSG", nsg)],
+            constants: vec![
+                ("MODE", mask as u32),
+                ("D", d as u32),
+                ("NSG", nsg),
+                ("PF", !ctx.no_attn_prefetch as u32),
+            ],
         }
     } else {
         KernelKey {

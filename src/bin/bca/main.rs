@@ -115,7 +115,7 @@ struct GpuArgs {
     #[arg(long, value_parser = parse_coopd_shape)]
     coopd_shape: Option<[u32; 3]>,
     /// f16-weight tensor-core products of at most this many vectors take the one-pass
-    /// chunked kernel instead of the split-K tile; 0 never (a tuning knob; default 256).
+    /// chunked kernel instead of the split-K tile; 0 never (a tuning knob; default 512).
     #[arg(long)]
     coops_max_n: Option<usize>,
     /// That kernel's shape SGxKS: 16·SG W rows per workgroup, KS subgroups sharing each
@@ -126,6 +126,10 @@ struct GpuArgs {
     /// tuning knob; default 4).
     #[arg(long, value_parser = parse_sg)]
     attn_coop_sg: Option<u32>,
+    /// The tensor-core attention loads each K/V tile when it starts on it instead of during
+    /// the previous one (a knob for comparisons).
+    #[arg(long)]
+    no_attn_prefetch: bool,
 }
 
 fn parse_coops_shape(s: &str) -> Result<(u32, u32), String> {
@@ -223,6 +227,7 @@ impl GpuArgs {
             coops_max_n: self.coops_max_n,
             coops_shape: self.coops_shape,
             attn_coop_sg: self.attn_coop_sg,
+            no_attn_prefetch: self.no_attn_prefetch,
         }
     }
 }
