@@ -1015,3 +1015,155 @@ fn cli_bench_vocode_times_chunked_streaming() {
         "{row:?}"
     );
 }
+
+/// HiFT's F0 `|Linear|`, sine source and source STFT on the GPU (`ops::hift_source_stft`)
+/// against the CPU references (`hift::sine_source`, `hift::stft`): F0 features of one channel
+/// with weight 1 make F0 = |feature|, so the frames can be chosen voiced (60–400 Hz, ramps and
+/// jumps) and unvoiced (< 10 Hz) at will; long segments check the phase sums (the reference
+/// sums in f64; the kernel in fixed point). Noise and phases seeded; 8 harmonics. Tolerance:
+/// the spectrum is rounded to the activation dtype (f16 rounds |v| ≤ 8 to 2⁻⁸), plus the
+/// GPU's `sin` (≲ 1e-6) — atol 1e-4 + rtol 1e-3 on f32, 4e-3 + 2e-3 on f16.
+#[test]
+fn hift_source_kernel_matches_cpu_reference() {
+    use bca::gpu::Recorder;
+    use bca::model::audio_out::hift::{sine_source, stft, stft_twiddles, HiftParams};
+    use bca::util::rng::Rng;
+    let p = HiftParams {
+        sampling_rate: 24000.0,
+        harmonics: 8,
+        sine_amp: 0.1,
+        noise_std: 0.003,
+        voiced_threshold: 10.0,
+        n_fft: 16,
+        hop: 4,
+        frame_samples: 480,
+        lrelu_slope: 0.1,
+        audio_limit: 0.99,
+    };
+    let h = p.harmonics + 1;
+    for path in PATHS {
+        let c = ctx(path);
+        for (i, &frames) in [1usize, 7, 60, 600].iter().enumerate() {
+            let mut rng = Rng::new(900 + i as u64);
+            // F0 per frame: voiced runs with ramps, unvoiced gaps, exact on the f16 path
+            let f0: Vec<f32> = (0..frames)
+                .map(|f| match (f / 5) % 4 {
+                    0 => 3.0,
+                    1 => 80.0 + 2.0 * f as f32 % 300.0,
+                    2 => 400.0 - (f % 50) as f32,
+                    _ => 150.0 + (f % 7) as f32 * 0.5,
+                })
+                .collect();
+            let f0 = bca::tensor::round_act(c.act(), &f0);
+            let lin_w = rng.uniform_vec(h, -0.5, 0.5);
+            let lin_b = 0.05;
+            let noise = SourceNoise::seeded(17 + i as u64, frames * p.frame_samples, p.harmonics);
+            let up: Vec<f32> = f0
+                .iter()
+                .flat_map(|&f| std::iter::repeat_n(f, p.frame_samples))
+                .collect();
+            let s = sine_source(&p, &up, &lin_w, lin_b, &noise).unwrap();
+            let want = stft(&s, p.n_fft, p.hop);
+            // F0 = |1·(−f0) + 0|: the sign goes through the abs
+            let feats: Vec<f32> = f0.iter().map(|v| -v).collect();
+            let hin = Tensor::from_f32(c, "f0 feats", &[frames, 1], &feats);
+            let cls = c.upload("cls", bytemuck::cast_slice(&[1.0f32]));
+            let nbuf = c.upload("noise", bytemuck::cast_slice(&noise.noise));
+            let phw: Vec<f32> = noise.phases.iter().chain(&lin_w).copied().collect();
+            let phw = c.upload("phw", bytemuck::cast_slice(&phw));
+            let tw = c.upload("tw", bytemuck::cast_slice(&stft_twiddles(p.n_fft)));
+            let sframes = frames * p.frame_samples / p.hop + 1;
+            let spec = Tensor::empty(c, "spec", &[sframes, p.n_fft + 2]);
+            let mut rec = Recorder::new(c, "source test");
+            bca::ops::hift_source_stft(
+                &mut rec,
+                &hin,
+                bca::ops::SourceInputs {
+                    cls_w: &cls,
+                    noise: &nbuf,
+                    phw: &phw,
+                    twiddles: &tw,
+                },
+                bca::ops::SourceSpec {
+                    sampling_rate: p.sampling_rate,
+                    h,
+                    sine_amp: p.sine_amp,
+                    noise_std: p.noise_std,
+                    voiced_threshold: p.voiced_threshold,
+                    frame_samples: p.frame_samples,
+                    n_fft: p.n_fft,
+                    hop: p.hop,
+                    lin_b,
+                    cls_b: 0.0,
+                },
+                &spec,
+            )
+            .unwrap();
+            assert_eq!(rec.dispatches(), 3);
+            rec.submit().unwrap();
+            let got = pollster::block_on(spec.to_vec(c)).unwrap();
+            assert_eq!(got.len(), want.len());
+            let (atol, rtol) = match path {
+                GpuPath::F32 => (1e-4, 1e-3),
+                _ => (4e-3, 2e-3),
+            };
+            let bad: Vec<usize> = (0..want.len())
+                .filter(|&j| {
+                    let e = (got[j] - want[j]).abs();
+                    e.is_nan() || e > atol + rtol * want[j].abs()
+                })
+                .collect();
+            let worst = (0..want.len())
+                .max_by(|&a, &b| {
+                    (got[a] - want[a])
+                        .abs()
+                        .total_cmp(&(got[b] - want[b]).abs())
+                })
+                .unwrap_or(0);
+            assert!(
+                bad.is_empty(),
+                "{path:?} {frames} frames: {} of {} bad (first at {:?}), worst at {worst}: {} vs {}",
+                bad.len(),
+                want.len(),
+                bad.first(),
+                got[worst],
+                want[worst]
+            );
+            assert!(
+                want.iter().any(|v| v.abs() > 0.05),
+                "a non-trivial spectrum"
+            );
+        }
+        // bad input fails clearly, before anything is recorded
+        let hin = Tensor::from_f32(c, "f0 feats", &[3, 1], &[100.0; 3]);
+        let small = c.upload("small", &[0u8; 16]);
+        let spec = Tensor::empty(c, "spec", &[3 * 480 / 4 + 1, 18]);
+        let mut rec = Recorder::new(c, "source bad");
+        let e = bca::ops::hift_source_stft(
+            &mut rec,
+            &hin,
+            bca::ops::SourceInputs {
+                cls_w: &small,
+                noise: &small,
+                phw: &small,
+                twiddles: &small,
+            },
+            bca::ops::SourceSpec {
+                sampling_rate: 24000.0,
+                h: 9,
+                sine_amp: 0.1,
+                noise_std: 0.003,
+                voiced_threshold: 10.0,
+                frame_samples: 480,
+                n_fft: 16,
+                hop: 4,
+                lin_b: 0.0,
+                cls_b: 0.0,
+            },
+            &spec,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("noise"), "{e}");
+        assert_eq!(rec.dispatches(), 0);
+    }
+}

@@ -91,6 +91,9 @@ pub struct GpuOptions {
     /// The tensor-core attention loads each K/V tile when it starts on it instead of during
     /// the previous one (a knob for comparisons).
     pub no_attn_prefetch: bool,
+    /// HiFT's F0, sine source and source STFT on the host, with a read-back of F0 (the earlier
+    /// way; a knob for comparisons).
+    pub host_source: bool,
 }
 
 /// The tensor-core kernel of products with f16 weights (q8/q4 always take `gemm_coop.wgsl`).
@@ -251,6 +254,8 @@ pub struct GpuContext {
     pub attn_coop_sg: Option<u32>,
     /// See [`GpuOptions::no_attn_prefetch`].
     pub no_attn_prefetch: bool,
+    /// See [`GpuOptions::host_source`].
+    pub host_source: bool,
     /// q4/q8 decode products quantise x to int8 and use packed dot products (gemv_i8.wgsl).
     pub int8: bool,
     pub(crate) sink: Arc<Mutex<ErrorSink>>,
@@ -488,6 +493,7 @@ impl GpuContext {
             coops_shape: opts.coops_shape,
             attn_coop_sg: opts.attn_coop_sg,
             no_attn_prefetch: opts.no_attn_prefetch,
+            host_source: opts.host_source,
             int8: !opts.no_int8,
             sink,
             dummy,

@@ -113,6 +113,14 @@ const SOURCES: &[(&str, &str)] = &[
     ),
     ("fill", include_str!("../../shaders/util/fill.wgsl")),
     ("istft", include_str!("../../shaders/audio/istft.wgsl")),
+    (
+        "hift_source",
+        include_str!("../../shaders/audio/hift_source.wgsl"),
+    ),
+    (
+        "hift_stft",
+        include_str!("../../shaders/audio/hift_stft.wgsl"),
+    ),
     ("copy", include_str!("../../shaders/util/copy.wgsl")),
     ("relayout", include_str!("../../shaders/util/relayout.wgsl")),
     (
@@ -172,6 +180,10 @@ const INCLUDES: &[(&str, &str)] = &[
     (
         "layernorm_row",
         include_str!("../../shaders/common/layernorm_row.wgsl"),
+    ),
+    (
+        "hift_params",
+        include_str!("../../shaders/common/hift_params.wgsl"),
     ),
     (
         "gemv_tail",

@@ -8,6 +8,7 @@ mod embedding;
 mod fill;
 mod gemv;
 mod groupnorm;
+mod hift_source;
 mod istft;
 mod layernorm;
 mod norm;
@@ -40,6 +41,7 @@ pub use gemv::{
     GEMV_MAX_N,
 };
 pub use groupnorm::groupnorm;
+pub use hift_source::{hift_source_stft, SourceInputs, SourceSpec, SOURCE_MAX_H, SOURCE_MAX_NFFT};
 pub use istft::istft_hift;
 pub use layernorm::{layernorm, layernorm_post, LnPost};
 pub use norm::rmsnorm;

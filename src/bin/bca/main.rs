@@ -130,6 +130,10 @@ struct GpuArgs {
     /// the previous one (a knob for comparisons).
     #[arg(long)]
     no_attn_prefetch: bool,
+    /// HiFT's F0, sine source and source STFT on the host, with a read-back of F0 (a knob for
+    /// comparisons).
+    #[arg(long)]
+    host_source: bool,
 }
 
 fn parse_coops_shape(s: &str) -> Result<(u32, u32), String> {
@@ -228,6 +232,7 @@ impl GpuArgs {
             coops_shape: self.coops_shape,
             attn_coop_sg: self.attn_coop_sg,
             no_attn_prefetch: self.no_attn_prefetch,
+            host_source: self.host_source,
         }
     }
 }

@@ -395,6 +395,29 @@ pub struct Hift {
     resblocks: Vec<ResBlock>,
     kernels: usize,
     conv_post: Conv,
+    /// The F0 Linear's weight (f32) and the STFT's window-folded twiddles for the GPU source
+    /// (`ops::hift_source_stft`).
+    f0_cls_buf: wgpu::Buffer,
+    twiddles: wgpu::Buffer,
+    /// The source and its STFT on the host, as before (a knob for comparisons).
+    host_source: bool,
+}
+
+/// The STFT's periodic Hann window folded into its twiddles, rounded to f32: `(2, nb, n_fft)`,
+/// `w[n]·cos(2πkn/N)` rows, then `w[n]·sin(2πkn/N)` rows (what [`stft`] multiplies by).
+pub fn stft_twiddles(n_fft: usize) -> Vec<f32> {
+    let nb = n_fft / 2 + 1;
+    let w = hann(n_fft);
+    let (cos, sin) = twiddles(n_fft);
+    let mut out = Vec::with_capacity(2 * nb * n_fft);
+    for table in [&cos, &sin] {
+        for k in 0..nb {
+            for n in 0..n_fft {
+                out.push((w[n] as f64 * table[k * n % n_fft]) as f32);
+            }
+        }
+    }
+    out
 }
 
 impl Hift {
@@ -502,20 +525,33 @@ impl Hift {
             resblocks,
             kernels,
             conv_post: Conv::load(w, ctx, "conv_post", 1, 3, 1, true)?,
+            f0_cls_buf: ctx.upload("hift.f0_cls", bytemuck::cast_slice(&cls.data)),
+            twiddles: ctx.upload(
+                "hift.twiddles",
+                bytemuck::cast_slice(&stft_twiddles(n_fft.max(2))),
+            ),
+            host_source: ctx.host_source,
         })
+    }
+
+    /// The F0 predictor's convolutions (5 × (conv k3 + ELU)): its features `(T, C)` before
+    /// the `|Linear|`.
+    fn f0_features(&self, rec: &mut Recorder, mel: &Tensor) -> Result<Tensor, ModelError> {
+        let mut x = mel
+            .view(&mel.shape)
+            .ok_or_else(|| ModelError::input("mel view"))?;
+        for c in &self.f0_convs {
+            let y = c.fwd(rec, &x)?;
+            ops::unary(rec, Unary::Elu, &y, &y)?;
+            x = y;
+        }
+        Ok(x)
     }
 
     /// F0 (Hz) per mel frame: 5 × (conv k3 + ELU) on the GPU, `|Linear|` on the host.
     pub async fn f0(&self, ctx: &GpuContext, mel: &Tensor) -> Result<Vec<f32>, ModelError> {
         let mut rec = Recorder::new(ctx, "hift.f0");
-        let mut x = mel
-            .view(&mel.shape)
-            .ok_or_else(|| ModelError::input("mel view"))?;
-        for c in &self.f0_convs {
-            let y = c.fwd(&mut rec, &x)?;
-            ops::unary(&mut rec, Unary::Elu, &y, &y)?;
-            x = y;
-        }
+        let x = self.f0_features(&mut rec, mel)?;
         rec.submit()?;
         let h = x.to_vec(ctx).await?;
         let ch = self.f0_cls_w.len();
@@ -548,15 +584,82 @@ impl Hift {
         mel: &Tensor,
         s_stft: &[f32],
     ) -> Result<Vec<f32>, ModelError> {
-        let p = &self.params;
+        let nb2 = self.params.n_fft + 2;
+        let frames = s_stft.len() / nb2;
+        let s = Tensor::from_f32(ctx, "hift.s_stft", &[frames, nb2], s_stft);
         let mut rec = Recorder::new(ctx, "hift");
-        let spec = self.network(&mut rec, mel, s_stft)?;
+        let spec = self.network(&mut rec, mel, &s)?;
+        self.finish(ctx, rec, &spec).await
+    }
+
+    /// The iSTFT of conv_post's `spec` recorded after what `rec` holds, submitted, and the
+    /// PCM read back.
+    async fn finish(
+        &self,
+        ctx: &GpuContext,
+        mut rec: Recorder<'_>,
+        spec: &Tensor,
+    ) -> Result<Vec<f32>, ModelError> {
+        let p = &self.params;
         let frames = spec.shape[0];
         let samples = p.hop * frames.saturating_sub(1);
         let out = ctx.storage("hift.pcm", (samples.max(1) * 4) as u64);
-        let n = ops::istft_hift(&mut rec, &spec, p.n_fft, p.hop, p.audio_limit, &out)?;
+        let n = ops::istft_hift(&mut rec, spec, p.n_fft, p.hop, p.audio_limit, &out)?;
         rec.submit()?;
         Ok(ctx.read_f32(&out, n).await?)
+    }
+
+    /// Records the source's STFT `(len/hop + 1, n_fft + 2)` on the GPU from the mel: the F0
+    /// predictor, then `ops::hift_source_stft` (F0, the sine source, its STFT) with `noise`.
+    pub fn source_stft_gpu(
+        &self,
+        rec: &mut Recorder,
+        mel: &Tensor,
+        noise: &SourceNoise,
+    ) -> Result<Tensor, ModelError> {
+        let ctx = rec.ctx();
+        let p = &self.params;
+        let h = p.harmonics + 1;
+        let frames = mel.shape.first().copied().unwrap_or(0);
+        let len = frames * p.frame_samples;
+        if noise.phases.len() != h || noise.noise.len() != len * h || self.lin_w.len() != h {
+            return Err(ModelError::input(format!(
+                "source noise has {} phases and {} values, want {h} and {}",
+                noise.phases.len(),
+                noise.noise.len(),
+                len * h
+            )));
+        }
+        let feats = self.f0_features(rec, mel)?;
+        let noise_buf = ctx.upload("hift.noise", bytemuck::cast_slice(&noise.noise));
+        let phw: Vec<f32> = noise.phases.iter().chain(&self.lin_w).copied().collect();
+        let phw = ctx.upload("hift.phw", bytemuck::cast_slice(&phw));
+        let sframes = len / p.hop.max(1) + 1;
+        let spec = rec.scratch("hift.s_stft", &[sframes, p.n_fft + 2]);
+        ops::hift_source_stft(
+            rec,
+            &feats,
+            ops::SourceInputs {
+                cls_w: &self.f0_cls_buf,
+                noise: &noise_buf,
+                phw: &phw,
+                twiddles: &self.twiddles,
+            },
+            ops::SourceSpec {
+                sampling_rate: p.sampling_rate,
+                h,
+                sine_amp: p.sine_amp,
+                noise_std: p.noise_std,
+                voiced_threshold: p.voiced_threshold,
+                frame_samples: p.frame_samples,
+                n_fft: p.n_fft,
+                hop: p.hop,
+                lin_b: self.lin_b,
+                cls_b: self.f0_cls_b,
+            },
+            &spec,
+        )?;
+        Ok(spec)
     }
 
     /// Records the network after the source: mel (T, 80) and source STFT `(120T+1, 18)` →
@@ -565,12 +668,16 @@ impl Hift {
         &self,
         rec: &mut Recorder,
         mel: &Tensor,
-        s_stft: &[f32],
+        s: &Tensor,
     ) -> Result<Tensor, ModelError> {
         let ctx = rec.ctx();
         let nb2 = self.params.n_fft + 2;
-        let frames = s_stft.len() / nb2;
-        let s = Tensor::from_f32(ctx, "hift.s_stft", &[frames, nb2], s_stft);
+        if s.shape.get(1) != Some(&nb2) {
+            return Err(ModelError::input(format!(
+                "the source STFT is {:?}, want (frames, {nb2})",
+                s.shape
+            )));
+        }
         let mut x = self.conv_pre.fwd(rec, mel)?;
         let n_up = self.ups.len();
         for i in 0..n_up {
@@ -642,14 +749,24 @@ impl Hift {
         noise: &SourceNoise,
         mark: &mut dyn FnMut(&'static str),
     ) -> Result<Vec<f32>, ModelError> {
-        let f0 = self.f0(ctx, mel).await?;
-        mark("f0");
-        let s = self.source(&f0, noise)?;
-        let p = &self.params;
-        let s_stft = stft(&s, p.n_fft, p.hop);
-        mark("source");
-        let y = self.decode(ctx, mel, &s_stft).await?;
-        mark("network+istft");
+        if self.host_source {
+            let f0 = self.f0(ctx, mel).await?;
+            mark("f0");
+            let s = self.source(&f0, noise)?;
+            let p = &self.params;
+            let s_stft = stft(&s, p.n_fft, p.hop);
+            mark("source");
+            let y = self.decode(ctx, mel, &s_stft).await?;
+            mark("network+istft");
+            return Ok(y);
+        }
+        // everything on the GPU in one submission: one read-back (the PCM)
+        let mut rec = Recorder::new(ctx, "hift");
+        let s_stft = self.source_stft_gpu(&mut rec, mel, noise)?;
+        let spec = self.network(&mut rec, mel, &s_stft)?;
+        mark("record");
+        let y = self.finish(ctx, rec, &spec).await?;
+        mark("gpu");
         Ok(y)
     }
 }
