@@ -82,6 +82,8 @@ pub struct GpuOptions {
     /// that many output frames) take the one-pass chunked kernel (`gemm_coops.wgsl`) instead
     /// of the split-K tile; 0 never (a knob; default [`COOPS_MAX_N`]).
     pub coops_max_n: Option<usize>,
+    /// The same bound for convolutions (output frames; default: `coops_max_n`'s).
+    pub coops_conv_max_n: Option<usize>,
     /// That kernel's `(SG, KS)`: 16·SG W rows per workgroup, KS subgroups sharing each
     /// block's K steps, SG·KS ≤ 4 (a tuning knob).
     pub coops_shape: Option<(u32, u32)>,
@@ -248,6 +250,8 @@ pub struct GpuContext {
     pub coopd_shape: [u32; 3],
     /// See [`GpuOptions::coops_max_n`] (resolved).
     pub coops_max_n: usize,
+    /// See [`GpuOptions::coops_conv_max_n`] (resolved).
+    pub coops_conv_max_n: usize,
     /// See [`GpuOptions::coops_shape`].
     pub coops_shape: Option<(u32, u32)>,
     /// See [`GpuOptions::attn_coop_sg`].
@@ -490,6 +494,10 @@ impl GpuContext {
             coop_split_target: opts.coop_split_target.map(|t| t.max(1)),
             coopd_shape: opts.coopd_shape.unwrap_or(COOPD_SHAPE),
             coops_max_n: opts.coops_max_n.unwrap_or(COOPS_MAX_N),
+            coops_conv_max_n: opts
+                .coops_conv_max_n
+                .or(opts.coops_max_n)
+                .unwrap_or(COOPS_MAX_N),
             coops_shape: opts.coops_shape,
             attn_coop_sg: opts.attn_coop_sg,
             no_attn_prefetch: opts.no_attn_prefetch,

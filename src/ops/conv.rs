@@ -540,7 +540,8 @@ fn conv1d_gemm(
         return super::gemv(rec, &wm, x, y, epi);
     }
     // few frames on tensor cores: the product reads x as its im2col rows (no gather pass)
-    if cin.is_multiple_of(8) && super::gemv::coops_fits(ctx, &wm, batch * tout) {
+    let rows = batch * tout;
+    if cin.is_multiple_of(8) && super::gemv::coops_fits_upto(ctx, &wm, rows, ctx.coops_conv_max_n) {
         let geom = super::gemv::ConvGeom {
             cin: cin as u32,
             tin: tin as u32,

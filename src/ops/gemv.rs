@@ -1423,11 +1423,21 @@ struct CoopsParams {
 /// weights, K a multiple of 8 (its 16-byte loads), at most [`GpuContext::coops_max_n`]
 /// vectors, and its workgroup memory.
 pub(crate) fn coops_fits(ctx: &crate::gpu::GpuContext, w: &Matrix, n: usize) -> bool {
+    coops_fits_upto(ctx, w, n, ctx.coops_max_n)
+}
+
+/// [`coops_fits`] with another bound on N (convolutions: [`GpuContext::coops_conv_max_n`]).
+pub(crate) fn coops_fits_upto(
+    ctx: &crate::gpu::GpuContext,
+    w: &Matrix,
+    n: usize,
+    max_n: usize,
+) -> bool {
     ctx.caps.coop
         && ctx.gemm_tile.is_none()
         && matches!(w, Matrix::F16 { .. })
         && w.cols() % 8 == 0
-        && (1..=ctx.coops_max_n).contains(&n)
+        && (1..=max_n).contains(&n)
         && ctx.limits.max_compute_workgroup_storage_size >= COOPS_WG_BYTES
 }
 

@@ -118,6 +118,10 @@ struct GpuArgs {
     /// chunked kernel instead of the split-K tile; 0 never (a tuning knob; default 512).
     #[arg(long)]
     coops_max_n: Option<usize>,
+    /// The same bound for convolutions, in output frames (a tuning knob; default: as
+    /// --coops-max-n).
+    #[arg(long)]
+    coops_conv_max_n: Option<usize>,
     /// That kernel's shape SGxKS: 16·SG W rows per workgroup, KS subgroups sharing each
     /// block's K steps; SG·KS ≤ 4, KS 1, 2 or 4 (a tuning knob; default 4x1).
     #[arg(long, value_parser = parse_coops_shape)]
@@ -229,6 +233,7 @@ impl GpuArgs {
             coop_split_target: self.coop_split_target,
             coopd_shape: self.coopd_shape,
             coops_max_n: self.coops_max_n,
+            coops_conv_max_n: self.coops_conv_max_n,
             coops_shape: self.coops_shape,
             attn_coop_sg: self.attn_coop_sg,
             no_attn_prefetch: self.no_attn_prefetch,

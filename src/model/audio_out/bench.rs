@@ -109,6 +109,11 @@ pub struct VocodeTiming {
     pub hift_stages_s: Vec<(String, f64)>,
     pub total_s: f64,
     pub rtf: f64,
+    /// The same segment through the production path ([`Vocoder::segment`]: no mel read-back
+    /// between the stages, so HiFT is recorded while the GPU still runs the flow), codes →
+    /// PCM on the host, and its real-time factor.
+    pub pipeline_s: f64,
+    pub pipeline_rtf: f64,
 }
 
 fn now() -> f64 {
@@ -157,7 +162,20 @@ pub async fn time_segment(
         .await?;
     let t2 = now();
     let audio = pcm.len() as f64 / super::SAMPLE_RATE as f64;
+    // the production path on the same codes and noise (the same PCM)
+    let t3 = now();
+    let pcm2 = voc.segment(ctx, &codes, &noise).await?;
+    let pipeline_s = now() - t3;
+    if pcm2.len() != pcm.len() {
+        return Err(ModelError::input(format!(
+            "the pipeline gave {} samples, the staged run {}",
+            pcm2.len(),
+            pcm.len()
+        )));
+    }
     Ok(VocodeTiming {
+        pipeline_s,
+        pipeline_rtf: pipeline_s / audio.max(1e-9),
         seconds: audio,
         frames: n,
         mel_s: t1 - t0,
