@@ -17,6 +17,10 @@
 // input frame t·stride + tap·dil − pad of sequence b (zeros outside the sequence); Cin a
 // multiple of 8, so a group of 8 never straddles two taps.
 //
+// With P.tr = s > 0 it is a transposed convolution (stride s, no groups or dilation, one
+// sequence), as s products, one per output phase (workgroup z): see `tr_r` below. P.n is then
+// the output frames.
+//
 // The 16 × 16 f32 results go through workgroup memory to gemm_store's epilogue. Native only
 // (Caps::coop, f16 activations).
 
@@ -36,9 +40,12 @@ struct Params {
     tin: u32,    // input frames per sequence
     tout: u32,   // output frames per sequence
     stride: u32,
-    pad: u32,    // left padding
+    pad: u32,    // left padding (transposed: `padding`)
     dil: u32,
-    _p: u32,
+    tr: u32,     // transposed convolution: its stride s (0: not transposed)
+    tr_k: u32,   // transposed: the kernel's taps K (W's row stride is K·Cin)
+    _p0: u32,
+    _p1: u32,
 }
 
 @group(0) @binding(0) var<storage, read> w: array<vec4<u32>>;
@@ -64,9 +71,27 @@ var<workgroup> xs: array<vec4<f16>, 1056>; // 16 x rows × ST4
 var<workgroup> ws: array<vec4<f16>, 4224>; // up to 64 W rows × ST4
 var<workgroup> cs: array<vec4<f32>, 256>;  // up to 4 subgroups × 16 rows × CS4
 
+// A transposed convolution's output phase r (= wg.z): its rows are the output frames
+// t = (u_min + i)·s + r − pad, i < rows; each is a product over its taps k = r + s·m (m <
+// ⌈K/s⌉) of input frames u_min + i − m.
+var<private> tr_r: u32;
+var<private> tr_umin: i32;
+var<private> tr_rows: u32;
+
 // Group q (of 8 halves along K) of x's row n; zeros past N or K, or outside the sequence.
 fn fetch_x(n: u32, q: u32) -> vec4<u32> {
     let kg = P.k / 8u;
+    if (P.tr > 0u) {
+        if (n >= tr_rows || q >= kg) {
+            return vec4<u32>(0u);
+        }
+        let kk = q * 8u;
+        let src = tr_umin + i32(n) - i32(kk / P.cin);
+        if (src < 0 || src >= i32(P.tin)) {
+            return vec4<u32>(0u);
+        }
+        return x[(u32(src) * P.cin + kk % P.cin) / 8u];
+    }
     if (n >= P.n || q >= kg) {
         return vec4<u32>(0u);
     }
@@ -87,6 +112,15 @@ fn fetch_x(n: u32, q: u32) -> vec4<u32> {
 fn fetch_w(m: u32, q: u32) -> vec4<u32> {
     if (m >= P.m || q >= P.k / 8u) {
         return vec4<u32>(0u);
+    }
+    if (P.tr > 0u) {
+        // column (m', c) of the phase's product is tap r + s·m' of W's row
+        let kk = q * 8u;
+        let tap = tr_r + P.tr * (kk / P.cin);
+        if (tap >= P.tr_k) {
+            return vec4<u32>(0u);
+        }
+        return w[m * P.nb + (tap * P.cin + kk % P.cin) / 8u];
     }
     return w[m * P.nb + q];
 }
@@ -109,6 +143,16 @@ fn gemm_coops(
 ) {
     let m0 = wg.x * 16u * SG;
     let n0 = wg.y * 16u;
+    if (P.tr > 0u) {
+        // phase r's frames: u from ⌈(pad − r)/s⌉ to ⌊(Tout − 1 + pad − r)/s⌋
+        tr_r = wg.z;
+        let s = i32(P.tr);
+        let a = i32(P.pad) - i32(tr_r);
+        tr_umin = select(-((-a) / s), (a + s - 1) / s, a >= 0);
+        let num = i32(P.n) - 1 + i32(P.pad) - i32(tr_r);
+        let umax = select(-((-num + s - 1) / s), num / s, num >= 0);
+        tr_rows = u32(max(umax - tr_umin + 1, 0));
+    }
     let sub = t / 32u;
     let g = sub % SG;  // the subgroup's W rows: 16g ..
     let ks = sub / SG; // its share of K's steps
@@ -171,6 +215,13 @@ fn gemm_coops(
         for (var j = 0u; j < KS; j++) {
             v += cs[((j * SG + b) * 16u + row) * CS4 + q];
         }
-        store(n0 + row, m0 + 16u * b + 4u * q, v);
+        var out_row = n0 + row;
+        if (P.tr > 0u) {
+            if (out_row >= tr_rows) {
+                continue;
+            }
+            out_row = u32((tr_umin + i32(out_row)) * i32(P.tr) + i32(tr_r) - i32(P.pad));
+        }
+        store(out_row, m0 + 16u * b + 4u * q, v);
     }
 }

@@ -418,6 +418,20 @@ fn conv_common(
         }
         check_act(op, ctx, &[("residual", r)])?;
     }
+    if entry == "conv1d_transpose"
+        && convt_coops(
+            rec,
+            x,
+            w,
+            bias,
+            y,
+            residual,
+            (tin, tout),
+            (stride, pad, dil),
+        )?
+    {
+        return Ok(());
+    }
     if entry == "conv1d" && gemm_fits(ctx, w, batch * tout) {
         let dims = (batch, tin, tout);
         return conv1d_gemm(rec, x, w, bias, y, residual, dims, (stride, pad, dil));
@@ -511,6 +525,55 @@ fn gemm_fits(ctx: &GpuContext, w: &ConvWeight, tout: usize) -> bool {
 /// (taps outside a sequence read zeros, so the padding is never materialised), then the
 /// tiled [`super::gemv`] with the weight `(Cout, K, Cin)` read as a `(Cout, K·Cin)` f16
 /// matrix. A 1×1 convolution with stride 1 and no padding is the product on `x` itself.
+/// A transposed convolution on tensor cores where it can (one sequence, no groups or
+/// dilation, Cin a multiple of 8): `gemm_coops` as one product per output phase, W read as
+/// its taps `r + s·m` (no gather, no weight copy). Says whether it recorded it.
+#[allow(clippy::too_many_arguments)]
+fn convt_coops(
+    rec: &mut Recorder,
+    x: &Tensor,
+    w: &ConvWeight,
+    bias: Option<&ConvBias>,
+    y: &Tensor,
+    residual: Option<&Tensor>,
+    (tin, tout): (usize, usize),
+    (stride, pad, dil): (usize, usize, usize),
+) -> Result<bool, OpError> {
+    let ctx = rec.ctx();
+    let cin = w.cin_g;
+    if ctx.coops_max_n == 0 || w.groups != 1 || dil != 1 || stride == 0 || !cin.is_multiple_of(8) {
+        return Ok(false);
+    }
+    let taps = w.k.div_ceil(stride);
+    let wm = Matrix::F16 {
+        buf: w.buf.clone(),
+        rows: w.cout,
+        cols: taps * cin,
+        stride: w.k * cin,
+    };
+    if !super::gemv::coops_fits_upto(ctx, &wm, 1, 1) || tout > u32::MAX as usize / 2 {
+        return Ok(false);
+    }
+    let geom = super::gemv::ConvGeom {
+        cin: cin as u32,
+        tin: tin as u32,
+        tout: tout as u32,
+        stride: 0,
+        pad: pad as u32,
+        dil: 0,
+        tr: stride as u32,
+        tr_k: w.k as u32,
+    };
+    let epi = super::Epilogue {
+        bias: bias.map(|b| &b.act),
+        residual,
+        ..Default::default()
+    };
+    let dims = (tout, w.cout, taps * cin);
+    super::gemv::gemm_coops(rec, &wm, &x.buf, y, epi, dims, epi.act, Some(geom))?;
+    Ok(true)
+}
+
 #[allow(clippy::too_many_arguments)]
 fn conv1d_gemm(
     rec: &mut Recorder,
@@ -549,6 +612,8 @@ fn conv1d_gemm(
             stride: stride as u32,
             pad: pad as u32,
             dil: dil as u32,
+            tr: 0,
+            tr_k: 0,
         };
         let dims = (batch * tout, w.cout, k * cin);
         super::gemv::gemm_coops(rec, &wm, &x.buf, y, epi, dims, epi.act, Some(geom))?;

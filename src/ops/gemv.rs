@@ -1400,6 +1400,12 @@ pub(crate) struct ConvGeom {
     pub stride: u32,
     pub pad: u32,
     pub dil: u32,
+    /// A transposed convolution of this stride (0: not), one sequence, no dilation: the
+    /// product is one per output phase (W read as its taps `r + s·m`), N is `tout`, K is
+    /// ⌈taps/s⌉·cin.
+    pub tr: u32,
+    /// The transposed convolution's taps (W's row stride is `tr_k·cin`).
+    pub tr_k: u32,
 }
 
 #[repr(C)]
@@ -1416,7 +1422,9 @@ struct CoopsParams {
     stride: u32,
     pad: u32,
     dil: u32,
-    _pad: u32,
+    tr: u32,
+    tr_k: u32,
+    _pad: [u32; 2],
 }
 
 /// Whether `gemm_coops.wgsl` takes a product of `n` vectors with W: tensor cores, f16
@@ -1473,9 +1481,13 @@ pub(crate) fn gemm_coops(
     };
     let (sg, ks) = coops_shape(ctx);
     let gx = m.div_ceil(16 * sg as usize) as u32;
-    let gy = n.div_ceil(16) as u32;
+    // a transposed convolution: one product per output phase (z), ≤ ⌈N/s⌉ + 1 rows each
+    let (gy, gz) = match conv {
+        Some(c) if c.tr > 0 => ((n.div_ceil(c.tr as usize) + 1).div_ceil(16) as u32, c.tr),
+        _ => (n.div_ceil(16) as u32, 1),
+    };
     let lim = ctx.limits.max_compute_workgroups_per_dimension;
-    if gx > lim || gy > lim {
+    if gx > lim || gy > lim || gz > lim {
         return Err(shape_err(
             "gemv",
             format!("{n}×{m} output needs {gx}×{gy} workgroups, over the limit {lim}"),
@@ -1488,6 +1500,8 @@ pub(crate) fn gemm_coops(
         stride: 0,
         pad: 0,
         dil: 0,
+        tr: 0,
+        tr_k: 0,
     });
     let params = CoopsParams {
         m: m as u32,
@@ -1501,7 +1515,9 @@ pub(crate) fn gemm_coops(
         stride: c.stride,
         pad: c.pad,
         dil: c.dil,
-        _pad: 0,
+        tr: c.tr,
+        tr_k: c.tr_k,
+        _pad: [0; 2],
     };
     let key = KernelKey {
         family: "gemm_coops",
@@ -1518,7 +1534,7 @@ pub(crate) fn gemm_coops(
         &p,
         &crate::binds![w.data(), &ctx.dummy, x, bias, res, &y.buf, &ubuf],
     );
-    rec.dispatch(&p, &group, [gx, gy, 1])?;
+    rec.dispatch(&p, &group, [gx, gy, gz])?;
     Ok(false)
 }
 

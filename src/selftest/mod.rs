@@ -1463,6 +1463,38 @@ async fn run_elem(ctx: &GpuContext, out: &mut Vec<CaseResult>) {
         "conv_transpose1d 13x16→24 k3 s4".into(),
         conv::conv_transpose1d_case(ctx, s, spec, 426).await,
     );
+    // HiFT's upsampling shapes (padding (K − s)/2; tensor cores take them as one product per
+    // output phase), one with output padding
+    for (i, (tin, cin, cout, k, stride, padding, output_padding)) in [
+        (13, 64, 40, 16, 8, 4, 0),
+        (40, 32, 16, 11, 5, 3, 0),
+        (21, 16, 24, 7, 3, 2, 1),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let s = conv::ConvShape {
+            batch: 1,
+            tin,
+            cin,
+            cout,
+            k,
+            groups: 1,
+            bias: i != 1,
+        };
+        let spec = ConvTranspose1dSpec {
+            stride,
+            padding,
+            output_padding,
+            dilation: 1,
+        };
+        push(
+            format!(
+                "conv_transpose1d {tin}x{cin}→{cout} k{k} s{stride} p{padding}+{output_padding}"
+            ),
+            conv::conv_transpose1d_case(ctx, s, spec, 431 + i as u64).await,
+        );
+    }
     push(
         "avgpool1d 9x7 k4".into(),
         conv::avgpool1d_case(ctx, 9, 7, 4, 427).await,
