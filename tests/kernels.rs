@@ -648,7 +648,10 @@ fn coop_shaders_lower_to_spirv() {
     keys.push(("gemm_coopb_split", vec![]));
     for sg in [1, 2, 4] {
         for act in 0..4u32 {
-            keys.push(("gemm_coops", vec![("ACT", act), ("SG", sg)]));
+            keys.push(("gemm_coops", vec![("ACT", act), ("SG", sg), ("TR", 0)]));
+        }
+        for ks in [1, 2].into_iter().filter(|ks| sg * ks <= 4) {
+            keys.push(("gemm_coops", vec![("SG", sg), ("KS", ks), ("TR", 1)]));
         }
     }
 

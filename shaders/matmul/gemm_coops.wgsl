@@ -17,7 +17,7 @@
 // input frame t·stride + tap·dil − pad of sequence b (zeros outside the sequence); Cin a
 // multiple of 8, so a group of 8 never straddles two taps.
 //
-// With P.tr = s > 0 it is a transposed convolution (stride s, no groups or dilation, one
+// With TR = 1 (P.tr = s) it is a transposed convolution (stride s, no groups or dilation, one
 // sequence), as s products, one per output phase (workgroup z): see `tr_r` below. P.n is then
 // the output frames.
 //
@@ -61,6 +61,8 @@ override KS: u32 = 1u; // subgroups per W-row block, each taking every KS-th ste
 override WGS: u32 = 32u * SG * KS;
 override NX: u32 = 16u / (SG * KS); // x groups each invocation loads per chunk
 override NW: u32 = 16u / KS;        // W groups each invocation loads per chunk
+override TR: u32 = 0u; // 1: a transposed convolution (P.tr its stride; a separate pipeline, so
+                       // the plain products carry none of its branches)
 
 const KC: u32 = 256u; // halves per chunk
 const KG: u32 = 32u;  // groups of 8 halves per chunk row
@@ -81,7 +83,7 @@ var<private> tr_rows: u32;
 // Group q (of 8 halves along K) of x's row n; zeros past N or K, or outside the sequence.
 fn fetch_x(n: u32, q: u32) -> vec4<u32> {
     let kg = P.k / 8u;
-    if (P.tr > 0u) {
+    if (TR == 1u) {
         if (n >= tr_rows || q >= kg) {
             return vec4<u32>(0u);
         }
@@ -113,7 +115,7 @@ fn fetch_w(m: u32, q: u32) -> vec4<u32> {
     if (m >= P.m || q >= P.k / 8u) {
         return vec4<u32>(0u);
     }
-    if (P.tr > 0u) {
+    if (TR == 1u) {
         // column (m', c) of the phase's product is tap r + s·m' of W's row
         let kk = q * 8u;
         let tap = tr_r + P.tr * (kk / P.cin);
@@ -143,7 +145,7 @@ fn gemm_coops(
 ) {
     let m0 = wg.x * 16u * SG;
     let n0 = wg.y * 16u;
-    if (P.tr > 0u) {
+    if (TR == 1u) {
         // phase r's frames: u from ⌈(pad − r)/s⌉ to ⌊(Tout − 1 + pad − r)/s⌋
         tr_r = wg.z;
         let s = i32(P.tr);
@@ -216,7 +218,7 @@ fn gemm_coops(
             v += cs[((j * SG + b) * 16u + row) * CS4 + q];
         }
         var out_row = n0 + row;
-        if (P.tr > 0u) {
+        if (TR == 1u) {
             if (out_row >= tr_rows) {
                 continue;
             }

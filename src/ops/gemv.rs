@@ -1524,7 +1524,12 @@ pub(crate) fn gemm_coops(
         entry: "gemm_coops",
         act: ctx.act(),
         subgroups: false,
-        constants: vec![("ACT", act_code), ("SG", sg), ("KS", ks)],
+        constants: vec![
+            ("ACT", act_code),
+            ("SG", sg),
+            ("KS", ks),
+            ("TR", (c.tr > 0) as u32),
+        ],
     };
     let p = ctx.pipeline(&key, GEMM_BINDINGS)?;
     let ubuf = rec.params(bytemuck::bytes_of(&params));
