@@ -17,6 +17,10 @@
 // input frame t·stride + tap·dil − pad of sequence b (zeros outside the sequence); Cin a
 // multiple of 8, so a group of 8 never straddles two taps.
 //
+// With LNX = 1 the product is of LayerNorm(x) (K ≤ 256, one chunk): the staged rows are
+// normalised in workgroup memory before the multiply-adds, so the LayerNorm before a product
+// (the U-Net's norm1 → q/k/v and norm3 → ff) needs no dispatch of its own.
+//
 // With TR = 1 (P.tr = s) it is a transposed convolution (stride s, no groups or dilation, one
 // sequence), as s products, one per output phase (workgroup z): see `tr_r` below. P.n is then
 // the output frames.
@@ -44,7 +48,7 @@ struct Params {
     dil: u32,
     tr: u32,     // transposed convolution: its stride s (0: not transposed)
     tr_k: u32,   // transposed: the kernel's taps K (W's row stride is K·Cin)
-    _p0: u32,
+    ln_eps: f32, // LNX: the LayerNorm's epsilon
     _p1: u32,
 }
 
@@ -54,6 +58,9 @@ struct Params {
 @group(0) @binding(4) var<storage, read> res: array<act>;
 @group(0) @binding(5) var<storage, read_write> y: array<act>;
 @group(0) @binding(6) var<uniform> P: Params;
+// LNX: the LayerNorm of x applied before the product (weight, bias f32 (K))
+@group(0) @binding(1) var<storage, read> ln_w: array<f32>;
+@group(0) @binding(7) var<storage, read> ln_b: array<f32>;
 
 override ACT: u32 = 0; // 0 none, 1 SiLU, 2 GELU (erf), 3 SwiGLU over row pairs
 override SG: u32 = 4u; // W-row blocks of 16 per workgroup: 16·SG W rows
@@ -61,6 +68,7 @@ override KS: u32 = 1u; // subgroups per W-row block, each taking every KS-th ste
 override WGS: u32 = 32u * SG * KS;
 override NX: u32 = 16u / (SG * KS); // x groups each invocation loads per chunk
 override NW: u32 = 16u / KS;        // W groups each invocation loads per chunk
+override LNX: u32 = 0u; // 1: x's rows LayerNorm-ed in workgroup memory first (K ≤ 256)
 override TR: u32 = 0u; // 1: a transposed convolution (P.tr its stride; a separate pipeline, so
                        // the plain products carry none of its branches)
 
@@ -72,6 +80,49 @@ const CS4: u32 = 4u;  // vec4<f32> row stride of a staged 16 × 16 result
 var<workgroup> xs: array<vec4<f16>, 1056>; // 16 x rows × ST4
 var<workgroup> ws: array<vec4<f16>, 4224>; // up to 64 W rows × ST4
 var<workgroup> cs: array<vec4<f32>, 256>;  // up to 4 subgroups × 16 rows × CS4
+var<workgroup> red: array<f32, 128>;       // LNX: per-row partial sums
+
+// LNX: the 16 staged rows (one chunk: K ≤ 256) become LayerNorm(x)·w + b, rounded to f16 —
+// layernorm_row's formula (the mean, then the mean of squared deviations, in f32); only the
+// K columns (the zero padding past K stays zero). WGS/16 invocations per row.
+fn ln_rows(t: u32) {
+    let tpr = WGS / 16u;
+    let r = t / tpr;
+    let part = t % tpr;
+    let k4 = P.k / 4u;
+    var sum = 0.0;
+    for (var c = part; c < k4; c += tpr) {
+        let v = vec4<f32>(xs[r * ST4 + c]);
+        sum += v.x + v.y + v.z + v.w;
+    }
+    red[t] = sum;
+    workgroupBarrier();
+    var tot = 0.0;
+    for (var j = 0u; j < tpr; j++) {
+        tot += red[r * tpr + j];
+    }
+    let mean = tot / f32(P.k);
+    workgroupBarrier();
+    var ss = 0.0;
+    for (var c = part; c < k4; c += tpr) {
+        let d = vec4<f32>(xs[r * ST4 + c]) - mean;
+        ss += dot(d, d);
+    }
+    red[t] = ss;
+    workgroupBarrier();
+    var tss = 0.0;
+    for (var j = 0u; j < tpr; j++) {
+        tss += red[r * tpr + j];
+    }
+    let inv = inverseSqrt(tss / f32(P.k) + P.ln_eps);
+    for (var c = part; c < k4; c += tpr) {
+        let i = 4u * c;
+        let g = vec4<f32>(ln_w[i], ln_w[i + 1u], ln_w[i + 2u], ln_w[i + 3u]);
+        let b = vec4<f32>(ln_b[i], ln_b[i + 1u], ln_b[i + 2u], ln_b[i + 3u]);
+        xs[r * ST4 + c] = vec4<f16>((vec4<f32>(xs[r * ST4 + c]) - mean) * inv * g + b);
+    }
+    workgroupBarrier();
+}
 
 // A transposed convolution's output phase r (= wg.z): its rows are the output frames
 // t = (u_min + i)·s + r − pad, i < rows; each is a product over its taps k = r + s·m (m <
@@ -181,6 +232,9 @@ fn gemm_coops(
             ws[o + 1u] = halves(rw[i].zw);
         }
         workgroupBarrier();
+        if (LNX == 1u) {
+            ln_rows(t);
+        }
         // the next chunk's loads, in flight while this one is multiplied
         let q1 = (k0 + KC) / 8u;
         if (k0 + KC < P.k) {

@@ -184,6 +184,26 @@ pub struct Epilogue<'a> {
     /// the products around it defer. Only with `xq_out_norm` on the fused path (the callers
     /// ask [`norm_defers`]); elsewhere an error, before anything is recorded.
     pub residual_norm: Option<(&'a wgpu::Buffer, &'a wgpu::Buffer, f32)>,
+    /// The product is of LayerNorm(x) (weight, bias f32 (K), eps) instead of x: where the
+    /// chunked tensor-core kernel takes the product and K ≤ 256 ([`ln_folds`]), its workgroups
+    /// normalise their staged rows before multiplying (no LayerNorm dispatch); elsewhere a
+    /// `layernorm` dispatch into a pooled buffer comes first. The same values either way, up
+    /// to the order of the statistics' sums. Not with `norm`, `prequantised`, RoPE or int8 out.
+    pub ln_in: Option<LnIn<'a>>,
+}
+
+/// [`Epilogue::ln_in`]: a LayerNorm's weight and bias (f32, K) and epsilon.
+#[derive(Clone, Copy)]
+pub struct LnIn<'a> {
+    pub w: &'a wgpu::Buffer,
+    pub b: &'a wgpu::Buffer,
+    pub eps: f32,
+}
+
+/// Whether a product of `n` vectors with W folds a LayerNorm of x into its workgroups
+/// ([`Epilogue::ln_in`]): the chunked tensor-core kernel takes it, and K ≤ 256 (one chunk).
+pub fn ln_folds(ctx: &crate::gpu::GpuContext, w: &Matrix, n: usize) -> bool {
+    n >= GEMM_MIN_N && w.cols() <= 256 && coops_fits(ctx, w, n)
 }
 
 /// Whether the product `producer` (no SwiGLU) can feed the RMSNorm before `next` deferred
@@ -338,6 +358,47 @@ pub fn gemv(
                     r.q.shape
                 ),
             ));
+        }
+    }
+    if let Some(l) = epi.ln_in {
+        let k = w.cols();
+        if epi.norm.is_some()
+            || epi.prequantised.is_some()
+            || epi.rope.is_some()
+            || epi.xq_out.is_some()
+            || epi.deferred_norm.is_some()
+        {
+            return Err(shape_err(
+                "gemv",
+                "a LayerNorm of x takes no RMSNorm, prequantised x, RoPE or int8 output",
+            ));
+        }
+        check_len("gemv", "x LayerNorm weight", l.w, (k * 4) as u64)?;
+        check_len("gemv", "x LayerNorm bias", l.b, (k * 4) as u64)?;
+        let n = x.numel() / k.max(1);
+        if !ln_folds(rec.ctx(), w, n) {
+            // a LayerNorm dispatch into a pooled buffer, then the product on it
+            let ctx = rec.ctx();
+            let pooled = ctx.acquire((x.numel() * x.dtype.size()) as u64);
+            let xn = Tensor {
+                buf: pooled.buffer.clone(),
+                shape: x.shape.clone(),
+                dtype: x.dtype,
+            };
+            let xv = Tensor {
+                buf: x.buf.clone(),
+                shape: vec![n, k],
+                dtype: x.dtype,
+            };
+            let xnv = Tensor {
+                buf: xn.buf.clone(),
+                shape: vec![n, k],
+                dtype: x.dtype,
+            };
+            let r = super::layernorm(rec, &xv, l.w, l.b, l.eps, &xnv)
+                .and_then(|_| gemv(rec, w, &xn, y, Epilogue { ln_in: None, ..epi }));
+            ctx.release(pooled);
+            return r;
         }
     }
     if let Some(l) = &epi.layernorm {
@@ -1387,8 +1448,20 @@ fn gemm_f16_coop(
     gemm_one_pass(rec, &key, w, xin, y, epi, n, [gx, gy])
 }
 
+// Mirrors shaders/matmul/gemm_coops.wgsl: w, ln_w, x, bias, res, y, params, ln_b.
+const COOPS_BINDINGS: &[Binding] = &[
+    Binding::Read,
+    Binding::Read,
+    Binding::Read,
+    Binding::Read,
+    Binding::Read,
+    Binding::ReadWrite,
+    Binding::Uniform,
+    Binding::Read,
+];
+
 /// Workgroup memory of `gemm_coops.wgsl` (x and W chunks staged, the results).
-const COOPS_WG_BYTES: u32 = (1056 + 4224) * 8 + 256 * 16;
+const COOPS_WG_BYTES: u32 = (1056 + 4224) * 8 + 256 * 16 + 128 * 4;
 
 /// A convolution's geometry for [`gemm_coops`]'s implicit im2col: x is the input
 /// `(B·tin, cin)`, the product's rows are the `B·tout` output frames, its K = taps·cin.
@@ -1424,7 +1497,8 @@ struct CoopsParams {
     dil: u32,
     tr: u32,
     tr_k: u32,
-    _pad: [u32; 2],
+    ln_eps: f32,
+    _pad: u32,
 }
 
 /// Whether `gemm_coops.wgsl` takes a product of `n` vectors with W: tensor cores, f16
@@ -1517,7 +1591,8 @@ pub(crate) fn gemm_coops(
         dil: c.dil,
         tr: c.tr,
         tr_k: c.tr_k,
-        _pad: [0; 2],
+        ln_eps: epi.ln_in.map(|l| l.eps).unwrap_or(0.0),
+        _pad: 0,
     };
     let key = KernelKey {
         family: "gemm_coops",
@@ -1529,15 +1604,26 @@ pub(crate) fn gemm_coops(
             ("SG", sg),
             ("KS", ks),
             ("TR", (c.tr > 0) as u32),
+            ("LNX", epi.ln_in.is_some() as u32),
         ],
     };
-    let p = ctx.pipeline(&key, GEMM_BINDINGS)?;
+    if epi.ln_in.is_some() && (k > 256 || conv.is_some()) {
+        return Err(shape_err(
+            "gemv",
+            format!("the chunked kernel folds a LayerNorm of x only for K ≤ 256 (K = {k})"),
+        ));
+    }
+    let p = ctx.pipeline(&key, COOPS_BINDINGS)?;
     let ubuf = rec.params(bytemuck::bytes_of(&params));
     let bias = epi.bias.map(|b| &b.buf).unwrap_or(&ctx.dummy);
     let res = epi.residual.map(|b| &b.buf).unwrap_or(&ctx.dummy);
+    let (lw, lb) = epi
+        .ln_in
+        .map(|l| (l.w, l.b))
+        .unwrap_or((&ctx.dummy, &ctx.dummy));
     let group = rec.bind(
         &p,
-        &crate::binds![w.data(), &ctx.dummy, x, bias, res, &y.buf, &ubuf],
+        &crate::binds![w.data(), lw, x, bias, res, &y.buf, &ubuf, lb],
     );
     rec.dispatch(&p, &group, [gx, gy, gz])?;
     Ok(false)

@@ -36,9 +36,9 @@ pub use embedding::{audio_embed, embedding, CODEBOOKS};
 pub use fill::{copy, fill, mma_peak, Fill};
 pub(crate) use gemv::probe_coop;
 pub use gemv::{
-    feeds_int8, gemv, gemv_rmsnorm, norm_defers, norm_folds, quantise_vector, xq_buffers_len,
-    Activation, Epilogue, LnOut, RopeOut, COOPB_SPLIT_TARGET, COOPD_SPLIT_TARGET, GEMM_MIN_N,
-    GEMV_MAX_N,
+    feeds_int8, gemv, gemv_rmsnorm, ln_folds, norm_defers, norm_folds, quantise_vector,
+    xq_buffers_len, Activation, Epilogue, LnIn, LnOut, RopeOut, COOPB_SPLIT_TARGET,
+    COOPD_SPLIT_TARGET, GEMM_MIN_N, GEMV_MAX_N,
 };
 pub use groupnorm::groupnorm;
 pub use hift_source::{hift_source_stft, SourceInputs, SourceSpec, SOURCE_MAX_H, SOURCE_MAX_NFFT};

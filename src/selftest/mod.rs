@@ -321,6 +321,7 @@ pub async fn gemv_case(ctx: &GpuContext, c: GemvCase, seed: u64) -> Result<Compa
         xq_out_norm: None,
         deferred_norm: None,
         residual_norm: None,
+        ln_in: None,
     };
     ops::gemv(&mut rec, &wm, &xt, &yt, epi)?;
     rec.submit()?;
@@ -895,6 +896,85 @@ pub async fn gemm_ln_case(
     Ok(c)
 }
 
+/// `act(LayerNorm(x)·Wᵀ + b)` with the LayerNorm in the product ([`Epilogue::ln_in`]: folded
+/// into the chunked tensor-core kernel's workgroups where it takes the product, else a
+/// LayerNorm dispatch first) against the CPU LayerNorm, rounded to the activation dtype as the
+/// LayerNorm's output is, then the CPU product. x has a per-row offset (mean ≠ 0) so a missing
+/// centring shows; f16 weights (the U-Net's).
+pub async fn gemm_ln_in_case(
+    ctx: &GpuContext,
+    (rows, m, k): (usize, usize, usize),
+    act: Activation,
+    seed: u64,
+) -> Result<Comparison, OpError> {
+    let mut rng = Rng::new(seed);
+    let w: Vec<f32> = rng.normal_vec(m * k, 0.05);
+    let w16: Vec<f32> = round_act(crate::gpu::ActDType::F16, &w);
+    let x: Vec<f32> = (0..rows * k)
+        .map(|i| rng.normal() * 2.0 + (i / k) as f32 * 0.1 - 3.0)
+        .collect();
+    let x = round_act(ctx.act(), &x);
+    let b = round_act(ctx.act(), &rng.uniform_vec(m, -0.5, 0.5));
+    let g = rng.uniform_vec(k, 0.5, 1.5);
+    let beta = rng.uniform_vec(k, -0.5, 0.5);
+    let eps = 1e-5;
+    let xn = round_act(
+        ctx.act(),
+        &reference::norm::layernorm(&x, k, &g, &beta, eps),
+    );
+    let mut want = Vec::with_capacity(rows * m);
+    for i in 0..rows {
+        let xi = &xn[i * k..(i + 1) * k];
+        for j in 0..m {
+            let v = xi
+                .iter()
+                .zip(&w16[j * k..(j + 1) * k])
+                .map(|(a, b)| (*a as f64) * (*b as f64))
+                .sum::<f64>() as f32
+                + b[j];
+            want.push(match act {
+                Activation::Gelu => gelu32(v),
+                Activation::Silu => silu32(v),
+                _ => v,
+            });
+        }
+    }
+    let wm = Matrix::from_f32(ctx, "W", m, k, &w, WeightFormat::F16);
+    let xt = Tensor::from_f32(ctx, "x", &[rows, k], &x);
+    let bt = Tensor::from_f32(ctx, "b", &[m], &b);
+    let gb = ctx.upload("ln.w", bytemuck::cast_slice(&g));
+    let bb = ctx.upload("ln.b", bytemuck::cast_slice(&beta));
+    let yt = Tensor::empty(ctx, "y", &[rows, m]);
+    let epi = Epilogue {
+        bias: Some(&bt),
+        act,
+        ln_in: Some(ops::LnIn {
+            w: &gb,
+            b: &bb,
+            eps,
+        }),
+        ..Default::default()
+    };
+    let folds = ops::ln_folds(ctx, &wm, rows);
+    let mut rec = Recorder::new(ctx, "layernorm-in product test");
+    ops::gemv(&mut rec, &wm, &xt, &yt, epi)?;
+    let dispatches = rec.dispatches();
+    rec.submit()?;
+    let got = yt.to_vec(ctx).await?;
+    // the LayerNorm's output rounds to f16 on that path: an element may round the other way
+    // than the CPU's (statistics summed in another order), 2⁻¹¹ relative on one term
+    let (atol, rtol) = tol(ctx, (1e-4, 1e-4), (6e-3, 6e-3));
+    let mut c = compare(&got, &want, atol, rtol);
+    c.note = Some(format!(
+        "{dispatches} dispatch(es), LayerNorm {}",
+        if folds { "folded" } else { "separate" }
+    ));
+    if folds != (dispatches == 1) {
+        c.bad = c.bad.max(1);
+    }
+    Ok(c)
+}
+
 /// GPU quantisation (f16 → q8/q4) against the CPU quantiser of the same f16 values. Codes
 /// may differ by one step at exact ties (f32 division on the GPU is not correctly rounded):
 /// the case passes when at most 0.1 % of weights differ, each by at most one step, and every
@@ -1159,6 +1239,20 @@ pub async fn run_all(ctx: &GpuContext) -> Vec<CaseResult> {
         out.push(CaseResult::from(
             format!("{c} (gemm, few rows) [{act}]"),
             gemv_case(ctx, c, 710 + i as u64).await,
+        ));
+    }
+    // a LayerNorm of x folded into the product (the U-Net's norm1 → q/k/v, norm3 → ff)
+    for (i, (shape, a)) in [
+        ((200, 1536, 256), Activation::None),
+        ((37, 1024, 256), Activation::Gelu),
+        ((20, 96, 104), Activation::None),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        out.push(CaseResult::from(
+            format!("gemm f16 LayerNorm(x) {shape:?} {a:?} [{act}]"),
+            gemm_ln_in_case(ctx, shape, a, 720 + i as u64).await,
         ));
     }
     // the W_pack product with RoPE and the cache append in its epilogue (where it can)

@@ -56,6 +56,7 @@ impl Linear {
                 xq_out_norm: None,
                 deferred_norm: None,
                 residual_norm: None,
+                ln_in: None,
             },
         )
     }
@@ -94,6 +95,31 @@ impl Linear {
                 Ok((y, out))
             }
         }
+    }
+
+    /// `act(LayerNorm(x)·Wᵀ + b)` as a new (rows, M) tensor, the LayerNorm folded into the
+    /// product where it can be ([`ops::ln_folds`]; no LayerNorm dispatch), else run first.
+    /// `norm` must be a LayerNorm.
+    pub fn apply_ln_in(
+        &self,
+        rec: &mut Recorder,
+        x: &Tensor,
+        norm: &Norm,
+        act: Activation,
+    ) -> Result<Tensor, OpError> {
+        let Norm::Layer { w, b, eps } = norm else {
+            return Err(ops_shape("a LayerNorm folded into a product", x));
+        };
+        let rows = x.numel() / self.w.cols().max(1);
+        let y = rec.scratch("linear.y", &[rows, self.out_dim()]);
+        let epi = Epilogue {
+            bias: self.b.as_ref(),
+            act,
+            ln_in: Some(ops::LnIn { w, b, eps: *eps }),
+            ..Default::default()
+        };
+        ops::gemv(rec, &self.w, x, &y, epi)?;
+        Ok(y)
     }
 
     /// A new (rows, M) tensor holding `act(x·Wᵀ + b) + residual`.
@@ -257,7 +283,19 @@ impl WhisperLayer {
         // the attention width (the flow U-Net's blocks attend wider than their channels)
         let d = self.qkv.width();
         let hd = d / self.heads;
-        let a = self.ln1.apply(rec, h)?;
+        let ctx = rec.ctx();
+        // LayerNorms folded into the products after them where they can be (the U-Net at
+        // 2–5 s: ops::ln_folds), else dispatches of their own (or the split-K reduce's)
+        let fold1 = matches!(
+            (&self.qkv, &self.ln1),
+            (Qkv::Fused(l), Norm::Layer { .. }) if ops::ln_folds(ctx, &l.w, t)
+        );
+        let fold2 = matches!(self.ln2, Norm::Layer { .. }) && ops::ln_folds(ctx, &self.fc1.w, t);
+        let a = if fold1 {
+            None
+        } else {
+            Some(self.ln1.apply(rec, h)?)
+        };
         let att = rec.scratch("whisper.att", &[t, d]);
         let att3 = att
             .view(&[t, self.heads, hd])
@@ -265,10 +303,17 @@ impl WhisperLayer {
         let scale = 1.0 / (hd as f32).sqrt();
         match &self.qkv {
             Qkv::Fused(l) => {
-                let qkv = l.apply(rec, &a, Activation::None, None)?;
+                let qkv = match &a {
+                    Some(a) => l.apply(rec, a, Activation::None, None)?,
+                    None => l.apply_ln_in(rec, h, &self.ln1, Activation::None)?,
+                };
                 ops::attn_chunk_causal_qkv(rec, &qkv, self.heads, batch, chunk, scale, &att3)?;
             }
             Qkv::Split(p) => {
+                let a = match a {
+                    Some(a) => a,
+                    None => self.ln1.apply(rec, h)?,
+                };
                 let [lq, lk, lv] = &**p;
                 let q = lq.apply(rec, &a, Activation::None, None)?;
                 let k = lk.apply(rec, &a, Activation::None, None)?;
@@ -289,9 +334,19 @@ impl WhisperLayer {
                 )?;
             }
         }
-        // o_proj + residual, and LayerNorm2 in the product's reduce pass where it has one
-        let (h2, f) = self.o.apply_norm(rec, &att, Some(h), &self.ln2)?;
-        let g = self.fc1.apply(rec, &f, Activation::Gelu, None)?;
+        let (h2, g) = if fold2 {
+            // o_proj + residual, then fc1 on LayerNorm2 of it (folded into fc1)
+            let h2 = self.o.apply(rec, &att, Activation::None, Some(h))?;
+            let g = self
+                .fc1
+                .apply_ln_in(rec, &h2, &self.ln2, Activation::Gelu)?;
+            (h2, g)
+        } else {
+            // o_proj + residual, and LayerNorm2 in the product's reduce pass where it has one
+            let (h2, f) = self.o.apply_norm(rec, &att, Some(h), &self.ln2)?;
+            let g = self.fc1.apply(rec, &f, Activation::Gelu, None)?;
+            (h2, g)
+        };
         self.fc2.apply(rec, &g, Activation::None, Some(&h2))
     }
 }
