@@ -468,7 +468,7 @@ fn attn_coop_cases(c: &GpuContext) {
     {
         assert_ok(
             &format!("coop attn_varlen heads {hs:?} lens {lens:?}"),
-            pollster::block_on(st::attn_varlen_case(&c, *hs, lens, 700 + i as u64)),
+            pollster::block_on(st::attn_varlen_case(c, *hs, lens, 700 + i as u64)),
         );
     }
     const UNET: (usize, usize, usize) = (8, 8, 64);
@@ -484,13 +484,7 @@ fn attn_coop_cases(c: &GpuContext) {
     {
         assert_ok(
             &format!("coop attn_chunk_causal heads {hs:?} (B, T)={bt:?} C={chunk}"),
-            pollster::block_on(st::attn_chunk_causal_case(
-                &c,
-                hs,
-                bt,
-                chunk,
-                720 + i as u64,
-            )),
+            pollster::block_on(st::attn_chunk_causal_case(c, hs, bt, chunk, 720 + i as u64)),
         );
     }
     for (i, &(hd, bt, chunk)) in [((8, 64), (2, 101), 100), ((8, 64), (1, 37), 1)]
@@ -499,12 +493,12 @@ fn attn_coop_cases(c: &GpuContext) {
     {
         assert_ok(
             &format!("coop attn_varlen_qkv (H, D)={hd:?} T={}", bt.1),
-            pollster::block_on(st::attn_varlen_qkv_case(&c, hd, &[bt.1, 7], 750 + i as u64)),
+            pollster::block_on(st::attn_varlen_qkv_case(c, hd, &[bt.1, 7], 750 + i as u64)),
         );
         assert_ok(
             &format!("coop attn_chunk_causal_qkv (H, D)={hd:?} (B, T)={bt:?} C={chunk}"),
             pollster::block_on(st::attn_chunk_causal_qkv_case(
-                &c,
+                c,
                 hd,
                 bt,
                 chunk,
@@ -515,7 +509,7 @@ fn attn_coop_cases(c: &GpuContext) {
     for (hs, p0, tq) in [(ENC, 3, 17), (ENC, 40, 70), ((8, 2, 64), 0, 129)] {
         assert_ok(
             &format!("coop attn_prefill heads {hs:?} p0={p0} tq={tq}"),
-            pollster::block_on(st::attn_prefill_case(&c, hs, p0, tq, (p0 * 77 + tq) as u64)),
+            pollster::block_on(st::attn_prefill_case(c, hs, p0, tq, (p0 * 77 + tq) as u64)),
         );
     }
 }

@@ -1518,7 +1518,7 @@ pub(crate) fn coops_fits_upto(
     ctx.caps.coop
         && ctx.gemm_tile.is_none()
         && matches!(w, Matrix::F16 { .. })
-        && w.cols() % 8 == 0
+        && w.cols().is_multiple_of(8)
         && (1..=max_n).contains(&n)
         && ctx.limits.max_compute_workgroup_storage_size >= COOPS_WG_BYTES
 }

@@ -702,7 +702,7 @@ impl Hift {
             } else {
                 y
             };
-            let si = self.source_downs[i].fwd(rec, &s)?;
+            let si = self.source_downs[i].fwd(rec, s)?;
             let si = self.source_resblocks[i].fwd(rec, &si)?;
             if si.shape != x.shape {
                 return Err(ModelError::input(format!(
