@@ -1448,18 +1448,6 @@ fn gemm_f16_coop(
     gemm_one_pass(rec, &key, w, xin, y, epi, n, [gx, gy])
 }
 
-// Mirrors shaders/matmul/gemm_coops.wgsl: w, ln_w, x, bias, res, y, params, ln_b.
-const COOPS_BINDINGS: &[Binding] = &[
-    Binding::Read,
-    Binding::Read,
-    Binding::Read,
-    Binding::Read,
-    Binding::Read,
-    Binding::ReadWrite,
-    Binding::Uniform,
-    Binding::Read,
-];
-
 /// Workgroup memory of `gemm_coops.wgsl` (x and W chunks staged, the results).
 const COOPS_WG_BYTES: u32 = (1056 + 4224) * 8 + 256 * 16 + 128 * 4;
 
@@ -1613,7 +1601,8 @@ pub(crate) fn gemm_coops(
             format!("the chunked kernel folds a LayerNorm of x only for K ≤ 256 (K = {k})"),
         ));
     }
-    let p = ctx.pipeline(&key, COOPS_BINDINGS)?;
+    // gemv.wgsl's layout: gemm_coops.wgsl binds w, ln_w, x, bias, res, y, params, ln_b
+    let p = ctx.pipeline(&key, BINDINGS)?;
     let ubuf = rec.params(bytemuck::bytes_of(&params));
     let bias = epi.bias.map(|b| &b.buf).unwrap_or(&ctx.dummy);
     let res = epi.residual.map(|b| &b.buf).unwrap_or(&ctx.dummy);
