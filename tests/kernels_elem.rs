@@ -804,3 +804,83 @@ fn recorder_param_ring_and_bind_cache() {
         "the second round created bind groups instead of reusing them"
     );
 }
+
+/// `conv1d_batch_res`: the residual added in the product's epilogue (a 1×1 conv, and a k3 conv
+/// long enough for the product) and by an add after the direct kernel (a short grouped conv),
+/// against the CPU convolution plus the residual; two sequences. A residual aliasing y is
+/// refused before anything is recorded.
+#[test]
+fn conv1d_residual_all_paths() {
+    use bca::ops::ConvWeight;
+    use bca::reference;
+    use bca::util::rng::Rng;
+    for path in PATHS {
+        let c = ctx(path);
+        // (tin, cin, cout, k, groups, pad_left)
+        for (i, &(tin, cin, cout, k, groups, pad)) in [
+            (40, 32, 24, 1, 1, 0),
+            (40, 16, 24, 3, 1, 2),
+            (5, 8, 12, 3, 2, 1),
+        ]
+        .iter()
+        .enumerate()
+        {
+            let mut rng = Rng::new(970 + i as u64);
+            let batch = 2;
+            let cin_g = cin / groups;
+            let x = bca::tensor::round_act(c.act(), &rng.normal_vec(batch * tin * cin, 1.0));
+            let w: Vec<f32> = rng
+                .normal_vec(cout * cin_g * k, 0.3)
+                .iter()
+                .map(|v| half::f16::from_f32(*v).to_f32())
+                .collect();
+            let b = rng.uniform_vec(cout, -0.5, 0.5);
+            let tout = tin + pad - (k - 1);
+            let r =
+                bca::tensor::round_act(c.act(), &rng.uniform_vec(batch * tout * cout, -1.0, 1.0));
+            let mut want = Vec::new();
+            for xs in x.chunks(tin * cin) {
+                want.extend(reference::conv::conv1d(
+                    xs,
+                    tin,
+                    cin,
+                    &w,
+                    cout,
+                    k,
+                    Some(&b),
+                    1,
+                    pad,
+                    0,
+                    1,
+                    groups,
+                ));
+            }
+            for (v, rv) in want.iter_mut().zip(&r) {
+                *v += rv;
+            }
+            let wt = ConvWeight::conv1d(c, "w", &w, cout, cin_g, k, groups).unwrap();
+            let xt = Tensor::from_f32(c, "x", &[batch * tin, cin], &x);
+            let rt = Tensor::from_f32(c, "r", &[batch * tout, cout], &r);
+            let yt = Tensor::empty(c, "y", &[batch * tout, cout]);
+            let sp = spec(1, pad, 0, 1);
+            let mut rec = Recorder::new(c, "conv residual test");
+            let bb = ops::ConvBias::upload(&mut rec, "b", &b).unwrap();
+            ops::conv1d_batch_res(&mut rec, &xt, &wt, Some(&bb), sp, batch, &yt, Some(&rt))
+                .unwrap();
+            rec.submit().unwrap();
+            let got = pollster::block_on(yt.to_vec(c)).unwrap();
+            let (atol, rtol) = match path {
+                Path::F32 => (1e-4, 1e-4),
+                _ => (2e-3, 2e-3),
+            };
+            let cmp = bca::selftest::compare(&got, &want, atol, rtol);
+            assert!(cmp.ok(), "{path:?} conv {i} with residual: {cmp}");
+            // the residual must not be y
+            let mut rec = Recorder::new(c, "conv residual alias");
+            let e = ops::conv1d_batch_res(&mut rec, &xt, &wt, Some(&bb), sp, batch, &yt, Some(&yt))
+                .unwrap_err();
+            assert!(e.to_string().contains("residual"), "{e}");
+            assert_eq!(rec.dispatches(), 0);
+        }
+    }
+}
