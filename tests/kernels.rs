@@ -1081,3 +1081,44 @@ fn gemv_normalised_residual() {
         }
     }
 }
+
+/// The shape knobs feed shader overrides whose workgroup arrays are sized for the values the
+/// CLI accepts; a library caller passing others gets a clear error, not a corrupt kernel.
+#[test]
+fn bad_shape_knobs_are_refused() {
+    for (opts, what) in [
+        (
+            GpuOptions {
+                coops_shape: Some((4, 2)),
+                ..Default::default()
+            },
+            "coops_shape 4x2",
+        ),
+        (
+            GpuOptions {
+                coops_shape: Some((3, 1)),
+                ..Default::default()
+            },
+            "coops_shape 3x1",
+        ),
+        (
+            GpuOptions {
+                attn_coop_sg: Some(8),
+                ..Default::default()
+            },
+            "attn_coop_sg 8",
+        ),
+        (
+            GpuOptions {
+                coopd_shape: Some([3, 1, 1]),
+                ..Default::default()
+            },
+            "coopd_shape 3x1x1",
+        ),
+    ] {
+        match pollster::block_on(GpuContext::new(&opts)) {
+            Err(e) => assert!(e.to_string().contains(what), "{what}: {e}"),
+            Ok(_) => panic!("{what} was accepted"),
+        }
+    }
+}

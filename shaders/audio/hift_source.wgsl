@@ -26,16 +26,19 @@
 @group(0) @binding(6) var<storage, read> phw: array<f32>;       // phases (H), then lin_w (H)
 @group(0) @binding(7) var<storage, read_write> src: array<f32>; // (len)
 
-const WG: u32 = 256u;
+const WG: u32 = 256u;  // hift_source's invocations per workgroup
+const SWG: u32 = 128u; // hift_f0_scan's: its partial sums fill the 16 KiB every device has
 const MAXH: u32 = 16u;
 const TWO_PI: f32 = 6.283185307179586;
 
-// Phase sums are integers: the reference adds every sample's increment (an f32) in f64,
-// exactly, and rounds the sum to f32 before `mod 1`. Here each increment is a fixed-point
-// integer of 2⁻⁴⁰ cycles in a u64 (vec2<u32> lo, hi; increments of at least 2⁻¹⁶ are exact,
-// smaller ones — F0 below 0.4 Hz — lose less than 2⁻⁴⁰ a sample), sums are integer adds, and
-// the sum is rounded to f32 by integer ops: no floating-point error-free transforms, which
-// compilers may reassociate or contract.
+// Phase sums are integers: the reference adds every sample's increment (an f32) in f64 and
+// rounds the sum to f32 before `mod 1`. Here each increment is a fixed-point integer of 2⁻⁴⁰
+// cycles in a u64 (vec2<u32> lo, hi), sums are integer adds, and the sum is rounded to f32 by
+// integer ops: no floating-point error-free transforms, which compilers may reassociate or
+// contract. The two agree exactly while every increment is at least 2⁻¹⁵ cycles (F0·(k+1) ≥
+// 0.75 Hz at 24 kHz: the reference's f64 sum is then exact too); below that (unvoiced frames
+// near 0 Hz) both sums round, differently, by far less than the f32 rounding of the sum, so the
+// phases can differ by one f32 ulp of it at the few samples where that rounding is a near tie.
 
 fn add64(a: vec2<u32>, b: vec2<u32>) -> vec2<u32> {
     let lo = a.x + b.x;
@@ -144,11 +147,11 @@ fn incr(f: f32, k: u32) -> f32 {
     return ldexp(f32(r), i32(e) - 150 - i32(kk) + i32(extra));
 }
 
-var<workgroup> part: array<vec2<u32>, 4096>; // WG × MAXH partial sums
+var<workgroup> part: array<vec2<u32>, 2048>; // SWG × MAXH partial sums (16 KiB)
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(128)
 fn hift_f0_scan(@builtin(local_invocation_index) t: u32) {
-    for (var fr = t; fr < P.frames; fr += WG) {
+    for (var fr = t; fr < P.frames; fr += SWG) {
         var s = 0.0;
         for (var c = 0u; c < P.ch; c++) {
             s += f32(hin[fr * P.ch + c]) * cls[c];
@@ -158,7 +161,7 @@ fn hift_f0_scan(@builtin(local_invocation_index) t: u32) {
     storageBarrier();
     workgroupBarrier();
     // this invocation's frames [lo, hi)
-    let per = (P.frames + WG - 1u) / WG;
+    let per = (P.frames + SWG - 1u) / SWG;
     let lo = min(t * per, P.frames);
     let hi = min(lo + per, P.frames);
     for (var k = 0u; k < P.h; k++) {
@@ -172,7 +175,7 @@ fn hift_f0_scan(@builtin(local_invocation_index) t: u32) {
     // exclusive scan of the WG partials, one invocation per harmonic
     if (t < P.h) {
         var run = vec2<u32>(0u);
-        for (var i = 0u; i < WG; i++) {
+        for (var i = 0u; i < SWG; i++) {
             let v = part[i * MAXH + t];
             part[i * MAXH + t] = run;
             run = add64(run, v);

@@ -301,6 +301,25 @@ impl GpuContext {
         let info = adapter.get_info();
         let have = adapter.features();
         let al = adapter.limits();
+        // the shape knobs go into shader overrides whose arrays are sized for these values
+        let pow2 = |v: u32| matches!(v, 1 | 2 | 4);
+        if let Some((sg, ks)) = opts.coops_shape {
+            if !pow2(sg) || !pow2(ks) || sg * ks > 4 {
+                return Err(GpuError::BadOption(format!(
+                    "coops_shape {sg}x{ks}: SG and KS each 1, 2 or 4, SG·KS ≤ 4"
+                )));
+            }
+        }
+        if let Some(sg) = opts.attn_coop_sg.filter(|v| !pow2(*v)) {
+            return Err(GpuError::BadOption(format!("attn_coop_sg {sg}: 1, 2 or 4")));
+        }
+        if let Some([f, gn, gm]) = opts.coopd_shape {
+            if !matches!(f, 2 | 4) || gn == 0 || gm == 0 || gn * gm > 4 {
+                return Err(GpuError::BadOption(format!(
+                    "coopd_shape {f}x{gn}x{gm}: FN 2 or 4, GN·GM ≤ 4"
+                )));
+            }
+        }
 
         let check = |limit: &'static str, have: u64, need: u64| {
             if have < need {

@@ -50,6 +50,8 @@ pub enum GpuError {
     Readback(String),
     #[error("unknown kernel `{0}`")]
     UnknownKernel(String),
+    #[error("invalid GPU option: {0}")]
+    BadOption(String),
 }
 
 impl From<wgpu::Error> for GpuError {

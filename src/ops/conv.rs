@@ -526,8 +526,10 @@ fn gemm_fits(ctx: &GpuContext, w: &ConvWeight, tout: usize) -> bool {
 /// tiled [`super::gemv`] with the weight `(Cout, K, Cin)` read as a `(Cout, K·Cin)` f16
 /// matrix. A 1×1 convolution with stride 1 and no padding is the product on `x` itself.
 /// A transposed convolution on tensor cores where it can (one sequence, no groups or
-/// dilation, Cin a multiple of 8): `gemm_coops` as one product per output phase, W read as
-/// its taps `r + s·m` (no gather, no weight copy). Says whether it recorded it.
+/// dilation, Cin a multiple of 8; not with `--coops-max-n 0` or `--coops-conv-max-n 0`, and
+/// at any length: the direct kernel is far slower): `gemm_coops` as one product per output
+/// phase, W read as its taps `r + s·m` (no gather, no weight copy). Says whether it recorded
+/// it.
 #[allow(clippy::too_many_arguments)]
 fn convt_coops(
     rec: &mut Recorder,
@@ -541,7 +543,16 @@ fn convt_coops(
 ) -> Result<bool, OpError> {
     let ctx = rec.ctx();
     let cin = w.cin_g;
-    if ctx.coops_max_n == 0 || w.groups != 1 || dil != 1 || stride == 0 || !cin.is_multiple_of(8) {
+    let lim = ctx.limits.max_compute_workgroups_per_dimension as usize;
+    if ctx.coops_max_n == 0
+        || ctx.coops_conv_max_n == 0
+        || w.groups != 1
+        || dil != 1
+        || stride == 0
+        || !cin.is_multiple_of(8)
+        || (tout.div_ceil(stride) + 1).div_ceil(16) > lim
+        || stride > lim
+    {
         return Ok(false);
     }
     let taps = w.k.div_ceil(stride);
