@@ -1084,18 +1084,7 @@ fn hift_source_kernel_matches_cpu_reference() {
                     phw: &phw,
                     twiddles: &tw,
                 },
-                bca::ops::SourceSpec {
-                    sampling_rate: p.sampling_rate,
-                    h,
-                    sine_amp: p.sine_amp,
-                    noise_std: p.noise_std,
-                    voiced_threshold: p.voiced_threshold,
-                    frame_samples: p.frame_samples,
-                    n_fft: p.n_fft,
-                    hop: p.hop,
-                    lin_b,
-                    cls_b: 0.0,
-                },
+                p.source_spec(lin_b, 0.0),
                 &spec,
             )
             .unwrap();
@@ -1148,18 +1137,7 @@ fn hift_source_kernel_matches_cpu_reference() {
                 phw: &small,
                 twiddles: &small,
             },
-            bca::ops::SourceSpec {
-                sampling_rate: 24000.0,
-                h: 9,
-                sine_amp: 0.1,
-                noise_std: 0.003,
-                voiced_threshold: 10.0,
-                frame_samples: 480,
-                n_fft: 16,
-                hop: 4,
-                lin_b: 0.0,
-                cls_b: 0.0,
-            },
+            p.source_spec(0.0, 0.0),
             &spec,
         )
         .unwrap_err();

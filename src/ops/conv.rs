@@ -521,10 +521,6 @@ fn gemm_fits(ctx: &GpuContext, w: &ConvWeight, tout: usize) -> bool {
         && bytes <= CONV_GEMM_MAX_BYTES.min(ctx.limits.max_storage_buffer_binding_size)
 }
 
-/// Conv1d as a matrix product: the im2col rows `(B·Tout, K·Cin)` gathered by one kernel
-/// (taps outside a sequence read zeros, so the padding is never materialised), then the
-/// tiled [`super::gemv`] with the weight `(Cout, K, Cin)` read as a `(Cout, K·Cin)` f16
-/// matrix. A 1×1 convolution with stride 1 and no padding is the product on `x` itself.
 /// A transposed convolution on tensor cores where it can (one sequence, no groups or
 /// dilation, Cin a multiple of 8; not with `--coops-max-n 0` or `--coops-conv-max-n 0`, and
 /// at any length: the direct kernel is far slower): `gemm_coops` as one product per output
@@ -562,7 +558,7 @@ fn convt_coops(
         cols: taps * cin,
         stride: w.k * cin,
     };
-    if !super::gemv::coops_fits_upto(ctx, &wm, 1, 1) || tout > u32::MAX as usize / 2 {
+    if !super::gemv::coops_takes(ctx, &wm) || tout > u32::MAX as usize / 2 {
         return Ok(false);
     }
     let geom = super::gemv::ConvGeom {
@@ -581,10 +577,14 @@ fn convt_coops(
         ..Default::default()
     };
     let dims = (tout, w.cout, taps * cin);
-    super::gemv::gemm_coops(rec, &wm, &x.buf, y, epi, dims, epi.act, Some(geom))?;
+    super::gemv::gemm_coops(rec, &wm, &x.buf, y, epi, dims, Some(geom))?;
     Ok(true)
 }
 
+/// Conv1d as a matrix product: the im2col rows `(B·Tout, K·Cin)` gathered by one kernel
+/// (taps outside a sequence read zeros, so the padding is never materialised), then the
+/// tiled [`super::gemv`] with the weight `(Cout, K, Cin)` read as a `(Cout, K·Cin)` f16
+/// matrix. A 1×1 convolution with stride 1 and no padding is the product on `x` itself.
 #[allow(clippy::too_many_arguments)]
 fn conv1d_gemm(
     rec: &mut Recorder,
@@ -627,7 +627,7 @@ fn conv1d_gemm(
             tr_k: 0,
         };
         let dims = (batch * tout, w.cout, k * cin);
-        super::gemv::gemm_coops(rec, &wm, &x.buf, y, epi, dims, epi.act, Some(geom))?;
+        super::gemv::gemm_coops(rec, &wm, &x.buf, y, epi, dims, Some(geom))?;
         return Ok(());
     }
     let cols = ctx.acquire((batch * tout * k * cin * act.size()) as u64);

@@ -132,6 +132,18 @@ pub enum Activation {
     SwiGlu,
 }
 
+impl Activation {
+    /// The kernels' `ACT` override: 0 none, 1 SiLU, 2 GELU (erf), 3 SwiGLU.
+    fn code(self) -> u32 {
+        match self {
+            Activation::None => 0,
+            Activation::Silu => 1,
+            Activation::Gelu => 2,
+            Activation::SwiGlu => 3,
+        }
+    }
+}
+
 /// What happens around the product: `y = act(W·rmsnorm(x) + bias) + residual`.
 #[derive(Clone, Copy, Default)]
 pub struct Epilogue<'a> {
@@ -380,22 +392,13 @@ pub fn gemv(
             // a LayerNorm dispatch into a pooled buffer, then the product on it
             let ctx = rec.ctx();
             let pooled = ctx.acquire((x.numel() * x.dtype.size()) as u64);
-            let xn = Tensor {
-                buf: pooled.buffer.clone(),
-                shape: x.shape.clone(),
-                dtype: x.dtype,
-            };
-            let xv = Tensor {
-                buf: x.buf.clone(),
+            let rows = |buf: &wgpu::Buffer| Tensor {
+                buf: buf.clone(),
                 shape: vec![n, k],
                 dtype: x.dtype,
             };
-            let xnv = Tensor {
-                buf: xn.buf.clone(),
-                shape: vec![n, k],
-                dtype: x.dtype,
-            };
-            let r = super::layernorm(rec, &xv, l.w, l.b, l.eps, &xnv)
+            let xn = rows(&pooled.buffer);
+            let r = super::layernorm(rec, &rows(&x.buf), l.w, l.b, l.eps, &xn)
                 .and_then(|_| gemv(rec, w, &xn, y, Epilogue { ln_in: None, ..epi }));
             ctx.release(pooled);
             return r;
@@ -674,12 +677,7 @@ fn gemv_inner(
         (Matrix::Q4 { .. }, true, false) => ("gemv_i8", "gemv_q4_i8"),
         (Matrix::Q4 { .. }, true, true) => ("gemv_i8", "gemv_q4_i8_sg"),
     };
-    let act_code = match epi.act {
-        Activation::None => 0,
-        Activation::Silu => 1,
-        Activation::Gelu => 2,
-        Activation::SwiGlu => 3,
-    };
+    let act_code = epi.act.code();
     // Vectors per dispatch and rows per lane group: R·NB ≤ 4; SwiGLU needs R even.
     let max_n = if swiglu { 2 } else { GEMV_MAX_N };
     let nb_vec = n.min(max_n) as u32;
@@ -1249,20 +1247,15 @@ fn gemm_tiled(
         Matrix::Q8 { .. } => 1,
         Matrix::Q4 { .. } => 2,
     };
-    let act_code = match epi.act {
-        Activation::None => 0,
-        Activation::Silu => 1,
-        Activation::Gelu => 2,
-        Activation::SwiGlu => 3,
-    };
+    let act_code = epi.act.code();
     // Tensor cores where the adapter has them, unless a knob forces an FMA tile.
     let coop = ctx.caps.coop && ctx.gemm_tile.is_none();
-    // f16 weights on tensor cores: fragments loaded straight from the buffers where the
-    // clamped direct tile fits inside the matrices, or the 128 × 128 double-buffered tile
     // few vectors (the flow U-Net): one pass, K in chunks of 256 loaded at once
     if coops_fits(ctx, w, n) {
-        return gemm_coops(rec, w, &xin.buf, y, epi, (n, m, k), epi.act, None);
+        return gemm_coops(rec, w, &xin.buf, y, epi, (n, m, k), None);
     }
+    // f16 weights on tensor cores: fragments loaded straight from the buffers where the
+    // clamped direct tile fits inside the matrices, or the 128 × 128 double-buffered tile
     if coop && matches!(w, Matrix::F16 { .. }) && k % 4 == 0 {
         let big_fits =
             ctx.limits.max_compute_workgroup_storage_size >= crate::gpu::COOPB_WG_STORAGE;
@@ -1503,11 +1496,16 @@ pub(crate) fn coops_fits_upto(
     n: usize,
     max_n: usize,
 ) -> bool {
+    (1..=max_n).contains(&n) && coops_takes(ctx, w)
+}
+
+/// Whether `gemm_coops.wgsl` can take W at all, whatever N: tensor cores, f16 weights, K a
+/// multiple of 8, and its workgroup memory (transposed convolutions take it at any length).
+pub(crate) fn coops_takes(ctx: &crate::gpu::GpuContext, w: &Matrix) -> bool {
     ctx.caps.coop
         && ctx.gemm_tile.is_none()
         && matches!(w, Matrix::F16 { .. })
         && w.cols().is_multiple_of(8)
-        && (1..=max_n).contains(&n)
         && ctx.limits.max_compute_workgroup_storage_size >= COOPS_WG_BYTES
 }
 
@@ -1531,16 +1529,10 @@ pub(crate) fn gemm_coops(
     y: &Tensor,
     epi: Epilogue,
     (n, m, k): (usize, usize, usize),
-    act: Activation,
     conv: Option<ConvGeom>,
 ) -> Result<bool, OpError> {
     let ctx = rec.ctx();
-    let act_code = match act {
-        Activation::None => 0,
-        Activation::Silu => 1,
-        Activation::Gelu => 2,
-        Activation::SwiGlu => 3,
-    };
+    let act_code = epi.act.code();
     let (sg, ks) = coops_shape(ctx);
     let gx = m.div_ceil(16 * sg as usize) as u32;
     // a transposed convolution: one product per output phase (z), ≤ ⌈N/s⌉ + 1 rows each

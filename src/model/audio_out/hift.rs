@@ -31,6 +31,25 @@ pub struct HiftParams {
     pub audio_limit: f32,
 }
 
+impl HiftParams {
+    /// The GPU source's constants (`ops::hift_source_stft`) with the source Linear's bias and
+    /// the F0 Linear's.
+    pub fn source_spec(&self, lin_b: f32, cls_b: f32) -> ops::SourceSpec {
+        ops::SourceSpec {
+            sampling_rate: self.sampling_rate,
+            h: self.harmonics + 1,
+            sine_amp: self.sine_amp,
+            noise_std: self.noise_std,
+            voiced_threshold: self.voiced_threshold,
+            frame_samples: self.frame_samples,
+            n_fft: self.n_fft,
+            hop: self.hop,
+            lin_b,
+            cls_b,
+        }
+    }
+}
+
 /// The random parts of the source (spec §9 step 2), injectable so tests can pass the
 /// reference's noise: initial phases per harmonic (index 0 is forced to 0) and standard
 /// normal noise (L, H+1) sample-major.
@@ -46,6 +65,19 @@ impl SourceNoise {
         let (mut s, mut rng) = Self::start(seed, harmonics);
         s.noise = rng.normal_vec(samples * (harmonics + 1), 1.0);
         s
+    }
+
+    /// Whether this is noise for `samples` samples of `h` harmonics (+ 1).
+    fn check(&self, h: usize, samples: usize) -> Result<(), ModelError> {
+        if self.phases.len() != h || self.noise.len() != samples * h {
+            return Err(ModelError::input(format!(
+                "source noise has {} phases and {} values, want {h} and {}",
+                self.phases.len(),
+                self.noise.len(),
+                samples * h
+            )));
+        }
+        Ok(())
     }
 
     /// The phases of [`SourceNoise::seeded`] with no noise yet, and the generator that draws
@@ -76,12 +108,11 @@ pub fn sine_source(
     noise: &SourceNoise,
 ) -> Result<Vec<f32>, ModelError> {
     let h = p.harmonics + 1;
-    if noise.phases.len() != h || noise.noise.len() != f0.len() * h || lin_w.len() != h {
+    noise.check(h, f0.len())?;
+    if lin_w.len() != h {
         return Err(ModelError::input(format!(
-            "source noise has {} phases and {} values, want {h} and {}",
-            noise.phases.len(),
-            noise.noise.len(),
-            f0.len() * h
+            "the source's Linear has {} weights for {h} harmonics",
+            lin_w.len()
         )));
     }
     // running sums in f64, each prefix rounded to f32 before `mod 1`: what torch's CPU cumsum
@@ -622,12 +653,11 @@ impl Hift {
         let h = p.harmonics + 1;
         let frames = mel.shape.first().copied().unwrap_or(0);
         let len = frames * p.frame_samples;
-        if noise.phases.len() != h || noise.noise.len() != len * h || self.lin_w.len() != h {
+        noise.check(h, len)?;
+        if self.lin_w.len() != h {
             return Err(ModelError::input(format!(
-                "source noise has {} phases and {} values, want {h} and {}",
-                noise.phases.len(),
-                noise.noise.len(),
-                len * h
+                "the source's Linear has {} weights for {h} harmonics",
+                self.lin_w.len()
             )));
         }
         let feats = self.f0_features(rec, mel)?;
@@ -645,18 +675,7 @@ impl Hift {
                 phw: &phw,
                 twiddles: &self.twiddles,
             },
-            ops::SourceSpec {
-                sampling_rate: p.sampling_rate,
-                h,
-                sine_amp: p.sine_amp,
-                noise_std: p.noise_std,
-                voiced_threshold: p.voiced_threshold,
-                frame_samples: p.frame_samples,
-                n_fft: p.n_fft,
-                hop: p.hop,
-                lin_b: self.lin_b,
-                cls_b: self.f0_cls_b,
-            },
+            p.source_spec(self.lin_b, self.f0_cls_b),
             &spec,
         )?;
         Ok(spec)
