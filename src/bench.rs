@@ -495,10 +495,7 @@ pub async fn bench_decode(
             // alone reads the x left by earlier runs: its cost in the step)
             let xq = ops::attn_feeds_int8(ctx, &l.o, d).then_some((&attn_xq.0, &attn_xq.1));
             if on(1) {
-                // while it runs, the attention reads o_proj's and gate/up's first weights
-                // into L2 where it can, as the engine's decode does
-                let pf = ops::decode_prefetch(ctx, &[&l.o, &l.gate_up]);
-                ops::attn_decode_pf(rec, &q, &l.cache, pos + 1, scale, &scratch, &attn, xq, pf)?;
+                ops::attn_decode_xq(rec, &q, &l.cache, pos + 1, scale, &scratch, &attn, xq)?;
             }
             let gu_deferred = defers(&l.o, &l.gate_up);
             if on(2) {

@@ -9,7 +9,7 @@ use common::{assert_ok, ctx, Path, PATHS};
 use bca::gpu::{GpuContext, GpuOptions, Recorder};
 use bca::ops::{self, KvCache, OpError};
 use bca::selftest::attention as st;
-use bca::tensor::{Matrix, Tensor, WeightFormat};
+use bca::tensor::Tensor;
 
 /// LLM (GQA 7), encoder-like (no GQA), and a ragged odd head dim.
 const LLM: (usize, usize, usize) = (28, 4, 128);
@@ -117,61 +117,6 @@ fn attn_decode_int8_output() {
             }
         }
     }
-}
-
-#[test]
-fn attn_decode_prefetch_changes_nothing() {
-    for path in PATHS {
-        let c = ctx(path);
-        for (hs, len) in [(LLM, 33), (LLM, 600), ((8, 4, 64), 65), (LLM, 1)] {
-            assert_ok(
-                &format!("{path:?} attn_decode_pf heads {hs:?} L={len}"),
-                pollster::block_on(st::attn_decode_pf_case(c, hs, len, 1300 + len as u64)),
-            );
-        }
-    }
-}
-
-#[test]
-fn prefetch_ranges_take_whole_rows_in_order() {
-    let c = ctx(PATHS[0]);
-    let mut rec = Recorder::new(c, "pf ranges");
-    let a = Matrix::random(&mut rec, 10, 64, WeightFormat::Q4, 1).expect("a");
-    let b = Matrix::random(&mut rec, 20, 96, WeightFormat::Q4, 2).expect("b");
-    let h = Matrix::random(&mut rec, 5, 40, WeightFormat::F16, 3).expect("h");
-    // q4: 2 blocks of 32 per row of a (16 + 4 bytes each): 40 bytes a row; b: 60
-    let (ra, rb) = (40u64, 60u64);
-    let sizes =
-        |p: &ops::L2Prefetch| -> Vec<u64> { p.ranges.iter().flatten().map(|r| r.1).collect() };
-    assert!(sizes(&ops::L2Prefetch::weights(&[&a, &b], 0)).is_empty());
-    assert!(sizes(&ops::L2Prefetch::weights(&[&a, &b], ra - 1)).is_empty());
-    assert_eq!(
-        sizes(&ops::L2Prefetch::weights(&[&a, &b], 3 * ra + 5)),
-        [96, 24]
-    );
-    assert_eq!(
-        sizes(&ops::L2Prefetch::weights(&[&a, &b], 10 * ra + 7 * rb + 59)),
-        [320, 80, 336, 84]
-    );
-    assert_eq!(
-        sizes(&ops::L2Prefetch::weights(&[&a, &b], u64::MAX)),
-        [320, 80, 960, 240]
-    );
-    // an f16 matrix is one range (40 columns: 80 bytes a row); after a matrix it could not
-    // take whole, nothing of the next
-    assert_eq!(
-        sizes(&ops::L2Prefetch::weights(&[&h, &a], 2 * 80 + ra)),
-        [160]
-    );
-    assert_eq!(
-        sizes(&ops::L2Prefetch::weights(&[&h, &a], 5 * 80 + ra)),
-        [400, 32, 8]
-    );
-    // whole 16-byte words only (the 8 bytes of scales are less than one)
-    assert_eq!(
-        ops::L2Prefetch::weights(&[&h, &a], 5 * 80 + ra).bytes(),
-        400 + 32
-    );
 }
 
 #[test]

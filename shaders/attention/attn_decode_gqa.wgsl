@@ -11,7 +11,6 @@
 // @binding(4) P:     uniform Params
 // @binding(5) xq:    (Hq·D/32, 8) u32      with XQ = 1 and one split: out as gemv_i8's int8 x
 // @binding(6) xd:    (Hq·D/32) vec2<f32>   (xq_block.wgsl), so the next product skips gemv_xq
-// @binding(7..11)    `attn_decode_gqa_pf` only: the weights it prefetches (l2_prefetch.wgsl)
 //
 // Scores: 256/CH invocations per key (4 or 8), invocation u of a key takes the key's vec4s u,
 // u+4, u+8, … (neighbours read neighbouring vec4s), dots them with all G queries, and the
@@ -54,7 +53,6 @@ var<workgroup> sc: array<f32, 512>;        // [G][CH] scores, then exp(score −
 var<workgroup> mx: array<f32, 256>;        // softmax reductions, 32 per head
 
 // #include xq_block
-// #include l2_prefetch
 
 fn kload(base: u32, i: u32, ok: bool) -> vec4<f32> {
     if (ok && i < D / 4u) {
@@ -75,26 +73,8 @@ fn attn_decode_gqa(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(local_invocation_index) t: u32,
 ) {
-    gqa(wid.x, wid.y, t);
-}
-
-// The same with workgroups past the grid's KV heads (rows wid.y ≥ Hkv) that pull the next
-// products' weights into L2 (l2_prefetch.wgsl): chunk (wid.y − Hkv)·S + wid.x each.
-@compute @workgroup_size(256)
-fn attn_decode_gqa_pf(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(local_invocation_index) t: u32,
-) {
-    if (wid.y >= P.hkv) {
-        if (l2_prefetch((wid.y - P.hkv) * P.nsplit + wid.x, t)) {
-            part[PF.junk] = 0.0;
-        }
-        return;
-    }
-    gqa(wid.x, wid.y, t);
-}
-
-fn gqa(s: u32, kh: u32, t: u32) {
+    let s = wid.x;
+    let kh = wid.y;
     let d4 = D / 4u;
     for (var i = t; i < G * D4MAX; i += 256u) {
         let h = i / D4MAX;

@@ -96,9 +96,6 @@ pub struct GpuOptions {
     /// HiFT's F0, sine source and source STFT on the host, with a read-back of F0 (the earlier
     /// way; a knob for comparisons).
     pub host_source: bool,
-    /// KiB of the next products' weights a decode step's attention reads into the GPU's L2
-    /// cache while it runs (0: none; default [`crate::ops::DECODE_PREFETCH_KB`]; a knob).
-    pub prefetch_kb: Option<u32>,
 }
 
 /// The tensor-core kernel of products with f16 weights (q8/q4 always take `gemm_coop.wgsl`).
@@ -263,8 +260,6 @@ pub struct GpuContext {
     pub no_attn_prefetch: bool,
     /// See [`GpuOptions::host_source`].
     pub host_source: bool,
-    /// See [`GpuOptions::prefetch_kb`].
-    pub prefetch_kb: Option<u32>,
     /// q4/q8 decode products quantise x to int8 and use packed dot products (gemv_i8.wgsl).
     pub int8: bool,
     pub(crate) sink: Arc<Mutex<ErrorSink>>,
@@ -526,7 +521,6 @@ impl GpuContext {
             attn_coop_sg: opts.attn_coop_sg,
             no_attn_prefetch: opts.no_attn_prefetch,
             host_source: opts.host_source,
-            prefetch_kb: opts.prefetch_kb,
             int8: !opts.no_int8,
             sink,
             dummy,

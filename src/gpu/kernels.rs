@@ -198,10 +198,6 @@ const INCLUDES: &[(&str, &str)] = &[
         include_str!("../../shaders/common/defer_norm.wgsl"),
     ),
     (
-        "l2_prefetch",
-        include_str!("../../shaders/common/l2_prefetch.wgsl"),
-    ),
-    (
         "coop_tile",
         include_str!("../../shaders/common/coop_tile.wgsl"),
     ),

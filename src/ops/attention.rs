@@ -256,106 +256,6 @@ const DECODE_XQ_BINDINGS: &[Binding] = &[
     Binding::ReadWrite,
 ];
 
-/// `attn_decode_gqa_pf`: the GQA pass's bindings plus the four prefetch ranges and their
-/// params (shaders/common/l2_prefetch.wgsl).
-const DECODE_PF_BINDINGS: &[Binding] = &[
-    Binding::Read,
-    Binding::Read,
-    Binding::ReadWrite,
-    Binding::ReadWrite,
-    Binding::Uniform,
-    Binding::ReadWrite,
-    Binding::ReadWrite,
-    Binding::Read,
-    Binding::Read,
-    Binding::Read,
-    Binding::Read,
-    Binding::Uniform,
-];
-
-/// Bytes of one prefetch workgroup's chunk (`l2_prefetch.wgsl`: 256 invocations × 16 vec4s).
-const PF_CHUNK: u64 = 256 * 16 * 16;
-
-/// KiB of the next products' weights a decode step's attention reads into the L2 cache by
-/// default ([`GpuOptions::prefetch_kb`](crate::gpu::GpuOptions)).
-pub const DECODE_PREFETCH_KB: u32 = 16 * 1024;
-
-/// Up to four byte ranges, each from offset 0 of its buffer, that a latency-bound dispatch
-/// reads so that the products after it find them in the GPU's L2 cache
-/// (`shaders/common/l2_prefetch.wgsl`). Weights only: they never change during a run, so
-/// reading them early is always safe.
-#[derive(Clone, Copy, Default)]
-pub struct L2Prefetch<'a> {
-    pub ranges: [Option<(&'a wgpu::Buffer, u64)>; 4],
-}
-
-impl<'a> L2Prefetch<'a> {
-    /// The first `budget` bytes of the matrices' weights in the order given: whole rows of
-    /// the data and its scales (two ranges; f16 one), up to the first matrix that does not
-    /// fit whole.
-    pub fn weights(mats: &[&'a crate::tensor::Matrix], budget: u64) -> Self {
-        let mut out = L2Prefetch::default();
-        let mut left = budget;
-        let mut slot = 0;
-        for m in mats {
-            let (data, scales) = (m.data_bytes(), m.scale_bytes());
-            let row = (data + scales) / m.rows().max(1) as u64;
-            let rows = if row == 0 {
-                0
-            } else {
-                (left / row).min(m.rows() as u64)
-            };
-            if rows == 0 || slot >= out.ranges.len() {
-                break;
-            }
-            let part = |b: u64| b / m.rows() as u64 * rows;
-            out.ranges[slot] = Some((m.data(), part(data)));
-            slot += 1;
-            if let (Some(sb), true) = (m.scales(), slot < out.ranges.len()) {
-                out.ranges[slot] = Some((sb, part(scales)));
-                slot += 1;
-            }
-            left -= rows * row;
-            if rows < m.rows() as u64 {
-                break;
-            }
-        }
-        out
-    }
-
-    /// Bytes it reads.
-    pub fn bytes(&self) -> u64 {
-        self.ranges.iter().flatten().map(|(_, n)| n / 16 * 16).sum()
-    }
-}
-
-/// What a decode step's attention prefetches of `mats` (the products after it, in order) on
-/// this context: [`GpuOptions::prefetch_kb`](crate::gpu::GpuOptions) or
-/// [`DECODE_PREFETCH_KB`], nothing where the device cannot bind the prefetch kernel's buffers.
-pub fn decode_prefetch<'a>(ctx: &GpuContext, mats: &[&'a crate::tensor::Matrix]) -> L2Prefetch<'a> {
-    let kb = ctx.prefetch_kb.unwrap_or(DECODE_PREFETCH_KB) as u64;
-    if kb == 0 || !prefetch_binds(ctx) {
-        return L2Prefetch::default();
-    }
-    L2Prefetch::weights(mats, kb * 1024)
-}
-
-/// Whether the device binds `attn_decode_gqa_pf`'s storage buffers.
-fn prefetch_binds(ctx: &GpuContext) -> bool {
-    let uniforms = if ctx.caps.params_in_storage { 2 } else { 0 };
-    ctx.limits.max_storage_buffers_per_shader_stage >= 10 + uniforms
-}
-
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct PfParams {
-    ends: [u32; 4],
-    vec4s: [u32; 4],
-    magic: u32,
-    junk: u32,
-    _pad: [u32; 2],
-}
-
 /// Whether [`attn_decode_xq`] can write its output as int8 x for these head dims.
 pub fn decode_quantises(d: usize) -> bool {
     d.is_multiple_of(32) && d <= 128
@@ -385,8 +285,7 @@ struct DecodeParams {
 /// and dim plus (max, sum).
 /// Allocate it once per session (it can be shared by all layers).
 pub fn decode_scratch_bytes(hq: usize, dim: usize, tmax: usize) -> u64 {
-    // + one 16-byte word past the partials: the junk word of the weight prefetch
-    (tmax.div_ceil(DECODE_SPLIT_MIN).max(1) * hq * (dim + 2) * 4 + 16) as u64
+    (tmax.div_ceil(DECODE_SPLIT_MIN).max(1) * hq * (dim + 2) * 4) as u64
 }
 
 /// `out (Hq, D) = softmax(scale · q kᵀ) v` of one query token `q (Hq, D)` over cache positions
@@ -419,33 +318,6 @@ pub fn attn_decode_xq(
     scratch: &wgpu::Buffer,
     out: &Tensor,
     quant: Option<(&wgpu::Buffer, &wgpu::Buffer)>,
-) -> Result<(), OpError> {
-    attn_decode_pf(
-        rec,
-        q,
-        cache,
-        len,
-        scale,
-        scratch,
-        out,
-        quant,
-        L2Prefetch::default(),
-    )
-}
-
-/// [`attn_decode_xq`] whose GQA pass also reads `pf` into the L2 cache (extra workgroups; see
-/// [`decode_prefetch`]). Without a GQA pass of several splits nothing is prefetched.
-#[allow(clippy::too_many_arguments)]
-pub fn attn_decode_pf(
-    rec: &mut Recorder,
-    q: &Tensor,
-    cache: &KvCache,
-    len: usize,
-    scale: f32,
-    scratch: &wgpu::Buffer,
-    out: &Tensor,
-    quant: Option<(&wgpu::Buffer, &wgpu::Buffer)>,
-    pf: L2Prefetch,
 ) -> Result<(), OpError> {
     const OP: &str = "attn_decode";
     let ctx = rec.ctx();
@@ -557,76 +429,21 @@ pub fn attn_decode_pf(
         let mut constants = consts;
         constants.push(("CH", split as u32));
         constants.push(("XQ", xq_flag));
-        let mut key = KernelKey {
-            family: "attn_decode_gqa",
-            entry: "attn_decode_gqa",
-            act: ctx.act(),
-            subgroups: false,
-            constants,
-        };
-        let chunks: Vec<u64> = pf
-            .ranges
-            .iter()
-            .map(|r| r.map_or(0, |(_, n)| (n / 16).div_ceil(PF_CHUNK / 16)))
-            .collect();
-        let total: u64 = chunks.iter().sum();
-        if nsplit > 1 && total > 0 && prefetch_binds(ctx) {
-            // extra rows of workgroups past the KV heads read the weights (l2_prefetch.wgsl)
-            key.entry = "attn_decode_gqa_pf";
-            let pg = ctx.pipeline(&key, DECODE_PF_BINDINGS)?;
-            let mut ends = [0u32; 4];
-            let mut vec4s = [1u32; 4];
-            let mut acc = 0u64;
-            for (i, r) in pf.ranges.iter().enumerate() {
-                acc += chunks[i];
-                ends[i] = acc as u32;
-                if let Some((b, n)) = r {
-                    if n / 16 > b.size() / 16 {
-                        return Err(shape_err(
-                            OP,
-                            format!("prefetch range {i} is {n} bytes, its buffer {}", b.size()),
-                        ));
-                    }
-                    vec4s[i] = (n / 16).max(1) as u32;
-                }
-            }
-            let used = (nsplit * hq * (d + 2)) as u32;
-            let pp = PfParams {
-                ends,
-                vec4s,
-                magic: 0x9e37_79b9,
-                junk: used,
-                _pad: [0; 2],
-            };
-            let pbuf = rec.params(bytemuck::bytes_of(&pp));
-            let rb = |i: usize| pf.ranges[i].map_or(&ctx.dummy, |(b, _)| b);
-            let g1 = rec.bind(
-                &pg,
-                &crate::binds![
-                    &q.buf,
-                    &cache.buf,
-                    scratch,
-                    &out.buf,
-                    &ubuf,
-                    xqb,
-                    xdb,
-                    rb(0),
-                    rb(1),
-                    rb(2),
-                    rb(3),
-                    &pbuf
-                ],
-            );
-            let rows = total.div_ceil(nsplit as u64) as u32;
-            rec.dispatch(&pg, &g1, [nsplit as u32, cache.heads as u32 + rows, 1])?;
-        } else {
-            let pg = ctx.pipeline(&key, DECODE_XQ_BINDINGS)?;
-            let g1 = rec.bind(
-                &pg,
-                &crate::binds![&q.buf, &cache.buf, scratch, &out.buf, &ubuf, xqb, xdb],
-            );
-            rec.dispatch(&pg, &g1, [nsplit as u32, cache.heads as u32, 1])?;
-        }
+        let pg = ctx.pipeline(
+            &KernelKey {
+                family: "attn_decode_gqa",
+                entry: "attn_decode_gqa",
+                act: ctx.act(),
+                subgroups: false,
+                constants,
+            },
+            DECODE_XQ_BINDINGS,
+        )?;
+        let g1 = rec.bind(
+            &pg,
+            &crate::binds![&q.buf, &cache.buf, scratch, &out.buf, &ubuf, xqb, xdb],
+        );
+        rec.dispatch(&pg, &g1, [nsplit as u32, cache.heads as u32, 1])?;
         if nsplit == 1 {
             // one split (the audio head's depth steps have ≤ 8 keys): the kernel wrote `out`
             return Ok(());

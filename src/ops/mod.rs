@@ -21,9 +21,9 @@ mod sampling;
 mod softmax;
 
 pub use attention::{
-    attn_chunk_causal, attn_chunk_causal_batch, attn_chunk_causal_qkv, attn_decode, attn_decode_pf,
-    attn_decode_xq, attn_feeds_int8, attn_prefill, attn_varlen, attn_varlen_qkv, decode_prefetch,
-    decode_quantises, decode_scratch_bytes, kv_append, KvCache, L2Prefetch, DECODE_PREFETCH_KB,
+    attn_chunk_causal, attn_chunk_causal_batch, attn_chunk_causal_qkv, attn_decode, attn_decode_xq,
+    attn_feeds_int8, attn_prefill, attn_varlen, attn_varlen_qkv, decode_quantises,
+    decode_scratch_bytes, kv_append, KvCache,
 };
 pub use conv::{
     avgpool1d, conv1d, conv1d_batch, conv1d_batch_res, conv_transpose1d, Conv1dSpec, ConvBias,

@@ -200,61 +200,6 @@ pub async fn attn_decode_xq_case(
     Ok(c)
 }
 
-/// [`ops::attn_decode_pf`]: the GQA pass with extra workgroups that read weights into the L2
-/// cache (`l2_prefetch.wgsl`) must write the same bits as without them: its output, and its
-/// int8 x where the context has int8 activations. The ranges: all of a q4 matrix of 700 rows
-/// (data and scales) and the first `budget` bytes' worth of rows of a second, so chunks end
-/// ragged; with fewer than two splits nothing is prefetched and the case checks that path.
-pub async fn attn_decode_pf_case(
-    ctx: &GpuContext,
-    (hq, hkv, d): (usize, usize, usize),
-    len: usize,
-    seed: u64,
-) -> Result<Comparison, OpError> {
-    use crate::tensor::{Matrix, WeightFormat};
-    let t = decode_inputs(ctx, (hq, hkv, d), len, seed)?;
-    let quant = ctx.int8 && ops::decode_quantises(d);
-    let nb = (hq * d / 32) as u64;
-    let xqs = [0, 1].map(|_| (ctx.storage("xq", nb * 32), ctx.storage("xd", nb * 8)));
-    let out2 = Tensor::empty(ctx, "out2", &[hq, d]);
-    let mut rec = Recorder::new(ctx, "attn_decode_pf test");
-    let w1 = Matrix::random(&mut rec, 700, 1024, WeightFormat::Q4, 11)?;
-    let w2 = Matrix::random(&mut rec, 900, 1000, WeightFormat::Q4, 12)?;
-    let w1_bytes = w1.data_bytes() + w1.scale_bytes();
-    let pf = ops::L2Prefetch::weights(&[&w1, &w2], w1_bytes + 300_000);
-    let q = |i: usize| quant.then_some((&xqs[i].0, &xqs[i].1));
-    let (sc, sc2) = (&t.scratch, &ctx.storage("scratch2", t.scratch.size()));
-    ops::attn_decode_pf(&mut rec, &t.q, &t.cache, len, t.scale, sc, &t.out, q(0), pf)?;
-    ops::attn_decode_xq(&mut rec, &t.q, &t.cache, len, t.scale, sc2, &out2, q(1))?;
-    rec.submit()?;
-    let got = t.out.to_vec(ctx).await?;
-    let (atol, rtol) = tol(ctx, F32_TOL, F16_TOL);
-    let c = compare(&got, &t.want, atol, rtol);
-    if !c.ok() {
-        return Ok(c);
-    }
-    let mut got = got;
-    let mut want = out2.to_vec(ctx).await?;
-    if quant {
-        for (i, (xq, xd)) in xqs.iter().enumerate() {
-            let words = crate::gpu::read_buffer(ctx, xq, 0, xq.size()).await?;
-            let scales = crate::gpu::read_buffer(ctx, xd, 0, xd.size()).await?;
-            let v = if i == 0 { &mut got } else { &mut want };
-            // the int8 x and its scales as numbers: each u32 word's two 16-bit halves, exact
-            for b in words.chunks_exact(2).chain(scales.chunks_exact(2)) {
-                v.push(u16::from_le_bytes([b[0], b[1]]) as f32);
-            }
-        }
-    }
-    let mut c = compare(&got, &want, 0.0, 0.0);
-    c.note = Some(format!(
-        "with {} B prefetched vs without: output{} to the bit",
-        pf.bytes(),
-        if quant { " and int8 x" } else { "" }
-    ));
-    Ok(c)
-}
-
 /// Chunked prefill: `tq` queries at positions p0.. against a cache holding p0 + tq positions
 /// (and NaN after them).
 pub async fn attn_prefill_case(

@@ -1395,10 +1395,6 @@ async fn attention_cases(ctx: &GpuContext, out: &mut Vec<CaseResult>) {
         ));
     }
     out.push(CaseResult::from(
-        format!("attn_decode_pf[{act}] (28, 4, 128) L=300"),
-        attention::attn_decode_pf_case(ctx, (28, 4, 128), 300, 503).await,
-    ));
-    out.push(CaseResult::from(
         format!("attn_prefill[{act}] (28, 4, 128) p0=37 tq=5"),
         attention::attn_prefill_case(ctx, (28, 4, 128), 37, 5, 502).await,
     ));

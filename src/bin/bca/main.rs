@@ -138,10 +138,6 @@ struct GpuArgs {
     /// comparisons).
     #[arg(long)]
     host_source: bool,
-    /// KiB of the next products' weights a decode step's attention reads into the GPU's L2
-    /// cache while it runs (0: none; a tuning knob).
-    #[arg(long)]
-    prefetch_kb: Option<u32>,
 }
 
 fn parse_coops_shape(s: &str) -> Result<(u32, u32), String> {
@@ -242,7 +238,6 @@ impl GpuArgs {
             attn_coop_sg: self.attn_coop_sg,
             no_attn_prefetch: self.no_attn_prefetch,
             host_source: self.host_source,
-            prefetch_kb: self.prefetch_kb,
         }
     }
 }

@@ -600,13 +600,7 @@ impl Session {
                 .then_some((&self.attn_xq.0, &self.attn_xq.1));
             if n == 1 {
                 let s = &self.scratch;
-                // while it runs, the attention reads the weights of the products after it
-                // into the L2 cache (o_proj, then gate/up's first rows)
-                let pf = match &l.mlp {
-                    Mlp::Fused(gu) => ops::decode_prefetch(ctx, &[&l.o, gu]),
-                    Mlp::Split { gate, .. } => ops::decode_prefetch(ctx, &[&l.o, gate]),
-                };
-                ops::attn_decode_pf(rec, &q, cache, p0 + 1, scale, s, &attn_heads, xq, pf)?;
+                ops::attn_decode_xq(rec, &q, cache, p0 + 1, scale, s, &attn_heads, xq)?;
             } else {
                 ops::attn_prefill(rec, &q, cache, p0, scale, &attn_heads)?;
             }
