@@ -58,6 +58,22 @@ fn attn_decode_all_paths() {
     }
 }
 
+/// Over 1024 splits of 64 keys, the combine pass takes its splits in two passes and rescales
+/// the first (the second pass's keys are larger): the GQA kernel (head dim 4) and the
+/// per-query-head one (head dim 6).
+#[test]
+fn attn_decode_combine_passes() {
+    for path in PATHS {
+        let c = ctx(path);
+        for hs in [(2, 1, 4), (2, 1, 6)] {
+            assert_ok(
+                &format!("{path:?} attn_decode heads {hs:?} L=70000"),
+                pollster::block_on(st::attn_decode_long_case(c, hs, 70_000, 140)),
+            );
+        }
+    }
+}
+
 /// The GQA decode kernel with either split forced (`--attn-decode-keys`; by default 32 keys up
 /// to 512, 64 beyond): 32-key splits (8 invocations per key, twice the workgroups) and 64-key
 /// ones at short lengths; lengths inside one split, at and past its end, ragged and long, head

@@ -164,13 +164,27 @@ fn attn_decode(
     }
 }
 
-// Combine: one workgroup per head. The split statistics are read in parallel (not one split
-// after another: that chain of dependent loads dominated the pass at short contexts), the
-// global max and the weights exp(m_s − m) go to workgroup memory, then every dim sums its S
-// partials four loads at a time.
-const MAXS: u32 = 1024u; // splits per pass through workgroup memory (65536 keys)
-var<workgroup> wsplit: array<f32, MAXS>;
-var<workgroup> cred: array<f32, 128>;
+// Combine: one workgroup per head, one dim per invocation. The chain is one round of loads
+// and one barrier: every invocation issues its dim's partials of the first CB splits together
+// with the split statistics (m_s, l_s) it stages, then, after the barrier, finds the max over
+// the staged m_s itself (a loop over workgroup memory, no reduction tree) and sums
+// w_s = exp(m_s − m) times its partials and l_s. Splits beyond CB come CB at a time; beyond
+// MAXS (65536 keys) the passes rescale what came before to the new max.
+const MAXS: u32 = 1024u; // splits staged per pass
+const CB: u32 = 16u;     // partials per invocation in flight at once
+var<workgroup> wm: array<f32, MAXS>; // m_s of the pass; the output rounded to act for XQ
+var<workgroup> wl: array<f32, MAXS>; // l_s of the pass
+
+// The partials of splits s .. s + CB − 1 for dim t of head h (splits past the last read the
+// last again: their weight is masked to 0 by the caller).
+fn combine_loads(h: u32, t: u32, s: u32) -> array<f32, CB> {
+    var v: array<f32, CB>;
+    let d = min(t, D - 1u);
+    for (var i = 0u; i < CB; i++) {
+        v[i] = part[(min(s + i, P.nsplit - 1u) * P.hq + h) * D + d];
+    }
+    return v;
+}
 
 @compute @workgroup_size(128)
 fn attn_decode_combine(
@@ -180,51 +194,36 @@ fn attn_decode_combine(
     let h = wid.x;
     let ml = P.nsplit * P.hq * D;
     var m = LOWEST;
-    for (var s = t; s < P.nsplit; s += 128u) {
-        m = max(m, part[ml + (s * P.hq + h) * 2u]);
-    }
-    cred[t] = m;
-    workgroupBarrier();
-    for (var st = 64u; st > 0u; st >>= 1u) {
-        if (t < st) {
-            cred[t] = max(cred[t], cred[t + st]);
-        }
-        workgroupBarrier();
-    }
-    m = cred[0];
-    workgroupBarrier();
     var l = 0.0;
-    for (var s = t; s < P.nsplit; s += 128u) {
-        let i = ml + (s * P.hq + h) * 2u;
-        l += exp(part[i] - m) * part[i + 1u];
-    }
-    cred[t] = l;
-    workgroupBarrier();
-    for (var st = 64u; st > 0u; st >>= 1u) {
-        if (t < st) {
-            cred[t] += cred[t + st];
-        }
-        workgroupBarrier();
-    }
-    l = cred[0];
     var a = 0.0;
     for (var s0 = 0u; s0 < P.nsplit; s0 += MAXS) {
         let ns = min(MAXS, P.nsplit - s0);
-        workgroupBarrier();
+        var pv = combine_loads(h, t, s0);
+        workgroupBarrier(); // the previous pass's statistics are read
         for (var s = t; s < ns; s += 128u) {
-            wsplit[s] = exp(part[ml + ((s0 + s) * P.hq + h) * 2u] - m);
+            let i = ml + ((s0 + s) * P.hq + h) * 2u;
+            wm[s] = part[i];
+            wl[s] = part[i + 1u];
         }
         workgroupBarrier();
-        if (t < D) {
-            var s = 0u;
-            for (; s + 4u <= ns; s += 4u) {
-                let b = ((s0 + s) * P.hq + h) * D + t;
-                let st = P.hq * D;
-                a += wsplit[s] * part[b] + wsplit[s + 1u] * part[b + st]
-                   + wsplit[s + 2u] * part[b + 2u * st] + wsplit[s + 3u] * part[b + 3u * st];
+        var mp = m;
+        for (var s = 0u; s < ns; s++) {
+            mp = max(mp, wm[s]);
+        }
+        // a and l so far, rescaled to the new max (0 and 0 on the first pass)
+        let r = exp(m - mp);
+        a *= r;
+        l *= r;
+        m = mp;
+        for (var b = 0u; b < ns; b += CB) {
+            if (b > 0u) {
+                pv = combine_loads(h, t, s0 + b);
             }
-            for (; s < ns; s++) {
-                a += wsplit[s] * part[((s0 + s) * P.hq + h) * D + t];
+            for (var i = 0u; i < CB; i++) {
+                let s = min(b + i, ns - 1u);
+                let w = select(0.0, exp(wm[s] - m), b + i < ns);
+                l += w * wl[s];
+                a += w * pv[i];
             }
         }
     }
@@ -233,14 +232,14 @@ fn attn_decode_combine(
         out[h * D + t] = o;
     }
     if (XQ == 1u) {
-        workgroupBarrier(); // wsplit's last weights are read above
-        wsplit[t] = f32(o);
+        workgroupBarrier(); // wm's statistics are read above
+        wm[t] = f32(o);
         workgroupBarrier();
         if (t < D / 32u) {
             var v: array<vec4<f32>, 8>;
             for (var j = 0u; j < 8u; j++) {
                 let e = 32u * t + 4u * j;
-                v[j] = vec4<f32>(wsplit[e], wsplit[e + 1u], wsplit[e + 2u], wsplit[e + 3u]);
+                v[j] = vec4<f32>(wm[e], wm[e + 1u], wm[e + 2u], wm[e + 3u]);
             }
             let b = xq_block(v);
             let blk = h * (D / 32u) + t;

@@ -1,8 +1,8 @@
 // attn_decode_gqa — pass 1 of attn_decode.wgsl for head dims that are a multiple of 4, with one
 // workgroup per (split, KV head) instead of per (split, query head): the split's 64 keys and
 // values are read once for all G query heads of the group (7 in Qwen2.5-7B), and the chain of
-// dependent steps is short (one round of key loads, one of value loads). Same bindings, params,
-// scratch layout and combine pass (`attn_decode_combine` in attn_decode.wgsl).
+// dependent steps is short (one round of loads, issued together, then five barriers). Same
+// bindings, params, scratch layout and combine pass (`attn_decode_combine` in attn_decode.wgsl).
 //
 // @binding(0) q:     (Hq, D) act
 // @binding(1) cache: (2, Hkv, Tmax, D/4) act4
@@ -14,7 +14,8 @@
 //
 // Scores: 256/CH invocations per key (4 or 8), invocation u of a key takes the key's vec4s u,
 // u+4, u+8, … (neighbours read neighbouring vec4s), dots them with all G queries, and the
-// partials meet in workgroup memory. Softmax: 32 invocations per head. Values: invocation t
+// partials meet in workgroup memory. Softmax: 32 invocations per head, each of which finds the
+// head's max by reading its CH scores (a loop, not a reduction tree of barriers). Values: invocation t
 // takes dim t % 128 over half of the keys and accumulates all G heads (two vec4 accumulators).
 
 struct Params {
@@ -49,8 +50,10 @@ const LOWEST: f32 = -1e30;
 
 var<workgroup> qs: array<vec4<f32>, 256>;  // [G][D/4]
 var<workgroup> red: array<f32, 2048>;      // score partials [4][G][CH]; later values [2][G][128]
-var<workgroup> sc: array<f32, 512>;        // [G][CH] scores, then exp(score − m)
-var<workgroup> mx: array<f32, 256>;        // softmax reductions, 32 per head
+var<workgroup> sc: array<f32, 512>;        // [G][CH] scores
+var<workgroup> ex: array<f32, 512>;        // [G][CH] exp(score − the head's max)
+var<workgroup> lsum: array<f32, MAXG>;     // Σ ex per head
+var<workgroup> mh: array<f32, MAXG>;       // the head's max score
 
 // #include xq_block
 
@@ -76,6 +79,9 @@ fn attn_decode_gqa(
     let s = wid.x;
     let kh = wid.y;
     let d4 = D / 4u;
+    // Every load of the workgroup is issued first, together: q, the invocation's key vec4s and
+    // its values (a fixed trip count the compiler unrolls; keys past the end load the last key
+    // again, and their weights are 0). The rest is arithmetic on registers and workgroup memory.
     for (var i = t; i < G * D4MAX; i += 256u) {
         let h = i / D4MAX;
         let c = i % D4MAX;
@@ -86,7 +92,6 @@ fn attn_decode_gqa(
         }
         qs[i] = v;
     }
-    // keys: all loads of an invocation issued together
     let j = t / KPI;
     let u = t % KPI;
     let ok = s * CH + j < P.len;
@@ -94,6 +99,17 @@ fn attn_decode_gqa(
     var kv: array<vec4<f32>, 8>;
     for (var r = 0u; r < NL; r++) {
         kv[r] = kload(kb, u + KPI * r, ok);
+    }
+    // values: dim t % 128 over half of the split's keys (dims past D read dim D − 1, unused)
+    let dd = t % 128u;
+    let half = t / 128u;
+    let nk = min(CH, P.len - s * CH);
+    let hk = CH / 2u;
+    let vb = ((P.hkv + kh) * P.tmax + s * CH) * D + min(dd, D - 1u);
+    var vv: array<f32, 32>;
+    for (var i = 0u; i < hk; i++) {
+        let e = vb + min(half * hk + i, nk - 1u) * D;
+        vv[i] = f32(cache[e / 4u][e % 4u]);
     }
     workgroupBarrier();
     for (var h = 0u; h < G; h++) {
@@ -117,72 +133,46 @@ fn attn_decode_gqa(
         sc[i] = v;
     }
     workgroupBarrier();
-    // softmax per head: invocations 32h .. 32h+31 take keys lane and (CH = 64) lane + 32
+    // softmax per head: invocations 32h .. 32h+31 take keys lane and (CH = 64) lane + 32; each
+    // finds the head's max itself from workgroup memory (no reduction tree, no barrier)
     let h = t / 32u;
     let lane = t % 32u;
-    let hv = h < G;
-    var v0 = LOWEST;
-    var v1 = LOWEST;
-    if (hv) {
-        v0 = sc[h * CH + lane];
+    if (h < G) {
+        var m = LOWEST;
+        for (var jj = 0u; jj < CH; jj++) {
+            m = max(m, sc[h * CH + jj]);
+        }
+        let v0 = sc[h * CH + lane];
+        ex[h * CH + lane] = select(0.0, exp(v0 - m), v0 > LOWEST);
         if (CH == 64u) {
-            v1 = sc[h * CH + lane + 32u];
+            let v1 = sc[h * CH + lane + 32u];
+            ex[h * CH + lane + 32u] = select(0.0, exp(v1 - m), v1 > LOWEST);
+        }
+        if (lane == 0u) {
+            mh[h] = m;
         }
     }
-    mx[t] = max(v0, v1);
     workgroupBarrier();
-    for (var st = 16u; st > 0u; st >>= 1u) {
-        if (lane < st) {
-            mx[t] = max(mx[t], mx[t + st]);
+    if (h < G && lane == 0u) {
+        var l = 0.0;
+        for (var jj = 0u; jj < CH; jj++) {
+            l += ex[h * CH + jj];
         }
-        workgroupBarrier();
-    }
-    let m = mx[h * 32u];
-    workgroupBarrier();
-    let e0 = select(0.0, exp(v0 - m), v0 > LOWEST);
-    let e1 = select(0.0, exp(v1 - m), v1 > LOWEST);
-    if (hv) {
-        sc[h * CH + lane] = e0;
-        if (CH == 64u) {
-            sc[h * CH + lane + 32u] = e1;
-        }
-    }
-    mx[t] = e0 + e1;
-    workgroupBarrier();
-    for (var st = 16u; st > 0u; st >>= 1u) {
-        if (lane < st) {
-            mx[t] += mx[t + st];
-        }
-        workgroupBarrier();
-    }
-    if (hv && lane == 0u) {
+        lsum[h] = l;
         let ml = P.nsplit * P.hq * D;
         let o = (s * P.hq + kh * G + h) * 2u;
-        part[ml + o] = m;
-        part[ml + o + 1u] = mx[t];
+        part[ml + o] = mh[h];
+        part[ml + o + 1u] = l;
     }
-    // values: dim t % 128 over half of the split's keys, all heads at once
-    let dd = t % 128u;
-    let half = t / 128u;
-    let nk = min(CH, P.len - s * CH);
     var a0 = vec4<f32>(0.0); // heads 0..3
     var a1 = vec4<f32>(0.0); // heads 4..7
     if (dd < D) {
-        // all CH/2 value loads issued before any is used (a fixed trip count the compiler
-        // unrolls): keys past the end load the last key again, and their weights are 0
-        let vb = ((P.hkv + kh) * P.tmax + s * CH) * D + dd;
-        let hk = CH / 2u;
-        var vv: array<f32, 32>;
-        for (var i = 0u; i < hk; i++) {
-            let e = vb + min(half * hk + i, nk - 1u) * D;
-            vv[i] = f32(cache[e / 4u][e % 4u]);
-        }
         for (var i = 0u; i < hk; i++) {
             let jj = half * hk + i;
             let v = vv[i];
-            a0 += vec4<f32>(sc[jj], sc[CH + jj], sc[2u * CH + jj], sc[3u * CH + jj]) * v;
+            a0 += vec4<f32>(ex[jj], ex[CH + jj], ex[2u * CH + jj], ex[3u * CH + jj]) * v;
             if (G > 4u) {
-                a1 += vec4<f32>(sc[4u * CH + jj], sc[5u * CH + jj], sc[6u * CH + jj], sc[7u * CH + jj]) * v;
+                a1 += vec4<f32>(ex[4u * CH + jj], ex[5u * CH + jj], ex[6u * CH + jj], ex[7u * CH + jj]) * v;
             }
         }
     }
@@ -206,7 +196,7 @@ fn attn_decode_gqa(
         let o = (kh * G + hh) * D + d;
         if (P.nsplit == 1u) {
             // one split: the combine pass would only divide by the sum, so it is skipped
-            let v = vec4<f32>(act4(a / mx[hh * 32u]));
+            let v = vec4<f32>(act4(a / lsum[hh]));
             out[o] = act(v.x);
             out[o + 1u] = act(v.y);
             out[o + 2u] = act(v.z);

@@ -106,13 +106,28 @@ struct DecodeInputs {
 
 fn decode_inputs(
     ctx: &GpuContext,
-    (hq, hkv, d): (usize, usize, usize),
+    heads: (usize, usize, usize),
     len: usize,
     seed: u64,
 ) -> Result<DecodeInputs, OpError> {
+    decode_inputs_tail(ctx, heads, len, seed, (len, 1.0))
+}
+
+/// [`decode_inputs`] with the keys from position `from` on scaled by `gain`.
+fn decode_inputs_tail(
+    ctx: &GpuContext,
+    (hq, hkv, d): (usize, usize, usize),
+    len: usize,
+    seed: u64,
+    (from, gain): (usize, f32),
+) -> Result<DecodeInputs, OpError> {
     let mut rng = Rng::new(seed);
     let tmax = len + 3;
-    let k = rand_act(ctx, &mut rng, len * hkv * d, 1.0);
+    let mut k = rand_act(ctx, &mut rng, len * hkv * d, 1.0);
+    for x in &mut k[from.min(len) * hkv * d..] {
+        *x *= gain;
+    }
+    let k = round_act(ctx.act(), &k);
     let v = rand_act(ctx, &mut rng, len * hkv * d, 1.0);
     let q = rand_act(ctx, &mut rng, hq * d, 2.0);
     let scale = 1.0 / (d as f32).sqrt();
@@ -134,6 +149,24 @@ pub async fn attn_decode_case(
     seed: u64,
 ) -> Result<Comparison, OpError> {
     let t = decode_inputs(ctx, heads, len, seed)?;
+    let mut rec = Recorder::new(ctx, "attn_decode test");
+    ops::attn_decode(&mut rec, &t.q, &t.cache, len, t.scale, &t.scratch, &t.out)?;
+    rec.submit()?;
+    let got = t.out.to_vec(ctx).await?;
+    let (atol, rtol) = tol(ctx, F32_TOL, F16_TOL);
+    Ok(compare(&got, &t.want, atol, rtol))
+}
+
+/// [`attn_decode_case`] over more splits than the combine pass stages at once (1024): the
+/// keys of the second pass are scaled by 2.5, so its max exceeds the first pass's and the
+/// combine must rescale what it summed before.
+pub async fn attn_decode_long_case(
+    ctx: &GpuContext,
+    heads: (usize, usize, usize),
+    len: usize,
+    seed: u64,
+) -> Result<Comparison, OpError> {
+    let t = decode_inputs_tail(ctx, heads, len, seed, (64 * 1024 + 100, 2.5))?;
     let mut rec = Recorder::new(ctx, "attn_decode test");
     ops::attn_decode(&mut rec, &t.q, &t.cache, len, t.scale, &t.scratch, &t.out)?;
     rec.submit()?;
