@@ -75,7 +75,7 @@ fn attn_decode_combine_passes() {
 }
 
 /// The GQA decode kernel with either split forced (`--attn-decode-keys`; by default 32 keys up
-/// to 512, 64 beyond): 32-key splits (8 invocations per key, twice the workgroups) and 64-key
+/// to 1024, 64 beyond): 32-key splits (8 invocations per key, twice the workgroups) and 64-key
 /// ones at short lengths; lengths inside one split, at and past its end, ragged and long, head
 /// dims 128 and 64 and 20, on both numeric paths.
 #[test]

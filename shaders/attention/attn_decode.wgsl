@@ -172,8 +172,12 @@ fn attn_decode(
 // MAXS (65536 keys) the passes rescale what came before to the new max.
 const MAXS: u32 = 1024u; // splits staged per pass
 const CB: u32 = 16u;     // partials per invocation in flight at once
-var<workgroup> wm: array<f32, MAXS>; // m_s of the pass; the output rounded to act for XQ
+var<workgroup> wm: array<f32, MAXS>; // m_s of the pass
 var<workgroup> wl: array<f32, MAXS>; // l_s of the pass
+// the output for XQ as `out` holds it: in the activation dtype, so each value is rounded as
+// stored (an H100's compiler kept an f32 array's copy of act(a / l) at f32 precision, and the
+// int8 x then differed from quantising `out`)
+var<workgroup> wo: array<act, 128>;
 
 // The partials of splits s .. s + CB − 1 for dim t of head h (splits past the last read the
 // last again: their weight is masked to 0 by the caller).
@@ -232,14 +236,13 @@ fn attn_decode_combine(
         out[h * D + t] = o;
     }
     if (XQ == 1u) {
-        workgroupBarrier(); // wm's statistics are read above
-        wm[t] = f32(o);
+        wo[t] = o;
         workgroupBarrier();
         if (t < D / 32u) {
             var v: array<vec4<f32>, 8>;
             for (var j = 0u; j < 8u; j++) {
                 let e = 32u * t + 4u * j;
-                v[j] = vec4<f32>(wm[e], wm[e + 1u], wm[e + 2u], wm[e + 3u]);
+                v[j] = vec4<f32>(f32(wo[e]), f32(wo[e + 1u]), f32(wo[e + 2u]), f32(wo[e + 3u]));
             }
             let b = xq_block(v);
             let blk = h * (D / 32u) + t;

@@ -54,6 +54,9 @@ var<workgroup> sc: array<f32, 512>;        // [G][CH] scores
 var<workgroup> ex: array<f32, 512>;        // [G][CH] exp(score − the head's max)
 var<workgroup> lsum: array<f32, MAXG>;     // Σ ex per head
 var<workgroup> mh: array<f32, MAXG>;       // the head's max score
+// the output for XQ with one split, as `out` holds it: in the activation dtype, so each value
+// is rounded as stored (see the combine pass's `wo`)
+var<workgroup> qo: array<act4, 256>;
 
 // #include xq_block
 
@@ -202,7 +205,7 @@ fn attn_decode_gqa(
             out[o + 2u] = act(v.z);
             out[o + 3u] = act(v.w);
             if (XQ == 1u) {
-                qs[i4] = v; // qs is dead since the scores; a whole vec4 per invocation
+                qo[i4] = act4(v);
             }
         } else {
             let po = (s * P.hq + kh * G + hh) * D + d;
@@ -219,7 +222,7 @@ fn attn_decode_gqa(
         if (t < nb) {
             var a: array<vec4<f32>, 8>;
             for (var j = 0u; j < 8u; j++) {
-                a[j] = qs[8u * t + j];
+                a[j] = vec4<f32>(qo[8u * t + j]);
             }
             let b = xq_block(a);
             let blk = kh * nb + t;

@@ -44,7 +44,7 @@ pub struct GpuOptions {
     /// Outputs per lane group of those products, 1 or 2 (a tuning knob).
     pub xqo_outs: Option<u32>,
     /// Keys per split of the decode attention with head dims a multiple of 4 (32 or 64;
-    /// tuning knob; default 32 up to 512 keys, 64 beyond).
+    /// tuning knob; default 32 up to 1024 keys, 64 beyond).
     pub attn_decode_keys: Option<u32>,
     /// Force the tile of the matrix–matrix kernel (64 or 128; default: chosen by shape).
     pub gemm_tile: Option<u32>,

@@ -386,11 +386,12 @@ pub fn attn_decode_xq(
     let (xqb, xdb) = quant.unwrap_or((&ctx.dummy_rw, &ctx.dummy_rw2));
 
     let gqa = d % 4 == 0 && d <= 128;
-    // 32-key splits up to 512 keys (twice the workgroups: 282 → 260 µs per q4 token at 256 on
-    // an H100), 64 beyond (at 4096 the combine pass over twice the splits cost 485 → 690 µs)
+    // 32-key splits up to 1024 keys (twice the workgroups: 282 → 260 µs per q4 token at 256
+    // on an H100; at 1024, since the combine pass is one round of loads, 2427 → 2403 µs per
+    // token), 64 beyond (at 2048, 2463 against 2477 µs)
     let split = match ctx.attn_decode_keys {
         Some(k @ (32 | 64)) if gqa => k as usize,
-        _ if gqa && len <= 512 => DECODE_SPLIT_MIN,
+        _ if gqa && len <= 1024 => DECODE_SPLIT_MIN,
         _ => DECODE_SPLIT,
     };
     let nsplit = len.div_ceil(split);

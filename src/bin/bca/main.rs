@@ -72,7 +72,7 @@ struct GpuArgs {
     /// Outputs per lane group of those products: 1 or 2 (a tuning knob).
     #[arg(long)]
     xqo_outs: Option<u32>,
-    /// Keys per split of the decode attention, 32 or 64 (a tuning knob; default 32 up to 512
+    /// Keys per split of the decode attention, 32 or 64 (a tuning knob; default 32 up to 1024
     /// keys, 64 beyond).
     #[arg(long, value_parser = parse_decode_keys)]
     attn_decode_keys: Option<u32>,
