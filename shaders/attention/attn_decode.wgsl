@@ -171,7 +171,7 @@ fn attn_decode(
 // w_s = exp(m_s − m) times its partials and l_s. Splits beyond CB come CB at a time; beyond
 // MAXS (65536 keys) the passes rescale what came before to the new max.
 const MAXS: u32 = 1024u; // splits staged per pass
-const CB: u32 = 16u;     // partials per invocation in flight at once
+const CB: u32 = 32u;     // partials per invocation in flight at once
 var<workgroup> wm: array<f32, MAXS>; // m_s of the pass
 var<workgroup> wl: array<f32, MAXS>; // l_s of the pass
 // the output for XQ as `out` holds it: in the activation dtype, so each value is rounded as
