@@ -933,8 +933,8 @@ fn gemm_layernorm_epilogue() {
 /// and `quantise_vector`. SwiGLU (the LLM's gate/up), GELU with a bias (the audio head's
 /// linear1) and none; output counts that are and are not multiples of the 32-value block, and
 /// K ragged against the block. Subgroup and portable lane-group reductions (the default, and two
-/// outputs per lane group), the f32 path; `--no-fused-xqo` quantises in a dispatch after the
-/// product.
+/// outputs per lane group), three blocks in flight per lane, the f32 path; `--no-fused-xqo`
+/// quantises in a dispatch after the product.
 #[test]
 fn gemv_xq_out_epilogue() {
     let mut seed = 10100;
@@ -952,9 +952,16 @@ fn gemv_xq_out_epilogue() {
         no_fused_xqo: true,
         ..Default::default()
     });
+    // three blocks in flight per lane everywhere (`--xqo-xu 3`: the loop and its tail)
+    let three = knob(GpuOptions {
+        require_f16: true,
+        xqo_xu: Some(3),
+        ..Default::default()
+    });
     for (label, c, want_fused) in [
         ("f16", ctx(Path::F16), true),
         ("f16, two outputs per lane group", &two, true),
+        ("f16, three blocks in flight", &three, true),
         ("f16 portable", ctx(Path::F16Portable), true),
         ("f32", ctx(Path::F32), true),
         ("--no-fused-xqo", &unfused, false),

@@ -43,6 +43,9 @@ pub struct GpuOptions {
     pub no_defer_norm: bool,
     /// Outputs per lane group of those products, 1 or 2 (a tuning knob).
     pub xqo_outs: Option<u32>,
+    /// q4/q8 blocks in flight per lane in those products, 1 to 4 (a tuning knob; default 4
+    /// where a lane has at least 8 blocks of a row, else 1).
+    pub xqo_xu: Option<u32>,
     /// Keys per split of the decode attention with head dims a multiple of 4 (32 or 64;
     /// tuning knob; default 32 up to 1024 keys, 64 beyond).
     pub attn_decode_keys: Option<u32>,
@@ -230,6 +233,8 @@ pub struct GpuContext {
     pub no_defer_norm: bool,
     /// See [`GpuOptions::xqo_outs`].
     pub xqo_outs: Option<u32>,
+    /// See [`GpuOptions::xqo_xu`].
+    pub xqo_xu: Option<u32>,
     /// See [`GpuOptions::attn_decode_keys`].
     pub attn_decode_keys: Option<u32>,
     /// See [`GpuOptions::gemm_tile`].
@@ -503,6 +508,7 @@ impl GpuContext {
             xqo_wg: opts.xqo_wg,
             no_defer_norm: opts.no_defer_norm,
             xqo_outs: opts.xqo_outs,
+            xqo_xu: opts.xqo_xu,
             attn_decode_keys: opts.attn_decode_keys,
             gemm_tile: opts.gemm_tile,
             gemm_split: opts.gemm_split,

@@ -72,6 +72,9 @@ struct GpuArgs {
     /// Outputs per lane group of those products: 1 or 2 (a tuning knob).
     #[arg(long)]
     xqo_outs: Option<u32>,
+    /// q4/q8 blocks in flight per lane in those products, 1 to 4 (a tuning knob).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=4))]
+    xqo_xu: Option<u32>,
     /// Keys per split of the decode attention, 32 or 64 (a tuning knob; default 32 up to 1024
     /// keys, 64 beyond).
     #[arg(long, value_parser = parse_decode_keys)]
@@ -219,6 +222,7 @@ impl GpuArgs {
             xqo_wg: self.xqo_wg,
             no_defer_norm: self.no_defer_norm,
             xqo_outs: self.xqo_outs,
+            xqo_xu: self.xqo_xu,
             attn_decode_keys: self.attn_decode_keys,
             gemm_tile: self.gemm_tile,
             gemm_split: self.gemm_split,
