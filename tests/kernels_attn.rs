@@ -74,6 +74,84 @@ fn attn_decode_combine_passes() {
     }
 }
 
+/// The decode attention's kernels fit the 16 KiB of workgroup memory the engine asks of a device
+/// (`GpuContext` refuses less; lavapipe and the H100 offer more, so running them would not tell):
+/// every entry, split length and output mode, both activation dtypes, sized by naga.
+#[test]
+fn decode_kernels_fit_16k_of_workgroup_memory() {
+    use bca::gpu::{kernels, ActDType, KernelKey};
+    use bca::wgpu::naga;
+    let mut keys = Vec::new();
+    for ch in [32u32, 64] {
+        for xq in [0u32, 1] {
+            keys.push((
+                "attn_decode_gqa",
+                "attn_decode_gqa",
+                vec![("G", 7), ("D", 128), ("CH", ch), ("XQ", xq)],
+            ));
+        }
+    }
+    keys.push(("attn_decode", "attn_decode", vec![("G", 7), ("D", 128)]));
+    for xq in [0u32, 1] {
+        keys.push((
+            "attn_decode",
+            "attn_decode_combine",
+            vec![("G", 7), ("D", 128), ("XQ", xq)],
+        ));
+    }
+    for act in [ActDType::F16, ActDType::F32] {
+        for (family, entry, constants) in &keys {
+            let key = KernelKey {
+                family,
+                entry,
+                act,
+                subgroups: false,
+                constants: constants.clone(),
+            };
+            let src = kernels::source(&key).expect("source");
+            let module = naga::front::wgsl::parse_str(&src)
+                .unwrap_or_else(|e| panic!("{key}: {}", e.emit_to_string(&src)));
+            let info = naga::valid::Validator::new(
+                naga::valid::ValidationFlags::all(),
+                naga::valid::Capabilities::all(),
+            )
+            .validate(&module)
+            .unwrap_or_else(|e| panic!("{key}: {}", e.emit_to_string(&src)));
+            let mut pc = naga::back::PipelineConstants::default();
+            for (k, v) in constants {
+                pc.insert(k.to_string(), *v as f64);
+            }
+            let (m, i) = naga::back::pipeline_constants::process_overrides(
+                &module,
+                &info,
+                Some((naga::ShaderStage::Compute, entry)),
+                &pc,
+            )
+            .expect("overrides");
+            let ep = m
+                .entry_points
+                .iter()
+                .position(|e| e.name == *entry)
+                .expect("entry");
+            let mut layouter = naga::proc::Layouter::default();
+            layouter.update(m.to_ctx()).expect("layout");
+            let bytes: u32 = m
+                .global_variables
+                .iter()
+                .filter(|(h, g)| {
+                    g.space == naga::AddressSpace::WorkGroup
+                        && !i.get_entry_point(ep)[*h].is_empty()
+                })
+                .map(|(_, g)| layouter[g.ty].size)
+                .sum();
+            assert!(
+                bytes > 0 && bytes <= 16384,
+                "{key} ({act:?}): {bytes} bytes of workgroup memory"
+            );
+        }
+    }
+}
+
 /// The GQA decode kernel with either split forced (`--attn-decode-keys`; by default 32 keys up
 /// to 1024, 64 beyond): 32-key splits (8 invocations per key, twice the workgroups) and 64-key
 /// ones at short lengths; lengths inside one split, at and past its end, ragged and long, head

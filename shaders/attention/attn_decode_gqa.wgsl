@@ -48,15 +48,15 @@ const MAXG: u32 = 8u;
 const D4MAX: u32 = 32u;
 const LOWEST: f32 = -1e30;
 
-var<workgroup> qs: array<vec4<f32>, 256>;  // [G][D/4]
-var<workgroup> red: array<f32, 2048>;      // score partials [4][G][CH]; later values [2][G][128]
-var<workgroup> sc: array<f32, 512>;        // [G][CH] scores
-var<workgroup> ex: array<f32, 512>;        // [G][CH] exp(score − the head's max)
-var<workgroup> lsum: array<f32, MAXG>;     // Σ ex per head
-var<workgroup> mh: array<f32, MAXG>;       // the head's max score
+// 14 KiB with f16 activations, 16 KiB with f32 (the engine asks no more of a device)
+var<workgroup> qs: array<vec4<f32>, 256>;  // [G][D/4] queries; after the scores, Σ ex of head h in qs[h].x
+var<workgroup> red: array<f32, 2048>;      // score partials [KPI][G][CH], summed in place into
+                                           // the scores [G][CH] at 0; exp(score − the head's
+                                           // max) [G][CH] at EX; later values [2][G][128]
 // the output for XQ with one split, as `out` holds it: in the activation dtype, so each value
 // is rounded as stored (see the combine pass's `wo`)
 var<workgroup> qo: array<act4, 256>;
+const EX: u32 = 1024u;
 
 // #include xq_block
 
@@ -123,6 +123,8 @@ fn attn_decode_gqa(
         red[(u * G + h) * CH + j] = a;
     }
     workgroupBarrier();
+    // the scores, in place: red[i] is read (u = 0) and written only by the invocation that
+    // owns i, and the other partials lie past G·CH
     for (var i = t; i < G * CH; i += 256u) {
         let jj = i % CH;
         var v = LOWEST;
@@ -133,38 +135,35 @@ fn attn_decode_gqa(
             }
             v = a * P.scale;
         }
-        sc[i] = v;
+        red[i] = v;
     }
     workgroupBarrier();
     // softmax per head: invocations 32h .. 32h+31 take keys lane and (CH = 64) lane + 32; each
     // finds the head's max itself from workgroup memory (no reduction tree, no barrier)
     let h = t / 32u;
     let lane = t % 32u;
+    var m = LOWEST;
     if (h < G) {
-        var m = LOWEST;
         for (var jj = 0u; jj < CH; jj++) {
-            m = max(m, sc[h * CH + jj]);
+            m = max(m, red[h * CH + jj]);
         }
-        let v0 = sc[h * CH + lane];
-        ex[h * CH + lane] = select(0.0, exp(v0 - m), v0 > LOWEST);
+        let v0 = red[h * CH + lane];
+        red[EX + h * CH + lane] = select(0.0, exp(v0 - m), v0 > LOWEST);
         if (CH == 64u) {
-            let v1 = sc[h * CH + lane + 32u];
-            ex[h * CH + lane + 32u] = select(0.0, exp(v1 - m), v1 > LOWEST);
-        }
-        if (lane == 0u) {
-            mh[h] = m;
+            let v1 = red[h * CH + lane + 32u];
+            red[EX + h * CH + lane + 32u] = select(0.0, exp(v1 - m), v1 > LOWEST);
         }
     }
     workgroupBarrier();
     if (h < G && lane == 0u) {
         var l = 0.0;
         for (var jj = 0u; jj < CH; jj++) {
-            l += ex[h * CH + jj];
+            l += red[EX + h * CH + jj];
         }
-        lsum[h] = l;
+        qs[h].x = l; // (the queries are dead since the scores)
         let ml = P.nsplit * P.hq * D;
         let o = (s * P.hq + kh * G + h) * 2u;
-        part[ml + o] = mh[h];
+        part[ml + o] = m;
         part[ml + o + 1u] = l;
     }
     var a0 = vec4<f32>(0.0); // heads 0..3
@@ -173,13 +172,14 @@ fn attn_decode_gqa(
         for (var i = 0u; i < hk; i++) {
             let jj = half * hk + i;
             let v = vv[i];
-            a0 += vec4<f32>(ex[jj], ex[CH + jj], ex[2u * CH + jj], ex[3u * CH + jj]) * v;
+            let e = EX + jj;
+            a0 += vec4<f32>(red[e], red[e + CH], red[e + 2u * CH], red[e + 3u * CH]) * v;
             if (G > 4u) {
-                a1 += vec4<f32>(ex[4u * CH + jj], ex[5u * CH + jj], ex[6u * CH + jj], ex[7u * CH + jj]) * v;
+                a1 += vec4<f32>(red[e + 4u * CH], red[e + 5u * CH], red[e + 6u * CH], red[e + 7u * CH]) * v;
             }
         }
     }
-    workgroupBarrier(); // red's score partials are dead; reuse it for the two key halves
+    workgroupBarrier(); // the weights in red are read; it takes the two key halves' values
     if (dd < D) {
         for (var hh = 0u; hh < 4u; hh++) {
             red[(half * MAXG + hh) * 128u + dd] = a0[hh];
@@ -199,7 +199,7 @@ fn attn_decode_gqa(
         let o = (kh * G + hh) * D + d;
         if (P.nsplit == 1u) {
             // one split: the combine pass would only divide by the sum, so it is skipped
-            let v = vec4<f32>(act4(a / lsum[hh]));
+            let v = vec4<f32>(act4(a / qs[hh].x));
             out[o] = act(v.x);
             out[o + 1u] = act(v.y);
             out[o + 2u] = act(v.z);

@@ -148,7 +148,15 @@ pub async fn attn_decode_case(
     len: usize,
     seed: u64,
 ) -> Result<Comparison, OpError> {
-    let t = decode_inputs(ctx, heads, len, seed)?;
+    decode_against_reference(ctx, decode_inputs(ctx, heads, len, seed)?, len).await
+}
+
+/// [`ops::attn_decode`] over `t`'s cache, compared with its reference.
+async fn decode_against_reference(
+    ctx: &GpuContext,
+    t: DecodeInputs,
+    len: usize,
+) -> Result<Comparison, OpError> {
     let mut rec = Recorder::new(ctx, "attn_decode test");
     ops::attn_decode(&mut rec, &t.q, &t.cache, len, t.scale, &t.scratch, &t.out)?;
     rec.submit()?;
@@ -167,12 +175,7 @@ pub async fn attn_decode_long_case(
     seed: u64,
 ) -> Result<Comparison, OpError> {
     let t = decode_inputs_tail(ctx, heads, len, seed, (64 * 1024 + 100, 2.5))?;
-    let mut rec = Recorder::new(ctx, "attn_decode test");
-    ops::attn_decode(&mut rec, &t.q, &t.cache, len, t.scale, &t.scratch, &t.out)?;
-    rec.submit()?;
-    let got = t.out.to_vec(ctx).await?;
-    let (atol, rtol) = tol(ctx, F32_TOL, F16_TOL);
-    Ok(compare(&got, &t.want, atol, rtol))
+    decode_against_reference(ctx, t, len).await
 }
 
 /// [`ops::attn_decode_xq`]: the output as by [`attn_decode_case`], and its int8 form fed to a
