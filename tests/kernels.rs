@@ -620,7 +620,7 @@ fn gate_up_interleave_equals_two_products_and_swiglu() {
 /// adapter has them).
 #[test]
 fn coop_shaders_lower_to_spirv() {
-    use bca::gpu::{kernels, ActDType, KernelKey};
+    use bca::gpu::{ActDType, KernelKey};
     use bca::wgpu::naga;
     let mut keys = Vec::new();
     for fmt in 0..3u32 {
@@ -687,27 +687,7 @@ fn coop_shaders_lower_to_spirv() {
                 subgroups: true,
                 constants: constants.clone(),
             };
-            let src = kernels::source(&key).expect("source");
-            let module = naga::front::wgsl::parse_str(&src)
-                .unwrap_or_else(|e| panic!("{key}: {}", e.emit_to_string(&src)));
-            let mut v = naga::valid::Validator::new(
-                naga::valid::ValidationFlags::all(),
-                naga::valid::Capabilities::all(),
-            );
-            let info = v
-                .validate(&module)
-                .unwrap_or_else(|e| panic!("{key}: {}", e.emit_to_string(&src)));
-            let mut pc = naga::back::PipelineConstants::default();
-            for (k, v) in &key.constants {
-                pc.insert(k.to_string(), *v as f64);
-            }
-            let (m2, i2) = naga::back::pipeline_constants::process_overrides(
-                &module,
-                &info,
-                Some((naga::ShaderStage::Compute, entry)),
-                &pc,
-            )
-            .expect("overrides");
+            let (m2, i2) = common::specialised(&key);
             let opts = naga::back::spv::Options {
                 lang_version: (1, 3),
                 ..Default::default()

@@ -79,7 +79,7 @@ fn attn_decode_combine_passes() {
 /// every entry, split length and output mode, both activation dtypes, sized by naga.
 #[test]
 fn decode_kernels_fit_16k_of_workgroup_memory() {
-    use bca::gpu::{kernels, ActDType, KernelKey};
+    use bca::gpu::{ActDType, KernelKey};
     use bca::wgpu::naga;
     let mut keys = Vec::new();
     for ch in [32u32, 64] {
@@ -108,26 +108,7 @@ fn decode_kernels_fit_16k_of_workgroup_memory() {
                 subgroups: false,
                 constants: constants.clone(),
             };
-            let src = kernels::source(&key).expect("source");
-            let module = naga::front::wgsl::parse_str(&src)
-                .unwrap_or_else(|e| panic!("{key}: {}", e.emit_to_string(&src)));
-            let info = naga::valid::Validator::new(
-                naga::valid::ValidationFlags::all(),
-                naga::valid::Capabilities::all(),
-            )
-            .validate(&module)
-            .unwrap_or_else(|e| panic!("{key}: {}", e.emit_to_string(&src)));
-            let mut pc = naga::back::PipelineConstants::default();
-            for (k, v) in constants {
-                pc.insert(k.to_string(), *v as f64);
-            }
-            let (m, i) = naga::back::pipeline_constants::process_overrides(
-                &module,
-                &info,
-                Some((naga::ShaderStage::Compute, entry)),
-                &pc,
-            )
-            .expect("overrides");
+            let (m, i) = common::specialised(&key);
             let ep = m
                 .entry_points
                 .iter()

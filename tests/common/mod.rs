@@ -149,3 +149,32 @@ pub fn tiny_checkpoint(prefix: &str, variant: bca::weights::tiny::Variant) -> st
     })
     .clone()
 }
+
+/// `key`'s WGSL parsed and validated by naga, then specialised (its overrides applied) for its
+/// entry point: what a backend would lower.
+pub fn specialised(
+    key: &bca::gpu::KernelKey,
+) -> (bca::wgpu::naga::Module, bca::wgpu::naga::valid::ModuleInfo) {
+    use bca::wgpu::naga;
+    let src = bca::gpu::kernels::source(key).expect("source");
+    let module = naga::front::wgsl::parse_str(&src)
+        .unwrap_or_else(|e| panic!("{key}: {}", e.emit_to_string(&src)));
+    let info = naga::valid::Validator::new(
+        naga::valid::ValidationFlags::all(),
+        naga::valid::Capabilities::all(),
+    )
+    .validate(&module)
+    .unwrap_or_else(|e| panic!("{key}: {}", e.emit_to_string(&src)));
+    let mut pc = naga::back::PipelineConstants::default();
+    for (k, v) in &key.constants {
+        pc.insert(k.to_string(), *v as f64);
+    }
+    let (m, i) = naga::back::pipeline_constants::process_overrides(
+        &module,
+        &info,
+        Some((naga::ShaderStage::Compute, key.entry)),
+        &pc,
+    )
+    .unwrap_or_else(|e| panic!("{key}: overrides: {e}"));
+    (m.into_owned(), i.into_owned())
+}
