@@ -15,8 +15,9 @@
 // Scores: 256/CH invocations per key (4 or 8), invocation u of a key takes the key's vec4s u,
 // u+4, u+8, … (neighbours read neighbouring vec4s), dots them with all G queries, and the
 // partials meet in workgroup memory. Softmax: 32 invocations per head, each of which finds the
-// head's max by reading its CH scores (a loop, not a reduction tree of barriers). Values: invocation t
-// takes dim t % 128 over half of the keys and accumulates all G heads (two vec4 accumulators).
+// head's max by reading its CH scores (a loop, not a reduction tree of barriers). Values:
+// invocation t takes dim t % 128 over half of the keys and accumulates all G heads (two vec4
+// accumulators).
 
 struct Params {
     hq: u32,

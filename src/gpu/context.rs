@@ -43,8 +43,9 @@ pub struct GpuOptions {
     pub no_defer_norm: bool,
     /// Outputs per lane group of those products, 1 or 2 (a tuning knob).
     pub xqo_outs: Option<u32>,
-    /// q4/q8 blocks in flight per lane in those products, 1 to 4 (a tuning knob; default 4
-    /// where a lane has at least 8 blocks of a row, else 1).
+    /// q4/q8 blocks in flight per lane in those products, 1 to 4 (a tuning knob; default by
+    /// the blocks a lane has of a row: 3 where it has 3, else 2 from 4, 4 for q8 from 8, 1
+    /// below 3).
     pub xqo_xu: Option<u32>,
     /// Keys per split of the decode attention with head dims a multiple of 4 (32 or 64;
     /// tuning knob; default 32 up to 1024 keys, 64 beyond).

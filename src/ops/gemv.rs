@@ -795,13 +795,11 @@ fn gemv_inner(
         constants.push(("Q8", matches!(w, Matrix::Q8 { .. }) as u32));
     }
     if xqo.is_some() {
-        // four blocks in flight per lane where a lane has at least 8 of a row (down: +40 µs
-        // per q4 token without; gate/up and o_proj, 7 and 3.5, lose 60 and 11 with it; H100)
         // blocks in flight per lane (`XU`) by the blocks a lane has of a row, measured per
-        // product in a decode step on an H100 (BENCHMARKS.md, thirteenth session): three where
-        // it has 3 (o_proj: q4 208 → 200 µs per token, q8 257 → 252), two from 4 (gate/up
-        // with 7: q4 944 → 938); from 8 (down, 18) two for q4 (541–545 → 537–538) and four
-        // for q8 (826–833 against 844–845 with two)
+        // product in a decode step on an H100 (BENCHMARKS.md, eleventh and thirteenth
+        // sessions): three where it has 3 (o_proj: q4 208 → 200 µs per token, q8 257 → 252),
+        // two from 4 (gate/up with 7: q4 944 → 938; four lost 60 µs there); from 8 (down, 18)
+        // two for q4 (541–545 → 537–538) and four for q8 (826–833 against 844–845 with two)
         let per_lane = w.blocks_per_row() as u32 / tpr.max(1);
         let q8 = matches!(w, Matrix::Q8 { .. });
         let xu = match ctx.xqo_xu {

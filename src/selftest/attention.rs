@@ -124,10 +124,12 @@ fn decode_inputs_tail(
     let mut rng = Rng::new(seed);
     let tmax = len + 3;
     let mut k = rand_act(ctx, &mut rng, len * hkv * d, 1.0);
-    for x in &mut k[from.min(len) * hkv * d..] {
-        *x *= gain;
+    if from < len {
+        for x in &mut k[from * hkv * d..] {
+            *x *= gain;
+        }
+        k = round_act(ctx.act(), &k);
     }
-    let k = round_act(ctx.act(), &k);
     let v = rand_act(ctx, &mut rng, len * hkv * d, 1.0);
     let q = rand_act(ctx, &mut rng, hq * d, 2.0);
     let scale = 1.0 / (d as f32).sqrt();
