@@ -28,6 +28,69 @@ fn out_value(row0: u32, r: u32, n: u32, sums: vec4<f32>) -> f32 {
     return v;
 }
 
+// A lane group's epilogue operands for vector 0 that the host asks (override PF: 1 bias, 2
+// residual, set where its flags are), loaded before its product so that their latency hides
+// behind the weights' instead of following the reduction. They stay in their stored type until
+// the epilogue: a conversion here would wait on the load before the product's loads are
+// issued. Only where asked, because the registers they hold through the product can cost more
+// than the load (gate/up, with neither, lost 39 µs per q4 token on an H100 when it kept them
+// for a runtime flag). Rows past M read row M − 1 (their outputs are not stored).
+override PF: u32 = 0u;
+
+struct EpiPre {
+    b: vec4<act>,
+    r: vec4<act>,
+}
+
+fn epi_load(row0: u32) -> EpiPre {
+    let m_out = select(P.m, P.m / 2u, ACT == 3u);
+    var e: EpiPre;
+    for (var r = 0u; r < R; r++) {
+        let row = min(row0 + r, P.m - 1u);
+        if ((PF & 1u) != 0u) {
+            e.b[r] = bias[row];
+        }
+        if ((PF & 2u) != 0u) {
+            e.r[r] = res[P.n0 * m_out + out_index(row)];
+        }
+    }
+    return e;
+}
+
+// out_value of vector 0 with the operands epi_load gave (the others loaded here): the same
+// arithmetic.
+fn out_value_pre(row0: u32, r: u32, sums: vec4<f32>, e: EpiPre) -> f32 {
+    let m_out = select(P.m, P.m / 2u, ACT == 3u);
+    let row = row0 + r;
+    var v = sums[r * NB];
+    var o = row;
+    if (ACT == 3u) {
+        v = silu(v) * sums[(r + 1u) * NB];
+        o = row / 2u;
+    } else {
+        if ((P.flags & 1u) != 0u) {
+            if ((PF & 1u) != 0u) {
+                v += f32(e.b[r]);
+            } else {
+                v += f32(bias[row]);
+            }
+        }
+        if (ACT == 1u) {
+            v = silu(v);
+        } else if (ACT == 2u) {
+            v = 0.5 * v * (1.0 + erf_approx(v * 0.70710678118654752));
+        }
+    }
+    if ((P.flags & 2u) != 0u) {
+        if ((PF & 2u) != 0u) {
+            v += f32(e.r[r]);
+        } else {
+            v += f32(res[P.n0 * m_out + o]);
+        }
+    }
+    return v;
+}
+
 // Where row `row`'s output goes within its vector (SwiGLU: pairs of rows make one output).
 fn out_index(row: u32) -> u32 {
     return select(row, row / 2u, ACT == 3u);

@@ -154,9 +154,33 @@ fn kv_index(kind: u32, head: u32, i: u32) -> u32 {
     return ((kind * hkv + head) * P._p2 + P._p1) * D + i;
 }
 
+// What pair p of workgroup w needs besides its sums, loaded before the product so that the
+// epilogue waits on no memory: the biases of rows r0 and r0 + D/2 (in their stored type: a
+// conversion here would wait on the load before the product's loads are issued) and the
+// rotation's frequency.
+struct RopePre {
+    b0: act,
+    b1: act,
+    freq: f32,
+}
+
+fn rope_pre(w: u32, p: u32) -> RopePre {
+    var e: RopePre;
+    let r0 = rope_row(w, 2u * p);
+    if (p >= WG / TPR / 2u || r0 >= P.m) {
+        return e;
+    }
+    if ((P.flags & 1u) != 0u) {
+        e.b0 = bias[r0];
+        e.b1 = bias[r0 + D / 2u];
+    }
+    e.freq = inv_freq[r0 % D];
+    return e;
+}
+
 // Lane-group leaders have left their row's sum in pair_sums; invocation p < WG/TPR/2 finishes
-// pair p of workgroup w.
-fn rope_finish(w: u32, p: u32) {
+// pair p of workgroup w with what rope_pre gave it.
+fn rope_finish(w: u32, p: u32, pre: RopePre) {
     let r0 = rope_row(w, 2u * p);
     if (r0 >= P.m) {
         return;
@@ -166,8 +190,8 @@ fn rope_finish(w: u32, p: u32) {
     var v0 = pair_sums[2u * p];
     var v1 = pair_sums[2u * p + 1u];
     if ((P.flags & 1u) != 0u) {
-        v0 += f32(bias[r0]);
-        v1 += f32(bias[r1]);
+        v0 += f32(pre.b0);
+        v1 += f32(pre.b1);
     }
     let x0 = f32(act(v0));
     let x1 = f32(act(v1));
@@ -176,7 +200,7 @@ fn rope_finish(w: u32, p: u32) {
     let hq = P._p0;
     let hkv = (P.m / D - hq) / 2u;
     if (head < hq + hkv) {
-        let cs = cos_sin(f32(P._p1) * inv_freq[i]);
+        let cs = cos_sin(f32(P._p1) * pre.freq);
         let y0 = x0 * cs.x - x1 * cs.y;
         let y1 = x1 * cs.x + x0 * cs.y;
         if (head < hq) {
@@ -192,13 +216,13 @@ fn rope_finish(w: u32, p: u32) {
     }
 }
 
-fn rope_epilogue(w: u32, lid: u32, total: vec4<f32>) {
+fn rope_epilogue(w: u32, lid: u32, total: vec4<f32>, pre: RopePre) {
     if (lid % TPR == 0u) {
         pair_sums[lid / TPR] = total.x;
     }
     workgroupBarrier();
     if (lid < WG / TPR / 2u) {
-        rope_finish(w, lid);
+        rope_finish(w, lid, pre);
     }
 }
 
@@ -207,11 +231,12 @@ fn gemv_q8_i8_rope(@builtin(workgroup_id) wid: vec3<u32>,
                    @builtin(local_invocation_index) lid: u32) {
     let w = wg_linear(wid);
     let row = rope_row(w, lid / TPR);
+    let pre = rope_pre(w, lid);
     var acc = vec4<f32>(0.0);
     if (row < P.m) {
         acc = group_partial_q8(row, lid % TPR);
     }
-    rope_epilogue(w, lid, reduce_tree(lid % TPR, lid, acc));
+    rope_epilogue(w, lid, reduce_tree(lid % TPR, lid, acc), pre);
 }
 
 @compute @workgroup_size(WG)
@@ -219,11 +244,12 @@ fn gemv_q4_i8_rope(@builtin(workgroup_id) wid: vec3<u32>,
                    @builtin(local_invocation_index) lid: u32) {
     let w = wg_linear(wid);
     let row = rope_row(w, lid / TPR);
+    let pre = rope_pre(w, lid);
     var acc = vec4<f32>(0.0);
     if (row < P.m) {
         acc = group_partial_q4(row, lid % TPR);
     }
-    rope_epilogue(w, lid, reduce_tree(lid % TPR, lid, acc));
+    rope_epilogue(w, lid, reduce_tree(lid % TPR, lid, acc), pre);
 }
 
 // #if subgroups
@@ -234,11 +260,12 @@ fn gemv_q4_i8_sgk_rope(@builtin(workgroup_id) wid: vec3<u32>,
                        @builtin(subgroup_size) sgs: u32) {
     let w = wg_linear(wid);
     let row = rope_row(w, lid / TPR);
+    let pre = rope_pre(w, lid);
     var acc = vec4<f32>(0.0);
     if (row < P.m) {
         acc = group_partial_q4(row, lid % TPR);
     }
-    rope_epilogue(w, lid, reduce_subgroups(lid, sid, sgs, acc));
+    rope_epilogue(w, lid, reduce_subgroups(lid, sid, sgs, acc), pre);
 }
 
 @compute @workgroup_size(WG)
@@ -248,11 +275,12 @@ fn gemv_q8_i8_sgk_rope(@builtin(workgroup_id) wid: vec3<u32>,
                        @builtin(subgroup_size) sgs: u32) {
     let w = wg_linear(wid);
     let row = rope_row(w, lid / TPR);
+    let pre = rope_pre(w, lid);
     var acc = vec4<f32>(0.0);
     if (row < P.m) {
         acc = group_partial_q8(row, lid % TPR);
     }
-    rope_epilogue(w, lid, reduce_subgroups(lid, sid, sgs, acc));
+    rope_epilogue(w, lid, reduce_subgroups(lid, sid, sgs, acc), pre);
 }
 // #endif
 
@@ -288,12 +316,13 @@ fn gemv_i8_sgk_rope_defer(@builtin(workgroup_id) wid: vec3<u32>,
                           @builtin(subgroup_size) sgs: u32) {
     let w = wg_linear(wid);
     let row = rope_row(w, lid / TPR);
+    let pre = rope_pre(w, lid);
     let part = defer_load(lid);
     var acc = vec4<f32>(0.0);
     if (row < P.m) {
         acc = group_partial(row, lid % TPR);
     }
     let inv = defer_inv_rms(part, lid, sid, sgs, f32(P.k));
-    rope_epilogue(w, lid, reduce_subgroups(lid, sid, sgs, acc) * inv);
+    rope_epilogue(w, lid, reduce_subgroups(lid, sid, sgs, acc) * inv, pre);
 }
 // #endif

@@ -115,15 +115,16 @@ fn xqo_partial(row0: u32, lane: u32) -> vec4<f32> {
     return xqo_partial_q4(row0, lane);
 }
 
-// A lane-group leader's rows: y, and each output as stored into blk (zero past M).
-fn xqo_rows(row0: u32, sums: vec4<f32>) {
+// A lane-group leader's rows: y, and each output as stored into blk (zero past M). Its bias
+// and residual came from epi_load before the product.
+fn xqo_rows(row0: u32, sums: vec4<f32>, e: EpiPre) {
     let m_out = select(P.m, P.m / 2u, ACT == 3u);
     let step = select(1u, 2u, ACT == 3u);
     for (var r = 0u; r < R; r += step) {
         let row = row0 + r;
         var v = act(0.0);
         if (row < P.m) {
-            v = act(out_value(row0, r, 0u, sums));
+            v = act(out_value_pre(row0, r, sums, e));
             y[P.n0 * m_out + out_index(row)] = v;
         }
         blk[out_index(row) % 32u] = v;
@@ -151,13 +152,14 @@ fn xqo_block(b: u32, lid: u32) {
 fn gemv_i8_xqo(@builtin(workgroup_id) wid: vec3<u32>,
                   @builtin(local_invocation_index) lid: u32) {
     let row0 = row0_of(wid, lid);
+    let e = epi_load(row0);
     var acc = vec4<f32>(0.0);
     if (row0 < P.m) {
         acc = xqo_partial(row0, lid % TPR);
     }
     let sums = reduce_tree(lid % TPR, lid, acc);
     if (lid % TPR == 0u) {
-        xqo_rows(row0, sums);
+        xqo_rows(row0, sums, e);
     }
     xqo_block(wg_linear(wid), lid);
 }
@@ -177,17 +179,39 @@ fn reduce_lanes(acc: vec4<f32>) -> vec4<f32> {
 
 @group(0) @binding(11) var<storage, read_write> oss: array<f32>;
 
-// xqo_block for the `_norm` entries: the block of y·g (g = aux) and Σ y² of the block.
+// The `_norm` entries' g of the block, stored by the leaders from what norm_g_load gave them.
+var<workgroup> blkg: array<f32, 32>;
+
+// The next norm's g of a lane group's outputs (aux, clamped to the last output past M), loaded
+// before the product so that the quantisation after it waits on no memory.
+fn norm_g_load(row0: u32) -> vec4<f32> {
+    let m_out = select(P.m, P.m / 2u, ACT == 3u);
+    let step = select(1u, 2u, ACT == 3u);
+    var g = vec4<f32>(0.0);
+    for (var r = 0u; r < R; r += step) {
+        g[r] = aux[min(out_index(row0 + r), m_out - 1u)];
+    }
+    return g;
+}
+
+fn norm_g_store(row0: u32, g: vec4<f32>) {
+    let step = select(1u, 2u, ACT == 3u);
+    for (var r = 0u; r < R; r += step) {
+        blkg[out_index(row0 + r) % 32u] = g[r];
+    }
+}
+
+// xqo_block for the `_norm` entries: the block of y·g (g = aux, staged in blkg) and Σ y² of
+// the block.
 fn xqo_block_norm(b: u32, lid: u32) {
     workgroupBarrier();
     if (lid == 0u) {
-        let m_out = select(P.m, P.m / 2u, ACT == 3u);
         var a: array<vec4<f32>, 8>;
         var ss = 0.0;
         for (var j = 0u; j < 8u; j++) {
             for (var e = 0u; e < 4u; e++) {
                 let v = f32(blk[4u * j + e]);
-                a[j][e] = v * aux[min(32u * b + 4u * j + e, m_out - 1u)];
+                a[j][e] = v * blkg[4u * j + e];
                 ss += v * v;
             }
         }
@@ -204,13 +228,14 @@ fn xqo_block_norm(b: u32, lid: u32) {
 fn gemv_i8_sgx_xqo(@builtin(workgroup_id) wid: vec3<u32>,
                       @builtin(local_invocation_index) lid: u32) {
     let row0 = row0_of(wid, lid);
+    let e = epi_load(row0);
     var acc = vec4<f32>(0.0);
     if (row0 < P.m) {
         acc = xqo_partial(row0, lid % TPR);
     }
     let sums = reduce_lanes(acc);
     if (lid % TPR == 0u) {
-        xqo_rows(row0, sums);
+        xqo_rows(row0, sums, e);
     }
     xqo_block(wg_linear(wid), lid);
 }
@@ -222,6 +247,7 @@ fn gemv_i8_sgx_xqo_defer(@builtin(workgroup_id) wid: vec3<u32>,
                             @builtin(subgroup_size) sgs: u32) {
     let row0 = row0_of(wid, lid);
     let part = defer_load(lid);
+    let e = epi_load(row0);
     var acc = vec4<f32>(0.0);
     if (row0 < P.m) {
         acc = xqo_partial(row0, lid % TPR);
@@ -229,7 +255,7 @@ fn gemv_i8_sgx_xqo_defer(@builtin(workgroup_id) wid: vec3<u32>,
     let inv = defer_inv_rms(part, lid, sid, sgs, f32(P.k));
     let sums = reduce_lanes(acc) * inv;
     if (lid % TPR == 0u) {
-        xqo_rows(row0, sums);
+        xqo_rows(row0, sums, e);
     }
     xqo_block(wg_linear(wid), lid);
 }
@@ -238,13 +264,16 @@ fn gemv_i8_sgx_xqo_defer(@builtin(workgroup_id) wid: vec3<u32>,
 fn gemv_i8_sgx_xqo_norm(@builtin(workgroup_id) wid: vec3<u32>,
                            @builtin(local_invocation_index) lid: u32) {
     let row0 = row0_of(wid, lid);
+    let e = epi_load(row0);
+    let g = norm_g_load(row0);
     var acc = vec4<f32>(0.0);
     if (row0 < P.m) {
         acc = xqo_partial(row0, lid % TPR);
     }
     let sums = reduce_lanes(acc);
     if (lid % TPR == 0u) {
-        xqo_rows(row0, sums);
+        xqo_rows(row0, sums, e);
+        norm_g_store(row0, g);
     }
     xqo_block_norm(wg_linear(wid), lid);
 }
@@ -262,8 +291,27 @@ fn rn_load(lid: u32) -> f32 {
     return s;
 }
 
+// The `_rn` entries' residual and its norm's g of a lane group's outputs, loaded before the
+// product (the residual in its stored type, as epi_load keeps it).
+struct RnPre {
+    r: vec4<act>,
+    g: vec4<f32>,
+}
+
+fn rn_pre(row0: u32) -> RnPre {
+    let m_out = select(P.m, P.m / 2u, ACT == 3u);
+    let step = select(1u, 2u, ACT == 3u);
+    var e: RnPre;
+    for (var r = 0u; r < R; r += step) {
+        let o = min(out_index(row0 + r), m_out - 1u);
+        e.r[r] = res[o];
+        e.g[r] = rg[o];
+    }
+    return e;
+}
+
 // xqo_rows with the residual normalised: res·g·inv (the host leaves the residual flag off).
-fn xqo_rows_rn(row0: u32, sums: vec4<f32>, inv: f32) {
+fn xqo_rows_rn(row0: u32, sums: vec4<f32>, inv: f32, e: EpiPre, rn: RnPre) {
     let m_out = select(P.m, P.m / 2u, ACT == 3u);
     let step = select(1u, 2u, ACT == 3u);
     for (var r = 0u; r < R; r += step) {
@@ -271,7 +319,7 @@ fn xqo_rows_rn(row0: u32, sums: vec4<f32>, inv: f32) {
         let o = out_index(row);
         var v = act(0.0);
         if (row < P.m) {
-            v = act(out_value(row0, r, 0u, sums) + f32(res[o]) * rg[o] * inv);
+            v = act(out_value_pre(row0, r, sums, e) + f32(rn.r[r]) * rn.g[r] * inv);
             y[P.n0 * m_out + o] = v;
         }
         blk[o % 32u] = v;
@@ -285,6 +333,9 @@ fn gemv_i8_sgx_xqo_norm_rn(@builtin(workgroup_id) wid: vec3<u32>,
                               @builtin(subgroup_size) sgs: u32) {
     let row0 = row0_of(wid, lid);
     let part = rn_load(lid);
+    let e = epi_load(row0);
+    let rn = rn_pre(row0);
+    let g = norm_g_load(row0);
     var acc = vec4<f32>(0.0);
     if (row0 < P.m) {
         acc = xqo_partial(row0, lid % TPR);
@@ -293,7 +344,8 @@ fn gemv_i8_sgx_xqo_norm_rn(@builtin(workgroup_id) wid: vec3<u32>,
     let inv = defer_inv_rms(part, lid, sid, sgs, f32(m_out));
     let sums = reduce_lanes(acc);
     if (lid % TPR == 0u) {
-        xqo_rows_rn(row0, sums, inv);
+        xqo_rows_rn(row0, sums, inv, e, rn);
+        norm_g_store(row0, g);
     }
     xqo_block_norm(wg_linear(wid), lid);
 }

@@ -810,6 +810,11 @@ fn gemv_inner(
             _ => 1,
         };
         constants.push(("XU", xu));
+        // the epilogue operands its lane groups load before the product (bias, residual):
+        // only those it has, as the registers they hold cost more than the load saves where
+        // the product needs none of them (`gemv_tail.wgsl`'s `epi_load`)
+        let pf = epi.bias.is_some() as u32 | ((epi.residual.is_some() && rn.is_none()) as u32) << 1;
+        constants.push(("PF", pf));
     }
     let key = KernelKey {
         family,
