@@ -450,32 +450,6 @@ pub async fn bench_decode(
     let am_out = ctx.storage("argmax.out", 16);
     let scale = 1.0 / (d as f32).sqrt();
 
-    // experiment: the next product's first weights read into L2 by a dispatch of their own
-    // (BCA_PREFETCH_KB per matrix, BCA_PF_MASK: 1 gate/up, 2 down, 4 next qkv, 8 o_proj)
-    let pf_kb: u64 = std::env::var("BCA_PREFETCH_KB")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    let pf_mask: u32 = std::env::var("BCA_PF_MASK")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(15);
-    let sinks: Vec<wgpu::Buffer> = (0..s.layers * 8)
-        .map(|_| ctx.storage("pf.sink", 16))
-        .collect();
-    let pf = |rec: &mut Recorder, m: &Matrix, li: usize, which: usize| -> Result<(), OpError> {
-        if pf_kb == 0 || pf_mask & (1 << which) == 0 {
-            return Ok(());
-        }
-        let bytes = pf_kb * 1024;
-        let data = m.data();
-        ops::prefetch(rec, data, 0, bytes, &sinks[li * 8 + 2 * which])?;
-        if let Some(sc) = m.scales() {
-            let sb = bytes * sc.size() / data.size().max(1);
-            ops::prefetch(rec, sc, 0, sb, &sinks[li * 8 + 2 * which + 1])?;
-        }
-        Ok(())
-    };
     // `only`: record just one stage (for the per-stage breakdown); None = the whole token.
     let stage = |rec: &mut Recorder, pos: usize, only: Option<usize>| -> Result<(), OpError> {
         let on = |i: usize| only.is_none_or(|o| o == i);
@@ -516,9 +490,6 @@ pub async fn bench_decode(
                     ops::gemv(rec, &l.qkv, &h_n, &qkv, epi)?;
                 }
             }
-            if only.is_none() {
-                pf(rec, &l.o, li, 3)?;
-            }
             // the attention writes o_proj's int8 x itself, as the engine's decode does (so in
             // the per-stage breakdown that quantisation counts in "attention", and o_proj
             // alone reads the x left by earlier runs: its cost in the step)
@@ -536,9 +507,6 @@ pub async fn bench_decode(
                     ..Default::default()
                 };
                 ops::gemv(rec, &l.o, &attn_flat, &h_b, epi)?;
-            }
-            if only.is_none() {
-                pf(rec, &l.gate_up, li, 0)?;
             }
             // gate/up writes down's int8 x itself, as the engine's decode does (so in the
             // per-stage breakdown that quantisation counts in "norm+gate_up+swiglu")
@@ -567,9 +535,6 @@ pub async fn bench_decode(
                     ops::gemv(rec, &l.gate_up, &h_n, &mlp, epi)?;
                 }
             }
-            if only.is_none() {
-                pf(rec, &l.down, li, 1)?;
-            }
             let next = layers.get(li + 1).filter(|nx| defers(&l.down, &nx.qkv));
             if on(4) {
                 let epi = Epilogue {
@@ -580,11 +545,6 @@ pub async fn bench_decode(
                     ..Default::default()
                 };
                 ops::gemv(rec, &l.down, &mlp, &h_a, epi)?;
-            }
-            if only.is_none() {
-                if let Some(nx) = layers.get(li + 1) {
-                    pf(rec, &nx.qkv, li, 2)?;
-                }
             }
         }
         if on(5) {

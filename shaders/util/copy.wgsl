@@ -25,18 +25,3 @@ fn copy(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         dst[i] = src[i];
     }
 }
-
-// prefetch — reads src[P._pad0 .. P._pad0 + n) so that the product dispatched after it finds
-// those bytes in L2 (an experiment: recorded with no dependency on the dispatch before it, the
-// GPU may run it beside that one's tail). The store the compiler cannot prove dead keeps the
-// loads; dst is a sink of its own per dispatch, so no barrier orders it after its predecessor.
-@compute @workgroup_size(WG)
-fn prefetch(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let i = (wid.y * P.groups_x + wid.x) * WG + lid;
-    if (i < P.n) {
-        let v = src[P._pad0 + i];
-        if (all(v == vec4<u32>(P._pad1))) {
-            dst[0] = v;
-        }
-    }
-}

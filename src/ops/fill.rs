@@ -99,42 +99,6 @@ pub fn copy(
     Ok(())
 }
 
-/// `copy.wgsl`'s `prefetch`: reads `bytes` of `src` from `offset` (16-byte aligned) so that a
-/// dispatch after it finds them in L2; `sink` (≥ 16 bytes, its own per dispatch) keeps the loads
-/// alive. An experiment of the decode benchmark.
-pub fn prefetch(
-    rec: &mut Recorder,
-    src: &wgpu::Buffer,
-    offset: u64,
-    bytes: u64,
-    sink: &wgpu::Buffer,
-) -> Result<(), OpError> {
-    let ctx = rec.ctx();
-    let bytes = bytes.min(src.size().saturating_sub(offset)) / 16 * 16;
-    if bytes == 0 {
-        return Ok(());
-    }
-    check_len("prefetch", "sink", sink, 16)?;
-    let n = (bytes / 16) as u32;
-    let key = KernelKey {
-        family: "copy",
-        entry: "prefetch",
-        act: ctx.act(),
-        subgroups: false,
-        constants: vec![("WG", 256)],
-    };
-    let p = ctx.pipeline(&key, COPY_BINDINGS)?;
-    let g = grid(
-        n.div_ceil(256),
-        ctx.limits.max_compute_workgroups_per_dimension,
-    );
-    let params: [u32; 4] = [n, g[0], (offset / 16) as u32, 0x9E37_79B9];
-    let u = rec.params(bytemuck::cast_slice(&params));
-    let group = rec.bind(&p, &crate::binds![src, sink, &u]);
-    rec.dispatch(&p, &group, g)?;
-    Ok(())
-}
-
 /// `mma_peak.wgsl`: `groups` subgroups each run `reps` rounds of 8 tensor-core multiply-adds
 /// (16×16×16) on fragments held in registers (mode 0) or reloaded every round from a storage
 /// buffer (1) or workgroup memory (2). `x` holds ≥ 512 vec4<f16>, `y` ≥ groups · 8 KB.
