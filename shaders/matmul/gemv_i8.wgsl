@@ -178,17 +178,17 @@ fn rope_pre(w: u32, p: u32) -> RopePre {
     return e;
 }
 
-// Lane-group leaders have left their row's sum in pair_sums; invocation p < WG/TPR/2 finishes
-// pair p of workgroup w with what rope_pre gave it.
-fn rope_finish(w: u32, p: u32, pre: RopePre) {
+// Invocation p < WG/TPR/2 finishes pair p of workgroup w from the pair's sums (v0, v1) and
+// what rope_pre gave it.
+fn rope_finish(w: u32, p: u32, sums: vec2<f32>, pre: RopePre) {
     let r0 = rope_row(w, 2u * p);
     if (r0 >= P.m) {
         return;
     }
     let half = D / 2u;
     let r1 = r0 + half;
-    var v0 = pair_sums[2u * p];
-    var v1 = pair_sums[2u * p + 1u];
+    var v0 = sums.x;
+    var v1 = sums.y;
     if ((P.flags & 1u) != 0u) {
         v0 += f32(pre.b0);
         v1 += f32(pre.b1);
@@ -222,7 +222,7 @@ fn rope_epilogue(w: u32, lid: u32, total: vec4<f32>, pre: RopePre) {
     }
     workgroupBarrier();
     if (lid < WG / TPR / 2u) {
-        rope_finish(w, lid, pre);
+        rope_finish(w, lid, vec2<f32>(pair_sums[2u * lid], pair_sums[2u * lid + 1u]), pre);
     }
 }
 
@@ -253,6 +253,49 @@ fn gemv_q4_i8_rope(@builtin(workgroup_id) wid: vec3<u32>,
 }
 
 // #if subgroups
+// The sgk rope entries' end after one barrier: each subgroup leaves its sum (and its share of
+// the deferred norm's Σ x²) in workgroup memory, and invocation p < WG/TPR/2 adds the subgroups
+// of its pair's two lane groups itself (in reduce_subgroups' order, and defer_inv_rms' for
+// Σ x²), instead of the lane-group leaders adding them and passing them on through pair_sums
+// after a second barrier (a third for the norm).
+fn rope_sgk_end(w: u32, lid: u32, sid: u32, sgs: u32, acc: vec4<f32>, part: f32, defer: bool,
+                pre: RopePre) {
+    let sum = subgroupAdd(acc);
+    var t = 0.0;
+    if (defer) {
+        t = subgroupAdd(part);
+    }
+    if (sid == 0u) {
+        partial[lid / sgs] = sum;
+        if (defer) {
+            wss[lid / sgs] = t;
+        }
+    }
+    workgroupBarrier();
+    if (lid < WG / TPR / 2u) {
+        var inv = 1.0;
+        if (defer) {
+            var total = 0.0;
+            for (var j = 0u; j < WG / sgs; j++) {
+                total += wss[j];
+            }
+            inv = inverseSqrt(total / f32(P.k) + P.eps);
+        }
+        let per = TPR / sgs;
+        var s0 = vec4<f32>(0.0);
+        var s1 = vec4<f32>(0.0);
+        for (var j = 0u; j < per; j++) {
+            s0 += partial[2u * lid * per + j];
+            s1 += partial[(2u * lid + 1u) * per + j];
+        }
+        if (defer) {
+            s0 *= inv;
+            s1 *= inv;
+        }
+        rope_finish(w, lid, vec2<f32>(s0.x, s1.x), pre);
+    }
+}
+
 @compute @workgroup_size(WG)
 fn gemv_q4_i8_sgk_rope(@builtin(workgroup_id) wid: vec3<u32>,
                        @builtin(local_invocation_index) lid: u32,
@@ -265,7 +308,7 @@ fn gemv_q4_i8_sgk_rope(@builtin(workgroup_id) wid: vec3<u32>,
     if (row < P.m) {
         acc = group_partial_q4(row, lid % TPR);
     }
-    rope_epilogue(w, lid, reduce_subgroups(lid, sid, sgs, acc), pre);
+    rope_sgk_end(w, lid, sid, sgs, acc, 0.0, false, pre);
 }
 
 @compute @workgroup_size(WG)
@@ -280,7 +323,7 @@ fn gemv_q8_i8_sgk_rope(@builtin(workgroup_id) wid: vec3<u32>,
     if (row < P.m) {
         acc = group_partial_q8(row, lid % TPR);
     }
-    rope_epilogue(w, lid, reduce_subgroups(lid, sid, sgs, acc), pre);
+    rope_sgk_end(w, lid, sid, sgs, acc, 0.0, false, pre);
 }
 // #endif
 
@@ -322,7 +365,6 @@ fn gemv_i8_sgk_rope_defer(@builtin(workgroup_id) wid: vec3<u32>,
     if (row < P.m) {
         acc = group_partial(row, lid % TPR);
     }
-    let inv = defer_inv_rms(part, lid, sid, sgs, f32(P.k));
-    rope_epilogue(w, lid, reduce_subgroups(lid, sid, sgs, acc) * inv, pre);
+    rope_sgk_end(w, lid, sid, sgs, acc, part, true, pre);
 }
 // #endif
