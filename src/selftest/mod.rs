@@ -976,9 +976,10 @@ pub async fn gemm_ln_in_case(
 }
 
 /// GPU quantisation (f16 → q8/q4) against the CPU quantiser of the same f16 values. Codes
-/// may differ by one step at exact ties (f32 division on the GPU is not correctly rounded):
-/// the case passes when at most 0.1 % of weights differ, each by at most one step, and every
-/// scale matches.
+/// may differ by one step at ties (f32 division on the GPU is not correctly rounded): the case
+/// passes when every differing code is one step away and its value before rounding lies within
+/// 10⁻³ of a tie, and every scale matches. (It allowed 0.1 % of codes to differ until an H100
+/// turned 4 of a 5×70 matrix's 350 the other way, all at ties.)
 pub async fn quantize_case(
     ctx: &GpuContext,
     format: WeightFormat,
@@ -1035,14 +1036,39 @@ pub async fn quantize_case(
         .enumerate()
         .filter(|(i, (g, w))| (*g - *w).abs() > step(*i) * 1.0001)
         .count();
+    // the code before rounding, exactly (f64): a differing code is explained where it lies
+    // within 10⁻³ of a tie (the GPU's 1/scale is not correctly rounded, and its multiply may be
+    // fused with the offset's subtraction)
+    let near_tie = |i: usize| -> bool {
+        let nb = cols.div_ceil(quant::QBLOCK);
+        let b = (i / cols) * nb + (i % cols) / quant::QBLOCK;
+        let (sf, mf) = match format {
+            WeightFormat::Q8 => (step(i) as f64, 0.0),
+            _ => {
+                let m = half::f16::from_bits((want.scales[b] >> 16) as u16).to_f32();
+                (step(i) as f64, m as f64)
+            }
+        };
+        if sf <= 0.0 {
+            return false;
+        }
+        let t = (w16[i] as f64 - mf) / sf;
+        ((t - t.floor()) - 0.5).abs() < 1e-3
+    };
+    let unexplained = got_v
+        .iter()
+        .zip(&want_v)
+        .enumerate()
+        .filter(|(i, (g, w))| g != w && !near_tie(*i))
+        .count();
     let scales_ok = got.scales == want.scales;
-    let allowed = (rows * cols) / 1000;
     c.note = Some(format!(
-        "{} codes differ (allowed {allowed}), {too_far} by more than one step, scales {}",
+        "{} codes differ, {unexplained} not within 10⁻³ of a tie, {too_far} by more than one \
+         step, scales {}",
         c.bad,
         if scales_ok { "equal" } else { "DIFFER" }
     ));
-    if c.bad <= allowed && too_far == 0 && scales_ok {
+    if unexplained == 0 && too_far == 0 && scales_ok {
         c.bad = 0;
     }
     Ok(c)
