@@ -13,10 +13,16 @@
 const MAX_SUBGROUPS: u32 = 128u;
 var<workgroup> wss: array<f32, MAX_SUBGROUPS>;
 
-// This invocation's share of Σ x² (blocks lid, lid + WG, …).
+// This invocation's share of Σ x² (blocks lid, lid + WG, …). The first block's sum is the
+// load itself, not 0 + it: an add at the top would make the lane wait on the load before it
+// issues its weights' (the products' x has at most WG blocks at the decode shapes, so that is
+// the only one). The same value: the sums are ≥ 0, never −0.
 fn defer_load(lid: u32) -> f32 {
     var s = 0.0;
-    for (var i = lid; i < P.nb; i += WG) {
+    if (lid < P.nb) {
+        s = aux[lid];
+    }
+    for (var i = lid + WG; i < P.nb; i += WG) {
         s += aux[i];
     }
     return s;

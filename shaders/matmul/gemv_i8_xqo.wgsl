@@ -283,9 +283,12 @@ fn gemv_i8_sgx_xqo_norm(@builtin(workgroup_id) wid: vec3<u32>,
 
 // This invocation's share of Σ res² (blocks lid, lid + WG, …).
 fn rn_load(lid: u32) -> f32 {
-    let m_out = select(P.m, P.m / 2u, ACT == 3u);
+    let nbo = (select(P.m, P.m / 2u, ACT == 3u) + 31u) / 32u;
     var s = 0.0;
-    for (var i = lid; i < (m_out + 31u) / 32u; i += WG) {
+    if (lid < nbo) {
+        s = rss[lid]; // the load itself, as defer_load's first block
+    }
+    for (var i = lid + WG; i < nbo; i += WG) {
         s += rss[i];
     }
     return s;
