@@ -7,14 +7,26 @@
 fn out_value(row0: u32, r: u32, n: u32, sums: vec4<f32>) -> f32 {
     let m_out = select(P.m, P.m / 2u, ACT == 3u);
     let row = row0 + r;
+    var b = 0.0;
+    if ((P.flags & 1u) != 0u && ACT != 3u) {
+        b = f32(bias[row]);
+    }
+    var rv = 0.0;
+    if ((P.flags & 2u) != 0u) {
+        rv = f32(res[(P.n0 + n) * m_out + out_index(row)]);
+    }
+    return epi_apply(r, n, sums, b, rv);
+}
+
+// out_value's arithmetic on the bias b and residual rv of its row (each used where its flag
+// is set; the bias not with SwiGLU).
+fn epi_apply(r: u32, n: u32, sums: vec4<f32>, b: f32, rv: f32) -> f32 {
     var v = sums[r * NB + n];
-    var o = row;
     if (ACT == 3u) {
         v = silu(v) * sums[(r + 1u) * NB + n];
-        o = row / 2u;
     } else {
         if ((P.flags & 1u) != 0u) {
-            v += f32(bias[row]);
+            v += b;
         }
         if (ACT == 1u) {
             v = silu(v);
@@ -23,7 +35,7 @@ fn out_value(row0: u32, r: u32, n: u32, sums: vec4<f32>) -> f32 {
         }
     }
     if ((P.flags & 2u) != 0u) {
-        v += f32(res[(P.n0 + n) * m_out + o]);
+        v += rv;
     }
     return v;
 }
@@ -57,38 +69,19 @@ fn epi_load(row0: u32) -> EpiPre {
     return e;
 }
 
-// out_value of vector 0 with the operands epi_load gave (the others loaded here): the same
-// arithmetic.
+// out_value of vector 0 with the operands epi_load gave (the others loaded here).
 fn out_value_pre(row0: u32, r: u32, sums: vec4<f32>, e: EpiPre) -> f32 {
     let m_out = select(P.m, P.m / 2u, ACT == 3u);
     let row = row0 + r;
-    var v = sums[r * NB];
-    var o = row;
-    if (ACT == 3u) {
-        v = silu(v) * sums[(r + 1u) * NB];
-        o = row / 2u;
-    } else {
-        if ((P.flags & 1u) != 0u) {
-            if ((PF & 1u) != 0u) {
-                v += f32(e.b[r]);
-            } else {
-                v += f32(bias[row]);
-            }
-        }
-        if (ACT == 1u) {
-            v = silu(v);
-        } else if (ACT == 2u) {
-            v = 0.5 * v * (1.0 + erf_approx(v * 0.70710678118654752));
-        }
+    var b = f32(e.b[r]);
+    if ((PF & 1u) == 0u && (P.flags & 1u) != 0u && ACT != 3u) {
+        b = f32(bias[row]);
     }
-    if ((P.flags & 2u) != 0u) {
-        if ((PF & 2u) != 0u) {
-            v += f32(e.r[r]);
-        } else {
-            v += f32(res[P.n0 * m_out + o]);
-        }
+    var rv = f32(e.r[r]);
+    if ((PF & 2u) == 0u && (P.flags & 2u) != 0u) {
+        rv = f32(res[P.n0 * m_out + out_index(row)]);
     }
-    return v;
+    return epi_apply(r, 0u, sums, b, rv);
 }
 
 // Where row `row`'s output goes within its vector (SwiGLU: pairs of rows make one output).
