@@ -270,16 +270,7 @@ proptest! {
 
     #[test]
     fn manifest_mutated_values(q in 0u8..3, edits in proptest::collection::vec((any::<usize>(), any::<u8>(), any::<u64>()), 1..4)) {
-        let q = [Quant::F16, Quant::Q8, Quant::Q4][q as usize];
-        let mut v = manifest_json(q).clone();
-        for (i, kind, n) in edits {
-            // paths are recomputed after each edit: an earlier one may have replaced a container
-            let mut ls = Vec::new();
-            leaves(&v, &mut Vec::new(), &mut ls);
-            let p = &ls[i % ls.len()];
-            *at(&mut v, p) = replacement(kind, n);
-        }
-        run_manifest(&serde_json::to_vec(&v).unwrap());
+        mutated_values(q, &edits);
     }
 
     #[test]
@@ -437,4 +428,26 @@ fn absurd_counts_in_the_config_are_errors() {
             .expect_err("absurd value accepted");
         assert!(e.to_string().contains(key), "{e}");
     }
+}
+
+/// The manifest of quant `q` with leaf values replaced (`edits`: leaf index, replacement kind,
+/// number), run through the validator and the loader.
+fn mutated_values(q: u8, edits: &[(usize, u8, u64)]) {
+    let q = [Quant::F16, Quant::Q8, Quant::Q4][q as usize];
+    let mut v = manifest_json(q).clone();
+    for &(i, kind, n) in edits {
+        // paths are recomputed after each edit: an earlier one may have replaced a container
+        let mut ls = Vec::new();
+        leaves(&v, &mut Vec::new(), &mut ls);
+        let p = &ls[i % ls.len()];
+        *at(&mut v, p) = replacement(kind, n);
+    }
+    run_manifest(&serde_json::to_vec(&v).unwrap());
+}
+
+/// The case `manifest_mutated_values` found: one of the HiFT config's per-stage arrays emptied,
+/// which the validator indexed past (a panic) before it checked the config's lengths.
+#[test]
+fn manifest_hift_config_emptied_array() {
+    mutated_values(2, &[(12748250260030689744, 88, 0)]);
 }

@@ -100,6 +100,51 @@ fn resblock(l: &mut Vec<TensorSpec>, p: &str, ch: usize, k: usize, n_dil: usize)
 }
 
 impl HiftConfig {
+    /// Why the config cannot describe a vocoder (array lengths that disagree, no upsampling
+    /// stage, channels that run out), or None. [`HiftConfig::tensors`] indexes by these, so a
+    /// config from outside (a web manifest) is checked first.
+    pub fn inconsistency(&self) -> Option<String> {
+        let n_up = self.upsample_rates.len();
+        let nk = self.resblock_kernel_sizes.len();
+        if n_up == 0 {
+            return Some("upsample_rates is empty".into());
+        }
+        let lens = [
+            (
+                "upsample_kernel_sizes",
+                self.upsample_kernel_sizes.len(),
+                n_up,
+            ),
+            (
+                "source_resblock_kernel_sizes",
+                self.source_resblock_kernel_sizes.len(),
+                n_up,
+            ),
+            (
+                "source_resblock_dilation_sizes",
+                self.source_resblock_dilation_sizes.len(),
+                n_up,
+            ),
+            (
+                "resblock_dilation_sizes",
+                self.resblock_dilation_sizes.len(),
+                nk,
+            ),
+        ];
+        for (name, got, want) in lens {
+            if got != want {
+                return Some(format!("{name} has {got} entries, not {want}"));
+            }
+        }
+        if n_up >= usize::BITS as usize || self.stage_channels(n_up - 1) == 0 {
+            return Some(format!(
+                "base_channels {} runs out over {n_up} upsampling stages",
+                self.base_channels
+            ));
+        }
+        None
+    }
+
     /// Channels after upsampling stage `i` (512 → 256 → 128 → 64 for the real config).
     pub fn stage_channels(&self, i: usize) -> usize {
         self.base_channels >> (i + 1)
@@ -342,6 +387,28 @@ mod tests {
             .map(|t| t.shape.iter().product::<usize>())
             .sum();
         assert!((n as f64 / 1e6 - 20.8).abs() < 0.2, "{n}");
+    }
+
+    #[test]
+    fn inconsistent_configs_are_named_not_indexed() {
+        assert_eq!(HiftConfig::default().inconsistency(), None);
+        let mut c = HiftConfig::default();
+        c.source_resblock_kernel_sizes.pop();
+        let why = c.inconsistency().unwrap_or_default();
+        assert!(
+            why.contains("source_resblock_kernel_sizes has 2 entries, not 3"),
+            "{why}"
+        );
+        let mut c = HiftConfig::default();
+        c.resblock_dilation_sizes.truncate(1);
+        assert!(c.inconsistency().is_some());
+        let mut c = HiftConfig::default();
+        c.base_channels = 4;
+        let why = c.inconsistency().unwrap_or_default();
+        assert!(why.contains("runs out"), "{why}");
+        let mut c = HiftConfig::default();
+        c.upsample_rates.clear();
+        assert!(c.inconsistency().is_some());
     }
 
     #[test]

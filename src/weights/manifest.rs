@@ -220,6 +220,12 @@ pub fn validate_manifest(m: &Manifest, file: &str) -> Result<Validated, WeightEr
         .into_iter()
         .filter(|s| s.role != Role::TrainingOnly)
         .collect();
+    if let Some(why) = m.hift_config.inconsistency() {
+        return Err(WeightError::Manifest {
+            file: mfile,
+            msg: format!("hift_config: {why}"),
+        });
+    }
     want.extend(hift_web_specs(&m.hift_config));
     let mut seen = HashSet::new();
     for t in &m.tensors {
