@@ -402,8 +402,10 @@ mod tests {
         let mut c = HiftConfig::default();
         c.resblock_dilation_sizes.truncate(1);
         assert!(c.inconsistency().is_some());
-        let mut c = HiftConfig::default();
-        c.base_channels = 4;
+        let c = HiftConfig {
+            base_channels: 4,
+            ..Default::default()
+        };
         let why = c.inconsistency().unwrap_or_default();
         assert!(why.contains("runs out"), "{why}");
         let mut c = HiftConfig::default();
