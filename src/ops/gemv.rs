@@ -794,6 +794,8 @@ fn gemv_inner(
     if xqo.is_some() || defer.is_some() {
         constants.push(("Q8", matches!(w, Matrix::Q8 { .. }) as u32));
     }
+    // (a normalised residual is added by the `_rn` epilogue itself, not as a plain one)
+    let flags = epi.bias.is_some() as u32 | ((epi.residual.is_some() && rn.is_none()) as u32) << 1;
     if xqo.is_some() {
         // blocks in flight per lane (`XU`) by the blocks a lane has of a row, measured per
         // product in a decode step on an H100 (BENCHMARKS.md, eleventh and thirteenth
@@ -813,8 +815,7 @@ fn gemv_inner(
         // the epilogue operands its lane groups load before the product (bias, residual):
         // only those it has, as the registers they hold cost more than the load saves where
         // the product needs none of them (`gemv_tail.wgsl`'s `epi_load`)
-        let pf = epi.bias.is_some() as u32 | ((epi.residual.is_some() && rn.is_none()) as u32) << 1;
-        constants.push(("PF", pf));
+        constants.push(("PF", flags));
     }
     let key = KernelKey {
         family,
@@ -847,8 +848,6 @@ fn gemv_inner(
     let p = ctx.pipeline(&key, &bindings)?;
     let groups = (m as u32).div_ceil(wg / tpr * rows_per_group);
     let g = grid(groups, ctx.limits.max_compute_workgroups_per_dimension);
-    // (a normalised residual is added by the `_rn` epilogue itself, not as a plain one)
-    let flags = epi.bias.is_some() as u32 | ((epi.residual.is_some() && rn.is_none()) as u32) << 1;
     let scales = w.scales().unwrap_or(&ctx.dummy);
     let bias = epi.bias.map(|b| &b.buf).unwrap_or(&ctx.dummy);
     let res = epi.residual.map(|b| &b.buf).unwrap_or(&ctx.dummy);
