@@ -87,7 +87,14 @@ fn decode_kernels_fit_16k_of_workgroup_memory() {
             keys.push((
                 "attn_decode_gqa",
                 "attn_decode_gqa",
-                vec![("G", 7), ("D", 128), ("CH", ch), ("XQ", xq)],
+                vec![
+                    ("G", 7),
+                    ("D", 128),
+                    ("CH", ch),
+                    ("XQ", xq),
+                    ("TM", 4096),
+                    ("HKV", 4),
+                ],
             ));
         }
     }

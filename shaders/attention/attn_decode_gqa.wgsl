@@ -41,6 +41,13 @@ struct Params {
 override G: u32 = 7u;   // query heads per kv head, ≤ 8
 override D: u32 = 128u; // head dim, a multiple of 4, ≤ 128 (of 32 with XQ = 1)
 override XQ: u32 = 0u;
+// The cache's Tmax and KV heads as pipeline constants, so that the key and value loads wait
+// on no load of the params (a uniform read, which misses the constant cache at the start of
+// every dispatch): keys past the length load whatever the cache holds there, within Tmax (it
+// may be anything, NaN included: their scores are masked and their values multiplied by
+// nothing, see `select` below).
+override TM: u32;
+override HKV: u32;
 
 override CH: u32 = 64u; // keys per split, 32 or 64 (the split length of ops::attn_decode)
 override KPI: u32 = 256u / CH; // invocations per key: 4 or 8
@@ -61,8 +68,8 @@ const EX: u32 = 1024u;
 
 // #include xq_block
 
-fn kload(base: u32, i: u32, ok: bool) -> vec4<f32> {
-    if (ok && i < D / 4u) {
+fn kload(base: u32, i: u32) -> vec4<f32> {
+    if (i < D / 4u) {
         return vec4<f32>(cache[base + i]);
     }
     return vec4<f32>(0.0);
@@ -84,8 +91,9 @@ fn attn_decode_gqa(
     let kh = wid.y;
     let d4 = D / 4u;
     // Every load of the workgroup is issued first, together: q, the invocation's key vec4s and
-    // its values (a fixed trip count the compiler unrolls; keys past the end load the last key
-    // again, and their weights are 0). The rest is arithmetic on registers and workgroup memory.
+    // its values (a fixed trip count the compiler unrolls; keys past the length load what the
+    // cache holds there, keys past Tmax the last one again, and none of them counts). No address
+    // needs the params. The rest is arithmetic on registers and workgroup memory.
     for (var i = t; i < G * D4MAX; i += 256u) {
         let h = i / D4MAX;
         let c = i % D4MAX;
@@ -98,21 +106,20 @@ fn attn_decode_gqa(
     }
     let j = t / KPI;
     let u = t % KPI;
-    let ok = s * CH + j < P.len;
-    let kb = (kh * P.tmax + s * CH + j) * d4;
+    let kb = (kh * TM + min(s * CH + j, TM - 1u)) * d4;
     var kv: array<vec4<f32>, 8>;
     for (var r = 0u; r < NL; r++) {
-        kv[r] = kload(kb, u + KPI * r, ok);
+        kv[r] = kload(kb, u + KPI * r);
     }
     // values: dim t % 128 over half of the split's keys (dims past D read dim D − 1, unused)
     let dd = t % 128u;
     let half = t / 128u;
-    let nk = min(CH, P.len - s * CH);
     let hk = CH / 2u;
-    let vb = ((P.hkv + kh) * P.tmax + s * CH) * D + min(dd, D - 1u);
+    let vb = ((HKV + kh) * TM + s * CH) * D + min(dd, D - 1u);
+    let last = min(CH, TM - s * CH) - 1u; // the split's last key within the cache
     var vv: array<f32, 32>;
     for (var i = 0u; i < hk; i++) {
-        let e = vb + min(half * hk + i, nk - 1u) * D;
+        let e = vb + min(half * hk + i, last) * D;
         vv[i] = f32(cache[e / 4u][e % 4u]);
     }
     workgroupBarrier();
@@ -172,7 +179,8 @@ fn attn_decode_gqa(
     if (dd < D) {
         for (var i = 0u; i < hk; i++) {
             let jj = half * hk + i;
-            let v = vv[i];
+            // a key past the length adds 0 (its weight is 0, and what it loaded may be anything)
+            let v = select(0.0, vv[i], s * CH + jj < P.len);
             let e = EX + jj;
             a0 += vec4<f32>(red[e], red[e + CH], red[e + 2u * CH], red[e + 3u * CH]) * v;
             if (G > 4u) {

@@ -19,10 +19,10 @@ var<workgroup> wss: array<f32, MAX_SUBGROUPS>;
 // the only one). The same value: the sums are ≥ 0, never −0.
 fn defer_load(lid: u32) -> f32 {
     var s = 0.0;
-    if (lid < P.nb) {
+    if (lid < pnb()) {
         s = aux[lid];
     }
-    for (var i = lid + WG; i < P.nb; i += WG) {
+    for (var i = lid + WG; i < pnb(); i += WG) {
         s += aux[i];
     }
     return s;
@@ -35,9 +35,14 @@ fn defer_inv_rms(part: f32, lid: u32, sid: u32, sgs: u32, n: f32) -> f32 {
         wss[lid / sgs] = t;
     }
     workgroupBarrier();
+    return defer_inv_rms_staged(sgs, n);
+}
+
+// 1/√(Σ/n + ε) from the subgroups' shares of Σ staged in `wss` (after a barrier), in order.
+fn defer_inv_rms_staged(sgs: u32, n: f32) -> f32 {
     var total = 0.0;
     for (var j = 0u; j < WG / sgs; j++) {
         total += wss[j];
     }
-    return inverseSqrt(total / n + P.eps);
+    return inverseSqrt(total / n + peps());
 }

@@ -66,14 +66,14 @@ fn q8_scale(b: u32) -> f32 {
 // A lane's partial sums over blocks c0, c0 + TPR, … of its rows, added to `acc` in that order.
 fn group_partial_q4_from(row0: u32, c0: u32, acc0: vec4<f32>) -> vec4<f32> {
     var acc = acc0;
-    for (var c = c0; c < P.nb; c += TPR) {
+    for (var c = c0; c < pnb(); c += TPR) {
         for (var n = 0u; n < NB; n++) {
-            let xb = (P.n0 + n) * P.xs + c;
+            let xb = (pn0() + n) * pxs() + c;
             let xa = xq[2u * xb];
             let xc = xq[2u * xb + 1u];
             let d = xd[xb];
             for (var r = 0u; r < R; r++) {
-                let b = min(row0 + r, P.m - 1u) * P.nb + c;
+                let b = min(row0 + r, pm() - 1u) * pnb() + c;
                 acc[r * NB + n] += q4_block(w[b], s[b], xa, xc, d);
             }
         }
@@ -83,14 +83,14 @@ fn group_partial_q4_from(row0: u32, c0: u32, acc0: vec4<f32>) -> vec4<f32> {
 
 fn group_partial_q8_from(row0: u32, c0: u32, acc0: vec4<f32>) -> vec4<f32> {
     var acc = acc0;
-    for (var c = c0; c < P.nb; c += TPR) {
+    for (var c = c0; c < pnb(); c += TPR) {
         for (var n = 0u; n < NB; n++) {
-            let xb = (P.n0 + n) * P.xs + c;
+            let xb = (pn0() + n) * pxs() + c;
             let xa = xq[2u * xb];
             let xc = xq[2u * xb + 1u];
             let d = xd[xb];
             for (var r = 0u; r < R; r++) {
-                let b = min(row0 + r, P.m - 1u) * P.nb + c;
+                let b = min(row0 + r, pm() - 1u) * pnb() + c;
                 let i = q8_dot(w[2u * b], w[2u * b + 1u], xa, xc);
                 acc[r * NB + n] += q8_scale(b) * d.x * f32(i);
             }

@@ -25,7 +25,7 @@
 fn gemv_q8_i8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let row0 = row0_of(wid, lid);
     var acc = vec4<f32>(0.0);
-    if (row0 < P.m) {
+    if (row0 < pm()) {
         acc = group_partial_q8(row0, lid % TPR);
     }
     reduce_and_finish(row0, lid % TPR, lid, acc);
@@ -35,7 +35,7 @@ fn gemv_q8_i8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
 fn gemv_q4_i8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let row0 = row0_of(wid, lid);
     var acc = vec4<f32>(0.0);
-    if (row0 < P.m) {
+    if (row0 < pm()) {
         acc = group_partial_q4(row0, lid % TPR);
     }
     reduce_and_finish(row0, lid % TPR, lid, acc);
@@ -47,7 +47,7 @@ fn gemv_q8_i8_sg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocatio
                  @builtin(subgroup_invocation_id) sid: u32) {
     let row0 = row0_of(wid, lid);
     var acc = vec4<f32>(0.0);
-    if (row0 < P.m) {
+    if (row0 < pm()) {
         acc = group_partial_q8(row0, sid);
     }
     let sum = subgroupAdd(acc);
@@ -61,7 +61,7 @@ fn gemv_q4_i8_sg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocatio
                  @builtin(subgroup_invocation_id) sid: u32) {
     let row0 = row0_of(wid, lid);
     var acc = vec4<f32>(0.0);
-    if (row0 < P.m) {
+    if (row0 < pm()) {
         acc = group_partial_q4(row0, sid);
     }
     let sum = subgroupAdd(acc);
@@ -103,7 +103,7 @@ fn gemv_q4_i8_sgk(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocati
                   @builtin(subgroup_invocation_id) sid: u32, @builtin(subgroup_size) sgs: u32) {
     let row0 = row0_of(wid, lid);
     var acc = vec4<f32>(0.0);
-    if (row0 < P.m) {
+    if (row0 < pm()) {
         acc = group_partial_q4(row0, lid % TPR);
     }
     reduce_subgroups_and_finish(row0, lid, sid, sgs, acc);
@@ -114,7 +114,7 @@ fn gemv_q8_i8_sgk(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocati
                   @builtin(subgroup_invocation_id) sid: u32, @builtin(subgroup_size) sgs: u32) {
     let row0 = row0_of(wid, lid);
     var acc = vec4<f32>(0.0);
-    if (row0 < P.m) {
+    if (row0 < pm()) {
         acc = group_partial_q8(row0, lid % TPR);
     }
     reduce_subgroups_and_finish(row0, lid, sid, sgs, acc);
@@ -150,8 +150,8 @@ fn rope_row(w: u32, lg: u32) -> u32 {
 }
 
 fn kv_index(kind: u32, head: u32, i: u32) -> u32 {
-    let hkv = (P.m / D - P._p0) / 2u;
-    return ((kind * hkv + head) * P._p2 + P._p1) * D + i;
+    let hkv = (pm() / D - pqh()) / 2u;
+    return ((kind * hkv + head) * ptm() + P._p1) * D + i;
 }
 
 // What pair p of workgroup w needs besides its sums, loaded before the product so that the
@@ -167,10 +167,10 @@ struct RopePre {
 fn rope_pre(w: u32, p: u32) -> RopePre {
     var e: RopePre;
     let r0 = rope_row(w, 2u * p);
-    if (p >= WG / TPR / 2u || r0 >= P.m) {
+    if (p >= WG / TPR / 2u || r0 >= pm()) {
         return e;
     }
-    if ((P.flags & 1u) != 0u) {
+    if ((pfl() & 1u) != 0u) {
         e.b0 = bias[r0];
         e.b1 = bias[r0 + D / 2u];
     }
@@ -182,14 +182,14 @@ fn rope_pre(w: u32, p: u32) -> RopePre {
 // what rope_pre gave it.
 fn rope_finish(w: u32, p: u32, sums: vec2<f32>, pre: RopePre) {
     let r0 = rope_row(w, 2u * p);
-    if (r0 >= P.m) {
+    if (r0 >= pm()) {
         return;
     }
     let half = D / 2u;
     let r1 = r0 + half;
     var v0 = sums.x;
     var v1 = sums.y;
-    if ((P.flags & 1u) != 0u) {
+    if ((pfl() & 1u) != 0u) {
         v0 += f32(pre.b0);
         v1 += f32(pre.b1);
     }
@@ -197,8 +197,8 @@ fn rope_finish(w: u32, p: u32, sums: vec2<f32>, pre: RopePre) {
     let x1 = f32(act(v1));
     let head = r0 / D;
     let i = r0 % D;
-    let hq = P._p0;
-    let hkv = (P.m / D - hq) / 2u;
+    let hq = pqh();
+    let hkv = (pm() / D - hq) / 2u;
     if (head < hq + hkv) {
         let cs = cos_sin(f32(P._p1) * pre.freq);
         let y0 = x0 * cs.x - x1 * cs.y;
@@ -233,7 +233,7 @@ fn gemv_q8_i8_rope(@builtin(workgroup_id) wid: vec3<u32>,
     let row = rope_row(w, lid / TPR);
     let pre = rope_pre(w, lid);
     var acc = vec4<f32>(0.0);
-    if (row < P.m) {
+    if (row < pm()) {
         acc = group_partial_q8(row, lid % TPR);
     }
     rope_epilogue(w, lid, reduce_tree(lid % TPR, lid, acc), pre);
@@ -246,7 +246,7 @@ fn gemv_q4_i8_rope(@builtin(workgroup_id) wid: vec3<u32>,
     let row = rope_row(w, lid / TPR);
     let pre = rope_pre(w, lid);
     var acc = vec4<f32>(0.0);
-    if (row < P.m) {
+    if (row < pm()) {
         acc = group_partial_q4(row, lid % TPR);
     }
     rope_epilogue(w, lid, reduce_tree(lid % TPR, lid, acc), pre);
@@ -275,11 +275,7 @@ fn rope_sgk_end(w: u32, lid: u32, sid: u32, sgs: u32, acc: vec4<f32>, part: f32,
     if (lid < WG / TPR / 2u) {
         var inv = 1.0;
         if (defer) {
-            var total = 0.0;
-            for (var j = 0u; j < WG / sgs; j++) {
-                total += wss[j];
-            }
-            inv = inverseSqrt(total / f32(P.k) + P.eps);
+            inv = defer_inv_rms_staged(sgs, f32(pk()));
         }
         let per = TPR / sgs;
         var s0 = vec4<f32>(0.0);
@@ -305,7 +301,7 @@ fn gemv_q4_i8_sgk_rope(@builtin(workgroup_id) wid: vec3<u32>,
     let row = rope_row(w, lid / TPR);
     let pre = rope_pre(w, lid);
     var acc = vec4<f32>(0.0);
-    if (row < P.m) {
+    if (row < pm()) {
         acc = group_partial_q4(row, lid % TPR);
     }
     rope_sgk_end(w, lid, sid, sgs, acc, 0.0, false, pre);
@@ -320,7 +316,7 @@ fn gemv_q8_i8_sgk_rope(@builtin(workgroup_id) wid: vec3<u32>,
     let row = rope_row(w, lid / TPR);
     let pre = rope_pre(w, lid);
     var acc = vec4<f32>(0.0);
-    if (row < P.m) {
+    if (row < pm()) {
         acc = group_partial_q8(row, lid % TPR);
     }
     rope_sgk_end(w, lid, sid, sgs, acc, 0.0, false, pre);
@@ -342,10 +338,10 @@ fn gemv_i8_sgk_defer(@builtin(workgroup_id) wid: vec3<u32>,
     let row0 = row0_of(wid, lid);
     let part = defer_load(lid);
     var acc = vec4<f32>(0.0);
-    if (row0 < P.m) {
+    if (row0 < pm()) {
         acc = group_partial(row0, lid % TPR);
     }
-    let inv = defer_inv_rms(part, lid, sid, sgs, f32(P.k));
+    let inv = defer_inv_rms(part, lid, sid, sgs, f32(pk()));
     let total = reduce_subgroups(lid, sid, sgs, acc) * inv;
     if (lid % TPR == 0u) {
         finish(row0, total);
@@ -362,7 +358,7 @@ fn gemv_i8_sgk_rope_defer(@builtin(workgroup_id) wid: vec3<u32>,
     let pre = rope_pre(w, lid);
     let part = defer_load(lid);
     var acc = vec4<f32>(0.0);
-    if (row < P.m) {
+    if (row < pm()) {
         acc = group_partial(row, lid % TPR);
     }
     rope_sgk_end(w, lid, sid, sgs, acc, part, true, pre);

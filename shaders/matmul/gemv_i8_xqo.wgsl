@@ -47,7 +47,7 @@ const XR: u32 = 4u; // rows per lane group at most (R)
 fn xqo_partial_q4(row0: u32, lane: u32) -> vec4<f32> {
     var acc = vec4<f32>(0.0);
     var c = lane;
-    for (; c + (XU - 1u) * TPR < P.nb; c += XU * TPR) {
+    for (; c + (XU - 1u) * TPR < pnb(); c += XU * TPR) {
         var wv: array<vec4<u32>, 16>;
         var sw: array<u32, 16>;
         var xa: array<vec4<u32>, 4>;
@@ -59,7 +59,7 @@ fn xqo_partial_q4(row0: u32, lane: u32) -> vec4<f32> {
             xc[u] = xq[2u * cb + 1u];
             d[u] = xd[cb];
             for (var r = 0u; r < R; r++) {
-                let b = min(row0 + r, P.m - 1u) * P.nb + cb;
+                let b = min(row0 + r, pm() - 1u) * pnb() + cb;
                 wv[u * XR + r] = w[b];
                 sw[u * XR + r] = s[b];
             }
@@ -77,7 +77,7 @@ fn xqo_partial_q4(row0: u32, lane: u32) -> vec4<f32> {
 fn xqo_partial_q8(row0: u32, lane: u32) -> vec4<f32> {
     var acc = vec4<f32>(0.0);
     var c = lane;
-    for (; c + (XU - 1u) * TPR < P.nb; c += XU * TPR) {
+    for (; c + (XU - 1u) * TPR < pnb(); c += XU * TPR) {
         var w0: array<vec4<u32>, 16>;
         var w1: array<vec4<u32>, 16>;
         var sc: array<f32, 16>;
@@ -90,7 +90,7 @@ fn xqo_partial_q8(row0: u32, lane: u32) -> vec4<f32> {
             xc[u] = xq[2u * cb + 1u];
             d[u] = xd[cb];
             for (var r = 0u; r < R; r++) {
-                let b = min(row0 + r, P.m - 1u) * P.nb + cb;
+                let b = min(row0 + r, pm() - 1u) * pnb() + cb;
                 w0[u * XR + r] = w[2u * b];
                 w1[u * XR + r] = w[2u * b + 1u];
                 sc[u * XR + r] = q8_scale(b);
@@ -118,14 +118,14 @@ fn xqo_partial(row0: u32, lane: u32) -> vec4<f32> {
 // A lane-group leader's rows: y, and each output as stored into blk (zero past M). Its bias
 // and residual came from epi_load before the product.
 fn xqo_rows(row0: u32, sums: vec4<f32>, e: EpiPre) {
-    let m_out = select(P.m, P.m / 2u, ACT == 3u);
+    let m_out = select(pm(), pm() / 2u, ACT == 3u);
     let step = select(1u, 2u, ACT == 3u);
     for (var r = 0u; r < R; r += step) {
         let row = row0 + r;
         var v = act(0.0);
-        if (row < P.m) {
+        if (row < pm()) {
             v = act(out_value_pre(row0, r, sums, e));
-            y[P.n0 * m_out + out_index(row)] = v;
+            y[pn0() * m_out + out_index(row)] = v;
         }
         blk[out_index(row) % 32u] = v;
     }
@@ -154,7 +154,7 @@ fn gemv_i8_xqo(@builtin(workgroup_id) wid: vec3<u32>,
     let row0 = row0_of(wid, lid);
     let e = epi_load(row0);
     var acc = vec4<f32>(0.0);
-    if (row0 < P.m) {
+    if (row0 < pm()) {
         acc = xqo_partial(row0, lid % TPR);
     }
     let sums = reduce_tree(lid % TPR, lid, acc);
@@ -185,7 +185,7 @@ var<workgroup> blkg: array<f32, 32>;
 // The next norm's g of a lane group's outputs (aux, clamped to the last output past M), loaded
 // before the product so that the quantisation after it waits on no memory.
 fn norm_g_load(row0: u32) -> vec4<f32> {
-    let m_out = select(P.m, P.m / 2u, ACT == 3u);
+    let m_out = select(pm(), pm() / 2u, ACT == 3u);
     let step = select(1u, 2u, ACT == 3u);
     var g = vec4<f32>(0.0);
     for (var r = 0u; r < R; r += step) {
@@ -230,7 +230,7 @@ fn gemv_i8_sgx_xqo(@builtin(workgroup_id) wid: vec3<u32>,
     let row0 = row0_of(wid, lid);
     let e = epi_load(row0);
     var acc = vec4<f32>(0.0);
-    if (row0 < P.m) {
+    if (row0 < pm()) {
         acc = xqo_partial(row0, lid % TPR);
     }
     let sums = reduce_lanes(acc);
@@ -249,10 +249,10 @@ fn gemv_i8_sgx_xqo_defer(@builtin(workgroup_id) wid: vec3<u32>,
     let part = defer_load(lid);
     let e = epi_load(row0);
     var acc = vec4<f32>(0.0);
-    if (row0 < P.m) {
+    if (row0 < pm()) {
         acc = xqo_partial(row0, lid % TPR);
     }
-    let inv = defer_inv_rms(part, lid, sid, sgs, f32(P.k));
+    let inv = defer_inv_rms(part, lid, sid, sgs, f32(pk()));
     let sums = reduce_lanes(acc) * inv;
     if (lid % TPR == 0u) {
         xqo_rows(row0, sums, e);
@@ -267,7 +267,7 @@ fn gemv_i8_sgx_xqo_norm(@builtin(workgroup_id) wid: vec3<u32>,
     let e = epi_load(row0);
     let g = norm_g_load(row0);
     var acc = vec4<f32>(0.0);
-    if (row0 < P.m) {
+    if (row0 < pm()) {
         acc = xqo_partial(row0, lid % TPR);
     }
     let sums = reduce_lanes(acc);
@@ -283,7 +283,7 @@ fn gemv_i8_sgx_xqo_norm(@builtin(workgroup_id) wid: vec3<u32>,
 
 // This invocation's share of Σ res² (blocks lid, lid + WG, …).
 fn rn_load(lid: u32) -> f32 {
-    let nbo = (select(P.m, P.m / 2u, ACT == 3u) + 31u) / 32u;
+    let nbo = (select(pm(), pm() / 2u, ACT == 3u) + 31u) / 32u;
     var s = 0.0;
     if (lid < nbo) {
         s = rss[lid]; // the load itself, as defer_load's first block
@@ -302,7 +302,7 @@ struct RnPre {
 }
 
 fn rn_pre(row0: u32) -> RnPre {
-    let m_out = select(P.m, P.m / 2u, ACT == 3u);
+    let m_out = select(pm(), pm() / 2u, ACT == 3u);
     let step = select(1u, 2u, ACT == 3u);
     var e: RnPre;
     for (var r = 0u; r < R; r += step) {
@@ -315,15 +315,15 @@ fn rn_pre(row0: u32) -> RnPre {
 
 // xqo_rows with the residual normalised: res·g·inv (the host leaves the residual flag off).
 fn xqo_rows_rn(row0: u32, sums: vec4<f32>, inv: f32, e: EpiPre, rn: RnPre) {
-    let m_out = select(P.m, P.m / 2u, ACT == 3u);
+    let m_out = select(pm(), pm() / 2u, ACT == 3u);
     let step = select(1u, 2u, ACT == 3u);
     for (var r = 0u; r < R; r += step) {
         let row = row0 + r;
         let o = out_index(row);
         var v = act(0.0);
-        if (row < P.m) {
+        if (row < pm()) {
             v = act(out_value_pre(row0, r, sums, e) + f32(rn.r[r]) * rn.g[r] * inv);
-            y[P.n0 * m_out + o] = v;
+            y[pn0() * m_out + o] = v;
         }
         blk[o % 32u] = v;
     }
@@ -340,10 +340,10 @@ fn gemv_i8_sgx_xqo_norm_rn(@builtin(workgroup_id) wid: vec3<u32>,
     let rn = rn_pre(row0);
     let g = norm_g_load(row0);
     var acc = vec4<f32>(0.0);
-    if (row0 < P.m) {
+    if (row0 < pm()) {
         acc = xqo_partial(row0, lid % TPR);
     }
-    let m_out = select(P.m, P.m / 2u, ACT == 3u);
+    let m_out = select(pm(), pm() / 2u, ACT == 3u);
     let inv = defer_inv_rms(part, lid, sid, sgs, f32(m_out));
     let sums = reduce_lanes(acc);
     if (lid % TPR == 0u) {

@@ -430,6 +430,9 @@ pub fn attn_decode_xq(
         let mut constants = consts;
         constants.push(("CH", split as u32));
         constants.push(("XQ", xq_flag));
+        // the cache's shape as pipeline constants: the loads wait on no params
+        constants.push(("TM", cache.tmax as u32));
+        constants.push(("HKV", cache.heads as u32));
         let pg = ctx.pipeline(
             &KernelKey {
                 family: "attn_decode_gqa",

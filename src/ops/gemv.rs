@@ -817,6 +817,43 @@ fn gemv_inner(
         // the product needs none of them (`gemv_tail.wgsl`'s `epi_load`)
         constants.push(("PF", flags));
     }
+    let groups = (m as u32).div_ceil(wg / tpr * rows_per_group);
+    let g = grid(groups, ctx.limits.max_compute_workgroups_per_dimension);
+    if int8 && n == 1 {
+        // one vector (every decode step's products): the shape, flags and eps as pipeline
+        // constants, so that no workgroup waits on the params before its first weight loads
+        // (`gemv_tail.wgsl`'s `pm()` …; the params still carry them for the other entries)
+        let eps = match epi.prequantised {
+            Some(_) => defer
+                .map(|(_, e)| e)
+                .or(rn.map(|(_, _, e)| e))
+                .unwrap_or(0.0),
+            None => 0.0,
+        };
+        let fields = [
+            ("SM", m as u32),
+            ("SK", k as u32),
+            ("SNB", w.blocks_per_row() as u32),
+            ("SGX", g[0]),
+            ("SFL", flags),
+            ("SEPS", eps.to_bits()),
+            ("ONE", 1),
+        ];
+        // SwiGLU (gate/up) fixes fewer: with all of them the H100's compiler made it slower
+        // (q4 932 → 957 µs per token with all, 974 with the row length alone; q8 1527 → 1565
+        // with all, 1508 with the row length and the grid), so q4 fixes the grid and q8 the
+        // grid and the row length (BENCHMARKS.md, fifteenth session)
+        let q8 = matches!(w, Matrix::Q8 { .. });
+        constants.extend(fields.into_iter().filter(|(name, _)| {
+            !swiglu || *name == "SGX" || (q8 && *name == "SNB")
+        }));
+        if let Some(r) = &rope {
+            constants.extend([
+                ("SQH", (r.q.numel() / r.cache.dim) as u32),
+                ("STM", r.cache.tmax as u32),
+            ]);
+        }
+    }
     let key = KernelKey {
         family,
         entry,
@@ -846,8 +883,6 @@ fn gemv_inner(
         bindings.extend([Binding::Read, Binding::Read]);
     }
     let p = ctx.pipeline(&key, &bindings)?;
-    let groups = (m as u32).div_ceil(wg / tpr * rows_per_group);
-    let g = grid(groups, ctx.limits.max_compute_workgroups_per_dimension);
     let scales = w.scales().unwrap_or(&ctx.dummy);
     let bias = epi.bias.map(|b| &b.buf).unwrap_or(&ctx.dummy);
     let res = epi.residual.map(|b| &b.buf).unwrap_or(&ctx.dummy);

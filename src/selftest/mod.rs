@@ -1022,9 +1022,13 @@ pub async fn quantize_case(
         }
     };
     let mut c = compare(&got_v, &want_v, 0.0, 0.0);
-    let step = |i: usize| -> f32 {
+    // the block of element i, and its step (the f16 scale)
+    let block = |i: usize| -> usize {
         let nb = cols.div_ceil(quant::QBLOCK);
-        let b = (i / cols) * nb + (i % cols) / quant::QBLOCK;
+        (i / cols) * nb + (i % cols) / quant::QBLOCK
+    };
+    let step = |i: usize| -> f32 {
+        let b = block(i);
         let bits = match format {
             WeightFormat::Q8 => (want.scales[b / 2] >> (16 * (b % 2))) as u16,
             _ => want.scales[b] as u16,
@@ -1041,12 +1045,10 @@ pub async fn quantize_case(
     // within 10⁻³ of a tie (the GPU's 1/scale is not correctly rounded, and its multiply may be
     // fused with the offset's subtraction)
     let near_tie = |i: usize| -> bool {
-        let nb = cols.div_ceil(quant::QBLOCK);
-        let b = (i / cols) * nb + (i % cols) / quant::QBLOCK;
         let (sf, mf) = match format {
             WeightFormat::Q8 => (step(i) as f64, 0.0),
             _ => {
-                let m = half::f16::from_bits((want.scales[b] >> 16) as u16).to_f32();
+                let m = half::f16::from_bits((want.scales[block(i)] >> 16) as u16).to_f32();
                 (step(i) as f64, m as f64)
             }
         };
