@@ -844,9 +844,11 @@ fn gemv_inner(
         // with all, 1508 with the row length and the grid), so q4 fixes the grid and q8 the
         // grid and the row length (BENCHMARKS.md, fifteenth session)
         let q8 = matches!(w, Matrix::Q8 { .. });
-        constants.extend(fields.into_iter().filter(|(name, _)| {
-            !swiglu || *name == "SGX" || (q8 && *name == "SNB")
-        }));
+        constants.extend(
+            fields
+                .into_iter()
+                .filter(|(name, _)| !swiglu || *name == "SGX" || (q8 && *name == "SNB")),
+        );
         if let Some(r) = &rope {
             constants.extend([
                 ("SQH", (r.q.numel() / r.cache.dim) as u32),
