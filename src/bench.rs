@@ -85,14 +85,16 @@ pub async fn copy_bandwidth(ctx: &GpuContext, bytes: u64, reps: usize) -> Result
 /// The cost of one dependent dispatch: seconds per dispatch of a chain of `count` tiny copies
 /// (256 bytes, each reading what the one before it wrote) in one pass, best of three. The
 /// floor under any kernel of a decode step, whose dispatches depend on each other in turn.
-pub async fn dispatch_latency(ctx: &GpuContext, count: usize) -> Result<f64, OpError> {
+/// With `fixed` the copies take their size as pipeline constants, so each waits on no read of
+/// its params before its load: the difference is what that read costs a dispatch.
+pub async fn dispatch_latency(ctx: &GpuContext, count: usize, fixed: bool) -> Result<f64, OpError> {
     let a = ctx.storage("lat.a", 256);
     let b = ctx.storage("lat.b", 256);
     let timer = GpuTimer::new(ctx)?;
     let chain = |r: &mut Recorder| -> Result<(), OpError> {
         for i in 0..count {
             let (src, dst) = if i % 2 == 0 { (&a, &b) } else { (&b, &a) };
-            ops::copy(r, src, dst, 256)?;
+            ops::copy_with(r, src, dst, 256, fixed)?;
         }
         Ok(())
     };

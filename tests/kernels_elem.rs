@@ -884,3 +884,41 @@ fn conv1d_residual_all_paths() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// The copy kernel (the benchmarks' bandwidth reference and dispatch-latency chain)
+
+/// `ops::copy_with`, with the size from the params and as pipeline constants: random words of
+/// ragged lengths copied exactly, the destination's words past the length untouched.
+#[test]
+fn copy_both_ways() {
+    use bca::util::rng::Rng;
+    let c = ctx(Path::F32);
+    let mut rng = Rng::new(77);
+    for (i, &words) in [4usize, 1028, 70_004, 262_148].iter().enumerate() {
+        for fixed in [false, true] {
+            let src: Vec<u32> = (0..words).map(|_| rng.next_u64() as u32).collect();
+            let old: Vec<u32> = (0..words + 64).map(|_| rng.next_u64() as u32).collect();
+            let s = c.upload("src", bytemuck::cast_slice(&src));
+            let d = c.upload("dst", bytemuck::cast_slice(&old));
+            let mut rec = Recorder::new(c, "copy test");
+            ops::copy_with(&mut rec, &s, &d, (words * 4) as u64, fixed).unwrap();
+            rec.submit().unwrap();
+            let got = pollster::block_on(bca::gpu::read_buffer(c, &d, 0, d.size())).unwrap();
+            let got: &[u32] = bytemuck::cast_slice(&got);
+            let bad = (0..words).filter(|&j| got[j] != src[j]).count();
+            assert_eq!(
+                bad, 0,
+                "copy {i} ({words} words, fixed {fixed}): {bad} words differ"
+            );
+            assert_eq!(&got[words..], &old[words..], "copy {i}: past the length");
+        }
+    }
+    // a length past the buffers is a typed error, not a copy
+    let s = c.upload("src", &[0u8; 16]);
+    let d = c.upload("dst", &[0u8; 16]);
+    let mut rec = Recorder::new(c, "copy short");
+    let e = ops::copy_with(&mut rec, &s, &d, 32, true).unwrap_err();
+    assert!(e.to_string().contains("copy"), "{e}");
+    assert_eq!(rec.dispatches(), 0);
+}

@@ -76,22 +76,38 @@ pub fn copy(
     dst: &wgpu::Buffer,
     bytes: u64,
 ) -> Result<(), OpError> {
+    copy_with(rec, src, dst, bytes, false)
+}
+
+/// [`copy`], with its size and grid as pipeline constants where `fixed` (a pipeline per size),
+/// so that its load waits on no params.
+pub fn copy_with(
+    rec: &mut Recorder,
+    src: &wgpu::Buffer,
+    dst: &wgpu::Buffer,
+    bytes: u64,
+    fixed: bool,
+) -> Result<(), OpError> {
     let ctx = rec.ctx();
     check_len("copy", "src", src, bytes)?;
     check_len("copy", "dst", dst, bytes)?;
     let n = (bytes / 16) as u32;
+    let g = grid(
+        n.div_ceil(256),
+        ctx.limits.max_compute_workgroups_per_dimension,
+    );
+    let mut constants = vec![("WG", 256)];
+    if fixed {
+        constants.extend([("FN", n), ("FGX", g[0])]);
+    }
     let key = KernelKey {
         family: "copy",
         entry: "copy",
         act: ctx.act(),
         subgroups: false,
-        constants: vec![("WG", 256)],
+        constants,
     };
     let p = ctx.pipeline(&key, COPY_BINDINGS)?;
-    let g = grid(
-        n.div_ceil(256),
-        ctx.limits.max_compute_workgroups_per_dimension,
-    );
     let params: [u32; 4] = [n, g[0], 0, 0];
     let u = rec.params(bytemuck::cast_slice(&params));
     let group = rec.bind(&p, &crate::binds![src, dst, &u]);

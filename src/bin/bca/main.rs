@@ -495,10 +495,13 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             let bw_bytes = (working_set / 2).min(ctx.limits.max_storage_buffer_binding_size);
             let bw = pollster::block_on(bca::bench::copy_bandwidth(&ctx, bw_bytes, 10))?;
             println!("copy kernel bandwidth: {:.1} GB/s (read + write)", bw / 1e9);
-            let lat = pollster::block_on(bca::bench::dispatch_latency(&ctx, 512))?;
+            let lat = pollster::block_on(bca::bench::dispatch_latency(&ctx, 512, false))?;
+            let lat_fixed = pollster::block_on(bca::bench::dispatch_latency(&ctx, 512, true))?;
             println!(
-                "dependent dispatch: {:.2} us each (a chain of 512 tiny copies in one pass)",
-                lat * 1e6
+                "dependent dispatch: {:.2} us each (a chain of 512 tiny copies in one pass), \
+                 {:.2} us with the copy's size as pipeline constants",
+                lat * 1e6,
+                lat_fixed * 1e6
             );
             if ctx.caps.coop {
                 let p = pollster::block_on(bca::bench::tensor_peak(&ctx))?;
