@@ -365,6 +365,13 @@ enum BenchCmd {
         /// (`Epilogue::xq_out`; one vector).
         #[arg(long)]
         xq_out: bool,
+        /// Instead of the model's shapes, products of these row counts (× `--cols`): how the
+        /// time grows with the grid, e.g. across multiples of the GPU's workgroup slots.
+        #[arg(long, value_delimiter = ',')]
+        rows: Vec<usize>,
+        /// Columns of the `--rows` products.
+        #[arg(long, default_value_t = 3584)]
+        cols: usize,
         /// Also write the results as JSON here.
         #[arg(long)]
         json: Option<PathBuf>,
@@ -475,6 +482,8 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                     n,
                     working_set,
                     xq_out,
+                    rows,
+                    cols,
                     json,
                 },
         } => {
@@ -519,7 +528,21 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             );
             let mut all = Vec::new();
             for f in &formats {
-                for shape in bca::bench::PRODUCT_SHAPES {
+                // `--rows`: shapes named by their size (leaked: a few per run, alive to exit)
+                let custom: Vec<bca::bench::Shape> = rows
+                    .iter()
+                    .map(|&r| bca::bench::Shape {
+                        name: Box::leak(format!("rows {r} × {cols}").into_boxed_str()),
+                        rows: r,
+                        cols,
+                    })
+                    .collect();
+                let shapes = if custom.is_empty() {
+                    bca::bench::PRODUCT_SHAPES
+                } else {
+                    &custom[..]
+                };
+                for shape in shapes {
                     let r = pollster::block_on(bca::bench::bench_product(
                         &ctx,
                         shape,
