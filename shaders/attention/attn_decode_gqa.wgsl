@@ -42,10 +42,10 @@ override G: u32 = 7u;   // query heads per kv head, ≤ 8
 override D: u32 = 128u; // head dim, a multiple of 4, ≤ 128 (of 32 with XQ = 1)
 override XQ: u32 = 0u;
 // The cache's Tmax and KV heads as pipeline constants, so that the key and value loads wait
-// on no load of the params (a uniform read, which misses the constant cache at the start of
-// every dispatch): keys past the length load whatever the cache holds there, within Tmax (it
-// may be anything, NaN included: their scores are masked and their values multiplied by
-// nothing, see `select` below).
+// on no read of the params (a uniform read before a dispatch's first loads cost 0.33 µs on an
+// H100, BENCHMARKS.md fifteenth session). So keys past the length load whatever the cache holds
+// there, within Tmax. It may be anything, NaN included: their scores are masked, and their
+// values are selected out (`select` below, not multiplied by a zero weight).
 override TM: u32;
 override HKV: u32;
 

@@ -819,16 +819,20 @@ fn gemv_inner(
     }
     let groups = (m as u32).div_ceil(wg / tpr * rows_per_group);
     let g = grid(groups, ctx.limits.max_compute_workgroups_per_dimension);
+    // the eps the kernel reads with a prequantised x: its deferred norm's (x's, or the
+    // normalised residual's); a kernel that quantises x itself folds the norm there
+    let given_eps = defer
+        .map(|(_, e)| e)
+        .or(rn.map(|(_, _, e)| e))
+        .unwrap_or(0.0);
     if int8 && n == 1 {
         // one vector (every decode step's products): the shape, flags and eps as pipeline
         // constants, so that no workgroup waits on the params before its first weight loads
         // (`gemv_tail.wgsl`'s `pm()` …; the params still carry them for the other entries)
-        let eps = match epi.prequantised {
-            Some(_) => defer
-                .map(|(_, e)| e)
-                .or(rn.map(|(_, _, e)| e))
-                .unwrap_or(0.0),
-            None => 0.0,
+        let eps = if epi.prequantised.is_some() {
+            given_eps
+        } else {
+            0.0
         };
         let fields = [
             ("SM", m as u32),
@@ -915,15 +919,7 @@ fn gemv_inner(
     let (xbuf, gbuf, eps, x_stride) = match (&quantised, given) {
         // binding 7 carries the per-block x scales instead of the norm weight
         (Some((xq, xd)), _) => (&xq.buffer, &xd.buffer, 0.0, k.div_ceil(32) as u32),
-        (None, Some((xq, xd))) => (
-            xq,
-            xd,
-            defer
-                .map(|(_, e)| e)
-                .or(rn.map(|(_, _, e)| e))
-                .unwrap_or(0.0),
-            k.div_ceil(32) as u32,
-        ),
+        (None, Some((xq, xd))) => (xq, xd, given_eps, k.div_ceil(32) as u32),
         (None, None) => {
             let (g, eps) = epi.norm.unwrap_or((&ctx.dummy, 0.0));
             (&x.buf, g, eps, xs as u32)
