@@ -451,3 +451,11 @@ fn mutated_values(q: u8, edits: &[(usize, u8, u64)]) {
 fn manifest_hift_config_emptied_array() {
     mutated_values(2, &[(12748250260030689744, 88, 0)]);
 }
+
+/// The second case it found: a HiFT upsample rate of 3·10¹⁸, whose product with the others
+/// overflowed while the validator built the vocoder's tensor list (a panic) before the config's
+/// sizes were bounded.
+#[test]
+fn manifest_hift_config_huge_rate() {
+    mutated_values(0, &[(19194766825974954, 45, 3074457345618258603)]);
+}

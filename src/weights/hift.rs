@@ -32,6 +32,11 @@ pub struct HiftConfig {
     pub nsf_voiced_threshold: f64,
 }
 
+/// The largest size and layer count [`HiftConfig::inconsistency`] accepts (the tensor list is
+/// built from them; the real config's largest size is 512 and it has 3 F0 layers).
+const MAX_SIZE: usize = 1 << 20;
+const MAX_LAYERS: usize = 1 << 10;
+
 impl Default for HiftConfig {
     fn default() -> Self {
         HiftConfig {
@@ -142,6 +147,46 @@ impl HiftConfig {
                 self.base_channels
             ));
         }
+        // the sizes the tensor list is built from: bounded, so that its arithmetic cannot
+        // overflow and its loops stay short (the real config's largest is 512)
+        let sizes = [
+            ("in_channels", self.in_channels),
+            ("base_channels", self.base_channels),
+            ("nb_harmonics", self.nb_harmonics),
+            ("istft_n_fft", self.istft_n_fft),
+            ("f0_channels", self.f0_channels),
+        ];
+        let lists = [
+            ("upsample_rates", &self.upsample_rates),
+            ("upsample_kernel_sizes", &self.upsample_kernel_sizes),
+            ("resblock_kernel_sizes", &self.resblock_kernel_sizes),
+            (
+                "source_resblock_kernel_sizes",
+                &self.source_resblock_kernel_sizes,
+            ),
+        ];
+        let listed = lists
+            .iter()
+            .flat_map(|(name, v)| v.iter().map(move |&x| (*name, x)));
+        if let Some((name, v)) = sizes.into_iter().chain(listed).find(|&(_, v)| v > MAX_SIZE) {
+            return Some(format!("{name} has {v}, over {MAX_SIZE}"));
+        }
+        if self.f0_layers > MAX_LAYERS {
+            return Some(format!(
+                "f0_layers is {}, over {MAX_LAYERS}",
+                self.f0_layers
+            ));
+        }
+        let up = self
+            .upsample_rates
+            .iter()
+            .try_fold(1usize, |a, &r| a.checked_mul(r).filter(|&p| p <= MAX_SIZE));
+        if up.is_none() {
+            return Some(format!(
+                "the product of upsample_rates {:?} is over {MAX_SIZE}",
+                self.upsample_rates
+            ));
+        }
         None
     }
 
@@ -153,7 +198,8 @@ impl HiftConfig {
     /// Every tensor of `hift.pt` (legacy weight-norm spelling), spec §9.
     pub fn tensors(&self) -> Vec<TensorSpec> {
         let mut l = Vec::new();
-        let nfft2 = self.istft_n_fft + 2;
+        // saturating: a config that `inconsistency` refuses must not panic here either
+        let nfft2 = self.istft_n_fft.saturating_add(2);
         wn(
             &mut l,
             "conv_pre",
@@ -170,8 +216,10 @@ impl HiftConfig {
         }
         for i in 0..n_up {
             let ch = self.stage_channels(i);
-            let u: usize = self.upsample_rates[i + 1..].iter().product();
-            let k = if i + 1 < n_up { 2 * u } else { 1 };
+            let u = self.upsample_rates[i + 1..]
+                .iter()
+                .fold(1usize, |a, &r| a.saturating_mul(r));
+            let k = if i + 1 < n_up { u.saturating_mul(2) } else { 1 };
             plain(
                 &mut l,
                 format!("source_downs.{i}.weight"),
@@ -210,7 +258,7 @@ impl HiftConfig {
         plain(
             &mut l,
             "m_source.l_linear.weight".into(),
-            vec![1, self.nb_harmonics + 1],
+            vec![1, self.nb_harmonics.saturating_add(1)],
             Role::Linear,
         );
         plain(&mut l, "m_source.l_linear.bias".into(), vec![1], Role::Bias);
@@ -411,6 +459,43 @@ mod tests {
         let mut c = HiftConfig::default();
         c.upsample_rates.clear();
         assert!(c.inconsistency().is_some());
+    }
+
+    /// Sizes whose tensor list would overflow (the product of the upsample rates, the FFT
+    /// size) or loop for ever (the F0 layers) are refused by name, and the list itself does
+    /// not panic on them.
+    #[test]
+    fn absurd_sizes_are_refused_and_do_not_overflow() {
+        let mut c = HiftConfig {
+            upsample_rates: vec![3074457345618258603, 8, 5],
+            ..Default::default()
+        };
+        let why = c.inconsistency().unwrap_or_default();
+        assert!(
+            why.contains("upsample_rates has 3074457345618258603"),
+            "{why}"
+        );
+        assert!(!c.tensors().is_empty());
+        c.upsample_rates = vec![1 << 12, 1 << 12, 2];
+        let why = c.inconsistency().unwrap_or_default();
+        assert!(why.contains("product of upsample_rates"), "{why}");
+        let c = HiftConfig {
+            istft_n_fft: usize::MAX,
+            nb_harmonics: usize::MAX,
+            ..Default::default()
+        };
+        let why = c.inconsistency().unwrap_or_default();
+        assert!(
+            why.contains("nb_harmonics") || why.contains("istft_n_fft"),
+            "{why}"
+        );
+        assert!(!c.tensors().is_empty());
+        let c = HiftConfig {
+            f0_layers: 1 << 40,
+            ..Default::default()
+        };
+        let why = c.inconsistency().unwrap_or_default();
+        assert!(why.contains("f0_layers"), "{why}");
     }
 
     #[test]
