@@ -844,9 +844,9 @@ fn gemv_inner(
             ("ONE", 1),
         ];
         // SwiGLU (gate/up) fixes fewer: with all of them the H100's compiler made it slower
-        // (q4 932 → 957 µs per token with all, 974 with the row length alone; q8 1527 → 1565
-        // with all, 1508 with the row length and the grid), so q4 fixes the grid and q8 the
-        // grid and the row length (BENCHMARKS.md, fifteenth session)
+        // (q4 932 → 957 µs per token with all, 974 with the row length alone; q8 1527 →
+        // 1547–1550 with all, 1508 with the row length and the grid), so q4 fixes the grid and
+        // q8 the grid and the row length (BENCHMARKS.md, fifteenth session)
         let q8 = matches!(w, Matrix::Q8 { .. });
         constants.extend(
             fields

@@ -106,8 +106,9 @@ fn resblock(l: &mut Vec<TensorSpec>, p: &str, ch: usize, k: usize, n_dil: usize)
 
 impl HiftConfig {
     /// Why the config cannot describe a vocoder (array lengths that disagree, no upsampling
-    /// stage, channels that run out), or None. [`HiftConfig::tensors`] indexes by these, so a
-    /// config from outside (a web manifest) is checked first.
+    /// stage, channels that run out, a size over 2²⁰ or more than 1024 F0 layers), or None.
+    /// [`HiftConfig::tensors`] indexes by these and loops over the layers, so a config from
+    /// outside (a web manifest) is checked first.
     pub fn inconsistency(&self) -> Option<String> {
         let n_up = self.upsample_rates.len();
         let nk = self.resblock_kernel_sizes.len();
