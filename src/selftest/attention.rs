@@ -238,6 +238,83 @@ pub async fn attn_decode_xq_case(
     Ok(c)
 }
 
+/// The decode attention with its combine in the splits' dispatch
+/// ([`GpuContext::attn_one_dispatch`]) against the two dispatches: the output and its int8 x
+/// must be the same bits (the same combine code), the output within the tolerance of the
+/// reference, and the splits' count back at 0 after every dispatch, so the next one waits for
+/// its own splits. `lens` run one after another on the same context, alternating the forms.
+pub async fn attn_decode_one_dispatch_case(
+    ctx: &mut GpuContext,
+    (hq, hkv, d): (usize, usize, usize),
+    lens: &[usize],
+    seed: u64,
+) -> Result<Comparison, OpError> {
+    let one = ctx.attn_one_dispatch;
+    let mut last = None;
+    for (i, &len) in lens.iter().enumerate() {
+        let t = decode_inputs(ctx, (hq, hkv, d), len, seed + i as u64)?;
+        let quant = ops::decode_quantises(d);
+        let nb = (hq * d / 32).max(1) as u64;
+        let (xq, xd) = (ctx.storage("xq", nb * 32), ctx.storage("xd", nb * 8));
+        let run = |ctx: &mut GpuContext, fused: bool| {
+            ctx.attn_one_dispatch = fused;
+            let mut rec = Recorder::new(ctx, "attn_decode one-dispatch test");
+            let q = quant.then_some((&xq, &xd));
+            ops::attn_decode_xq(
+                &mut rec, &t.q, &t.cache, len, t.scale, &t.scratch, &t.out, q,
+            )?;
+            let n = rec.dispatches();
+            rec.submit()?;
+            Ok::<usize, OpError>(n)
+        };
+        let words = (nb * 8) as usize;
+        let n1 = run(ctx, true)?;
+        let got1 = t.out.to_vec(ctx).await?;
+        let xq1 = ctx.read_f32(&xq, words).await?;
+        let count = ctx.read_f32(&ctx.sync, 1).await?;
+        let n2 = run(ctx, false)?;
+        let got2 = t.out.to_vec(ctx).await?;
+        let xq2 = ctx.read_f32(&xq, words).await?;
+        ctx.attn_one_dispatch = one;
+        let expect = if len > 32 { (1, 2) } else { (1, 1) };
+        if (n1, n2) != expect || count[0].to_bits() != 0 {
+            return Err(OpError::Shape {
+                op: "attn_decode one-dispatch test",
+                detail: format!(
+                    "L={len}: {n1} and {n2} dispatches (expected {expect:?}), count left at {}",
+                    count[0].to_bits()
+                ),
+            });
+        }
+        let (atol, rtol) = tol(ctx, F32_TOL, F16_TOL);
+        let c = compare(&got1, &t.want, atol, rtol);
+        if !c.ok() {
+            return Ok(c);
+        }
+        let mut c = compare(&got1, &got2, 0.0, 0.0);
+        if c.ok() && quant {
+            // each word as its two 16-bit halves (exact in f32)
+            let halves = |v: &[f32]| {
+                v.iter()
+                    .flat_map(|x| [(x.to_bits() & 0xffff) as f32, (x.to_bits() >> 16) as f32])
+                    .collect::<Vec<_>>()
+            };
+            c = compare(&halves(&xq1), &halves(&xq2), 0.0, 0.0);
+            c.note = Some(format!("L={len}: int8 x of one dispatch vs two"));
+        } else {
+            c.note = Some(format!("L={len}: output of one dispatch vs two"));
+        }
+        if !c.ok() {
+            return Ok(c);
+        }
+        last = Some(c);
+    }
+    last.ok_or_else(|| OpError::Shape {
+        op: "attn_decode one-dispatch test",
+        detail: "no lengths".into(),
+    })
+}
+
 /// Chunked prefill: `tq` queries at positions p0.. against a cache holding p0 + tq positions
 /// (and NaN after them).
 pub async fn attn_prefill_case(
