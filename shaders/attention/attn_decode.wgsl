@@ -164,25 +164,30 @@ fn attn_decode(
     }
 }
 
-// Combine: one workgroup per head, one dim per invocation (attn_combine.wgsl, shared with
-// the GQA kernel's one-dispatch form).
-var<workgroup> cst: array<f32, 2048>; // the split statistics a pass stages: m_s, then l_s
-var<workgroup> wo: array<act, 128>;   // the output as `out` holds it (attn_combine.wgsl)
+// Combine: one workgroup per head, one dim per invocation. The chain is one round of loads
+// and one barrier: every invocation issues its dim's partials of the first CB splits together
+// with the split statistics (m_s, l_s) it stages, then, after the barrier, finds the max over
+// the staged m_s itself (a loop over workgroup memory, no reduction tree) and sums
+// w_s = exp(m_s − m) times its partials and l_s. Splits beyond CB come CB at a time; beyond
+// MAXS (65536 keys) the passes rescale what came before to the new max.
+const MAXS: u32 = 1024u; // splits staged per pass
+const CB: u32 = 32u;     // partials per invocation in flight at once
+var<workgroup> wm: array<f32, MAXS>; // m_s of the pass
+var<workgroup> wl: array<f32, MAXS>; // l_s of the pass
+// the output for XQ as `out` holds it: in the activation dtype, so each value is rounded as
+// stored (an H100's compiler kept an f32 array's copy of act(a / l) at f32 precision, and the
+// int8 x then differed from quantising `out`)
+var<workgroup> wo: array<act, 128>;
 
-fn cst_set(i: u32, v: f32) {
-    cst[i] = v;
-}
-
-fn cst_get(i: u32) -> f32 {
-    return cst[i];
-}
-
-fn wo_set(i: u32, v: act) {
-    wo[i] = v;
-}
-
-fn wo_get(i: u32) -> act {
-    return wo[i];
+// The partials of splits s .. s + CB − 1 for dim t of head h (splits past the last read the
+// last again: their weight is masked to 0 by the caller).
+fn combine_loads(h: u32, t: u32, s: u32) -> array<f32, CB> {
+    var v: array<f32, CB>;
+    let d = min(t, D - 1u);
+    for (var i = 0u; i < CB; i++) {
+        v[i] = part[(min(s + i, P.nsplit - 1u) * P.hq + h) * D + d];
+    }
+    return v;
 }
 
 @compute @workgroup_size(128)
@@ -190,8 +195,63 @@ fn attn_decode_combine(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(local_invocation_index) t: u32,
 ) {
-    attn_combine(wid.x, 1u, 1u, t);
+    let h = wid.x;
+    let ml = P.nsplit * P.hq * D;
+    var m = LOWEST;
+    var l = 0.0;
+    var a = 0.0;
+    for (var s0 = 0u; s0 < P.nsplit; s0 += MAXS) {
+        let ns = min(MAXS, P.nsplit - s0);
+        var pv = combine_loads(h, t, s0);
+        workgroupBarrier(); // the previous pass's statistics are read
+        for (var s = t; s < ns; s += 128u) {
+            let i = ml + ((s0 + s) * P.hq + h) * 2u;
+            wm[s] = part[i];
+            wl[s] = part[i + 1u];
+        }
+        workgroupBarrier();
+        var mp = m;
+        for (var s = 0u; s < ns; s++) {
+            mp = max(mp, wm[s]);
+        }
+        // a and l so far, rescaled to the new max (0 and 0 on the first pass)
+        let r = exp(m - mp);
+        a *= r;
+        l *= r;
+        m = mp;
+        for (var b = 0u; b < ns; b += CB) {
+            if (b > 0u) {
+                pv = combine_loads(h, t, s0 + b);
+            }
+            for (var i = 0u; i < CB; i++) {
+                let s = min(b + i, ns - 1u);
+                let w = select(0.0, exp(wm[s] - m), b + i < ns);
+                l += w * wl[s];
+                a += w * pv[i];
+            }
+        }
+    }
+    let o = act(a / l);
+    if (t < D) {
+        out[h * D + t] = o;
+    }
+    if (XQ == 1u) {
+        wo[t] = o;
+        workgroupBarrier();
+        if (t < D / 32u) {
+            var v: array<vec4<f32>, 8>;
+            for (var j = 0u; j < 8u; j++) {
+                let e = 32u * t + 4u * j;
+                v[j] = vec4<f32>(f32(wo[e]), f32(wo[e + 1u]), f32(wo[e + 2u]), f32(wo[e + 3u]));
+            }
+            let b = xq_block(v);
+            let blk = h * (D / 32u) + t;
+            for (var j = 0u; j < 8u; j++) {
+                xq[blk * 8u + j] = b.q[j];
+            }
+            xd[blk] = b.d;
+        }
+    }
 }
 
-// #include attn_combine
 // #include xq_block

@@ -11,7 +11,6 @@
 // @binding(4) P:     uniform Params
 // @binding(5) xq:    (Hq·D/32, 8) u32      with XQ = 1 and one split: out as gemv_i8's int8 x
 // @binding(6) xd:    (Hq·D/32) vec2<f32>   (xq_block.wgsl), so the next product skips gemv_xq
-// @binding(7) sync:  atomic u32            `attn_decode_gqa_sync` only: the count of splits done
 //
 // Scores: 256/CH invocations per key (4 or 8), invocation u of a key takes the key's vec4s u,
 // u+4, u+8, … (neighbours read neighbouring vec4s), dots them with all G queries, and the
@@ -88,84 +87,8 @@ fn attn_decode_gqa(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(local_invocation_index) t: u32,
 ) {
-    gqa_split(wid.x, wid.y, t);
-}
-
-// The combine in the splits' dispatch (grid (S, Hkv + rows)): rows 0 .. Hkv − 1 are the
-// splits, as `attn_decode_gqa`; each then counts itself in `sync[0]` after a device-scope
-// barrier (storageBarrier) that releases its partials. The rows after them hold ⌈Hq / 2⌉
-// combine workgroups (two heads each, row-major; any past that return at once), which wait
-// until the count reaches S·Hkv, acquire (storageBarrier), and combine as the combine pass
-// does (attn_combine.wgsl), so the output is the same bits. The last combine workgroup to
-// finish sets the count back to 0 for the next dispatch.
-//
-// This saves a dispatch (about 2 µs on an H100) and the combine's start. It assumes what WebGPU
-// does not promise: that a workgroup, once started, does not wait on one that has not been
-// started, i.e. workgroups start in the order of their index (combine workgroups come after
-// every split). Desktop GPUs and lavapipe do so; the host uses this kernel only on adapters it
-// knows (`GpuContext::attn_one_dispatch`), never in the browser.
-@group(0) @binding(7) var<storage, read_write> sync: array<atomic<u32>>;
-var<workgroup> seen: u32; // the count invocation 0 read
-
-@compute @workgroup_size(256)
-fn attn_decode_gqa_sync(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nw: vec3<u32>,
-    @builtin(local_invocation_index) t: u32,
-) {
-    let splits = nw.x * HKV;
-    if (wid.y < HKV) {
-        gqa_split(wid.x, wid.y, t);
-        storageBarrier();
-        if (t == 0u) {
-            atomicAdd(&sync[0], 1u);
-        }
-        return;
-    }
-    let c = (wid.y - HKV) * nw.x + wid.x;
-    let nc = (P.hq + 1u) / 2u;
-    if (c >= nc) {
-        return;
-    }
-    // the wait is uniform (a barrier per round), so no invocation runs ahead of the others
-    loop {
-        if (t == 0u) {
-            seen = atomicLoad(&sync[0]);
-        }
-        if (workgroupUniformLoad(&seen) >= splits) {
-            break;
-        }
-    }
-    storageBarrier(); // acquire the splits' partials
-    attn_combine(2u * c, min(2u, P.hq - 2u * c), 2u, t);
-    if (t == 0u) {
-        if (atomicAdd(&sync[0], 1u) == splits + nc - 1u) {
-            atomicStore(&sync[0], 0u);
-        }
-    }
-}
-
-// The combine's workgroup memory (attn_combine.wgsl): the statistics in `red`, the output in `qo`
-fn cst_set(i: u32, v: f32) {
-    red[i] = v;
-}
-
-fn cst_get(i: u32) -> f32 {
-    return red[i];
-}
-
-fn wo_set(i: u32, v: act) {
-    qo[i / 4u][i % 4u] = v;
-}
-
-fn wo_get(i: u32) -> act {
-    return qo[i / 4u][i % 4u];
-}
-
-// #include attn_combine
-
-// Split s of KV head kh.
-fn gqa_split(s: u32, kh: u32, t: u32) {
+    let s = wid.x;
+    let kh = wid.y;
     let d4 = D / 4u;
     // Every load of the workgroup is issued first, together: q, the invocation's key vec4s and
     // its values (a fixed trip count the compiler unrolls; keys past the length load what the

@@ -100,10 +100,6 @@ pub struct GpuOptions {
     /// HiFT's F0, sine source and source STFT on the host, with a read-back of F0 (the earlier
     /// way; a knob for comparisons).
     pub host_source: bool,
-    /// The decode attention's combine runs as its own dispatch after the splits' even where the
-    /// adapter is known to start workgroups in order (see [`GpuContext::attn_one_dispatch`];
-    /// a knob for comparisons).
-    pub two_pass_attn: bool,
 }
 
 /// The tensor-core kernel of products with f16 weights (q8/q4 always take `gemm_coop.wgsl`).
@@ -270,12 +266,6 @@ pub struct GpuContext {
     pub no_attn_prefetch: bool,
     /// See [`GpuOptions::host_source`].
     pub host_source: bool,
-    /// The decode attention combines its splits in the splits' own dispatch
-    /// (`attn_decode_gqa_sync`), whose combine workgroups wait for the splits' count. That
-    /// needs workgroups to start in the order of their index, which WebGPU does not promise,
-    /// so it is on only natively, on adapters known to do so (NVIDIA, AMD, Intel, and CPU
-    /// rasterisers such as lavapipe), and not with [`GpuOptions::two_pass_attn`].
-    pub attn_one_dispatch: bool,
     /// q4/q8 decode products quantise x to int8 and use packed dot products (gemv_i8.wgsl).
     pub int8: bool,
     pub(crate) sink: Arc<Mutex<ErrorSink>>,
@@ -286,8 +276,6 @@ pub struct GpuContext {
     pub(crate) dummy_rw: wgpu::Buffer,
     /// A third, for kernels with two optional writable outputs.
     pub(crate) dummy_rw2: wgpu::Buffer,
-    /// The count `attn_decode_gqa_sync` keeps (see [`GpuContext::attn_one_dispatch`]).
-    pub(crate) sync: wgpu::Buffer,
     /// Idle param rings of recorders without a bind cache (see [`super::Recorder::params`]).
     pub(crate) rings: Mutex<Vec<wgpu::Buffer>>,
     /// Offset alignment of a params slot in a ring (uniform and storage alignment, whichever
@@ -503,18 +491,6 @@ impl GpuContext {
             usage: wgpu::BufferUsages::STORAGE,
             mapped_at_creation: false,
         });
-        // the count of the decode attention's one-dispatch form (zeroed at creation; every
-        // dispatch leaves it at 0)
-        let sync = device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("attn_sync"),
-            size: 16,
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
-            mapped_at_creation: false,
-        });
-        let attn_one_dispatch = !opts.two_pass_attn
-            && cfg!(not(target_arch = "wasm32"))
-            && info.vendor == 0x10de
-            && info.device_type != wgpu::DeviceType::Cpu;
         let mut ctx = GpuContext {
             device,
             queue,
@@ -552,13 +528,11 @@ impl GpuContext {
             attn_coop_sg: opts.attn_coop_sg,
             no_attn_prefetch: opts.no_attn_prefetch,
             host_source: opts.host_source,
-            attn_one_dispatch,
             int8: !opts.no_int8,
             sink,
             dummy,
             dummy_rw,
             dummy_rw2,
-            sync,
             rings: Mutex::new(Vec::new()),
             profile: Mutex::new(None),
             param_align: u64::from(
@@ -748,7 +722,6 @@ impl GpuContext {
                 "cooperative_matrix": self.caps.coop,
             },
             "activation_dtype": self.act().name(),
-            "attn_one_dispatch": self.attn_one_dispatch,
             "limits": self.limits,
         })
     }

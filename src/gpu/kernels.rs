@@ -176,10 +176,6 @@ const INCLUDES: &[(&str, &str)] = &[
         "xq_block",
         include_str!("../../shaders/common/xq_block.wgsl"),
     ),
-    (
-        "attn_combine",
-        include_str!("../../shaders/common/attn_combine.wgsl"),
-    ),
     ("draw", include_str!("../../shaders/common/draw.wgsl")),
     (
         "layernorm_row",

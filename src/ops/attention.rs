@@ -256,18 +256,6 @@ const DECODE_XQ_BINDINGS: &[Binding] = &[
     Binding::ReadWrite,
 ];
 
-/// The GQA kernel with its combine in the same dispatch: the same plus the splits' count.
-const DECODE_SYNC_BINDINGS: &[Binding] = &[
-    Binding::Read,
-    Binding::Read,
-    Binding::ReadWrite,
-    Binding::ReadWrite,
-    Binding::Uniform,
-    Binding::ReadWrite,
-    Binding::ReadWrite,
-    Binding::ReadWrite,
-];
-
 /// Whether [`attn_decode_xq`] can write its output as int8 x for these head dims.
 pub fn decode_quantises(d: usize) -> bool {
     d.is_multiple_of(32) && d <= 128
@@ -445,27 +433,6 @@ pub fn attn_decode_xq(
         // the cache's shape as pipeline constants: the loads wait on no params
         constants.push(("TM", cache.tmax as u32));
         constants.push(("HKV", cache.heads as u32));
-        if nsplit > 1 && ctx.attn_one_dispatch {
-            // the combine in the same dispatch: ⌈Hq / 2⌉ combine workgroups in rows of nsplit
-            // after the splits' Hkv rows (attn_decode_gqa.wgsl, `attn_decode_gqa_sync`)
-            let ps = ctx.pipeline(
-                &KernelKey {
-                    family: "attn_decode_gqa",
-                    entry: "attn_decode_gqa_sync",
-                    act: ctx.act(),
-                    subgroups: false,
-                    constants,
-                },
-                DECODE_SYNC_BINDINGS,
-            )?;
-            let rows = hq.div_ceil(2).div_ceil(nsplit);
-            let g = rec.bind(
-                &ps,
-                &crate::binds![&q.buf, &cache.buf, scratch, &out.buf, &ubuf, xqb, xdb, &ctx.sync],
-            );
-            rec.dispatch(&ps, &g, [nsplit as u32, (cache.heads + rows) as u32, 1])?;
-            return Ok(());
-        }
         let pg = ctx.pipeline(
             &KernelKey {
                 family: "attn_decode_gqa",

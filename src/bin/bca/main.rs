@@ -141,10 +141,6 @@ struct GpuArgs {
     /// comparisons).
     #[arg(long)]
     host_source: bool,
-    /// The decode attention's combine as a dispatch of its own even where the adapter starts
-    /// workgroups in order (a knob for comparisons).
-    #[arg(long)]
-    two_pass_attn: bool,
 }
 
 fn parse_coops_shape(s: &str) -> Result<(u32, u32), String> {
@@ -246,7 +242,6 @@ impl GpuArgs {
             attn_coop_sg: self.attn_coop_sg,
             no_attn_prefetch: self.no_attn_prefetch,
             host_source: self.host_source,
-            two_pass_attn: self.two_pass_attn,
         }
     }
 }
