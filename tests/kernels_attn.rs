@@ -105,6 +105,11 @@ fn decode_kernels_fit_16k_of_workgroup_memory() {
             "attn_decode_combine",
             vec![("G", 7), ("D", 128), ("XQ", xq)],
         ));
+        keys.push((
+            "attn_decode_head",
+            "attn_decode_head",
+            vec![("G", 7), ("XQ", xq), ("TM", 4096), ("HKV", 4)],
+        ));
     }
     for act in [ActDType::F16, ActDType::F32] {
         for (family, entry, constants) in &keys {
@@ -112,7 +117,7 @@ fn decode_kernels_fit_16k_of_workgroup_memory() {
                 family,
                 entry,
                 act,
-                subgroups: false,
+                subgroups: *family == "attn_decode_head",
                 constants: constants.clone(),
             };
             let (m, i) = common::specialised(&key);
@@ -357,6 +362,70 @@ fn attn_rows_every_block() {
             &format!("rows {rb} splits {splits} attn_varlen"),
             pollster::block_on(st::attn_varlen_case(&c, (4, 4, 64), &[70, 3, 0, 90], 490)),
         );
+    }
+}
+
+/// The one-pass decode attention (`attn_decode_head.wgsl`: 33 to 256 keys, head dim 128, where
+/// there are subgroups) against the f64 reference and, for its int8 output, against the next
+/// product's own quantisation: at the ends of its range and between, GQA 7, 4 and 1, on the f16
+/// path and on an f32 path with subgroups (the shared contexts' f32 path has none). One
+/// dispatch where it applies, two past 256 keys, with `no_attn_one_pass` or with a split
+/// length forced.
+#[test]
+fn attn_decode_one_pass() {
+    let f32s = pollster::block_on(GpuContext::new(&GpuOptions {
+        force_f32: true,
+        ..Default::default()
+    }))
+    .expect("GPU adapter");
+    for (name, c) in [("f16", ctx(Path::F16)), ("f32", &f32s)] {
+        assert!(c.caps.subgroups, "{name}: lavapipe has subgroups");
+        for (hs, lens) in [
+            (LLM, &[33usize, 64, 127, 200, 256][..]),
+            ((8, 2, 128), &[40, 255][..]),
+            ((3, 3, 128), &[100][..]),
+        ] {
+            for (i, &len) in lens.iter().enumerate() {
+                assert!(ops::decode_one_pass(c, 128, len));
+                let seed = 1500 + i as u64;
+                assert_ok(
+                    &format!("{name} one-pass attn_decode heads {hs:?} L={len}"),
+                    pollster::block_on(st::attn_decode_case(c, hs, len, seed)),
+                );
+                assert_ok(
+                    &format!("{name} one-pass attn_decode_xq heads {hs:?} L={len}"),
+                    pollster::block_on(st::attn_decode_xq_case(c, hs, len, seed)),
+                );
+            }
+        }
+    }
+    let two = pollster::block_on(GpuContext::new(&GpuOptions {
+        require_f16: true,
+        no_attn_one_pass: true,
+        ..Default::default()
+    }))
+    .expect("GPU adapter");
+    let forced = pollster::block_on(GpuContext::new(&GpuOptions {
+        require_f16: true,
+        attn_decode_keys: Some(32),
+        ..Default::default()
+    }))
+    .expect("GPU adapter");
+    for (c, len, n) in [
+        (ctx(Path::F16), 33, 1),
+        (ctx(Path::F16), ops::ONE_PASS_MAX_KEYS, 1),
+        (ctx(Path::F16), ops::ONE_PASS_MAX_KEYS + 1, 2),
+        (ctx(Path::F16Portable), 100, 2),
+        (&two, 100, 2),
+        (&forced, 100, 2),
+    ] {
+        let cache = KvCache::new(c, "cache", 4, 512, 128).unwrap();
+        let q = Tensor::empty(c, "q", &[28, 128]);
+        let out = Tensor::empty(c, "out", &[28, 128]);
+        let scratch = c.storage("s", ops::decode_scratch_bytes(28, 128, 512));
+        let mut rec = Recorder::new(c, "t");
+        ops::attn_decode(&mut rec, &q, &cache, len, 0.1, &scratch, &out).unwrap();
+        assert_eq!(rec.dispatches(), n, "L={len}");
     }
 }
 

@@ -100,6 +100,10 @@ pub struct GpuOptions {
     /// HiFT's F0, sine source and source STFT on the host, with a read-back of F0 (the earlier
     /// way; a knob for comparisons).
     pub host_source: bool,
+    /// The decode attention always takes its split passes (`attn_decode_gqa` and the combine)
+    /// instead of the one-pass kernel for up to 1024 keys (`attn_decode_head`; a knob for
+    /// comparisons).
+    pub no_attn_one_pass: bool,
 }
 
 /// The tensor-core kernel of products with f16 weights (q8/q4 always take `gemm_coop.wgsl`).
@@ -266,6 +270,8 @@ pub struct GpuContext {
     pub no_attn_prefetch: bool,
     /// See [`GpuOptions::host_source`].
     pub host_source: bool,
+    /// See [`GpuOptions::no_attn_one_pass`].
+    pub no_attn_one_pass: bool,
     /// q4/q8 decode products quantise x to int8 and use packed dot products (gemv_i8.wgsl).
     pub int8: bool,
     pub(crate) sink: Arc<Mutex<ErrorSink>>,
@@ -528,6 +534,7 @@ impl GpuContext {
             attn_coop_sg: opts.attn_coop_sg,
             no_attn_prefetch: opts.no_attn_prefetch,
             host_source: opts.host_source,
+            no_attn_one_pass: opts.no_attn_one_pass,
             int8: !opts.no_int8,
             sink,
             dummy,

@@ -136,6 +136,10 @@ const SOURCES: &[(&str, &str)] = &[
         include_str!("../../shaders/attention/attn_decode_gqa.wgsl"),
     ),
     (
+        "attn_decode_head",
+        include_str!("../../shaders/attention/attn_decode_head.wgsl"),
+    ),
+    (
         "attn_tiled",
         include_str!("../../shaders/attention/attn_tiled.wgsl"),
     ),

@@ -256,6 +256,29 @@ const DECODE_XQ_BINDINGS: &[Binding] = &[
     Binding::ReadWrite,
 ];
 
+/// Longest context the one-pass decode attention takes. One workgroup per query head reads all
+/// of its keys and values, so its time grows with the length faster than the split passes'
+/// (128 workgroups at 1024 keys). On an H100 (q4 step, µs per token): 256 keys 2208–2217
+/// against 2238–2242 split, 512 even (2246–2248), 1024 2386 against 2269 (BENCHMARKS.md,
+/// sixteenth session). Up to 256 keys it reads one round of values.
+pub const ONE_PASS_MAX_KEYS: usize = 256;
+
+/// Whether the decode attention over `len` keys of head dim `d` takes the one-pass kernel
+/// (`attn_decode_head.wgsl`, one dispatch instead of two): head dim 128, 33 to
+/// [`ONE_PASS_MAX_KEYS`] keys (up to 32 the GQA pass is one dispatch already), subgroups of at
+/// least 8 laid out in order, workgroups of 1024, no split length forced
+/// (`GpuOptions::attn_decode_keys`), and not `GpuOptions::no_attn_one_pass`.
+pub fn decode_one_pass(ctx: &GpuContext, d: usize, len: usize) -> bool {
+    d == 128
+        && (33..=ONE_PASS_MAX_KEYS).contains(&len)
+        && ctx.caps.subgroups
+        && ctx.caps.subgroup_size >= 8
+        && ctx.limits.max_compute_invocations_per_workgroup >= 1024
+        && ctx.limits.max_compute_workgroup_size_x >= 1024
+        && ctx.attn_decode_keys.is_none()
+        && !ctx.no_attn_one_pass
+}
+
 /// Whether [`attn_decode_xq`] can write its output as int8 x for these head dims.
 pub fn decode_quantises(d: usize) -> bool {
     d.is_multiple_of(32) && d <= 128
@@ -425,6 +448,30 @@ pub fn attn_decode_xq(
     };
     let ubuf = rec.params(bytemuck::bytes_of(&params));
     let buffers = crate::binds![&q.buf, &cache.buf, scratch, &out.buf, &ubuf];
+    if decode_one_pass(ctx, d, len) {
+        // one workgroup of 1024 per query head over every key: no partials, no combine
+        let ph = ctx.pipeline(
+            &KernelKey {
+                family: "attn_decode_head",
+                entry: "attn_decode_head",
+                act: ctx.act(),
+                subgroups: true,
+                constants: vec![
+                    ("G", group as u32),
+                    ("XQ", xq_flag),
+                    ("TM", cache.tmax as u32),
+                    ("HKV", cache.heads as u32),
+                ],
+            },
+            DECODE_XQ_BINDINGS,
+        )?;
+        let g = rec.bind(
+            &ph,
+            &crate::binds![&q.buf, &cache.buf, scratch, &out.buf, &ubuf, xqb, xdb],
+        );
+        rec.dispatch(&ph, &g, [hq as u32, 1, 1])?;
+        return Ok(());
+    }
     if gqa {
         // one workgroup per (split, KV head): keys and values read once for the whole group
         let mut constants = consts;

@@ -141,6 +141,10 @@ struct GpuArgs {
     /// comparisons).
     #[arg(long)]
     host_source: bool,
+    /// The decode attention always takes its split passes, not the one-pass kernel for up to
+    /// 1024 keys (a knob for comparisons).
+    #[arg(long)]
+    no_attn_one_pass: bool,
 }
 
 fn parse_coops_shape(s: &str) -> Result<(u32, u32), String> {
@@ -242,6 +246,7 @@ impl GpuArgs {
             attn_coop_sg: self.attn_coop_sg,
             no_attn_prefetch: self.no_attn_prefetch,
             host_source: self.host_source,
+            no_attn_one_pass: self.no_attn_one_pass,
         }
     }
 }
