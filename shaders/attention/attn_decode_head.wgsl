@@ -1,13 +1,20 @@
-// attn_decode_head — one query token's attention over up to 1024 cache positions in one pass:
-// one workgroup of 1024 invocations per query head, so no split partials and no combine pass.
-// For head dim 128 where the adapter has subgroups (of 8 or more invocations, laid out in
-// order). Same bindings and params as attn_decode_gqa.wgsl (`part` unused).
+// attn_decode_head — one query token's attention over a short cache in one pass: one workgroup
+// of 1024 invocations per query head over every key (up to NK: the engine uses it up to 256,
+// ops::ONE_PASS_MAX_KEYS), so no split partials and no combine pass. For head dim 128 where the
+// adapter has subgroups (of 8 or more invocations, laid out in order). Same bindings and params
+// as attn_decode_gqa.wgsl (`part` unused).
+//
+// Why only short caches: one workgroup reads all of its head's keys and values, so its time
+// grows with the length faster than the split passes', whose loads spread over many
+// workgroups. On an H100 the q4 step at 256 keys took 2131 µs against 2200–2203 with the split
+// passes, even at 512 keys (loading 512 keys' rounds), and lost at 1024 (2386 against 2269).
 //
 // Scores: 8 invocations per key (invocation u takes the key's vec4s u, u+8, u+16, u+24), 128
-// keys per round, four rounds' loads issued together; the 8 partial dots meet by shuffles.
-// Softmax: one score per invocation, subgroup max and sum, the subgroups' results through
-// workgroup memory. Values: invocation t takes dims 4·(t % 32) … +3 over keys t / 32, t / 32 +
-// 32, … (eight loads in flight), and the 32 key groups meet in workgroup memory.
+// keys per round, KR rounds' loads issued together (none waits on the params); the 8 partial
+// dots meet by shuffles. Softmax: one score per invocation, subgroup max and sum, the
+// subgroups' results through workgroup memory. Values: invocation t takes dims 4·(t % 32) … +3
+// over keys t / 32, t / 32 + 32, … (eight loads in flight per round of 256 keys), and the 32
+// key groups meet in workgroup memory.
 // Keys past the length load whatever the cache holds there (within Tmax) and are masked: their
 // score is LOWEST, their weight 0, and their values are selected out (NaN there is harmless).
 
@@ -34,6 +41,11 @@ override G: u32 = 7u; // query heads per kv head
 override XQ: u32 = 0u;
 override TM: u32;     // the cache's Tmax
 override HKV: u32;    // the cache's kv heads
+// Keys this pipeline takes at most: 256 (the engine's bound, ops::ONE_PASS_MAX_KEYS), 512 or
+// 1024. Keys are loaded in rounds of 128, KR of them together (no params needed for the
+// addresses), and past 512 in a second group when the length asks for it.
+override NK: u32 = 256u;
+override KR: u32 = min(NK / 128u, 4u);
 const D4: u32 = 32u;  // vec4s per key (head dim 128)
 const LOWEST: f32 = -1e30;
 
@@ -44,10 +56,10 @@ var<workgroup> qo: array<act, 128>;    // the output as `out` holds it (for XQ)
 
 // #include xq_block
 
-// The four rounds of keys from key 512·g on: invocation (key kk, lane u)'s 16 vec4 loads.
+// KR rounds of keys from key 512·g on: invocation (key kk, lane u)'s 4·KR vec4 loads.
 fn key_loads(kb: u32, g: u32, kk: u32, u: u32) -> array<act4, 16> {
     var kv: array<act4, 16>;
-    for (var i = 0u; i < 4u; i++) {
+    for (var i = 0u; i < KR; i++) {
         let j = min(512u * g + 128u * i + kk, TM - 1u);
         for (var c = 0u; c < 4u; c++) {
             kv[4u * i + c] = cache[kb + j * D4 + u + 8u * c];
@@ -57,7 +69,7 @@ fn key_loads(kb: u32, g: u32, kk: u32, u: u32) -> array<act4, 16> {
 }
 
 fn key_scores(kv: array<act4, 16>, qv: array<vec4<f32>, 4>, g: u32, kk: u32, u: u32) {
-    for (var i = 0u; i < 4u; i++) {
+    for (var i = 0u; i < KR; i++) {
         var a = dot(vec4<f32>(kv[4u * i]), qv[0]) + dot(vec4<f32>(kv[4u * i + 1u]), qv[1])
               + dot(vec4<f32>(kv[4u * i + 2u]), qv[2]) + dot(vec4<f32>(kv[4u * i + 3u]), qv[3]);
         a += subgroupShuffleXor(a, 1u);
@@ -81,17 +93,20 @@ fn attn_decode_head(
     let u = t % 8u;
     let kk = t / 8u;
     let kb = kh * TM * D4;
-    // the first 512 keys' loads before anything else, then q
+    // the first 128·KR keys' loads before anything else, then q
     let kv0 = key_loads(kb, 0u, kk, u);
+    if (t >= 128u * KR && (NK <= 512u || t < 512u)) {
+        sc[t] = LOWEST; // a key this pipeline does not load
+    }
     var qv: array<vec4<f32>, 4>;
     for (var c = 0u; c < 4u; c++) {
         let b = h * 128u + 4u * (u + 8u * c);
         qv[c] = vec4<f32>(f32(q[b]), f32(q[b + 1u]), f32(q[b + 2u]), f32(q[b + 3u]));
     }
     key_scores(kv0, qv, 0u, kk, u);
-    if (P.len > 512u) {
+    if (NK > 512u && P.len > 512u) {
         key_scores(key_loads(kb, 1u, kk, u), qv, 1u, kk, u);
-    } else {
+    } else if (NK > 512u) {
         for (var i = 0u; i < 4u; i++) {
             sc[512u + 128u * i + kk] = LOWEST;
         }
@@ -126,7 +141,7 @@ fn attn_decode_head(
     let kg = t / 32u;
     let vb = (HKV + kh) * TM * D4 + dq;
     var acc = vec4<f32>(0.0);
-    for (var i0 = 0u; i0 < 32u; i0 += 8u) {
+    for (var i0 = 0u; i0 < NK / 32u; i0 += 8u) {
         if (32u * i0 < P.len) {
             var vv: array<act4, 8>;
             for (var i = 0u; i < 8u; i++) {

@@ -258,9 +258,10 @@ const DECODE_XQ_BINDINGS: &[Binding] = &[
 
 /// Longest context the one-pass decode attention takes. One workgroup per query head reads all
 /// of its keys and values, so its time grows with the length faster than the split passes'
-/// (128 workgroups at 1024 keys). On an H100 (q4 step, µs per token): 256 keys 2208–2217
-/// against 2238–2242 split, 512 even (2246–2248), 1024 2386 against 2269 (BENCHMARKS.md,
-/// sixteenth session). Up to 256 keys it reads one round of values.
+/// (128 workgroups at 1024 keys). On an H100 (q4 step, µs per token): 256 keys 2131 against
+/// 2200–2203 split; a pipeline loading 512 keys was even with the split passes at 512 and lost
+/// at 1024 (2386 against 2269) (BENCHMARKS.md, sixteenth session). The kernel's `NK` is set to
+/// this, so it loads two rounds of keys and one of values.
 pub const ONE_PASS_MAX_KEYS: usize = 256;
 
 /// Whether the decode attention over `len` keys of head dim `d` takes the one-pass kernel
@@ -461,6 +462,7 @@ pub fn attn_decode_xq(
                     ("XQ", xq_flag),
                     ("TM", cache.tmax as u32),
                     ("HKV", cache.heads as u32),
+                    ("NK", ONE_PASS_MAX_KEYS as u32),
                 ],
             },
             DECODE_XQ_BINDINGS,
