@@ -19,24 +19,7 @@
 // invocation t takes dim t % 128 over half of the keys and accumulates all G heads (two vec4
 // accumulators).
 
-struct Params {
-    hq: u32,
-    hkv: u32,
-    len: u32,
-    tmax: u32,
-    nsplit: u32,
-    scale: f32,
-    _pad0: u32,
-    _pad1: u32,
-}
-
-@group(0) @binding(0) var<storage, read> q: array<act>;
-@group(0) @binding(1) var<storage, read> cache: array<act4>;
-@group(0) @binding(2) var<storage, read_write> part: array<f32>;
-@group(0) @binding(3) var<storage, read_write> out: array<act>;
-@group(0) @binding(4) var<uniform> P: Params;
-@group(0) @binding(5) var<storage, read_write> xq: array<u32>;
-@group(0) @binding(6) var<storage, read_write> xd: array<vec2<f32>>;
+// #include attn_decode_binds
 
 override G: u32 = 7u;   // query heads per kv head, ≤ 8
 override D: u32 = 128u; // head dim, a multiple of 4, ≤ 128 (of 32 with XQ = 1)

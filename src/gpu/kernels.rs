@@ -180,6 +180,10 @@ const INCLUDES: &[(&str, &str)] = &[
         "xq_block",
         include_str!("../../shaders/common/xq_block.wgsl"),
     ),
+    (
+        "attn_decode_binds",
+        include_str!("../../shaders/common/attn_decode_binds.wgsl"),
+    ),
     ("draw", include_str!("../../shaders/common/draw.wgsl")),
     (
         "layernorm_row",
