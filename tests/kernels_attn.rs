@@ -105,11 +105,13 @@ fn decode_kernels_fit_16k_of_workgroup_memory() {
             "attn_decode_combine",
             vec![("G", 7), ("D", 128), ("XQ", xq)],
         ));
-        keys.push((
-            "attn_decode_head",
-            "attn_decode_head",
-            vec![("G", 7), ("XQ", xq), ("TM", 4096), ("HKV", 4)],
-        ));
+        for nk in [256, 384] {
+            keys.push((
+                "attn_decode_head",
+                "attn_decode_head",
+                vec![("G", 7), ("XQ", xq), ("TM", 4096), ("HKV", 4), ("NK", nk)],
+            ));
+        }
     }
     for act in [ActDType::F16, ActDType::F32] {
         for (family, entry, constants) in &keys {
@@ -365,12 +367,12 @@ fn attn_rows_every_block() {
     }
 }
 
-/// The one-pass decode attention (`attn_decode_head.wgsl`: 33 to 256 keys, head dim 128, where
+/// The one-pass decode attention (`attn_decode_head.wgsl`: 33 to 384 keys, head dim 128, where
 /// there are subgroups) against the f64 reference and, for its int8 output, against the next
-/// product's own quantisation: at the ends of its range and between, GQA 7, 4 and 1, on the f16
-/// path and on an f32 path with subgroups (the shared contexts' f32 path has none). One
-/// dispatch where it applies, two past 256 keys, with `no_attn_one_pass` or with a split
-/// length forced.
+/// product's own quantisation: at the ends of its range and between, both of its pipelines
+/// (256 keys loaded up to 256, 384 above), GQA 7, 4 and 1, on the f16 path and on an f32 path
+/// with subgroups (the shared contexts' f32 path has none). One dispatch where it applies, two
+/// past its bound, with `no_attn_one_pass` or with a split length forced.
 #[test]
 fn attn_decode_one_pass() {
     let f32s = pollster::block_on(GpuContext::new(&GpuOptions {
@@ -381,9 +383,9 @@ fn attn_decode_one_pass() {
     for (name, c) in [("f16", ctx(Path::F16)), ("f32", &f32s)] {
         assert!(c.caps.subgroups, "{name}: lavapipe has subgroups");
         for (hs, lens) in [
-            (LLM, &[33usize, 64, 127, 200, 256][..]),
-            ((8, 2, 128), &[40, 255][..]),
-            ((3, 3, 128), &[100][..]),
+            (LLM, &[33usize, 64, 127, 200, 256, 257, 300, 384][..]),
+            ((8, 2, 128), &[40, 255, 290][..]),
+            ((3, 3, 128), &[100, 383][..]),
         ] {
             for (i, &len) in lens.iter().enumerate() {
                 assert!(ops::decode_one_pass(c, 128, len));

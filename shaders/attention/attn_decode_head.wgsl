@@ -1,13 +1,14 @@
 // attn_decode_head — one query token's attention over a short cache in one pass: one workgroup
-// of 1024 invocations per query head over every key (up to NK: the engine uses it up to 256,
-// ops::ONE_PASS_MAX_KEYS), so no split partials and no combine pass. For head dim 128 where the
+// of 1024 invocations per query head over every key (up to NK: the engine uses it up to 384,
+// ops::ONE_PASS_MAX_KEYS, with NK 256 or 384), so no split partials and no combine pass. For head dim 128 where the
 // adapter has subgroups (of 8 or more invocations, laid out in order). Same bindings and params
 // as attn_decode_gqa.wgsl (`part` unused).
 //
 // Why only short caches: one workgroup reads all of its head's keys and values, so its time
 // grows with the length faster than the split passes', whose loads spread over many
 // workgroups. On an H100 the q4 step at 256 keys took 2131 µs against 2200–2203 with the split
-// passes, even at 512 keys (loading 512 keys' rounds), and lost at 1024 (2386 against 2269).
+// passes, at 384 keys 2228–2229 against 2247–2249; it was even at 512 keys and lost at 1024
+// (2386 against 2269).
 //
 // Scores: 8 invocations per key (invocation u takes the key's vec4s u, u+8, u+16, u+24), 128
 // keys per round, KR rounds' loads issued together (none waits on the params); the 8 partial
@@ -24,8 +25,8 @@ override G: u32 = 7u; // query heads per kv head
 override XQ: u32 = 0u;
 override TM: u32;     // the cache's Tmax
 override HKV: u32;    // the cache's kv heads
-// Keys this pipeline takes at most: 256 (the engine's bound, ops::ONE_PASS_MAX_KEYS), 512 or
-// 1024. Keys are loaded in rounds of 128, KR of them together (no params needed for the
+// Keys this pipeline takes at most: 256 or 384 (the engine's, up to ops::ONE_PASS_MAX_KEYS),
+// 512 or 1024. Keys are loaded in rounds of 128, KR of them together (no params needed for the
 // addresses), and past 512 in a second group when the length asks for it.
 override NK: u32 = 256u;
 override KR: u32 = min(NK / 128u, 4u);

@@ -258,11 +258,12 @@ const DECODE_XQ_BINDINGS: &[Binding] = &[
 
 /// Longest context the one-pass decode attention takes. One workgroup per query head reads all
 /// of its keys and values, so its time grows with the length faster than the split passes'
-/// (128 workgroups at 1024 keys). On an H100 (q4 step, µs per token): 256 keys 2131 against
-/// 2200–2203 split; a pipeline loading 512 keys was even with the split passes at 512 and lost
-/// at 1024 (2386 against 2269) (BENCHMARKS.md, sixteenth session). The kernel's `NK` is set to
-/// this, so it loads two rounds of keys and one of values.
-pub const ONE_PASS_MAX_KEYS: usize = 256;
+/// (128 workgroups at 1024 keys). On an H100 (q4 step, µs per token, against the split
+/// passes): 256 keys 2131 against 2200–2203, 288 keys 2223 against 2249–2251, 384 keys 2228–2229
+/// against 2247–2249; a pipeline loading 512 keys was even at 512 and lost at 1024 (2386 against
+/// 2269) (BENCHMARKS.md, sixteenth session). The kernel's `NK` (the keys a pipeline loads) is
+/// 256 up to 256 keys and this above.
+pub const ONE_PASS_MAX_KEYS: usize = 384;
 
 /// Whether the decode attention over `len` keys of head dim `d` takes the one-pass kernel
 /// (`attn_decode_head.wgsl`, one dispatch instead of two): head dim 128, 33 to
@@ -462,7 +463,14 @@ pub fn attn_decode_xq(
                     ("XQ", xq_flag),
                     ("TM", cache.tmax as u32),
                     ("HKV", cache.heads as u32),
-                    ("NK", ONE_PASS_MAX_KEYS as u32),
+                    (
+                        "NK",
+                        if len <= 256 {
+                            256
+                        } else {
+                            ONE_PASS_MAX_KEYS as u32
+                        },
+                    ),
                 ],
             },
             DECODE_XQ_BINDINGS,
