@@ -101,8 +101,8 @@ pub struct GpuOptions {
     /// way; a knob for comparisons).
     pub host_source: bool,
     /// The decode attention always takes its split passes (`attn_decode_gqa` and the combine)
-    /// instead of the one-pass kernel for up to 1024 keys (`attn_decode_head`; a knob for
-    /// comparisons).
+    /// instead of the one-pass kernel for short caches (`attn_decode_head`, up to
+    /// `ops::ONE_PASS_MAX_KEYS` keys; a knob for comparisons).
     pub no_attn_one_pass: bool,
 }
 

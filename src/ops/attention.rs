@@ -262,8 +262,12 @@ const DECODE_XQ_BINDINGS: &[Binding] = &[
 /// passes): 256 keys 2131 against 2200–2203, 288 keys 2223 against 2249–2251, 384 keys 2228–2229
 /// against 2247–2249; a pipeline loading 512 keys was even at 512 and lost at 1024 (2386 against
 /// 2269) (BENCHMARKS.md, sixteenth session). The kernel's `NK` (the keys a pipeline loads) is
-/// 256 up to 256 keys and this above.
+/// [`ONE_PASS_SHORT_KEYS`] up to that many keys and this above.
 pub const ONE_PASS_MAX_KEYS: usize = 384;
+
+/// Up to this many keys the one-pass kernel's pipeline loads only this many (`NK`: two rounds
+/// of keys, one of values): 2164–2169 → 2131 µs per q4 token at 256 keys against loading 512.
+const ONE_PASS_SHORT_KEYS: usize = 256;
 
 /// Whether the decode attention over `len` keys of head dim `d` takes the one-pass kernel
 /// (`attn_decode_head.wgsl`, one dispatch instead of two): head dim 128, 33 to
@@ -420,25 +424,6 @@ pub fn attn_decode_xq(
         _ => DECODE_SPLIT,
     };
     let nsplit = len.div_ceil(split);
-    let consts = vec![("G", group as u32), ("D", d as u32)];
-    let key = KernelKey {
-        family: "attn_decode",
-        entry: "attn_decode",
-        act: ctx.act(),
-        subgroups: false,
-        constants: consts.clone(),
-    };
-    let p1 = ctx.pipeline(&key, DECODE_BINDINGS)?;
-    let mut combine_consts = consts.clone();
-    combine_consts.push(("XQ", xq_flag));
-    let p2 = ctx.pipeline(
-        &KernelKey {
-            entry: "attn_decode_combine",
-            constants: combine_consts,
-            ..key
-        },
-        DECODE_XQ_BINDINGS,
-    )?;
     let params = DecodeParams {
         hq: hq as u32,
         hkv: cache.heads as u32,
@@ -449,9 +434,15 @@ pub fn attn_decode_xq(
         _pad: [0; 2],
     };
     let ubuf = rec.params(bytemuck::bytes_of(&params));
-    let buffers = crate::binds![&q.buf, &cache.buf, scratch, &out.buf, &ubuf];
+    // what the one-pass kernel, the GQA pass and the combine pass bind
+    let xq_binds = crate::binds![&q.buf, &cache.buf, scratch, &out.buf, &ubuf, xqb, xdb];
     if decode_one_pass(ctx, d, len) {
         // one workgroup of 1024 per query head over every key: no partials, no combine
+        let nk = if len <= ONE_PASS_SHORT_KEYS {
+            ONE_PASS_SHORT_KEYS
+        } else {
+            ONE_PASS_MAX_KEYS
+        };
         let ph = ctx.pipeline(
             &KernelKey {
                 family: "attn_decode_head",
@@ -463,28 +454,19 @@ pub fn attn_decode_xq(
                     ("XQ", xq_flag),
                     ("TM", cache.tmax as u32),
                     ("HKV", cache.heads as u32),
-                    (
-                        "NK",
-                        if len <= 256 {
-                            256
-                        } else {
-                            ONE_PASS_MAX_KEYS as u32
-                        },
-                    ),
+                    ("NK", nk as u32),
                 ],
             },
             DECODE_XQ_BINDINGS,
         )?;
-        let g = rec.bind(
-            &ph,
-            &crate::binds![&q.buf, &cache.buf, scratch, &out.buf, &ubuf, xqb, xdb],
-        );
+        let g = rec.bind(&ph, &xq_binds);
         rec.dispatch(&ph, &g, [hq as u32, 1, 1])?;
         return Ok(());
     }
+    let consts = vec![("G", group as u32), ("D", d as u32)];
     if gqa {
         // one workgroup per (split, KV head): keys and values read once for the whole group
-        let mut constants = consts;
+        let mut constants = consts.clone();
         constants.push(("CH", split as u32));
         constants.push(("XQ", xq_flag));
         // the cache's shape as pipeline constants: the loads wait on no params
@@ -500,23 +482,42 @@ pub fn attn_decode_xq(
             },
             DECODE_XQ_BINDINGS,
         )?;
-        let g1 = rec.bind(
-            &pg,
-            &crate::binds![&q.buf, &cache.buf, scratch, &out.buf, &ubuf, xqb, xdb],
-        );
+        let g1 = rec.bind(&pg, &xq_binds);
         rec.dispatch(&pg, &g1, [nsplit as u32, cache.heads as u32, 1])?;
         if nsplit == 1 {
             // one split (the audio head's depth steps have ≤ 8 keys): the kernel wrote `out`
             return Ok(());
         }
     } else {
-        let g1 = rec.bind(&p1, &buffers);
+        let p1 = ctx.pipeline(
+            &KernelKey {
+                family: "attn_decode",
+                entry: "attn_decode",
+                act: ctx.act(),
+                subgroups: false,
+                constants: consts.clone(),
+            },
+            DECODE_BINDINGS,
+        )?;
+        let g1 = rec.bind(
+            &p1,
+            &crate::binds![&q.buf, &cache.buf, scratch, &out.buf, &ubuf],
+        );
         rec.dispatch(&p1, &g1, [nsplit as u32, hq as u32, 1])?;
     }
-    let g2 = rec.bind(
-        &p2,
-        &crate::binds![&q.buf, &cache.buf, scratch, &out.buf, &ubuf, xqb, xdb],
-    );
+    let mut combine_consts = consts;
+    combine_consts.push(("XQ", xq_flag));
+    let p2 = ctx.pipeline(
+        &KernelKey {
+            family: "attn_decode",
+            entry: "attn_decode_combine",
+            act: ctx.act(),
+            subgroups: false,
+            constants: combine_consts,
+        },
+        DECODE_XQ_BINDINGS,
+    )?;
+    let g2 = rec.bind(&p2, &xq_binds);
     rec.dispatch(&p2, &g2, [hq as u32, 1, 1])?;
     Ok(())
 }

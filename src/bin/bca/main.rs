@@ -141,8 +141,8 @@ struct GpuArgs {
     /// comparisons).
     #[arg(long)]
     host_source: bool,
-    /// The decode attention always takes its split passes, not the one-pass kernel for up to
-    /// 1024 keys (a knob for comparisons).
+    /// The decode attention always takes its split passes, not the one-pass kernel for short
+    /// caches (33 to 384 keys; a knob for comparisons).
     #[arg(long)]
     no_attn_one_pass: bool,
 }
