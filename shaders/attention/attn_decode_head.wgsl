@@ -25,11 +25,11 @@ override G: u32 = 7u; // query heads per kv head
 override XQ: u32 = 0u;
 override TM: u32;     // the cache's Tmax
 override HKV: u32;    // the cache's kv heads
-// Keys this pipeline takes at most: 256 or 384 (the engine's, up to ops::ONE_PASS_MAX_KEYS),
-// 512 or 1024. Keys are loaded in rounds of 128, KR of them together (no params needed for the
-// addresses), and past 512 in a second group when the length asks for it.
+// Keys this pipeline takes at most, a multiple of 128 up to 512 (the engine's are 256 and 384,
+// ops::ONE_PASS_MAX_KEYS). They are loaded in KR rounds of 128, together (no params needed for
+// the addresses).
 override NK: u32 = 256u;
-override KR: u32 = min(NK / 128u, 4u);
+override KR: u32 = NK / 128u;
 const D4: u32 = 32u;  // vec4s per key (head dim 128)
 const LOWEST: f32 = -1e30;
 
@@ -40,11 +40,11 @@ var<workgroup> qo: array<act, 128>;    // the output as `out` holds it (for XQ)
 
 // #include xq_block
 
-// KR rounds of keys from key 512·g on: invocation (key kk, lane u)'s 4·KR vec4 loads.
-fn key_loads(kb: u32, g: u32, kk: u32, u: u32) -> array<act4, 16> {
+// The KR rounds of keys: invocation (key kk, lane u)'s 4·KR vec4 loads.
+fn key_loads(kb: u32, kk: u32, u: u32) -> array<act4, 16> {
     var kv: array<act4, 16>;
     for (var i = 0u; i < KR; i++) {
-        let j = min(512u * g + 128u * i + kk, TM - 1u);
+        let j = min(128u * i + kk, TM - 1u);
         for (var c = 0u; c < 4u; c++) {
             kv[4u * i + c] = cache[kb + j * D4 + u + 8u * c];
         }
@@ -52,14 +52,14 @@ fn key_loads(kb: u32, g: u32, kk: u32, u: u32) -> array<act4, 16> {
     return kv;
 }
 
-fn key_scores(kv: array<act4, 16>, qv: array<vec4<f32>, 4>, g: u32, kk: u32, u: u32) {
+fn key_scores(kv: array<act4, 16>, qv: array<vec4<f32>, 4>, kk: u32, u: u32) {
     for (var i = 0u; i < KR; i++) {
         var a = dot(vec4<f32>(kv[4u * i]), qv[0]) + dot(vec4<f32>(kv[4u * i + 1u]), qv[1])
               + dot(vec4<f32>(kv[4u * i + 2u]), qv[2]) + dot(vec4<f32>(kv[4u * i + 3u]), qv[3]);
         a += subgroupShuffleXor(a, 1u);
         a += subgroupShuffleXor(a, 2u);
         a += subgroupShuffleXor(a, 4u);
-        let j = 512u * g + 128u * i + kk;
+        let j = 128u * i + kk;
         if (u == 0u) {
             sc[j] = select(LOWEST, a * P.scale, j < P.len);
         }
@@ -78,8 +78,8 @@ fn attn_decode_head(
     let kk = t / 8u;
     let kb = kh * TM * D4;
     // the first 128·KR keys' loads before anything else, then q
-    let kv0 = key_loads(kb, 0u, kk, u);
-    if (t >= 128u * KR && (NK <= 512u || t < 512u)) {
+    let kv = key_loads(kb, kk, u);
+    if (t >= NK) {
         sc[t] = LOWEST; // a key this pipeline does not load
     }
     var qv: array<vec4<f32>, 4>;
@@ -87,14 +87,7 @@ fn attn_decode_head(
         let b = h * 128u + 4u * (u + 8u * c);
         qv[c] = vec4<f32>(f32(q[b]), f32(q[b + 1u]), f32(q[b + 2u]), f32(q[b + 3u]));
     }
-    key_scores(kv0, qv, 0u, kk, u);
-    if (NK > 512u && P.len > 512u) {
-        key_scores(key_loads(kb, 1u, kk, u), qv, 1u, kk, u);
-    } else if (NK > 512u) {
-        for (var i = 0u; i < 4u; i++) {
-            sc[512u + 128u * i + kk] = LOWEST;
-        }
-    }
+    key_scores(kv, qv, kk, u);
     workgroupBarrier();
     // softmax: invocation t's score; the subgroups' maxima and sums in `wr`
     let s = sc[t];
