@@ -19,6 +19,10 @@
 // @binding(12) rg:  (M_out,) f32            that norm's g
 // @binding(13) rss: (⌈M_out/32⌉,) f32       Σ res² per block (what the `_norm` product that
 //                                           wrote res left)
+// `_norm_comb` entries (`_norm` whose x is the decode attention's output, combined here from
+// the split partials of attn_decode_head.wgsl with SPLIT = 1 instead of by a combine pass;
+// xq and xd unbound, 12 and 13 dummies):
+// @binding(14) cpart: f32                   acc (CS, K/128, 128), then (m, l) (CS, K/128, 2)
 
 // #include gemv_i8_core
 
@@ -353,4 +357,152 @@ fn gemv_i8_sgx_xqo_norm_rn(@builtin(workgroup_id) wid: vec3<u32>,
     xqo_block_norm(wg_linear(wid), lid);
 }
 
+
+// ---- `_norm_comb`: the decode attention's combine pass folded into o_proj ----
+// Every workgroup combines the attention's CS split partials itself (K/4 invocations, 4 values
+// each, the combine pass's arithmetic in its order), quantises them with xq_block (the 8
+// invocations of a block meet in its first by shuffles) into workgroup memory, and takes its x
+// from there: the same int8 x, to the bit, as the combine pass writes. Its first CU blocks'
+// weights per lane are loaded before the combine, so their latency hides behind it.
+
+@group(0) @binding(14) var<storage, read> cpart: array<f32>;
+
+override CS: u32 = 4u; // the attention's splits (≤ 16)
+override CU: u32 = 4u; // blocks per lane loaded before the combine (≤ 4)
+const CMB: u32 = 128u; // x blocks at most (K ≤ 4096)
+const CLOW: f32 = -1e30;
+var<workgroup> cq: array<vec4<u32>, 256>;  // the int8 x, two vec4 per block
+var<workgroup> cdq: array<vec2<f32>, 128>; // (scale, Σ x) per block
+
+// A lane's first CU blocks' weights (clamped to the row's last block: masked in comb_sum).
+struct CombW {
+    a: array<vec4<u32>, 16>,
+    b: array<vec4<u32>, 16>,
+    s: array<u32, 16>,
+}
+
+fn comb_wload(row0: u32, lane: u32) -> CombW {
+    var p: CombW;
+    for (var u = 0u; u < CU; u++) {
+        let cb = min(lane + u * TPR, pnb() - 1u);
+        for (var r = 0u; r < R; r++) {
+            let b = min(row0 + r, pm() - 1u) * pnb() + cb;
+            if (Q8 == 1u) {
+                p.a[u * XR + r] = w[2u * b];
+                p.b[u * XR + r] = w[2u * b + 1u];
+                p.s[u * XR + r] = bitcast<u32>(q8_scale(b));
+            } else {
+                p.a[u * XR + r] = w[b];
+                p.s[u * XR + r] = s[b];
+            }
+        }
+    }
+    return p;
+}
+
+// x: the attention's output over K = pk() values (K/128 heads), combined from the partials and
+// quantised into cq / cdq. The loop's trip count is uniform (the shuffles need every
+// invocation); invocations past K/4 redo the last values and store nothing.
+fn comb_x(lid: u32, sid: u32) {
+    let nv = pk() / 4u;
+    let hq = pk() / 128u;
+    let ml = CS * hq * 128u;
+    for (var i = 0u; i < (nv + WG - 1u) / WG; i++) {
+        let v = min(lid + i * WG, nv - 1u);
+        let h = v / 32u;
+        let d0 = 4u * (v % 32u);
+        var ms: array<f32, 16>;
+        var ls: array<f32, 16>;
+        var av: array<vec4<f32>, 16>;
+        for (var sp = 0u; sp < CS; sp++) {
+            let o = (sp * hq + h) * 128u + d0;
+            av[sp] = vec4<f32>(cpart[o], cpart[o + 1u], cpart[o + 2u], cpart[o + 3u]);
+            ms[sp] = cpart[ml + 2u * (sp * hq + h)];
+            ls[sp] = cpart[ml + 2u * (sp * hq + h) + 1u];
+        }
+        var mx = CLOW;
+        for (var sp = 0u; sp < CS; sp++) {
+            mx = max(mx, ms[sp]);
+        }
+        var l = 0.0;
+        var a = vec4<f32>(0.0);
+        for (var sp = 0u; sp < CS; sp++) {
+            let wt = exp(ms[sp] - mx);
+            l += wt * ls[sp];
+            a += wt * av[sp];
+        }
+        let xv = vec4<f32>(vec4<act>(a / l));
+        var blkv: array<vec4<f32>, 8>;
+        let base = sid & ~7u;
+        for (var j = 0u; j < 8u; j++) {
+            blkv[j] = subgroupShuffle(xv, base + j);
+        }
+        if (lid % 8u == 0u && lid + i * WG < nv) {
+            let q = xq_block(blkv);
+            let b = v / 8u;
+            cq[2u * b] = vec4<u32>(q.q[0], q.q[1], q.q[2], q.q[3]);
+            cq[2u * b + 1u] = vec4<u32>(q.q[4], q.q[5], q.q[6], q.q[7]);
+            cdq[b] = q.d;
+        }
+    }
+}
+
+// A lane's partial sums with x from cq / cdq: its preloaded blocks, then the rest one at a
+// time, in ascending order as xqo_partial sums them.
+fn comb_sum(row0: u32, lane: u32, p: CombW) -> vec4<f32> {
+    var acc = vec4<f32>(0.0);
+    for (var u = 0u; u < CU; u++) {
+        let c = lane + u * TPR;
+        if (c < pnb()) {
+            let xa = cq[2u * c];
+            let xc = cq[2u * c + 1u];
+            let d = cdq[c];
+            for (var r = 0u; r < R; r++) {
+                if (Q8 == 1u) {
+                    let i = q8_dot(p.a[u * XR + r], p.b[u * XR + r], xa, xc);
+                    acc[r] += bitcast<f32>(p.s[u * XR + r]) * d.x * f32(i);
+                } else {
+                    acc[r] += q4_block(p.a[u * XR + r], p.s[u * XR + r], xa, xc, d);
+                }
+            }
+        }
+    }
+    for (var c = lane + CU * TPR; c < pnb(); c += TPR) {
+        let xa = cq[2u * c];
+        let xc = cq[2u * c + 1u];
+        let d = cdq[c];
+        for (var r = 0u; r < R; r++) {
+            let b = min(row0 + r, pm() - 1u) * pnb() + c;
+            if (Q8 == 1u) {
+                let i = q8_dot(w[2u * b], w[2u * b + 1u], xa, xc);
+                acc[r] += q8_scale(b) * d.x * f32(i);
+            } else {
+                acc[r] += q4_block(w[b], s[b], xa, xc, d);
+            }
+        }
+    }
+    return acc;
+}
+
+@compute @workgroup_size(WG)
+fn gemv_i8_sgx_xqo_norm_comb(@builtin(workgroup_id) wid: vec3<u32>,
+                                @builtin(local_invocation_index) lid: u32,
+                                @builtin(subgroup_invocation_id) sid: u32) {
+    let row0 = row0_of(wid, lid);
+    let pw = comb_wload(row0, lid % TPR);
+    let e = epi_load(row0);
+    let g = norm_g_load(row0);
+    comb_x(lid, sid);
+    workgroupBarrier();
+    var acc = vec4<f32>(0.0);
+    if (row0 < pm()) {
+        acc = comb_sum(row0, lid % TPR, pw);
+    }
+    let sums = reduce_lanes(acc);
+    if (lid % TPR == 0u) {
+        xqo_rows(row0, sums, e);
+        norm_g_store(row0, g);
+    }
+    xqo_block_norm(wg_linear(wid), lid);
+}
 // #endif

@@ -418,3 +418,132 @@ pub async fn attn_chunk_causal_qkv_case(
     let (atol, rtol) = attn_tol(ctx, d);
     Ok(compare(&got, &want, atol, rtol))
 }
+
+/// `o_proj` combining the attention's split partials itself ([`ops::attn_decode_partials`] →
+/// [`ops::Epilogue::attn_partials`], the `_norm_comb` entry) against the attention writing its
+/// int8 x ([`ops::attn_decode_xq`]) and the same product reading it, both with the residual and
+/// y·g for a deferred norm (o_proj before gate/up). Compared: y, then y·g as int8 values, the
+/// block scales and sums, and the blocks' Σ y². Where `ctx.attn_head_split` makes the
+/// reference take the same split pass (and the combine pass), the two sides do the same
+/// arithmetic: within one rounding of y's dtype and one int8 step. Elsewhere the reference's
+/// GQA splits round differently: within 1e-2. The reference's attention output is checked
+/// against the f64 reference first, and the fused side must be one dispatch fewer.
+pub async fn attn_fold_case(
+    ctx: &GpuContext,
+    (hq, hkv, d): (usize, usize, usize),
+    len: usize,
+    (m, format): (usize, crate::tensor::WeightFormat),
+    seed: u64,
+) -> Result<Comparison, OpError> {
+    use crate::tensor::Matrix;
+    let err = |detail: String| OpError::Shape {
+        op: "attn fold test",
+        detail,
+    };
+    let t = decode_inputs(ctx, (hq, hkv, d), len, seed)?;
+    let k = hq * d;
+    let flat = t.out.view(&[k]).ok_or_else(|| err("out view".into()))?;
+    let mut rng = Rng::new(seed ^ 0x5eed);
+    let w = Matrix::from_f32(ctx, "o", m, k, &rng.normal_vec(m * k, 0.05), format);
+    let next = Matrix::from_f32(ctx, "next", 64, m, &rng.normal_vec(64 * m, 0.05), format);
+    if !ops::attn_folds(ctx, &w, &next, d, len) {
+        return Err(err(format!(
+            "ops::attn_folds says this device does not fold {len} keys into a {m}×{k} product"
+        )));
+    }
+    let r = Tensor::from_f32(
+        ctx,
+        "r",
+        &[m],
+        &round_act(ctx.act(), &rng.normal_vec(m, 1.0)),
+    );
+    let g = ctx.upload("g", bytemuck::cast_slice(&rng.uniform_vec(m, 0.5, 1.5)));
+    let nb = (k / 32) as u64;
+    let (xq, xd) = (ctx.storage("xq", nb * 32), ctx.storage("xd", nb * 8));
+    let (lq, ld) = ops::xq_buffers_len(m);
+    let outs = [0, 1].map(|_| {
+        (
+            ctx.storage("oq", lq),
+            ctx.storage("od", ld),
+            ctx.storage("ss", ld / 2),
+            Tensor::empty(ctx, "y", &[m]),
+        )
+    });
+    let scratch2 = ctx.storage("scratch2", ops::decode_scratch_bytes(hq, d, len));
+    let out2 = Tensor::empty(ctx, "out2", &[hq, d]);
+    let mut rec = Recorder::new(ctx, "attn fold test");
+    type Outs = (wgpu::Buffer, wgpu::Buffer, wgpu::Buffer, Tensor);
+    fn epi<'a>(o: &'a Outs, r: &'a Tensor, g: &'a wgpu::Buffer) -> ops::Epilogue<'a> {
+        ops::Epilogue {
+            residual: Some(r),
+            xq_out: Some((&o.0, &o.1)),
+            xq_out_norm: Some((g, &o.2)),
+            ..Default::default()
+        }
+    }
+    ops::attn_decode_xq(
+        &mut rec,
+        &t.q,
+        &t.cache,
+        len,
+        t.scale,
+        &t.scratch,
+        &t.out,
+        Some((&xq, &xd)),
+    )?;
+    let e0 = ops::Epilogue {
+        prequantised: Some((&xq, &xd)),
+        ..epi(&outs[0], &r, &g)
+    };
+    ops::gemv(&mut rec, &w, &flat, &outs[0].3, e0)?;
+    let separate = rec.dispatches();
+    let splits =
+        ops::attn_decode_partials(&mut rec, &t.q, &t.cache, len, t.scale, &scratch2, &out2)?;
+    let e1 = ops::Epilogue {
+        attn_partials: Some((&scratch2, splits)),
+        ..epi(&outs[1], &r, &g)
+    };
+    let flat2 = out2.view(&[k]).ok_or_else(|| err("out2 view".into()))?;
+    ops::gemv(&mut rec, &w, &flat2, &outs[1].3, e1)?;
+    let fused = rec.dispatches() - separate;
+    rec.submit()?;
+    let (atol, rtol) = tol(ctx, F32_TOL, F16_TOL);
+    let c = compare(&t.out.to_vec(ctx).await?, &t.want, atol, rtol);
+    if !c.ok() {
+        return Ok(c);
+    }
+    // y, the int8 values, (scale, Σ) per block and Σ y² per block, each side
+    let mut side = Vec::new();
+    for o in &outs {
+        let mut v = o.3.to_vec(ctx).await?;
+        let words: Vec<u32> =
+            bytemuck::pod_collect_to_vec(&crate::gpu::read_buffer(ctx, &o.0, 0, lq).await?);
+        v.extend(
+            words
+                .iter()
+                .flat_map(|w| w.to_le_bytes())
+                .map(|b| b as i8 as f32),
+        );
+        v.extend(ctx.read_f32(&o.1, (ld / 4) as usize).await?);
+        v.extend(ctx.read_f32(&o.2, (ld / 8) as usize).await?);
+        side.push(v);
+    }
+    let same = ctx.attn_head_split;
+    let t8 = if same { 2e-3 } else { 1e-2 };
+    let (a, b) = (&side[1], &side[0]);
+    let (yn, qn) = (m, m + lq as usize);
+    // y within its dtype's rounding (or the GQA splits' 1e-2), the int8 values within one
+    // step, the block scales, sums and Σ y² within the same relative bound
+    let yc = compare(&a[..yn], &b[..yn], t8, t8);
+    let mut c = compare(&a[yn..qn], &b[yn..qn], 1.0, 0.0);
+    let sc = compare(&a[qn..], &b[qn..], 1e-6, t8);
+    c.bad += yc.bad + sc.bad;
+    c.note = Some(format!(
+        "fused o_proj vs the {} writing int8 x: {splits} splits, dispatches {fused} / {separate}; y: {yc}; scales and sums: {sc}",
+        if same { "same split pass and the combine pass" } else { "GQA and combine passes" },
+    ));
+    if fused != 2 || separate != 3 {
+        c.bad += 1;
+    }
+    Ok(c)
+}
