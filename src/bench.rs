@@ -496,22 +496,14 @@ pub async fn bench_decode(
             // the per-stage breakdown that quantisation counts in "attention", and o_proj
             // alone reads the x left by earlier runs: its cost in the step)
             let xq = ops::attn_feeds_int8(ctx, &l.o, d).then_some((&attn_xq.0, &attn_xq.1));
-            let gu_deferred = defers(&l.o, &l.gate_up);
-            // o_proj combines the attention's split partials itself where it can, as the
-            // engine's decode does
-            let fold = gu_deferred && ops::attn_folds(ctx, &l.o, &l.gate_up, d, pos + 1);
             if on(1) {
-                if fold {
-                    ops::attn_decode_partials(rec, &q, &l.cache, pos + 1, scale, &scratch, &attn)?;
-                } else {
-                    ops::attn_decode_xq(rec, &q, &l.cache, pos + 1, scale, &scratch, &attn, xq)?;
-                }
+                ops::attn_decode_xq(rec, &q, &l.cache, pos + 1, scale, &scratch, &attn, xq)?;
             }
+            let gu_deferred = defers(&l.o, &l.gate_up);
             if on(2) {
                 let epi = Epilogue {
                     residual: Some(&h_a),
-                    prequantised: xq.filter(|_| !fold),
-                    attn_partials: fold.then(|| (&scratch, ops::fold_splits(pos + 1))),
+                    prequantised: xq,
                     xq_out: gu_deferred.then_some((&b_xq.0, &b_xq.1)),
                     xq_out_norm: gu_deferred.then_some((&l.ln2, &b_xq.2)),
                     ..Default::default()

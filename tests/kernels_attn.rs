@@ -431,68 +431,6 @@ fn attn_decode_one_pass() {
     }
 }
 
-/// o_proj combining the decode attention's split partials itself (`ops::attn_folds`,
-/// `Epilogue::attn_partials`): against the same split pass with the combine pass writing int8
-/// x (`attn_head_split`: within one rounding), and against the GQA and combine passes (the
-/// default path: within 1e-2); q4 and q8, o_proj shapes with whole and ragged 32-output blocks,
-/// 2 to 16 splits (the longer ones with `attn_fold_max` raised), heads whose x is fewer blocks
-/// than the lanes.
-#[test]
-fn attn_decode_folds_into_o_proj() {
-    let mk = |split: bool, max: Option<usize>| {
-        pollster::block_on(GpuContext::new(&GpuOptions {
-            require_f16: true,
-            attn_head_split: split,
-            attn_fold_max: max,
-            ..Default::default()
-        }))
-        .expect("GPU adapter")
-    };
-    let same = mk(true, Some(4096));
-    let gqa = mk(false, None);
-    use bca::tensor::WeightFormat::{Q4, Q8};
-    for (c, cases) in [
-        (
-            &same,
-            &[
-                (LLM, 385, 3584, Q4),
-                (LLM, 512, 100, Q8),
-                (LLM, 1024, 3584, Q8),
-                ((8, 2, 128), 777, 64, Q4),
-                ((3, 3, 128), 400, 33, Q4),
-                (LLM, 1800, 96, Q4),
-                ((4, 1, 128), 4000, 64, Q8),
-            ][..],
-        ),
-        (&gqa, &[(LLM, 700, 3584, Q4), (LLM, 1024, 256, Q8)][..]),
-    ] {
-        for (i, &(hs, len, m, f)) in cases.iter().enumerate() {
-            assert_ok(
-                &format!(
-                    "attn fold heads {hs:?} L={len} o_proj {m} {f:?} (same split: {})",
-                    c.attn_head_split
-                ),
-                pollster::block_on(st::attn_fold_case(c, hs, len, (m, f), 1600 + i as u64)),
-            );
-        }
-    }
-    // where it does not fold: the one-pass range, past the bound, the knob off
-    let off = pollster::block_on(GpuContext::new(&GpuOptions {
-        require_f16: true,
-        no_attn_fold: true,
-        ..Default::default()
-    }))
-    .expect("GPU adapter");
-    for (c, len) in [(&gqa, 384), (&gqa, 1025), (&off, 1024)] {
-        let r = pollster::block_on(st::attn_fold_case(c, LLM, len, (64, Q4), 1700));
-        assert!(
-            matches!(&r, Err(e) if e.to_string().contains("does not fold")),
-            "L={len}: {:?}",
-            r.map(|c| c.to_string())
-        );
-    }
-}
-
 #[test]
 fn decode_is_two_dispatches() {
     let c = ctx(Path::F32);

@@ -18,12 +18,6 @@
 // key groups meet in workgroup memory.
 // Keys past the length load whatever the cache holds there (within Tmax) and are masked: their
 // score is LOWEST, their weight 0, and their values are selected out (NaN there is harmless).
-//
-// SPLIT = 1: a split pass for longer caches, grid (Hq, S): workgroup (h, s) takes keys
-// [s·NK, s·NK + NK) and writes that split's unnormalised partial to `part` in the layout of
-// attn_decode.wgsl's pass 1 (acc (S, Hq, 128), then (m, l) (S, Hq, 2); S = P.nsplit), for the
-// combine pass or for o_proj's own combine (gemv_i8_xqo.wgsl's `_comb` entry). A split with no
-// key leaves (LOWEST, 0) and zeros.
 
 // #include attn_decode_binds
 
@@ -36,7 +30,6 @@ override HKV: u32;    // the cache's kv heads
 // the addresses).
 override NK: u32 = 256u;
 override KR: u32 = NK / 128u;
-override SPLIT: u32 = 0u;
 const D4: u32 = 32u;  // vec4s per key (head dim 128)
 const LOWEST: f32 = -1e30;
 
@@ -47,11 +40,11 @@ var<workgroup> qo: array<act, 128>;    // the output as `out` holds it (for XQ)
 
 // #include xq_block
 
-// The KR rounds of keys from key k0: invocation (key kk, lane u)'s 4·KR vec4 loads.
-fn key_loads(kb: u32, k0: u32, kk: u32, u: u32) -> array<act4, 16> {
+// The KR rounds of keys: invocation (key kk, lane u)'s 4·KR vec4 loads.
+fn key_loads(kb: u32, kk: u32, u: u32) -> array<act4, 16> {
     var kv: array<act4, 16>;
     for (var i = 0u; i < KR; i++) {
-        let j = min(k0 + 128u * i + kk, TM - 1u);
+        let j = min(128u * i + kk, TM - 1u);
         for (var c = 0u; c < 4u; c++) {
             kv[4u * i + c] = cache[kb + j * D4 + u + 8u * c];
         }
@@ -59,7 +52,7 @@ fn key_loads(kb: u32, k0: u32, kk: u32, u: u32) -> array<act4, 16> {
     return kv;
 }
 
-fn key_scores(kv: array<act4, 16>, qv: array<vec4<f32>, 4>, k0: u32, kk: u32, u: u32) {
+fn key_scores(kv: array<act4, 16>, qv: array<vec4<f32>, 4>, kk: u32, u: u32) {
     for (var i = 0u; i < KR; i++) {
         var a = dot(vec4<f32>(kv[4u * i]), qv[0]) + dot(vec4<f32>(kv[4u * i + 1u]), qv[1])
               + dot(vec4<f32>(kv[4u * i + 2u]), qv[2]) + dot(vec4<f32>(kv[4u * i + 3u]), qv[3]);
@@ -68,7 +61,7 @@ fn key_scores(kv: array<act4, 16>, qv: array<vec4<f32>, 4>, k0: u32, kk: u32, u:
         a += subgroupShuffleXor(a, 4u);
         let j = 128u * i + kk;
         if (u == 0u) {
-            sc[j] = select(LOWEST, a * P.scale, k0 + j < P.len);
+            sc[j] = select(LOWEST, a * P.scale, j < P.len);
         }
     }
 }
@@ -80,14 +73,12 @@ fn attn_decode_head(
     @builtin(subgroup_size) sgs: u32,
 ) {
     let h = wid.x;
-    let sp = wid.y; // the split (0 without SPLIT)
-    let k0 = sp * NK;
     let kh = h / G;
     let u = t % 8u;
     let kk = t / 8u;
     let kb = kh * TM * D4;
     // the first 128·KR keys' loads before anything else, then q
-    let kv = key_loads(kb, k0, kk, u);
+    let kv = key_loads(kb, kk, u);
     if (t >= NK) {
         sc[t] = LOWEST; // a key this pipeline does not load
     }
@@ -96,7 +87,7 @@ fn attn_decode_head(
         let b = h * 128u + 4u * (u + 8u * c);
         qv[c] = vec4<f32>(f32(q[b]), f32(q[b + 1u]), f32(q[b + 2u]), f32(q[b + 3u]));
     }
-    key_scores(kv, qv, k0, kk, u);
+    key_scores(kv, qv, kk, u);
     workgroupBarrier();
     // softmax: invocation t's score; the subgroups' maxima and sums in `wr`
     let s = sc[t];
@@ -128,15 +119,15 @@ fn attn_decode_head(
     let vb = (HKV + kh) * TM * D4 + dq;
     var acc = vec4<f32>(0.0);
     for (var i0 = 0u; i0 < NK / 32u; i0 += 8u) {
-        if (k0 + 32u * i0 < P.len) {
+        if (32u * i0 < P.len) {
             var vv: array<act4, 8>;
             for (var i = 0u; i < 8u; i++) {
                 let j = kg + 32u * (i0 + i);
-                vv[i] = cache[vb + min(k0 + j, TM - 1u) * D4];
+                vv[i] = cache[vb + min(j, TM - 1u) * D4];
             }
             for (var i = 0u; i < 8u; i++) {
                 let j = kg + 32u * (i0 + i);
-                acc += select(vec4<f32>(0.0), vec4<f32>(vv[i]) * sc[j], k0 + j < P.len);
+                acc += select(vec4<f32>(0.0), vec4<f32>(vv[i]) * sc[j], j < P.len);
             }
         }
     }
@@ -156,22 +147,6 @@ fn attn_decode_head(
         red[r + 3u] += acc.w;
     }
     workgroupBarrier();
-    if (SPLIT == 1u) {
-        if (t < 128u) {
-            var o = 0.0;
-            for (var g = 0u; g < 16u; g++) {
-                o += red[128u * g + t];
-            }
-            let i = sp * P.hq + h;
-            part[i * 128u + t] = o;
-            if (t == 0u) {
-                let ml = P.nsplit * P.hq * 128u + 2u * i;
-                part[ml] = m;
-                part[ml + 1u] = l;
-            }
-        }
-        return;
-    }
     if (t < 128u) {
         var o = 0.0;
         for (var g = 0u; g < 16u; g++) {

@@ -104,16 +104,6 @@ pub struct GpuOptions {
     /// instead of the one-pass kernel for short caches (`attn_decode_head`, up to
     /// `ops::ONE_PASS_MAX_KEYS` keys; a knob for comparisons).
     pub no_attn_one_pass: bool,
-    /// A decode step's `o_proj` never combines the attention's split partials itself: the
-    /// attention runs its combine pass as before (`ops::attn_folds`; a knob for comparisons).
-    pub no_attn_fold: bool,
-    /// The longest context whose attention `o_proj` combines (default
-    /// `ops::FOLD_MAX_KEYS`; a knob for measurements, at most 16 splits of 256 keys).
-    pub attn_fold_max: Option<usize>,
-    /// Past the one-pass kernel's range, the decode attention's split pass is the
-    /// per-query-head one (`attn_decode_head.wgsl` with `SPLIT`, 256 keys per split) instead
-    /// of the GQA pass, before its combine pass (a knob for comparisons and tests).
-    pub attn_head_split: bool,
 }
 
 /// The tensor-core kernel of products with f16 weights (q8/q4 always take `gemm_coop.wgsl`).
@@ -282,12 +272,6 @@ pub struct GpuContext {
     pub host_source: bool,
     /// See [`GpuOptions::no_attn_one_pass`].
     pub no_attn_one_pass: bool,
-    /// See [`GpuOptions::no_attn_fold`].
-    pub no_attn_fold: bool,
-    /// See [`GpuOptions::attn_fold_max`].
-    pub attn_fold_max: Option<usize>,
-    /// See [`GpuOptions::attn_head_split`].
-    pub attn_head_split: bool,
     /// q4/q8 decode products quantise x to int8 and use packed dot products (gemv_i8.wgsl).
     pub int8: bool,
     pub(crate) sink: Arc<Mutex<ErrorSink>>,
@@ -551,9 +535,6 @@ impl GpuContext {
             no_attn_prefetch: opts.no_attn_prefetch,
             host_source: opts.host_source,
             no_attn_one_pass: opts.no_attn_one_pass,
-            no_attn_fold: opts.no_attn_fold,
-            attn_fold_max: opts.attn_fold_max,
-            attn_head_split: opts.attn_head_split,
             int8: !opts.no_int8,
             sink,
             dummy,

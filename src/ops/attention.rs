@@ -332,15 +332,24 @@ pub fn attn_decode(
     attn_decode_xq(rec, q, cache, len, scale, scratch, out, None)
 }
 
-/// The checks every decode attention entry makes; gives (Hq, D, query heads per kv head).
-fn decode_check(
-    ctx: &GpuContext,
+/// [`attn_decode`] that, given `Some((xq, xd))`, also writes `out` as the int8 x of a q4/q8
+/// product (`xq` `(Hq·D/32, 8)` u32, `xd` `(Hq·D/32)` vec2<f32>, the layout of
+/// `gemv_xq.wgsl`) from the dispatch that writes `out`: the product after it takes the same
+/// pair as [`Epilogue::prequantised`](super::Epilogue) and skips its own quantisation
+/// dispatch. Head dims must allow it ([`decode_quantises`]; callers ask [`attn_feeds_int8`]).
+#[allow(clippy::too_many_arguments)]
+pub fn attn_decode_xq(
+    rec: &mut Recorder,
     q: &Tensor,
     cache: &KvCache,
     len: usize,
-    out: Option<&Tensor>,
-) -> Result<(usize, usize, usize), OpError> {
+    scale: f32,
+    scratch: &wgpu::Buffer,
+    out: &Tensor,
+    quant: Option<(&wgpu::Buffer, &wgpu::Buffer)>,
+) -> Result<(), OpError> {
     const OP: &str = "attn_decode";
+    let ctx = rec.ctx();
     let (hq, d) = match q.shape[..] {
         [a, b] if a > 0 && b > 0 => (a, b),
         _ => {
@@ -350,15 +359,11 @@ fn decode_check(
             ))
         }
     };
-    if let Some(out) = out {
-        if out.shape != q.shape {
-            return Err(shape_err(
-                OP,
-                format!("out is {:?}, q is {:?}", out.shape, q.shape),
-            ));
-        }
-        check_act(OP, ctx, &[("out", out)])?;
-        check_len(OP, "out", &out.buf, (hq * d * out.dtype.size()) as u64)?;
+    if out.shape != q.shape {
+        return Err(shape_err(
+            OP,
+            format!("out is {:?}, q is {:?}", out.shape, q.shape),
+        ));
     }
     if d != cache.dim {
         return Err(shape_err(
@@ -388,31 +393,10 @@ fn decode_check(
             ),
         ));
     }
-    check_act(OP, ctx, &[("q", q)])?;
+    check_act(OP, ctx, &[("q", q), ("out", out)])?;
     check_cache(OP, ctx, cache)?;
     check_len(OP, "q", &q.buf, (hq * d * q.dtype.size()) as u64)?;
-    Ok((hq, d, group))
-}
-
-/// [`attn_decode`] that, given `Some((xq, xd))`, also writes `out` as the int8 x of a q4/q8
-/// product (`xq` `(Hq·D/32, 8)` u32, `xd` `(Hq·D/32)` vec2<f32>, the layout of
-/// `gemv_xq.wgsl`) from the dispatch that writes `out`: the product after it takes the same
-/// pair as [`Epilogue::prequantised`](super::Epilogue) and skips its own quantisation
-/// dispatch. Head dims must allow it ([`decode_quantises`]; callers ask [`attn_feeds_int8`]).
-#[allow(clippy::too_many_arguments)]
-pub fn attn_decode_xq(
-    rec: &mut Recorder,
-    q: &Tensor,
-    cache: &KvCache,
-    len: usize,
-    scale: f32,
-    scratch: &wgpu::Buffer,
-    out: &Tensor,
-    quant: Option<(&wgpu::Buffer, &wgpu::Buffer)>,
-) -> Result<(), OpError> {
-    const OP: &str = "attn_decode";
-    let ctx = rec.ctx();
-    let (hq, d, group) = decode_check(ctx, q, cache, len, Some(out))?;
+    check_len(OP, "out", &out.buf, (hq * d * out.dtype.size()) as u64)?;
     check_len(OP, "scratch", scratch, decode_scratch_bytes(hq, d, len))?;
     if let Some((xq, xd)) = quant {
         if !decode_quantises(d) {
@@ -440,14 +424,16 @@ pub fn attn_decode_xq(
         _ => DECODE_SPLIT,
     };
     let nsplit = len.div_ceil(split);
-    // the per-query-head split pass instead of the GQA pass (a knob for comparisons)
-    let head_split = ctx.attn_head_split && head_split_takes(ctx, d, len);
-    let nsplit = if head_split {
-        len.div_ceil(HEAD_SPLIT_KEYS)
-    } else {
-        nsplit
+    let params = DecodeParams {
+        hq: hq as u32,
+        hkv: cache.heads as u32,
+        len: len as u32,
+        tmax: cache.tmax as u32,
+        nsplit: nsplit as u32,
+        scale,
+        _pad: [0; 2],
     };
-    let ubuf = decode_params(rec, hq, cache, len, nsplit, scale);
+    let ubuf = rec.params(bytemuck::bytes_of(&params));
     // what the one-pass kernel, the GQA pass and the combine pass bind
     let xq_binds = crate::binds![&q.buf, &cache.buf, scratch, &out.buf, &ubuf, xqb, xdb];
     if decode_one_pass(ctx, d, len) {
@@ -478,9 +464,7 @@ pub fn attn_decode_xq(
         return Ok(());
     }
     let consts = vec![("G", group as u32), ("D", d as u32)];
-    if head_split {
-        head_split_pass(rec, group, cache, nsplit, &xq_binds)?;
-    } else if gqa {
+    if gqa {
         // one workgroup per (split, KV head): keys and values read once for the whole group
         let mut constants = consts.clone();
         constants.push(("CH", split as u32));
@@ -535,142 +519,6 @@ pub fn attn_decode_xq(
     )?;
     let g2 = rec.bind(&p2, &xq_binds);
     rec.dispatch(&p2, &g2, [hq as u32, 1, 1])?;
-    Ok(())
-}
-
-/// The decode params buffer.
-fn decode_params(
-    rec: &mut Recorder,
-    hq: usize,
-    cache: &KvCache,
-    len: usize,
-    nsplit: usize,
-    scale: f32,
-) -> crate::gpu::Param {
-    let params = DecodeParams {
-        hq: hq as u32,
-        hkv: cache.heads as u32,
-        len: len as u32,
-        tmax: cache.tmax as u32,
-        nsplit: nsplit as u32,
-        scale,
-        _pad: [0; 2],
-    };
-    rec.params(bytemuck::bytes_of(&params))
-}
-
-/// Keys per split of the per-query-head split pass (`attn_decode_head.wgsl` with `SPLIT`):
-/// the one-pass kernel's short pipeline over each 256 keys.
-const HEAD_SPLIT_KEYS: usize = 256;
-
-/// Longest context whose combine `o_proj` does itself ([`attn_folds`]): four splits of
-/// [`HEAD_SPLIT_KEYS`].
-pub const FOLD_MAX_KEYS: usize = 1024;
-
-/// The splits [`attn_decode_partials`] leaves for `len` keys (what it returns).
-pub fn fold_splits(len: usize) -> usize {
-    len.div_ceil(HEAD_SPLIT_KEYS)
-}
-
-/// Whether the per-query-head split pass can take `len` keys of head dim `d`: past the
-/// one-pass kernel's range, with what that kernel needs (subgroups of 8 or more, workgroups of
-/// 1024), no split length forced.
-fn head_split_takes(ctx: &GpuContext, d: usize, len: usize) -> bool {
-    d == 128
-        && len > ONE_PASS_MAX_KEYS
-        && ctx.caps.subgroups
-        && ctx.caps.subgroup_size >= 8
-        && ctx.limits.max_compute_invocations_per_workgroup >= 1024
-        && ctx.limits.max_compute_workgroup_size_x >= 1024
-        && ctx.attn_decode_keys.is_none()
-}
-
-/// Whether a decode step over `len` keys (head dim `d`) should leave its attention as split
-/// partials ([`attn_decode_partials`]) for `o` to combine itself
-/// ([`Epilogue::attn_partials`](super::Epilogue): one dispatch fewer per layer): the
-/// per-query-head split pass takes the length, up to [`FOLD_MAX_KEYS`] (or
-/// `GpuOptions::attn_fold_max`), `o` takes int8 x ([`attn_feeds_int8`]) and writes y·g for
-/// `next`'s deferred norm ([`super::norm_defers`]), its K is the heads' 128-value rows (at
-/// most 4096), the device binds 14 storage buffers, and `GpuOptions::no_attn_fold` is off.
-pub fn attn_folds(
-    ctx: &GpuContext,
-    o: &crate::tensor::Matrix,
-    next: &crate::tensor::Matrix,
-    d: usize,
-    len: usize,
-) -> bool {
-    head_split_takes(ctx, d, len)
-        && len <= ctx.attn_fold_max.unwrap_or(FOLD_MAX_KEYS)
-        && fold_splits(len) <= super::gemv::COMB_MAX_SPLITS
-        && !ctx.no_attn_fold
-        && attn_feeds_int8(ctx, o, d)
-        && super::norm_defers(ctx, o, next)
-        && super::gemv::comb_takes(ctx, o)
-}
-
-/// The per-query-head split pass alone: the attention of one query token over `[0, len)`
-/// left in `scratch` as ⌈len / 256⌉ splits' partials (`attn_decode.wgsl`'s pass-1 layout), for
-/// the product after it to combine ([`Epilogue::attn_partials`](super::Epilogue); callers ask
-/// [`attn_folds`]). Returns the split count that product takes. `out` (q's shape) is bound as
-/// the other decode passes bind it and left untouched.
-pub fn attn_decode_partials(
-    rec: &mut Recorder,
-    q: &Tensor,
-    cache: &KvCache,
-    len: usize,
-    scale: f32,
-    scratch: &wgpu::Buffer,
-    out: &Tensor,
-) -> Result<usize, OpError> {
-    const OP: &str = "attn_decode_partials";
-    let ctx = rec.ctx();
-    let (hq, d, group) = decode_check(ctx, q, cache, len, Some(out))?;
-    if !head_split_takes(ctx, d, len) {
-        return Err(shape_err(
-            OP,
-            format!(
-                "the split pass takes head dim 128 and more than {ONE_PASS_MAX_KEYS} keys on a device with subgroups and workgroups of 1024 (q {:?}, {len} keys; callers ask ops::attn_folds)",
-                q.shape
-            ),
-        ));
-    }
-    check_len(OP, "scratch", scratch, decode_scratch_bytes(hq, d, len))?;
-    let nsplit = fold_splits(len);
-    let ubuf = decode_params(rec, hq, cache, len, nsplit, scale);
-    let (xqb, xdb) = (&ctx.dummy_rw, &ctx.dummy_rw2);
-    let binds = crate::binds![&q.buf, &cache.buf, scratch, &out.buf, &ubuf, xqb, xdb];
-    head_split_pass(rec, group, cache, nsplit, &binds)?;
-    Ok(nsplit)
-}
-
-/// Records `attn_decode_head.wgsl` with `SPLIT` over `nsplit` splits of 256 keys.
-fn head_split_pass(
-    rec: &mut Recorder,
-    group: usize,
-    cache: &KvCache,
-    nsplit: usize,
-    binds: &[crate::gpu::Bind],
-) -> Result<(), OpError> {
-    let ctx = rec.ctx();
-    let hq = group * cache.heads;
-    let p = ctx.pipeline(
-        &KernelKey {
-            family: "attn_decode_head",
-            entry: "attn_decode_head",
-            act: ctx.act(),
-            subgroups: true,
-            constants: vec![
-                ("G", group as u32),
-                ("TM", cache.tmax as u32),
-                ("HKV", cache.heads as u32),
-                ("NK", HEAD_SPLIT_KEYS as u32),
-                ("SPLIT", 1),
-            ],
-        },
-        DECODE_XQ_BINDINGS,
-    )?;
-    let g = rec.bind(&p, binds);
-    rec.dispatch(&p, &g, [hq as u32, nsplit as u32, 1])?;
     Ok(())
 }
 

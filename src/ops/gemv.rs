@@ -202,15 +202,6 @@ pub struct Epilogue<'a> {
     /// `layernorm` dispatch into a pooled buffer comes first. The same values either way, up
     /// to the order of the statistics' sums. Not with `norm`, `prequantised`, RoPE or int8 out.
     pub ln_in: Option<LnIn<'a>>,
-    /// `(scratch, splits)`: x is the decode attention's output, which this product's
-    /// workgroups combine themselves from the split partials that
-    /// [`attn_decode_partials`](super::attn_decode_partials) left (its return value is
-    /// `splits`), instead of a combine pass writing it as int8 x (`gemv_i8_xqo.wgsl`'s
-    /// `_norm_comb` entry: one dispatch fewer). x itself is not read. Only for `o_proj` with
-    /// [`Self::xq_out_norm`], no other input-side option, where
-    /// [`attn_folds`](super::attn_folds) says so; elsewhere an error, before anything is
-    /// recorded.
-    pub attn_partials: Option<(&'a wgpu::Buffer, usize)>,
 }
 
 /// [`Epilogue::ln_in`]: a LayerNorm's weight and bias (f32, K) and epsilon.
@@ -245,18 +236,6 @@ pub fn norm_defers(ctx: &crate::gpu::GpuContext, producer: &Matrix, next: &Matri
         && ctx.gemv_rows.is_none()
         && binds_storage(ctx, 13)
         && xqo_shape(ctx, use_sg, false, producer_m_out).is_some_and(|s| s.sgx)
-}
-
-/// Most attention splits a product combines itself ([`Epilogue::attn_partials`]).
-pub(crate) const COMB_MAX_SPLITS: usize = 16;
-
-/// Whether `o` can combine the attention's partials itself ([`Epilogue::attn_partials`],
-/// with `xq_out_norm`): K is whole 128-value heads up to 4096 (32 int8 blocks of x per
-/// workgroup at most) and the device binds 14 storage buffers. The rest is
-/// [`norm_defers`]'s (the callers ask [`attn_folds`](super::attn_folds)).
-pub(crate) fn comb_takes(ctx: &crate::gpu::GpuContext, o: &Matrix) -> bool {
-    let k = o.cols();
-    k.is_multiple_of(128) && (128..=4096).contains(&k) && binds_storage(ctx, 14)
 }
 
 /// Whether the device binds `n` storage buffers to a kernel, and its params too where they
@@ -501,40 +480,6 @@ pub fn gemv(
             "x sums of squares",
             ss,
             w.cols().div_ceil(32) as u64 * 4,
-        )?;
-    }
-    if let Some((scratch, splits)) = epi.attn_partials {
-        let k = w.cols();
-        if epi.prequantised.is_some()
-            || epi.norm.is_some()
-            || epi.deferred_norm.is_some()
-            || epi.residual_norm.is_some()
-            || epi.xq_out_norm.is_none()
-            || x.numel() != k
-        {
-            return Err(shape_err(
-                "gemv",
-                format!(
-                    "the attention's partials are one vector's x, for a product with y·g for a deferred norm and no other input option (x is {:?})",
-                    x.shape
-                ),
-            ));
-        }
-        if !(1..=COMB_MAX_SPLITS).contains(&splits) || !comb_takes(rec.ctx(), w) {
-            return Err(shape_err(
-                "gemv",
-                format!(
-                    "combining {splits} attention splits takes 1 to {COMB_MAX_SPLITS} of them and K a multiple of 128 up to 4096 on a device binding 14 storage buffers (W is {} {}×{k}; callers ask ops::attn_folds)",
-                    w.format(),
-                    w.rows()
-                ),
-            ));
-        }
-        check_len(
-            "gemv",
-            "attention partials",
-            scratch,
-            (splits * (k + k / 128 * 2) * 4) as u64,
         )?;
     }
     let done = gemv_inner(rec, w, x, y, epi)?;
@@ -832,22 +777,6 @@ fn gemv_inner(
             ))
         }
     };
-    // o_proj combining the attention's partials itself (`_norm_comb`)
-    let comb = epi.attn_partials;
-    if comb.is_some() && (entry != "gemv_i8_sgx_xqo_norm" || n != 1) {
-        return Err(shape_err(
-            OP,
-            format!(
-                "combining the attention's partials needs the fused y·g epilogue with subgroup lane groups, which this product ({} {m}×{k}) does not take here (callers ask ops::attn_folds)",
-                w.format()
-            ),
-        ));
-    }
-    let entry = if comb.is_some() {
-        "gemv_i8_sgx_xqo_norm_comb"
-    } else {
-        entry
-    };
     let mut constants = vec![
         ("WG", wg),
         ("TPR", tpr),
@@ -855,12 +784,6 @@ fn gemv_inner(
         ("R", rows_per_group),
         ("ACT", act_code),
     ];
-    if let Some((_, splits)) = comb {
-        // every block of a lane loaded before the combine where it has up to four (o_proj:
-        // 112 blocks over 32 lanes)
-        let per_lane = (w.blocks_per_row() as u32).div_ceil(tpr.max(1));
-        constants.extend([("CS", splits as u32), ("CU", per_lane.clamp(1, 4))]);
-    }
     if !int8 {
         constants.push(("NORM", epi.norm.is_some() as u32));
     }
@@ -965,10 +888,6 @@ fn gemv_inner(
     if rn.is_some() {
         bindings.extend([Binding::Read, Binding::Read]);
     }
-    if comb.is_some() {
-        // 12 and 13 (the `_rn` entries') unused, then the partials
-        bindings.extend([Binding::Read, Binding::Read, Binding::Read]);
-    }
     let p = ctx.pipeline(&key, &bindings)?;
     let scales = w.scales().unwrap_or(&ctx.dummy);
     let bias = epi.bias.map(|b| &b.buf).unwrap_or(&ctx.dummy);
@@ -992,7 +911,7 @@ fn gemv_inner(
         }
         _ => None,
     };
-    let quantised = if int8 && given.is_none() && comb.is_none() {
+    let quantised = if int8 && given.is_none() {
         Some(quantise_x(rec, x, n, k, epi.norm, epi.norm_out)?)
     } else {
         None
@@ -1062,9 +981,6 @@ fn gemv_inner(
         }
         if let Some((rg, rss, _)) = rn {
             list.extend(crate::binds![rg, rss]);
-        }
-        if let Some((part, _)) = comb {
-            list.extend(crate::binds![&ctx.dummy, &ctx.dummy, part]);
         }
         let group = rec.bind(&p, &list);
         rec.dispatch(&p, &group, g)?;

@@ -21,10 +21,9 @@ mod sampling;
 mod softmax;
 
 pub use attention::{
-    attn_chunk_causal, attn_chunk_causal_batch, attn_chunk_causal_qkv, attn_decode,
-    attn_decode_partials, attn_decode_xq, attn_feeds_int8, attn_folds, attn_prefill, attn_varlen,
-    attn_varlen_qkv, decode_one_pass, decode_quantises, decode_scratch_bytes, fold_splits,
-    kv_append, KvCache, FOLD_MAX_KEYS, ONE_PASS_MAX_KEYS,
+    attn_chunk_causal, attn_chunk_causal_batch, attn_chunk_causal_qkv, attn_decode, attn_decode_xq,
+    attn_feeds_int8, attn_prefill, attn_varlen, attn_varlen_qkv, decode_one_pass, decode_quantises,
+    decode_scratch_bytes, kv_append, KvCache, ONE_PASS_MAX_KEYS,
 };
 pub use conv::{
     avgpool1d, conv1d, conv1d_batch, conv1d_batch_res, conv_transpose1d, Conv1dSpec, ConvBias,

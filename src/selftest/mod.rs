@@ -322,7 +322,6 @@ pub async fn gemv_case(ctx: &GpuContext, c: GemvCase, seed: u64) -> Result<Compa
         deferred_norm: None,
         residual_norm: None,
         ln_in: None,
-        attn_partials: None,
     };
     ops::gemv(&mut rec, &wm, &xt, &yt, epi)?;
     rec.submit()?;
@@ -1423,20 +1422,6 @@ async fn attention_cases(ctx: &GpuContext, out: &mut Vec<CaseResult>) {
             format!("attn_decode[{act}] {hs:?} L={len}"),
             attention::attn_decode_case(ctx, hs, len, 501).await,
         ));
-    }
-    // o_proj combining the attention's partials itself, where the device binds what it needs
-    if ctx.int8
-        && ctx.caps.subgroups
-        && ctx.caps.subgroup_size >= 8
-        && !ctx.no_attn_fold
-        && ctx.limits.max_storage_buffers_per_shader_stage >= 15
-    {
-        for (len, m, f) in [(777, 3584, WeightFormat::Q4), (1024, 100, WeightFormat::Q8)] {
-            out.push(CaseResult::from(
-                format!("attn_fold[{act}] (28, 4, 128) L={len} o_proj {m} {f:?}"),
-                attention::attn_fold_case(ctx, (28, 4, 128), len, (m, f), 505).await,
-            ));
-        }
     }
     out.push(CaseResult::from(
         format!("attn_prefill[{act}] (28, 4, 128) p0=37 tq=5"),

@@ -145,17 +145,6 @@ struct GpuArgs {
     /// caches (33 to 384 keys; a knob for comparisons).
     #[arg(long)]
     no_attn_one_pass: bool,
-    /// A decode step's o_proj never combines the attention's split partials itself (the
-    /// attention's combine pass runs; a knob for comparisons).
-    #[arg(long)]
-    no_attn_fold: bool,
-    /// The longest context whose attention o_proj combines itself (default 1024; at most 4096).
-    #[arg(long)]
-    attn_fold_max: Option<usize>,
-    /// Past 384 keys the decode attention's split pass is the per-query-head one, before its
-    /// combine pass (a knob for comparisons).
-    #[arg(long)]
-    attn_head_split: bool,
 }
 
 fn parse_coops_shape(s: &str) -> Result<(u32, u32), String> {
@@ -258,9 +247,6 @@ impl GpuArgs {
             no_attn_prefetch: self.no_attn_prefetch,
             host_source: self.host_source,
             no_attn_one_pass: self.no_attn_one_pass,
-            no_attn_fold: self.no_attn_fold,
-            attn_fold_max: self.attn_fold_max,
-            attn_head_split: self.attn_head_split,
         }
     }
 }

@@ -57,7 +57,6 @@ impl Linear {
                 deferred_norm: None,
                 residual_norm: None,
                 ln_in: None,
-                attn_partials: None,
             },
         )
     }

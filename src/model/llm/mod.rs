@@ -598,26 +598,18 @@ impl Session {
             // decode into an int8 o_proj: the attention writes its output as int8 x too
             let xq = (n == 1 && ops::attn_feeds_int8(rec.ctx(), &l.o, hd))
                 .then_some((&self.attn_xq.0, &self.attn_xq.1));
-            // o_proj writes h2·ln2 for gate/up's deferred norm where it can
-            let h2_deferred = match &l.mlp {
-                Mlp::Fused(gu) => defers(&l.o, gu),
-                Mlp::Split { .. } => false,
-            };
-            // and then, past the one-pass attention's range, it combines the attention's
-            // split partials itself (one dispatch fewer)
-            let fold = match &l.mlp {
-                Mlp::Fused(gu) => h2_deferred && ops::attn_folds(rec.ctx(), &l.o, gu, hd, p0 + 1),
-                Mlp::Split { .. } => false,
-            };
-            let s = &self.scratch;
-            if fold {
-                ops::attn_decode_partials(rec, &q, cache, p0 + 1, scale, s, &attn_heads)?;
-            } else if n == 1 {
+            if n == 1 {
+                let s = &self.scratch;
                 ops::attn_decode_xq(rec, &q, cache, p0 + 1, scale, s, &attn_heads, xq)?;
             } else {
                 ops::attn_prefill(rec, &q, cache, p0, scale, &attn_heads)?;
             }
             let attn = sub(&self.attn, &[n, d.heads * hd]);
+            // o_proj writes h2·ln2 for gate/up's deferred norm where it can
+            let h2_deferred = match &l.mlp {
+                Mlp::Fused(gu) => defers(&l.o, gu),
+                Mlp::Split { .. } => false,
+            };
             let (hq, hd2, hss) = &self.h2_xq;
             ops::gemv(
                 rec,
@@ -626,8 +618,7 @@ impl Session {
                 &h2,
                 Epilogue {
                     residual: Some(&x),
-                    prequantised: xq.filter(|_| !fold),
-                    attn_partials: fold.then(|| (s, ops::fold_splits(p0 + 1))),
+                    prequantised: xq,
                     xq_out: h2_deferred.then_some((hq, hd2)),
                     xq_out_norm: h2_deferred.then_some((&l.ln2, hss)),
                     ..Default::default()
