@@ -344,6 +344,15 @@ pub struct DecodeResult {
     pub pct_of_copy: f64,
     /// GPU µs per token of each stage, timed alone over all layers (dependent dispatches).
     pub breakdown_us: Vec<(String, f64)>,
+    /// The stream bound of this structure: GPU µs per token of a chain of plain reads of the
+    /// same bytes, one dispatch per stage (each layer's qkv, KV cache, o_proj, gate/up, down;
+    /// then the LM head), each ordered after the one before (`ops::read_sink`).
+    pub read_chain_us: f64,
+    /// vec4s per invocation of the best read chain (1, 2, 4 or 8).
+    pub read_chain_vec4s: u32,
+    /// GPU µs per token of each stage's reads alone (qkv, the cache, o_proj, gate/up, down
+    /// over all layers; the LM head), with that many vec4s per invocation.
+    pub read_stages_us: Vec<(String, f64)>,
 }
 
 struct Layer {
@@ -584,6 +593,7 @@ pub async fn bench_decode(
         }
     }
     let timer = GpuTimer::new(ctx)?;
+    let sink = ctx.storage("read.sink", 16);
     let mut out = Vec::new();
     for &len in contexts {
         let pos = len.saturating_sub(1);
@@ -629,7 +639,60 @@ pub async fn bench_decode(
             read_buffer(ctx, &am_out, 0, 8).await?;
         }
         let wall = (web_time_now() - t0) / wall_tokens as f64;
-        let kv_bytes = (s.layers * 2 * s.kv_heads * len * d * ctx.act().size()) as u64;
+        let kv_layer = (2 * s.kv_heads * len * d * ctx.act().size()) as u64;
+        // `only`: one stage's reads (qkv, the cache, o_proj, gate/up, down, LM head)
+        let read_chain = |r: &mut Recorder, ru: u32, only: Option<usize>| -> Result<(), OpError> {
+            type Part<'a> = (&'a wgpu::Buffer, u64);
+            fn m<'a>(w: &'a Matrix, dummy: &'a wgpu::Buffer) -> (Part<'a>, Part<'a>) {
+                (
+                    (w.data(), w.data_bytes()),
+                    (w.scales().unwrap_or(dummy), w.scale_bytes()),
+                )
+            }
+            let on = |i: usize| only.is_none_or(|o| o == i);
+            let none = (&ctx.dummy, 0);
+            for _ in 0..tokens {
+                for l in &layers {
+                    let parts = [
+                        m(&l.qkv, &ctx.dummy),
+                        ((&l.cache.buf, kv_layer), none),
+                        m(&l.o, &ctx.dummy),
+                        m(&l.gate_up, &ctx.dummy),
+                        m(&l.down, &ctx.dummy),
+                    ];
+                    for (i, (a, b)) in parts.into_iter().enumerate() {
+                        if on(i) {
+                            ops::read_sink(r, a, b, &sink, ru)?;
+                        }
+                    }
+                }
+                if on(5) {
+                    let (a, b) = m(&lm_head, &ctx.dummy);
+                    ops::read_sink(r, a, b, &sink, ru)?;
+                }
+            }
+            Ok(())
+        };
+        // the best over 1, 2, 4 and 8 vec4s per invocation
+        let (mut read_best, mut read_ru) = (f64::INFINITY, 1);
+        for ru in [1, 2, 4, 8] {
+            timer.time(ctx, |r| read_chain(r, ru, None)).await?;
+            for _ in 0..3 {
+                let t = timer.time(ctx, |r| read_chain(r, ru, None)).await? / tokens as f64;
+                if t < read_best {
+                    (read_best, read_ru) = (t, ru);
+                }
+            }
+        }
+        let mut read_stages_us = Vec::new();
+        for (i, name) in ["qkv", "kv cache", "o_proj", "gate_up", "down", "lm_head"]
+            .iter()
+            .enumerate()
+        {
+            let t = timer.time(ctx, |r| read_chain(r, read_ru, Some(i))).await?;
+            read_stages_us.push((name.to_string(), t / tokens as f64 * 1e6));
+        }
+        let kv_bytes = kv_layer * s.layers as u64;
         let bytes = weight_bytes + kv_bytes;
         let gbs = bytes as f64 / best / 1e9;
         out.push(DecodeResult {
@@ -643,6 +706,9 @@ pub async fn bench_decode(
             gb_per_s: gbs,
             pct_of_copy: 100.0 * gbs * 1e9 / copy_bw,
             breakdown_us,
+            read_chain_us: read_best * 1e6,
+            read_chain_vec4s: read_ru,
+            read_stages_us,
         });
     }
     Ok(out)

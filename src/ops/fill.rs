@@ -115,6 +115,51 @@ pub fn copy_with(
     Ok(())
 }
 
+/// `copy.wgsl`'s `read_sink`: reads the first `a_bytes` of `a`, then the first `b_bytes` of
+/// `b` (whole vec4s), in one dispatch with its sizes as pipeline constants, writing only to
+/// `sink` (≥ 16 bytes; in practice never), `ru` (1 to 8) vec4s per invocation. A stream of
+/// plain reads: the decode benchmark chains one per stage, through one sink, to measure what a
+/// dispatch per stage allows at best.
+pub fn read_sink(
+    rec: &mut Recorder,
+    (a, a_bytes): (&wgpu::Buffer, u64),
+    (b, b_bytes): (&wgpu::Buffer, u64),
+    sink: &wgpu::Buffer,
+    ru: u32,
+) -> Result<(), OpError> {
+    let ctx = rec.ctx();
+    check_len("read_sink", "a", a, a_bytes)?;
+    check_len("read_sink", "b", b, b_bytes)?;
+    check_len("read_sink", "sink", sink, 16)?;
+    let (na, nb) = ((a_bytes / 16) as u32, (b_bytes / 16) as u32);
+    if na == 0 {
+        return Err(super::shape_err("read_sink", "nothing to read from a"));
+    }
+    if !(1..=8).contains(&ru) {
+        return Err(super::shape_err("read_sink", format!("{ru} vec4s per invocation, not 1 to 8")));
+    }
+    let g = grid(
+        (na + nb).div_ceil(256 * ru),
+        ctx.limits.max_compute_workgroups_per_dimension,
+    );
+    let key = KernelKey {
+        family: "copy",
+        entry: "read_sink",
+        act: ctx.act(),
+        subgroups: false,
+        constants: vec![("WG", 256), ("FN", na), ("FGX", g[0]), ("FNB", nb), ("RU", ru)],
+    };
+    let p = ctx.pipeline(
+        &key,
+        &[Binding::Read, Binding::ReadWrite, Binding::Uniform, Binding::Read],
+    )?;
+    let params: [u32; 4] = [na, g[0], 0, 0];
+    let u = rec.params(bytemuck::cast_slice(&params));
+    let group = rec.bind(&p, &crate::binds![a, sink, &u, b]);
+    rec.dispatch(&p, &group, g)?;
+    Ok(())
+}
+
 /// `mma_peak.wgsl`: `groups` subgroups each run `reps` rounds of 8 tensor-core multiply-adds
 /// (16×16×16) on fragments held in registers (mode 0) or reloaded every round from a storage
 /// buffer (1) or workgroup memory (2). `x` holds ≥ 512 vec4<f16>, `y` ≥ groups · 8 KB.

@@ -651,6 +651,19 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                         .map(|(n, us)| format!("{n} {us:.0}"))
                         .collect();
                     println!("     stages alone, GPU us/token: {}", parts.join(", "));
+                    println!(
+                        "     stream bound (plain reads of the same bytes, one dispatch per stage, {} vec4s per invocation): {:.1} us/token, {:.1}% copy; this step at {:.1}% of it",
+                        r.read_chain_vec4s,
+                        r.read_chain_us,
+                        100.0 * r.bytes_per_token as f64 / (r.read_chain_us * 1e-6) / bw,
+                        100.0 * r.read_chain_us / r.gpu_us_per_token
+                    );
+                    let parts: Vec<String> = r
+                        .read_stages_us
+                        .iter()
+                        .map(|(n, us)| format!("{n} {us:.0}"))
+                        .collect();
+                    println!("     its stages alone, GPU us/token: {}", parts.join(", "));
                     all.push(r);
                 }
             }
