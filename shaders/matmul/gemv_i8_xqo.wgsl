@@ -115,82 +115,6 @@ fn xqo_partial(row0: u32, lane: u32) -> vec4<f32> {
     return xqo_partial_q4(row0, lane);
 }
 
-// ---- x staged in workgroup memory (XS = 1; x of at most XSB blocks, one vector) ----
-// The workgroup loads x once into workgroup memory, so its lanes' loop issues only weight
-// loads, and a lane's first XU blocks' weights are loaded before that (their latency hides
-// behind x's). The same blocks summed in the same order as xqo_partial: the same bits.
-override XS: u32 = 0u;
-const XSB: u32 = 128u;
-var<workgroup> sxa: array<vec4<u32>, 256>; // the int8 x, two vec4 per block
-var<workgroup> sxd: array<vec2<f32>, 128>; // (scale, Σ x) per block
-
-// A lane's first XU blocks' weights per row (clamped: masked where they are consumed).
-struct XsPre {
-    a: array<vec4<u32>, 16>,
-    b: array<vec4<u32>, 16>,
-    s: array<u32, 16>,
-}
-
-fn xs_wload(row0: u32, cb: u32) -> XsPre {
-    var p: XsPre;
-    for (var u = 0u; u < XU; u++) {
-        let c = min(cb + u * TPR, pnb() - 1u);
-        for (var r = 0u; r < R; r++) {
-            let b = min(row0 + r, pm() - 1u) * pnb() + c;
-            if (Q8 == 1u) {
-                p.a[u * XR + r] = w[2u * b];
-                p.b[u * XR + r] = w[2u * b + 1u];
-                p.s[u * XR + r] = bitcast<u32>(q8_scale(b));
-            } else {
-                p.a[u * XR + r] = w[b];
-                p.s[u * XR + r] = s[b];
-            }
-        }
-    }
-    return p;
-}
-
-// x into sxa / sxd (uniform control flow; a barrier follows before use).
-fn xs_stage(lid: u32) {
-    for (var i = lid; i < 2u * pnb(); i += WG) {
-        sxa[i] = xq[i];
-    }
-    for (var i = lid; i < pnb(); i += WG) {
-        sxd[i] = xd[i];
-    }
-}
-
-// The XU blocks from cb (those within the row) of the lane's rows, weights given.
-fn xs_group(acc0: vec4<f32>, cb: u32, p: XsPre) -> vec4<f32> {
-    var acc = acc0;
-    for (var u = 0u; u < XU; u++) {
-        let c = cb + u * TPR;
-        if (c < pnb()) {
-            let xa = sxa[2u * c];
-            let xc = sxa[2u * c + 1u];
-            let d = sxd[c];
-            for (var r = 0u; r < R; r++) {
-                if (Q8 == 1u) {
-                    let i = q8_dot(p.a[u * XR + r], p.b[u * XR + r], xa, xc);
-                    acc[r] += bitcast<f32>(p.s[u * XR + r]) * d.x * f32(i);
-                } else {
-                    acc[r] += q4_block(p.a[u * XR + r], p.s[u * XR + r], xa, xc, d);
-                }
-            }
-        }
-    }
-    return acc;
-}
-
-// xqo_partial with x from workgroup memory and the first group's weights in `first`.
-fn xs_partial(row0: u32, lane: u32, first: XsPre) -> vec4<f32> {
-    var acc = xs_group(vec4<f32>(0.0), lane, first);
-    for (var c = lane + XU * TPR; c < pnb(); c += XU * TPR) {
-        acc = xs_group(acc, c, xs_wload(row0, c));
-    }
-    return acc;
-}
-
 // A lane-group leader's rows: y, and each output as stored into blk (zero past M). Its bias
 // and residual came from epi_load before the product.
 fn xqo_rows(row0: u32, sums: vec4<f32>, e: EpiPre) {
@@ -325,14 +249,7 @@ fn gemv_i8_sgx_xqo_defer(@builtin(workgroup_id) wid: vec3<u32>,
     let part = defer_load(lid);
     let e = epi_load(row0);
     var acc = vec4<f32>(0.0);
-    if (XS == 1u) {
-        let first = xs_wload(row0, lid % TPR);
-        xs_stage(lid);
-        workgroupBarrier();
-        if (row0 < pm()) {
-            acc = xs_partial(row0, lid % TPR, first);
-        }
-    } else if (row0 < pm()) {
+    if (row0 < pm()) {
         acc = xqo_partial(row0, lid % TPR);
     }
     let inv = defer_inv_rms(part, lid, sid, sgs, f32(pk()));
@@ -350,14 +267,7 @@ fn gemv_i8_sgx_xqo_norm(@builtin(workgroup_id) wid: vec3<u32>,
     let e = epi_load(row0);
     let g = norm_g_load(row0);
     var acc = vec4<f32>(0.0);
-    if (XS == 1u) {
-        let first = xs_wload(row0, lid % TPR);
-        xs_stage(lid);
-        workgroupBarrier();
-        if (row0 < pm()) {
-            acc = xs_partial(row0, lid % TPR, first);
-        }
-    } else if (row0 < pm()) {
+    if (row0 < pm()) {
         acc = xqo_partial(row0, lid % TPR);
     }
     let sums = reduce_lanes(acc);

@@ -104,9 +104,6 @@ pub struct GpuOptions {
     /// instead of the one-pass kernel for short caches (`attn_decode_head`, up to
     /// `ops::ONE_PASS_MAX_KEYS` keys; a knob for comparisons).
     pub no_attn_one_pass: bool,
-    /// The int8-output products load x from memory in their lanes' loop instead of staging it
-    /// in workgroup memory first (a knob for comparisons).
-    pub no_xqo_xs: bool,
 }
 
 /// The tensor-core kernel of products with f16 weights (q8/q4 always take `gemm_coop.wgsl`).
@@ -275,8 +272,6 @@ pub struct GpuContext {
     pub host_source: bool,
     /// See [`GpuOptions::no_attn_one_pass`].
     pub no_attn_one_pass: bool,
-    /// See [`GpuOptions::no_xqo_xs`].
-    pub no_xqo_xs: bool,
     /// q4/q8 decode products quantise x to int8 and use packed dot products (gemv_i8.wgsl).
     pub int8: bool,
     pub(crate) sink: Arc<Mutex<ErrorSink>>,
@@ -540,7 +535,6 @@ impl GpuContext {
             no_attn_prefetch: opts.no_attn_prefetch,
             host_source: opts.host_source,
             no_attn_one_pass: opts.no_attn_one_pass,
-            no_xqo_xs: opts.no_xqo_xs,
             int8: !opts.no_int8,
             sink,
             dummy,

@@ -812,13 +812,6 @@ fn gemv_inner(
             _ => 1,
         };
         constants.push(("XU", xu));
-        // x staged in workgroup memory (one vector of at most 128 blocks, the entries that
-        // have it): the lanes' loop issues only weight loads
-        let xs = n == 1
-            && w.blocks_per_row() <= 128
-            && !ctx.no_xqo_xs
-            && matches!(entry, "gemv_i8_sgx_xqo_defer" | "gemv_i8_sgx_xqo_norm");
-        constants.push(("XS", xs as u32));
         // the epilogue operands its lane groups load before the product (bias, residual):
         // only those it has, as the registers they hold cost more than the load saves where
         // the product needs none of them (`gemv_tail.wgsl`'s `epi_load`)

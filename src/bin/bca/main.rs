@@ -145,10 +145,6 @@ struct GpuArgs {
     /// caches (33 to 384 keys; a knob for comparisons).
     #[arg(long)]
     no_attn_one_pass: bool,
-    /// The int8-output products load x in their lanes' loop instead of staging it in
-    /// workgroup memory first (a knob for comparisons).
-    #[arg(long)]
-    no_xqo_xs: bool,
 }
 
 fn parse_coops_shape(s: &str) -> Result<(u32, u32), String> {
@@ -251,7 +247,6 @@ impl GpuArgs {
             no_attn_prefetch: self.no_attn_prefetch,
             host_source: self.host_source,
             no_attn_one_pass: self.no_attn_one_pass,
-            no_xqo_xs: self.no_xqo_xs,
         }
     }
 }
