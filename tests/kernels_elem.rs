@@ -922,3 +922,79 @@ fn copy_both_ways() {
     assert!(e.to_string().contains("copy"), "{e}");
     assert_eq!(rec.dispatches(), 0);
 }
+
+/// `ops::read_sink` (the decode benchmark's stream bound) reads every vec4 it is given: two
+/// buffers of random words and one vec4 planted with the kernel's pattern, at the start, the
+/// end or past the first buffer (in the second), are read with 1, 2, 4 and 8 vec4s per
+/// invocation; the sink receives the pattern (XOR-folded with the planted vec4's neighbours,
+/// which are zero around it) exactly when the planted vec4 lies within the lengths read, and
+/// random words alone leave it untouched.
+#[test]
+fn read_sink_reads_what_it_is_given() {
+    use bca::util::rng::Rng;
+    const PAT: [u32; 4] = [0x7f4a_7c15, 0x1234_5678, 0x9abc_def0, 0];
+    // the kernel's condition: x ^ y ^ z ^ w == 0x9e3779b9 and x == 0x7f4a7c15
+    let last = 0x9e37_79b9 ^ PAT[0] ^ PAT[1] ^ PAT[2];
+    let pat = [PAT[0], PAT[1], PAT[2], last];
+    let c = ctx(Path::F32);
+    let mut rng = Rng::new(91);
+    let (na, nb) = (4100usize, 1030usize); // vec4s: not multiples of 256 · RU
+    let random = |rng: &mut Rng, n: usize| -> Vec<u32> {
+        (0..4 * n).map(|_| rng.next_u64() as u32).collect()
+    };
+    for ru in [1u32, 2, 4, 8] {
+        // (where: None = nowhere, Some((in b, index)); b's vec4s read)
+        for (plant, nb_read) in [
+            (None, nb),
+            (Some((false, 0usize)), nb),
+            (Some((false, na - 1)), 0),
+            (Some((true, nb - 1)), nb),
+            (Some((true, nb - 1)), nb - 1),
+        ] {
+            let mut a = random(&mut rng, na);
+            let mut b = random(&mut rng, nb);
+            if let Some((in_b, i)) = plant {
+                let buf = if in_b { &mut b } else { &mut a };
+                // zero the vec4s an invocation folds with the planted one, then plant it
+                let lo = i.saturating_sub(8 * 256);
+                let hi = (i + 8 * 256 + 1).min(buf.len() / 4);
+                for j in lo..hi {
+                    buf[4 * j..4 * j + 4].copy_from_slice(&[0; 4]);
+                }
+                buf[4 * i..4 * i + 4].copy_from_slice(&pat);
+            }
+            let (ab, bb) = (
+                c.upload("a", bytemuck::cast_slice(&a)),
+                c.upload("b", bytemuck::cast_slice(&b)),
+            );
+            let sink = c.upload("sink", bytemuck::cast_slice(&[1u32, 2, 3, 4]));
+            let mut rec = Recorder::new(c, "read_sink test");
+            ops::read_sink(
+                &mut rec,
+                (&ab, (na * 16) as u64),
+                (&bb, (nb_read * 16) as u64),
+                &sink,
+                ru,
+            )
+            .unwrap();
+            rec.submit().unwrap();
+            let got = pollster::block_on(bca::gpu::read_buffer(c, &sink, 0, 16)).unwrap();
+            let got: &[u32] = bytemuck::cast_slice(&got);
+            let read = match plant {
+                None => false,
+                Some((true, i)) => i < nb_read,
+                Some((false, _)) => true,
+            };
+            let want: [u32; 4] = if read { pat } else { [1, 2, 3, 4] };
+            assert_eq!(got, want, "RU {ru}, planted {plant:?}, {nb_read} of b read");
+        }
+    }
+    // bad arguments are typed errors before anything is recorded
+    let s = c.upload("s", &[0u8; 64]);
+    let mut rec = Recorder::new(c, "read_sink bad");
+    for (a, ru) in [(128u64, 1u32), (64, 9), (0, 1)] {
+        let e = ops::read_sink(&mut rec, (&s, a), (&s, 0), &s, ru).unwrap_err();
+        assert!(e.to_string().contains("read_sink"), "{e}");
+    }
+    assert_eq!(rec.dispatches(), 0);
+}

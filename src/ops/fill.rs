@@ -136,7 +136,10 @@ pub fn read_sink(
         return Err(super::shape_err("read_sink", "nothing to read from a"));
     }
     if !(1..=8).contains(&ru) {
-        return Err(super::shape_err("read_sink", format!("{ru} vec4s per invocation, not 1 to 8")));
+        return Err(super::shape_err(
+            "read_sink",
+            format!("{ru} vec4s per invocation, not 1 to 8"),
+        ));
     }
     let g = grid(
         (na + nb).div_ceil(256 * ru),
@@ -147,11 +150,22 @@ pub fn read_sink(
         entry: "read_sink",
         act: ctx.act(),
         subgroups: false,
-        constants: vec![("WG", 256), ("FN", na), ("FGX", g[0]), ("FNB", nb), ("RU", ru)],
+        constants: vec![
+            ("WG", 256),
+            ("FN", na),
+            ("FGX", g[0]),
+            ("FNB", nb),
+            ("RU", ru),
+        ],
     };
     let p = ctx.pipeline(
         &key,
-        &[Binding::Read, Binding::ReadWrite, Binding::Uniform, Binding::Read],
+        &[
+            Binding::Read,
+            Binding::ReadWrite,
+            Binding::Uniform,
+            Binding::Read,
+        ],
     )?;
     let params: [u32; 4] = [na, g[0], 0, 0];
     let u = rec.params(bytemuck::cast_slice(&params));
