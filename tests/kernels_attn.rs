@@ -83,10 +83,13 @@ fn decode_kernels_fit_16k_of_workgroup_memory() {
     use bca::wgpu::naga;
     let mut keys = Vec::new();
     for ch in [32u32, 64] {
-        for xq in [0u32, 1] {
+        for (xq, entry) in [0u32, 1]
+            .into_iter()
+            .flat_map(|x| [(x, "attn_decode_gqa"), (x, "attn_decode_gqa_sg")])
+        {
             keys.push((
                 "attn_decode_gqa",
-                "attn_decode_gqa",
+                entry,
                 vec![
                     ("G", 7),
                     ("D", 128),
@@ -119,7 +122,7 @@ fn decode_kernels_fit_16k_of_workgroup_memory() {
                 family,
                 entry,
                 act,
-                subgroups: *family == "attn_decode_head",
+                subgroups: *family == "attn_decode_head" || entry.ends_with("_sg"),
                 constants: constants.clone(),
             };
             let (m, i) = common::specialised(&key);

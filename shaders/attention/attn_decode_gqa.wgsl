@@ -65,18 +65,19 @@ fn qdot(h: u32, i: u32, k: vec4<f32>) -> f32 {
     return 0.0;
 }
 
-@compute @workgroup_size(256)
-fn attn_decode_gqa(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(local_invocation_index) t: u32,
-) {
-    let s = wid.x;
-    let kh = wid.y;
+// What every invocation loads before anything else (see the entries): its key vec4s and its
+// values; the queries go into `qs` (read after a barrier).
+struct GqaLoads {
+    kv: array<vec4<f32>, 8>,
+    vv: array<f32, 32>,
+}
+
+// Every load of the workgroup, issued first and together: q, the invocation's key vec4s and
+// its values (a fixed trip count the compiler unrolls; keys past the length load what the
+// cache holds there, keys past Tmax the last one again, and none of them counts). No address
+// needs the params. The rest is arithmetic on registers and workgroup memory.
+fn gqa_loads(t: u32, s: u32, kh: u32) -> GqaLoads {
     let d4 = D / 4u;
-    // Every load of the workgroup is issued first, together: q, the invocation's key vec4s and
-    // its values (a fixed trip count the compiler unrolls; keys past the length load what the
-    // cache holds there, keys past Tmax the last one again, and none of them counts). No address
-    // needs the params. The rest is arithmetic on registers and workgroup memory.
     for (var i = t; i < G * D4MAX; i += 256u) {
         let h = i / D4MAX;
         let c = i % D4MAX;
@@ -90,9 +91,9 @@ fn attn_decode_gqa(
     let j = t / KPI;
     let u = t % KPI;
     let kb = (kh * TM + min(s * CH + j, TM - 1u)) * d4;
-    var kv: array<vec4<f32>, 8>;
+    var ld: GqaLoads;
     for (var r = 0u; r < NL; r++) {
-        kv[r] = kload(kb, u + KPI * r);
+        ld.kv[r] = kload(kb, u + KPI * r);
     }
     // values: dim t % 128 over half of the split's keys (dims past D read dim D − 1, unused)
     let dd = t % 128u;
@@ -100,63 +101,20 @@ fn attn_decode_gqa(
     let hk = CH / 2u;
     let vb = ((HKV + kh) * TM + s * CH) * D + min(dd, D - 1u);
     let last = min(CH, TM - s * CH) - 1u; // the split's last key within the cache
-    var vv: array<f32, 32>;
     for (var i = 0u; i < hk; i++) {
         let e = vb + min(half * hk + i, last) * D;
-        vv[i] = f32(cache[e / 4u][e % 4u]);
+        ld.vv[i] = f32(cache[e / 4u][e % 4u]);
     }
-    workgroupBarrier();
-    for (var h = 0u; h < G; h++) {
-        var a = 0.0;
-        for (var r = 0u; r < NL; r++) {
-            a += qdot(h, u + KPI * r, kv[r]);
-        }
-        red[(u * G + h) * CH + j] = a;
-    }
-    workgroupBarrier();
-    // the scores, in place: red[i] is read (u = 0) and written only by the invocation that
-    // owns i, and the other partials lie past G·CH
-    for (var i = t; i < G * CH; i += 256u) {
-        let jj = i % CH;
-        var v = LOWEST;
-        if (s * CH + jj < P.len) {
-            var a = 0.0;
-            for (var uu = 0u; uu < KPI; uu++) {
-                a += red[uu * G * CH + i];
-            }
-            v = a * P.scale;
-        }
-        red[i] = v;
-    }
-    workgroupBarrier();
-    // softmax per head: invocations 32h .. 32h+31 take keys lane and (CH = 64) lane + 32; each
-    // finds the head's max itself from workgroup memory (no reduction tree, no barrier)
-    let h = t / 32u;
-    let lane = t % 32u;
-    var m = LOWEST;
-    if (h < G) {
-        for (var jj = 0u; jj < CH; jj++) {
-            m = max(m, red[h * CH + jj]);
-        }
-        let v0 = red[h * CH + lane];
-        red[EX + h * CH + lane] = select(0.0, exp(v0 - m), v0 > LOWEST);
-        if (CH == 64u) {
-            let v1 = red[h * CH + lane + 32u];
-            red[EX + h * CH + lane + 32u] = select(0.0, exp(v1 - m), v1 > LOWEST);
-        }
-    }
-    workgroupBarrier();
-    if (h < G && lane == 0u) {
-        var l = 0.0;
-        for (var jj = 0u; jj < CH; jj++) {
-            l += red[EX + h * CH + jj];
-        }
-        qs[h].x = l; // (the queries are dead since the scores)
-        let ml = P.nsplit * P.hq * D;
-        let o = (s * P.hq + kh * G + h) * 2u;
-        part[ml + o] = m;
-        part[ml + o + 1u] = l;
-    }
+    return ld;
+}
+
+// After the softmax (the weights exp(score − max) of head h, key j at red[EX + h·CH + j], Σ
+// of head h in qs[h].x, the split's statistics written): the values weighted and summed over
+// the two key halves, then the split's partial (or, with one split, the output).
+fn gqa_values_out(t: u32, s: u32, kh: u32, vv: array<f32, 32>) {
+    let dd = t % 128u;
+    let half = t / 128u;
+    let hk = CH / 2u;
     var a0 = vec4<f32>(0.0); // heads 0..3
     var a1 = vec4<f32>(0.0); // heads 4..7
     if (dd < D) {
@@ -225,3 +183,163 @@ fn attn_decode_gqa(
         }
     }
 }
+
+// The split's statistics of head h (its max m and Σ l), by the head's first invocation.
+fn gqa_stats(s: u32, kh: u32, h: u32, m: f32, l: f32) {
+    qs[h].x = l; // (the queries are dead since the scores)
+    let ml = P.nsplit * P.hq * D;
+    let o = (s * P.hq + kh * G + h) * 2u;
+    part[ml + o] = m;
+    part[ml + o + 1u] = l;
+}
+
+@compute @workgroup_size(256)
+fn attn_decode_gqa(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_index) t: u32,
+) {
+    let s = wid.x;
+    let kh = wid.y;
+    let ld = gqa_loads(t, s, kh);
+    let j = t / KPI;
+    let u = t % KPI;
+    workgroupBarrier();
+    for (var h = 0u; h < G; h++) {
+        var a = 0.0;
+        for (var r = 0u; r < NL; r++) {
+            a += qdot(h, u + KPI * r, ld.kv[r]);
+        }
+        red[(u * G + h) * CH + j] = a;
+    }
+    workgroupBarrier();
+    // the scores, in place: red[i] is read (u = 0) and written only by the invocation that
+    // owns i, and the other partials lie past G·CH
+    for (var i = t; i < G * CH; i += 256u) {
+        let jj = i % CH;
+        var v = LOWEST;
+        if (s * CH + jj < P.len) {
+            var a = 0.0;
+            for (var uu = 0u; uu < KPI; uu++) {
+                a += red[uu * G * CH + i];
+            }
+            v = a * P.scale;
+        }
+        red[i] = v;
+    }
+    workgroupBarrier();
+    // softmax per head: invocations 32h .. 32h+31 take keys lane and (CH = 64) lane + 32; each
+    // finds the head's max itself from workgroup memory (no reduction tree, no barrier)
+    let h = t / 32u;
+    let lane = t % 32u;
+    var m = LOWEST;
+    if (h < G) {
+        for (var jj = 0u; jj < CH; jj++) {
+            m = max(m, red[h * CH + jj]);
+        }
+        let v0 = red[h * CH + lane];
+        red[EX + h * CH + lane] = select(0.0, exp(v0 - m), v0 > LOWEST);
+        if (CH == 64u) {
+            let v1 = red[h * CH + lane + 32u];
+            red[EX + h * CH + lane + 32u] = select(0.0, exp(v1 - m), v1 > LOWEST);
+        }
+    }
+    workgroupBarrier();
+    if (h < G && lane == 0u) {
+        var l = 0.0;
+        for (var jj = 0u; jj < CH; jj++) {
+            l += red[EX + h * CH + jj];
+        }
+        gqa_stats(s, kh, h, m, l);
+    }
+    gqa_values_out(t, s, kh, ld.vv);
+}
+
+// #if subgroups
+// The same pass with subgroup reductions (subgroups of at least KPI invocations, laid out in
+// order; the engine takes it for 64-key splits, past 1024 keys, where it gained 10–20 µs per
+// q4 token on an H100 at 2k and 4k and nothing with 32-key splits): a key's KPI partial dots meet by shuffles instead of through workgroup memory, and
+// each head's max and sum over its CH scores by shuffles within 32 invocations (through
+// workgroup memory across subgroups narrower than 32) instead of loops over workgroup memory.
+// Sums are in another order than the portable pass's: within rounding of it.
+
+// The max (op 0) or sum (op 1) of v over the 32 invocations 32⌊t/32⌋ … +31: shuffles within
+// the subgroup, then across the 32 / sgs subgroups of the group through qs[64 …] (uniform
+// control flow: every invocation calls it, with the barriers where sgs < 32).
+fn group32(v: f32, op: u32, t: u32, sgs: u32) -> f32 {
+    var a = v;
+    let w = min(sgs, 32u);
+    for (var o = 1u; o < w; o <<= 1u) {
+        let b = subgroupShuffleXor(a, o);
+        a = select(max(a, b), a + b, op == 1u);
+    }
+    if (sgs >= 32u) {
+        return a;
+    }
+    let per = 32u / sgs;
+    if (t % sgs == 0u) {
+        qs[64u + t / sgs].x = a;
+    }
+    workgroupBarrier();
+    let g0 = 64u + (t / 32u) * per;
+    var r = qs[g0].x;
+    for (var i = 1u; i < per; i++) {
+        let b = qs[g0 + i].x;
+        r = select(max(r, b), r + b, op == 1u);
+    }
+    workgroupBarrier(); // qs[64 …] may be written again
+    return r;
+}
+
+@compute @workgroup_size(256)
+fn attn_decode_gqa_sg(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_index) t: u32,
+    @builtin(subgroup_size) sgs: u32,
+) {
+    let s = wid.x;
+    let kh = wid.y;
+    let ld = gqa_loads(t, s, kh);
+    let j = t / KPI;
+    let u = t % KPI;
+    workgroupBarrier();
+    // the scores: each key's KPI partial dots meet by shuffles; its first invocation stores
+    let valid = s * CH + j < P.len;
+    for (var h = 0u; h < G; h++) {
+        var a = 0.0;
+        for (var r = 0u; r < NL; r++) {
+            a += qdot(h, u + KPI * r, ld.kv[r]);
+        }
+        for (var o = 1u; o < KPI; o <<= 1u) {
+            a += subgroupShuffleXor(a, o);
+        }
+        if (u == 0u) {
+            red[h * CH + j] = select(LOWEST, a * P.scale, valid);
+        }
+    }
+    workgroupBarrier();
+    // softmax per head: invocations 32h .. 32h+31 take keys lane and (CH = 64) lane + 32
+    let h = t / 32u;
+    let lane = t % 32u;
+    let hc = min(h, G - 1u); // heads past G compute a copy, stored nowhere
+    let v0 = red[hc * CH + lane];
+    var v1 = LOWEST;
+    if (CH == 64u) {
+        v1 = red[hc * CH + lane + 32u];
+    }
+    let m = group32(max(v0, v1), 0u, t, sgs);
+    let e0 = select(0.0, exp(v0 - m), v0 > LOWEST);
+    let e1 = select(0.0, exp(v1 - m), v1 > LOWEST);
+    let l = group32(e0 + e1, 1u, t, sgs);
+    if (h < G) {
+        red[EX + h * CH + lane] = e0;
+        if (CH == 64u) {
+            red[EX + h * CH + lane + 32u] = e1;
+        }
+        if (lane == 0u) {
+            gqa_stats(s, kh, h, m, l);
+        }
+    }
+    workgroupBarrier();
+    gqa_values_out(t, s, kh, ld.vv);
+}
+// #endif

@@ -104,6 +104,10 @@ pub struct GpuOptions {
     /// instead of the one-pass kernel for short caches (`attn_decode_head`, up to
     /// `ops::ONE_PASS_MAX_KEYS` keys; a knob for comparisons).
     pub no_attn_one_pass: bool,
+    /// The decode attention's GQA pass with 64-key splits (past 1024 keys) reduces through
+    /// workgroup memory even where the adapter has subgroups (the portable pass; a knob for
+    /// comparisons).
+    pub no_attn_sg: bool,
 }
 
 /// The tensor-core kernel of products with f16 weights (q8/q4 always take `gemm_coop.wgsl`).
@@ -272,6 +276,8 @@ pub struct GpuContext {
     pub host_source: bool,
     /// See [`GpuOptions::no_attn_one_pass`].
     pub no_attn_one_pass: bool,
+    /// See [`GpuOptions::no_attn_sg`].
+    pub no_attn_sg: bool,
     /// q4/q8 decode products quantise x to int8 and use packed dot products (gemv_i8.wgsl).
     pub int8: bool,
     pub(crate) sink: Arc<Mutex<ErrorSink>>,
@@ -535,6 +541,7 @@ impl GpuContext {
             no_attn_prefetch: opts.no_attn_prefetch,
             host_source: opts.host_source,
             no_attn_one_pass: opts.no_attn_one_pass,
+            no_attn_sg: opts.no_attn_sg,
             int8: !opts.no_int8,
             sink,
             dummy,

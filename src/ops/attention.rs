@@ -472,12 +472,22 @@ pub fn attn_decode_xq(
         // the cache's shape as pipeline constants: the loads wait on no params
         constants.push(("TM", cache.tmax as u32));
         constants.push(("HKV", cache.heads as u32));
+        // its reductions by subgroup shuffles for 64-key splits (past 1024 keys) where the
+        // adapter has subgroups of at least 4: on an H100 the q4 step at 2k 2369–2377 → 2360–2362
+        // µs per token, at 4k 2479–2480 → 2457–2464; with 32-key splits it gained nothing
+        // (1k: 2295 against 2299; BENCHMARKS.md, seventeenth session)
+        let sg =
+            split == 64 && ctx.caps.subgroups && ctx.caps.subgroup_size >= 4 && !ctx.no_attn_sg;
         let pg = ctx.pipeline(
             &KernelKey {
                 family: "attn_decode_gqa",
-                entry: "attn_decode_gqa",
+                entry: if sg {
+                    "attn_decode_gqa_sg"
+                } else {
+                    "attn_decode_gqa"
+                },
                 act: ctx.act(),
-                subgroups: false,
+                subgroups: sg,
                 constants,
             },
             DECODE_XQ_BINDINGS,

@@ -145,6 +145,10 @@ struct GpuArgs {
     /// caches (33 to 384 keys; a knob for comparisons).
     #[arg(long)]
     no_attn_one_pass: bool,
+    /// The decode attention's GQA pass with 64-key splits (past 1024 keys) reduces through
+    /// workgroup memory even where the adapter has subgroups (a knob for comparisons).
+    #[arg(long)]
+    no_attn_sg: bool,
 }
 
 fn parse_coops_shape(s: &str) -> Result<(u32, u32), String> {
@@ -247,6 +251,7 @@ impl GpuArgs {
             no_attn_prefetch: self.no_attn_prefetch,
             host_source: self.host_source,
             no_attn_one_pass: self.no_attn_one_pass,
+            no_attn_sg: self.no_attn_sg,
         }
     }
 }
