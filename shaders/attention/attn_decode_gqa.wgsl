@@ -184,6 +184,15 @@ fn gqa_values_out(t: u32, s: u32, kh: u32, vv: array<f32, 32>) {
     }
 }
 
+// Invocation (key, lane u)'s partial dot of head h's query with its key vec4s.
+fn head_dot(h: u32, u: u32, kv: array<vec4<f32>, 8>) -> f32 {
+    var a = 0.0;
+    for (var r = 0u; r < NL; r++) {
+        a += qdot(h, u + KPI * r, kv[r]);
+    }
+    return a;
+}
+
 // The split's statistics of head h (its max m and Σ l), by the head's first invocation.
 fn gqa_stats(s: u32, kh: u32, h: u32, m: f32, l: f32) {
     qs[h].x = l; // (the queries are dead since the scores)
@@ -205,11 +214,7 @@ fn attn_decode_gqa(
     let u = t % KPI;
     workgroupBarrier();
     for (var h = 0u; h < G; h++) {
-        var a = 0.0;
-        for (var r = 0u; r < NL; r++) {
-            a += qdot(h, u + KPI * r, ld.kv[r]);
-        }
-        red[(u * G + h) * CH + j] = a;
+        red[(u * G + h) * CH + j] = head_dot(h, u, ld.kv);
     }
     workgroupBarrier();
     // the scores, in place: red[i] is read (u = 0) and written only by the invocation that
@@ -305,10 +310,7 @@ fn attn_decode_gqa_sg(
     // the scores: each key's KPI partial dots meet by shuffles; its first invocation stores
     let valid = s * CH + j < P.len;
     for (var h = 0u; h < G; h++) {
-        var a = 0.0;
-        for (var r = 0u; r < NL; r++) {
-            a += qdot(h, u + KPI * r, ld.kv[r]);
-        }
+        var a = head_dot(h, u, ld.kv);
         for (var o = 1u; o < KPI; o <<= 1u) {
             a += subgroupShuffleXor(a, o);
         }
