@@ -261,11 +261,12 @@ fn attn_decode_gqa(
 
 // #if subgroups
 // The same pass with subgroup reductions (subgroups of at least KPI invocations, laid out in
-// order; the engine takes it for 64-key splits, past 1024 keys, where it gained 10–22 µs per
-// q4 token on H100s at 4k and 4–10 at 2k, and nothing with 32-key splits): a key's KPI partial dots meet by shuffles instead of through workgroup memory, and
+// order): a key's KPI partial dots meet by shuffles instead of through workgroup memory, and
 // each head's max and sum over its CH scores by shuffles within 32 invocations (through
 // workgroup memory across subgroups narrower than 32) instead of loops over workgroup memory.
-// Sums are in another order than the portable pass's: within rounding of it.
+// Sums are in another order than the portable pass's: within rounding of it. The engine takes
+// it for 64-key splits (past 1024 keys), where it gained 10–22 µs per q4 token on H100s at 4k
+// and 4–10 at 2k; with 32-key splits it gained nothing.
 
 // The max (op 0) or sum (op 1) of v over the 32 invocations 32⌊t/32⌋ … +31: shuffles within
 // the subgroup, then across the 32 / sgs subgroups of the group through qs[64 …] (uniform

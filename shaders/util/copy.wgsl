@@ -4,8 +4,8 @@
 // @binding(0) src: (n,) vec4<u32>
 // @binding(1) dst: (n,) vec4<u32>
 // @binding(2) P:   uniform Params
-// `read_sink` (the decode benchmark's stream bound): reads src then src_b, one vec4<u32> per
-// invocation, and writes dst only where the words hit a pattern that random data practically
+// `read_sink` (the decode benchmark's stream bound): reads src then src_b, RU vec4<u32> per
+// invocation, and writes dst only where their XOR hits a pattern that random data practically
 // never does (so the compiler keeps the loads); dst is a sink.
 // @binding(3) src_b: (FNB,) vec4<u32>
 

@@ -5,6 +5,13 @@ use super::{check_len, OpError};
 // Mirrors shaders/util/fill.wgsl and shaders/util/copy.wgsl.
 const FILL_BINDINGS: &[Binding] = &[Binding::ReadWrite, Binding::Uniform];
 const COPY_BINDINGS: &[Binding] = &[Binding::Read, Binding::ReadWrite, Binding::Uniform];
+/// `read_sink`: the copy's bindings (src, the sink as dst, params), then src_b.
+const READ_SINK_BINDINGS: &[Binding] = &[
+    Binding::Read,
+    Binding::ReadWrite,
+    Binding::Uniform,
+    Binding::Read,
+];
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -158,15 +165,7 @@ pub fn read_sink(
             ("RU", ru),
         ],
     };
-    let p = ctx.pipeline(
-        &key,
-        &[
-            Binding::Read,
-            Binding::ReadWrite,
-            Binding::Uniform,
-            Binding::Read,
-        ],
-    )?;
+    let p = ctx.pipeline(&key, READ_SINK_BINDINGS)?;
     let params: [u32; 4] = [na, g[0], 0, 0];
     let u = rec.params(bytemuck::cast_slice(&params));
     let group = rec.bind(&p, &crate::binds![a, sink, &u, b]);

@@ -637,6 +637,13 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 let rs = pollster::block_on(bca::bench::bench_decode(
                     &ctx, &shape, f, &contexts, bw, fuse,
                 ))?;
+                // a per-stage breakdown as "name µs, …"
+                let stages = |v: &[(String, f64)]| {
+                    v.iter()
+                        .map(|(n, us)| format!("{n} {us:.0}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
                 for r in rs {
                     println!(
                         "{:>4} {:>7} {:>10} {:>11.1} {:>9.1} {:>10.1} {:>9.1} {:>8.1} {:>6.1}%",
@@ -650,12 +657,10 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                         r.gb_per_s,
                         r.pct_of_copy
                     );
-                    let parts: Vec<String> = r
-                        .breakdown_us
-                        .iter()
-                        .map(|(n, us)| format!("{n} {us:.0}"))
-                        .collect();
-                    println!("     stages alone, GPU us/token: {}", parts.join(", "));
+                    println!(
+                        "     stages alone, GPU us/token: {}",
+                        stages(&r.breakdown_us)
+                    );
                     println!(
                         "     stream bound (plain reads of the same bytes, one dispatch per stage, {} vec4s per invocation): {:.1} us/token, {:.1}% copy; this step at {:.1}% of it",
                         r.read_chain_vec4s,
@@ -663,12 +668,10 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                         100.0 * r.bytes_per_token as f64 / (r.read_chain_us * 1e-6) / bw,
                         100.0 * r.read_chain_us / r.gpu_us_per_token
                     );
-                    let parts: Vec<String> = r
-                        .read_stages_us
-                        .iter()
-                        .map(|(n, us)| format!("{n} {us:.0}"))
-                        .collect();
-                    println!("     its stages alone, GPU us/token: {}", parts.join(", "));
+                    println!(
+                        "     its stages alone, GPU us/token: {}",
+                        stages(&r.read_stages_us)
+                    );
                     all.push(r);
                 }
             }
