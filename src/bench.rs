@@ -684,6 +684,74 @@ pub async fn bench_decode(
                 }
             }
         }
+        if std::env::var("BCA_FLAGCHAIN").is_ok() {
+            // EXPERIMENT: the same reads, each stage waiting on a flag instead of a barrier
+            let nstages = s.layers * 5 + 1;
+            let sync = ctx.storage("flags", 4096 * 4);
+            let mut clr = Recorder::new(ctx, "flags.clear");
+            clr.encoder()?.clear_buffer(&sync, 0, None);
+            clr.submit()?;
+            let aliases: Vec<wgpu::Buffer> = (0..nstages)
+                .map(|_| ctx.alias(&sync, "flags.alias"))
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(|| OpError::Shape {
+                    op: "flagchain",
+                    detail: "no alias".into(),
+                })?;
+            let acc = std::cell::RefCell::new(vec![0u32; nstages]);
+            let flag_chain = |r: &mut Recorder, ru: u32| -> Result<(), OpError> {
+                type Part<'a> = (&'a wgpu::Buffer, u64);
+                fn m<'a>(w: &'a Matrix, dummy: &'a wgpu::Buffer) -> (Part<'a>, Part<'a>) {
+                    (
+                        (w.data(), w.data_bytes()),
+                        (w.scales().unwrap_or(dummy), w.scale_bytes()),
+                    )
+                }
+                let none = (&ctx.dummy, 0);
+                let mut acc = acc.borrow_mut();
+                for _ in 0..tokens {
+                    let mut parts = Vec::new();
+                    for l in &layers {
+                        parts.extend([
+                            m(&l.qkv, &ctx.dummy),
+                            ((&l.cache.buf, kv_layer), none),
+                            m(&l.o, &ctx.dummy),
+                            m(&l.gate_up, &ctx.dummy),
+                            m(&l.down, &ctx.dummy),
+                        ]);
+                    }
+                    parts.push(m(&lm_head, &ctx.dummy));
+                    for (j, (a, b)) in parts.into_iter().enumerate() {
+                        let prev = (j + nstages - 1) % nstages;
+                        let want = acc[prev];
+                        let g = ops::read_flag(
+                            r,
+                            a,
+                            b,
+                            &aliases[j],
+                            ru,
+                            (prev as u32, want),
+                            j as u32,
+                        )?;
+                        acc[j] += g;
+                    }
+                }
+                Ok(())
+            };
+            for ru in [1u32, 2, 4, 8] {
+                timer.time(ctx, |r| flag_chain(r, ru)).await?;
+                let mut bestf = f64::INFINITY;
+                for _ in 0..3 {
+                    bestf =
+                        bestf.min(timer.time(ctx, |r| flag_chain(r, ru)).await? / tokens as f64);
+                }
+                println!(
+                    "FLAGCHAIN ctx {len} ru {ru}: {:.1} us per token (barrier chain best {:.1})",
+                    bestf * 1e6,
+                    read_best * 1e6
+                );
+            }
+        }
         let mut read_stages_us = Vec::new();
         for (i, name) in ["qkv", "kv cache", "o_proj", "gate_up", "down", "lm_head"]
             .iter()
@@ -720,4 +788,63 @@ fn web_time_now() -> f64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0)
+}
+
+/// EXPERIMENT (throwaway): seconds per dispatch of `count` copies of `bytes` each, either a
+/// dependent chain (a→b→a…) or independent (each its own src/dst, so wgpu records no barrier).
+pub async fn dispatch_overlap(
+    ctx: &GpuContext,
+    count: usize,
+    bytes: u64,
+    independent: bool,
+    fixed: bool,
+) -> Result<f64, OpError> {
+    let n = if independent { count } else { 1 };
+    let srcs: Vec<_> = (0..n).map(|_| ctx.storage("ov.a", bytes)).collect();
+    let dsts: Vec<_> = (0..n).map(|_| ctx.storage("ov.b", bytes)).collect();
+    let timer = GpuTimer::new(ctx)?;
+    let chain = |r: &mut Recorder| -> Result<(), OpError> {
+        for i in 0..count {
+            let (src, dst) = if independent {
+                (&srcs[i], &dsts[i])
+            } else if i % 2 == 0 {
+                (&srcs[0], &dsts[0])
+            } else {
+                (&dsts[0], &srcs[0])
+            };
+            ops::copy_with(r, src, dst, bytes, fixed)?;
+        }
+        Ok(())
+    };
+    timer.time(ctx, chain).await?;
+    let mut best = f64::INFINITY;
+    for _ in 0..3 {
+        best = best.min(timer.time(ctx, chain).await? / count.max(1) as f64);
+    }
+    Ok(best)
+}
+
+/// EXPERIMENT: seconds per read of `bytes` by `pg` workgroups (0: one chunk each) in a chain of
+/// 64 dependent dispatches (one sync buffer, so each waits on the one before).
+pub async fn few_wg_read(ctx: &GpuContext, bytes: u64, pg: u32, ru: u32) -> Result<f64, OpError> {
+    let src = ctx.storage("smbw.src", bytes);
+    let sync = ctx.storage("smbw.sync", 4096 * 4);
+    let mut rec = Recorder::new(ctx, "smbw.fill");
+    ops::fill(&mut rec, &src, (bytes / 4) as usize, 1, ops::Fill::Bits)?;
+    rec.submit()?;
+    std::env::set_var("BCA_PG", pg.to_string());
+    let timer = GpuTimer::new(ctx)?;
+    let count = 64;
+    let chain = |r: &mut Recorder| -> Result<(), OpError> {
+        for _ in 0..count {
+            ops::read_flag(r, (&src, bytes), (&ctx.dummy, 0), &sync, ru, (0, 0), 1)?;
+        }
+        Ok(())
+    };
+    timer.time(ctx, chain).await?;
+    let mut best = f64::INFINITY;
+    for _ in 0..3 {
+        best = best.min(timer.time(ctx, chain).await? / count as f64);
+    }
+    Ok(best)
 }

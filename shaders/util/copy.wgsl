@@ -65,3 +65,61 @@ fn read_sink(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_in
         dst[0] = h;
     }
 }
+
+// EXPERIMENT `read_flag`: read_sink's reads of one chunk, then a wait (no barrier orders this
+// dispatch after the one before it): invocation 0 polls sync[F.wait_idx] until it reaches
+// F.wait_n, then the workgroup reads its other chunks (a grid-stride loop over PG workgroups)
+// and signals its end by adding 1 to sync[F.sig_idx] after a device-scope barrier.
+struct Flags {
+    wait_idx: u32,
+    wait_n: u32,
+    sig_idx: u32,
+    _pad: u32,
+}
+@group(0) @binding(4) var<storage, read_write> sync: array<atomic<u32>>;
+@group(0) @binding(5) var<uniform> F: Flags;
+var<workgroup> seen_wg: u32;
+override PG: u32 = 0u; // workgroups of the grid-stride loop (0: one chunk each)
+
+fn chunk_hash(c: u32, lid: u32) -> vec4<u32> {
+    let base = c * WG * RU + lid;
+    var v: array<vec4<u32>, 8>;
+    for (var k = 0u; k < RU; k++) {
+        v[k] = read_at(base + k * WG);
+    }
+    var h = vec4<u32>(0u);
+    for (var k = 0u; k < RU; k++) {
+        h ^= v[k];
+    }
+    return h;
+}
+
+@compute @workgroup_size(WG)
+fn read_flag(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let w = wid.y * gx() + wid.x;
+    let chunks = (n() + FNB + WG * RU - 1u) / (WG * RU);
+    let stride = select(chunks, PG, PG != 0u);
+    var h = chunk_hash(w, lid);
+    var tries = 0u;
+    loop {
+        if (lid == 0u) {
+            seen_wg = atomicLoad(&sync[F.wait_idx]);
+        }
+        let s = workgroupUniformLoad(&seen_wg);
+        tries += 1u;
+        if (s >= F.wait_n || tries > (1u << 22u)) {
+            break;
+        }
+    }
+    storageBarrier();
+    for (var c = w + stride; c < chunks; c += stride) {
+        h ^= chunk_hash(c, lid);
+    }
+    if ((h.x ^ h.y ^ h.z ^ h.w) == 0x9e3779b9u && h.x == 0x7f4a7c15u) {
+        atomicStore(&sync[4095], h.y);
+    }
+    storageBarrier();
+    if (lid == 0u) {
+        atomicAdd(&sync[F.sig_idx], 1u);
+    }
+}
