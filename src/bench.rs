@@ -848,3 +848,50 @@ pub async fn few_wg_read(ctx: &GpuContext, bytes: u64, pg: u32, ru: u32) -> Resu
     }
     Ok(best)
 }
+
+/// EXPERIMENT: seconds per link of a chain of `count` one-workgroup reads of 4 KiB ordered by
+/// flags (each its own alias of the sync buffer, so no barrier), or by barriers (one sync buffer).
+pub async fn flag_link(ctx: &GpuContext, count: usize, flags: bool) -> Result<f64, OpError> {
+    let src = ctx.storage("fl.src", 4096);
+    let sync = ctx.storage("fl.sync", 4096 * 4);
+    let mut clr = Recorder::new(ctx, "fl.clear");
+    clr.encoder()?.clear_buffer(&sync, 0, None);
+    clr.submit()?;
+    let aliases: Vec<wgpu::Buffer> = (0..count)
+        .map(|_| ctx.alias(&sync, "fl.alias"))
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(|| OpError::Shape {
+            op: "flag_link",
+            detail: "no alias".into(),
+        })?;
+    std::env::set_var("BCA_PG", "0");
+    let acc = std::cell::RefCell::new(vec![0u32; count]);
+    let timer = GpuTimer::new(ctx)?;
+    let chain = |r: &mut Recorder| -> Result<(), OpError> {
+        let mut acc = acc.borrow_mut();
+        for j in 0..count {
+            if flags {
+                let prev = (j + count - 1) % count;
+                let want = acc[prev];
+                acc[j] += ops::read_flag(
+                    r,
+                    (&src, 4096),
+                    (&ctx.dummy, 0),
+                    &aliases[j],
+                    1,
+                    (prev as u32, want),
+                    j as u32,
+                )?;
+            } else {
+                ops::read_flag(r, (&src, 4096), (&ctx.dummy, 0), &sync, 1, (0, 0), 1)?;
+            }
+        }
+        Ok(())
+    };
+    timer.time(ctx, chain).await?;
+    let mut best = f64::INFINITY;
+    for _ in 0..3 {
+        best = best.min(timer.time(ctx, chain).await? / count as f64);
+    }
+    Ok(best)
+}

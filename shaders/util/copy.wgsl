@@ -79,6 +79,7 @@ struct Flags {
 @group(0) @binding(4) var<storage, read_write> sync: array<atomic<u32>>;
 @group(0) @binding(5) var<uniform> F: Flags;
 var<workgroup> seen_wg: u32;
+override BO: u32 = 0u; // back-off steps between polls
 override PG: u32 = 0u; // workgroups of the grid-stride loop (0: one chunk each)
 
 fn chunk_hash(c: u32, lid: u32) -> vec4<u32> {
@@ -109,6 +110,14 @@ fn read_flag(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_in
         tries += 1u;
         if (s >= F.wait_n || tries > (1u << 22u)) {
             break;
+        }
+        // back off: a dependent ALU chain of BO steps before the next poll
+        var z = s;
+        for (var i = 0u; i < BO; i++) {
+            z = z * 1664525u + 1013904223u;
+        }
+        if (z == 0x12345678u) {
+            atomicStore(&sync[4094], z);
         }
     }
     storageBarrier();

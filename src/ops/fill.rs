@@ -209,6 +209,13 @@ pub fn read_flag(
             ("FNB", nb),
             ("RU", ru),
             ("PG", pg),
+            (
+                "BO",
+                std::env::var("BCA_BO")
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0),
+            ),
         ],
     };
     const B: &[Binding] = &[

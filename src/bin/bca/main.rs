@@ -540,6 +540,11 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                     }
                 }
             }
+            if std::env::var("BCA_LINK").is_ok() {
+                let f = pollster::block_on(bca::bench::flag_link(&ctx, 512, true))?;
+                let b = pollster::block_on(bca::bench::flag_link(&ctx, 512, false))?;
+                println!("LINK one-workgroup 4 KiB reads: {:.2} us per flag link, {:.2} us per barrier link", f * 1e6, b * 1e6);
+            }
             if std::env::var("BCA_SMBW").is_ok() {
                 for pg in [4u32, 8, 16, 28, 56, 128, 0] {
                     for ru in [2u32, 4, 8] {
