@@ -173,69 +173,6 @@ pub fn read_sink(
     Ok(())
 }
 
-/// EXPERIMENT: `read_sink`'s reads of one chunk, a wait on `sync[wait.0] >= wait.1`, the
-/// other chunks (`BCA_PG` workgroups looping, 0 = one chunk each), then a signal (+1 per
-/// workgroup) to `sync[sig]`. Returns the workgroups it signals with.
-pub fn read_flag(
-    rec: &mut Recorder,
-    (a, a_bytes): (&wgpu::Buffer, u64),
-    (b, b_bytes): (&wgpu::Buffer, u64),
-    sync: &wgpu::Buffer,
-    ru: u32,
-    wait: (u32, u32),
-    sig: u32,
-) -> Result<u32, OpError> {
-    let ctx = rec.ctx();
-    let (na, nb) = ((a_bytes / 16) as u32, (b_bytes / 16) as u32);
-    let chunks = (na + nb).div_ceil(256 * ru);
-    let pg: u32 = std::env::var("BCA_PG")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    let pg = if pg == 0 || pg >= chunks { 0 } else { pg };
-    let g = grid(
-        if pg == 0 { chunks } else { pg },
-        ctx.limits.max_compute_workgroups_per_dimension,
-    );
-    let key = KernelKey {
-        family: "copy",
-        entry: "read_flag",
-        act: ctx.act(),
-        subgroups: false,
-        constants: vec![
-            ("WG", 256),
-            ("FN", na),
-            ("FGX", g[0]),
-            ("FNB", nb),
-            ("RU", ru),
-            ("PG", pg),
-            (
-                "BO",
-                std::env::var("BCA_BO")
-                    .ok()
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(0),
-            ),
-        ],
-    };
-    const B: &[Binding] = &[
-        Binding::Read,
-        Binding::Read,
-        Binding::Uniform,
-        Binding::Read,
-        Binding::ReadWrite,
-        Binding::Uniform,
-    ];
-    let p = ctx.pipeline(&key, B)?;
-    let params: [u32; 4] = [na, g[0], 0, 0];
-    let u = rec.params(bytemuck::cast_slice(&params));
-    let f: [u32; 4] = [wait.0, wait.1, sig, 0];
-    let fu = rec.params(bytemuck::cast_slice(&f));
-    let group = rec.bind(&p, &crate::binds![a, &ctx.dummy, &u, b, sync, &fu]);
-    rec.dispatch(&p, &group, g)?;
-    Ok(g[0] * g[1])
-}
-
 /// `mma_peak.wgsl`: `groups` subgroups each run `reps` rounds of 8 tensor-core multiply-adds
 /// (16×16×16) on fragments held in registers (mode 0) or reloaded every round from a storage
 /// buffer (1) or workgroup memory (2). `x` holds ≥ 512 vec4<f16>, `y` ≥ groups · 8 KB.

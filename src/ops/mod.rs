@@ -33,7 +33,7 @@ pub use elementwise::{
     binary, cfg_euler, snake, swiglu, swiglu_fused, swiglu_pairs, unary, Binary, Unary,
 };
 pub use embedding::{audio_embed, embedding, CODEBOOKS};
-pub use fill::{copy, copy_with, fill, mma_peak, read_flag, read_sink, Fill};
+pub use fill::{copy, copy_with, fill, mma_peak, read_sink, Fill};
 pub(crate) use gemv::probe_coop;
 pub use gemv::{
     feeds_int8, gemv, gemv_rmsnorm, ln_folds, norm_defers, norm_folds, quantise_vector,

@@ -522,40 +522,6 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 lat * 1e6,
                 lat_fixed * 1e6
             );
-            if std::env::var("BCA_OVERLAP").is_ok() {
-                for (count, bytes) in [
-                    (256usize, 256u64),
-                    (256, 65536),
-                    (64, 1 << 20),
-                    (32, 4 << 20),
-                ] {
-                    for fixed in [false, true] {
-                        let d = pollster::block_on(bca::bench::dispatch_overlap(
-                            &ctx, count, bytes, false, fixed,
-                        ))?;
-                        let i = pollster::block_on(bca::bench::dispatch_overlap(
-                            &ctx, count, bytes, true, fixed,
-                        ))?;
-                        println!("OVERLAP bytes {bytes} fixed {fixed}: dependent {:.2} us, independent {:.2} us", d * 1e6, i * 1e6);
-                    }
-                }
-            }
-            if std::env::var("BCA_LINK").is_ok() {
-                let f = pollster::block_on(bca::bench::flag_link(&ctx, 512, true))?;
-                let b = pollster::block_on(bca::bench::flag_link(&ctx, 512, false))?;
-                println!("LINK one-workgroup 4 KiB reads: {:.2} us per flag link, {:.2} us per barrier link", f * 1e6, b * 1e6);
-            }
-            if std::env::var("BCA_SMBW").is_ok() {
-                for pg in [4u32, 8, 16, 28, 56, 128, 0] {
-                    for ru in [2u32, 4, 8] {
-                        let t = pollster::block_on(bca::bench::few_wg_read(&ctx, 2 << 20, pg, ru))?;
-                        println!(
-                            "SMBW 2 MiB pg {pg} ru {ru}: {:.2} us per read (dependent chain)",
-                            t * 1e6
-                        );
-                    }
-                }
-            }
             if ctx.caps.coop {
                 let p = pollster::block_on(bca::bench::tensor_peak(&ctx))?;
                 println!(
