@@ -106,6 +106,29 @@ pub async fn dispatch_latency(ctx: &GpuContext, count: usize, fixed: bool) -> Re
     Ok(best)
 }
 
+/// The cost of one independent dispatch: seconds per dispatch of `count` tiny copies (256
+/// bytes, pipeline-constant sizes) in one pass, each with a source and destination of its own,
+/// so wgpu records no barrier between them (best of three). Against [`dispatch_latency`] it
+/// splits a dependent dispatch's cost into the barrier's wait and the launch itself.
+pub async fn independent_dispatch(ctx: &GpuContext, count: usize) -> Result<f64, OpError> {
+    let bufs: Vec<(wgpu::Buffer, wgpu::Buffer)> = (0..count)
+        .map(|_| (ctx.storage("ind.a", 256), ctx.storage("ind.b", 256)))
+        .collect();
+    let timer = GpuTimer::new(ctx)?;
+    let all = |r: &mut Recorder| -> Result<(), OpError> {
+        for (src, dst) in &bufs {
+            ops::copy_with(r, src, dst, 256, true)?;
+        }
+        Ok(())
+    };
+    timer.time(ctx, all).await?;
+    let mut best = f64::INFINITY;
+    for _ in 0..3 {
+        best = best.min(timer.time(ctx, all).await? / count.max(1) as f64);
+    }
+    Ok(best)
+}
+
 /// The tensor-core limit (FLOP/s) of 16×16×16 f16 → f32 cooperative-matrix multiply-adds,
 /// by where the fragments come from: `[registers, storage buffer, workgroup memory]`
 /// (`mma_peak.wgsl`, 16 subgroups per SM-sized batch, best of three).

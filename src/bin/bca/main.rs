@@ -522,6 +522,12 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 lat * 1e6,
                 lat_fixed * 1e6
             );
+            let ind = pollster::block_on(bca::bench::independent_dispatch(&ctx, 256))?;
+            println!(
+                "independent dispatch: {:.2} us each (256 tiny copies in one pass with no barrier \
+                 between them: the rest of a dependent one is the barrier's wait)",
+                ind * 1e6
+            );
             if ctx.caps.coop {
                 let p = pollster::block_on(bca::bench::tensor_peak(&ctx))?;
                 println!(
