@@ -2,8 +2,7 @@
 //
 // @binding(0) q:     (Hq, D) act              the new token's queries
 // @binding(1) cache: (2, Hkv, Tmax, D) act    [0] keys, [1] values (see kv_append)
-// @binding(2) part:  f32 scratch              acc (S, Hq, D), then (m, l) (S, Hq, 2) from
-//                                             SCAP·Hq·D (SCAP: the splits the scratch holds)
+// @binding(2) part:  f32 scratch              acc (S, Hq, D), then (m, l) (S, Hq, 2)
 // @binding(3) out:   (Hq, D) act
 // @binding(4) P:     uniform Params
 //
@@ -41,11 +40,6 @@ struct Params {
 override G: u32 = 7u;   // query heads per kv head
 override D: u32 = 128u; // head dim, ≤ MAXD (a multiple of 32 with XQ = 1)
 override XQ: u32 = 0u;
-// The splits the scratch holds (ops::attention: its size over Hq·(D + 2) floats): the split
-// statistics start at SCAP·Hq·D whatever the length, so the combine's loads need no params
-override SCAP: u32 = 1u;
-// Query heads, for the combine (the same: its addresses need no params)
-override NHQ: u32 = 1u;
 
 const CH: u32 = 64u;    // keys per split
 const WGS: u32 = 256u;  // invocations per workgroup: 4 per key for scores, 2 per dim for values
@@ -164,7 +158,7 @@ fn attn_decode(
         part[base * D + t] = vacc[t] + vacc[t + MAXD];
     }
     if (t == 0u) {
-        let ml = SCAP * P.hq * D;
+        let ml = P.nsplit * P.hq * D;
         part[ml + base * 2u] = m;
         part[ml + base * 2u + 1u] = red[0];
     }
@@ -172,10 +166,7 @@ fn attn_decode(
 
 // Combine: one workgroup per head, one dim per invocation. The chain is one round of loads
 // and one barrier: every invocation issues its dim's partials of the first CB splits together
-// with the split statistics (m_s, l_s) it stages, before it reads the params (their addresses
-// come from pipeline constants, as a uniform read first cost an H100 0.33 µs per dispatch;
-// splits past the last load what the scratch holds there, and their weights are selected out),
-// then, after the barrier, finds the max over
+// with the split statistics (m_s, l_s) it stages, then, after the barrier, finds the max over
 // the staged m_s itself (a loop over workgroup memory, no reduction tree) and sums
 // w_s = exp(m_s − m) times its partials and l_s. Splits beyond CB come CB at a time; beyond
 // MAXS (65536 keys) the passes rescale what came before to the new max.
@@ -188,21 +179,15 @@ var<workgroup> wl: array<f32, MAXS>; // l_s of the pass
 // int8 x then differed from quantising `out`)
 var<workgroup> wo: array<act, 128>;
 
-// The partials of splits s .. s + CB − 1 for dim t of head h (splits past the scratch read
-// its last; splits past the last hold anything: the caller selects them out).
+// The partials of splits s .. s + CB − 1 for dim t of head h (splits past the last read the
+// last again: their weight is masked to 0 by the caller).
 fn combine_loads(h: u32, t: u32, s: u32) -> array<f32, CB> {
     var v: array<f32, CB>;
     let d = min(t, D - 1u);
     for (var i = 0u; i < CB; i++) {
-        v[i] = part[(min(s + i, SCAP - 1u) * NHQ + h) * D + d];
+        v[i] = part[(min(s + i, P.nsplit - 1u) * P.hq + h) * D + d];
     }
     return v;
-}
-
-// Split s's statistics (m_s, l_s) of head h (a split past the scratch reads its last).
-fn combine_stats(h: u32, s: u32) -> vec2<f32> {
-    let i = SCAP * NHQ * D + (min(s, SCAP - 1u) * NHQ + h) * 2u;
-    return vec2<f32>(part[i], part[i + 1u]);
 }
 
 @compute @workgroup_size(128)
@@ -211,25 +196,18 @@ fn attn_decode_combine(
     @builtin(local_invocation_index) t: u32,
 ) {
     let h = wid.x;
-    // the first pass's loads, before the params
-    var pv = combine_loads(h, t, 0u);
-    let st0 = combine_stats(h, t);
+    let ml = P.nsplit * P.hq * D;
     var m = LOWEST;
     var l = 0.0;
     var a = 0.0;
     for (var s0 = 0u; s0 < P.nsplit; s0 += MAXS) {
         let ns = min(MAXS, P.nsplit - s0);
-        if (s0 > 0u) {
-            pv = combine_loads(h, t, s0);
-        }
+        var pv = combine_loads(h, t, s0);
         workgroupBarrier(); // the previous pass's statistics are read
         for (var s = t; s < ns; s += 128u) {
-            var st = st0;
-            if (s0 > 0u || s >= 128u) {
-                st = combine_stats(h, s0 + s);
-            }
-            wm[s] = st.x;
-            wl[s] = st.y;
+            let i = ml + ((s0 + s) * P.hq + h) * 2u;
+            wm[s] = part[i];
+            wl[s] = part[i + 1u];
         }
         workgroupBarrier();
         var mp = m;
@@ -249,8 +227,7 @@ fn attn_decode_combine(
                 let s = min(b + i, ns - 1u);
                 let w = select(0.0, exp(wm[s] - m), b + i < ns);
                 l += w * wl[s];
-                // a split past the last adds 0 (what it loaded may be anything, NaN included)
-                a += select(0.0, w * pv[i], b + i < ns);
+                a += w * pv[i];
             }
         }
     }

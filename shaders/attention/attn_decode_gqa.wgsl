@@ -6,7 +6,7 @@
 //
 // @binding(0) q:     (Hq, D) act
 // @binding(1) cache: (2, Hkv, Tmax, D/4) act4
-// @binding(2) part:  f32 scratch  acc (S, Hq, D), then (m, l) (S, Hq, 2) from SCAP·Hq·D
+// @binding(2) part:  f32 scratch  acc (S, Hq, D), then (m, l) (S, Hq, 2)
 // @binding(3) out:   (Hq, D) act  (written here only when there is one split: no combine pass)
 // @binding(4) P:     uniform Params
 // @binding(5) xq:    (Hq·D/32, 8) u32      with XQ = 1 and one split: out as gemv_i8's int8 x
@@ -31,8 +31,6 @@ override XQ: u32 = 0u;
 // values are selected out (`select` below, not multiplied by a zero weight).
 override TM: u32;
 override HKV: u32;
-// The splits the scratch holds: the statistics start at SCAP·Hq·D (attn_decode.wgsl)
-override SCAP: u32 = 1u;
 
 override CH: u32 = 64u; // keys per split, 32 or 64 (the split length of ops::attn_decode)
 override KPI: u32 = 256u / CH; // invocations per key: 4 or 8
@@ -198,7 +196,7 @@ fn head_dot(h: u32, u: u32, kv: array<vec4<f32>, 8>) -> f32 {
 // The split's statistics of head h (its max m and Σ l), by the head's first invocation.
 fn gqa_stats(s: u32, kh: u32, h: u32, m: f32, l: f32) {
     qs[h].x = l; // (the queries are dead since the scores)
-    let ml = SCAP * P.hq * D;
+    let ml = P.nsplit * P.hq * D;
     let o = (s * P.hq + kh * G + h) * 2u;
     part[ml + o] = m;
     part[ml + o + 1u] = l;

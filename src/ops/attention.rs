@@ -463,10 +463,7 @@ pub fn attn_decode_xq(
         rec.dispatch(&ph, &g, [hq as u32, 1, 1])?;
         return Ok(());
     }
-    // the splits the scratch holds: the split statistics start after that many splits'
-    // partials, so the combine's addresses are pipeline constants (no params before its loads)
-    let scap = (scratch.size() / (hq * (d + 2) * 4) as u64).min(u32::MAX as u64) as u32;
-    let consts = vec![("G", group as u32), ("D", d as u32), ("SCAP", scap)];
+    let consts = vec![("G", group as u32), ("D", d as u32)];
     if gqa {
         // one workgroup per (split, KV head): keys and values read once for the whole group
         let mut constants = consts.clone();
@@ -520,7 +517,6 @@ pub fn attn_decode_xq(
     }
     let mut combine_consts = consts;
     combine_consts.push(("XQ", xq_flag));
-    combine_consts.push(("NHQ", hq as u32));
     let p2 = ctx.pipeline(
         &KernelKey {
             family: "attn_decode",
