@@ -484,53 +484,8 @@ pub async fn bench_decode(
     let am_out = ctx.storage("argmax.out", 16);
     let scale = 1.0 / (d as f32).sqrt();
 
-    // EXPERIMENT (BCA_QKV_FLAG=1): the attention's split pass recorded with no barrier after
-    // the QKV product (aliases of what it binds), waiting on the product's count instead
-    let qkv_flag = std::env::var("BCA_QKV_FLAG").is_ok();
-    let epoch = std::cell::Cell::new(0u32);
-    struct FlagBufs {
-        cnt: wgpu::Buffer,
-        a_qkv: wgpu::Buffer,
-        a_split: wgpu::Buffer,
-        binds: Vec<wgpu::Buffer>,
-    }
-    let flag_bufs: Vec<FlagBufs> = if qkv_flag {
-        let no = || OpError::Shape {
-            op: "qkv_flag",
-            detail: "no alias".into(),
-        };
-        let q_alias = ctx.alias(&q.buf, "q.alias").ok_or_else(no)?;
-        let mut v = Vec::new();
-        for l in &layers {
-            let cnt = ctx.storage("qkv.count", 16);
-            let mut clr = Recorder::new(ctx, "count.clear");
-            clr.encoder()?.clear_buffer(&cnt, 0, None);
-            clr.submit()?;
-            let al = |b: &wgpu::Buffer| ctx.alias(b, "alias").ok_or_else(no);
-            v.push(FlagBufs {
-                a_qkv: al(&cnt)?,
-                a_split: al(&cnt)?,
-                binds: vec![
-                    q_alias.clone(),
-                    al(&l.cache.buf)?,
-                    al(&scratch)?,
-                    al(&attn.buf)?,
-                    al(&attn_xq.0)?,
-                    al(&attn_xq.1)?,
-                ],
-                cnt,
-            });
-        }
-        v
-    } else {
-        Vec::new()
-    };
     // `only`: record just one stage (for the per-stage breakdown); None = the whole token.
     let stage = |rec: &mut Recorder, pos: usize, only: Option<usize>| -> Result<(), OpError> {
-        let flags_on = qkv_flag && only.is_none();
-        if flags_on {
-            epoch.set(epoch.get() + 1);
-        }
         let on = |i: usize| only.is_none_or(|o| o == i);
         // as the engine's decode does, the RMSNorms of layers after the first are deferred
         // into the products after them where the device can (o_proj / down write h·g as int8
@@ -538,9 +493,6 @@ pub async fn bench_decode(
         let defers = |a: &Matrix, b: &Matrix| fuse_norm && ops::norm_defers(ctx, a, b);
         for (li, l) in layers.iter().enumerate() {
             let qkv_deferred = li > 0 && defers(&layers[li - 1].down, &l.qkv);
-            if flags_on {
-                rec.qkv_signal = Some(flag_bufs[li].a_qkv.clone());
-            }
             if on(0) {
                 // RoPE and the cache append in the product's epilogue where it can (else a
                 // rope_kv dispatch after it, inside gemv), as the engine's decode does
@@ -576,12 +528,6 @@ pub async fn bench_decode(
             // the per-stage breakdown that quantisation counts in "attention", and o_proj
             // alone reads the x left by earlier runs: its cost in the step)
             let xq = ops::attn_feeds_int8(ctx, &l.o, d).then_some((&attn_xq.0, &attn_xq.1));
-            if flags_on {
-                let g = rec.last_grid;
-                let fb = &flag_bufs[li];
-                let target = epoch.get() * g[0] * g[1] * g[2];
-                rec.attn_wait = Some((fb.a_split.clone(), target, fb.binds.clone()));
-            }
             if on(1) {
                 ops::attn_decode_xq(rec, &q, &l.cache, pos + 1, scale, &scratch, &attn, xq)?;
             }

@@ -76,14 +76,7 @@ struct GqaLoads {
 // its values (a fixed trip count the compiler unrolls; keys past the length load what the
 // cache holds there, keys past Tmax the last one again, and none of them counts). No address
 // needs the params. The rest is arithmetic on registers and workgroup memory.
-// EXPERIMENT: with WAITF = 1 the dispatch has no barrier before it: the keys and values are
-// loaded first, then invocation 0 waits until sigw[0] reaches P._pad0 (the QKV product's
-// workgroups counted), then the queries are loaded and the new token's key and value again.
-override WAITF: u32 = 0u;
-@group(0) @binding(7) var<storage, read_write> sigw: array<atomic<u32>>;
-var<workgroup> seen_w: u32;
-
-fn load_q(t: u32, kh: u32) {
+fn gqa_loads(t: u32, s: u32, kh: u32) -> GqaLoads {
     let d4 = D / 4u;
     for (var i = t; i < G * D4MAX; i += 256u) {
         let h = i / D4MAX;
@@ -94,28 +87,6 @@ fn load_q(t: u32, kh: u32) {
             v = vec4<f32>(f32(q[b]), f32(q[b + 1u]), f32(q[b + 2u]), f32(q[b + 3u]));
         }
         qs[i] = v;
-    }
-}
-
-fn wait_qkv(t: u32) {
-    var tries = 0u;
-    loop {
-        if (t == 0u) {
-            seen_w = atomicLoad(&sigw[0]);
-        }
-        let c = workgroupUniformLoad(&seen_w);
-        tries += 1u;
-        if (c >= P._pad0 || tries > (1u << 22u)) {
-            break;
-        }
-    }
-    storageBarrier();
-}
-
-fn gqa_loads(t: u32, s: u32, kh: u32) -> GqaLoads {
-    let d4 = D / 4u;
-    if (WAITF == 0u) {
-        load_q(t, kh);
     }
     let j = t / KPI;
     let u = t % KPI;
@@ -133,23 +104,6 @@ fn gqa_loads(t: u32, s: u32, kh: u32) -> GqaLoads {
     for (var i = 0u; i < hk; i++) {
         let e = vb + min(half * hk + i, last) * D;
         ld.vv[i] = f32(cache[e / 4u][e % 4u]);
-    }
-    if (WAITF == 1u) {
-        wait_qkv(t);
-        load_q(t, kh);
-        let newk = P.len - 1u;
-        if (newk / CH == s) {
-            let jn = newk % CH;
-            if (j == jn) {
-                for (var r = 0u; r < NL; r++) {
-                    ld.kv[r] = kload(kb, u + KPI * r);
-                }
-            }
-            if (half == jn / hk) {
-                let e = vb + jn * D;
-                ld.vv[jn % hk] = f32(cache[e / 4u][e % 4u]);
-            }
-        }
     }
     return ld;
 }

@@ -292,19 +292,6 @@ fn rope_sgk_end(w: u32, lid: u32, sid: u32, sgs: u32, acc: vec4<f32>, part: f32,
     }
 }
 
-// EXPERIMENT: with SIG = 1 each workgroup counts itself in sigc[0] when done (after a
-// device-scope barrier), so that a dispatch recorded with no barrier after it can wait for it
-override SIG: u32 = 0u;
-@group(0) @binding(11) var<storage, read_write> sigc: array<atomic<u32>>;
-fn signal_done(lid: u32) {
-    if (SIG == 1u) {
-        storageBarrier();
-        if (lid == 0u) {
-            atomicAdd(&sigc[0], 1u);
-        }
-    }
-}
-
 @compute @workgroup_size(WG)
 fn gemv_q4_i8_sgk_rope(@builtin(workgroup_id) wid: vec3<u32>,
                        @builtin(local_invocation_index) lid: u32,
@@ -318,7 +305,6 @@ fn gemv_q4_i8_sgk_rope(@builtin(workgroup_id) wid: vec3<u32>,
         acc = group_partial_q4(row, lid % TPR);
     }
     rope_sgk_end(w, lid, sid, sgs, acc, 0.0, false, pre);
-    signal_done(lid);
 }
 
 @compute @workgroup_size(WG)
@@ -376,6 +362,5 @@ fn gemv_i8_sgk_rope_defer(@builtin(workgroup_id) wid: vec3<u32>,
         acc = group_partial(row, lid % TPR);
     }
     rope_sgk_end(w, lid, sid, sgs, acc, part, true, pre);
-    signal_done(lid);
 }
 // #endif

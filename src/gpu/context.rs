@@ -717,29 +717,6 @@ impl GpuContext {
         })
     }
 
-    /// A second wgpu handle on `buf`'s Vulkan buffer (native Vulkan only, else `None`): wgpu
-    /// tracks it apart from `buf`, so it records no barrier between their uses. The caller
-    /// orders their accesses itself and keeps `buf` alive while the alias is in use.
-    #[cfg(not(any(target_arch = "wasm32", target_vendor = "apple")))]
-    pub fn alias(&self, buf: &wgpu::Buffer, label: &str) -> Option<wgpu::Buffer> {
-        use wgpu::hal::api::Vulkan;
-        // SAFETY: the raw handle is only wrapped, never destroyed by the wrapper (its drop
-        // callback does nothing); the caller keeps `buf` alive while the alias is in use.
-        unsafe {
-            let raw = buf.as_hal::<Vulkan>().map(|b| b.raw_handle())?;
-            let hal = wgpu::hal::vulkan::Buffer::from_raw_externally_owned(raw, Box::new(|| {}));
-            Some(self.device.create_buffer_from_hal::<Vulkan>(
-                hal,
-                &wgpu::BufferDescriptor {
-                    label: Some(label),
-                    size: buf.size(),
-                    usage: buf.usage(),
-                    mapped_at_creation: false,
-                },
-            ))
-        }
-    }
-
     /// A plain-text report of the adapter and what was negotiated (`bca info`, the web page).
     pub fn report(&self) -> serde_json::Value {
         serde_json::json!({

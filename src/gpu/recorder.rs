@@ -80,13 +80,6 @@ pub struct Recorder<'a> {
     encoder: Option<wgpu::CommandEncoder>,
     pass: Option<wgpu::ComputePass<'static>>,
     dispatches: usize,
-    /// EXPERIMENT: the workgroups of the last dispatch
-    pub last_grid: [u32; 3],
-    /// EXPERIMENT: the next RoPE product counts its workgroups in this buffer's first word
-    pub qkv_signal: Option<wgpu::Buffer>,
-    /// EXPERIMENT: the next decode attention's split pass waits until the first word of
-    /// `.0` reaches `.1`, binding `.2` (aliases of q, the cache, scratch, out, xq, xd)
-    pub attn_wait: Option<(wgpu::Buffer, u32, Vec<wgpu::Buffer>)>,
     /// Timestamp writes for the next pass opened (benchmarks).
     timestamps: Option<(wgpu::QuerySet, u32)>,
     /// Param rings in use, the bytes staged for each, and how many of them are written
@@ -139,9 +132,6 @@ impl<'a> Recorder<'a> {
             encoder: Some(encoder),
             pass: None,
             dispatches: 0,
-            qkv_signal: None,
-            attn_wait: None,
-            last_grid: [0; 3],
             timestamps: None,
             rings: Vec::new(),
             cache: None,
@@ -350,7 +340,6 @@ impl<'a> Recorder<'a> {
         group: &wgpu::BindGroup,
         workgroups: [u32; 3],
     ) -> Result<(), GpuError> {
-        self.last_grid = workgroups;
         if self.prof.is_some() {
             self.profiled_dispatch(pipeline, group, workgroups)?;
             self.dispatches += 1;

@@ -478,17 +478,6 @@ pub fn attn_decode_xq(
         // (1k: 2295 against 2299; BENCHMARKS.md, seventeenth session)
         let sg =
             split == 64 && ctx.caps.subgroups && ctx.caps.subgroup_size >= 4 && !ctx.no_attn_sg;
-        // EXPERIMENT: no barrier before the split pass; it waits on the QKV product's count
-        let wait = if nsplit > 1 {
-            rec.attn_wait.take()
-        } else {
-            None
-        };
-        if wait.is_some() {
-            constants.push(("WAITF", 1));
-        }
-        let mut wb = DECODE_XQ_BINDINGS.to_vec();
-        wb.push(Binding::ReadWrite);
         let pg = ctx.pipeline(
             &KernelKey {
                 family: "attn_decode_gqa",
@@ -501,25 +490,10 @@ pub fn attn_decode_xq(
                 subgroups: sg,
                 constants,
             },
-            &wb,
+            DECODE_XQ_BINDINGS,
         )?;
-        if let Some((sig, target, al)) = wait {
-            let wparams = DecodeParams {
-                _pad: [target, 0],
-                ..params
-            };
-            let wbuf = rec.params(bytemuck::bytes_of(&wparams));
-            let g1 = rec.bind(
-                &pg,
-                &crate::binds![&al[0], &al[1], &al[2], &al[3], &wbuf, &al[4], &al[5], &sig],
-            );
-            rec.dispatch(&pg, &g1, [nsplit as u32, cache.heads as u32, 1])?;
-        } else {
-            let mut b = xq_binds.to_vec();
-            b.extend(crate::binds![&ctx.dummy_rw]);
-            let g1 = rec.bind(&pg, &b);
-            rec.dispatch(&pg, &g1, [nsplit as u32, cache.heads as u32, 1])?;
-        }
+        let g1 = rec.bind(&pg, &xq_binds);
+        rec.dispatch(&pg, &g1, [nsplit as u32, cache.heads as u32, 1])?;
         if nsplit == 1 {
             // one split (the audio head's depth steps have ≤ 8 keys): the kernel wrote `out`
             return Ok(());

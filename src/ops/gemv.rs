@@ -867,15 +867,6 @@ fn gemv_inner(
         subgroups: use_sg,
         constants,
     };
-    let signal = if rope.is_some() {
-        rec.qkv_signal.take()
-    } else {
-        None
-    };
-    let mut key = key;
-    if signal.is_some() {
-        key.constants.push(("SIG", 1));
-    }
     let mut bindings = if rope.is_some() {
         ROPE_BINDINGS
     } else if xqo.is_some() {
@@ -896,12 +887,6 @@ fn gemv_inner(
     }
     if rn.is_some() {
         bindings.extend([Binding::Read, Binding::Read]);
-    }
-    if rope.is_some() {
-        if bindings.len() == 10 {
-            bindings.push(Binding::Read);
-        }
-        bindings.push(Binding::ReadWrite);
     }
     let p = ctx.pipeline(&key, &bindings)?;
     let scales = w.scales().unwrap_or(&ctx.dummy);
@@ -996,12 +981,6 @@ fn gemv_inner(
         }
         if let Some((rg, rss, _)) = rn {
             list.extend(crate::binds![rg, rss]);
-        }
-        if rope.is_some() {
-            if list.len() == 10 {
-                list.extend(crate::binds![&ctx.dummy]);
-            }
-            list.extend(crate::binds![signal.as_ref().unwrap_or(&ctx.dummy_rw)]);
         }
         let group = rec.bind(&p, &list);
         rec.dispatch(&p, &group, g)?;
