@@ -167,6 +167,8 @@ pub struct ProductResult {
     pub weight_bytes: u64,
     /// Input vectors per call (1 = decode; more = prefill through the tiled kernel).
     pub n: usize,
+    /// x came quantised to int8 (one dispatch per call: the product's), as in a decode step.
+    pub x_given: bool,
     pub us_per_call: f64,
     pub gb_per_s: f64,
     pub pct_of_copy: f64,
@@ -247,6 +249,9 @@ pub const PRODUCT_SHAPES: &[Shape] = &[
 
 /// Times `y = W x` for one shape and format, cycling over enough distinct copies of W that
 /// the working set exceeds the GPU's last-level cache (so the figure is DRAM bandwidth).
+/// With `x_given` a one-vector q4/q8 product with int8 activations takes x already quantised
+/// (quantised once, before the timing), as the decode step's products take it from the
+/// kernel before them; else each call quantises x in a dispatch of its own first.
 #[allow(clippy::too_many_arguments)]
 pub async fn bench_product(
     ctx: &GpuContext,
@@ -257,6 +262,7 @@ pub async fn bench_product(
     scale: usize,
     n: usize,
     xq_out: bool,
+    x_given: bool,
 ) -> Result<ProductResult, OpError> {
     let n = n.max(1);
     let (rows, cols) = (shape.rows / scale.max(1), shape.cols / scale.max(1));
@@ -288,8 +294,16 @@ pub async fn bench_product(
     // `xq_out`: the product also writes y as the next product's int8 x
     let (lq, ld) = ops::xq_buffers_len(rows);
     let yq = (ctx.storage("yq", lq), ctx.storage("yd", ld));
+    // `x_given`: x as int8 x, quantised here once
+    let x_given = x_given && n == 1 && ops::norm_folds(ctx, &ws[0], 1);
+    let (lxq, lxd) = ops::xq_buffers_len(cols);
+    let xg = (ctx.storage("xq", lxq), ctx.storage("xd", lxd));
+    if x_given {
+        ops::quantise_vector(&mut rec, &x, (&xg.0, &xg.1))?;
+    }
     let epi = Epilogue {
         xq_out: (xq_out && n == 1).then_some((&yq.0, &yq.1)),
+        prequantised: x_given.then_some((&xg.0, &xg.1)),
         ..Default::default()
     };
     rec.submit()?;
@@ -313,6 +327,7 @@ pub async fn bench_product(
         cols,
         weight_bytes: bytes,
         n,
+        x_given,
         us_per_call: best * 1e6,
         gb_per_s: gbs,
         pct_of_copy: 100.0 * gbs * 1e9 / copy_bw,

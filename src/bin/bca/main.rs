@@ -375,6 +375,11 @@ enum BenchCmd {
         /// (`Epilogue::xq_out`; one vector).
         #[arg(long)]
         xq_out: bool,
+        /// One-vector q4/q8 products take x already quantised to int8, as the decode step's
+        /// products do (its producer's epilogue writes it), so a call is the product's
+        /// dispatch alone; without it each call quantises x in a dispatch of its own first.
+        #[arg(long)]
+        x_given: bool,
         /// Instead of the model's shapes, products of these row counts (× `--cols`): how the
         /// time grows with the grid, e.g. across multiples of the GPU's workgroup slots.
         #[arg(long, value_delimiter = ',')]
@@ -492,6 +497,7 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                     n,
                     working_set,
                     xq_out,
+                    x_given,
                     rows,
                     cols,
                     json,
@@ -538,6 +544,12 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                     p[2] / 1e12
                 );
             }
+            if x_given {
+                println!(
+                    "one-vector q4/q8 products take x as int8, quantised once before the timing \
+                     (as in a decode step): a call is the product's dispatch alone"
+                );
+            }
             println!(
                 "{:<30} {:>4} {:>7} {:>6} {:>10} {:>9} {:>8} {:>7} {:>7}",
                 "product", "fmt", "rows", "cols", "MB", "us/call", "GB/s", "% copy", "TFLOP/s"
@@ -568,6 +580,7 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                         scale,
                         n,
                         xq_out,
+                        x_given,
                     ))?;
                     println!(
                         "{:<30} {:>4} {:>7} {:>6} {:>10.2} {:>9.2} {:>8.1} {:>6.1}% {:>7.2}",
