@@ -90,7 +90,6 @@ pub async fn copy_bandwidth(ctx: &GpuContext, bytes: u64, reps: usize) -> Result
 pub async fn dispatch_latency(ctx: &GpuContext, count: usize, fixed: bool) -> Result<f64, OpError> {
     let a = ctx.storage("lat.a", 256);
     let b = ctx.storage("lat.b", 256);
-    let timer = GpuTimer::new(ctx)?;
     let chain = |r: &mut Recorder| -> Result<(), OpError> {
         for i in 0..count {
             let (src, dst) = if i % 2 == 0 { (&a, &b) } else { (&b, &a) };
@@ -98,10 +97,24 @@ pub async fn dispatch_latency(ctx: &GpuContext, count: usize, fixed: bool) -> Re
         }
         Ok(())
     };
-    timer.time(ctx, chain).await?;
+    best_of_three(ctx, &GpuTimer::new(ctx)?, chain, count).await
+}
+
+/// Seconds per unit (`per` units a recording) of what `record` records: a warm-up, then the
+/// best of three timed runs.
+async fn best_of_three<F>(
+    ctx: &GpuContext,
+    timer: &GpuTimer,
+    record: F,
+    per: usize,
+) -> Result<f64, OpError>
+where
+    F: Fn(&mut Recorder) -> Result<(), OpError>,
+{
+    timer.time(ctx, &record).await?;
     let mut best = f64::INFINITY;
     for _ in 0..3 {
-        best = best.min(timer.time(ctx, chain).await? / count.max(1) as f64);
+        best = best.min(timer.time(ctx, &record).await? / per.max(1) as f64);
     }
     Ok(best)
 }
@@ -114,19 +127,13 @@ pub async fn independent_dispatch(ctx: &GpuContext, count: usize) -> Result<f64,
     let bufs: Vec<(wgpu::Buffer, wgpu::Buffer)> = (0..count)
         .map(|_| (ctx.storage("ind.a", 256), ctx.storage("ind.b", 256)))
         .collect();
-    let timer = GpuTimer::new(ctx)?;
     let all = |r: &mut Recorder| -> Result<(), OpError> {
         for (src, dst) in &bufs {
             ops::copy_with(r, src, dst, 256, true)?;
         }
         Ok(())
     };
-    timer.time(ctx, all).await?;
-    let mut best = f64::INFINITY;
-    for _ in 0..3 {
-        best = best.min(timer.time(ctx, all).await? / count.max(1) as f64);
-    }
-    Ok(best)
+    best_of_three(ctx, &GpuTimer::new(ctx)?, all, count).await
 }
 
 /// The tensor-core limit (FLOP/s) of 16×16×16 f16 → f32 cooperative-matrix multiply-adds,
