@@ -602,6 +602,7 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                     "adapter": ctx.report(),
                     "copy_bandwidth_bytes_per_s": bw,
                     "dependent_dispatch_s": lat,
+                    "independent_dispatch_s": ind,
                     "products": all,
                 });
                 std::fs::write(&p, serde_json::to_string_pretty(&doc)?)?;
