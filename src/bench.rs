@@ -100,8 +100,8 @@ pub async fn dispatch_latency(ctx: &GpuContext, count: usize, fixed: bool) -> Re
     best_of_three(ctx, &GpuTimer::new(ctx)?, chain, count).await
 }
 
-/// Seconds per unit (`per` units a recording) of what `record` records: a warm-up, then the
-/// best of three timed runs.
+/// Seconds per unit (`per` units a recording) of what `record` records: a warm-up (pipelines,
+/// caches), then the best of three timed runs.
 async fn best_of_three<F>(
     ctx: &GpuContext,
     timer: &GpuTimer,
@@ -155,11 +155,7 @@ pub async fn tensor_peak(ctx: &GpuContext) -> Result<[f64; 3], OpError> {
     let mut out = [0.0; 3];
     for (mode, o) in out.iter_mut().enumerate() {
         let run = |r: &mut Recorder| ops::mma_peak(r, &x, &y, (groups, reps, mode as u32));
-        timer.time(ctx, run).await?;
-        let mut best = f64::INFINITY;
-        for _ in 0..3 {
-            best = best.min(timer.time(ctx, run).await?);
-        }
+        let best = best_of_three(ctx, &timer, run, 1).await?;
         *o = groups as f64 * reps as f64 * 8.0 * 2.0 * 4096.0 / best;
     }
     Ok(out)
@@ -321,11 +317,7 @@ pub async fn bench_product(
         }
         Ok(())
     };
-    timer.time(ctx, run).await?; // warm-up (pipelines, caches)
-    let mut best = f64::INFINITY;
-    for _ in 0..3 {
-        best = best.min(timer.time(ctx, run).await? / reps as f64);
-    }
+    let best = best_of_three(ctx, &timer, run, reps).await?;
     let gbs = bytes as f64 / best / 1e9;
     Ok(ProductResult {
         name: shape.name.to_string(),
@@ -650,11 +642,7 @@ pub async fn bench_decode(
             }
             Ok(())
         };
-        timer.time(ctx, record).await?; // warm-up: pipelines
-        let mut best = f64::INFINITY;
-        for _ in 0..3 {
-            best = best.min(timer.time(ctx, record).await? / tokens as f64);
-        }
+        let best = best_of_three(ctx, &timer, record, tokens).await?;
         let mut breakdown_us = Vec::new();
         for (i, name) in STAGES.iter().enumerate() {
             let t = timer
@@ -721,12 +709,9 @@ pub async fn bench_decode(
         // the best over 1, 2, 4 and 8 vec4s per invocation
         let (mut read_best, mut read_ru) = (f64::INFINITY, 1);
         for ru in [1, 2, 4, 8] {
-            timer.time(ctx, |r| read_chain(r, ru, None)).await?;
-            for _ in 0..3 {
-                let t = timer.time(ctx, |r| read_chain(r, ru, None)).await? / tokens as f64;
-                if t < read_best {
-                    (read_best, read_ru) = (t, ru);
-                }
+            let t = best_of_three(ctx, &timer, |r| read_chain(r, ru, None), tokens).await?;
+            if t < read_best {
+                (read_best, read_ru) = (t, ru);
             }
         }
         let mut read_stages_us = Vec::new();

@@ -66,7 +66,7 @@ fn qdot(h: u32, i: u32, k: vec4<f32>) -> f32 {
 }
 
 // What every invocation loads before anything else (see the entries): its key vec4s and its
-// values; the queries go into `qs` (read after a barrier).
+// values; the queries go into `qs`.
 struct GqaLoads {
     kv: array<vec4<f32>, 8>,
     vv: array<f32, 32>,
@@ -75,7 +75,8 @@ struct GqaLoads {
 // Every load of the workgroup, issued first and together: q, the invocation's key vec4s and
 // its values (a fixed trip count the compiler unrolls; keys past the length load what the
 // cache holds there, keys past Tmax the last one again, and none of them counts). No address
-// needs the params. The rest is arithmetic on registers and workgroup memory.
+// needs the params. The rest is arithmetic on registers and workgroup memory. Ends with the
+// barrier after which `qs` holds the queries (so it is called in uniform control flow).
 fn gqa_loads(t: u32, s: u32, kh: u32) -> GqaLoads {
     let d4 = D / 4u;
     for (var i = t; i < G * D4MAX; i += 256u) {
@@ -105,6 +106,7 @@ fn gqa_loads(t: u32, s: u32, kh: u32) -> GqaLoads {
         let e = vb + min(half * hk + i, last) * D;
         ld.vv[i] = f32(cache[e / 4u][e % 4u]);
     }
+    workgroupBarrier();
     return ld;
 }
 
@@ -212,7 +214,6 @@ fn attn_decode_gqa(
     let ld = gqa_loads(t, s, kh);
     let j = t / KPI;
     let u = t % KPI;
-    workgroupBarrier();
     for (var h = 0u; h < G; h++) {
         red[(u * G + h) * CH + j] = head_dot(h, u, ld.kv);
     }
@@ -307,7 +308,6 @@ fn attn_decode_gqa_sg(
     let ld = gqa_loads(t, s, kh);
     let j = t / KPI;
     let u = t % KPI;
-    workgroupBarrier();
     // the scores: each key's KPI partial dots meet by shuffles; its first invocation stores
     let valid = s * CH + j < P.len;
     for (var h = 0u; h < G; h++) {
