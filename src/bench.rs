@@ -7,6 +7,9 @@ use crate::gpu::{read_buffer, GpuContext, GpuError, Recorder};
 use crate::ops::{self, Epilogue, OpError};
 use crate::tensor::{Matrix, Tensor, WeightFormat};
 
+#[cfg(not(target_vendor = "apple"))]
+pub mod vk_barriers;
+
 /// Times GPU work with timestamp queries written at the start and end of one compute pass.
 pub struct GpuTimer {
     qs: wgpu::QuerySet,

@@ -998,3 +998,23 @@ fn read_sink_reads_what_it_is_given() {
     }
     assert_eq!(rec.dispatches(), 0);
 }
+
+/// `bench kernels`' raw-Vulkan barrier benchmark records real dependent chains: after timing,
+/// it runs one with wgpu's barrier on seeded random data and fails unless every value is the
+/// data plus the number of links. On lavapipe (Vulkan) it must run, not return `None`.
+#[cfg(not(target_vendor = "apple"))]
+#[test]
+fn raw_vulkan_barrier_chain_is_a_real_chain() {
+    use bca::bench::vk_barriers::{barrier_costs, Flavour, FLAVOURS};
+    let c = common::ctx(common::Path::F16);
+    for (links, groups) in [(6, 1), (9, 3)] {
+        let costs = pollster::block_on(barrier_costs(c, links, groups, &FLAVOURS))
+            .unwrap_or_else(|e| panic!("{links} links of {groups} workgroups: {e}"))
+            .unwrap_or_else(|| panic!("{} is a Vulkan adapter here", c.info.name));
+        let kinds: Vec<Flavour> = costs.iter().map(|c| c.0).collect();
+        assert_eq!(kinds, FLAVOURS);
+        for (f, us) in costs {
+            assert!(us.is_finite() && us > 0.0, "{f:?}: {us} us per link");
+        }
+    }
+}

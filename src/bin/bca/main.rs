@@ -534,6 +534,25 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                  between them: the rest of a dependent one is the barrier's wait)",
                 ind * 1e6
             );
+            let mut barrier_kinds = Vec::new();
+            #[cfg(not(target_vendor = "apple"))]
+            for groups in [1u32, 132, 1056] {
+                use bca::bench::vk_barriers::{barrier_costs, FLAVOURS};
+                if let Some(costs) =
+                    pollster::block_on(barrier_costs(&ctx, 256, groups, &FLAVOURS))?
+                {
+                    println!(
+                        "dependent dispatch through raw Vulkan, {groups} workgroup(s) of 256 vec4s \
+                         per link, by barrier kind:"
+                    );
+                    for (f, us) in costs {
+                        println!("  {:<40} {us:>6.2} us per link", f.name());
+                        barrier_kinds.push(serde_json::json!({
+                            "workgroups": groups, "barrier": f.name(), "us_per_link": us
+                        }));
+                    }
+                }
+            }
             if ctx.caps.coop {
                 let p = pollster::block_on(bca::bench::tensor_peak(&ctx))?;
                 println!(
@@ -603,6 +622,7 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                     "copy_bandwidth_bytes_per_s": bw,
                     "dependent_dispatch_s": lat,
                     "independent_dispatch_s": ind,
+                    "raw_vulkan_links": barrier_kinds,
                     "products": all,
                 });
                 std::fs::write(&p, serde_json::to_string_pretty(&doc)?)?;
