@@ -154,11 +154,14 @@ pub async fn barrier_costs(
     // queue is used from this thread alone while wgpu is idle (polled above); every object
     // made here is destroyed before returning (`Objects`).
     unsafe {
-        let (Some(hx), Some(hy)) = (bx.as_hal::<Vulkan>(), by.as_hal::<Vulkan>()) else {
+        // one buffer guard at a time: each holds wgpu's snatch lock (debug builds panic on
+        // taking it twice), and none is held while wgpu runs below
+        let Some(raw_x) = bx.as_hal::<Vulkan>().map(|b| b.raw_handle()) else {
             return Ok(None);
         };
-        let (raw_x, raw_y) = (hx.raw_handle(), hy.raw_handle());
-        drop((hx, hy));
+        let Some(raw_y) = by.as_hal::<Vulkan>().map(|b| b.raw_handle()) else {
+            return Ok(None);
+        };
         let Some(hdev) = ctx.device.as_hal::<Vulkan>() else {
             return Ok(None);
         };
