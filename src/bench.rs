@@ -9,6 +9,8 @@ use crate::tensor::{Matrix, Tensor, WeightFormat};
 
 #[cfg(not(target_vendor = "apple"))]
 pub mod vk_barriers;
+#[cfg(not(target_vendor = "apple"))]
+pub mod vk_stats;
 
 /// Times GPU work with timestamp queries written at the start and end of one compute pass.
 pub struct GpuTimer {

@@ -1018,3 +1018,40 @@ fn raw_vulkan_barrier_chain_is_a_real_chain() {
         }
     }
 }
+
+/// `bench decode --pipeline-stats` writes each kernel's SPIR-V again as wgpu does for the
+/// engine (constants substituted, checks off): that must work for every kernel compiled, and
+/// the statistics, where the driver reports them (not on lavapipe), must come without errors.
+#[cfg(not(target_vendor = "apple"))]
+#[test]
+fn pipeline_statistics_rebuild_every_kernel() {
+    use bca::bench::vk_stats::{pipeline_stats, spirv_for};
+    let c = common::ctx(common::Path::F16);
+    // make sure a few kernels with and without constants are compiled
+    let mut rec = Recorder::new(c, "stats");
+    let a = c.storage("stats.a", 1 << 16);
+    ops::fill(&mut rec, &a, 1 << 14, 7, ops::Fill::Bits).unwrap();
+    let sink = c.storage("stats.sink", 16);
+    ops::read_sink(&mut rec, (&a, 1 << 16), (&a, 4096), &sink, 4).unwrap();
+    rec.submit().unwrap();
+    let keys = c.pipelines.keys();
+    assert!(keys.len() >= 2, "{} pipelines compiled", keys.len());
+    for key in &keys {
+        let words = spirv_for(key, (1, 6)).unwrap_or_else(|e| panic!("{key}: {e}"));
+        assert_eq!(words.first(), Some(&0x0723_0203), "{key}: not SPIR-V");
+    }
+    match pipeline_stats(c, "").unwrap() {
+        None => eprintln!("{}: no pipeline statistics from this driver", c.info.name),
+        Some(all) => {
+            assert!(!all.is_empty());
+            for k in all {
+                assert!(
+                    !k.stats.is_empty() && k.stats.iter().all(|(n, _)| n != "error"),
+                    "{}: {:?}",
+                    k.kernel,
+                    k.stats
+                );
+            }
+        }
+    }
+}

@@ -30,6 +30,13 @@ pub struct PipelineCache {
 }
 
 impl PipelineCache {
+    /// The keys of every pipeline compiled so far.
+    pub fn keys(&self) -> Vec<KernelKey> {
+        self.map
+            .lock()
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default()
+    }
     pub fn len(&self) -> usize {
         self.map.lock().map(|m| m.len()).unwrap_or(0)
     }

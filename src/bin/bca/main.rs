@@ -412,6 +412,11 @@ enum BenchCmd {
         /// Keep RMSNorm as its own dispatch even on the int8 path.
         #[arg(long, conflicts_with = "fuse_norm")]
         separate_norm: bool,
+        /// Afterwards, what the driver made of each kernel the step used (registers, local
+        /// and shared memory), where the Vulkan driver reports it
+        /// (VK_KHR_pipeline_executable_properties: NVIDIA's does, lavapipe's not).
+        #[arg(long)]
+        pipeline_stats: bool,
         /// Also write the results as JSON here.
         #[arg(long)]
         json: Option<PathBuf>,
@@ -638,6 +643,7 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                     contexts,
                     fuse_norm,
                     separate_norm,
+                    pipeline_stats,
                     json,
                 },
         } => {
@@ -715,12 +721,32 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                     all.push(r);
                 }
             }
+            let mut kernel_stats = Vec::new();
+            if pipeline_stats {
+                #[cfg(not(target_vendor = "apple"))]
+                match bca::bench::vk_stats::pipeline_stats(&ctx, "")? {
+                    Some(all) => {
+                        println!("what the driver made of each kernel (compiled again with its statistics):");
+                        for k in all {
+                            let s: Vec<String> =
+                                k.stats.iter().map(|(n, v)| format!("{n} {v}")).collect();
+                            println!("  {}: {}", k.kernel, s.join(", "));
+                            kernel_stats.push(k);
+                        }
+                    }
+                    None => println!(
+                        "pipeline statistics: not reported by this driver (needs Vulkan with \
+                         VK_KHR_pipeline_executable_properties)"
+                    ),
+                }
+            }
             if let Some(p) = json {
                 let doc = serde_json::json!({
                     "adapter": ctx.report(),
                     "copy_bandwidth_bytes_per_s": bw,
                     "shape": shape,
                     "decode": all,
+                    "kernel_stats": kernel_stats,
                 });
                 std::fs::write(&p, serde_json::to_string_pretty(&doc)?)?;
             }
