@@ -8,6 +8,8 @@ use crate::ops::{self, Epilogue, OpError};
 use crate::tensor::{Matrix, Tensor, WeightFormat};
 
 #[cfg(not(target_vendor = "apple"))]
+mod vk;
+#[cfg(not(target_vendor = "apple"))]
 pub mod vk_barriers;
 #[cfg(not(target_vendor = "apple"))]
 pub mod vk_stats;

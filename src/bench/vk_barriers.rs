@@ -8,7 +8,8 @@
 use ash::vk;
 use wgpu::hal::api::Vulkan;
 
-use crate::gpu::{read_buffer, GpuContext, GpuError};
+use super::vk::{err, spirv, spirv_lang, RawPipeline};
+use crate::gpu::{read_buffer, GpuContext};
 use crate::ops::OpError;
 use crate::util::rng::Rng;
 
@@ -63,19 +64,9 @@ fn main(@builtin(global_invocation_id) g: vec3<u32>) {
 }
 ";
 
-fn err(what: &str, e: impl std::fmt::Display) -> OpError {
-    OpError::Gpu(GpuError::Internal(format!(
-        "barrier benchmark: {what}: {e}"
-    )))
-}
-
-/// Vulkan objects made here, destroyed on drop.
+/// Vulkan objects made here besides the pipeline, destroyed on drop (after the GPU is idle).
 struct Objects<'a> {
     dev: &'a ash::Device,
-    module: vk::ShaderModule,
-    dsl: vk::DescriptorSetLayout,
-    layout: vk::PipelineLayout,
-    pipeline: vk::Pipeline,
     dpool: vk::DescriptorPool,
     qpool: vk::QueryPool,
     cpool: vk::CommandPool,
@@ -92,34 +83,8 @@ impl Drop for Objects<'_> {
             self.dev.destroy_command_pool(self.cpool, None);
             self.dev.destroy_query_pool(self.qpool, None);
             self.dev.destroy_descriptor_pool(self.dpool, None);
-            self.dev.destroy_pipeline(self.pipeline, None);
-            self.dev.destroy_pipeline_layout(self.layout, None);
-            self.dev.destroy_descriptor_set_layout(self.dsl, None);
-            self.dev.destroy_shader_module(self.module, None);
         }
     }
-}
-
-fn spirv() -> Result<Vec<u32>, OpError> {
-    use wgpu::naga;
-    let module = naga::front::wgsl::parse_str(WGSL).map_err(|e| err("WGSL", e))?;
-    let info = naga::valid::Validator::new(
-        naga::valid::ValidationFlags::all(),
-        naga::valid::Capabilities::empty(),
-    )
-    .validate(&module)
-    .map_err(|e| err("validation", e))?;
-    let pipe = naga::back::spv::PipelineOptions {
-        shader_stage: naga::ShaderStage::Compute,
-        entry_point: "main".into(),
-    };
-    naga::back::spv::write_vec(
-        &module,
-        &info,
-        &naga::back::spv::Options::default(),
-        Some(&pipe),
-    )
-    .map_err(|e| err("SPIR-V", e))
 }
 
 /// µs per link of a chain of `links` dependent copies of `groups` workgroups × 256 vec4s
@@ -152,7 +117,7 @@ pub async fn barrier_costs(
     let _ = ctx.device.poll(wgpu::PollType::wait_indefinitely());
     // SAFETY: the raw handles are only used while `bx`, `by` and the device are alive; the
     // queue is used from this thread alone while wgpu is idle (polled above); every object
-    // made here is destroyed before returning (`Objects`).
+    // made here is destroyed before returning (`Objects`, `RawPipeline`).
     unsafe {
         // one buffer guard at a time: each holds wgpu's snatch lock (debug builds panic on
         // taking it twice), and none is held while wgpu runs below
@@ -166,29 +131,13 @@ pub async fn barrier_costs(
             return Ok(None);
         };
         let dev = hdev.raw_device();
-        let period = hdev
+        let props = hdev
             .shared_instance()
             .raw_instance()
-            .get_physical_device_properties(hdev.raw_physical_device())
-            .limits
-            .timestamp_period as f64;
+            .get_physical_device_properties(hdev.raw_physical_device());
+        let period = props.limits.timestamp_period as f64;
         let qf = hdev.queue_family_index();
         let queue = hdev.raw_queue();
-        let mut o = Objects {
-            dev,
-            module: vk::ShaderModule::null(),
-            dsl: vk::DescriptorSetLayout::null(),
-            layout: vk::PipelineLayout::null(),
-            pipeline: vk::Pipeline::null(),
-            dpool: vk::DescriptorPool::null(),
-            qpool: vk::QueryPool::null(),
-            cpool: vk::CommandPool::null(),
-            fence: vk::Fence::null(),
-        };
-        let code = spirv()?;
-        o.module = dev
-            .create_shader_module(&vk::ShaderModuleCreateInfo::default().code(&code), None)
-            .map_err(|e| err("shader module", e))?;
         let binds = [0, 1].map(|b| {
             vk::DescriptorSetLayoutBinding::default()
                 .binding(b)
@@ -196,29 +145,27 @@ pub async fn barrier_costs(
                 .descriptor_count(1)
                 .stage_flags(vk::ShaderStageFlags::COMPUTE)
         });
-        o.dsl = dev
-            .create_descriptor_set_layout(
-                &vk::DescriptorSetLayoutCreateInfo::default().bindings(&binds),
-                None,
-            )
-            .map_err(|e| err("set layout", e))?;
-        let dsls = [o.dsl];
-        o.layout = dev
-            .create_pipeline_layout(
-                &vk::PipelineLayoutCreateInfo::default().set_layouts(&dsls),
-                None,
-            )
-            .map_err(|e| err("pipeline layout", e))?;
-        let stage = vk::PipelineShaderStageCreateInfo::default()
-            .stage(vk::ShaderStageFlags::COMPUTE)
-            .module(o.module)
-            .name(c"main");
-        let info = [vk::ComputePipelineCreateInfo::default()
-            .stage(stage)
-            .layout(o.layout)];
-        o.pipeline = dev
-            .create_compute_pipelines(vk::PipelineCache::null(), &info, None)
-            .map_err(|(_, e)| err("pipeline", e))?[0];
+        let code = spirv(
+            WGSL,
+            "main",
+            &Default::default(),
+            spirv_lang(props.api_version),
+        )?;
+        let pipe = RawPipeline::new(
+            dev,
+            &code,
+            &binds,
+            c"main",
+            vk::PipelineShaderStageCreateFlags::empty(),
+            vk::PipelineCreateFlags::empty(),
+        )?;
+        let mut o = Objects {
+            dev,
+            dpool: vk::DescriptorPool::null(),
+            qpool: vk::QueryPool::null(),
+            cpool: vk::CommandPool::null(),
+            fence: vk::Fence::null(),
+        };
         let sizes = [vk::DescriptorPoolSize::default()
             .ty(vk::DescriptorType::STORAGE_BUFFER)
             .descriptor_count(4)];
@@ -230,7 +177,7 @@ pub async fn barrier_costs(
                 None,
             )
             .map_err(|e| err("descriptor pool", e))?;
-        let two = [o.dsl, o.dsl];
+        let two = [pipe.dsl, pipe.dsl];
         let sets = dev
             .allocate_descriptor_sets(
                 &vk::DescriptorSetAllocateInfo::default()
@@ -283,6 +230,14 @@ pub async fn barrier_costs(
             | vk::PipelineStageFlags::COMPUTE_SHADER;
         let cs = vk::PipelineStageFlags::COMPUTE_SHADER;
         let rw = vk::AccessFlags::SHADER_READ | vk::AccessFlags::SHADER_WRITE;
+        // everything before, made visible to everything after
+        let all_commands = || {
+            let all = vk::PipelineStageFlags::ALL_COMMANDS;
+            let g = [vk::MemoryBarrier::default()
+                .src_access_mask(vk::AccessFlags::MEMORY_WRITE)
+                .dst_access_mask(vk::AccessFlags::MEMORY_READ | vk::AccessFlags::MEMORY_WRITE)];
+            dev.cmd_pipeline_barrier(cb, all, all, vk::DependencyFlags::empty(), &g, &[], &[]);
+        };
         let record = |f: Flavour, k: u32| {
             // after link k: link k wrote dst (y for even k) and read src
             let (wrote, read) = if k.is_multiple_of(2) {
@@ -326,15 +281,7 @@ pub async fn barrier_costs(
                 Flavour::ExecutionOnly => {
                     dev.cmd_pipeline_barrier(cb, cs, cs, flags, &[], &[], &[])
                 }
-                Flavour::AllCommands => {
-                    let all = vk::PipelineStageFlags::ALL_COMMANDS;
-                    let g = [vk::MemoryBarrier::default()
-                        .src_access_mask(vk::AccessFlags::MEMORY_WRITE)
-                        .dst_access_mask(
-                            vk::AccessFlags::MEMORY_READ | vk::AccessFlags::MEMORY_WRITE,
-                        )];
-                    dev.cmd_pipeline_barrier(cb, all, all, flags, &g, &[], &[])
-                }
+                Flavour::AllCommands => all_commands(),
             }
         };
         let run = |f: Flavour, n: u32| -> Result<f64, OpError> {
@@ -348,19 +295,15 @@ pub async fn barrier_costs(
             .map_err(|e| err("begin", e))?;
             dev.cmd_reset_query_pool(cb, o.qpool, 0, 2);
             // what wgpu wrote before (the check's data) is visible to the first link
-            let g = [vk::MemoryBarrier::default()
-                .src_access_mask(vk::AccessFlags::MEMORY_WRITE)
-                .dst_access_mask(vk::AccessFlags::MEMORY_READ | vk::AccessFlags::MEMORY_WRITE)];
-            let all = vk::PipelineStageFlags::ALL_COMMANDS;
-            dev.cmd_pipeline_barrier(cb, all, all, vk::DependencyFlags::empty(), &g, &[], &[]);
-            dev.cmd_bind_pipeline(cb, vk::PipelineBindPoint::COMPUTE, o.pipeline);
+            all_commands();
+            dev.cmd_bind_pipeline(cb, vk::PipelineBindPoint::COMPUTE, pipe.pipeline);
             dev.cmd_write_timestamp(cb, vk::PipelineStageFlags::TOP_OF_PIPE, o.qpool, 0);
             for k in 0..n {
                 let set = [sets[(k % 2) as usize]];
                 dev.cmd_bind_descriptor_sets(
                     cb,
                     vk::PipelineBindPoint::COMPUTE,
-                    o.layout,
+                    pipe.layout,
                     0,
                     &set,
                     &[],
@@ -408,6 +351,7 @@ pub async fn barrier_costs(
         let _ = ctx.device.poll(wgpu::PollType::wait_indefinitely());
         run(Flavour::Wgpu, n)?;
         drop(o);
+        drop(pipe);
         drop(hdev);
         let got = read_buffer(ctx, &bx, 0, bytes).await?;
         let got: Vec<u32> = bytemuck::pod_collect_to_vec(&got);
@@ -418,7 +362,7 @@ pub async fn barrier_costs(
             .count();
         if bad > 0 {
             return Err(err(
-                "check",
+                "barrier benchmark check",
                 format!(
                     "{bad} of {} values are not the data + {n} after {n} links",
                     init.len()

@@ -10,16 +10,11 @@ use ash::vk;
 use wgpu::hal::api::Vulkan;
 use wgpu::naga;
 
-use crate::gpu::{kernels, GpuContext, GpuError, KernelKey};
+use super::vk::{err, spirv, spirv_lang, RawPipeline};
+use crate::gpu::{kernels, GpuContext, KernelKey};
 use crate::ops::OpError;
 
 const EXTENSION: &std::ffi::CStr = c"VK_KHR_pipeline_executable_properties";
-
-fn err(what: &str, e: impl std::fmt::Display) -> OpError {
-    OpError::Gpu(GpuError::Internal(format!(
-        "pipeline statistics: {what}: {e}"
-    )))
-}
 
 /// One kernel's statistics, in the driver's words and order (e.g. "Register Count").
 #[derive(Clone, Debug, serde::Serialize)]
@@ -33,42 +28,12 @@ pub struct KernelStats {
 /// Vulkan 1.3 device), no bounds checks, loop bounding or division checks, workgroup memory
 /// not zeroed.
 pub fn spirv_for(key: &KernelKey, lang: (u8, u8)) -> Result<Vec<u32>, OpError> {
-    let src = kernels::source(key)?;
-    let module = naga::front::wgsl::parse_str(&src).map_err(|e| err("WGSL", e))?;
-    let info = naga::valid::Validator::new(
-        naga::valid::ValidationFlags::all(),
-        naga::valid::Capabilities::all(),
-    )
-    .validate(&module)
-    .map_err(|e| err("validation", e))?;
     let constants: naga::back::PipelineConstants = key
         .constants
         .iter()
         .map(|(k, v)| (k.to_string(), *v as f64))
         .collect();
-    let entry = Some((naga::ShaderStage::Compute, key.entry));
-    let (module, info) =
-        naga::back::pipeline_constants::process_overrides(&module, &info, entry, &constants)
-            .map_err(|e| err("constants", e))?;
-    let unchecked = naga::proc::BoundsCheckPolicy::Unchecked;
-    let options = naga::back::spv::Options {
-        lang_version: lang,
-        bounds_check_policies: naga::proc::BoundsCheckPolicies {
-            index: unchecked,
-            buffer: unchecked,
-            image_load: unchecked,
-            binding_array: unchecked,
-        },
-        zero_initialize_workgroup_memory: naga::back::spv::ZeroInitializeWorkgroupMemoryMode::None,
-        force_loop_bounding: false,
-        emit_int_div_checks: false,
-        ..Default::default()
-    };
-    let pipe = naga::back::spv::PipelineOptions {
-        shader_stage: naga::ShaderStage::Compute,
-        entry_point: key.entry.into(),
-    };
-    naga::back::spv::write_vec(&module, &info, &options, Some(&pipe)).map_err(|e| err("SPIR-V", e))
+    spirv(&kernels::source(key)?, key.entry, &constants, lang)
 }
 
 /// The descriptor set layout bindings `key`'s module declares (group 0, compute).
@@ -124,13 +89,7 @@ pub fn pipeline_stats(ctx: &GpuContext, filter: &str) -> Result<Option<Vec<Kerne
         {
             return Ok(None);
         }
-        let api = inst.get_physical_device_properties(pd).api_version;
-        let lang = match (vk::api_version_major(api), vk::api_version_minor(api)) {
-            (1, 0) => (1, 0),
-            (1, 1) => (1, 3),
-            (1, 2) => (1, 5),
-            _ => (1, 6),
-        };
+        let lang = spirv_lang(inst.get_physical_device_properties(pd).api_version);
         // every feature the GPU has (f16, int8, 16-bit storage, subgroups …), and the extension's
         let mut f11 = vk::PhysicalDeviceVulkan11Features::default();
         let mut f12 = vk::PhysicalDeviceVulkan12Features::default();
@@ -188,59 +147,20 @@ unsafe fn compile_and_read(
     lang: (u8, u8),
 ) -> Result<Vec<(String, String)>, OpError> {
     let code = spirv_for(key, lang)?;
-    let binds = bindings(key)?;
     let entry = std::ffi::CString::new(key.entry).map_err(|e| err("entry name", e))?;
-    // SAFETY (all below): every object is made on `dev` and destroyed before returning.
+    // SAFETY: the pipeline is made on `dev` and dropped (destroyed) before returning; it never
+    // runs on the GPU.
     unsafe {
-        let module = dev
-            .create_shader_module(&vk::ShaderModuleCreateInfo::default().code(&code), None)
-            .map_err(|e| err("shader module", e))?;
-        let dsl = dev.create_descriptor_set_layout(
-            &vk::DescriptorSetLayoutCreateInfo::default().bindings(&binds),
-            None,
-        );
-        let dsl = match dsl {
-            Ok(d) => d,
-            Err(e) => {
-                dev.destroy_shader_module(module, None);
-                return Err(err("set layout", e));
-            }
-        };
-        let dsls = [dsl];
-        let layout = dev.create_pipeline_layout(
-            &vk::PipelineLayoutCreateInfo::default().set_layouts(&dsls),
-            None,
-        );
-        let result = match layout {
-            Err(e) => Err(err("pipeline layout", e)),
-            Ok(layout) => {
-                // as wgpu creates its stages where the device has subgroups
-                let stage = vk::PipelineShaderStageCreateInfo::default()
-                    .flags(vk::PipelineShaderStageCreateFlags::ALLOW_VARYING_SUBGROUP_SIZE)
-                    .stage(vk::ShaderStageFlags::COMPUTE)
-                    .module(module)
-                    .name(&entry);
-                let info = [vk::ComputePipelineCreateInfo::default()
-                    .stage(stage)
-                    .layout(layout)
-                    .flags(vk::PipelineCreateFlags::CAPTURE_STATISTICS_KHR)];
-                let r = match dev.create_compute_pipelines(vk::PipelineCache::null(), &info, None) {
-                    Err((_, e)) => Err(err("pipeline", e)),
-                    Ok(p) => {
-                        let r = read_stats(pex, p[0]);
-                        for q in p {
-                            dev.destroy_pipeline(q, None);
-                        }
-                        r
-                    }
-                };
-                dev.destroy_pipeline_layout(layout, None);
-                r
-            }
-        };
-        dev.destroy_descriptor_set_layout(dsl, None);
-        dev.destroy_shader_module(module, None);
-        result
+        let p = RawPipeline::new(
+            dev,
+            &code,
+            &bindings(key)?,
+            &entry,
+            // as wgpu creates its stages where the device has subgroups
+            vk::PipelineShaderStageCreateFlags::ALLOW_VARYING_SUBGROUP_SIZE,
+            vk::PipelineCreateFlags::CAPTURE_STATISTICS_KHR,
+        )?;
+        read_stats(pex, p.pipeline)
     }
 }
 
