@@ -393,6 +393,153 @@ fn pipelined_frames_equal_the_serial_loop() {
     assert!(seen_limit, "no segment reached the frame limit");
 }
 
+/// Text sampling that favours the ids already in the sequence (a penalty below 1 raises them),
+/// flattened by the temperature, so that an `<|endoftext|>` in the prompt ends some replies
+/// within a few tokens (random weights rarely pick it otherwise).
+fn eos_prone(max: usize, pipeline: bool) -> bca::model::llm::generate::GenConfig {
+    let p = bca::model::llm::sample::SamplingParams {
+        temperature: 50.0,
+        top_k: 4,
+        top_p: 1.0,
+        repetition_penalty: 0.01,
+    };
+    let mut cfg = bca::model::llm::generate::GenConfig {
+        text_first: p,
+        text_next: p,
+        ..Default::default()
+    };
+    cfg.text_only_max = max;
+    cfg.pipeline = pipeline;
+    cfg
+}
+
+/// A text-only turn from `seed` on a fresh cache, stopped after `stop` tokens (barge-in), then
+/// a second text-only turn on the kept cache: events, state after each, and the last logits.
+fn text_turns(g: &mut Generator, seed: u64, stop: usize) -> Runs {
+    let c = ctx(GpuPath::F32);
+    g.rng = bca::util::rng::Rng::new(seed);
+    g.fed.clear();
+    let t = g
+        .text_inputs("<C_Q>你好<|endoftext|>天气<|endoftext|><C_A>")
+        .unwrap();
+    g.start(c, &t, Mode::TextOnly).unwrap();
+    let mut seen = 0;
+    let ev = pollster::block_on(g.run(c, |e| {
+        seen += usize::from(matches!(e, Event::Text { .. }));
+        seen < stop
+    }))
+    .unwrap();
+    let state = turn_state(g);
+    let q = g.text_inputs("<C_Q>好<C_A>").unwrap();
+    g.start(c, &q, Mode::TextOnly).unwrap();
+    let ev2 = pollster::block_on(g.run(c, |_| true)).unwrap();
+    let logits = pollster::block_on(g.sess.read_logits(c, &g.llm)).unwrap();
+    (ev, state, ev2, turn_state(g), logits)
+}
+
+fn same_runs(ra: &Runs, rb: &Runs, what: &str) {
+    assert_eq!(ra.0, rb.0, "{what}: events");
+    assert_eq!(ra.1, rb.1, "{what}: state after the turn");
+    assert_eq!(ra.2, rb.2, "{what}: the next turn's events");
+    assert_eq!(ra.3, rb.3, "{what}: the next turn's state");
+    let d =
+        ra.4.iter()
+            .zip(&rb.4)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max);
+    assert!(d < 1e-5, "{what}: logits differ by {d}");
+}
+
+/// The pipelined text loop (the step on a token and the next token's draw submitted before the
+/// token is read, dropped where it ends the text) against the loop that reads each token
+/// before going on: the same events, cache length, fed ids, RNG stream and logits, through
+/// an `<|endoftext|>` before the limit, the token limit, a barge-in mid-reply, and a speech
+/// turn (text steps ended by `<audiogen_start_baichuan>` or the limit, between audio
+/// segments).
+#[test]
+fn pipelined_text_equals_the_serial_loop() {
+    let (_, mut a) = generator(Variant::Instruct, 0);
+    let (_, mut b) = generator(Variant::Instruct, 0);
+    let texts = |ev: &[Event]| {
+        ev.iter()
+            .filter(|e| matches!(e, Event::Text { id, .. } if *id != u32::MAX))
+            .count()
+    };
+    let (mut seen_eos, mut seen_limit) = (false, false);
+    // (seed, token limit, barge-in after this many tokens)
+    for (seed, max, stop) in [
+        (0, 12, usize::MAX),
+        (1, 12, usize::MAX),
+        (2, 12, usize::MAX),
+        (3, 12, usize::MAX),
+        (4, 3, usize::MAX),
+        (5, 12, 2),
+    ] {
+        a.cfg = eos_prone(max, true);
+        b.cfg = eos_prone(max, false);
+        let (ra, rb) = (
+            text_turns(&mut a, seed, stop),
+            text_turns(&mut b, seed, stop),
+        );
+        same_runs(&ra, &rb, &format!("seed {seed}"));
+        let n = texts(&ra.0);
+        let last = ra.0.iter().rev().find_map(|e| match e {
+            Event::Text { id, .. } if *id != u32::MAX => Some(*id),
+            _ => None,
+        });
+        if stop == usize::MAX {
+            seen_eos |= n < max && last == Some(EOS_ID);
+            seen_limit |= n == max;
+        } else {
+            assert_eq!(n, stop, "seed {seed}: barge-in");
+        }
+        eprintln!("seed {seed}: {n} tokens of at most {max}, last {last:?}");
+    }
+    assert!(
+        seen_eos,
+        "no reply ended by <|endoftext|>: the rollback went untested"
+    );
+    assert!(seen_limit, "no reply reached the token limit");
+
+    // a speech turn (text steps, audio segments, text steps after them), then a text-only
+    // turn on the kept cache (a pipelined frame's step leaves the logits alone, so they are
+    // compared after a text step)
+    let c = ctx(GpuPath::F32);
+    let mut runs = Vec::new();
+    for (g, pipeline) in [(&mut a, true), (&mut b, false)] {
+        g.cfg = bca::model::llm::generate::GenConfig::default();
+        g.cfg.text_max = 6;
+        g.cfg.frames_max = 5;
+        g.cfg.rounds_max = 3;
+        g.cfg.text_only_max = 8;
+        g.cfg.pipeline = pipeline;
+        g.rng = bca::util::rng::Rng::new(11);
+        g.fed.clear();
+        let prompt = speech_prompt(g);
+        g.start(c, &prompt, Mode::Speech).unwrap();
+        let ev = pollster::block_on(g.run(c, |_| true)).unwrap();
+        let state = turn_state(g);
+        let q = g.text_inputs("<C_Q>好<C_A>").unwrap();
+        g.start(c, &q, Mode::TextOnly).unwrap();
+        let ev2 = pollster::block_on(g.run(c, |_| true)).unwrap();
+        let logits = pollster::block_on(g.sess.read_logits(c, &g.llm)).unwrap();
+        runs.push((ev, state, ev2, turn_state(g), logits));
+    }
+    same_runs(&runs[0], &runs[1], "speech turn");
+    let ev = &runs[0].0;
+    assert!(
+        ev.iter().any(|e| matches!(e, Event::SegmentStart))
+            && ev
+                .iter()
+                .filter(|e| matches!(e, Event::Text { .. }))
+                .count()
+                > 2,
+        "the speech turn has no audio segment or too little text"
+    );
+}
+
+const EOS_ID: u32 = 151643;
+
 /// A seed whose segment ends by an audio-end code at frame 9 (found by trying seeds 0..8).
 const SEED_END: u64 = 3;
 

@@ -577,11 +577,12 @@ pub fn bench(a: BenchLlmArgs) -> Res {
     let bw = pollster::block_on(bca::bench::copy_bandwidth(&ctx, bw_bytes, 10))?;
     println!("copy kernel bandwidth: {:.1} GB/s (read + write)", bw / 1e9);
     println!(
-        "{:>4} {:>7} {:>12} {:>10} {:>9} {:>7} {:>9} {:>9} {:>7} {:>10} {:>8} {:>9}",
+        "{:>4} {:>7} {:>12} {:>10} {:>10} {:>9} {:>7} {:>9} {:>9} {:>7} {:>10} {:>8} {:>9}",
         "fmt",
         "prompt",
         "prefill t/s",
         "decode t/s",
+        "serial t/s",
         "MB/tok",
         "% copy",
         "frames/s",
@@ -598,11 +599,16 @@ pub fn bench(a: BenchLlmArgs) -> Res {
             &ctx, cfg, f, a.prompt, a.tokens, a.frames, bw,
         ))?;
         println!(
-            "{:>4} {:>7} {:>12.1} {:>10.2} {:>9.1} {:>6.1}% {:>9.2} {:>9.1} {:>6.1}% {:>10.2} {:>8.2} {:>9.2}",
+            "{:>4} {:>7} {:>12.1} {:>10} {:>10.2} {:>9.1} {:>6.1}% {:>9.2} {:>9.1} {:>6.1}% {:>10.2} {:>8.2} {:>9.2}",
             r.format,
             r.prompt,
             r.prefill_tokens_per_s,
-            r.decode_tokens_per_s,
+            format!(
+                "{:.2}{}",
+                r.decode_tokens_per_s,
+                if r.decode_pipelined { "" } else { "*" }
+            ),
+            r.decode_tokens_per_s_serial,
             r.decode_bytes as f64 / 1e6,
             r.decode_pct_of_copy,
             r.frames_per_s,
@@ -614,6 +620,11 @@ pub fn bench(a: BenchLlmArgs) -> Res {
         );
         all.push(r);
     }
+    println!(
+        "decode t/s: pipelined, as the generator decodes text (the step on a token and the next \
+         draw submitted before the token is read; * = the model's tables are in parts, so \
+         serial); serial t/s: each token read before the next step"
+    );
     if let Some(p) = a.json {
         let doc = serde_json::json!({"adapter": ctx.report(), "copy_bandwidth_bytes_per_s": bw, "llm": all});
         std::fs::write(&p, serde_json::to_string_pretty(&doc)?)?;

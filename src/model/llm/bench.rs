@@ -20,7 +20,14 @@ pub struct LlmBench {
     pub format: String,
     pub prompt: usize,
     pub prefill_tokens_per_s: f64,
+    /// Text tokens per second as the generator decodes them (greedy, drawn on the GPU):
+    /// pipelined (the step on a token and the next draw submitted before the token is read)
+    /// where the model allows it ([`Session::steps_on_gpu_ids`]), else as `serial`.
     pub decode_tokens_per_s: f64,
+    /// The same, each token read back before the next step is recorded (`pipeline: false`).
+    pub decode_tokens_per_s_serial: f64,
+    /// Whether `decode_tokens_per_s` was pipelined.
+    pub decode_pipelined: bool,
     pub decode_bytes: u64,
     pub decode_pct_of_copy: f64,
     /// Audio frames per second, pipelined as the generator runs them (one frame in flight).
@@ -155,6 +162,51 @@ async fn pipelined_frames(
     Ok((record, wait))
 }
 
+/// `n` greedy text tokens drawn on the GPU from the session's logits, each fed back as the
+/// generator feeds it: with `pipeline`, the step on a token (from the GPU-side id) and the
+/// next token's draw are submitted before the token is read ([`Session::step_id`]); without,
+/// each token is read, then stepped on. `hist` is the penalty history so far.
+async fn text_tokens(
+    ctx: &GpuContext,
+    s: &mut Session,
+    llm: &Llm,
+    text: &GpuSampler,
+    hist: &mut Vec<u32>,
+    n: usize,
+    pipeline: bool,
+) -> Result<(), ModelError> {
+    let greedy = SamplingParams::greedy(1.0);
+    let mut rng = Rng::new(3);
+    let no_head = || ModelError::input("the model has no LM head");
+    text.load_history(ctx, hist)?;
+    let first = s.logits.first().ok_or_else(no_head)?;
+    let mut cur = text.submit_draw(ctx, first, hist.len(), &greedy, &mut rng)?;
+    for k in 0..n {
+        let last = k + 1 == n;
+        if pipeline && !last {
+            s.step_id(ctx, llm, text.history(), cur.pos())?;
+            let spare = s.step_logits().first().ok_or_else(no_head)?;
+            let next = text.submit_draw(ctx, spare, cur.pos() + 1, &greedy, &mut rng)?;
+            let id = text.read_draw(ctx, &cur).await?;
+            s.keep_step();
+            hist.push(id);
+            cur = next;
+        } else {
+            let id = text.read_draw(ctx, &cur).await?;
+            hist.push(id);
+            // random weights may pick <audio_pad_baichuan>, which is no text input
+            let feed = if id == llm.dims.audio_pad { 0 } else { id };
+            s.step(ctx, llm, Input::Text(feed.min(llm.dims.vocab as u32 - 1)))?;
+            if !last {
+                let l = s.logits.first().ok_or_else(no_head)?;
+                cur = text.submit_draw(ctx, l, hist.len(), &greedy, &mut rng)?;
+            }
+        }
+    }
+    s.hidden.to_vec(ctx).await?;
+    Ok(())
+}
+
 pub async fn bench_llm(
     ctx: &GpuContext,
     cfg: OmniConfig,
@@ -188,18 +240,40 @@ pub async fn bench_llm(
     s.hidden.to_vec(ctx).await?;
     let prefill = prompt as f64 / (now() - t0);
 
-    let greedy = SamplingParams::greedy(1.0);
-    let t0 = now();
-    let mut hist = Vec::new();
-    for _ in 0..tokens {
-        let lp: Vec<(usize, &crate::tensor::Tensor)> =
-            parts.iter().map(|p| p.0).zip(s.logits.iter()).collect();
-        let id = text.sample(ctx, &lp, &hist, &greedy, &mut rng).await?;
-        hist.push(id);
-        s.step(ctx, &llm, Input::Text(id.min(llm.dims.vocab as u32 - 1)))?;
+    // decode: warm-up (the driver compiles each pipeline at its first use), then measured,
+    // pipelined and serial, each from the same position
+    let pipelined = Session::steps_on_gpu_ids(&llm);
+    let pos = s.len;
+    let mut hist: Vec<u32> = ids
+        .iter()
+        .map(|i| match i {
+            Input::Text(t) => *t,
+            Input::Audio(_) => llm.dims.audio_pad,
+        })
+        .collect();
+    let n_prompt = hist.len();
+    let mut rates = Vec::new();
+    // (pipelined, tokens, measured)
+    for (pipe, n, measured) in [
+        (false, 2, false),
+        (false, tokens, true),
+        (true, 3, false),
+        (true, tokens, true),
+    ] {
+        if pipe && !pipelined {
+            continue;
+        }
+        s.truncate(pos);
+        hist.truncate(n_prompt);
+        let t0 = now();
+        text_tokens(ctx, &mut s, &llm, &text, &mut hist, n, pipe).await?;
+        if measured {
+            rates.push(n as f64 / (now() - t0));
+        }
     }
-    s.hidden.to_vec(ctx).await?;
-    let decode = tokens as f64 / (now() - t0);
+    let decode_serial = rates.first().copied().unwrap_or(0.0);
+    let decode = rates.last().copied().unwrap_or(0.0);
+    s.truncate(pos + tokens);
 
     let audio = SamplingParams::AUDIO;
     let cbs = llm.dims.codebooks;
@@ -278,6 +352,8 @@ pub async fn bench_llm(
         prompt,
         prefill_tokens_per_s: prefill,
         decode_tokens_per_s: decode,
+        decode_tokens_per_s_serial: decode_serial,
+        decode_pipelined: pipelined,
         decode_bytes,
         decode_pct_of_copy: 100.0 * decode_bytes as f64 * decode / copy_bw,
         frames_per_s: fps,

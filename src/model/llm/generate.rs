@@ -9,7 +9,7 @@ use crate::text::{StreamDecoder, TextTokenizer};
 use crate::util::rng::Rng;
 
 use super::head::{AudioHead, FrameInFlight, FrameSampler, HeadState};
-use super::sample::{GpuSampler, SamplingParams};
+use super::sample::{GpuSampler, SamplingParams, TokenInFlight};
 use super::{Frame, Input, Llm, Session, CODEBOOKS};
 use crate::model::{ModelError, Weights};
 
@@ -203,6 +203,10 @@ pub struct Generator {
     /// The next audio frame, submitted while the current one was read (`cfg.pipeline`); the
     /// current frame's codes are then in the cache one position past `fed` until it is read.
     ahead: Option<FrameInFlight>,
+    /// The next text token's draw, submitted while the current one was read (`cfg.pipeline`);
+    /// the current token (`pending`) is then in the cache one position past `fed`, its step's
+    /// logits in the session's spare buffers ([`Session::step_id`]) until it is kept.
+    text_ahead: Option<TokenInFlight>,
 }
 
 impl Generator {
@@ -243,6 +247,7 @@ impl Generator {
             stream: StreamDecoder::new(),
             turn_start: 0,
             ahead: None,
+            text_ahead: None,
         })
     }
 
@@ -446,12 +451,18 @@ impl Generator {
         self.drop_ahead(true);
     }
 
-    /// Drops the frame in flight, if any: the cache goes back to the fed positions, and with
-    /// `rewind` the RNG to before its draws (the audio-end read has already rewound it).
+    /// Drops the frame or text token in flight, if any: the cache goes back to the fed
+    /// positions, and with `rewind` the RNG to before its draws (the audio-end read has already
+    /// rewound it).
     fn drop_ahead(&mut self, rewind: bool) {
         if let Some(f) = self.ahead.take() {
             if rewind {
                 self.rng = f.rng_before().clone();
+            }
+        }
+        if let Some(t) = self.text_ahead.take() {
+            if rewind {
+                self.rng = t.rng_before().clone();
             }
         }
         self.sess.truncate(self.fed.len());
@@ -472,27 +483,43 @@ impl Generator {
         first: bool,
         n: usize,
     ) -> Result<Vec<Event>, ModelError> {
-        // the previous token is fed first (it was kept out of the cache until now)
+        // the previous token is fed first (it was kept out of the cache until now); the
+        // pipelined loop has already stepped on it, and keeps that step now
         if let Some(t) = self.pending.take() {
-            self.feed_one(ctx, Input::Text(t))?;
+            if self.text_ahead.is_some() {
+                self.sess.keep_step();
+                self.fed.push(t);
+            } else {
+                self.feed_one(ctx, Input::Text(t))?;
+            }
         }
         let p = if first {
             self.cfg.text_first
         } else {
             self.cfg.text_next
         };
-        let parts: Vec<(usize, &crate::tensor::Tensor)> = self
-            .llm
-            .head_parts()
-            .iter()
-            .map(|p| p.0)
-            .zip(self.sess.logits.iter())
-            .collect();
-        // penalty history: the whole sequence (prompt included)
-        let id = self
-            .text_sampler
-            .sample(ctx, &parts, &self.fed, &p, &mut self.rng)
-            .await?;
+        let max = match self.mode {
+            Mode::TextOnly | Mode::Asr => self.cfg.text_only_max,
+            _ => self.cfg.text_max,
+        };
+        let parts = self.llm.head_parts().len();
+        let id = if self.text_ahead.is_some()
+            || self.text_sampler.draws_on_gpu(parts, &p, self.fed.len())
+        {
+            self.gpu_text_token(ctx, &p, n + 1 < max).await?
+        } else {
+            let parts: Vec<(usize, &crate::tensor::Tensor)> = self
+                .llm
+                .head_parts()
+                .iter()
+                .map(|p| p.0)
+                .zip(self.sess.logits.iter())
+                .collect();
+            // penalty history: the whole sequence (prompt included)
+            self.text_sampler
+                .sample(ctx, &parts, &self.fed, &p, &mut self.rng)
+                .await?
+        };
         // ids past the tokenizer (the embedding's padding rows, 151702..152063) have no text;
         // a trained model does not produce them, random weights do
         let delta = self.stream.push(&self.tok, id).unwrap_or_default();
@@ -501,21 +528,25 @@ impl Generator {
         ));
         let mut ev = vec![Event::Text { id, delta }];
         let n = n + 1;
-        let max = match self.mode {
-            Mode::TextOnly | Mode::Asr => self.cfg.text_only_max,
-            _ => self.cfg.text_max,
-        };
         let stop = match self.mode {
             Mode::TextOnly | Mode::Asr => id == EOS,
             _ if first => id == EOS || id == AUDIOGEN_START,
             _ => id == EOS || NEXT_STOPS.iter().any(|s| self.text_buf.ends_with(s)),
         };
-        if !stop && n < max && self.sess.len + 1 < self.sess.tmax {
+        // (`fed`, not the cache: the pipelined loop has stepped on the token already)
+        if !stop && n < max && self.fed.len() + 1 < self.sess.tmax {
             self.pending = Some(id);
+            if id == self.llm.dims.audio_pad {
+                // not a text input: drop the step on it, so that feeding it fails as in the
+                // loop that reads each token first
+                self.drop_ahead(true);
+            }
             self.phase = Phase::Text { first, n };
             return Ok(ev);
         }
-        // the text step is over: the last sampled token is not fed
+        // the text step is over: the last sampled token is not fed (nor the step on it, nor
+        // the next token's draw, in the pipelined loop)
+        self.drop_ahead(true);
         self.text_buf.clear();
         let tail = self.stream.finish();
         if !tail.is_empty() {
@@ -547,6 +578,70 @@ impl Generator {
         self.phase = Phase::Audio { n: 0, last };
         ev.push(Event::SegmentStart);
         Ok(ev)
+    }
+
+    /// The next text token drawn on the GPU: the draw submitted while the last token was read,
+    /// or one submitted now. Where `more` (the token may not be the text step's last) and
+    /// `cfg.pipeline`, the step on the token and the next token's draw are submitted before it
+    /// is read ([`Self::text_ahead`](Generator)), so the GPU never waits for the CPU between
+    /// tokens. The same ids and RNG stream as reading each token first.
+    async fn gpu_text_token(
+        &mut self,
+        ctx: &GpuContext,
+        p: &SamplingParams,
+        more: bool,
+    ) -> Result<u32, ModelError> {
+        let cur = match self.text_ahead.take() {
+            Some(t) => t,
+            None => {
+                self.text_sampler.load_history(ctx, &self.fed)?;
+                let logits = self
+                    .sess
+                    .logits
+                    .first()
+                    .ok_or_else(|| ModelError::input("the model has no LM head"))?;
+                self.text_sampler
+                    .submit_draw(ctx, logits, self.fed.len(), p, &mut self.rng)?
+            }
+        };
+        // on an error the step can be retried: nothing past the fed positions is kept and the
+        // RNG goes back to before this token's draw
+        let retry = cur.rng_before().clone();
+        let ahead = self.cfg.pipeline
+            && more
+            && self.fed.len() + 1 < self.sess.tmax
+            && Session::steps_on_gpu_ids(&self.llm)
+            && self.text_sampler.draws_on_gpu(1, p, cur.pos() + 1);
+        if ahead {
+            let r = self
+                .sess
+                .step_id(ctx, &self.llm, self.text_sampler.history(), cur.pos())
+                .and_then(|_| {
+                    let logits = self
+                        .sess
+                        .step_logits()
+                        .first()
+                        .ok_or_else(|| ModelError::input("the model has no LM head"))?;
+                    self.text_sampler
+                        .submit_draw(ctx, logits, cur.pos() + 1, p, &mut self.rng)
+                });
+            match r {
+                Ok(t) => self.text_ahead = Some(t),
+                Err(e) => {
+                    self.drop_ahead(false);
+                    self.rng = retry;
+                    return Err(e);
+                }
+            }
+        }
+        match self.text_sampler.read_draw(ctx, &cur).await {
+            Ok(id) => Ok(id),
+            Err(e) => {
+                self.drop_ahead(false);
+                self.rng = retry;
+                Err(e)
+            }
+        }
     }
 
     async fn audio_step(

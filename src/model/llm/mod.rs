@@ -340,6 +340,10 @@ pub struct Session {
     pub hidden: Tensor,
     /// Logits of the last position, one tensor per LM-head part.
     pub logits: Vec<Tensor>,
+    /// Where a step on an id still on the GPU ([`Self::step_id`]) writes its logits and final
+    /// hidden state, so that `logits`/`hidden` keep the fed positions' values until the id is
+    /// read and kept ([`Self::keep_step`]).
+    spare: (Vec<Tensor>, Tensor),
     /// Bind groups of the prefill and decode steps (their buffers live as long as this).
     binds: BindCache,
 }
@@ -401,6 +405,13 @@ impl Session {
                 .iter()
                 .map(|p| t("llm.logits", &[p.matrix.rows()]))
                 .collect(),
+            spare: (
+                llm.lm_head
+                    .iter()
+                    .map(|p| t("llm.logits.spare", &[p.matrix.rows()]))
+                    .collect(),
+                t("llm.hidden.spare", &[d.hidden]),
+            ),
         })
     }
 
@@ -722,17 +733,96 @@ impl Session {
         self.check_inputs(llm, &[input])?;
         let mut rec = Recorder::new(ctx, "llm.decode").with_cache(&self.binds);
         self.record_embed(ctx, &mut rec, llm, &[input])?;
+        self.record_step_tail(rec, llm, false)?;
+        self.len += 1;
+        Ok(())
+    }
+
+    /// Whether [`Self::step_id`] can run on this model: one embedding part and one LM-head part
+    /// (a table stored in row parts needs the id on the CPU to pick its part).
+    pub fn steps_on_gpu_ids(llm: &Llm) -> bool {
+        llm.embed.len() == 1 && llm.lm_head.len() == 1
+    }
+
+    /// One decode step whose input is a text id already on the GPU: the u32 at `ids[slot]`, as
+    /// a sampler's draw leaves it ([`GpuSampler::submit_draw`](sample::GpuSampler::submit_draw)),
+    /// so the step can be submitted before the id is read back. Its logits and final hidden
+    /// state go to spare buffers, and `logits`/`hidden` keep the last step's until
+    /// [`Self::keep_step`] (the id was read and kept); to drop the step, [`Self::truncate`] to
+    /// the fed positions. The id is not checked on the CPU: the caller reads it back and drops
+    /// the step where [`Self::step`] would have refused the id (`<audio_pad_baichuan>`); every
+    /// id a draw can give is < the LM head's rows = the vocabulary.
+    pub fn step_id(
+        &mut self,
+        ctx: &GpuContext,
+        llm: &Llm,
+        ids: &wgpu::Buffer,
+        slot: usize,
+    ) -> Result<(), ModelError> {
+        if self.len + 1 > self.tmax {
+            return Err(ModelError::input(format!(
+                "1 position after the {} in the cache exceeds the context length {}",
+                self.len, self.tmax
+            )));
+        }
+        let [table] = llm.embed.as_slice() else {
+            return Err(ModelError::input(
+                "a step on a GPU-side id needs the embedding table in one part",
+            ));
+        };
+        if llm.lm_head.len() != 1 || (slot as u64 + 1) * 4 > ids.size() {
+            return Err(ModelError::input(format!(
+                "a step on a GPU-side id needs the LM head in one part (it has {}) and an id \
+                 in its buffer (slot {slot} of {} bytes)",
+                llm.lm_head.len(),
+                ids.size()
+            )));
+        }
+        let h = llm.dims.hidden;
+        let mut rec = Recorder::new(ctx, "llm.decode.id").with_cache(&self.binds);
+        rec.encoder()?
+            .copy_buffer_to_buffer(ids, 4 * slot as u64, &self.ids, 0, 4);
+        ops::embedding(&mut rec, &table.matrix, &self.ids, &sub(&self.x, &[1, h]))?;
+        self.record_step_tail(rec, llm, true)?;
+        self.len += 1;
+        Ok(())
+    }
+
+    /// The logits of the last [`Self::step_id`], not kept yet.
+    pub fn step_logits(&self) -> &[Tensor] {
+        &self.spare.0
+    }
+
+    /// Keeps the step of [`Self::step_id`]: its logits and hidden state become `logits` and
+    /// `hidden`.
+    pub fn keep_step(&mut self) {
+        std::mem::swap(&mut self.logits, &mut self.spare.0);
+        std::mem::swap(&mut self.hidden, &mut self.spare.1);
+    }
+
+    /// The layers, the LM head and the final hidden state of a decode step whose input
+    /// embedding `rec` has recorded, into the spare buffers where `spare`; then submits.
+    fn record_step_tail(
+        &self,
+        mut rec: Recorder,
+        llm: &Llm,
+        spare: bool,
+    ) -> Result<(), ModelError> {
         self.record_layers(&mut rec, llm, 1)?;
         let hn = sub(&self.xn, &[llm.dims.hidden]);
-        for (p, out) in llm.lm_head.iter().zip(&self.logits) {
+        let (logits, hidden) = if spare {
+            (&self.spare.0, &self.spare.1)
+        } else {
+            (&self.logits, &self.hidden)
+        };
+        for (p, out) in llm.lm_head.iter().zip(logits) {
             ops::gemv(&mut rec, &p.matrix, &hn, out, Epilogue::default())?;
         }
         // keep the final hidden state for the audio head
-        let bytes = (llm.dims.hidden * ctx.act().size()) as u64;
+        let bytes = (llm.dims.hidden * rec.ctx().act().size()) as u64;
         rec.encoder()?
-            .copy_buffer_to_buffer(&self.xn.buf, 0, &self.hidden.buf, 0, bytes);
+            .copy_buffer_to_buffer(&self.xn.buf, 0, &hidden.buf, 0, bytes);
         rec.submit()?;
-        self.len += 1;
         Ok(())
     }
 

@@ -214,8 +214,31 @@ pub struct GpuSampler {
     idx: wgpu::Buffer,
     /// k values then k ids, copied together so one read-back takes both.
     pair: wgpu::Buffer,
+    /// Read-back buffers of ids drawn on the GPU, one per draw in flight.
+    staging: [wgpu::Buffer; 2],
     parts: usize,
     binds: BindCache,
+}
+
+/// A text id drawn on the GPU and not read back yet ([`GpuSampler::submit_draw`]): it lies in
+/// the sampler's history at `pos` ([`GpuSampler::history`]).
+pub struct TokenInFlight {
+    slot: usize,
+    pos: usize,
+    index: wgpu::SubmissionIndex,
+    before: Rng,
+}
+
+impl TokenInFlight {
+    /// The RNG as it was before this draw (to drop a draw that will not be read).
+    pub fn rng_before(&self) -> &Rng {
+        &self.before
+    }
+
+    /// Where the id lies in the sampler's history buffer.
+    pub fn pos(&self) -> usize {
+        self.pos
+    }
 }
 
 impl GpuSampler {
@@ -230,6 +253,14 @@ impl GpuSampler {
             vals: ctx.storage("sampler.vals", (parts * TOPK_MAX * 4) as u64),
             idx: ctx.storage("sampler.idx", (parts * TOPK_MAX * 4) as u64),
             pair: ctx.storage("sampler.pair", (2 * TOPK_MAX * 4) as u64),
+            staging: [0, 1].map(|_| {
+                ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("sampler.id.read"),
+                    size: 4,
+                    usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                })
+            }),
             parts,
             binds: BindCache::default(),
         }
@@ -276,6 +307,99 @@ impl GpuSampler {
             slot,
         )?;
         Ok(())
+    }
+
+    /// Whether an id can be drawn after `n_hist` ids of history with [`Self::submit_draw`]: `p`
+    /// samples on the GPU ([`SamplingParams::gpu_k`]), the logits are one part, and the
+    /// history buffer has room for the id.
+    pub fn draws_on_gpu(&self, parts: usize, p: &SamplingParams, n_hist: usize) -> bool {
+        p.gpu_k().is_some() && parts == 1 && n_hist < self.hist_cap
+    }
+
+    /// The penalty history on the GPU: [`Self::load_history`]'s ids, then each id drawn by
+    /// [`Self::submit_draw`] at its position.
+    pub fn history(&self) -> &wgpu::Buffer {
+        &self.hist
+    }
+
+    /// Writes the penalty history (the whole sequence so far) for [`Self::submit_draw`].
+    pub fn load_history(&self, ctx: &GpuContext, history: &[u32]) -> Result<(), ModelError> {
+        if history.len() > self.hist_cap {
+            return Err(ModelError::input(format!(
+                "penalty history of {} ids exceeds the sampler's {}",
+                history.len(),
+                self.hist_cap
+            )));
+        }
+        if !history.is_empty() {
+            ctx.queue
+                .write_buffer(&self.hist, 0, bytemuck::cast_slice(history));
+        }
+        Ok(())
+    }
+
+    /// Records and submits the draw of one id from `logits` (one part: every row) entirely on
+    /// the GPU, with the first `n_hist` ids of [`Self::history`] as the penalty history; the id
+    /// is written to the history at `n_hist` (so the next draw's history holds it, and
+    /// [`super::Session::step_id`] can feed it) and copied for read-back through buffer
+    /// `n_hist` mod 2, so consecutive draws in flight take different ones). The RNG gives a uniform where
+    /// [`sample_candidates`] would take one, so [`Self::sample`]'s stream is kept.
+    pub fn submit_draw(
+        &self,
+        ctx: &GpuContext,
+        logits: &Tensor,
+        n_hist: usize,
+        p: &SamplingParams,
+        rng: &mut Rng,
+    ) -> Result<TokenInFlight, ModelError> {
+        let slot = n_hist % self.staging.len();
+        p.validate()?;
+        let Some(k) = p.gpu_k() else {
+            return Err(ModelError::input(format!(
+                "top-k {} needs the CPU sampling path",
+                p.top_k
+            )));
+        };
+        if n_hist >= self.hist_cap {
+            return Err(ModelError::input(format!(
+                "a draw after {n_hist} ids (the history holds {})",
+                self.hist_cap
+            )));
+        }
+        let before = rng.clone();
+        let u = if p.temperature != 0.0 && k.min(logits.numel()) > 1 {
+            rng.f64()
+        } else {
+            0.0
+        };
+        let mut rec = Recorder::new(ctx, "sample.draw").with_cache(&self.binds);
+        self.record_draw(
+            &mut rec, logits, &self.hist, n_hist, p, u, &self.hist, n_hist,
+        )?;
+        rec.encoder()?.copy_buffer_to_buffer(
+            &self.hist,
+            4 * n_hist as u64,
+            &self.staging[slot],
+            0,
+            4,
+        );
+        let index = rec.submit_index()?;
+        Ok(TokenInFlight {
+            slot,
+            pos: n_hist,
+            index,
+            before,
+        })
+    }
+
+    /// Waits for a submitted draw (only for it: work submitted after it keeps running) and
+    /// reads its id.
+    pub async fn read_draw(&self, ctx: &GpuContext, f: &TokenInFlight) -> Result<u32, ModelError> {
+        let bytes = crate::gpu::map_read(ctx, &self.staging[f.slot], f.index.clone(), 4).await?;
+        bytes
+            .get(..4)
+            .map(bytemuck::pod_read_unaligned::<u32>)
+            .ok_or_else(|| ModelError::input("the drawn id's read-back came back short"))
     }
 
     /// Samples one id from `parts` = (first row, logits (rows)) with `history` for the penalty.
