@@ -311,8 +311,8 @@ fn flat_audio(frames_max: usize, pipeline: bool) -> bca::model::llm::generate::G
     cfg
 }
 
-/// One TTS turn from `seed`, stopped after `stop` frames (barge-in), then a text-only turn on
-/// the kept cache: events, state after each turn, and the last logits.
+/// What [`two_turns`] leaves: the first turn's events and the state after it, the second
+/// turn's, and the last logits.
 type Runs = (
     Vec<Event>,
     (usize, Vec<u32>, u64),
@@ -320,26 +320,58 @@ type Runs = (
     (usize, Vec<u32>, u64),
     Vec<f32>,
 );
-fn tts_then_text(g: &mut Generator, seed: u64, stop: usize) -> Runs {
+
+/// A turn in `mode` on the inputs `first` builds, from `seed` on a fresh cache, stopped after
+/// `stop` events that `counts` (barge-in), then a text-only turn on the kept cache.
+fn two_turns(
+    g: &mut Generator,
+    seed: u64,
+    first: impl FnOnce(&Generator) -> Vec<Input>,
+    mode: Mode,
+    counts: fn(&Event) -> bool,
+    stop: usize,
+) -> Runs {
     let c = ctx(GpuPath::F32);
     g.rng = bca::util::rng::Rng::new(seed);
     g.fed.clear();
-    let t = g
-        .text_inputs("你好，今天天气怎么样<audiogen_start_baichuan>")
-        .unwrap();
-    g.start(c, &t, Mode::Tts).unwrap();
+    let t = first(g);
+    g.start(c, &t, mode).unwrap();
     let mut seen = 0;
     let ev = pollster::block_on(g.run(c, |e| {
-        seen += usize::from(matches!(e, Event::Frame { .. }));
+        seen += usize::from(counts(e));
         seen < stop
     }))
     .unwrap();
     let state = turn_state(g);
-    let q = g.text_inputs("<C_Q>好").unwrap();
+    let q = g.text_inputs("<C_Q>好<C_A>").unwrap();
     g.start(c, &q, Mode::TextOnly).unwrap();
     let ev2 = pollster::block_on(g.run(c, |_| true)).unwrap();
     let logits = pollster::block_on(g.sess.read_logits(c, &g.llm)).unwrap();
     (ev, state, ev2, turn_state(g), logits)
+}
+
+/// One TTS turn, stopped after `stop` frames, then a text-only turn ([`two_turns`]).
+fn tts_then_text(g: &mut Generator, seed: u64, stop: usize) -> Runs {
+    let text = |g: &Generator| {
+        g.text_inputs("你好，今天天气怎么样<audiogen_start_baichuan>")
+            .unwrap()
+    };
+    let frame = |e: &Event| matches!(e, Event::Frame { .. });
+    two_turns(g, seed, text, Mode::Tts, frame, stop)
+}
+
+/// Both runs gave the same events, states and (to 1e-5) logits.
+fn same_runs(ra: &Runs, rb: &Runs, what: &str) {
+    assert_eq!(ra.0, rb.0, "{what}: events");
+    assert_eq!(ra.1, rb.1, "{what}: state after the turn");
+    assert_eq!(ra.2, rb.2, "{what}: the next turn's events");
+    assert_eq!(ra.3, rb.3, "{what}: the next turn's state");
+    let d =
+        ra.4.iter()
+            .zip(&rb.4)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max);
+    assert!(d < 1e-5, "{what}: logits differ by {d}");
 }
 
 /// The pipelined audio loop (one frame in flight, fed to the LLM from the GPU, an audio end
@@ -366,16 +398,7 @@ fn pipelined_frames_equal_the_serial_loop() {
             tts_then_text(&mut a, seed, stop),
             tts_then_text(&mut b, seed, stop),
         );
-        assert_eq!(ra.0, rb.0, "seed {seed}: events");
-        assert_eq!(ra.1, rb.1, "seed {seed}: state after the audio turn");
-        assert_eq!(ra.2, rb.2, "seed {seed}: the next turn's events");
-        assert_eq!(ra.3, rb.3, "seed {seed}: the next turn's state");
-        let d =
-            ra.4.iter()
-                .zip(&rb.4)
-                .map(|(x, y)| (x - y).abs())
-                .fold(0f32, f32::max);
-        assert!(d < 1e-5, "seed {seed}: logits differ by {d}");
+        same_runs(&ra, &rb, &format!("seed {seed}"));
         let n = frames(&ra.0);
         assert!(n >= 1, "seed {seed}: no frame");
         if stop == usize::MAX {
@@ -413,41 +436,15 @@ fn eos_prone(max: usize, pipeline: bool) -> bca::model::llm::generate::GenConfig
     cfg
 }
 
-/// A text-only turn from `seed` on a fresh cache, stopped after `stop` tokens (barge-in), then
-/// a second text-only turn on the kept cache: events, state after each, and the last logits.
+/// A text-only turn from `seed` whose prompt holds `<|endoftext|>` twice, stopped after `stop`
+/// tokens, then a text-only turn ([`two_turns`]).
 fn text_turns(g: &mut Generator, seed: u64, stop: usize) -> Runs {
-    let c = ctx(GpuPath::F32);
-    g.rng = bca::util::rng::Rng::new(seed);
-    g.fed.clear();
-    let t = g
-        .text_inputs("<C_Q>你好<|endoftext|>天气<|endoftext|><C_A>")
-        .unwrap();
-    g.start(c, &t, Mode::TextOnly).unwrap();
-    let mut seen = 0;
-    let ev = pollster::block_on(g.run(c, |e| {
-        seen += usize::from(matches!(e, Event::Text { .. }));
-        seen < stop
-    }))
-    .unwrap();
-    let state = turn_state(g);
-    let q = g.text_inputs("<C_Q>好<C_A>").unwrap();
-    g.start(c, &q, Mode::TextOnly).unwrap();
-    let ev2 = pollster::block_on(g.run(c, |_| true)).unwrap();
-    let logits = pollster::block_on(g.sess.read_logits(c, &g.llm)).unwrap();
-    (ev, state, ev2, turn_state(g), logits)
-}
-
-fn same_runs(ra: &Runs, rb: &Runs, what: &str) {
-    assert_eq!(ra.0, rb.0, "{what}: events");
-    assert_eq!(ra.1, rb.1, "{what}: state after the turn");
-    assert_eq!(ra.2, rb.2, "{what}: the next turn's events");
-    assert_eq!(ra.3, rb.3, "{what}: the next turn's state");
-    let d =
-        ra.4.iter()
-            .zip(&rb.4)
-            .map(|(x, y)| (x - y).abs())
-            .fold(0f32, f32::max);
-    assert!(d < 1e-5, "{what}: logits differ by {d}");
+    let text = |g: &Generator| {
+        g.text_inputs("<C_Q>你好<|endoftext|>天气<|endoftext|><C_A>")
+            .unwrap()
+    };
+    let token = |e: &Event| matches!(e, Event::Text { .. });
+    two_turns(g, seed, text, Mode::TextOnly, token, stop)
 }
 
 /// The pipelined text loop (the step on a token and the next token's draw submitted before the
@@ -504,7 +501,6 @@ fn pipelined_text_equals_the_serial_loop() {
     // a speech turn (text steps, audio segments, text steps after them), then a text-only
     // turn on the kept cache (a pipelined frame's step leaves the logits alone, so they are
     // compared after a text step)
-    let c = ctx(GpuPath::F32);
     let mut runs = Vec::new();
     for (g, pipeline) in [(&mut a, true), (&mut b, false)] {
         g.cfg = bca::model::llm::generate::GenConfig::default();
@@ -513,17 +509,14 @@ fn pipelined_text_equals_the_serial_loop() {
         g.cfg.rounds_max = 3;
         g.cfg.text_only_max = 8;
         g.cfg.pipeline = pipeline;
-        g.rng = bca::util::rng::Rng::new(11);
-        g.fed.clear();
-        let prompt = speech_prompt(g);
-        g.start(c, &prompt, Mode::Speech).unwrap();
-        let ev = pollster::block_on(g.run(c, |_| true)).unwrap();
-        let state = turn_state(g);
-        let q = g.text_inputs("<C_Q>好<C_A>").unwrap();
-        g.start(c, &q, Mode::TextOnly).unwrap();
-        let ev2 = pollster::block_on(g.run(c, |_| true)).unwrap();
-        let logits = pollster::block_on(g.sess.read_logits(c, &g.llm)).unwrap();
-        runs.push((ev, state, ev2, turn_state(g), logits));
+        runs.push(two_turns(
+            g,
+            11,
+            speech_prompt,
+            Mode::Speech,
+            |_| false,
+            usize::MAX,
+        ));
     }
     same_runs(&runs[0], &runs[1], "speech turn");
     let ev = &runs[0].0;

@@ -604,8 +604,7 @@ impl Generator {
                     .submit_draw(ctx, logits, self.fed.len(), p, &mut self.rng)?
             }
         };
-        // on an error the step can be retried: nothing past the fed positions is kept and the
-        // RNG goes back to before this token's draw
+        // on an error the step can be retried (`undo_step`)
         let retry = cur.rng_before().clone();
         let ahead = self.cfg.pipeline
             && more
@@ -627,21 +626,21 @@ impl Generator {
                 });
             match r {
                 Ok(t) => self.text_ahead = Some(t),
-                Err(e) => {
-                    self.drop_ahead(false);
-                    self.rng = retry;
-                    return Err(e);
-                }
+                Err(e) => return self.undo_step(retry, e),
             }
         }
         match self.text_sampler.read_draw(ctx, &cur).await {
             Ok(id) => Ok(id),
-            Err(e) => {
-                self.drop_ahead(false);
-                self.rng = retry;
-                Err(e)
-            }
+            Err(e) => self.undo_step(retry, e),
         }
+    }
+
+    /// A failed step: what it put in flight is dropped (the cache goes back to `fed`) and the
+    /// RNG to `before` its draws, so the step can be retried.
+    fn undo_step<T>(&mut self, before: Rng, e: ModelError) -> Result<T, ModelError> {
+        self.drop_ahead(false);
+        self.rng = before;
+        Err(e)
     }
 
     async fn audio_step(
@@ -679,20 +678,12 @@ impl Generator {
                     .and_then(|_| self.submit_frame(ctx, n + 1));
                 match r {
                     Ok(f) => self.ahead = Some(f),
-                    Err(e) => {
-                        self.drop_ahead(false);
-                        self.rng = retry;
-                        return Err(e);
-                    }
+                    Err(e) => return self.undo_step(retry, e),
                 }
             }
             let codes = match self.frames.read(ctx, cur, &self.llm, &mut self.rng).await {
                 Ok(c) => c,
-                Err(e) => {
-                    self.drop_ahead(false);
-                    self.rng = retry;
-                    return Err(e);
-                }
+                Err(e) => return self.undo_step(retry, e),
             };
             if codes[0] as usize == cbs[0] {
                 // `read` has rewound the RNG past the next frame's draws
