@@ -334,6 +334,23 @@ fn embedding_all_paths() {
                 )),
             );
         }
+        // a table in row parts (the LM embedding past a binding), ids gathered on the GPU
+        for (i, &(v, ch, t, rows)) in [(10, 7, 9, 3), (1000, 64, 33, 257), (517, 3584, 12, 100)]
+            .iter()
+            .enumerate()
+        {
+            assert_ok(
+                &format!("{path:?} embedding in parts of {rows}: V{v} C{ch} T{t}"),
+                pollster::block_on(selftest::embedding::embedding_parts_case(
+                    c,
+                    v,
+                    ch,
+                    t,
+                    rows,
+                    140 + i as u64,
+                )),
+            );
+        }
         for (i, &(ch, t)) in [(8, 1), (13, 7), (3584, 5), (1280, 33)].iter().enumerate() {
             let rows = [1025, 129, 257, 65, 33, 17, 9, 5];
             assert_ok(

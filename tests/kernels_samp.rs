@@ -35,6 +35,32 @@ fn topk_all(path: Path) {
     }
 }
 
+/// Logits in row parts (ragged: the last part shorter, parts not multiples of a slice, parts
+/// smaller than k), penalised per part and drawn over all: the same as over the whole.
+fn topk_parts_all(path: Path) {
+    let c = ctx(path);
+    for (i, &(n, part, k)) in [
+        (100usize, 7usize, 20usize),
+        (5000, 1999, 20),
+        (5000, 2048, 64),
+        (20000, 4097, 1),
+        (152064, 53687, 64),
+        (70, 70, 5),
+    ]
+    .iter()
+    .enumerate()
+    {
+        for levels in [None, Some(2)] {
+            let r =
+                pollster::block_on(cases::topk_parts_case(c, n, k, part, levels, 60 + i as u64));
+            assert_ok(
+                &format!("{path:?} topk over parts n={n} part={part} k={k} levels={levels:?}"),
+                r,
+            );
+        }
+    }
+}
+
 fn penalty_all(path: Path) {
     let c = ctx(path);
     for (i, &(v, n_ids, p)) in [
@@ -119,6 +145,14 @@ fn topk_f16_portable() {
 #[test]
 fn topk_f32() {
     topk_all(Path::F32);
+}
+#[test]
+fn topk_parts_f16() {
+    topk_parts_all(Path::F16);
+}
+#[test]
+fn topk_parts_f32() {
+    topk_parts_all(Path::F32);
 }
 #[test]
 fn repetition_penalty_f16() {
@@ -279,6 +313,26 @@ fn shape_errors_are_typed() {
     }
     let x5 = Tensor::from_f32(c, "x", &[5], &[0.5; 5]);
     assert!(ops::topk(&mut rec, &x5, 6, &ts, &v, &i).is_err(), "k > N");
+    // logits in parts: contiguous from row 0, k within all of them, a scratch for every part
+    let out = c.storage("drawn", 16);
+    let draw = |rec: &mut Recorder, parts: &[(usize, &Tensor)], k: usize, ts| {
+        ops::topk_draw_parts(rec, parts, k, ts, (&v, &i), (0.5, 1.0, 0.5), &out, 0)
+            .unwrap_err()
+            .to_string()
+    };
+    assert_eq!(
+        draw(&mut rec, &[(0, &x5), (7, &x5)], 3, &ts),
+        "topk: a logits part starts at row 7, after 5 rows"
+    );
+    assert_eq!(
+        draw(&mut rec, &[(0, &x5), (5, &x5)], 11, &ts),
+        "topk: k = 11 with 10 logits in 2 parts: needs 1 ≤ k ≤ min(64, 10)"
+    );
+    let parts: Vec<(usize, &Tensor)> = (0..3).map(|p| (100 * p, &x)).collect();
+    assert_eq!(
+        draw(&mut rec, &parts, 64, &ts),
+        "topk: scratch buffer holds 256 bytes, needs 768"
+    );
     let tiny = c.storage("tiny", 16);
     let e = ops::topk(&mut rec, &x, 20, &ts, &tiny, &i).unwrap_err();
     assert_eq!(

@@ -533,6 +533,54 @@ fn pipelined_text_equals_the_serial_loop() {
 
 const EOS_ID: u32 = 151643;
 
+/// The pipelined text loop on a model whose embedding and LM head are stored in row parts
+/// (the tiny checkpoint converted with 1 MiB bindings, as `bca convert` stores a real one's
+/// 152064-row tables in 128 MiB parts): the step gathers the id's row from whichever part
+/// holds it, and the draw merges the parts' candidates on the GPU. Against the serial loop:
+/// the same events, state, RNG stream and logits, through an `<|endoftext|>`, the limit and
+/// a barge-in.
+#[test]
+fn pipelined_text_with_tables_in_row_parts() {
+    use bca::weights::convert::{convert, ConvertOptions};
+    use bca::weights::spec::Quant;
+    let dir = common::temp_root("bca-llmgen-test-parts-").join("q4-1mib");
+    if !dir.join("manifest.json").exists() {
+        let o = ConvertOptions {
+            quant: Quant::Q4,
+            max_binding: 1 << 20,
+            max_shard: 8 << 20,
+            progress: false,
+        };
+        convert(&tiny(Variant::Instruct), &dir, &o).expect("convert");
+    }
+    let tok = std::fs::read(tiny(Variant::Instruct).join("tokenizer.json")).unwrap();
+    let make = || {
+        let w = Weights::open(&dir, WeightFormat::Q4).expect("open");
+        let tok = TextTokenizer::from_json_bytes(&tok).unwrap();
+        Generator::new(ctx(GpuPath::F32), &w, tok, 512, 0).expect("generator")
+    };
+    let (mut a, mut b) = (make(), make());
+    assert!(
+        a.llm.head_parts().len() > 1,
+        "the LM head is in {} part(s): the test needs several",
+        a.llm.head_parts().len()
+    );
+    let mut seen_eos = false;
+    for (seed, max, stop) in [(0, 12, usize::MAX), (1, 12, usize::MAX), (2, 12, 3)] {
+        a.cfg = eos_prone(max, true);
+        b.cfg = eos_prone(max, false);
+        let (ra, rb) = (
+            text_turns(&mut a, seed, stop),
+            text_turns(&mut b, seed, stop),
+        );
+        same_runs(&ra, &rb, &format!("seed {seed}"));
+        seen_eos |=
+            ra.0.iter()
+                .any(|e| matches!(e, Event::Text { id, .. } if *id == EOS_ID));
+    }
+    assert!(seen_eos, "no reply ended by <|endoftext|>");
+}
+
 /// A seed whose segment ends by an audio-end code at frame 9 (found by trying seeds 0..8).
 const SEED_END: u64 = 3;
 

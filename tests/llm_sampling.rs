@@ -107,8 +107,13 @@ fn gpu_sampler_matches_reference_draws() {
     assert!(diverse >= 8, "only {diverse} cases drew more than one id");
 }
 
+fn views(t: &[(usize, Tensor)]) -> Vec<(usize, &Tensor)> {
+    t.iter().map(|(r0, t)| (*r0, t)).collect()
+}
+
 /// `GpuSampler::submit_draw` (penalty, top-k and the draw on the GPU, the id left in the
-/// GPU-side history) against `GpuSampler::sample` (the draw on the CPU) on the golden cases:
+/// GPU-side history) against `GpuSampler::sample` (the draw on the CPU, the parts' candidates
+/// merged there) on the golden cases, the logits whole and in three parts:
 /// the same id, the RNG left in the same state, the id written at its position in the history,
 /// and a second draw in flight (the next position) reading the first id as history.
 #[test]
@@ -122,58 +127,74 @@ fn gpu_text_draw_matches_the_cpu_draw() {
         }
         let l = logits(case);
         let h = history(case);
-        let s = GpuSampler::new(c, l.len(), 1, 64);
-        assert!(s.draws_on_gpu(1, &p, h.len()) && !s.draws_on_gpu(2, &p, h.len()));
-        assert!(
-            !s.draws_on_gpu(1, &p, 64),
-            "the history has no room past 63 ids"
-        );
-        let mut seen = std::collections::HashSet::new();
-        for seed in 0..8u64 {
-            let (mut r1, mut r2) = (Rng::new(seed * 7 + n as u64), Rng::new(seed * 7 + n as u64));
-            let t = Tensor::from_f32(c, "logits", &[l.len()], &l);
-            let want = pollster::block_on(s.sample(c, &[(0, &t)], &h, &p, &mut r1)).unwrap();
-            // the sample's penalty worked on t in place: draw from fresh logits
-            let t = Tensor::from_f32(c, "logits", &[l.len()], &l);
-            s.load_history(c, &h).unwrap();
-            let f = s.submit_draw(c, &t, h.len(), &p, &mut r2).unwrap();
-            // the next draw is submitted before this one is read, as the pipelined loop does
-            let t2 = Tensor::from_f32(c, "logits2", &[l.len()], &l);
-            let f2 = s.submit_draw(c, &t2, h.len() + 1, &p, &mut r2).unwrap();
-            let got = pollster::block_on(s.read_draw(c, &f)).unwrap();
-            assert_eq!(got, want, "case {n} seed {seed}");
-            assert_eq!(f.pos(), h.len());
-            let got2 = pollster::block_on(s.read_draw(c, &f2)).unwrap();
-            // the second draw's history held the first id
-            let mut h2 = h.clone();
-            h2.push(got);
-            let mut r3 = f2.rng_before().clone();
-            let t3 = Tensor::from_f32(c, "logits3", &[l.len()], &l);
-            let want2 = pollster::block_on(s.sample(c, &[(0, &t3)], &h2, &p, &mut r3)).unwrap();
-            assert_eq!(got2, want2, "case {n} seed {seed}: the draw after");
-            assert_eq!(r1.clone().next_u64(), f2.rng_before().clone().next_u64());
-            assert_eq!(
-                r3.next_u64(),
-                r2.clone().next_u64(),
-                "case {n} seed {seed}: RNG"
+        // the logits as one tensor, and in three row parts (ragged), as an LM head too large
+        // for one binding is stored
+        for nparts in [1, 3] {
+            let rows = l.len().div_ceil(nparts);
+            let s = GpuSampler::new(c, rows, nparts, 64);
+            assert!(s.draws_on_gpu(nparts, &p, h.len()) && !s.draws_on_gpu(nparts + 1, &p, 0));
+            assert!(
+                !s.draws_on_gpu(nparts, &p, 64),
+                "the history has no room past 63 ids"
             );
-            let hist = pollster::block_on(bca::gpu::read_buffer(
-                c,
-                s.history(),
-                0,
-                4 * (h.len() as u64 + 2),
-            ))
-            .unwrap();
-            let hist: Vec<u32> = bytemuck::pod_collect_to_vec(&hist);
-            assert_eq!(&hist[..h.len()], &h[..]);
-            assert_eq!(&hist[h.len()..], &[got, got2]);
-            seen.insert(got);
-            checked += 1;
+            let split = |name: &str| -> Vec<(usize, Tensor)> {
+                (0..l.len())
+                    .step_by(rows)
+                    .map(|r0| {
+                        let r1 = (r0 + rows).min(l.len());
+                        (r0, Tensor::from_f32(c, name, &[r1 - r0], &l[r0..r1]))
+                    })
+                    .collect()
+            };
+            let mut seen = std::collections::HashSet::new();
+            for seed in 0..8u64 {
+                let what = format!("case {n} seed {seed} in {nparts} parts");
+                let (mut r1, mut r2) =
+                    (Rng::new(seed * 7 + n as u64), Rng::new(seed * 7 + n as u64));
+                let t = split("logits");
+                let want = pollster::block_on(s.sample(c, &views(&t), &h, &p, &mut r1)).unwrap();
+                // the sample's penalty worked on t in place: draw from fresh logits
+                let t = split("logits");
+                s.load_history(c, &h).unwrap();
+                let f = s.submit_draw(c, &views(&t), h.len(), &p, &mut r2).unwrap();
+                // the next draw is submitted before this one is read, as the pipelined loop
+                // does
+                let t2 = split("logits2");
+                let f2 = s
+                    .submit_draw(c, &views(&t2), h.len() + 1, &p, &mut r2)
+                    .unwrap();
+                let got = pollster::block_on(s.read_draw(c, &f)).unwrap();
+                assert_eq!(got, want, "{what}");
+                assert_eq!(f.pos(), h.len());
+                let got2 = pollster::block_on(s.read_draw(c, &f2)).unwrap();
+                // (before `sample` below, which writes the history buffer its own way)
+                let hist = pollster::block_on(bca::gpu::read_buffer(
+                    c,
+                    s.history(),
+                    0,
+                    4 * (h.len() as u64 + 2),
+                ))
+                .unwrap();
+                let hist: Vec<u32> = bytemuck::pod_collect_to_vec(&hist);
+                assert_eq!(&hist[..h.len()], &h[..]);
+                assert_eq!(&hist[h.len()..], &[got, got2]);
+                // the second draw's history held the first id
+                let mut h2 = h.clone();
+                h2.push(got);
+                let mut r3 = f2.rng_before().clone();
+                let t3 = split("logits3");
+                let want2 = pollster::block_on(s.sample(c, &views(&t3), &h2, &p, &mut r3)).unwrap();
+                assert_eq!(got2, want2, "{what}: the draw after");
+                assert_eq!(r1.clone().next_u64(), f2.rng_before().clone().next_u64());
+                assert_eq!(r3.next_u64(), r2.clone().next_u64(), "{what}: RNG");
+                seen.insert(got);
+                checked += 1;
+            }
+            diverse += usize::from(seen.len() > 1);
         }
-        diverse += usize::from(seen.len() > 1);
     }
-    assert!(checked > 100, "{checked} draws");
-    assert!(diverse >= 8, "only {diverse} cases drew more than one id");
+    assert!(checked > 200, "{checked} draws");
+    assert!(diverse >= 16, "only {diverse} cases drew more than one id");
 }
 
 /// Greedy = argmax after the penalty; logits split in two parts give the same ids.

@@ -10,6 +10,9 @@
 //
 // One thread per (frame, column pair). An out-of-range id (≥ V) gives a zero row; an
 // out-of-range code (≥ P.rows[i]) contributes nothing: no read ever leaves the table.
+// A table stored in row parts: `embedding` over part p takes P.first = its first row (ids
+// below it wrap past V, so they are out of range too) and, after the first part, P.keep = 1:
+// an id outside this part leaves y as it is, so the parts in turn write each row once.
 
 struct Params {
     t: u32,
@@ -18,8 +21,8 @@ struct Params {
     stride2: u32,   // row stride in u32 words = S / 2
     v: u32,         // embedding: rows of the table
     groups_x: u32,  // workgroups along x
-    _pad0: u32,
-    _pad1: u32,
+    first: u32,     // embedding: the first row of this table part
+    keep: u32,      // embedding: 1 = an id outside the part leaves y as it is
     off: array<vec4<u32>, 2>,  // embedding_audio: first row of table i (i = 0..7)
     rows: array<vec4<u32>, 2>, // embedding_audio: rows of table i (codebook_size + 1)
 }
@@ -47,10 +50,12 @@ fn embedding(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_in
     }
     let t = i / P.pairs;
     let j = i % P.pairs;
-    let id = ids[t];
+    let id = ids[t] - P.first; // u32: wraps past V below the part
     var v = vec2<f32>(0.0);
     if (id < P.v) {
         v = unpack2x16float(table[id * P.stride2 + j]);
+    } else if (P.keep != 0u) {
+        return;
     }
     store(t, j, v);
 }

@@ -3,6 +3,8 @@
 //
 // @binding(0) logits: (V,) act            in place
 // @binding(1) ids:    (n_ids,) u32        history, may hold duplicates; ids ≥ V are ignored
+//                                         (ids of the whole vocabulary where the logits are
+//                                         its row part from P.first: id − P.first, wrapping)
 // @binding(2) mask:   (⌈V/32⌉,) atomic<u32> scratch bitmask ("already penalised")
 // @binding(3) P:      uniform Params
 //
@@ -19,6 +21,15 @@ struct Params {
     vocab: u32,
     penalty: f32,
     groups_x: u32, // workgroups along x (2-D grid)
+    first: u32,    // the logits' first row in the vocabulary (a part of it)
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+// Entry e's id within these logits (≥ vocab when outside them: u32 wraps below P.first).
+fn entry_id(e: u32) -> u32 {
+    return ids[e] - P.first;
 }
 
 @group(0) @binding(0) var<storage, read_write> logits: array<act>;
@@ -38,7 +49,7 @@ fn repetition_penalty_clear(@builtin(workgroup_id) wid: vec3<u32>, @builtin(loca
     if (e >= P.n_ids) {
         return;
     }
-    let id = ids[e];
+    let id = entry_id(e);
     if (id < P.vocab) {
         atomicStore(&mask[id / 32u], 0u);
     }
@@ -46,7 +57,7 @@ fn repetition_penalty_clear(@builtin(workgroup_id) wid: vec3<u32>, @builtin(loca
 
 // Entry e of the list: penalise its id unless another entry claimed it first.
 fn apply(e: u32) {
-    let id = ids[e];
+    let id = entry_id(e);
     if (id >= P.vocab) {
         return;
     }
@@ -62,7 +73,7 @@ fn apply(e: u32) {
 @compute @workgroup_size(WG)
 fn repetition_penalty_one(@builtin(local_invocation_index) lid: u32) {
     for (var e = lid; e < P.n_ids; e += WG) {
-        let id = ids[e];
+        let id = entry_id(e);
         if (id < P.vocab) {
             atomicStore(&mask[id / 32u], 0u);
         }

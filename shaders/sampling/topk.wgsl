@@ -12,6 +12,10 @@
 // @binding(5) P:    uniform Params
 // @binding(6) dout: (…,) u32       `_draw` entries: dout[P.slot] = the id drawn from the result
 //
+// Logits in row parts (an LM head too large for one binding): topk_partial runs once per part,
+// its indices offset by the part's first row (P.first) and its slices' candidates written from
+// slice P.base on, so one topk_merge over all the parts' slices (P.groups in all) finishes.
+//
 // Order: a beats b when a.value > b.value, or the values are equal and a.index < b.index.
 // Round r selects the best element below the round r−1 winner. Each thread keeps its best
 // candidate below the current threshold; only the thread that owned the winner rescans its
@@ -28,6 +32,10 @@ struct Params {
     temperature: f32,
     top_p: f32,
     u: f32,
+    first: u32,    // topk_partial: the part's first row (added to its indices)
+    base: u32,     // topk_partial: the part's first slice in pv/pi
+    direct: u32,   // 1: one slice in all, so topk_partial writes the result
+    _pad: u32,
 }
 
 @group(0) @binding(0) var<storage, read> x: array<act>;
@@ -65,7 +73,7 @@ fn load(merge: bool, j: u32) -> Cand {
     if (merge) {
         return Cand(pv[j], pi[j]);
     }
-    return Cand(f32(x[j]), j);
+    return Cand(f32(x[j]), j + P.first);
 }
 
 // Best of this thread's elements lo + lid + m·WG (< hi) that lies strictly below t
@@ -99,7 +107,7 @@ fn select_k(merge: bool, lo: u32, hi: u32, lid: u32, dst: u32) {
         workgroupBarrier(); // everyone has read slot 0 before the next round overwrites it
         if (lid == 0u) {
             // one slice: stage 1 is the result (the host skips topk_merge)
-            if (merge || P.groups == 1u) {
+            if (merge || P.direct != 0u) {
                 outv[dst + r] = win.v;
                 outi[dst + r] = win.i;
             } else {
@@ -122,7 +130,7 @@ fn topk_partial(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
     let slice = WG * ITEMS;
     let lo = g * slice;
     let hi = min(lo + slice, P.n);
-    select_k(false, lo, hi, lid, g * P.k);
+    select_k(false, lo, hi, lid, (P.base + g) * P.k);
 }
 
 @compute @workgroup_size(WG)

@@ -28,7 +28,8 @@ struct Params {
     stride2: u32,
     v: u32,
     groups_x: u32,
-    _pad: [u32; 2],
+    first: u32,
+    keep: u32,
     off: [u32; 8],
     rows: [u32; 8],
 }
@@ -123,10 +124,35 @@ pub fn embedding(
     ids: &wgpu::Buffer,
     y: &Tensor,
 ) -> Result<(), OpError> {
+    embedding_part(rec, table, ids, y, 0, false)
+}
+
+/// [`embedding`] over one row part of a table stored in parts: `table` holds rows
+/// `first..first + V` of it, and `ids` are ids of the whole table. An id outside the part
+/// gives a zero row, or with `keep` leaves y's row as it is. So a gather over every part in
+/// turn (the first without `keep`, the others with it) writes each row of y once, from the
+/// part that holds its id, whatever the ids (they may still be on the GPU).
+pub fn embedding_part(
+    rec: &mut Recorder,
+    table: &Matrix,
+    ids: &wgpu::Buffer,
+    y: &Tensor,
+    first: usize,
+    keep: bool,
+) -> Result<(), OpError> {
     const OP: &str = "embedding";
     let t = check_out(OP, rec, table, y)?;
     check_len(OP, "ids", ids, (t * 4) as u64)?;
     let c = table.cols();
+    let first = u32::try_from(first)
+        .ok()
+        .filter(|f| f.checked_add(table.rows() as u32).is_some())
+        .ok_or_else(|| {
+            shape_err(
+                OP,
+                format!("a part from row {first} of {} rows", table.rows()),
+            )
+        })?;
     launch(
         rec,
         "embedding",
@@ -138,6 +164,8 @@ pub fn embedding(
             c: c as u32,
             pairs: c.div_ceil(2) as u32,
             v: table.rows() as u32,
+            first,
+            keep: u32::from(keep),
             ..Default::default()
         },
     )

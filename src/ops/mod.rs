@@ -32,7 +32,7 @@ pub use conv::{
 pub use elementwise::{
     binary, cfg_euler, snake, swiglu, swiglu_fused, swiglu_pairs, unary, Binary, Unary,
 };
-pub use embedding::{audio_embed, embedding, CODEBOOKS};
+pub use embedding::{audio_embed, embedding, embedding_part, CODEBOOKS};
 pub use fill::{copy, copy_with, fill, mma_peak, read_sink, Fill};
 pub(crate) use gemv::probe_coop;
 pub use gemv::{
@@ -51,8 +51,8 @@ pub use rope::{rope, rope_inv_freq};
 pub use rope_kv::rope_kv;
 pub use rvq::{rvq_decode, rvq_encode, rvq_norms, Codebooks, RVQ_LEVELS};
 pub use sampling::{
-    argmax, penalty_mask_bytes, read_argmax, repetition_penalty, sample_draw, topk, topk_draw,
-    ArgmaxScratch, TopkScratch, TOPK_MAX,
+    argmax, penalty_mask_bytes, read_argmax, repetition_penalty, repetition_penalty_part,
+    sample_draw, topk, topk_draw, topk_draw_parts, ArgmaxScratch, TopkScratch, TOPK_MAX,
 };
 pub use softmax::softmax;
 

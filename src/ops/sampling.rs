@@ -166,6 +166,10 @@ struct TopkParams {
     temperature: f32,
     top_p: f32,
     u: f32,
+    first: u32,
+    base: u32,
+    direct: u32,
+    _pad: u32,
 }
 
 /// The `_draw` entries' bindings: [`TOPK_BINDINGS`], then where the drawn id goes.
@@ -197,7 +201,13 @@ pub struct TopkScratch {
 
 impl TopkScratch {
     pub fn new(ctx: &GpuContext, n_max: usize) -> Self {
-        let bytes = topk_groups(n_max.max(1)) as u64 * TOPK_MAX as u64 * 4;
+        Self::for_parts(ctx, n_max, 1)
+    }
+
+    /// For [`topk_draw_parts`] over up to `parts` parts of up to `n_max` logits each.
+    pub fn for_parts(ctx: &GpuContext, n_max: usize, parts: usize) -> Self {
+        let groups = topk_groups(n_max.max(1)) as u64 * parts.max(1) as u64;
+        let bytes = groups * TOPK_MAX as u64 * 4;
         TopkScratch {
             values: ctx.storage("topk.values", bytes),
             indices: ctx.storage("topk.indices", bytes),
@@ -270,30 +280,91 @@ fn topk_impl(
     indices: &wgpu::Buffer,
     draw: Option<Draw>,
 ) -> Result<(), OpError> {
+    topk_parts_impl(rec, &[(0, logits)], k, scratch, values, indices, draw)
+}
+
+/// [`topk_draw`] over logits stored in row parts (an LM head too large for one binding):
+/// `parts` = (first vocabulary row, logits of its rows), in order and contiguous. The same
+/// top-k, indices in the whole vocabulary, and the same id as over one tensor of all the
+/// logits: each part's slices leave their candidates side by side in the scratch (which
+/// must hold every part's slices: [`TopkScratch::for_parts`]), and one merge pass draws.
+#[allow(clippy::too_many_arguments)]
+pub fn topk_draw_parts(
+    rec: &mut Recorder,
+    parts: &[(usize, &Tensor)],
+    k: usize,
+    scratch: &TopkScratch,
+    (values, indices): (&wgpu::Buffer, &wgpu::Buffer),
+    (temperature, top_p, u): (f32, f32, f64),
+    out: &wgpu::Buffer,
+    slot: usize,
+) -> Result<(), OpError> {
+    check_draw("topk_draw", temperature, top_p, out, slot)?;
+    let draw = Draw {
+        temperature,
+        top_p,
+        u,
+        out,
+        slot,
+    };
+    topk_parts_impl(rec, parts, k, scratch, values, indices, Some(draw))
+}
+
+fn topk_parts_impl(
+    rec: &mut Recorder,
+    parts: &[(usize, &Tensor)],
+    k: usize,
+    scratch: &TopkScratch,
+    values: &wgpu::Buffer,
+    indices: &wgpu::Buffer,
+    draw: Option<Draw>,
+) -> Result<(), OpError> {
     const OP: &str = "topk";
     let ctx = rec.ctx();
-    let n = check_logits(OP, ctx, logits)?;
-    if k == 0 || k > TOPK_MAX || k > n {
+    // each part: (first row, rows, its first slice in the scratch, its slices)
+    let mut layout = Vec::with_capacity(parts.len());
+    let (mut next_row, mut groups) = (0usize, 0u32);
+    for (first, logits) in parts {
+        let n = check_logits(OP, ctx, logits)?;
+        if *first != next_row {
+            return Err(shape_err(
+                OP,
+                format!("a logits part starts at row {first}, after {next_row} rows"),
+            ));
+        }
+        if n > scratch.n_max {
+            return Err(shape_err(
+                OP,
+                format!(
+                    "logits {:?} exceed the scratch made for {} logits",
+                    logits.shape, scratch.n_max
+                ),
+            ));
+        }
+        let g = topk_groups(n);
+        layout.push((*first, n, groups, g));
+        next_row += n;
+        groups += g;
+    }
+    let n = next_row;
+    if n == 0 || n >= u32::MAX as usize {
         return Err(shape_err(
             OP,
-            format!(
-                "k = {k} with logits {:?}: needs 1 ≤ k ≤ min({TOPK_MAX}, {n})",
-                logits.shape
-            ),
+            format!("{} logits in {} parts", n, parts.len()),
         ));
     }
-    if n > scratch.n_max {
+    if k == 0 || k > TOPK_MAX || k > n {
+        let what = match parts {
+            [(_, one)] => format!("logits {:?}", one.shape),
+            _ => format!("{n} logits in {} parts", parts.len()),
+        };
         return Err(shape_err(
             OP,
-            format!(
-                "logits {:?} exceed the scratch made for {} logits",
-                logits.shape, scratch.n_max
-            ),
+            format!("k = {k} with {what}: needs 1 ≤ k ≤ min({TOPK_MAX}, {n})"),
         ));
     }
     check_len(OP, "values", values, (k * 4) as u64)?;
     check_len(OP, "indices", indices, (k * 4) as u64)?;
-    let groups = topk_groups(n);
     check_len(OP, "scratch", &scratch.values, groups as u64 * k as u64 * 4)?;
     check_len(
         OP,
@@ -301,32 +372,30 @@ fn topk_impl(
         &scratch.indices,
         groups as u64 * k as u64 * 4,
     )?;
-    let g = grid(groups, ctx.limits.max_compute_workgroups_per_dimension);
-    let params = TopkParams {
-        n: n as u32,
+    // one slice in all: topk_partial writes the result (no merge pass)
+    let direct = groups == 1;
+    let base = TopkParams {
+        n: 0,
         k: k as u32,
         groups,
-        groups_x: g[0],
+        groups_x: 0,
         slot: draw.as_ref().map_or(0, |d| d.slot as u32),
         temperature: draw.as_ref().map_or(0.0, |d| d.temperature),
         top_p: draw.as_ref().map_or(1.0, |d| d.top_p),
         u: draw.as_ref().map_or(0.0, |d| d.u as f32),
+        first: 0,
+        base: 0,
+        direct: u32::from(direct),
+        _pad: 0,
     };
-    let ubuf = rec.params(bytemuck::bytes_of(&params));
-    // one slice: topk_partial writes the result (no merge pass)
-    let passes = if groups == 1 { 1 } else { 2 };
-    for (pass, (entry, wgs)) in [("topk_partial", g), ("topk_merge", [1, 1, 1])]
-        .into_iter()
-        .take(passes)
-        .enumerate()
-    {
-        // the last pass draws too when asked (`_draw`)
-        let d = draw.as_ref().filter(|_| pass + 1 == passes);
-        let entry = match (d.is_some(), entry) {
-            (true, "topk_partial") => "topk_partial_draw",
-            (true, _) => "topk_merge_draw",
-            (false, e) => e,
-        };
+    let bind = |rec: &mut Recorder,
+                entry: &'static str,
+                logits: &Tensor,
+                params: &TopkParams,
+                wgs: [u32; 3]|
+     -> Result<(), OpError> {
+        let ctx = rec.ctx();
+        let d = draw.as_ref().filter(|_| entry.ends_with("_draw"));
         let key = KernelKey {
             family: "topk",
             entry,
@@ -334,14 +403,14 @@ fn topk_impl(
             subgroups: false,
             constants: vec![("WG", WG), ("ITEMS", TOPK_ITEMS)],
         };
-        let bufs = [
+        let ubuf = rec.params(bytemuck::bytes_of(params));
+        let [b0, b1, b2, b3, b4] = [
             &logits.buf,
             &scratch.values,
             &scratch.indices,
             values,
             indices,
         ];
-        let [b0, b1, b2, b3, b4] = bufs;
         let (p, group) = match d {
             Some(d) => {
                 let p = ctx.pipeline(&key, TOPK_DRAW_BINDINGS)?;
@@ -355,6 +424,35 @@ fn topk_impl(
             }
         };
         rec.dispatch(&p, &group, wgs)?;
+        Ok(())
+    };
+    // the slices of each part, then (past one slice in all) the merge; the last pass draws
+    // too when asked (`_draw`)
+    for (&(first, rows, at, g), (_, logits)) in layout.iter().zip(parts) {
+        let wgs = grid(g, ctx.limits.max_compute_workgroups_per_dimension);
+        let params = TopkParams {
+            n: rows as u32,
+            groups: g,
+            groups_x: wgs[0],
+            first: first as u32,
+            base: at,
+            ..base
+        };
+        let entry = if direct && draw.is_some() {
+            "topk_partial_draw"
+        } else {
+            "topk_partial"
+        };
+        bind(rec, entry, logits, &params, wgs)?;
+    }
+    if !direct {
+        let entry = if draw.is_some() {
+            "topk_merge_draw"
+        } else {
+            "topk_merge"
+        };
+        // the merge reads no logits; any part's buffer fills the binding
+        bind(rec, entry, parts[0].1, &base, [1, 1, 1])?;
     }
     Ok(())
 }
@@ -374,6 +472,8 @@ struct PenaltyParams {
     vocab: u32,
     penalty: f32,
     groups_x: u32,
+    first: u32,
+    _pad: [u32; 3],
 }
 
 /// Bytes of the bitmask scratch [`repetition_penalty`] needs for a vocabulary of `vocab`.
@@ -398,6 +498,21 @@ pub fn repetition_penalty(
     penalty: f32,
     mask: &wgpu::Buffer,
 ) -> Result<(), OpError> {
+    repetition_penalty_part(rec, logits, ids, n_ids, penalty, mask, 0)
+}
+
+/// [`repetition_penalty`] on the row part of the logits that starts at vocabulary row `first`
+/// (an LM head stored in parts): `ids` are ids of the whole vocabulary, and those outside the
+/// part are ignored.
+pub fn repetition_penalty_part(
+    rec: &mut Recorder,
+    logits: &Tensor,
+    ids: &wgpu::Buffer,
+    n_ids: usize,
+    penalty: f32,
+    mask: &wgpu::Buffer,
+    first: usize,
+) -> Result<(), OpError> {
     const OP: &str = "repetition_penalty";
     let ctx = rec.ctx();
     let vocab = check_logits(OP, ctx, logits)?;
@@ -414,11 +529,15 @@ pub fn repetition_penalty(
     }
     let groups = (n_ids as u32).div_ceil(WG);
     let g = grid(groups, ctx.limits.max_compute_workgroups_per_dimension);
+    let first = u32::try_from(first)
+        .map_err(|_| shape_err(OP, format!("logits from vocabulary row {first}")))?;
     let params = PenaltyParams {
         n_ids: n_ids as u32,
         vocab: vocab as u32,
         penalty,
         groups_x: g[0],
+        first,
+        _pad: [0; 3],
     };
     let ubuf = rec.params(bytemuck::bytes_of(&params));
     // short lists (an audio segment's codes, most text histories): one workgroup, one dispatch

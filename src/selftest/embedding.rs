@@ -43,6 +43,45 @@ pub async fn embedding_case(
     Ok(compare(&got, &want, 0.0, 0.0))
 }
 
+/// A (v, c) table stored in row parts of `rows` each (the last one shorter), gathered part by
+/// part with [`ops::embedding_part`] (the first part writes every row, the others keep what
+/// is there unless they hold the id), against the gather from the whole table; every 5th id
+/// is past the table (a zero row) and y starts as seeded garbage.
+pub async fn embedding_parts_case(
+    ctx: &GpuContext,
+    v: usize,
+    c: usize,
+    t: usize,
+    rows: usize,
+    seed: u64,
+) -> Result<Comparison, OpError> {
+    let mut rng = Rng::new(seed);
+    let table = f16_round(&rng.normal_vec(v * c, 0.5));
+    let ids: Vec<u32> = (0..t)
+        .map(|i| {
+            if i % 5 == 3 {
+                (v as u64 + rng.below(1000)) as u32
+            } else {
+                rng.below(v as u64) as u32
+            }
+        })
+        .collect();
+    let want = reference::embedding::embedding(&table, v, c, &ids);
+    let ib = ctx.upload("ids", bytemuck::cast_slice(&ids));
+    let yt = Tensor::from_f32(ctx, "y", &[t, c], &rng.normal_vec(t * c, 3.0));
+    let mut rec = Recorder::new(ctx, "embedding parts test");
+    let mut parts = Vec::new();
+    for (i, r0) in (0..v).step_by(rows.max(1)).enumerate() {
+        let r1 = (r0 + rows).min(v);
+        let m = Matrix::f16_from_f32(ctx, "part", r1 - r0, c, &table[r0 * c..r1 * c]);
+        ops::embedding_part(&mut rec, &m, &ib, &yt, r0, i > 0)?;
+        parts.push(m);
+    }
+    rec.submit()?;
+    let got = yt.to_vec(ctx).await?;
+    Ok(compare(&got, &want, 0.0, 0.0))
+}
+
 /// 8 tables of `rows[i]` × c stacked in one matrix, `t` frames of codes; a few codes are out
 /// of range (they must add nothing).
 pub async fn audio_embed_case(

@@ -1394,6 +1394,10 @@ pub async fn run_all(ctx: &GpuContext) -> Vec<CaseResult> {
         format!("repetition_penalty[{act}] V=1000 ids=300"),
         sampling::repetition_penalty_case(ctx, 1000, 300, 1.3, 410).await,
     ));
+    out.push(CaseResult::from(
+        format!("penalty + topk + draw over parts[{act}] n=5000 parts of 1999 k=20"),
+        sampling::topk_parts_case(ctx, 5000, 20, 1999, None, 411).await,
+    ));
     let sizes = &rvq::SMALL_SIZES;
     out.push(CaseResult::from(
         "rvq_encode[f32] T=7 Dq=40".into(),
@@ -1503,6 +1507,10 @@ async fn run_elem(ctx: &GpuContext, out: &mut Vec<CaseResult>) {
     push(
         "embedding V10 C7 T5".into(),
         embedding::embedding_case(ctx, 10, 7, 5, 423).await,
+    );
+    push(
+        "embedding in parts of 3: V10 C7 T9".into(),
+        embedding::embedding_parts_case(ctx, 10, 7, 9, 3, 425).await,
     );
     push(
         "audio_embed C13 T7".into(),

@@ -108,3 +108,64 @@ pub async fn repetition_penalty_case(
     let (atol, rtol) = tol(ctx, (0.0, 1e-6), (1e-6, 2e-3));
     Ok(compare(&got, &want, atol, rtol))
 }
+
+/// Logits of `n` rows stored in parts of `part_rows` (the last one shorter, as an LM head too
+/// large for one binding is stored): the repetition penalty on each part
+/// ([`ops::repetition_penalty_part`], history ids of the whole vocabulary from every part,
+/// repeated, and one past it), then the top-k and a greedy draw over all the parts
+/// ([`ops::topk_draw_parts`]), against the reference penalty and top-k over the whole: as
+/// `[v0.., i0.., drawn id]`, exactly (the penalised values within the penalty's rounding).
+pub async fn topk_parts_case(
+    ctx: &GpuContext,
+    n: usize,
+    k: usize,
+    part_rows: usize,
+    levels: Option<u32>,
+    seed: u64,
+) -> Result<Comparison, OpError> {
+    let mut rng = Rng::new(seed);
+    let x = round_act(ctx.act(), &logits(&mut rng, n, levels));
+    let mut ids: Vec<u32> = (0..40).map(|_| rng.below(n as u64) as u32).collect();
+    ids.extend_from_slice(&ids.clone()[..10]);
+    ids.push(n as u32 + 3);
+    let penalty = 1.3;
+    let pen = round_act(ctx.act(), &reference::repetition_penalty(&x, &ids, penalty));
+    let want_pairs = reference::topk(&pen, k);
+    let idb = ctx.upload("ids", bytemuck::cast_slice(&ids));
+    let mask = ctx.storage("mask", ops::penalty_mask_bytes(part_rows));
+    let mut parts = Vec::new();
+    for r0 in (0..n).step_by(part_rows.max(1)) {
+        let r1 = (r0 + part_rows).min(n);
+        parts.push((r0, Tensor::from_f32(ctx, "logits", &[r1 - r0], &x[r0..r1])));
+    }
+    let scratch = ops::TopkScratch::for_parts(ctx, part_rows, parts.len());
+    let values = ctx.storage("topk.values", (k * 4) as u64);
+    let indices = ctx.storage("topk.indices", (k * 4) as u64);
+    let out = ctx.storage("drawn", 8);
+    let mut rec = Recorder::new(ctx, "topk parts test");
+    for (r0, t) in &parts {
+        ops::repetition_penalty_part(&mut rec, t, &idb, ids.len(), penalty, &mask, *r0)?;
+    }
+    let views: Vec<(usize, &Tensor)> = parts.iter().map(|(r0, t)| (*r0, t)).collect();
+    ops::topk_draw_parts(
+        &mut rec,
+        &views,
+        k,
+        &scratch,
+        (&values, &indices),
+        (0.0, 1.0, 0.5),
+        &out,
+        1,
+    )?;
+    rec.submit()?;
+    let mut got = ctx.read_f32(&values, k).await?;
+    let idx = crate::gpu::read_buffer(ctx, &indices, 0, (k * 4) as u64).await?;
+    let idx: Vec<u32> = bytemuck::pod_collect_to_vec(&idx);
+    got.extend(idx.iter().map(|&i| i as f32));
+    let drawn = crate::gpu::read_buffer(ctx, &out, 4, 4).await?;
+    got.push(bytemuck::pod_collect_to_vec::<u8, u32>(&drawn)[0] as f32);
+    let mut want: Vec<f32> = want_pairs.iter().map(|p| p.1).collect();
+    want.extend(want_pairs.iter().map(|p| p.0 as f32));
+    want.push(want_pairs[0].0 as f32);
+    Ok(compare(&got, &want, 0.0, 0.0))
+}

@@ -22,12 +22,15 @@ pub struct LlmBench {
     pub prefill_tokens_per_s: f64,
     /// Text tokens per second as the generator decodes them (greedy, drawn on the GPU):
     /// pipelined (the step on a token and the next draw submitted before the token is read)
-    /// where the model allows it ([`Session::steps_on_gpu_ids`]), else as `serial`.
+    /// where the model allows it ([`Session::steps_on_gpu_ids`]: it has the tables), else as
+    /// `serial`.
     pub decode_tokens_per_s: f64,
     /// The same, each token read back before the next step is recorded (`pipeline: false`).
     pub decode_tokens_per_s_serial: f64,
     /// Whether `decode_tokens_per_s` was pipelined.
     pub decode_pipelined: bool,
+    /// Row parts of the embedding table and of the LM head.
+    pub table_parts: (usize, usize),
     pub decode_bytes: u64,
     pub decode_pct_of_copy: f64,
     /// Audio frames per second, pipelined as the generator runs them (one frame in flight).
@@ -42,16 +45,21 @@ pub struct LlmBench {
     pub frame_pct_of_copy: f64,
 }
 
-/// A weight store of random values for the LLM, audio embeddings and audio head of `cfg`.
+/// A weight store of random values for the LLM, audio embeddings and audio head of `cfg`, each
+/// matrix in row parts of at most `max_binding` bytes (the device's binding limit when `None`;
+/// `bca convert` stores a real checkpoint in 128 MiB parts).
 pub fn random_weights(
     ctx: &GpuContext,
     cfg: OmniConfig,
     format: WeightFormat,
+    max_binding: Option<u64>,
 ) -> Result<Weights, ModelError> {
     let specs = model_tensors(&cfg);
     let w = Weights::empty(cfg, format);
     let mut rng = Rng::new(1);
-    let max = ctx.limits.max_storage_buffer_binding_size;
+    let max = max_binding
+        .unwrap_or(u64::MAX)
+        .min(ctx.limits.max_storage_buffer_binding_size);
     for (n, s) in specs.iter().enumerate() {
         if !matches!(s.stage, Stage::Llm | Stage::AudioEmbed | Stage::AudioHead) {
             continue;
@@ -177,16 +185,14 @@ async fn text_tokens(
 ) -> Result<(), ModelError> {
     let greedy = SamplingParams::greedy(1.0);
     let mut rng = Rng::new(3);
-    let no_head = || ModelError::input("the model has no LM head");
     text.load_history(ctx, hist)?;
-    let first = s.logits.first().ok_or_else(no_head)?;
-    let mut cur = text.submit_draw(ctx, first, hist.len(), &greedy, &mut rng)?;
+    let mut cur = text.submit_draw(ctx, &s.logit_parts(llm), hist.len(), &greedy, &mut rng)?;
     for k in 0..n {
         let last = k + 1 == n;
         if pipeline && !last {
             s.step_id(ctx, llm, text.history(), cur.pos())?;
-            let spare = s.step_logits().first().ok_or_else(no_head)?;
-            let next = text.submit_draw(ctx, spare, cur.pos() + 1, &greedy, &mut rng)?;
+            let spare = s.step_logit_parts(llm);
+            let next = text.submit_draw(ctx, &spare, cur.pos() + 1, &greedy, &mut rng)?;
             let id = text.read_draw(ctx, &cur).await?;
             s.keep_step();
             hist.push(id);
@@ -198,8 +204,7 @@ async fn text_tokens(
             let feed = if id == llm.dims.audio_pad { 0 } else { id };
             s.step(ctx, llm, Input::Text(feed.min(llm.dims.vocab as u32 - 1)))?;
             if !last {
-                let l = s.logits.first().ok_or_else(no_head)?;
-                cur = text.submit_draw(ctx, l, hist.len(), &greedy, &mut rng)?;
+                cur = text.submit_draw(ctx, &s.logit_parts(llm), hist.len(), &greedy, &mut rng)?;
             }
         }
     }
@@ -215,8 +220,9 @@ pub async fn bench_llm(
     tokens: usize,
     frames: usize,
     copy_bw: f64,
+    max_binding: Option<u64>,
 ) -> Result<LlmBench, ModelError> {
-    let w = random_weights(ctx, cfg, format)?;
+    let w = random_weights(ctx, cfg, format, max_binding)?;
     let llm = Llm::load(ctx, &w)?;
     let head = AudioHead::load(ctx, &w, &llm)?;
     let tmax = (prompt + tokens + frames + 8).min(llm.dims.max_positions);
@@ -361,6 +367,7 @@ pub async fn bench_llm(
         decode_tokens_per_s: decode,
         decode_tokens_per_s_serial: decode_serial,
         decode_pipelined: pipelined,
+        table_parts: llm.table_parts(),
         decode_bytes,
         decode_pct_of_copy: 100.0 * decode_bytes as f64 * decode / copy_bw,
         frames_per_s: fps,

@@ -595,13 +595,9 @@ impl Generator {
             Some(t) => t,
             None => {
                 self.text_sampler.load_history(ctx, &self.fed)?;
-                let logits = self
-                    .sess
-                    .logits
-                    .first()
-                    .ok_or_else(|| ModelError::input("the model has no LM head"))?;
+                let parts = self.sess.logit_parts(&self.llm);
                 self.text_sampler
-                    .submit_draw(ctx, logits, self.fed.len(), p, &mut self.rng)?
+                    .submit_draw(ctx, &parts, self.fed.len(), p, &mut self.rng)?
             }
         };
         // on an error the step can be retried (`undo_step`)
@@ -610,19 +606,17 @@ impl Generator {
             && more
             && self.fed.len() + 1 < self.sess.tmax
             && Session::steps_on_gpu_ids(&self.llm)
-            && self.text_sampler.draws_on_gpu(1, p, cur.pos() + 1);
+            && self
+                .text_sampler
+                .draws_on_gpu(self.llm.lm_head.len(), p, cur.pos() + 1);
         if ahead {
             let r = self
                 .sess
                 .step_id(ctx, &self.llm, self.text_sampler.history(), cur.pos())
                 .and_then(|_| {
-                    let logits = self
-                        .sess
-                        .step_logits()
-                        .first()
-                        .ok_or_else(|| ModelError::input("the model has no LM head"))?;
+                    let parts = self.sess.step_logit_parts(&self.llm);
                     self.text_sampler
-                        .submit_draw(ctx, logits, cur.pos() + 1, p, &mut self.rng)
+                        .submit_draw(ctx, &parts, cur.pos() + 1, p, &mut self.rng)
                 });
             match r {
                 Ok(t) => self.text_ahead = Some(t),

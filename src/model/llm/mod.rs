@@ -257,6 +257,11 @@ impl Llm {
         })
     }
 
+    /// How many row parts the embedding table and the LM head are stored in.
+    pub fn table_parts(&self) -> (usize, usize) {
+        (self.embed.len(), self.lm_head.len())
+    }
+
     /// Row parts of the LM head: (first row, rows).
     pub fn head_parts(&self) -> Vec<(usize, usize)> {
         self.lm_head
@@ -738,10 +743,10 @@ impl Session {
         Ok(())
     }
 
-    /// Whether [`Self::step_id`] can run on this model: one embedding part and one LM-head part
-    /// (a table stored in row parts needs the id on the CPU to pick its part).
+    /// Whether [`Self::step_id`] can run on this model: it has an embedding table and an LM
+    /// head (in one part or several).
     pub fn steps_on_gpu_ids(llm: &Llm) -> bool {
-        llm.embed.len() == 1 && llm.lm_head.len() == 1
+        !llm.embed.is_empty() && !llm.lm_head.is_empty()
     }
 
     /// One decode step whose input is a text id already on the GPU: the u32 at `ids[slot]`, as
@@ -765,32 +770,44 @@ impl Session {
                 self.len, self.tmax
             )));
         }
-        let [table] = llm.embed.as_slice() else {
-            return Err(ModelError::input(
-                "a step on a GPU-side id needs the embedding table in one part",
-            ));
-        };
-        if llm.lm_head.len() != 1 || (slot as u64 + 1) * 4 > ids.size() {
+        if !Self::steps_on_gpu_ids(llm) || (slot as u64 + 1) * 4 > ids.size() {
             return Err(ModelError::input(format!(
-                "a step on a GPU-side id needs the LM head in one part (it has {}) and an id \
-                 in its buffer (slot {slot} of {} bytes)",
-                llm.lm_head.len(),
+                "a step on a GPU-side id needs an embedding table and an LM head, and the id in \
+                 its buffer (slot {slot} of {} bytes)",
                 ids.size()
             )));
         }
         let h = llm.dims.hidden;
+        let x = sub(&self.x, &[1, h]);
         let mut rec = Recorder::new(ctx, "llm.decode.id").with_cache(&self.binds);
         rec.encoder()?
             .copy_buffer_to_buffer(ids, 4 * slot as u64, &self.ids, 0, 4);
-        ops::embedding(&mut rec, &table.matrix, &self.ids, &sub(&self.x, &[1, h]))?;
+        // a table in row parts: each part in turn writes the row if it holds the id
+        for (i, p) in llm.embed.iter().enumerate() {
+            ops::embedding_part(&mut rec, &p.matrix, &self.ids, &x, p.row_start, i > 0)?;
+        }
         self.record_step_tail(rec, llm, true)?;
         self.len += 1;
         Ok(())
     }
 
-    /// The logits of the last [`Self::step_id`], not kept yet.
-    pub fn step_logits(&self) -> &[Tensor] {
-        &self.spare.0
+    /// The logits of the last step with the first vocabulary row of each (one per LM-head
+    /// part), as the samplers take them.
+    pub fn logit_parts<'a>(&'a self, llm: &Llm) -> Vec<(usize, &'a Tensor)> {
+        llm.lm_head
+            .iter()
+            .map(|p| p.row_start)
+            .zip(&self.logits)
+            .collect()
+    }
+
+    /// [`Self::logit_parts`] of the last [`Self::step_id`], not kept yet.
+    pub fn step_logit_parts<'a>(&'a self, llm: &Llm) -> Vec<(usize, &'a Tensor)> {
+        llm.lm_head
+            .iter()
+            .map(|p| p.row_start)
+            .zip(&self.spare.0)
+            .collect()
     }
 
     /// Keeps the step of [`Self::step_id`]: its logits and hidden state become `logits` and

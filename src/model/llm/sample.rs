@@ -249,7 +249,7 @@ impl GpuSampler {
             hist: ctx.storage("sampler.hist", (hist_cap.max(1) * parts * 4) as u64),
             hist_cap: hist_cap.max(1),
             mask: ctx.storage("sampler.mask", ops::penalty_mask_bytes(max_rows)),
-            scratch: TopkScratch::new(ctx, max_rows),
+            scratch: TopkScratch::for_parts(ctx, max_rows, parts),
             vals: ctx.storage("sampler.vals", (parts * TOPK_MAX * 4) as u64),
             idx: ctx.storage("sampler.idx", (parts * TOPK_MAX * 4) as u64),
             pair: ctx.storage("sampler.pair", (2 * TOPK_MAX * 4) as u64),
@@ -283,6 +283,24 @@ impl GpuSampler {
         out: &wgpu::Buffer,
         slot: usize,
     ) -> Result<(), ModelError> {
+        self.record_draw_parts(rec, &[(0, logits)], hist, n_hist, p, u, out, slot)
+    }
+
+    /// [`Self::record_draw`] over logits stored in row parts, `parts` = (first row, logits):
+    /// the penalty on each part, then one top-k and draw over all of them
+    /// ([`ops::topk_draw_parts`]); ids in `hist` and the drawn id are vocabulary ids.
+    #[allow(clippy::too_many_arguments)]
+    pub fn record_draw_parts(
+        &self,
+        rec: &mut Recorder,
+        parts: &[(usize, &Tensor)],
+        hist: &wgpu::Buffer,
+        n_hist: usize,
+        p: &SamplingParams,
+        u: f64,
+        out: &wgpu::Buffer,
+        slot: usize,
+    ) -> Result<(), ModelError> {
         p.validate()?;
         let Some(k) = p.gpu_k() else {
             return Err(ModelError::input(format!(
@@ -290,16 +308,33 @@ impl GpuSampler {
                 p.top_k
             )));
         };
-        if n_hist > 0 && p.repetition_penalty != 1.0 {
-            ops::repetition_penalty(rec, logits, hist, n_hist, p.repetition_penalty, &self.mask)?;
+        if parts.is_empty() || parts.len() > self.parts {
+            return Err(ModelError::input(format!(
+                "{} logits parts for a sampler made for 1 to {}",
+                parts.len(),
+                self.parts
+            )));
         }
-        let kp = k.min(logits.numel());
+        if n_hist > 0 && p.repetition_penalty != 1.0 {
+            for (first, t) in parts {
+                ops::repetition_penalty_part(
+                    rec,
+                    t,
+                    hist,
+                    n_hist,
+                    p.repetition_penalty,
+                    &self.mask,
+                    *first,
+                )?;
+            }
+        }
+        let rows: usize = parts.iter().map(|(_, t)| t.numel()).sum();
         // the draw in the pass that finishes the top-k (one dispatch fewer than topk +
         // sample_draw, the same id)
-        ops::topk_draw(
+        ops::topk_draw_parts(
             rec,
-            logits,
-            kp,
+            parts,
+            k.min(rows),
             &self.scratch,
             (&self.vals, &self.idx),
             (p.temperature, p.top_p, u),
@@ -310,10 +345,10 @@ impl GpuSampler {
     }
 
     /// Whether an id can be drawn after `n_hist` ids of history with [`Self::submit_draw`]: `p`
-    /// samples on the GPU ([`SamplingParams::gpu_k`]), the logits are one part, and the
-    /// history buffer has room for the id.
+    /// samples on the GPU ([`SamplingParams::gpu_k`]), the sampler was made for `parts` logits
+    /// parts, and the history buffer has room for the id.
     pub fn draws_on_gpu(&self, parts: usize, p: &SamplingParams, n_hist: usize) -> bool {
-        p.gpu_k().is_some() && parts == 1 && n_hist < self.hist_cap
+        p.gpu_k().is_some() && (1..=self.parts).contains(&parts) && n_hist < self.hist_cap
     }
 
     /// The penalty history on the GPU: [`Self::load_history`]'s ids, then each id drawn by
@@ -338,8 +373,8 @@ impl GpuSampler {
         Ok(())
     }
 
-    /// Records and submits the draw of one id from `logits` (one part: every row) entirely on
-    /// the GPU, with the first `n_hist` ids of [`Self::history`] as the penalty history; the id
+    /// Records and submits the draw of one id from the logits `parts` = (first row, logits of
+    /// its rows; one part holding every row, or the LM head's parts) entirely on the GPU, with the first `n_hist` ids of [`Self::history`] as the penalty history; the id
     /// is written to the history at `n_hist` (so the next draw's history holds it, and
     /// [`super::Session::step_id`] can feed it) and copied for read-back through buffer
     /// `n_hist` mod 2, so consecutive draws in flight take different ones). The RNG gives a uniform where
@@ -347,7 +382,7 @@ impl GpuSampler {
     pub fn submit_draw(
         &self,
         ctx: &GpuContext,
-        logits: &Tensor,
+        parts: &[(usize, &Tensor)],
         n_hist: usize,
         p: &SamplingParams,
         rng: &mut Rng,
@@ -367,14 +402,15 @@ impl GpuSampler {
             )));
         }
         let before = rng.clone();
-        let u = if p.temperature != 0.0 && k.min(logits.numel()) > 1 {
+        let rows: usize = parts.iter().map(|(_, t)| t.numel()).sum();
+        let u = if p.temperature != 0.0 && k.min(rows) > 1 {
             rng.f64()
         } else {
             0.0
         };
         let mut rec = Recorder::new(ctx, "sample.draw").with_cache(&self.binds);
-        self.record_draw(
-            &mut rec, logits, &self.hist, n_hist, p, u, &self.hist, n_hist,
+        self.record_draw_parts(
+            &mut rec, parts, &self.hist, n_hist, p, u, &self.hist, n_hist,
         )?;
         rec.encoder()?.copy_buffer_to_buffer(
             &self.hist,
