@@ -342,3 +342,70 @@ fn rope_kv_chunk_all_paths() {
         }
     }
 }
+
+/// The audio head's per-position FFN blocks (column slices of linear1/linear2) from a matrix
+/// stored in row parts, as a converted checkpoint stores the real q8 and f16 FFN matrices in
+/// 128 MiB bindings: the same bytes as the blocks of the matrix in one part, in every format,
+/// with ragged parts; parts that are not contiguous, or of different widths, are refused.
+#[test]
+fn audio_head_blocks_from_row_parts() {
+    use bca::model::llm::head::column_block;
+    use bca::model::weights::MatrixPart;
+    use bca::tensor::Matrix;
+    let c = ctx(GpuPath::F32);
+    let bytes = |m: &Matrix| -> Vec<u8> {
+        let read = |b: &wgpu::Buffer| {
+            pollster::block_on(bca::gpu::read_buffer(c, b, 0, b.size())).unwrap()
+        };
+        match m {
+            Matrix::F16 { buf, .. } => read(buf),
+            Matrix::Q8 { data, scales, .. } | Matrix::Q4 { data, scales, .. } => {
+                [read(data), read(scales)].concat()
+            }
+        }
+    };
+    let (rows, cols) = (37, 8 * 64);
+    let mut rng = bca::util::rng::Rng::new(77);
+    let data = rng.normal_vec(rows * cols, 0.5);
+    for fmt in [WeightFormat::F16, WeightFormat::Q8, WeightFormat::Q4] {
+        let whole = [MatrixPart {
+            row_start: 0,
+            matrix: Matrix::from_f32(c, "whole", rows, cols, &data, fmt),
+        }];
+        let parts: Vec<MatrixPart> = [(0, 10), (10, 25), (25, 37)]
+            .iter()
+            .map(|&(r0, r1)| MatrixPart {
+                row_start: r0,
+                matrix: Matrix::from_f32(
+                    c,
+                    "part",
+                    r1 - r0,
+                    cols,
+                    &data[r0 * cols..r1 * cols],
+                    fmt,
+                ),
+            })
+            .collect();
+        for i in [0, 3, 7] {
+            let a = column_block(c, "block", &whole, i * 64, 64).unwrap();
+            let b = column_block(c, "block", &parts, i * 64, 64).unwrap();
+            assert_eq!((b.rows(), b.cols()), (rows, 64));
+            assert_eq!(bytes(&a), bytes(&b), "{fmt:?} block {i}");
+        }
+        let gap = [
+            MatrixPart {
+                row_start: 0,
+                matrix: parts[0].matrix.clone(),
+            },
+            MatrixPart {
+                row_start: 25,
+                matrix: parts[2].matrix.clone(),
+            },
+        ];
+        let e = match column_block(c, "block", &gap, 0, 64) {
+            Ok(_) => panic!("{fmt:?}: a gap between parts was taken"),
+            Err(e) => e.to_string(),
+        };
+        assert!(e.contains("not contiguous"), "{e}");
+    }
+}

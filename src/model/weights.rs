@@ -421,13 +421,17 @@ impl Weights {
     }
 
     /// A matrix stored in one part (every matrix of the tiny model; all but the vocabulary
-    /// tables of the real one). Split matrices must go through [`Weights::matrix_parts`].
+    /// tables of the real one at q4, and at q8 the audio head's FFN too, at the default 128 MiB
+    /// bindings). Split matrices must go through [`Weights::matrix_parts`].
     pub fn matrix(&self, ctx: &GpuContext, name: &str) -> Result<Matrix, ModelError> {
         let parts = self.matrix_parts(ctx, name)?;
         match parts.as_slice() {
             [one] => Ok(one.matrix.clone()),
             _ => Err(ModelError::input(format!(
-                "{name} is stored in {} parts; use matrix_parts",
+                "{name} is stored in {} row parts (the checkpoint was converted with \
+                 --max-binding below its size), and only the vocabulary tables and the audio \
+                 head's FFN are read in parts: convert again with a larger --max-binding (up \
+                 to the device's maxStorageBufferBindingSize)",
                 parts.len()
             ))),
         }

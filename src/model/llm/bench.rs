@@ -212,6 +212,7 @@ async fn text_tokens(
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
 pub async fn bench_llm(
     ctx: &GpuContext,
     cfg: OmniConfig,

@@ -16,6 +16,7 @@ use crate::tensor::{Matrix, Tensor};
 
 use super::sample::{GpuSampler, SamplingParams};
 use super::{Llm, NO_ID};
+use crate::model::weights::MatrixPart;
 use crate::model::{ModelError, Weights};
 use crate::util::rng::Rng;
 
@@ -41,37 +42,55 @@ pub struct AudioHead {
     eps: f32,
 }
 
-/// Columns `[c0, c0 + n)` of `m` as a new matrix (c0, n multiples of the format's block).
-fn column_block(
+/// Columns `[c0, c0 + n)` of the matrix stored in row `parts` (one part, or several of one
+/// format and width from row 0 on) as a new matrix (c0, n multiples of the format's block).
+pub fn column_block(
     ctx: &GpuContext,
     name: &str,
-    m: &Matrix,
+    parts: &[MatrixPart],
     c0: usize,
     n: usize,
 ) -> Result<Matrix, ModelError> {
-    let rows = m.rows();
     let bad = |why: &str| {
         ModelError::input(format!(
             "{name}: cannot slice columns {c0}..{} ({why})",
             c0 + n
         ))
     };
+    // a matrix in row parts (a converted checkpoint's 128 MiB bindings split the real q8 and
+    // f16 FFN matrices): each part's rows go to its rows of the block
+    let Some(m) = parts.first().map(|p| &p.matrix) else {
+        return Err(bad("no parts"));
+    };
+    let mut rows = 0;
+    for p in parts {
+        let same = p.matrix.format() == m.format() && p.matrix.cols() == m.cols();
+        if p.row_start != rows || !same {
+            return Err(bad("its row parts are not contiguous parts of one matrix"));
+        }
+        rows += p.matrix.rows();
+    }
     let mut rec = Recorder::new(ctx, "audio_head.relayout");
     let out = match m {
-        Matrix::F16 { buf, stride, .. } => {
+        Matrix::F16 { .. } => {
             if !c0.is_multiple_of(2) || !n.is_multiple_of(8) {
                 return Err(bad("f16 needs n a multiple of 8"));
             }
             let dst = ctx.storage(name, (rows * n * 2) as u64);
             let enc = rec.encoder()?;
-            for r in 0..rows {
-                enc.copy_buffer_to_buffer(
-                    buf,
-                    ((r * stride + c0) * 2) as u64,
-                    &dst,
-                    (r * n * 2) as u64,
-                    (n * 2) as u64,
-                );
+            for p in parts {
+                let Matrix::F16 { buf, stride, .. } = &p.matrix else {
+                    return Err(bad("its parts differ in format"));
+                };
+                for r in 0..p.matrix.rows() {
+                    enc.copy_buffer_to_buffer(
+                        buf,
+                        ((r * stride + c0) * 2) as u64,
+                        &dst,
+                        ((p.row_start + r) * n * 2) as u64,
+                        (n * 2) as u64,
+                    );
+                }
             }
             Matrix::F16 {
                 buf: dst,
@@ -80,7 +99,7 @@ fn column_block(
                 stride: n,
             }
         }
-        Matrix::Q8 { data, scales, .. } | Matrix::Q4 { data, scales, .. } => {
+        Matrix::Q8 { .. } | Matrix::Q4 { .. } => {
             let q8 = matches!(m, Matrix::Q8 { .. });
             let qb = crate::tensor::quant::QBLOCK;
             let nb = m.blocks_per_row();
@@ -97,21 +116,28 @@ fn column_block(
             let dd = ctx.storage(name, (rows * bn * dbytes) as u64);
             let ds = ctx.storage(name, ((rows * bn * sbytes) as u64).next_multiple_of(4));
             let enc = rec.encoder()?;
-            for r in 0..rows {
-                enc.copy_buffer_to_buffer(
-                    data,
-                    ((r * nb + b0) * dbytes) as u64,
-                    &dd,
-                    (r * bn * dbytes) as u64,
-                    (bn * dbytes) as u64,
-                );
-                enc.copy_buffer_to_buffer(
-                    scales,
-                    ((r * nb + b0) * sbytes) as u64,
-                    &ds,
-                    (r * bn * sbytes) as u64,
-                    (bn * sbytes) as u64,
-                );
+            for p in parts {
+                let (Matrix::Q8 { data, scales, .. } | Matrix::Q4 { data, scales, .. }) = &p.matrix
+                else {
+                    return Err(bad("its parts differ in format"));
+                };
+                for r in 0..p.matrix.rows() {
+                    let d = p.row_start + r;
+                    enc.copy_buffer_to_buffer(
+                        data,
+                        ((r * nb + b0) * dbytes) as u64,
+                        &dd,
+                        (d * bn * dbytes) as u64,
+                        (bn * dbytes) as u64,
+                    );
+                    enc.copy_buffer_to_buffer(
+                        scales,
+                        ((r * nb + b0) * sbytes) as u64,
+                        &ds,
+                        (d * bn * sbytes) as u64,
+                        (bn * sbytes) as u64,
+                    );
+                }
             }
             if q8 {
                 Matrix::Q8 {
@@ -159,8 +185,8 @@ impl AudioHead {
             let (w1, w2): (Vec<Matrix>, Vec<Matrix>) = match cached {
                 Some(c) => c.into_iter().unzip(),
                 None => {
-                    let lin1 = w.matrix(ctx, &n1)?;
-                    let lin2 = w.matrix(ctx, &n2)?;
+                    let lin1 = w.matrix_parts(ctx, &n1)?;
+                    let lin2 = w.matrix_parts(ctx, &n2)?;
                     let mut w1 = Vec::with_capacity(CODEBOOKS);
                     let mut w2 = Vec::with_capacity(CODEBOOKS);
                     for i in 0..CODEBOOKS {
