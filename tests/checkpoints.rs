@@ -591,6 +591,42 @@ fn converted_folder_checks_clean() {
     );
 }
 
+/// A binding too small for a matrix the engine reads in one binding (every one but the
+/// vocabulary tables and the audio head's FFN) is refused before anything is written, with
+/// the size the conversion needs; the tables that may be split are split (web_q4: 1 MiB).
+#[test]
+fn convert_refuses_a_binding_smaller_than_a_whole_matrix() {
+    let out = root().join("web-too-small");
+    let o = ConvertOptions {
+        quant: Quant::Q4,
+        max_binding: 4 << 10,
+        max_shard: 8 << 20,
+        progress: false,
+    };
+    let e = convert(tiny(), &out, &o).unwrap_err().to_string();
+    assert!(
+        e.contains("more than one part of 4096")
+            && e.contains("in one storage binding")
+            && e.contains("--max-binding"),
+        "{e}"
+    );
+    assert!(
+        !out.exists(),
+        "the refused conversion wrote {}",
+        out.display()
+    );
+    let m = manifest(web_q4());
+    let parts = |name: &str| {
+        m["tensors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == name)
+            .map_or(0, |t| t["parts"].as_array().unwrap().len())
+    };
+    assert!(parts("model.embed_tokens.weight") > 1 && parts("lm_head.weight") > 1);
+}
+
 #[test]
 fn flipped_byte_is_a_hash_mismatch() {
     let d = copy_of(web_q4(), "flip");

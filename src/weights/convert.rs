@@ -15,7 +15,7 @@ use super::dtype::{self, DType};
 use super::hift::{fold_all, F32Tensor, HiftConfig};
 use super::manifest::*;
 use super::safetensors::SafetensorsSource;
-use super::spec::{model_tensors, web_format, Format, Quant, Stage, TensorSpec};
+use super::spec::{model_tensors, web_format, Format, Quant, Role, Stage, TensorSpec};
 use super::torch::read_state_dict;
 use super::{WeightError, WeightSource};
 use crate::tensor::quant::{dequantize_q4, dequantize_q8, quantize_q4, quantize_q8, QuantMatrix};
@@ -127,6 +127,30 @@ fn encode(f: Format, vals: &[f32], rows: usize, cols: usize) -> (Vec<u8>, Option
 }
 
 /// Rows per part so that no span exceeds `max` bytes.
+/// Refuses a matrix the engine reads in one storage binding (all but
+/// [`read_in_parts`](super::manifest::read_in_parts)) that would not fit one part of `max`
+/// bytes, before anything is written.
+fn check_one_part(spec: &TensorSpec, fmt: Format, max: u64) -> Result<(), WeightError> {
+    let rows = spec.shape.first().copied().unwrap_or(1);
+    let matrix = matches!(spec.role, Role::Linear | Role::Embedding);
+    if rows_per_part(fmt, &spec.shape, max) >= rows
+        || !matrix
+        || super::manifest::read_in_parts(&spec.name)
+    {
+        return Ok(());
+    }
+    let (d, s) = super::manifest::part_lengths(fmt, &spec.shape, rows);
+    let need = d.max(s.unwrap_or(0));
+    Err(WeightError::Invalid(format!(
+        "{} takes {need} bytes as {}, more than one part of {max} (--max-binding, \
+         --max-shard), and the engine reads it in one storage binding: convert with \
+         --max-binding and --max-shard of at least {need} (the device must allow bindings \
+         that large)",
+        spec.name,
+        fmt.name(),
+    )))
+}
+
 fn rows_per_part(f: Format, shape: &[usize], max: u64) -> usize {
     let (d, s) = part_lengths(f, shape, 1);
     let per_row = d.max(s.unwrap_or(0)).max(1);
@@ -172,6 +196,12 @@ pub fn convert(hf: &Path, out: &Path, o: &ConvertOptions) -> Result<Manifest, We
     let cfg = summary.config;
     let src = SafetensorsSource::open_dir(hf)?;
     let (hcfg, hift) = load_hift(&hf.join("hift.pt"))?;
+    let max_part = o.max_binding.min(o.max_shard);
+    for spec in model_tensors(&cfg).iter().chain(&hift_web_specs(&hcfg)) {
+        if let Some(fmt) = web_format(spec, o.quant) {
+            check_one_part(spec, fmt, max_part)?;
+        }
+    }
     std::fs::create_dir_all(out).map_err(|e| WeightError::io(out, e))?;
     for f in COPIED {
         let p = hf.join(f);
@@ -179,7 +209,6 @@ pub fn convert(hf: &Path, out: &Path, o: &ConvertOptions) -> Result<Manifest, We
             std::fs::copy(&p, out.join(f)).map_err(|e| WeightError::io(&p, e))?;
         }
     }
-    let max_part = o.max_binding.min(o.max_shard);
     let mut w = ShardWriter {
         dir: out.to_path_buf(),
         max: o.max_shard,

@@ -97,6 +97,15 @@ pub fn row_elems(shape: &[usize]) -> usize {
 }
 
 /// Byte lengths (data, scales) of `rows` rows of a tensor of `shape` stored as `f`.
+/// Whether the engine reads matrix `name` in row parts (the vocabulary tables, and the audio
+/// head's FFN matrices, whose per-position blocks are copied out at load); every other matrix
+/// must be one part, so it must fit one storage binding.
+pub fn read_in_parts(name: &str) -> bool {
+    matches!(name, "model.embed_tokens.weight" | "lm_head.weight")
+        || (name.starts_with("audio_head.transformer_layers.")
+            && (name.ends_with(".linear1.weight") || name.ends_with(".linear2.weight")))
+}
+
 pub fn part_lengths(f: Format, shape: &[usize], rows: usize) -> (u64, Option<u64>) {
     let re = row_elems(shape) as u64;
     let r = rows as u64;
