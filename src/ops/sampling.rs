@@ -227,7 +227,7 @@ pub fn topk(
     values: &wgpu::Buffer,
     indices: &wgpu::Buffer,
 ) -> Result<(), OpError> {
-    topk_impl(rec, logits, k, scratch, values, indices, None)
+    topk_parts_impl(rec, &[(0, logits)], k, scratch, values, indices, None)
 }
 
 /// [`topk`] then [`sample_draw`] over its result, with the draw done by the pass that finishes
@@ -244,15 +244,9 @@ pub fn topk_draw(
     out: &wgpu::Buffer,
     slot: usize,
 ) -> Result<(), OpError> {
-    check_draw("topk_draw", temperature, top_p, out, slot)?;
-    let draw = Draw {
-        temperature,
-        top_p,
-        u,
-        out,
-        slot,
-    };
-    topk_impl(rec, logits, k, scratch, values, indices, Some(draw))
+    let bufs = (values, indices);
+    let draw = (temperature, top_p, u);
+    topk_draw_parts(rec, &[(0, logits)], k, scratch, bufs, draw, out, slot)
 }
 
 fn check_draw(
@@ -269,18 +263,6 @@ fn check_draw(
         ));
     }
     check_len(op, "out", out, (slot as u64 + 1) * 4)
-}
-
-fn topk_impl(
-    rec: &mut Recorder,
-    logits: &Tensor,
-    k: usize,
-    scratch: &TopkScratch,
-    values: &wgpu::Buffer,
-    indices: &wgpu::Buffer,
-    draw: Option<Draw>,
-) -> Result<(), OpError> {
-    topk_parts_impl(rec, &[(0, logits)], k, scratch, values, indices, draw)
 }
 
 /// [`topk_draw`] over logits stored in row parts (an LM head too large for one binding):

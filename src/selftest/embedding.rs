@@ -13,15 +13,9 @@ fn f16_round(v: &[f32]) -> Vec<f32> {
     v.iter().map(|x| half::f16::from_f32(*x).to_f32()).collect()
 }
 
-/// `t` ids into a (v, c) table; every 5th id is out of range (must give a zero row).
-pub async fn embedding_case(
-    ctx: &GpuContext,
-    v: usize,
-    c: usize,
-    t: usize,
-    seed: u64,
-) -> Result<Comparison, OpError> {
-    let mut rng = Rng::new(seed);
+/// A seeded (v, c) f16 table, `t` ids into it with every 5th one out of range, and the
+/// reference gather (a zero row for those).
+fn table_and_ids(rng: &mut Rng, v: usize, c: usize, t: usize) -> (Vec<f32>, Vec<u32>, Vec<f32>) {
     let table = f16_round(&rng.normal_vec(v * c, 0.5));
     let ids: Vec<u32> = (0..t)
         .map(|i| {
@@ -33,6 +27,19 @@ pub async fn embedding_case(
         })
         .collect();
     let want = reference::embedding::embedding(&table, v, c, &ids);
+    (table, ids, want)
+}
+
+/// `t` ids into a (v, c) table; every 5th id is out of range (must give a zero row).
+pub async fn embedding_case(
+    ctx: &GpuContext,
+    v: usize,
+    c: usize,
+    t: usize,
+    seed: u64,
+) -> Result<Comparison, OpError> {
+    let mut rng = Rng::new(seed);
+    let (table, ids, want) = table_and_ids(&mut rng, v, c, t);
     let m = Matrix::f16_from_f32(ctx, "table", v, c, &table);
     let ib = ctx.upload("ids", bytemuck::cast_slice(&ids));
     let yt = Tensor::empty(ctx, "y", &[t, c]);
@@ -56,17 +63,7 @@ pub async fn embedding_parts_case(
     seed: u64,
 ) -> Result<Comparison, OpError> {
     let mut rng = Rng::new(seed);
-    let table = f16_round(&rng.normal_vec(v * c, 0.5));
-    let ids: Vec<u32> = (0..t)
-        .map(|i| {
-            if i % 5 == 3 {
-                (v as u64 + rng.below(1000)) as u32
-            } else {
-                rng.below(v as u64) as u32
-            }
-        })
-        .collect();
-    let want = reference::embedding::embedding(&table, v, c, &ids);
+    let (table, ids, want) = table_and_ids(&mut rng, v, c, t);
     let ib = ctx.upload("ids", bytemuck::cast_slice(&ids));
     let yt = Tensor::from_f32(ctx, "y", &[t, c], &rng.normal_vec(t * c, 3.0));
     let mut rec = Recorder::new(ctx, "embedding parts test");

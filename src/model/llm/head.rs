@@ -123,20 +123,17 @@ pub fn column_block(
                 };
                 for r in 0..p.matrix.rows() {
                     let d = p.row_start + r;
-                    enc.copy_buffer_to_buffer(
-                        data,
-                        ((r * nb + b0) * dbytes) as u64,
-                        &dd,
-                        (d * bn * dbytes) as u64,
-                        (bn * dbytes) as u64,
-                    );
-                    enc.copy_buffer_to_buffer(
-                        scales,
-                        ((r * nb + b0) * sbytes) as u64,
-                        &ds,
-                        (d * bn * sbytes) as u64,
-                        (bn * sbytes) as u64,
-                    );
+                    // the row's blocks b0.. and their scales
+                    for (src, dst, w) in [(data, &dd, dbytes), (scales, &ds, sbytes)] {
+                        let (from, to) = ((r * nb + b0) * w, d * bn * w);
+                        enc.copy_buffer_to_buffer(
+                            src,
+                            from as u64,
+                            dst,
+                            to as u64,
+                            (bn * w) as u64,
+                        );
+                    }
                 }
             }
             if q8 {
@@ -678,7 +675,16 @@ impl FrameSampler {
                 shape: vec![rows(i)],
                 dtype: t.dtype,
             };
-            sampler.record_draw(&mut rec, &view, &self.hist[i], n_hist, p, u, hs.codes(), i)?;
+            sampler.record_draw(
+                &mut rec,
+                &[(0, &view)],
+                &self.hist[i],
+                n_hist,
+                p,
+                u,
+                hs.codes(),
+                i,
+            )?;
         }
         let enc = rec.encoder()?;
         for (i, h) in self.hist.iter().enumerate() {

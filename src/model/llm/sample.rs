@@ -266,31 +266,15 @@ impl GpuSampler {
         }
     }
 
-    /// Records the sampling of one id from `logits` into `out[slot]` entirely on the GPU:
-    /// penalty over the first `n_hist` ids of `hist`, then top-k and [`ops::sample_draw`]'s draw (one
-    /// pass: [`ops::topk_draw`]) with the
-    /// uniform `u`. Parameters that need the CPU path (k = 0 or > TOPK_MAX) are an error here:
-    /// callers check [`SamplingParams::gpu_k`] first.
+    /// Records the sampling of one id into `out[slot]` entirely on the GPU from the logits
+    /// `parts` = (first row, logits of its rows; one part holding every row, or an LM head's
+    /// parts): the penalty over the first `n_hist` ids of `hist` on each part, then one top-k
+    /// and draw with the uniform `u` over all of them ([`ops::topk_draw_parts`]: the draw in the
+    /// pass that finishes the top-k); ids in `hist` and the drawn id are vocabulary ids.
+    /// Parameters that need the CPU path (k = 0 or > TOPK_MAX) are an error here: callers
+    /// check [`SamplingParams::gpu_k`] first.
     #[allow(clippy::too_many_arguments)]
     pub fn record_draw(
-        &self,
-        rec: &mut Recorder,
-        logits: &Tensor,
-        hist: &wgpu::Buffer,
-        n_hist: usize,
-        p: &SamplingParams,
-        u: f64,
-        out: &wgpu::Buffer,
-        slot: usize,
-    ) -> Result<(), ModelError> {
-        self.record_draw_parts(rec, &[(0, logits)], hist, n_hist, p, u, out, slot)
-    }
-
-    /// [`Self::record_draw`] over logits stored in row parts, `parts` = (first row, logits):
-    /// the penalty on each part, then one top-k and draw over all of them
-    /// ([`ops::topk_draw_parts`]); ids in `hist` and the drawn id are vocabulary ids.
-    #[allow(clippy::too_many_arguments)]
-    pub fn record_draw_parts(
         &self,
         rec: &mut Recorder,
         parts: &[(usize, &Tensor)],
@@ -409,7 +393,7 @@ impl GpuSampler {
             0.0
         };
         let mut rec = Recorder::new(ctx, "sample.draw").with_cache(&self.binds);
-        self.record_draw_parts(
+        self.record_draw(
             &mut rec, parts, &self.hist, n_hist, p, u, &self.hist, n_hist,
         )?;
         rec.encoder()?.copy_buffer_to_buffer(
