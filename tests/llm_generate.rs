@@ -383,37 +383,81 @@ fn same_runs(ra: &Runs, rb: &Runs, what: &str) {
 fn pipelined_frames_equal_the_serial_loop() {
     let (_, mut a) = generator(Variant::Base, 0);
     let (_, mut b) = generator(Variant::Base, 0);
-    let frames = |ev: &[Event]| {
-        ev.iter()
-            .filter(|e| matches!(e, Event::Frame { .. }))
-            .count()
-    };
-    let mut seen_end = false;
-    let mut seen_limit = false;
     // (seed, frame limit, barge-in after this many frames)
-    for (seed, max, stop) in [(SEED_END, 12, usize::MAX), (1, 4, usize::MAX), (2, 12, 3)] {
-        a.cfg = flat_audio(max, true);
-        b.cfg = flat_audio(max, false);
-        let (ra, rb) = (
-            tts_then_text(&mut a, seed, stop),
-            tts_then_text(&mut b, seed, stop),
-        );
-        same_runs(&ra, &rb, &format!("seed {seed}"));
-        let n = frames(&ra.0);
-        assert!(n >= 1, "seed {seed}: no frame");
-        if stop == usize::MAX {
-            seen_end |= n < max;
-            seen_limit |= n == max;
-        } else {
-            assert_eq!(n, stop, "seed {seed}: barge-in");
-        }
-        eprintln!("seed {seed}: {n} frames of at most {max}");
-    }
+    let cases = [(SEED_END, 12, usize::MAX), (1, 4, usize::MAX), (2, 12, 3)];
+    let frame = |e: &Event| matches!(e, Event::Frame { .. });
+    // a segment shorter than the limit ended by an audio-end code
+    let seen = pipelined_against_serial(
+        (&mut a, &mut b),
+        &cases,
+        flat_audio,
+        tts_then_text,
+        frame,
+        |_, n, max| n < max,
+    );
     assert!(
-        seen_end,
+        seen.early,
         "no segment ended by an audio-end code: the rollback went untested"
     );
-    assert!(seen_limit, "no segment reached the frame limit");
+    assert!(seen.limit, "no segment reached the frame limit");
+    assert!(seen.bargein, "no barge-in");
+}
+
+/// Runs each (seed, limit, barge-in after this many `counted` events) case with the pipelined
+/// loop on `g.0` and the serial one on `g.1` (`cfg(limit, pipelined)`), and checks that they
+/// agree and that a barge-in stopped where asked (unless the run ended by itself first).
+fn pipelined_against_serial(
+    g: (&mut Generator, &mut Generator),
+    cases: &[(u64, usize, usize)],
+    cfg: fn(usize, bool) -> bca::model::llm::generate::GenConfig,
+    run: fn(&mut Generator, u64, usize) -> Runs,
+    counted: fn(&Event) -> bool,
+    early: fn(&[Event], usize, usize) -> bool,
+) -> Seen {
+    let (a, b) = g;
+    let mut seen = Seen::default();
+    for &(seed, max, stop) in cases {
+        a.cfg = cfg(max, true);
+        b.cfg = cfg(max, false);
+        let (ra, rb) = (run(a, seed, stop), run(b, seed, stop));
+        same_runs(&ra, &rb, &format!("seed {seed}"));
+        let n =
+            ra.0.iter()
+                .filter(|e| counted(e) && !matches!(e, Event::Text { id: u32::MAX, .. }))
+                .count();
+        assert!(n >= 1, "seed {seed}: nothing generated");
+        let ended = n < max && early(&ra.0, n, max);
+        if n < stop.min(max) {
+            // the run ended by itself before the limit or the barge-in
+            assert!(
+                ended,
+                "seed {seed}: {n} of at most {max}, neither an end nor a barge-in"
+            );
+        } else if stop < max {
+            assert_eq!(n, stop, "seed {seed}: barge-in");
+            seen.bargein = true;
+        }
+        seen.early |= ended;
+        seen.limit |= n == max;
+        let b = if stop < max {
+            format!(", barge-in after {stop}")
+        } else {
+            String::new()
+        };
+        eprintln!("seed {seed}: {n} of at most {max}{b}");
+    }
+    seen
+}
+
+/// What [`pipelined_against_serial`]'s runs went through.
+#[derive(Default)]
+struct Seen {
+    /// A run ended by itself before its limit.
+    early: bool,
+    /// A run reached its limit.
+    limit: bool,
+    /// A barge-in stopped a run.
+    bargein: bool,
 }
 
 /// Text sampling that favours the ids already in the sequence (a penalty below 1 raises them),
@@ -457,46 +501,22 @@ fn text_turns(g: &mut Generator, seed: u64, stop: usize) -> Runs {
 fn pipelined_text_equals_the_serial_loop() {
     let (_, mut a) = generator(Variant::Instruct, 0);
     let (_, mut b) = generator(Variant::Instruct, 0);
-    let texts = |ev: &[Event]| {
-        ev.iter()
-            .filter(|e| matches!(e, Event::Text { id, .. } if *id != u32::MAX))
-            .count()
-    };
-    let (mut seen_eos, mut seen_limit) = (false, false);
     // (seed, token limit, barge-in after this many tokens)
-    for (seed, max, stop) in [
+    let cases = [
         (0, 12, usize::MAX),
         (1, 12, usize::MAX),
         (2, 12, usize::MAX),
         (3, 12, usize::MAX),
         (4, 3, usize::MAX),
         (5, 12, 2),
-    ] {
-        a.cfg = eos_prone(max, true);
-        b.cfg = eos_prone(max, false);
-        let (ra, rb) = (
-            text_turns(&mut a, seed, stop),
-            text_turns(&mut b, seed, stop),
-        );
-        same_runs(&ra, &rb, &format!("seed {seed}"));
-        let n = texts(&ra.0);
-        let last = ra.0.iter().rev().find_map(|e| match e {
-            Event::Text { id, .. } if *id != u32::MAX => Some(*id),
-            _ => None,
-        });
-        if stop == usize::MAX {
-            seen_eos |= n < max && last == Some(EOS_ID);
-            seen_limit |= n == max;
-        } else {
-            assert_eq!(n, stop, "seed {seed}: barge-in");
-        }
-        eprintln!("seed {seed}: {n} tokens of at most {max}, last {last:?}");
-    }
+    ];
+    let seen = text_against_serial((&mut a, &mut b), &cases);
     assert!(
-        seen_eos,
+        seen.early,
         "no reply ended by <|endoftext|>: the rollback went untested"
     );
-    assert!(seen_limit, "no reply reached the token limit");
+    assert!(seen.limit, "no reply reached the token limit");
+    assert!(seen.bargein, "no barge-in");
 
     // a speech turn (text steps, audio segments, text steps after them), then a text-only
     // turn on the kept cache (a pipelined frame's step leaves the logits alone, so they are
@@ -533,6 +553,23 @@ fn pipelined_text_equals_the_serial_loop() {
 
 const EOS_ID: u32 = 151643;
 
+/// [`pipelined_against_serial`] over [`text_turns`] with [`eos_prone`] sampling; a reply that
+/// ends before its limit must end by `<|endoftext|>`.
+fn text_against_serial(g: (&mut Generator, &mut Generator), cases: &[(u64, usize, usize)]) -> Seen {
+    let token = |e: &Event| matches!(e, Event::Text { .. });
+    let eos = |ev: &[Event], _, _| ended_by_eos(ev);
+    pipelined_against_serial(g, cases, eos_prone, text_turns, token, eos)
+}
+
+/// Whether the last token of a reply is `<|endoftext|>`.
+fn ended_by_eos(ev: &[Event]) -> bool {
+    let last = ev.iter().rev().find_map(|e| match e {
+        Event::Text { id, .. } if *id != u32::MAX => Some(*id),
+        _ => None,
+    });
+    last == Some(EOS_ID)
+}
+
 /// The pipelined text loop on a model whose embedding and LM head are stored in row parts
 /// (the tiny checkpoint converted with 1 MiB bindings, as `bca convert` stores a real one's
 /// 152064-row tables in 128 MiB parts): the step gathers the id's row from whichever part
@@ -565,20 +602,21 @@ fn pipelined_text_with_tables_in_row_parts() {
         "the LM head is in {} part(s): the test needs several",
         a.llm.head_parts().len()
     );
-    let mut seen_eos = false;
-    for (seed, max, stop) in [(0, 12, usize::MAX), (1, 12, usize::MAX), (2, 12, 3)] {
-        a.cfg = eos_prone(max, true);
-        b.cfg = eos_prone(max, false);
-        let (ra, rb) = (
-            text_turns(&mut a, seed, stop),
-            text_turns(&mut b, seed, stop),
-        );
-        same_runs(&ra, &rb, &format!("seed {seed}"));
-        seen_eos |=
-            ra.0.iter()
-                .any(|e| matches!(e, Event::Text { id, .. } if *id == EOS_ID));
-    }
-    assert!(seen_eos, "no reply ended by <|endoftext|>");
+    let cases = [
+        (0, 12, usize::MAX),
+        (1, 12, usize::MAX),
+        (2, 12, 3),
+        (3, 12, 2),
+        (4, 4, usize::MAX),
+        (5, 2, usize::MAX),
+        (6, 3, usize::MAX),
+    ];
+    let seen = text_against_serial((&mut a, &mut b), &cases);
+    assert!(seen.early, "no reply ended by <|endoftext|>");
+    assert!(
+        seen.limit && seen.bargein,
+        "no reply reached its limit, or no barge-in"
+    );
 }
 
 /// A seed whose segment ends by an audio-end code at frame 9 (found by trying seeds 0..8).
