@@ -502,20 +502,14 @@ impl Generator {
             Mode::TextOnly | Mode::Asr => self.cfg.text_only_max,
             _ => self.cfg.text_max,
         };
-        let parts = self.llm.head_parts().len();
+        let parts = self.llm.lm_head.len();
         let id = if self.text_ahead.is_some()
             || self.text_sampler.draws_on_gpu(parts, &p, self.fed.len())
         {
             self.gpu_text_token(ctx, &p, n + 1 < max).await?
         } else {
-            let parts: Vec<(usize, &crate::tensor::Tensor)> = self
-                .llm
-                .head_parts()
-                .iter()
-                .map(|p| p.0)
-                .zip(self.sess.logits.iter())
-                .collect();
             // penalty history: the whole sequence (prompt included)
+            let parts = self.sess.logit_parts(&self.llm);
             self.text_sampler
                 .sample(ctx, &parts, &self.fed, &p, &mut self.rng)
                 .await?
@@ -605,7 +599,6 @@ impl Generator {
         let ahead = self.cfg.pipeline
             && more
             && self.fed.len() + 1 < self.sess.tmax
-            && Session::steps_on_gpu_ids(&self.llm)
             && self
                 .text_sampler
                 .draws_on_gpu(self.llm.lm_head.len(), p, cur.pos() + 1);

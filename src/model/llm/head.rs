@@ -640,12 +640,7 @@ impl FrameSampler {
         rng: &mut Rng,
         slot: usize,
     ) -> Result<FrameInFlight, ModelError> {
-        let Some(k) = p.gpu_k() else {
-            return Err(ModelError::input(format!(
-                "top-k {} needs the CPU sampling path",
-                p.top_k
-            )));
-        };
+        let k = p.gpu_k_or_err()?;
         if n_hist >= self.cap || slot >= self.staging.len() {
             return Err(ModelError::input(format!(
                 "frame after {n_hist} codes (history buffers hold {}), read-back slot {slot}",
@@ -658,7 +653,7 @@ impl FrameSampler {
         let mut uses = [false; CODEBOOKS];
         let mut us = [0f64; CODEBOOKS];
         for (i, (used, u)) in uses.iter_mut().zip(us.iter_mut()).enumerate() {
-            *used = p.temperature != 0.0 && k.min(rows(i)) > 1;
+            *used = p.takes_uniform(k, rows(i));
             if *used {
                 *u = rng.f64();
             }

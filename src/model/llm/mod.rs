@@ -743,12 +743,6 @@ impl Session {
         Ok(())
     }
 
-    /// Whether [`Self::step_id`] can run on this model: it has an embedding table and an LM
-    /// head (in one part or several).
-    pub fn steps_on_gpu_ids(llm: &Llm) -> bool {
-        !llm.embed.is_empty() && !llm.lm_head.is_empty()
-    }
-
     /// One decode step whose input is a text id already on the GPU: the u32 at `ids[slot]`, as
     /// a sampler's draw leaves it ([`GpuSampler::submit_draw`](sample::GpuSampler::submit_draw)),
     /// so the step can be submitted before the id is read back. Its logits and final hidden
@@ -770,7 +764,7 @@ impl Session {
                 self.len, self.tmax
             )));
         }
-        if !Self::steps_on_gpu_ids(llm) || (slot as u64 + 1) * 4 > ids.size() {
+        if llm.embed.is_empty() || llm.lm_head.is_empty() || (slot as u64 + 1) * 4 > ids.size() {
             return Err(ModelError::input(format!(
                 "a step on a GPU-side id needs an embedding table and an LM head, and the id in \
                  its buffer (slot {slot} of {} bytes)",

@@ -63,6 +63,21 @@ impl SamplingParams {
         (1..=TOPK_MAX).contains(&k).then_some(k)
     }
 
+    /// [`Self::gpu_k`], or the error of a GPU sampler asked for parameters only the CPU
+    /// processors can sample.
+    pub fn gpu_k_or_err(&self) -> Result<usize, ModelError> {
+        self.gpu_k().ok_or_else(|| {
+            ModelError::input(format!("top-k {} needs the CPU sampling path", self.top_k))
+        })
+    }
+
+    /// Whether a GPU draw of the top `k` of `rows` logits takes a uniform from the RNG: where
+    /// [`sample_candidates`] draws (sampled, more than one candidate), so both paths consume
+    /// the same RNG stream.
+    pub fn takes_uniform(&self, k: usize, rows: usize) -> bool {
+        self.temperature != 0.0 && k.min(rows) > 1
+    }
+
     /// Greedy after the penalty (Base demos without `--do_sample`, §16).
     pub const fn greedy(repetition_penalty: f32) -> SamplingParams {
         SamplingParams {
@@ -286,12 +301,7 @@ impl GpuSampler {
         slot: usize,
     ) -> Result<(), ModelError> {
         p.validate()?;
-        let Some(k) = p.gpu_k() else {
-            return Err(ModelError::input(format!(
-                "top-k {} needs the CPU sampling path",
-                p.top_k
-            )));
-        };
+        let k = p.gpu_k_or_err()?;
         if parts.is_empty() || parts.len() > self.parts {
             return Err(ModelError::input(format!(
                 "{} logits parts for a sampler made for 1 to {}",
@@ -373,12 +383,7 @@ impl GpuSampler {
     ) -> Result<TokenInFlight, ModelError> {
         let slot = n_hist % self.staging.len();
         p.validate()?;
-        let Some(k) = p.gpu_k() else {
-            return Err(ModelError::input(format!(
-                "top-k {} needs the CPU sampling path",
-                p.top_k
-            )));
-        };
+        let k = p.gpu_k_or_err()?;
         if n_hist >= self.hist_cap {
             return Err(ModelError::input(format!(
                 "a draw after {n_hist} ids (the history holds {})",
@@ -387,7 +392,7 @@ impl GpuSampler {
         }
         let before = rng.clone();
         let rows: usize = parts.iter().map(|(_, t)| t.numel()).sum();
-        let u = if p.temperature != 0.0 && k.min(rows) > 1 {
+        let u = if p.takes_uniform(k, rows) {
             rng.f64()
         } else {
             0.0
