@@ -406,3 +406,291 @@ fn check_digests_cli_writes_the_store_digests() {
     let distinct: std::collections::HashSet<_> = got.values().collect();
     assert!(distinct.len() > 600, "{} distinct digests", distinct.len());
 }
+
+/// The manifest's roles (which tensors the store keeps as GPU matrices).
+fn roles_of(m: &Manifest) -> std::collections::HashMap<String, bca::weights::spec::Role> {
+    let cfg = bca::weights::convert::manifest_config(m).unwrap();
+    bca::weights::spec::model_tensors(&cfg)
+        .into_iter()
+        .map(|s| (s.name, s.role))
+        .collect()
+}
+
+/// `(data, scales)` bytes of a matrix as the kernels read them.
+fn matrix_bytes(m: &bca::tensor::Matrix) -> (Vec<u8>, Vec<u8>) {
+    let read = |b: &wgpu::Buffer, n: u64| pollster::block_on(bca::gpu::read_buffer(ctx(), b, 0, n));
+    let d = read(m.data(), m.data_bytes()).unwrap();
+    let s = match m.scales() {
+        Some(s) => read(s, m.scale_bytes()).unwrap(),
+        None => Vec::new(),
+    };
+    (d, s)
+}
+
+/// A matrix cut into row parts at `cuts` (first rows of the parts after the first), each
+/// part in buffers of its own, laid out as a conversion with a small `--max-binding` stores
+/// them.
+fn cut_rows(m: &bca::tensor::Matrix, cuts: &[usize]) -> Vec<bca::model::weights::MatrixPart> {
+    use bca::tensor::Matrix;
+    let (d, s) = matrix_bytes(m);
+    let nb = m.blocks_per_row();
+    // byte offset of row r in (data, scales)
+    let at = |r: usize| -> (usize, usize) {
+        match m {
+            Matrix::F16 { .. } => (r * nb * 16, 0),
+            Matrix::Q8 { .. } => (r * nb * 32, r * nb * 2),
+            Matrix::Q4 { .. } => (r * nb * 16, r * nb * 4),
+        }
+    };
+    let mut bounds = vec![0];
+    bounds.extend_from_slice(cuts);
+    bounds.push(m.rows());
+    bounds
+        .windows(2)
+        .map(|w| {
+            let (r0, r1) = (w[0], w[1]);
+            let ((d0, s0), (d1, s1)) = (at(r0), at(r1));
+            let s1 = if r1 == m.rows() { s.len() } else { s1 };
+            let rows = r1 - r0;
+            let cols = m.cols();
+            let up = |b: &[u8]| ctx().upload("part", b);
+            let matrix = match m {
+                Matrix::F16 { stride, .. } => Matrix::F16 {
+                    buf: up(&d[d0..d1]),
+                    rows,
+                    cols,
+                    stride: *stride,
+                },
+                Matrix::Q8 { .. } => Matrix::Q8 {
+                    data: up(&d[d0..d1]),
+                    scales: up(&s[s0..s1]),
+                    rows,
+                    cols,
+                },
+                Matrix::Q4 { .. } => Matrix::Q4 {
+                    data: up(&d[d0..d1]),
+                    scales: up(&s[s0..s1]),
+                    rows,
+                    cols,
+                },
+            };
+            bca::model::weights::MatrixPart {
+                row_start: r0,
+                matrix,
+            }
+        })
+        .collect()
+}
+
+/// A matrix the engine reads in one binding but stored in row parts (a conversion whose
+/// `--max-binding` is below its size, as the real model's gate/up/down at f16 and the default
+/// 128 MiB) converts, streams and is joined on the GPU at load into the bytes the one-part
+/// conversion holds; its digest stays `bca check --digests`'s; an adapter that cannot bind
+/// the whole hears so before any shard, naming the tensor.
+#[test]
+fn matrices_stored_in_row_parts_are_joined_at_load() {
+    let split = web(Quant::F16, 8 << 10, 8 << 20);
+    let whole = Weights::open(&web(Quant::F16, 128 << 20, 128 << 20), WeightFormat::F16).unwrap();
+    let (mb, m) = read_manifest(&split);
+    let roles = roles_of(&m);
+    let joined: Vec<_> = m
+        .tensors
+        .iter()
+        .filter(|t| bca::weights::manifest::joined(t, &roles))
+        .collect();
+    for name in [
+        "model.layers.0.mlp.gate_proj.weight",
+        "model.layers.1.mlp.up_proj.weight",
+        "model.layers.1.mlp.down_proj.weight",
+    ] {
+        assert!(
+            joined.iter().any(|t| t.name == name),
+            "{name} is not stored in parts at 8 KiB bindings"
+        );
+    }
+    let want = digests(&split).unwrap();
+    let (w, _) = stream(&split, 5);
+    for t in &joined {
+        let parts = w.matrix_parts(ctx(), &t.name).unwrap().len();
+        assert_eq!(parts, t.parts.len(), "{}", t.name);
+        let got = w.matrix(ctx(), &t.name).unwrap();
+        assert_eq!(
+            w.matrix_parts(ctx(), &t.name).unwrap().len(),
+            1,
+            "{}",
+            t.name
+        );
+        let one = whole.matrix(ctx(), &t.name).unwrap();
+        assert_eq!(
+            (got.rows(), got.cols()),
+            (one.rows(), one.cols()),
+            "{}",
+            t.name
+        );
+        assert!(
+            matrix_bytes(&got) == matrix_bytes(&one),
+            "{} joined from {} parts differs from the one-part conversion",
+            t.name,
+            t.parts.len()
+        );
+        let d = pollster::block_on(w.digest(ctx(), &t.name)).unwrap();
+        assert_eq!(d, want[&t.name], "{} digest after the join", t.name);
+    }
+    // an adapter that binds every part but not the largest joined whole
+    let (big, need) = joined
+        .iter()
+        .map(|t| {
+            let n: u64 = t.parts.iter().map(|p| gpu_bytes(t, p, &p.data)).sum();
+            (t, n)
+        })
+        .max_by_key(|(_, n)| *n)
+        .unwrap();
+    let limit = need - 1;
+    let largest_part = m
+        .tensors
+        .iter()
+        .flat_map(|t| t.parts.iter().map(move |p| gpu_bytes(t, p, &p.data)))
+        .max()
+        .unwrap();
+    assert!(
+        largest_part <= limit,
+        "a part is larger than the joined matrix"
+    );
+    let e = StreamLoader::new(
+        ctx(),
+        &mb,
+        None,
+        "manifest.json",
+        &StreamOptions {
+            max_binding: Some(limit),
+        },
+    )
+    .err()
+    .expect("accepted")
+    .to_string();
+    let rows = big.parts.last().unwrap().rows[1];
+    assert!(
+        e.starts_with(&format!(
+            "model too big for this GPU: tensor {} rows 0..{rows} needs a {need}-byte buffer, \
+             the adapter allows {limit} (maxStorageBufferBindingSize; the engine reads this \
+             matrix in one binding",
+            big.name
+        )),
+        "{e}"
+    );
+}
+
+/// The decoder on a store whose every layer matrix is in ragged row parts (joined by
+/// `Llm::load`): the same logits, bit for bit, as on the one-part store, at f16, q8 and q4.
+#[test]
+fn llm_on_joined_parts_gives_the_same_logits() {
+    use bca::model::llm::{Input, Llm, Session};
+    let inputs: Vec<Input> = [151644u32, 872, 198, 9707, 11, 1879, 0, 151645]
+        .iter()
+        .map(|&t| Input::Text(t))
+        .collect();
+    for (quant, format) in [
+        (Quant::F16, WeightFormat::F16),
+        (Quant::Q8, WeightFormat::Q8),
+        (Quant::Q4, WeightFormat::Q4),
+    ] {
+        let dir = web(quant, 128 << 20, 128 << 20);
+        let logits = |w: &Weights| {
+            let llm = Llm::load(ctx(), w).unwrap();
+            let mut s = Session::new(ctx(), &llm, 32, 3).unwrap();
+            pollster::block_on(s.all_logits(ctx(), &llm, &inputs)).unwrap()
+        };
+        let want = logits(&Weights::open(&dir, format).unwrap());
+        let w = Weights::open(&dir, format).unwrap();
+        let layers = w.config.llm.num_hidden_layers;
+        let mut cut = 0;
+        for l in 0..layers {
+            for m in [
+                "self_attn.W_pack.weight",
+                "self_attn.o_proj.weight",
+                "mlp.gate_proj.weight",
+                "mlp.up_proj.weight",
+                "mlp.down_proj.weight",
+            ] {
+                let name = format!("model.layers.{l}.{m}");
+                let one = w.matrix(ctx(), &name).unwrap();
+                let r = one.rows();
+                // two or three parts of uneven sizes, even first rows (q8 scale words)
+                let cuts: Vec<usize> = match cut % 3 {
+                    0 => vec![2],
+                    1 => vec![(r / 2) & !1, r - 2],
+                    _ => vec![r - 4],
+                };
+                cut += 1;
+                w.insert_matrix(&name, cut_rows(&one, &cuts));
+            }
+        }
+        // the digests of parts (what `bca check --digests` hashes) survive the join
+        let digest = |n: &str| pollster::block_on(w.digest(ctx(), n)).unwrap();
+        let kept: Vec<String> = (0..layers)
+            .flat_map(|l| {
+                ["self_attn.W_pack.weight", "mlp.down_proj.weight"]
+                    .map(|m| format!("model.layers.{l}.{m}"))
+            })
+            .collect();
+        let before: Vec<String> = kept.iter().map(|n| digest(n)).collect();
+        let got = logits(&w);
+        for (n, d) in kept.iter().zip(&before) {
+            assert_eq!(w.matrix_parts(ctx(), n).unwrap().len(), 1, "{n} not joined");
+            assert_eq!(&digest(n), d, "{quant:?}: {n} digest changed by the join");
+        }
+        assert_eq!(got.len(), want.len());
+        let bad = got
+            .iter()
+            .zip(&want)
+            .filter(|(a, b)| a.to_bits() != b.to_bits())
+            .count();
+        assert_eq!(bad, 0, "{quant:?}: {bad} of {} logits differ", got.len());
+        assert!(want.iter().any(|v| v.abs() > 1e-3), "{quant:?}: logits ~0");
+    }
+}
+
+/// Joining refuses parts that do not tile the rows, and q8 parts whose scales would start
+/// mid-word (an odd block count before them); parts that do tile join to the same bytes.
+#[test]
+fn joining_refuses_parts_it_cannot_join() {
+    use bca::tensor::Matrix;
+    let (_, m) = read_manifest(&web(Quant::Q4, 4 << 20, 8 << 20));
+    let cfg = bca::weights::convert::manifest_config(&m).unwrap();
+    let mut rng = Rng::new(11);
+    // 96 columns: 3 blocks per row, an odd count
+    let (rows, cols) = (7, 96);
+    let vals: Vec<f32> = (0..rows * cols).map(|_| rng.normal() * 0.1).collect();
+    let name = "model.layers.0.mlp.down_proj.weight";
+    for format in [WeightFormat::F16, WeightFormat::Q8, WeightFormat::Q4] {
+        let one = Matrix::from_f32(ctx(), "m", rows, cols, &vals, format);
+        let w = Weights::empty(cfg.clone(), format);
+        w.insert_matrix(name, cut_rows(&one, &[2, 6]));
+        let j = w.matrix(ctx(), name).unwrap();
+        assert!(matrix_bytes(&j) == matrix_bytes(&one), "{format:?}");
+        // a part starting at row 3 (after 9 blocks)
+        let w = Weights::empty(cfg.clone(), format);
+        w.insert_matrix(name, cut_rows(&one, &[3]));
+        let r = w.matrix(ctx(), name).map(|_| ());
+        if format == WeightFormat::Q8 {
+            let e = r.unwrap_err().to_string();
+            assert!(
+                e.starts_with(&format!("{name}: row parts cannot be joined: q8 scales of a part starting at row 3 begin mid-word")),
+                "{e}"
+            );
+        } else {
+            r.unwrap();
+        }
+        // a gap: parts of rows 0..2 and 3..7
+        let w = Weights::empty(cfg.clone(), format);
+        let mut parts = cut_rows(&one, &[2, 4]);
+        parts.remove(1);
+        parts[1].row_start = 3;
+        w.insert_matrix(name, parts);
+        let e = w.matrix(ctx(), name).map(|_| ()).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            format!("{name}: row parts do not tile the rows: a part starts at row 3 after 2 rows")
+        );
+    }
+}

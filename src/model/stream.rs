@@ -136,11 +136,11 @@ impl StreamLoader {
             .max_binding
             .unwrap_or(u64::MAX)
             .min(ctx.limits.max_storage_buffer_binding_size);
-        check_limits(&manifest, limit, ctx.limits.max_buffer_size)?;
         let roles: HashMap<String, Role> = model_tensors(&v.config)
             .into_iter()
             .map(|s| (s.name, s.role))
             .collect();
+        check_limits(&manifest, &roles, limit, ctx.limits.max_buffer_size)?;
         // HiFT's tensors only decide what stays raw on the GPU (its two small linears stay
         // host tensors: the f0 and source heads run on the host)
         let hift_roles: HashMap<String, Role> =

@@ -72,6 +72,8 @@ pub struct Weights {
     raw: RefCell<HashMap<String, std::rc::Rc<RawTensor>>>,
     /// The RVQ codebooks laid out for the kernels, shared by the bridge and the decoder.
     codebooks: RefCell<Option<std::rc::Rc<crate::ops::Codebooks>>>,
+    /// Matrices [`Weights::matrix`] joined from row parts → the first rows of those parts.
+    joined: RefCell<HashMap<String, Vec<usize>>>,
     #[cfg(not(target_arch = "wasm32"))]
     backing: Option<Backing>,
 }
@@ -103,6 +105,7 @@ impl Weights {
             host: RefCell::new(HashMap::new()),
             raw: RefCell::new(HashMap::new()),
             codebooks: RefCell::new(None),
+            joined: RefCell::new(HashMap::new()),
             #[cfg(not(target_arch = "wasm32"))]
             backing: None,
         }
@@ -420,21 +423,29 @@ impl Weights {
         Ok(m)
     }
 
-    /// A matrix stored in one part (every matrix of the tiny model; all but the vocabulary
-    /// tables of the real one at q4, and at q8 the audio head's FFN too, at the default 128 MiB
-    /// bindings). Split matrices must go through [`Weights::matrix_parts`].
+    /// A matrix read in one storage binding (all but the vocabulary tables and the audio
+    /// head's FFN, which go through [`Weights::matrix_parts`]). One stored in row parts (a
+    /// conversion whose `--max-binding` is below its size: the real model's gate/up/down at
+    /// f16 and the default 128 MiB) is joined on the GPU into one buffer, where the device
+    /// binds that much, and its parts are dropped; [`Weights::digest`] still hashes it part by
+    /// part as `bca check --digests` does.
     pub fn matrix(&self, ctx: &GpuContext, name: &str) -> Result<Matrix, ModelError> {
         let parts = self.matrix_parts(ctx, name)?;
-        match parts.as_slice() {
-            [one] => Ok(one.matrix.clone()),
-            _ => Err(ModelError::input(format!(
-                "{name} is stored in {} row parts (the checkpoint was converted with \
-                 --max-binding below its size), and only the vocabulary tables and the audio \
-                 head's FFN are read in parts: convert again with a larger --max-binding (up \
-                 to the device's maxStorageBufferBindingSize)",
-                parts.len()
-            ))),
+        if let [one] = parts.as_slice() {
+            return Ok(one.matrix.clone());
         }
+        let whole = join_parts(ctx, name, &parts)?;
+        let starts = parts.iter().map(|p| p.row_start).collect();
+        drop(parts);
+        self.insert_matrix(
+            name,
+            vec![MatrixPart {
+                row_start: 0,
+                matrix: whole.clone(),
+            }],
+        );
+        self.joined.borrow_mut().insert(name.to_string(), starts);
+        Ok(whole)
     }
 
     /// Small tensor uploaded as an activation-dtype tensor (biases, norm weights).
@@ -575,6 +586,116 @@ impl Weights {
     }
 }
 
+/// Byte offsets of row `r` in the (data, scales) buffers of a matrix laid out like `m`; None
+/// where q8's scales (two to a word) would start mid-word: an odd block count before row `r`.
+fn row_offsets(m: &Matrix, r: usize) -> Option<(u64, u64)> {
+    let b = (r * m.blocks_per_row()) as u64;
+    match m {
+        Matrix::F16 { .. } => Some((b * 16, 0)),
+        Matrix::Q8 { .. } => b.is_multiple_of(2).then_some((b * 32, b * 2)),
+        Matrix::Q4 { .. } => Some((b * 16, b * 4)),
+    }
+}
+
+/// One matrix from its row parts, copied on the GPU into buffers of the whole
+/// ([`Weights::matrix`]). Refuses parts that do not tile the rows in order with one layout,
+/// and a whole the device cannot bind.
+fn join_parts(ctx: &GpuContext, name: &str, parts: &[MatrixPart]) -> Result<Matrix, ModelError> {
+    let bad = |why: String| ModelError::input(format!("{name}: row parts {why}"));
+    let Some(first) = parts.first().map(|p| &p.matrix) else {
+        return Err(bad("missing (none stored)".into()));
+    };
+    let mut rows = 0;
+    let mut at = Vec::with_capacity(parts.len());
+    for p in parts {
+        let m = &p.matrix;
+        if m.format() != first.format()
+            || m.cols() != first.cols()
+            || m.blocks_per_row() != first.blocks_per_row()
+        {
+            return Err(bad(format!(
+                "differ in layout ({} {}×{} after {} {}×{})",
+                m.format(),
+                m.rows(),
+                m.cols(),
+                first.format(),
+                first.rows(),
+                first.cols()
+            )));
+        }
+        if p.row_start != rows {
+            return Err(bad(format!(
+                "do not tile the rows: a part starts at row {} after {rows} rows",
+                p.row_start
+            )));
+        }
+        at.push(row_offsets(first, rows).ok_or_else(|| {
+            bad(format!(
+                "cannot be joined: q8 scales of a part starting at row {rows} begin mid-word \
+                 (convert again with this build, which keeps q8 parts word-aligned)"
+            ))
+        })?);
+        rows += m.rows();
+    }
+    let cols = first.cols();
+    let (data, scales) = (
+        parts.iter().map(|p| p.matrix.data_bytes()).sum::<u64>(),
+        parts.iter().map(|p| p.matrix.scale_bytes()).sum::<u64>(),
+    );
+    let limit = ctx
+        .limits
+        .max_storage_buffer_binding_size
+        .min(ctx.limits.max_buffer_size);
+    if data.max(scales) > limit {
+        return Err(WeightError::TooBig {
+            name: name.into(),
+            rows: [0, rows],
+            bytes: data.max(scales),
+            limit,
+            which: format!(
+                "{}; the engine reads this matrix in one binding, and q8 or q4 take less",
+                if ctx.limits.max_storage_buffer_binding_size <= ctx.limits.max_buffer_size {
+                    "maxStorageBufferBindingSize"
+                } else {
+                    "maxBufferSize"
+                }
+            ),
+        }
+        .into());
+    }
+    let whole = match first {
+        Matrix::F16 { stride, .. } => Matrix::F16 {
+            buf: ctx.storage(name, data),
+            rows,
+            cols,
+            stride: *stride,
+        },
+        Matrix::Q8 { .. } => Matrix::Q8 {
+            data: ctx.storage(name, data),
+            scales: ctx.storage(name, scales),
+            rows,
+            cols,
+        },
+        Matrix::Q4 { .. } => Matrix::Q4 {
+            data: ctx.storage(name, data),
+            scales: ctx.storage(name, scales),
+            rows,
+            cols,
+        },
+    };
+    let mut rec = crate::gpu::Recorder::new(ctx, "join row parts");
+    let enc = rec.encoder()?;
+    for (p, (d, s)) in parts.iter().zip(at) {
+        let m = &p.matrix;
+        enc.copy_buffer_to_buffer(m.data(), 0, whole.data(), d, m.data_bytes());
+        if let (Some(from), Some(to)) = (m.scales(), whole.scales()) {
+            enc.copy_buffer_to_buffer(from, 0, to, s, m.scale_bytes());
+        }
+    }
+    rec.submit()?;
+    Ok(whole)
+}
+
 /// Bytes read back at once by [`Weights::digest`].
 const DIGEST_CHUNK: usize = 4 << 20;
 
@@ -585,8 +706,7 @@ impl Weights {
     /// bit-exact.
     pub async fn digest(&self, ctx: &GpuContext, name: &str) -> Result<String, ModelError> {
         use crate::gpu::read_buffer;
-        use crate::weights::manifest::{digest_f32, part_lengths};
-        use crate::weights::spec::Format;
+        use crate::weights::manifest::digest_f32;
         use sha2::{Digest, Sha256};
         let raw = self.raw.borrow().get(name).cloned();
         if let Some(t) = raw {
@@ -598,50 +718,54 @@ impl Weights {
             return Ok(digest_f32(&self.host(name)?.data));
         }
         let parts = self.matrix_parts(ctx, name)?;
-        let mut h = Sha256::new();
+        // the stored parts' row ranges, also of a matrix joined from them
+        let mut segments = Vec::new();
         for p in parts.iter() {
-            match &p.matrix {
+            let rows = p.matrix.rows();
+            match self.joined.borrow().get(name) {
+                Some(starts) => {
+                    let ends = starts.iter().skip(1).copied().chain([rows]);
+                    segments.extend(starts.iter().zip(ends).map(|(&a, b)| (&p.matrix, a, b)));
+                }
+                None => segments.push((&p.matrix, 0, rows)),
+            }
+        }
+        let mut h = Sha256::new();
+        for (m, r0, r1) in segments {
+            match m {
                 Matrix::F16 {
-                    buf,
-                    rows,
-                    cols,
-                    stride,
+                    buf, cols, stride, ..
                 } => {
                     // in slices of rows, so wasm memory never holds a whole large matrix
                     let per = (DIGEST_CHUNK / (stride * 2)).max(1);
-                    let mut r0 = 0;
-                    while r0 < *rows {
-                        let n = per.min(rows - r0);
-                        let off = (r0 * stride * 2) as u64;
+                    let mut r = r0;
+                    while r < r1 {
+                        let n = per.min(r1 - r);
+                        let off = (r * stride * 2) as u64;
                         let b = read_buffer(ctx, buf, off, (n * stride * 2) as u64).await?;
-                        for r in 0..n {
-                            h.update(&b[r * stride * 2..(r * stride + cols) * 2]);
+                        for i in 0..n {
+                            h.update(&b[i * stride * 2..(i * stride + cols) * 2]);
                         }
-                        r0 += n;
+                        r += n;
                     }
                 }
-                Matrix::Q8 {
-                    data,
-                    scales,
-                    rows,
-                    cols,
-                }
-                | Matrix::Q4 {
-                    data,
-                    scales,
-                    rows,
-                    cols,
-                } => {
-                    let f = if matches!(p.matrix, Matrix::Q8 { .. }) {
-                        Format::Q8
+                Matrix::Q8 { data, scales, .. } | Matrix::Q4 { data, scales, .. } => {
+                    // the rows' bytes as one part of them stores them (q8: the scales of a
+                    // part's last odd block fill a word)
+                    let end = if r1 == m.rows() {
+                        Some((m.data_bytes(), m.scale_bytes()))
                     } else {
-                        Format::Q4
+                        row_offsets(m, r1)
                     };
-                    let (dl, sl) = part_lengths(f, &[*rows, *cols], *rows);
-                    for (b, len) in [(data, dl), (scales, sl.unwrap_or(0))] {
-                        let mut o = 0;
-                        while o < len {
-                            let n = (DIGEST_CHUNK as u64).min(len - o);
+                    let (Some((d0, s0)), Some((d1, s1))) = (row_offsets(m, r0), end) else {
+                        return Err(ModelError::input(format!(
+                            "{name}: a part boundary splits a q8 scale word"
+                        )));
+                    };
+                    for (b, o0, o1) in [(data, d0, d1), (scales, s0, s1)] {
+                        let mut o = o0;
+                        while o < o1 {
+                            let n = (DIGEST_CHUNK as u64).min(o1 - o);
                             h.update(read_buffer(ctx, b, o, n).await?);
                             o += n;
                         }

@@ -15,7 +15,7 @@ use super::dtype::{self, DType};
 use super::hift::{fold_all, F32Tensor, HiftConfig};
 use super::manifest::*;
 use super::safetensors::SafetensorsSource;
-use super::spec::{model_tensors, web_format, Format, Quant, Role, Stage, TensorSpec};
+use super::spec::{model_tensors, web_format, Format, Quant, Stage, TensorSpec};
 use super::torch::read_state_dict;
 use super::{WeightError, WeightSource};
 use crate::tensor::quant::{dequantize_q4, dequantize_q8, quantize_q4, quantize_q8, QuantMatrix};
@@ -126,35 +126,19 @@ fn encode(f: Format, vals: &[f32], rows: usize, cols: usize) -> (Vec<u8>, Option
     }
 }
 
-/// Rows per part so that no span exceeds `max` bytes.
-/// Refuses a matrix the engine reads in one storage binding (all but
-/// [`read_in_parts`](super::manifest::read_in_parts)) that would not fit one part of `max`
-/// bytes, before anything is written.
-fn check_one_part(spec: &TensorSpec, fmt: Format, max: u64) -> Result<(), WeightError> {
-    let rows = spec.shape.first().copied().unwrap_or(1);
-    let matrix = matches!(spec.role, Role::Linear | Role::Embedding);
-    if rows_per_part(fmt, &spec.shape, max) >= rows
-        || !matrix
-        || super::manifest::read_in_parts(&spec.name)
-    {
-        return Ok(());
-    }
-    let (d, s) = super::manifest::part_lengths(fmt, &spec.shape, rows);
-    let need = d.max(s.unwrap_or(0));
-    Err(WeightError::Invalid(format!(
-        "{} takes {need} bytes as {}, more than one part of {max} (--max-binding, \
-         --max-shard), and the engine reads it in one storage binding: convert with \
-         --max-binding and --max-shard of at least {need} (the device must allow bindings \
-         that large)",
-        spec.name,
-        fmt.name(),
-    )))
-}
-
+/// Rows per part so that no span exceeds `max` bytes; an even number for q8 rows of an odd
+/// block count (so every part but the last ends on a whole word of scales, and the loader can
+/// join parts of a matrix it reads whole: `Weights::matrix`).
 fn rows_per_part(f: Format, shape: &[usize], max: u64) -> usize {
     let (d, s) = part_lengths(f, shape, 1);
     let per_row = d.max(s.unwrap_or(0)).max(1);
-    ((max / per_row) as usize).max(1)
+    let n = ((max / per_row) as usize).max(1);
+    let odd_q8 = f == Format::Q8 && row_elems(shape).div_ceil(32) % 2 == 1;
+    if odd_q8 && n > 1 {
+        n & !1
+    } else {
+        n
+    }
 }
 
 /// Reads hift.pt (either weight-norm spelling), folds weight norm; names prefixed `hift.`.
@@ -197,11 +181,6 @@ pub fn convert(hf: &Path, out: &Path, o: &ConvertOptions) -> Result<Manifest, We
     let src = SafetensorsSource::open_dir(hf)?;
     let (hcfg, hift) = load_hift(&hf.join("hift.pt"))?;
     let max_part = o.max_binding.min(o.max_shard);
-    for spec in model_tensors(&cfg).iter().chain(&hift_web_specs(&hcfg)) {
-        if let Some(fmt) = web_format(spec, o.quant) {
-            check_one_part(spec, fmt, max_part)?;
-        }
-    }
     std::fs::create_dir_all(out).map_err(|e| WeightError::io(out, e))?;
     for f in COPIED {
         let p = hf.join(f);
@@ -435,4 +414,27 @@ pub fn stage_of(name: &str, specs: &[TensorSpec]) -> Option<Stage> {
 /// Config of a converted folder.
 pub fn manifest_config(m: &Manifest) -> Result<OmniConfig, WeightError> {
     Ok(OmniConfig::from_value(m.config.clone(), "manifest.json")?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// q8 parts of rows with an odd block count hold an even number of rows (scale words
+    /// whole), one row only where two do not fit; other layouts keep every row that fits.
+    #[test]
+    fn q8_parts_of_odd_block_rows_hold_even_rows() {
+        // 96 columns: 3 blocks, 96 data bytes and 8 bytes of scales per row
+        for max in [192u64, 288, 480, 1000, 4096] {
+            let n = rows_per_part(Format::Q8, &[1000, 96], max);
+            assert!(
+                n.is_multiple_of(2) && n as u64 * 96 <= max && (n + 2) as u64 * 96 > max,
+                "{max}: {n}"
+            );
+        }
+        assert_eq!(rows_per_part(Format::Q8, &[1000, 96], 100), 1);
+        assert_eq!(rows_per_part(Format::Q8, &[1000, 64], 64 * 3), 3);
+        assert_eq!(rows_per_part(Format::Q4, &[1000, 96], 48 * 3), 3);
+        assert_eq!(rows_per_part(Format::F16, &[1000, 96], 192 * 3), 3);
+    }
 }

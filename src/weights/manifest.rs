@@ -99,7 +99,8 @@ pub fn row_elems(shape: &[usize]) -> usize {
 /// Byte lengths (data, scales) of `rows` rows of a tensor of `shape` stored as `f`.
 /// Whether the engine reads matrix `name` in row parts (the vocabulary tables, and the audio
 /// head's FFN matrices, whose per-position blocks are copied out at load); every other matrix
-/// must be one part, so it must fit one storage binding.
+/// stored in parts is joined into one buffer at load, so it must fit one storage binding
+/// whole ([`joined`]).
 pub fn read_in_parts(name: &str) -> bool {
     matches!(name, "model.embed_tokens.weight" | "lm_head.weight")
         || (name.starts_with("audio_head.transformer_layers.")
@@ -366,8 +367,15 @@ pub fn validate_manifest(m: &Manifest, file: &str) -> Result<Validated, WeightEr
 
 /// Refuses a model whose parts cannot be bound on this adapter: every part (data and scales)
 /// becomes one storage buffer, so each must fit `maxStorageBufferBindingSize` and
-/// `maxBufferSize`. Run before downloading anything, so the user hears it at once, with numbers.
-pub fn check_limits(m: &Manifest, max_binding: u64, max_buffer: u64) -> Result<(), WeightError> {
+/// `maxBufferSize`; a matrix stored in row parts that the engine reads whole
+/// ([`joined`]) must fit them whole. Run before downloading anything, so the user hears it at
+/// once, with numbers.
+pub fn check_limits(
+    m: &Manifest,
+    roles: &HashMap<String, Role>,
+    max_binding: u64,
+    max_buffer: u64,
+) -> Result<(), WeightError> {
     let limit = max_binding.min(max_buffer);
     let which = if max_binding <= max_buffer {
         "maxStorageBufferBindingSize"
@@ -375,6 +383,29 @@ pub fn check_limits(m: &Manifest, max_binding: u64, max_buffer: u64) -> Result<(
         "maxBufferSize"
     };
     for t in &m.tensors {
+        if joined(t, roles) {
+            let data: u64 = t.parts.iter().map(|p| gpu_bytes(t, p, &p.data)).sum();
+            let scales: u64 = t
+                .parts
+                .iter()
+                .filter_map(|p| p.scales)
+                .map(|s| s.length)
+                .sum();
+            let need = data.max(scales);
+            if need > limit {
+                let rows = t.parts.last().map_or(0, |p| p.rows[1]);
+                return Err(WeightError::TooBig {
+                    name: t.name.clone(),
+                    rows: [0, rows],
+                    bytes: need,
+                    limit,
+                    which: format!(
+                        "{which}; the engine reads this matrix in one binding, and q8 or q4 \
+                         take less"
+                    ),
+                });
+            }
+        }
         for p in &t.parts {
             for s in std::iter::once(&p.data).chain(p.scales.iter()) {
                 // f16 matrices are stored with rows padded to 8 elements on the GPU
@@ -394,7 +425,18 @@ pub fn check_limits(m: &Manifest, max_binding: u64, max_buffer: u64) -> Result<(
     Ok(())
 }
 
-/// Bytes a span occupies on the GPU (f16 rows are padded to a multiple of 8 elements).
+/// Whether the engine joins tensor `t`'s row parts into one buffer at load
+/// (`Weights::matrix`): a GPU matrix in more than one part that is not [`read_in_parts`].
+pub fn joined(t: &TensorEntry, roles: &HashMap<String, Role>) -> bool {
+    t.parts.len() > 1
+        && !read_in_parts(&t.name)
+        && stored_as_matrix(
+            roles,
+            &t.name,
+            parse_format(&t.format).unwrap_or(Format::F32),
+        )
+}
+
 pub fn gpu_bytes(t: &TensorEntry, p: &Part, s: &Span) -> u64 {
     if t.format == "f16" && s == &p.data {
         let cols = row_elems(&t.shape) as u64;
