@@ -190,10 +190,20 @@ fn manifest_json(q: Quant) -> &'static serde_json::Value {
     V[i].get_or_init(|| serde_json::to_value(tiny_manifest(q)).unwrap())
 }
 
+/// Roles of the model's tensors (which are GPU matrices, for the limits of joined parts).
+fn roles(
+    c: &bca::weights::OmniConfig,
+) -> std::collections::HashMap<String, bca::weights::spec::Role> {
+    bca::weights::spec::model_tensors(c)
+        .into_iter()
+        .map(|s| (s.name, s.role))
+        .collect()
+}
+
 fn run_manifest(b: &[u8]) {
     if let Ok(m) = parse_manifest(b, "manifest.json") {
-        if validate_manifest(&m, "manifest.json").is_ok() {
-            let _ = check_limits(&m, 128 << 20, 1 << 30);
+        if let Ok(v) = validate_manifest(&m, "manifest.json") {
+            let _ = check_limits(&m, &roles(&v.config), 128 << 20, 1 << 30);
         }
     }
 }
@@ -253,8 +263,8 @@ fn valid_layout_validates() {
     // the fuzzer's seed must itself be valid, or the mutations test nothing
     for q in [Quant::F16, Quant::Q8, Quant::Q4] {
         let m = tiny_manifest(q);
-        validate_manifest(&m, "manifest.json").unwrap();
-        check_limits(&m, 128 << 20, 1 << 30).unwrap();
+        let v = validate_manifest(&m, "manifest.json").unwrap();
+        check_limits(&m, &roles(&v.config), 128 << 20, 1 << 30).unwrap();
         let b = serde_json::to_vec(&m).unwrap();
         validate_manifest(&parse_manifest(&b, "m").unwrap(), "m").unwrap();
     }
