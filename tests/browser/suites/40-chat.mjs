@@ -174,6 +174,40 @@ export default async function ({ page, root, outDir, bca, check, call, loadModel
   check("a Base model cannot chat (clear error)", /Base model/.test(m), m);
 
   lap("errors");
+  // 5b. a model whose matrices are stored in row parts (`bca convert --max-binding 12288`: each
+  // layer's W_pack, gate, up and down in two ragged parts, the tables in 1584) gives the
+  // one-part model's logits bit for bit: the parts are joined on the GPU at load; and the
+  // joined matrices, read back part by part, equal `bca check --digests`
+  const J = "tiny-instruct-f16-12k";
+  const jdir = resolve(root, `www/models/${J}`);
+  const ids = [151644, 872, 198, 108386, 11, 151645, 198];
+  const logitsOf = async (model) => {
+    await loadModel(model);
+    const r = await call("llmLogits", ids, 4096);
+    return { first: Array.from(r.first), argmax: Array.from(r.argmax) };
+  };
+  const oneL = await logitsOf("models/tiny-instruct/");
+  lap("one-part logits");
+  const joinedL = await logitsOf(`models/${J}/`);
+  lap("joined logits");
+  const jm = JSON.parse(readFileSync(resolve(jdir, "manifest.json"), "utf8"));
+  const joinedNames = jm.tensors
+    .filter((t) => t.parts.length > 1 && /^model\.layers\.\d+\.(self_attn\.W_pack|mlp\.down_proj)\.weight$/.test(t.name))
+    .map((t) => t.name);
+  const differ = oneL.first.filter((v, i) => !Object.is(v, joinedL.first[i])).length;
+  check(`joined parts: ${J}'s logits equal the one-part model's bit for bit (${ids.length} positions × 4096)`,
+    differ === 0 && oneL.first.length === ids.length * 4096 && JSON.stringify(oneL.argmax) === JSON.stringify(joinedL.argmax)
+    && oneL.first.some((v) => Math.abs(v) > 1e-3) && joinedNames.length >= 4,
+    `${differ} differ; argmax ${oneL.argmax} vs ${joinedL.argmax}; ${joinedNames.length} split`);
+  const dj = resolve(outDir, `digests-${J}.json`);
+  execFileSync(bca, ["check", jdir, "--digests", dj], { stdio: "ignore" });
+  const wantD = JSON.parse(readFileSync(dj, "utf8"));
+  const gotD = {};
+  for (const n of joinedNames) gotD[n] = await call("tensorDigest", n);
+  const badD = joinedNames.filter((n) => gotD[n] !== wantD[n]);
+  check(`joined parts: ${joinedNames.length} joined matrices read back part by part equal bca check --digests`,
+    badD.length === 0, badD.length ? `${badD.length} differ, e.g. ${badD[0]}` : "");
+  lap("joined parts");
   // 6. the page: load the Instruct model through the form, shorter turns, a typed message
   await page.evaluate((o) => { window.__bcaTalk.options = o; window.__bcaTalk.handsFree = false; }, { seed: SEED, ...LIMITS });
   await page.fill("#model-url", "models/tiny-instruct/");
