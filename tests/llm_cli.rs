@@ -270,3 +270,59 @@ fn chat_takes_speech_and_answers_with_speech() {
         "not both",
     );
 }
+
+/// `bca convert` says the largest GPU buffer the converted model needs: with 12 KiB bindings a
+/// layer matrix joined whole at load (more than any part), with the default bindings a part of
+/// the embedding table (the largest one-part buffer).
+#[test]
+fn convert_says_the_binding_the_model_needs() {
+    use bca::weights::manifest::{largest_binding, Manifest};
+    let src = tiny(Variant::Instruct);
+    for (tag, args, joined) in [
+        (
+            "12k",
+            &["--quant", "f16", "--max-binding", "12288"][..],
+            true,
+        ),
+        ("q4", &["--quant", "q4"][..], false),
+    ] {
+        let out = tmp().join(format!("convert-{tag}"));
+        let _ = std::fs::remove_dir_all(&out);
+        let mut a = vec!["convert", src.to_str().unwrap(), out.to_str().unwrap()];
+        a.extend_from_slice(args);
+        let (ok, stdout, err) = bca(&a);
+        assert!(ok, "{err}");
+        let m: Manifest =
+            serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+        let cfg = bca::weights::convert::manifest_config(&m).unwrap();
+        let roles = bca::weights::spec::model_tensors(&cfg)
+            .into_iter()
+            .map(|s| (s.name, s.role))
+            .collect();
+        let (name, need) = largest_binding(&m, &roles).unwrap();
+        let t = m.tensors.iter().find(|t| t.name == name).unwrap();
+        assert_eq!(
+            bca::weights::manifest::joined(t, &roles),
+            joined,
+            "{tag}: {name} in {} parts",
+            t.parts.len()
+        );
+        let biggest_part = m
+            .tensors
+            .iter()
+            .flat_map(|t| t.parts.iter().map(move |p| (t, p)))
+            .map(|(t, p)| bca::weights::manifest::gpu_bytes(t, p, &p.data))
+            .max()
+            .unwrap();
+        assert!(
+            need >= biggest_part && (need > biggest_part) == joined,
+            "{tag}: {need} vs {biggest_part}"
+        );
+        assert!(
+            stdout.contains(&format!(
+                "loads on GPUs whose maxStorageBufferBindingSize is at least {need} bytes"
+            )) && stdout.contains(&format!("for {name})")),
+            "{tag}: {stdout}"
+        );
+    }
+}

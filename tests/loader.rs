@@ -545,6 +545,13 @@ fn matrices_stored_in_row_parts_are_joined_at_load() {
         })
         .max_by_key(|(_, n)| *n)
         .unwrap();
+    // what `bca convert` prints: the largest buffer, here a joined whole
+    let (lname, lneed) = bca::weights::manifest::largest_binding(&m, &roles).unwrap();
+    assert_eq!(lneed, need, "largest binding named {lname}");
+    assert!(
+        joined.iter().any(|t| t.name == lname),
+        "{lname} is not joined"
+    );
     let limit = need - 1;
     let largest_part = m
         .tensors

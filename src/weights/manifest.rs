@@ -384,14 +384,7 @@ pub fn check_limits(
     };
     for t in &m.tensors {
         if joined(t, roles) {
-            let data: u64 = t.parts.iter().map(|p| gpu_bytes(t, p, &p.data)).sum();
-            let scales: u64 = t
-                .parts
-                .iter()
-                .filter_map(|p| p.scales)
-                .map(|s| s.length)
-                .sum();
-            let need = data.max(scales);
+            let need = joined_bytes(t);
             if need > limit {
                 let rows = t.parts.last().map_or(0, |p| p.rows[1]);
                 return Err(WeightError::TooBig {
@@ -423,6 +416,41 @@ pub fn check_limits(
         }
     }
     Ok(())
+}
+
+/// The largest GPU buffer the model needs and the tensor that needs it (a joined matrix
+/// counts whole): what a GPU's `maxStorageBufferBindingSize` must allow (`bca convert` says it).
+pub fn largest_binding(m: &Manifest, roles: &HashMap<String, Role>) -> Option<(String, u64)> {
+    let mut best: Option<(String, u64)> = None;
+    for t in &m.tensors {
+        let need = if joined(t, roles) {
+            joined_bytes(t)
+        } else {
+            t.parts
+                .iter()
+                .flat_map(|p| {
+                    std::iter::once(gpu_bytes(t, p, &p.data)).chain(p.scales.map(|s| s.length))
+                })
+                .max()
+                .unwrap_or(0)
+        };
+        if best.as_ref().is_none_or(|(_, b)| need > *b) {
+            best = Some((t.name.clone(), need));
+        }
+    }
+    best
+}
+
+/// The larger of a joined matrix's whole data and scales on the GPU.
+fn joined_bytes(t: &TensorEntry) -> u64 {
+    let data: u64 = t.parts.iter().map(|p| gpu_bytes(t, p, &p.data)).sum();
+    let scales: u64 = t
+        .parts
+        .iter()
+        .filter_map(|p| p.scales)
+        .map(|s| s.length)
+        .sum();
+    data.max(scales)
 }
 
 /// Whether the engine joins tensor `t`'s row parts into one buffer at load

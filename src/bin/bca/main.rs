@@ -809,6 +809,18 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 bytes,
                 out_dir.display()
             );
+            let cfg = bca::weights::convert::manifest_config(&m)?;
+            let roles = bca::weights::spec::model_tensors(&cfg)
+                .into_iter()
+                .map(|s| (s.name, s.role))
+                .collect();
+            if let Some((name, need)) = bca::weights::manifest::largest_binding(&m, &roles) {
+                println!(
+                    "loads on GPUs whose maxStorageBufferBindingSize is at least {need} bytes \
+                     ({:.1} MiB, for {name})",
+                    need as f64 / (1u64 << 20) as f64
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Check { model_dir, digests } => match bca::weights::check::check_dir(&model_dir) {
