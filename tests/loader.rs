@@ -673,8 +673,20 @@ fn joining_refuses_parts_it_cannot_join() {
         let one = Matrix::from_f32(ctx(), "m", rows, cols, &vals, format);
         let w = Weights::empty(cfg.clone(), format);
         w.insert_matrix(name, cut_rows(&one, &[2, 6]));
+        let d3 = pollster::block_on(w.digest(ctx(), name)).unwrap();
         let j = w.matrix(ctx(), name).unwrap();
         assert!(matrix_bytes(&j) == matrix_bytes(&one), "{format:?}");
+        assert_eq!(pollster::block_on(w.digest(ctx(), name)).unwrap(), d3);
+        // the same name stored again in other parts: hashed by those, not the joined ones
+        w.insert_matrix(name, cut_rows(&one, &[4]));
+        let w2 = Weights::empty(cfg.clone(), format);
+        w2.insert_matrix(name, cut_rows(&one, &[4]));
+        let d2 = pollster::block_on(w2.digest(ctx(), name)).unwrap();
+        assert_eq!(
+            pollster::block_on(w.digest(ctx(), name)).unwrap(),
+            d2,
+            "{format:?}"
+        );
         // a part starting at row 3 (after 9 blocks)
         let w = Weights::empty(cfg.clone(), format);
         w.insert_matrix(name, cut_rows(&one, &[3]));

@@ -260,8 +260,10 @@ impl Weights {
         self.roles.get(name).map(|(_, s)| s.as_slice())
     }
 
-    /// Registers a matrix uploaded by a loader (parts sorted by first row).
+    /// Registers a matrix uploaded by a loader (parts sorted by first row), in place of any
+    /// earlier one of that name.
     pub fn insert_matrix(&self, name: &str, parts: Vec<MatrixPart>) {
+        self.joined.borrow_mut().remove(name);
         self.matrices
             .borrow_mut()
             .insert(name.to_string(), std::rc::Rc::new(parts));
@@ -291,6 +293,7 @@ impl Weights {
     /// Drops the store's reference to a matrix (a stage that re-laid it out keeps its own
     /// copy; the GPU memory goes when the last clone does).
     pub fn evict(&self, name: &str) {
+        self.joined.borrow_mut().remove(name);
         self.matrices.borrow_mut().remove(name);
     }
 
