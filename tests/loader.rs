@@ -713,3 +713,64 @@ fn joining_refuses_parts_it_cannot_join() {
         );
     }
 }
+
+/// On a GPU whose bindings are smaller than a derived matrix (the real gate/up interleaved at
+/// f16: 272 MB against 256 MiB), the relayouts decline (`None`: the caller keeps separate
+/// products) instead of creating a buffer the device cannot bind; and a matrix joined from
+/// parts that would not fit is refused with its size (a context requesting a 1 MiB limit).
+#[test]
+fn relayouts_and_joins_respect_a_small_binding_limit() {
+    use bca::gpu::{GpuOptions, Recorder};
+    use bca::tensor::Matrix;
+    let small = pollster::block_on(GpuContext::new(&GpuOptions {
+        max_binding: Some(1 << 20),
+        ..Default::default()
+    }))
+    .unwrap();
+    assert_eq!(small.limits.max_storage_buffer_binding_size, 1 << 20);
+    let mut rng = Rng::new(5);
+    // 1100 × 256 f16: 563200 bytes each, 1126400 together (over 1 MiB); 900 rows fit
+    for (rows, fits) in [(1100, false), (900, true)] {
+        let a = Matrix::f16_from_f32(&small, "a", rows, 256, &rng.normal_vec(rows * 256, 0.1));
+        let b = Matrix::f16_from_f32(&small, "b", rows, 256, &rng.normal_vec(rows * 256, 0.1));
+        let mut rec = Recorder::new(&small, "t");
+        let i = bca::ops::interleave_rows(&mut rec, &a, &b).unwrap();
+        let c = bca::ops::concat_rows(&mut rec, &[&a, &b]).unwrap();
+        rec.submit().unwrap();
+        assert_eq!((i.is_some(), c.is_some()), (fits, fits), "{rows} rows");
+        small.check().unwrap();
+    }
+    // a join over the limit: parts of 600 KB, the whole 1.2 MB
+    let (_, m) = read_manifest(&web(Quant::Q4, 4 << 20, 8 << 20));
+    let cfg = bca::weights::convert::manifest_config(&m).unwrap();
+    let part = |r0: usize, r1: usize, rng: &mut Rng| bca::model::weights::MatrixPart {
+        row_start: r0,
+        matrix: Matrix::f16_from_f32(
+            &small,
+            "p",
+            r1 - r0,
+            256,
+            &rng.normal_vec((r1 - r0) * 256, 0.1),
+        ),
+    };
+    let w = Weights::empty(cfg, WeightFormat::F16);
+    let name = "model.layers.0.mlp.down_proj.weight";
+    w.insert_matrix(
+        name,
+        vec![part(0, 1200, &mut rng), part(1200, 2400, &mut rng)],
+    );
+    let e = w.matrix(&small, name).map(|_| ()).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        format!(
+            "model too big for this GPU: tensor {name} rows 0..2400 needs a 1228800-byte buffer, \
+             the adapter allows 1048576 (maxStorageBufferBindingSize; the engine reads this \
+             matrix in one binding, and q8 or q4 take less)"
+        )
+    );
+    assert_eq!(
+        w.matrix_parts(&small, name).unwrap().len(),
+        2,
+        "the parts are kept"
+    );
+}

@@ -108,6 +108,10 @@ pub struct GpuOptions {
     /// workgroup memory even where the adapter has subgroups (the portable pass; a knob for
     /// comparisons).
     pub no_attn_sg: bool,
+    /// Request at most this `maxStorageBufferBindingSize` (and `maxBufferSize`) even where the
+    /// adapter allows more: tests of what a smaller GPU does (the engine's own needs are
+    /// still checked against the adapter).
+    pub max_binding: Option<u64>,
 }
 
 /// The tensor-core kernel of products with f16 weights (q8/q4 always take `gemm_coop.wgsl`).
@@ -407,8 +411,14 @@ impl GpuContext {
 
         // Raise what the model needs to what the adapter offers; keep the rest at defaults.
         let limits = wgpu::Limits {
-            max_buffer_size: al.max_buffer_size,
-            max_storage_buffer_binding_size: al.max_storage_buffer_binding_size,
+            max_buffer_size: opts
+                .max_binding
+                .map_or(al.max_buffer_size, |m| m.min(al.max_buffer_size)),
+            max_storage_buffer_binding_size: opts
+                .max_binding
+                .map_or(al.max_storage_buffer_binding_size, |m| {
+                    m.min(al.max_storage_buffer_binding_size)
+                }),
             max_compute_workgroup_storage_size: al.max_compute_workgroup_storage_size,
             max_compute_invocations_per_workgroup: al.max_compute_invocations_per_workgroup,
             max_compute_workgroup_size_x: al.max_compute_workgroup_size_x,

@@ -206,10 +206,21 @@ pub fn f32_to_act(
     })
 }
 
+/// Whether a buffer of `bytes` can be created and bound whole on this device.
+fn fits_one_binding(ctx: &crate::gpu::GpuContext, bytes: usize) -> bool {
+    let limit = ctx
+        .limits
+        .max_storage_buffer_binding_size
+        .min(ctx.limits.max_buffer_size);
+    bytes as u64 <= limit
+}
+
 /// Interleaves the rows of two matrices of one shape and format into one of twice the rows:
 /// row `2i` is `a`'s row i, row `2i + 1` is `b`'s (the layout of a SwiGLU [`super::gemv`]:
 /// gate and up in one product). Bit-exact word copies on the GPU. `None` where a row does not
-/// end on a word boundary of the scales (q8 with an odd number of blocks per row).
+/// end on a word boundary of the scales (q8 with an odd number of blocks per row), or where
+/// the result would not fit one binding (the real gate/up at f16, 272 MB, on a GPU binding 256
+/// MiB: the caller keeps two products).
 pub fn interleave_rows(
     rec: &mut Recorder,
     a: &crate::tensor::Matrix,
@@ -236,6 +247,9 @@ pub fn interleave_rows(
         return Ok(None);
     };
     let ctx = rec.ctx();
+    if !fits_one_binding(ctx, 2 * rows * dw.max(sw) * 4) {
+        return Ok(None);
+    }
     let interleave = |rec: &mut Recorder,
                       w: usize,
                       pick: fn(&Matrix) -> Option<&wgpu::Buffer>|
@@ -272,7 +286,8 @@ pub fn interleave_rows(
 
 /// Stacks the rows of matrices of one format and width: `[a; b; …]` (a fused q/k/v
 /// projection from three). Bit-exact word copies on the GPU. `None` where a row does not end on
-/// a word boundary of the scales (q8 with an odd number of blocks per row).
+/// a word boundary of the scales (q8 with an odd number of blocks per row), or where the result
+/// would not fit one binding.
 pub fn concat_rows(
     rec: &mut Recorder,
     parts: &[&crate::tensor::Matrix],
@@ -305,6 +320,9 @@ pub fn concat_rows(
     };
     let ctx = rec.ctx();
     let rows: usize = parts.iter().map(|m| m.rows()).sum();
+    if !fits_one_binding(ctx, rows * dw.max(sw) * 4) {
+        return Ok(None);
+    }
     let stack = |rec: &mut Recorder,
                  w: usize,
                  pick: fn(&Matrix) -> Option<&wgpu::Buffer>|

@@ -252,6 +252,7 @@ impl GpuArgs {
             host_source: self.host_source,
             no_attn_one_pass: self.no_attn_one_pass,
             no_attn_sg: self.no_attn_sg,
+            max_binding: None,
         }
     }
 }
