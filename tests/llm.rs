@@ -98,9 +98,22 @@ fn compare_case(case: &serde_json::Value, got: &[f32], vocab: usize) -> (f64, f6
 }
 
 fn run_path(path: GpuPath, format: WeightFormat, chunk: usize) -> Vec<(String, f64, f64, usize)> {
-    let c = ctx(path);
+    run_on(ctx(path), format, chunk)
+}
+
+fn run_on(
+    c: &bca::gpu::GpuContext,
+    format: WeightFormat,
+    chunk: usize,
+) -> Vec<(String, f64, f64, usize)> {
     let w = Weights::open(&tiny(Variant::Instruct), format).expect("open");
     let llm = Llm::load(c, &w).expect("load");
+    let fused = llm.fused_mlp_layers();
+    assert!(
+        fused == if c.no_fused_mlp { 0 } else { llm.dims.layers },
+        "{fused} of {} layers fused",
+        llm.dims.layers
+    );
     let g = golden();
     let mut out = Vec::new();
     for case in g["cases"].as_array().unwrap() {
@@ -149,6 +162,40 @@ fn logits_bounds_f16_q8_q4() {
                 "{path:?} {}: {name}: max error {ev} ≥ {bound}",
                 format.name()
             );
+        }
+    }
+}
+
+/// gate and up as two products and a SwiGLU dispatch (`GpuOptions::no_fused_mlp`), the path of
+/// a GPU that cannot bind the interleaved matrix (the real gate/up at f16 need 272 MB): the
+/// same bounds against transformers as the fused path, in prefill chunks and decode steps.
+#[test]
+fn logits_with_gate_and_up_unfused() {
+    use bca::gpu::{GpuContext, GpuOptions};
+    for (force_f32, format, bound, chunk) in [
+        (true, WeightFormat::F16, 1e-3, 7),
+        (true, WeightFormat::F16, 1e-3, 1),
+        (false, WeightFormat::Q4, 1.5e-1, 1),
+    ] {
+        let c = pollster::block_on(GpuContext::new(&GpuOptions {
+            force_f32,
+            no_fused_mlp: true,
+            ..Default::default()
+        }))
+        .expect("context");
+        for (name, ev, _, t1) in run_on(&c, format, chunk) {
+            eprintln!(
+                "unfused f32 {force_f32} {} chunk {chunk} {name}: max |Δlogit| {ev:.2e}, top-1 differs at {t1}",
+                format.name()
+            );
+            assert!(
+                ev < bound,
+                "{}: {name}: max error {ev} ≥ {bound}",
+                format.name()
+            );
+            if force_f32 {
+                assert_eq!(t1, 0, "{name}: top-1 differs at {t1} positions");
+            }
         }
     }
 }

@@ -108,6 +108,10 @@ pub struct GpuOptions {
     /// workgroup memory even where the adapter has subgroups (the portable pass; a knob for
     /// comparisons).
     pub no_attn_sg: bool,
+    /// The LLM keeps gate and up as two products and a SwiGLU dispatch even where they can be
+    /// one interleaved matrix (the path a GPU too small to bind the interleaved matrix takes;
+    /// a knob for tests and comparisons).
+    pub no_fused_mlp: bool,
     /// Request at most this `maxStorageBufferBindingSize` (and `maxBufferSize`) even where the
     /// adapter allows more: tests of what a smaller GPU does (the engine's own needs are
     /// still checked against the adapter).
@@ -282,6 +286,8 @@ pub struct GpuContext {
     pub no_attn_one_pass: bool,
     /// See [`GpuOptions::no_attn_sg`].
     pub no_attn_sg: bool,
+    /// See [`GpuOptions::no_fused_mlp`].
+    pub no_fused_mlp: bool,
     /// q4/q8 decode products quantise x to int8 and use packed dot products (gemv_i8.wgsl).
     pub int8: bool,
     pub(crate) sink: Arc<Mutex<ErrorSink>>,
@@ -552,6 +558,7 @@ impl GpuContext {
             host_source: opts.host_source,
             no_attn_one_pass: opts.no_attn_one_pass,
             no_attn_sg: opts.no_attn_sg,
+            no_fused_mlp: opts.no_fused_mlp,
             int8: !opts.no_int8,
             sink,
             dummy,

@@ -149,6 +149,10 @@ struct GpuArgs {
     /// workgroup memory even where the adapter has subgroups (a knob for comparisons).
     #[arg(long)]
     no_attn_sg: bool,
+    /// The LLM's gate and up as two products and a SwiGLU dispatch, not one interleaved matrix
+    /// (the path of a GPU too small to bind it; a knob for comparisons).
+    #[arg(long)]
+    no_fused_mlp: bool,
 }
 
 fn parse_coops_shape(s: &str) -> Result<(u32, u32), String> {
@@ -252,6 +256,7 @@ impl GpuArgs {
             host_source: self.host_source,
             no_attn_one_pass: self.no_attn_one_pass,
             no_attn_sg: self.no_attn_sg,
+            no_fused_mlp: self.no_fused_mlp,
             max_binding: None,
         }
     }

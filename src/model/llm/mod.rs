@@ -81,6 +81,9 @@ impl Mlp {
             format!("{p}.mlp.up_proj.weight"),
         );
         let (gate, up) = (w.matrix(ctx, &gn)?, w.matrix(ctx, &un)?);
+        if ctx.no_fused_mlp {
+            return Ok(Mlp::Split { gate, up });
+        }
         let mut rec = Recorder::new(ctx, "llm.gate_up");
         let Some(m) = ops::interleave_rows(&mut rec, &gate, &up)? else {
             return Ok(Mlp::Split { gate, up });
@@ -268,6 +271,15 @@ impl Llm {
             .iter()
             .map(|p| (p.row_start, p.matrix.rows()))
             .collect()
+    }
+
+    /// Layers whose gate and up are one interleaved matrix (a SwiGLU product); the others run
+    /// two products and a SwiGLU.
+    pub fn fused_mlp_layers(&self) -> usize {
+        self.layers
+            .iter()
+            .filter(|l| matches!(l.mlp, Mlp::Fused(_)))
+            .count()
     }
 }
 
