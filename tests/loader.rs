@@ -434,7 +434,8 @@ fn cut_rows(m: &bca::tensor::Matrix, cuts: &[usize]) -> Vec<bca::model::weights:
     use bca::tensor::Matrix;
     let (d, s) = matrix_bytes(m);
     let nb = m.blocks_per_row();
-    // byte offset of row r in (data, scales)
+    // byte offset of row r in (data, scales), also where q8's scales start mid-word (the
+    // refusal cases need such parts, which Matrix::row_offsets declines)
     let at = |r: usize| -> (usize, usize) {
         match m {
             Matrix::F16 { .. } => (r * nb * 16, 0),

@@ -589,17 +589,6 @@ impl Weights {
     }
 }
 
-/// Byte offsets of row `r` in the (data, scales) buffers of a matrix laid out like `m`; None
-/// where q8's scales (two to a word) would start mid-word: an odd block count before row `r`.
-fn row_offsets(m: &Matrix, r: usize) -> Option<(u64, u64)> {
-    let b = (r * m.blocks_per_row()) as u64;
-    match m {
-        Matrix::F16 { .. } => Some((b * 16, 0)),
-        Matrix::Q8 { .. } => b.is_multiple_of(2).then_some((b * 32, b * 2)),
-        Matrix::Q4 { .. } => Some((b * 16, b * 4)),
-    }
-}
-
 /// One matrix from its row parts, copied on the GPU into buffers of the whole
 /// ([`Weights::matrix`]). Refuses parts that do not tile the rows in order with one layout,
 /// and a whole the device cannot bind.
@@ -632,7 +621,7 @@ fn join_parts(ctx: &GpuContext, name: &str, parts: &[MatrixPart]) -> Result<Matr
                 p.row_start
             )));
         }
-        at.push(row_offsets(first, rows).ok_or_else(|| {
+        at.push(first.row_offsets(rows).ok_or_else(|| {
             bad(format!(
                 "cannot be joined: q8 scales of a part starting at row {rows} begin mid-word \
                  (convert again with this build, which keeps q8 parts word-aligned)"
@@ -645,26 +634,14 @@ fn join_parts(ctx: &GpuContext, name: &str, parts: &[MatrixPart]) -> Result<Matr
         parts.iter().map(|p| p.matrix.data_bytes()).sum::<u64>(),
         parts.iter().map(|p| p.matrix.scale_bytes()).sum::<u64>(),
     );
-    let limit = ctx
-        .limits
-        .max_storage_buffer_binding_size
-        .min(ctx.limits.max_buffer_size);
+    let (limit, which) = crate::weights::manifest::binding_limit(
+        ctx.limits.max_storage_buffer_binding_size,
+        ctx.limits.max_buffer_size,
+    );
     if data.max(scales) > limit {
-        return Err(WeightError::TooBig {
-            name: name.into(),
-            rows: [0, rows],
-            bytes: data.max(scales),
-            limit,
-            which: format!(
-                "{}; the engine reads this matrix in one binding, and q8 or q4 take less",
-                if ctx.limits.max_storage_buffer_binding_size <= ctx.limits.max_buffer_size {
-                    "maxStorageBufferBindingSize"
-                } else {
-                    "maxBufferSize"
-                }
-            ),
-        }
-        .into());
+        let e =
+            crate::weights::manifest::joined_too_big(name, rows, data.max(scales), limit, which);
+        return Err(e.into());
     }
     let whole = match first {
         Matrix::F16 { stride, .. } => Matrix::F16 {
@@ -758,9 +735,9 @@ impl Weights {
                     let end = if r1 == m.rows() {
                         Some((m.data_bytes(), m.scale_bytes()))
                     } else {
-                        row_offsets(m, r1)
+                        m.row_offsets(r1)
                     };
-                    let (Some((d0, s0)), Some((d1, s1))) = (row_offsets(m, r0), end) else {
+                    let (Some((d0, s0)), Some((d1, s1))) = (m.row_offsets(r0), end) else {
                         return Err(ModelError::input(format!(
                             "{name}: a part boundary splits a q8 scale word"
                         )));

@@ -208,10 +208,10 @@ pub fn f32_to_act(
 
 /// Whether a buffer of `bytes` can be created and bound whole on this device.
 fn fits_one_binding(ctx: &crate::gpu::GpuContext, bytes: usize) -> bool {
-    let limit = ctx
-        .limits
-        .max_storage_buffer_binding_size
-        .min(ctx.limits.max_buffer_size);
+    let (limit, _) = crate::weights::manifest::binding_limit(
+        ctx.limits.max_storage_buffer_binding_size,
+        ctx.limits.max_buffer_size,
+    );
     bytes as u64 <= limit
 }
 

@@ -227,6 +227,17 @@ impl Matrix {
         }
     }
 
+    /// Byte offsets of row `r` in the (data, scales) buffers; None where q8's scales (two to a
+    /// word) would start mid-word: an odd block count before row `r`.
+    pub fn row_offsets(&self, r: usize) -> Option<(u64, u64)> {
+        let b = (r * self.blocks_per_row()) as u64;
+        match self {
+            Matrix::F16 { .. } => Some((b * 16, 0)),
+            Matrix::Q8 { .. } => b.is_multiple_of(2).then_some((b * 32, b * 2)),
+            Matrix::Q4 { .. } => Some((b * 16, b * 4)),
+        }
+    }
+
     /// Bytes of the weight data the kernel reads.
     pub fn data_bytes(&self) -> u64 {
         let blocks = (self.rows() * self.blocks_per_row()) as u64;

@@ -96,7 +96,6 @@ pub fn row_elems(shape: &[usize]) -> usize {
     shape.iter().skip(1).product()
 }
 
-/// Byte lengths (data, scales) of `rows` rows of a tensor of `shape` stored as `f`.
 /// Whether the engine reads matrix `name` in row parts (the vocabulary tables, and the audio
 /// head's FFN matrices, whose per-position blocks are copied out at load); every other matrix
 /// stored in parts is joined into one buffer at load, so it must fit one storage binding
@@ -107,6 +106,7 @@ pub fn read_in_parts(name: &str) -> bool {
             && (name.ends_with(".linear1.weight") || name.ends_with(".linear2.weight")))
 }
 
+/// Byte lengths (data, scales) of `rows` rows of a tensor of `shape` stored as `f`.
 pub fn part_lengths(f: Format, shape: &[usize], rows: usize) -> (u64, Option<u64>) {
     let re = row_elems(shape) as u64;
     let r = rows as u64;
@@ -376,33 +376,17 @@ pub fn check_limits(
     max_binding: u64,
     max_buffer: u64,
 ) -> Result<(), WeightError> {
-    let limit = max_binding.min(max_buffer);
-    let which = if max_binding <= max_buffer {
-        "maxStorageBufferBindingSize"
-    } else {
-        "maxBufferSize"
-    };
+    let (limit, which) = binding_limit(max_binding, max_buffer);
     for t in &m.tensors {
         if joined(t, roles) {
             let need = joined_bytes(t);
             if need > limit {
                 let rows = t.parts.last().map_or(0, |p| p.rows[1]);
-                return Err(WeightError::TooBig {
-                    name: t.name.clone(),
-                    rows: [0, rows],
-                    bytes: need,
-                    limit,
-                    which: format!(
-                        "{which}; the engine reads this matrix in one binding, and q8 or q4 \
-                         take less"
-                    ),
-                });
+                return Err(joined_too_big(&t.name, rows, need, limit, which));
             }
         }
         for p in &t.parts {
-            for s in std::iter::once(&p.data).chain(p.scales.iter()) {
-                // f16 matrices are stored with rows padded to 8 elements on the GPU
-                let need = gpu_bytes(t, p, s);
+            for need in span_bytes(t, p) {
                 if need > limit {
                     return Err(WeightError::TooBig {
                         name: t.name.clone(),
@@ -418,6 +402,36 @@ pub fn check_limits(
     Ok(())
 }
 
+/// What one GPU buffer may hold on a device with these limits, and the limit's name.
+pub fn binding_limit(max_binding: u64, max_buffer: u64) -> (u64, &'static str) {
+    if max_binding <= max_buffer {
+        (max_binding, "maxStorageBufferBindingSize")
+    } else {
+        (max_buffer, "maxBufferSize")
+    }
+}
+
+/// The error for a matrix of `rows` rows that the engine reads whole in one binding
+/// ([`joined`]) and that needs `bytes`, over `limit` (named `which`).
+pub fn joined_too_big(name: &str, rows: usize, bytes: u64, limit: u64, which: &str) -> WeightError {
+    WeightError::TooBig {
+        name: name.into(),
+        rows: [0, rows],
+        bytes,
+        limit,
+        which: format!(
+            "{which}; the engine reads this matrix in one binding, and q8 or q4 take less"
+        ),
+    }
+}
+
+/// Bytes each span of part `p` (data, then scales) occupies on the GPU.
+fn span_bytes<'a>(t: &'a TensorEntry, p: &'a Part) -> impl Iterator<Item = u64> + 'a {
+    std::iter::once(&p.data)
+        .chain(p.scales.iter())
+        .map(move |s| gpu_bytes(t, p, s))
+}
+
 /// The largest GPU buffer the model needs and the tensor that needs it (a joined matrix
 /// counts whole): what a GPU's `maxStorageBufferBindingSize` must allow (`bca convert` says it).
 pub fn largest_binding(m: &Manifest, roles: &HashMap<String, Role>) -> Option<(String, u64)> {
@@ -428,9 +442,7 @@ pub fn largest_binding(m: &Manifest, roles: &HashMap<String, Role>) -> Option<(S
         } else {
             t.parts
                 .iter()
-                .flat_map(|p| {
-                    std::iter::once(gpu_bytes(t, p, &p.data)).chain(p.scales.map(|s| s.length))
-                })
+                .flat_map(|p| span_bytes(t, p))
                 .max()
                 .unwrap_or(0)
         };
@@ -465,6 +477,7 @@ pub fn joined(t: &TensorEntry, roles: &HashMap<String, Role>) -> bool {
         )
 }
 
+/// Bytes a span occupies on the GPU (f16 rows are padded to a multiple of 8 elements).
 pub fn gpu_bytes(t: &TensorEntry, p: &Part, s: &Span) -> u64 {
     if t.format == "f16" && s == &p.data {
         let cols = row_elems(&t.shape) as u64;
